@@ -1,0 +1,40 @@
+# The two doors: `make run` and `make test`. Both build .venv from pinned requirements when it is missing or stale.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+STATE_DIR ?= ./.batchplane
+
+.PHONY: run test lint unit functional e2e bench package clean venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# chalice pins pip<26.3; pin pip here so the bootstrap is the same on every machine.
+	$(BIN)/python -m pip install -q "pip>=23,<26.3"
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/batchplane up --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR)
+
+lint: $(STAMP)
+	$(BIN)/ruff check chalicelib app.py tests bench
+	$(BIN)/ruff format --check chalicelib app.py tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(if $(WORKLOAD),--workload $(WORKLOAD),)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""HTTP request -> operation -> response, independent of the web framework.
+
+Chalice (app.py) and the local server both call `handle`; so does any test that wants the wire without a socket.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from chalicelib.api import wire
+from chalicelib.api.errors import Response, error_response, ok
+from chalicelib.api.handlers import OPERATIONS
+from chalicelib.control.context import RequestContext, Services
+from chalicelib.domain.errors import InvalidRequest
+
+TAGS_PREFIX = "/v1/tags/"
+_TAG_OPERATIONS = {"GET": "ListTagsForResource", "POST": "TagResource", "DELETE": "UntagResource"}
+_CREDENTIAL_REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
+
+
+def region_of(headers: Mapping[str, str], default: str) -> str:
+    """The region of the SigV4 credential scope in the Authorization header, else `default`."""
+    for key, value in headers.items():
+        if key.lower() == "authorization":
+            match = _CREDENTIAL_REGION.search(value)
+            if match:
+                return match.group(1)
+    return default
+
+
+def resolve(method: str, path: str) -> tuple[str, dict[str, Any]]:
+    """(operation name, members carried in the URI)."""
+    if path.startswith(TAGS_PREFIX) and method in _TAG_OPERATIONS:
+        # The ARN arrives URL-encoded in one path segment (%2F for '/'). unquote is idempotent for ARNs, so this is
+        # right whether or not the front end (API Gateway, Chalice local) already decoded it.
+        return _TAG_OPERATIONS[method], {"resourceArn": unquote(path[len(TAGS_PREFIX) :])}
+    name = wire.operations_by_path().get((method, path.rstrip("/").lower()))
+    if name is None:
+        raise InvalidRequest(f"Unknown operation {method} {path}")
+    return name, {}
+
+
+def handle(
+    svc: Services,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes | str | None,
+    query: Mapping[str, list[str]] | None = None,
+) -> Response:
+    request_id = str(uuid.uuid4())
+    try:
+        operation, uri_members = resolve(method, path)
+        payload = _parse_body(body)
+        if operation == "UntagResource":
+            payload["tagKeys"] = list((query or {}).get("tagKeys", []))
+        payload.update(uri_members)
+        request = wire.validate_request(operation, payload)
+        handler = OPERATIONS.get(operation)
+        if handler is None:
+            raise InvalidRequest(f"{operation} is not supported by batchplane")
+        ctx = RequestContext(region=region_of(headers, svc.settings.default_region))
+        return ok(handler(svc, ctx, request), request_id)
+    except Exception as exc:
+        return error_response(exc, request_id)
+
+
+def _parse_body(body: bytes | str | None) -> dict[str, Any]:
+    if not body:
+        return {}
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("The request body is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequest("The request body must be a JSON object")
+    return parsed

@@ -1,0 +1,32 @@
+"""Opaque page tokens and maxResults rules (spec §1.3)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from chalicelib.domain.errors import InvalidRequest
+
+
+def encode(cursor: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"c": cursor}).encode()).decode()
+
+
+def decode(token: str | None) -> Any:
+    if not token:
+        return None
+    try:
+        return json.loads(base64.urlsafe_b64decode(token.encode()))["c"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidRequest("nextToken is not a token this service issued") from None
+
+
+def page_size(req: dict[str, Any], default: int = 100, maximum: int = 100) -> int:
+    value = req.get("maxResults")
+    if value is None:
+        return default
+    if not 1 <= value <= maximum:
+        raise InvalidRequest(f"maxResults must be between 1 and {maximum}; got {value}")
+    return int(value)

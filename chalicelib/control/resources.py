@@ -1,0 +1,470 @@
+"""Use cases for compute environments, job queues, job definitions and scheduling policies.
+
+Requests arrive wire-shaped and already checked against the Batch model (api/wire.py); the semantic rules run here
+through domain/validation.py before anything is written. Every write is conditional; a lost race re-reads and
+re-decides (`retry_on_conflict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from chalicelib.control.context import RequestContext, Services
+from chalicelib.domain import arns, validation
+from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.domain.model import (
+    VALID,
+    ComputeEnvironment,
+    ComputeEnvironmentOrder,
+    FairsharePolicy,
+    JobDefinition,
+    JobQueue,
+    SchedulingPolicy,
+    ShareWeight,
+)
+from chalicelib.store.repository import rev_key
+
+T = TypeVar("T")
+CONFLICT_RETRIES = 8
+
+
+def retry_on_conflict(fn: Callable[[], T]) -> T:
+    for _ in range(CONFLICT_RETRIES - 1):
+        try:
+            return fn()
+        except Conflict:
+            continue
+    return fn()
+
+
+def name_of(ref: str, kind: str, field: str) -> str:
+    """A resource reference is a name or an ARN of `kind`; returns the name."""
+    if not arns.looks_like_arn(ref):
+        return ref
+    arn = arns.parse(ref, field)
+    if arn.kind != kind:
+        raise InvalidRequest(f"{field} must reference a {kind}; got an ARN of a {arn.kind}")
+    return arn.resource
+
+
+# -- compute environments --------------------------------------------------------------------------------------
+
+
+def get_ce(svc: Services, ref: str, field: str = "computeEnvironment") -> ComputeEnvironment:
+    name = name_of(ref, "compute-environment", field)
+    ce = svc.repo.get_ce(name)
+    if ce is None:
+        raise NotFound(f"{field}: compute environment {ref} does not exist")
+    return ce
+
+
+def create_compute_environment(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> ComputeEnvironment:
+    validation.compute_environment(req)
+    validation.tags(req.get("tags"), svc.settings.limits)
+    name = req["computeEnvironmentName"]
+    extra: dict[str, Any] = {
+        k: req[k] for k in ("updatePolicy", "ecsSettings", "context", "eksConfiguration") if k in req
+    }
+    ce = ComputeEnvironment(
+        name=name,
+        arn=arns.build(ctx.region, svc.settings.account, "compute-environment", name),
+        ce_type=req["type"],
+        state=req.get("state", "ENABLED"),
+        status=VALID,
+        status_reason="ComputeEnvironment Healthy",
+        uuid=svc.ids.new_id(),
+        created_at=svc.clock.now_ms(),
+        compute_resources=_initial_resources(req.get("computeResources")),
+        unmanaged_vcpus=req.get("unmanagedvCpus"),
+        service_role=req.get("serviceRole"),
+        tags=dict(req.get("tags") or {}),
+        extra=extra,
+    )
+    try:
+        return svc.repo.save_ce(ce)
+    except Conflict:
+        raise InvalidRequest(f"computeEnvironmentName: a compute environment named {name} already exists") from None
+
+
+def _initial_resources(res: dict[str, Any] | None) -> dict[str, Any] | None:
+    if res is None:
+        return None
+    res = dict(res)
+    if res["type"] in ("EC2", "SPOT"):
+        res.setdefault("minvCpus", 0)
+        res.setdefault("desiredvCpus", res["minvCpus"])
+        res.setdefault("allocationStrategy", "BEST_FIT")
+    return res
+
+
+def update_compute_environment(svc: Services, req: dict[str, Any]) -> ComputeEnvironment:
+    update = req.get("computeResources")
+    if update is not None:
+        validation.compute_resources(update, "computeResources", update=True)
+
+    def attempt() -> ComputeEnvironment:
+        ce = get_ce(svc, req["computeEnvironment"])
+        changes: dict[str, Any] = {}
+        if "state" in req:
+            changes["state"] = req["state"]
+        if "unmanagedvCpus" in req:
+            if ce.ce_type != "UNMANAGED":
+                raise InvalidRequest("unmanagedvCpus is only supported for UNMANAGED compute environments")
+            validation.in_range(req["unmanagedvCpus"], 0, None, "unmanagedvCpus")
+            changes["unmanaged_vcpus"] = req["unmanagedvCpus"]
+        if "serviceRole" in req:
+            changes["service_role"] = req["serviceRole"]
+        if "updatePolicy" in req:
+            changes["extra"] = {**ce.extra, "updatePolicy": req["updatePolicy"]}
+        if update is not None:
+            changes["compute_resources"] = _merge_resources(ce, update)
+        return svc.repo.save_ce(dataclasses.replace(ce, **changes))
+
+    ce = retry_on_conflict(attempt)
+    svc.wake()
+    return ce
+
+
+def _merge_resources(ce: ComputeEnvironment, update: dict[str, Any]) -> dict[str, Any]:
+    if ce.compute_resources is None:
+        raise InvalidRequest("computeResources cannot be updated on an UNMANAGED compute environment")
+    current = ce.compute_resources
+    if update.get("type") not in (None, current["type"]):
+        raise InvalidRequest(f"computeResources.type cannot change from {current['type']} to {update['type']}")
+    desired = update.get("desiredvCpus")
+    if desired is not None and desired < current.get("desiredvCpus", 0):
+        raise InvalidRequest(
+            "computeResources.desiredvCpus: Manually scaling down compute environment is not supported. "
+            "Disconnecting job queues from compute environment will cause it to scale-down to minvCpus."
+        )
+    merged = {**current, **{k: v for k, v in update.items() if v is not None}}
+    validation.compute_resources(merged, "computeResources", update=True)
+    if merged["type"] in ("EC2", "SPOT") and merged.get("desiredvCpus", 0) < merged.get("minvCpus", 0):
+        merged["desiredvCpus"] = merged["minvCpus"]
+    return merged
+
+
+def delete_compute_environment(svc: Services, req: dict[str, Any]) -> None:
+    def attempt() -> None:
+        ce = get_ce(svc, req["computeEnvironment"])
+        if ce.state != "DISABLED":
+            raise InvalidRequest(
+                f"computeEnvironment: {ce.name} must be DISABLED before it can be deleted (its state is {ce.state})"
+            )
+        users = [q.name for q in svc.repo.list_jqs() if ce.arn in q.ce_arns_in_order()]
+        if users:
+            raise InvalidRequest(
+                f"computeEnvironment: Cannot delete, found existing JobQueue relationship ({', '.join(users)})"
+            )
+        svc.repo.delete_ce(ce)
+
+    retry_on_conflict(attempt)
+
+
+def describe_compute_environments(
+    svc: Services, refs: list[str] | None, after: str | None, limit: int
+) -> list[ComputeEnvironment]:
+    if refs:
+        found = (svc.repo.get_ce(name_of(r, "compute-environment", "computeEnvironments")) for r in refs)
+        return [ce for ce in found if ce is not None]
+    return svc.repo.list_ces(after, limit)
+
+
+# -- job queues ------------------------------------------------------------------------------------------------
+
+
+def get_jq(svc: Services, ref: str, field: str = "jobQueue") -> JobQueue:
+    jq = svc.repo.get_jq(name_of(ref, "job-queue", field))
+    if jq is None:
+        raise NotFound(f"{field}: JobQueue {ref} not found")
+    return jq
+
+
+def _order(svc: Services, entries: list[dict[str, Any]]) -> tuple[tuple[ComputeEnvironmentOrder, ...], list[Any]]:
+    ces = []
+    for i, entry in enumerate(entries):
+        field = f"computeEnvironmentOrder[{i}].computeEnvironment"
+        ce = get_ce(svc, entry["computeEnvironment"], field)
+        if ce.status != VALID:
+            raise InvalidRequest(f"{field}: compute environment {ce.name} is {ce.status}, not VALID")
+        ces.append(ce)
+    validation.queue_environments(ce.resource_type for ce in ces)
+    order = tuple(
+        ComputeEnvironmentOrder(order=e["order"], compute_environment=ce.arn)
+        for e, ce in zip(entries, ces, strict=True)
+    )
+    return order, ces
+
+
+def _policy(svc: Services, arn: str, field: str = "schedulingPolicyArn") -> SchedulingPolicy:
+    name = name_of(arn, "scheduling-policy", field)
+    sp = svc.repo.get_sp(name)
+    if sp is None:
+        raise NotFound(f"{field}: scheduling policy {arn} does not exist")
+    return sp
+
+
+def create_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> JobQueue:
+    validation.resource_name(req["jobQueueName"], "jobQueueName")
+    validation.job_queue_common(req, svc.settings.limits)
+    validation.tags(req.get("tags"), svc.settings.limits)
+    if req.get("serviceEnvironmentOrder"):
+        raise InvalidRequest("serviceEnvironmentOrder is not supported by batchplane; use computeEnvironmentOrder")
+    order, ces = _order(svc, req.get("computeEnvironmentOrder") or [])
+    requires: list[Any] = list(ces)
+    policy_arn = req.get("schedulingPolicyArn")
+    if policy_arn:
+        sp = _policy(svc, policy_arn)
+        requires.append(sp)
+        policy_arn = sp.arn
+    name = req["jobQueueName"]
+    jq = JobQueue(
+        name=name,
+        arn=arns.build(ctx.region, svc.settings.account, "job-queue", name),
+        priority=req["priority"],
+        state=req.get("state", "ENABLED"),
+        status=VALID,
+        status_reason="JobQueue Healthy",
+        created_at=svc.clock.now_ms(),
+        compute_environment_order=order,
+        scheduling_policy_arn=policy_arn,
+        job_state_time_limit_actions=tuple(req.get("jobStateTimeLimitActions") or ()),
+        job_queue_type=req.get("jobQueueType"),
+        tags=dict(req.get("tags") or {}),
+    )
+    try:
+        svc.repo.save_jq(jq, requires=requires)
+    except Conflict:
+        if svc.repo.get_jq(name) is not None:
+            raise InvalidRequest(f"jobQueueName: a job queue named {name} already exists") from None
+        raise  # a referenced CE or policy changed under us; the caller may retry
+    return jq
+
+
+def update_job_queue(svc: Services, req: dict[str, Any]) -> JobQueue:
+    validation.job_queue_common(req, svc.settings.limits)
+
+    def attempt() -> JobQueue:
+        jq = get_jq(svc, req["jobQueue"])
+        changes: dict[str, Any] = {}
+        requires: list[Any] = []
+        for wire, attr in (("state", "state"), ("priority", "priority")):
+            if req.get(wire) is not None:
+                changes[attr] = req[wire]
+        if req.get("computeEnvironmentOrder") is not None:
+            changes["compute_environment_order"], requires = _order(svc, req["computeEnvironmentOrder"])
+        if req.get("jobStateTimeLimitActions") is not None:
+            changes["job_state_time_limit_actions"] = tuple(req["jobStateTimeLimitActions"])
+        if req.get("schedulingPolicyArn"):
+            if jq.scheduling_policy_arn is None:
+                raise InvalidRequest(
+                    f"schedulingPolicyArn: job queue {jq.name} was created without a scheduling policy (FIFO) "
+                    "and cannot be given one"
+                )
+            sp = _policy(svc, req["schedulingPolicyArn"])
+            requires.append(sp)
+            changes["scheduling_policy_arn"] = sp.arn
+        updated = dataclasses.replace(jq, **changes)
+        svc.repo.save_jq(updated, requires=requires)
+        return updated
+
+    jq = retry_on_conflict(attempt)
+    svc.wake()
+    return jq
+
+
+def delete_job_queue(svc: Services, req: dict[str, Any]) -> None:
+    def attempt() -> None:
+        jq = get_jq(svc, req["jobQueue"])
+        if jq.state != "DISABLED":
+            raise InvalidRequest(f"jobQueue: {jq.name} must be DISABLED before it can be deleted")
+        svc.repo.delete_jq(jq)
+
+    retry_on_conflict(attempt)
+
+
+def describe_job_queues(svc: Services, refs: list[str] | None, after: str | None, limit: int) -> list[JobQueue]:
+    if refs:
+        found = (svc.repo.get_jq(name_of(r, "job-queue", "jobQueues")) for r in refs)
+        return [jq for jq in found if jq is not None]
+    return svc.repo.list_jqs(after, limit)
+
+
+# -- job definitions -------------------------------------------------------------------------------------------
+
+_JD_SPEC_KEYS = (
+    "parameters",
+    "schedulingPriority",
+    "containerProperties",
+    "nodeProperties",
+    "retryStrategy",
+    "propagateTags",
+    "timeout",
+    "platformCapabilities",
+    "eksProperties",
+    "ecsProperties",
+    "consumableResourceProperties",
+)
+
+
+def register_job_definition(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> JobDefinition:
+    validation.job_definition(req, svc.settings.limits)
+    name = req["jobDefinitionName"]
+    spec = {k: req[k] for k in _JD_SPEC_KEYS if req.get(k) is not None}
+
+    def attempt() -> JobDefinition:
+        latest = svc.repo.latest_jd(name)
+        revision = (latest.revision if latest else 0) + 1
+        jd = JobDefinition(
+            name=name,
+            revision=revision,
+            arn=arns.build(ctx.region, svc.settings.account, "job-definition", f"{name}:{revision}"),
+            jd_type=req["type"],
+            status="ACTIVE",
+            created_at=svc.clock.now_ms(),
+            spec=spec,
+            tags=dict(req.get("tags") or {}),
+        )
+        return svc.repo.save_jd(jd)  # create-only: a concurrent register of the same revision conflicts
+
+    return retry_on_conflict(attempt)
+
+
+def parse_jd_ref(ref: str, field: str = "jobDefinition") -> tuple[str, int | None]:
+    """`name`, `name:revision` or an ARN with or without the revision -> (name, revision or None)."""
+    value = arns.parse(ref, field).resource if arns.looks_like_arn(ref) else ref
+    if arns.looks_like_arn(ref) and arns.parse(ref, field).kind != "job-definition":
+        raise InvalidRequest(f"{field} must reference a job-definition")
+    name, sep, rev = value.partition(":")
+    if not sep:
+        return name, None
+    if not rev.isdigit() or int(rev) < 1:
+        raise InvalidRequest(f"{field}: revision must be a positive integer; got {rev!r}")
+    return name, int(rev)
+
+
+def resolve_job_definition(svc: Services, ref: str, field: str = "jobDefinition") -> JobDefinition:
+    """The revision a job runs: the named one, or the latest ACTIVE revision for a bare name."""
+    name, revision = parse_jd_ref(ref, field)
+    jd = svc.repo.latest_active_jd(name) if revision is None else svc.repo.get_jd(name, revision)
+    if jd is None or jd.status != "ACTIVE":
+        raise NotFound(f"{field}: JobDefinition {ref} does not exist or is not in ACTIVE status")
+    return jd
+
+
+def deregister_job_definition(svc: Services, req: dict[str, Any]) -> None:
+    name, revision = parse_jd_ref(req["jobDefinition"])
+    if revision is None:
+        raise InvalidRequest("jobDefinition must be name:revision or a job definition ARN with its revision")
+
+    def attempt() -> None:
+        jd = svc.repo.get_jd(name, revision)
+        if jd is None:
+            raise NotFound(f"jobDefinition: JobDefinition {req['jobDefinition']} does not exist")
+        if jd.status != "INACTIVE":
+            svc.repo.save_jd(jd.deregistered())
+
+    retry_on_conflict(attempt)
+
+
+def describe_job_definitions(
+    svc: Services, req: dict[str, Any], after: str | None, limit: int
+) -> tuple[list[JobDefinition], str | None]:
+    """Returns one page and the key to continue after (None when done)."""
+    refs = req.get("jobDefinitions")
+    status = req.get("status")
+    if refs:
+        if req.get("jobDefinitionName") or status:
+            raise InvalidRequest("jobDefinitions can't be used with other parameters")
+        if len(refs) > 100:
+            raise InvalidRequest("jobDefinitions must have at most 100 entries")
+        result: list[JobDefinition] = []
+        for ref in refs:
+            ref_name, revision = parse_jd_ref(ref, "jobDefinitions")
+            if revision is None:
+                result += svc.repo.list_jd_revisions(ref_name, None, 10_000)
+            elif (jd := svc.repo.get_jd(ref_name, revision)) is not None:
+                result.append(jd)
+        return result, None
+    name = req.get("jobDefinitionName")
+    # Filtering by status happens after the key-ordered read; keep reading until the page is full.
+    page: list[JobDefinition] = []
+    cursor: str | None = after
+    while len(page) < limit:
+        batch = svc.repo.list_jd_revisions(name, cursor, limit) if name else svc.repo.list_jds(cursor, limit)
+        if not batch:
+            return page, None
+        for jd in batch:
+            cursor = _jd_cursor(jd, by_name=bool(name))
+            if status is None or jd.status == status:
+                page.append(jd)
+                if len(page) == limit:
+                    return page, cursor
+        if len(batch) < limit:
+            return page, None
+    return page, cursor
+
+
+def _jd_cursor(jd: JobDefinition, *, by_name: bool) -> str:
+    return rev_key(jd.revision) if by_name else f"{jd.name}#{rev_key(jd.revision)}"
+
+
+# -- scheduling policies ---------------------------------------------------------------------------------------
+
+
+def _fairshare(wire: dict[str, Any] | None) -> FairsharePolicy | None:
+    if wire is None:
+        return None
+    return FairsharePolicy(
+        share_decay_seconds=wire.get("shareDecaySeconds", 0),
+        compute_reservation=wire.get("computeReservation", 0),
+        share_distribution=tuple(
+            ShareWeight(s["shareIdentifier"], float(s.get("weightFactor", 1.0)))
+            for s in wire.get("shareDistribution") or []
+        ),
+    )
+
+
+def create_scheduling_policy(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> SchedulingPolicy:
+    validation.scheduling_policy(req)
+    validation.tags(req.get("tags"), svc.settings.limits)
+    name = req["name"]
+    sp = SchedulingPolicy(
+        name=name,
+        arn=arns.build(ctx.region, svc.settings.account, "scheduling-policy", name),
+        created_at=svc.clock.now_ms(),
+        fairshare=_fairshare(req.get("fairsharePolicy") or {}),
+        tags=dict(req.get("tags") or {}),
+    )
+    try:
+        return svc.repo.save_sp(sp)
+    except Conflict:
+        raise InvalidRequest(f"name: a scheduling policy named {name} already exists") from None
+
+
+def get_sp(svc: Services, arn: str, field: str = "arn") -> SchedulingPolicy:
+    return _policy(svc, arn, field)
+
+
+def update_scheduling_policy(svc: Services, req: dict[str, Any]) -> None:
+    validation.scheduling_policy(req)
+
+    def attempt() -> None:
+        sp = get_sp(svc, req["arn"])
+        svc.repo.save_sp(dataclasses.replace(sp, fairshare=_fairshare(req.get("fairsharePolicy") or {})))
+
+    retry_on_conflict(attempt)
+    svc.wake()
+
+
+def delete_scheduling_policy(svc: Services, req: dict[str, Any]) -> None:
+    def attempt() -> None:
+        sp = get_sp(svc, req["arn"])
+        users = [q.name for q in svc.repo.list_jqs() if q.scheduling_policy_arn == sp.arn]
+        if users:
+            raise InvalidRequest(f"arn: scheduling policy {sp.name} is in use by job queues ({', '.join(users)})")
+        svc.repo.delete_sp(sp)
+
+    retry_on_conflict(attempt)

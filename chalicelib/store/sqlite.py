@@ -1,0 +1,164 @@
+"""SQLite adapter of the store port: the local runtime's embedded, durable default.
+
+One file in WAL mode. `synchronous=NORMAL` in WAL mode survives a killed process (SIGKILL) with every committed
+transaction intact; only an OS crash or power loss can drop the last commits. `durable=True` selects FULL for
+those who want that too (see docs/adr/0002-store-single-table.md).
+
+One connection serialised by a lock: SQLite allows a single writer anyway, and a lock held for the microseconds of
+a statement is cheaper than a connection pool's bookkeeping at this scale.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from chalicelib.domain.errors import Conflict, InvalidRequest
+from chalicelib.store.port import MAX_TRANSACT_OPS, Check, Delete, Index, Item, Op, Put
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    pk TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    g1p TEXT, g1s TEXT,
+    g2p TEXT, g2s TEXT,
+    PRIMARY KEY (pk, sk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_gsi1 ON items (g1p, g1s) WHERE g1p IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_gsi2 ON items (g2p, g2s) WHERE g2p IS NOT NULL;
+"""
+
+_COLUMNS = {"main": ("pk", "sk"), "gsi1": ("g1p", "g1s"), "gsi2": ("g2p", "g2s")}
+
+
+def _row_to_item(row: tuple[Any, ...]) -> Item:
+    pk, sk, version, body, g1p, g1s, g2p, g2s = row
+    return Item(
+        pk=pk,
+        sk=sk,
+        body=json.loads(body),
+        version=version,
+        gsi1=(g1p, g1s) if g1p is not None else None,
+        gsi2=(g2p, g2s) if g2p is not None else None,
+    )
+
+
+class SqliteItemStore:
+    def __init__(self, path: str, *, durable: bool = False) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def get(self, pk: str, sk: str) -> Item | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT pk, sk, version, body, g1p, g1s, g2p, g2s FROM items WHERE pk=? AND sk=?", (pk, sk)
+            ).fetchone()
+        return _row_to_item(row) if row else None
+
+    def batch_get(self, keys: Sequence[tuple[str, str]]) -> list[Item]:
+        found = {}
+        for pk, sk in keys:
+            item = self.get(pk, sk)
+            if item is not None:
+                found[(pk, sk)] = item
+        return [found[k] for k in keys if k in found]
+
+    def put(self, item: Item, expect: int | None) -> Item:
+        with self._tx() as conn:
+            return self._put(conn, item, expect)
+
+    def delete(self, pk: str, sk: str, expect: int) -> None:
+        with self._tx() as conn:
+            self._delete(conn, pk, sk, expect)
+
+    def transact(self, ops: Sequence[Op]) -> None:
+        if len(ops) > MAX_TRANSACT_OPS:
+            raise InvalidRequest(f"a transaction holds at most {MAX_TRANSACT_OPS} operations, got {len(ops)}")
+        with self._tx() as conn:
+            for op in ops:
+                if isinstance(op, Put):
+                    self._put(conn, op.item, op.expect)
+                elif isinstance(op, Delete):
+                    self._delete(conn, op.pk, op.sk, op.expect)
+                else:
+                    self._check(conn, op)
+
+    def query(
+        self,
+        index: Index,
+        partition: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+        prefix: str | None = None,
+    ) -> list[Item]:
+        pcol, scol = _COLUMNS[index]
+        sql = f"SELECT pk, sk, version, body, g1p, g1s, g2p, g2s FROM items WHERE {pcol}=?"
+        args: list[Any] = [partition]
+        if after is not None:
+            sql += f" AND {scol} {'<' if descending else '>'} ?"
+            args.append(after)
+        if prefix:
+            # Range form of "starts with" so the index is used: [prefix, prefix + U+FFFF).
+            sql += f" AND {scol} >= ? AND {scol} < ?"
+            args += [prefix, prefix + "\uffff"]
+        sql += f" ORDER BY {scol} {'DESC' if descending else 'ASC'} LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        return [_row_to_item(r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- inside a transaction -------------------------------------------------------------------------------
+
+    def _stored_version(self, conn: sqlite3.Connection, pk: str, sk: str) -> int | None:
+        row = conn.execute("SELECT version FROM items WHERE pk=? AND sk=?", (pk, sk)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _put(self, conn: sqlite3.Connection, item: Item, expect: int | None) -> Item:
+        stored = self._stored_version(conn, item.pk, item.sk)
+        if stored != expect:
+            raise Conflict(item.key, expect)
+        new_version = 1 if expect is None else expect + 1
+        g1p, g1s = item.gsi1 or (None, None)
+        g2p, g2s = item.gsi2 or (None, None)
+        conn.execute(
+            "INSERT OR REPLACE INTO items (pk, sk, version, body, g1p, g1s, g2p, g2s) VALUES (?,?,?,?,?,?,?,?)",
+            (item.pk, item.sk, new_version, json.dumps(item.body, separators=(",", ":")), g1p, g1s, g2p, g2s),
+        )
+        return Item(item.pk, item.sk, item.body, new_version, item.gsi1, item.gsi2)
+
+    def _delete(self, conn: sqlite3.Connection, pk: str, sk: str, expect: int) -> None:
+        if self._stored_version(conn, pk, sk) != expect:
+            raise Conflict(f"{pk}|{sk}", expect)
+        conn.execute("DELETE FROM items WHERE pk=? AND sk=?", (pk, sk))
+
+    def _check(self, conn: sqlite3.Connection, op: Check) -> None:
+        if self._stored_version(conn, op.pk, op.sk) != op.expect:
+            raise Conflict(f"{op.pk}|{op.sk}", op.expect)
