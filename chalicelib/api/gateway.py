@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from chalicelib.api import jobs as _jobs  # noqa: F401 - registers the job operations
 from chalicelib.api import wire
 from chalicelib.api.errors import Response, error_response, ok
 from chalicelib.api.handlers import OPERATIONS

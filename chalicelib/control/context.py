@@ -8,7 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from chalicelib.compute.logs_port import LogStore
+from chalicelib.compute.port import Launcher, NullLauncher
 from chalicelib.domain.validation import Limits
+from chalicelib.events.port import EventSink, NullSink
+from chalicelib.store.jobs import JobRepository
 from chalicelib.store.repository import Repository
 
 
@@ -45,6 +49,15 @@ class Services:
     ids: IdFactory = field(default_factory=UuidFactory)
     # Called after a write that may make work schedulable (the local runtime wakes its dispatcher here).
     wake: Callable[[], None] = field(default=lambda: None)
+    events: EventSink = field(default_factory=NullSink)
+    logs: LogStore | None = None  # the local runtime's log streams; None where CloudWatch Logs holds them
+    launcher: Launcher = field(default_factory=NullLauncher)
+    # Runs deferred work (fan-out to dependents, array children): a worker thread locally, inline by default.
+    defer: Callable[[Callable[[], None]], None] = field(default=lambda work: work())
+
+    @property
+    def jobs(self) -> JobRepository:
+        return JobRepository(self.repo.items)
 
 
 @dataclass(frozen=True)

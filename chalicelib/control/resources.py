@@ -140,9 +140,13 @@ def _merge_resources(ce: ComputeEnvironment, update: dict[str, Any]) -> dict[str
             "Disconnecting job queues from compute environment will cause it to scale-down to minvCpus."
         )
     merged = {**current, **{k: v for k, v in update.items() if v is not None}}
+    if merged["type"] in ("EC2", "SPOT") and desired is None:
+        # A scaling update of min/max alone moves the current desiredvCpus into the new range, as Batch does
+        # ("Batch modifies this value between the minimum and maximum values"); an explicit one is checked.
+        low, high = merged.get("minvCpus", 0), merged["maxvCpus"]
+        if low <= high:
+            merged["desiredvCpus"] = min(max(merged.get("desiredvCpus", 0), low), high)
     validation.compute_resources(merged, "computeResources", update=True)
-    if merged["type"] in ("EC2", "SPOT") and merged.get("desiredvCpus", 0) < merged.get("minvCpus", 0):
-        merged["desiredvCpus"] = merged["minvCpus"]
     return merged
 
 
@@ -453,7 +457,8 @@ def update_scheduling_policy(svc: Services, req: dict[str, Any]) -> None:
 
     def attempt() -> None:
         sp = get_sp(svc, req["arn"])
-        svc.repo.save_sp(dataclasses.replace(sp, fairshare=_fairshare(req.get("fairsharePolicy") or {})))
+        if req.get("fairsharePolicy") is not None:  # absent means unchanged, not reset to the defaults
+            svc.repo.save_sp(dataclasses.replace(sp, fairshare=_fairshare(req["fairsharePolicy"])))
 
     retry_on_conflict(attempt)
     svc.wake()

@@ -113,6 +113,9 @@ def reason(value: str, limits: Limits) -> None:
 
 def compute_environment(req: Mapping[str, Any]) -> None:
     resource_name(req["computeEnvironmentName"], "computeEnvironmentName")
+    if req.get("state") not in (None, "ENABLED"):
+        # [B] CreateComputeEnvironment.state: "A compute environment must be created in the ENABLED state."
+        raise fail("state", f"must be ENABLED when a compute environment is created; got {req['state']!r}")
     ce_type = req["type"]
     resources = req.get("computeResources")
     if ce_type == "MANAGED":

@@ -1,4 +1,8 @@
-"""The local runtime behind `batchplane up`: SQLite state in a directory, the API on a loopback port."""
+"""The local runtime behind `batchplane up`: SQLite state, local processes, the API on a loopback port.
+
+State directory layout: state.db (SQLite, WAL), logs/ (one file per log stream), work/<jobId>/<attempt>/ (each
+attempt's working directory and pidfile), events.jsonl (every "Batch Job State Change").
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from chalicelib.compute.local import LocalLauncher
+from chalicelib.compute.logs import FileLogStore
 from chalicelib.control.context import Services, Settings
+from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+from chalicelib.domain.validation import Limits
+from chalicelib.events.local import LocalEventBus
 from chalicelib.runtime import wiring
+from chalicelib.runtime.engine import Engine, WorkQueue
 from chalicelib.runtime.server import ApiServer
 from chalicelib.store.repository import Repository
 from chalicelib.store.sqlite import SqliteItemStore
@@ -20,6 +30,8 @@ class LocalConfig:
     port: int = 8000
     account: str = "123456789012"
     region: str = "us-east-1"
+    limits: Limits = Limits()
+    grace_seconds: float = 30.0  # SIGTERM -> SIGKILL on terminate and timeout
 
 
 class LocalRuntime:
@@ -30,22 +42,44 @@ class LocalRuntime:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(config.state_dir, 0o700)
         self.store = SqliteItemStore(str(config.state_dir / "state.db"))
+        self.events = LocalEventBus(config.state_dir / "events.jsonl", account=config.account, region=config.region)
+        self.work = WorkQueue()
+        logs = FileLogStore(config.state_dir / "logs")
+        self.launcher = LocalLauncher(
+            config.state_dir / "work", logs, self._on_task_event, grace_seconds=config.grace_seconds
+        )
         self.services = Services(
             repo=Repository(self.store),
-            settings=Settings(account=config.account, default_region=config.region),
+            settings=Settings(account=config.account, default_region=config.region, limits=config.limits),
+            events=self.events,
+            logs=logs,
+            launcher=self.launcher,
+            defer=self.work.submit,
+            wake=lambda: self.engine.wake(),  # late-bound: the engine is built from these services
         )
+        self.engine = Engine(self.services)
         wiring.configure(self.services)
         self.server = ApiServer(app, config.host, config.port)
+
+    def _on_task_event(self, job_id: str, event: TaskStarted | TaskStopped) -> None:
+        self.engine.reactor.apply(job_id, event)
 
     @property
     def endpoint(self) -> str:
         return self.server.endpoint
 
     def start(self) -> None:
+        self.work.start()
+        self.engine.start()
         self.server.start()
 
     def stop(self) -> None:
-        """Stop accepting requests, let in-flight ones finish, then close the store (every commit is on disk)."""
+        """Stop accepting requests, stop dispatching, stop running processes (their attempts are recovered at the
+        next start, per their retry strategy), then close the store: every acknowledged write is on disk."""
         self.server.stop()
+        self.engine.stop()
+        self.launcher.shutdown()
+        self.work.stop()
         wiring.configure(None)
+        self.events.close()
         self.store.close()

@@ -122,9 +122,10 @@ class SqliteItemStore:
             sql += f" AND {scol} {'<' if descending else '>'} ?"
             args.append(after)
         if prefix:
-            # Range form of "starts with" so the index is used: [prefix, prefix + U+FFFF).
-            sql += f" AND {scol} >= ? AND {scol} < ?"
-            args += [prefix, prefix + "\uffff"]
+            # The lower bound lets SQLite use the index; substr() is the exact "starts with" (an upper bound such as
+            # prefix + U+FFFF would miss keys continuing with characters above U+FFFF).
+            sql += f" AND {scol} >= ? AND substr({scol}, 1, ?) = ?"
+            args += [prefix, len(prefix), prefix]
         sql += f" ORDER BY {scol} {'DESC' if descending else 'ASC'} LIMIT ?"
         args.append(limit)
         with self._lock:

@@ -246,3 +246,9 @@ def test_batch_get_more_than_100_keys_keeps_order(store: ItemStore) -> None:
     got = store.batch_get(keys)
     assert [i.sk for i in got] == [f"{n:03d}" for n in reversed(range(150))]
     assert store.batch_get([]) == []
+
+
+def test_query_prefix_includes_keys_beyond_the_basic_plane(store: ItemStore) -> None:
+    for sk in ("ab", "a\uffff", "a\U0001f680", "b"):
+        store.put(item(pk="P", sk=sk), expect=None)
+    assert [i.sk for i in store.query("main", "P", prefix="a")] == ["ab", "a\uffff", "a\U0001f680"]

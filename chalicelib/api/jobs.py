@@ -1,0 +1,80 @@
+"""Job operations of the Batch API: SubmitJob, DescribeJobs, ListJobs, Cancel/Terminate (and their batch forms)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.api import pagination
+from chalicelib.api.handlers import operation
+from chalicelib.control import jobs, tags
+from chalicelib.control.context import RequestContext, Services
+from chalicelib.control.react import Reactor
+from chalicelib.domain import arns
+from chalicelib.domain.errors import InvalidRequest, NotFound
+from chalicelib.domain.job_detail import job_detail, job_summary
+from chalicelib.domain.jobs import Job
+
+
+def _reactor(svc: Services) -> Reactor:
+    return Reactor(svc, svc.launcher, svc.defer)
+
+
+@operation("SubmitJob")
+def submit_job(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
+    job = jobs.submit(svc, _reactor(svc), ctx, req)
+    return {"jobArn": job.arn, "jobName": job.name, "jobId": job.job_id}
+
+
+@operation("DescribeJobs")
+def describe_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
+    reactor = _reactor(svc)
+    found = jobs.describe(svc, req["jobs"])
+    return {"jobs": [job_detail(j, reactor.parent_counts(j) if j.is_array_parent else None) for j in found]}
+
+
+@operation("ListJobs")
+def list_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
+    maximum = 100 if req.get("filters") else 1000
+    limit = pagination.page_size(req, default=maximum, maximum=maximum)
+    page, cursor = jobs.list_jobs(svc, req, pagination.decode(req.get("nextToken")), limit)
+    return {
+        "jobSummaryList": [job_summary(j) for j in page],
+        "nextToken": pagination.encode(cursor) if cursor is not None else None,
+    }
+
+
+@operation("CancelJob")
+def cancel_job(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
+    jobs.cancel(svc, _reactor(svc), req["jobId"], req["reason"])
+    return {}
+
+
+@operation("TerminateJob")
+def terminate_job(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
+    jobs.terminate(svc, _reactor(svc), req["jobId"], req["reason"])
+    return {}
+
+
+@operation("CancelJobs")
+def cancel_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
+    done = jobs.cancel_many(svc, _reactor(svc), req["jobs"], req["reason"], terminate=False)
+    return {"successful": done, "errors": []}
+
+
+@operation("TerminateJobs")
+def terminate_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
+    done = jobs.cancel_many(svc, _reactor(svc), req["jobs"], req["reason"], terminate=True)
+    return {"successful": done, "errors": []}
+
+
+def _load_job(svc: Services, arn: str) -> Job:
+    job_id = arns.parse(arn).resource
+    job = svc.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"resourceArn: job {job_id} does not exist")
+    if job.is_array_child:
+        raise InvalidRequest("resourceArn: array child jobs cannot be tagged; tag the parent job")
+    return job
+
+
+tags.register_kind("job", _load_job, lambda svc, job: svc.jobs.save(job))

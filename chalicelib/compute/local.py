@@ -1,0 +1,187 @@
+"""The local launcher: each attempt is a process on this machine.
+
+- The command is an argv list run without a shell (no string is ever built for one), in its own working directory
+  `<state>/work/<jobId>/<attempt>` and its own session (process group), so stop and timeout reach its children too.
+- Environment: a small base taken from the server (PATH, HOME, locale, TMPDIR) plus the job's variables and the
+  reserved AWS_BATCH_* ones, which the job cannot override (validation rejects them, and they are applied last).
+- stdout and stderr are captured line by line into the attempt's log stream.
+- Task events are reported like ECS ones: TaskStarted once the process exists, TaskStopped with its exit code
+  (128+N for a signal, as Docker reports it) when it ends.
+- The pid is written to the work directory, so after a crash of the server the process can be found and stopped
+  (`reap`): an attempt is never left running unobserved, and never runs twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chalicelib.compute.logs_port import LogStore
+from chalicelib.compute.port import TaskEventSink, TaskSpec
+from chalicelib.domain.jobs import TIMEOUT_REASON
+from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+
+log = logging.getLogger("batchplane.launcher")
+
+BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ")
+START_FAILED = "Task failed to start"
+
+
+@dataclass
+class _Running:
+    spec: TaskSpec
+    proc: subprocess.Popen[bytes]
+    timed_out: bool = False
+    stop_reason: str | None = None
+    timers: list[threading.Timer] = field(default_factory=list)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def exit_code_of(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class LocalLauncher:
+    def __init__(
+        self,
+        work_root: Path,
+        logs: LogStore,
+        on_event: TaskEventSink,
+        *,
+        grace_seconds: float = 30.0,
+    ) -> None:
+        self.work_root = work_root
+        self.logs = logs
+        self.on_event = on_event
+        self.grace_seconds = grace_seconds
+        self._lock = threading.Lock()
+        self._running: dict[str, _Running] = {}
+        self._launched: set[str] = set()
+        self._base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+
+    def work_dir(self, job_id: str, attempt: int) -> Path:
+        return self.work_root / job_id.replace(":", "_") / str(attempt)
+
+    def launch(self, spec: TaskSpec) -> None:
+        workdir = self.work_dir(spec.job_id, spec.attempt)
+        with self._lock:
+            if spec.key in self._launched or (workdir / "pid").exists():
+                return  # idempotent: this attempt was started already
+            self._launched.add(spec.key)
+        workdir.mkdir(parents=True, exist_ok=True)
+        if not spec.command:
+            self._failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
+            return
+        try:
+            proc = subprocess.Popen(
+                spec.command,
+                cwd=workdir,
+                env={**self._base_env, **spec.environment},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as e:
+            self._failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: {spec.command[0]}")
+            return
+        (workdir / "pid").write_text(str(proc.pid))
+        running = _Running(spec, proc)
+        with self._lock:
+            self._running[spec.key] = running
+        if spec.timeout_seconds:
+            self._arm(running, spec.timeout_seconds, self._timeout)
+        self.on_event(spec.job_id, TaskStarted(spec.attempt))
+        threading.Thread(target=self._watch, args=(running,), name=f"task-{spec.key}", daemon=True).start()
+
+    def stop(self, job_id: str, attempt: int, reason: str) -> None:
+        with self._lock:
+            running = self._running.get(f"{job_id}#{attempt}")
+        if running is None:
+            return
+        running.stop_reason = reason
+        self._signal(running, signal.SIGTERM)
+        self._arm(running, self.grace_seconds, lambda r: self._signal(r, signal.SIGKILL))
+
+    def recover(self, job_id: str, attempt: int) -> bool:
+        """After a restart: the attempt started if its pidfile exists; a process still running is killed."""
+        pidfile = self.work_dir(job_id, attempt) / "pid"
+        try:
+            pid = int(pidfile.read_text())
+        except (OSError, ValueError):
+            return False
+        try:
+            os.killpg(pid, signal.SIGKILL)  # its own session: pid == pgid
+        except (ProcessLookupError, PermissionError):
+            pass
+        return True
+
+    def running_count(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def shutdown(self) -> None:
+        """Stop every process (the server is going away; their attempts are recovered at the next start)."""
+        with self._lock:
+            running = list(self._running.values())
+        for r in running:
+            for t in r.timers:
+                t.cancel()
+            self._signal(r, signal.SIGKILL)
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _failed_to_start(self, spec: TaskSpec, reason: str) -> None:
+        self.logs.append(spec.log_stream, [(_now_ms(), reason)])
+        self.on_event(spec.job_id, TaskStopped(spec.attempt, None, reason=reason, status_reason=START_FAILED))
+
+    def _arm(self, running: _Running, seconds: float, action: object) -> None:
+        timer = threading.Timer(seconds, action, args=(running,))  # type: ignore[arg-type]
+        timer.daemon = True
+        running.timers.append(timer)
+        timer.start()
+
+    def _timeout(self, running: _Running) -> None:
+        if running.proc.poll() is not None:
+            return
+        running.timed_out = True
+        self.logs.append(running.spec.log_stream, [(_now_ms(), f"batchplane: {TIMEOUT_REASON}; sending SIGTERM")])
+        self._signal(running, signal.SIGTERM)
+        self._arm(running, self.grace_seconds, lambda r: self._signal(r, signal.SIGKILL))
+
+    def _signal(self, running: _Running, sig: signal.Signals) -> None:
+        try:
+            os.killpg(running.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _watch(self, running: _Running) -> None:
+        spec, proc = running.spec, running.proc
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                self.logs.append(spec.log_stream, [(_now_ms(), raw.decode("utf-8", "replace").rstrip("\n"))])
+        except Exception:  # noqa: BLE001 - a log failure must not lose the exit
+            log.exception("reading the output of %s failed", spec.key)
+        code = exit_code_of(proc.wait())
+        for t in running.timers:
+            t.cancel()
+        with self._lock:
+            self._running.pop(spec.key, None)
+        reason = None
+        if running.timed_out:
+            reason = TIMEOUT_REASON
+        stopped = TaskStopped(spec.attempt, code, reason=reason, timed_out=running.timed_out)
+        try:
+            self.on_event(spec.job_id, stopped)
+        except Exception:  # noqa: BLE001 - the sweep at the next start repairs a lost report
+            log.exception("reporting the exit of %s failed", spec.key)

@@ -1,0 +1,236 @@
+"""Job use cases: SubmitJob, DescribeJobs, ListJobs, Cancel/Terminate.
+
+Submission writes the job once, already evaluated (RUNNABLE, PENDING, or FAILED when a dependency failed), with
+its dependency edges in the same transaction; AWS's transient SUBMITTED state is never persisted. That keeps a
+plain job at four writes over its life (submit, claim, running, done).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from chalicelib.control import resources
+from chalicelib.control.context import RequestContext, Services
+from chalicelib.control.react import Reactor
+from chalicelib.domain import arns, job_spec, lifecycle, validation
+from chalicelib.domain.errors import InvalidRequest, NotFound
+from chalicelib.store.jobs import order_key
+from chalicelib.domain.jobs import (
+    DEPENDENCY_FAILED,
+    FAILED,
+    RUNNING,
+    STATUSES,
+    SUBMITTED,
+    SUCCEEDED,
+    ArrayInfo,
+    Dependency,
+    Job,
+)
+
+
+def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, Any]) -> Job:
+    limits = svc.settings.limits
+    job_spec.validate_submit(req, limits)
+    queue = resources.get_jq(svc, req["jobQueue"])
+    if queue.state != "ENABLED":
+        raise InvalidRequest(f"jobQueue: job queue {queue.name} is DISABLED and does not accept new jobs")
+    jd = resources.resolve_job_definition(svc, req["jobDefinition"])
+    if jd.jd_type != "container" or "containerProperties" not in jd.spec:
+        raise InvalidRequest(
+            f"jobDefinition: {jd.name}:{jd.revision} is not a single-container job definition; "
+            "batchplane runs containerProperties jobs"
+        )
+    job_spec.validate_share(req.get("shareIdentifier"), queue.scheduling_policy_arn is not None, queue.name)
+    container = job_spec.effective_container(jd.spec["containerProperties"], req.get("containerOverrides") or {})
+    vcpus, memory = job_spec.vcpus_and_memory(container)
+    size = (req.get("arrayProperties") or {}).get("size")
+    depends_on = tuple(Dependency(d.get("jobId"), d.get("type")) for d in req.get("dependsOn") or [])
+    plain = _check_dependencies(svc, depends_on, size)
+
+    job_id = svc.ids.new_id()
+    now = svc.clock.now_ms()
+    job = Job(
+        job_id=job_id,
+        name=req["jobName"],
+        arn=arns.build(ctx.region, svc.settings.account, "job", job_id),
+        queue=queue.name,
+        queue_arn=queue.arn,
+        job_definition_arn=jd.arn,
+        job_definition_name=jd.name,
+        status=SUBMITTED,
+        created_at=now,
+        updated_at=now,
+        container=container,
+        parameters={**(jd.spec.get("parameters") or {}), **(req.get("parameters") or {})},
+        retry_strategy=req.get("retryStrategy") or jd.spec.get("retryStrategy") or {},
+        timeout=req.get("timeout") or jd.spec.get("timeout") or {},
+        depends_on=depends_on,
+        array=ArrayInfo(size=size) if size is not None else None,
+        vcpus=vcpus,
+        memory=memory,
+        share_identifier=req.get("shareIdentifier"),
+        scheduling_priority=req.get("schedulingPriorityOverride", jd.spec.get("schedulingPriority")),
+        tags=dict(req.get("tags") or {}),
+        propagate_tags=bool(req.get("propagateTags", jd.spec.get("propagateTags", False))),
+        platform_capabilities=tuple(jd.spec.get("platformCapabilities") or ("EC2",)),
+    )
+
+    # Decide the first state from what the dependencies are now; edges make later completions reach the job.
+    pending = tuple(d.job_id for d in plain if d.status != SUCCEEDED)
+    failed = next((d for d in plain if d.status == FAILED), None)
+    if failed is not None:
+        job = replace(job, status=FAILED, status_reason=f"{DEPENDENCY_FAILED}: {failed.job_id}", stopped_at=now)
+        saved = svc.jobs.create_with_edges(job, [])
+        reactor.publish(saved)
+        return saved
+    outcome = lifecycle.transition(replace(job, pending=pending), lifecycle.Evaluate(), now)
+    assert outcome.job is not None
+    saved = svc.jobs.create_with_edges(outcome.job, pending)
+    reactor.run_effects(saved, outcome.effects)
+    if pending:
+        reactor.settle_pending(saved)
+    return saved
+
+
+def _check_dependencies(svc: Services, deps: tuple[Dependency, ...], size: int | None) -> list[Job]:
+    """The plain dependencies' current jobs; N_TO_N targets must be arrays of the same size."""
+    ids = [d.job_id for d in deps if d.job_id]
+    found = {j.job_id: j for j in svc.jobs.get_many(ids)}
+    plain = []
+    for i, dep in enumerate(deps):
+        if dep.job_id is None:
+            continue
+        target = found.get(dep.job_id)
+        if target is None:
+            raise InvalidRequest(f"dependsOn[{i}].jobId: job {dep.job_id} does not exist")
+        if dep.type == "N_TO_N":
+            if target.array is None or target.array.size != size:
+                raise InvalidRequest(
+                    f"dependsOn[{i}].jobId: an N_TO_N dependency must be an array job of the same size ({size})"
+                )
+        else:
+            plain.append(target)
+    return plain
+
+
+def get_job(svc: Services, job_id: str, field: str = "jobId") -> Job:
+    job = svc.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"{field}: job {job_id} does not exist")
+    return job
+
+
+def describe(svc: Services, job_ids: list[str]) -> list[Job]:
+    limit = svc.settings.limits.max_describe_jobs
+    if len(job_ids) > limit:
+        raise InvalidRequest(f"jobs: Maximum number of jobs supported is {limit}")
+    return svc.jobs.get_many(list(dict.fromkeys(job_ids)))
+
+
+def cancel(svc: Services, reactor: Reactor, job_id: str, reason: str) -> None:
+    validation.reason(reason, svc.settings.limits)
+    get_job(svc, job_id)
+    reactor.apply(job_id, lifecycle.Cancel(reason))
+
+
+def terminate(svc: Services, reactor: Reactor, job_id: str, reason: str) -> None:
+    validation.reason(reason, svc.settings.limits)
+    get_job(svc, job_id)
+    reactor.apply(job_id, lifecycle.Terminate(reason))
+
+
+def cancel_many(svc: Services, reactor: Reactor, job_ids: list[str], reason: str, *, terminate: bool) -> list[str]:
+    """CancelJobs / TerminateJobs: unknown ids count as successful, as AWS does (spec §3.6)."""
+    limit = svc.settings.limits.max_batch_cancel
+    if len(job_ids) > limit:
+        raise InvalidRequest(f"jobs must have at most {limit} entries")
+    validation.reason(reason, svc.settings.limits)
+    event: lifecycle.Event = lifecycle.Terminate(reason) if terminate else lifecycle.Cancel(reason)
+    for job_id in job_ids:
+        reactor.apply(job_id, event)
+    return job_ids
+
+
+# -- ListJobs --------------------------------------------------------------------------------------------------
+
+FILTERS = ("JOB_NAME", "JOB_DEFINITION", "BEFORE_CREATED_AT", "AFTER_CREATED_AT", "SHARE_IDENTIFIER")
+
+
+def list_jobs(svc: Services, req: dict[str, Any], cursor: Any, limit: int) -> tuple[list[Job], Any]:
+    """One page of ListJobs and the cursor for the next (None when done)."""
+    targets = [k for k in ("jobQueue", "arrayJobId", "multiNodeJobId") if req.get(k)]
+    if len(targets) != 1:
+        raise InvalidRequest("exactly one of jobQueue, arrayJobId or multiNodeJobId must be given")
+    if req.get("multiNodeJobId"):
+        raise InvalidRequest("multiNodeJobId: batchplane does not run multi-node parallel jobs")
+    status = req.get("jobStatus") or RUNNING
+    filters = req.get("filters") or []
+    if len(filters) > 1:
+        raise InvalidRequest("filters: only one filter can be given at a time")
+    if req.get("arrayJobId"):
+        parent = get_job(svc, req["arrayJobId"], "arrayJobId")
+        if parent.array is None or parent.array.size is None:
+            raise InvalidRequest(f"arrayJobId: job {parent.job_id} is not an array job")
+        jobs = svc.jobs.children(parent.job_id, status, after=cursor, limit=limit)
+        next_cursor = f"{jobs[-1].array.index:07d}" if len(jobs) == limit and jobs[-1].array else None
+        return jobs, next_cursor
+    queue = resources.get_jq(svc, req["jobQueue"])
+    if not filters:
+        jobs = svc.jobs.in_queue(queue.name, status, after=cursor, limit=limit)
+        return jobs, (order_key(jobs[-1]) if len(jobs) == limit else None)
+    return _filtered(svc, queue.name, filters, cursor, limit, req.get("jobStatus"))
+
+
+def _filtered(
+    svc: Services, queue: str, filters: list[dict[str, Any]], cursor: Any, limit: int, status: str | None
+) -> tuple[list[Job], Any]:
+    """Filters apply across statuses, newest first (spec §3.5). Each status partition is read newest first and
+    merged; the cursor is the order key of the last job returned."""
+    f = filters[0]
+    name, values = f.get("name"), f.get("values") or []
+    if name not in FILTERS:
+        raise InvalidRequest(f"filters[0].name must be one of {', '.join(FILTERS)}")
+    if len(values) != 1:
+        raise InvalidRequest("filters[0].values must hold exactly one value")
+    value = str(values[0])
+    match = _matcher(name, value)
+    statuses = [status] if (status and name == "SHARE_IDENTIFIER") else list(STATUSES)
+    merged = sorted(
+        (job for s in statuses for job in _newest_first(svc, queue, s, cursor) if match(job)),
+        key=order_key,
+        reverse=True,
+    )
+    page = merged[:limit]
+    return page, (order_key(page[-1]) if len(merged) > limit else None)
+
+
+def _newest_first(svc: Services, queue: str, status: str, before: str | None) -> Iterator[Job]:
+    after = before
+    while True:
+        batch = svc.jobs.in_queue(queue, status, after=after, limit=500, descending=True)
+        yield from batch
+        if len(batch) < 500:
+            return
+        after = order_key(batch[-1])
+
+
+def _matcher(name: str, value: str) -> Any:
+    def glob(actual: str, *, fold: bool) -> bool:
+        pattern, actual = (value.lower(), actual.lower()) if fold else (value, actual)
+        return actual.startswith(pattern[:-1]) if pattern.endswith("*") else actual == pattern
+
+    if name == "JOB_NAME":
+        return lambda job: glob(job.name, fold=True)
+    if name == "JOB_DEFINITION":
+        if arns.looks_like_arn(value):
+            return lambda job: job.job_definition_arn == value
+        return lambda job: glob(job.job_definition_name, fold=False)
+    if name in ("BEFORE_CREATED_AT", "AFTER_CREATED_AT"):
+        if not value.isdigit():
+            raise InvalidRequest(f"filters[0].values: {name} takes epoch milliseconds; got {value!r}")
+        t = int(value)
+        return (lambda job: job.created_at < t) if name == "BEFORE_CREATED_AT" else (lambda job: job.created_at > t)
+    return lambda job: job.share_identifier == value
+

@@ -1,0 +1,218 @@
+"""Apply events to jobs and carry out the effects the state machine decides ("decide, then do").
+
+`Reactor.apply(job_id, event)`: read the job, `lifecycle.transition`, persist the new job with one conditional
+write (a lost race re-reads and re-decides), then run the effects. Effects that may fan out (dependents, array
+children) go to `defer`, the runtime's work queue, so no request or task event waits on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from functools import partial
+from collections.abc import Callable, Iterable
+
+from chalicelib.compute.port import Launcher, TaskSpec
+from chalicelib.control.context import Services
+from chalicelib.domain import job_spec, lifecycle
+from chalicelib.domain.errors import Conflict
+from chalicelib.domain.job_detail import job_detail
+from chalicelib.domain.jobs import (
+    ACTIVE,
+    FAILED,
+    PENDING,
+    RUNNABLE,
+    SUCCEEDED,
+    SUBMITTED,
+    ArrayInfo,
+    Dependency,
+    Job,
+    child_id,
+)
+from chalicelib.store.port import MAX_TRANSACT_OPS
+
+log = logging.getLogger("batchplane.react")
+
+Defer = Callable[[Callable[[], None]], None]
+APPLY_RETRIES = 16
+STATE_CHANGE = "Batch Job State Change"
+
+
+def run_now(work: Callable[[], None]) -> None:
+    work()
+
+
+class Reactor:
+    def __init__(self, svc: Services, launcher: Launcher, defer: Defer = run_now) -> None:
+        self.svc = svc
+        self.launcher = launcher
+        self.defer = defer
+
+    # -- apply ------------------------------------------------------------------------------------------------
+
+    def apply(self, job_id: str, event: lifecycle.Event) -> Job | None:
+        """Returns the job after the event (unchanged when the event did not apply), None if it does not exist."""
+        for _ in range(APPLY_RETRIES):
+            job = self.svc.jobs.get(job_id)
+            if job is None:
+                return None
+            outcome = lifecycle.transition(job, event, self.svc.clock.now_ms())
+            if outcome.job is None:
+                self.run_effects(job, outcome.effects)
+                return job
+            try:
+                saved = self.svc.jobs.save(outcome.job)
+            except Conflict:
+                continue
+            self.run_effects(saved, outcome.effects)
+            return saved
+        raise Conflict(f"JOB#{job_id}", None)
+
+    def run_effects(self, job: Job, effects: Iterable[lifecycle.Effect]) -> None:
+        for effect in effects:
+            match effect:
+                case lifecycle.Publish():
+                    self.publish(job)
+                case lifecycle.Launch(attempt=n):
+                    self.launcher.launch(self.task_spec(job, n))
+                case lifecycle.StopTask(attempt=n, reason=why):
+                    self.launcher.stop(job.job_id, n, why)
+                case lifecycle.NotifyDependents(succeeded=ok):
+                    self.defer(partial(self.notify_dependents, job.job_id, ok))
+                case lifecycle.NotifyParent(succeeded=ok):
+                    assert job.array is not None and job.array.parent_id is not None and job.array.index is not None
+                    self.apply(job.array.parent_id, lifecycle.ChildFinished(job.array.index, ok))
+                case lifecycle.CreateChildren():
+                    self.defer(partial(self.create_children, job.job_id))
+                case lifecycle.CancelChildren(reason=why, terminate=term):
+                    self.defer(partial(self.cancel_children, job.job_id, why, term))
+                case lifecycle.WakeDispatcher():
+                    self.svc.wake()
+
+    def publish(self, job: Job) -> None:
+        try:
+            self.svc.events.publish(STATE_CHANGE, [job.arn], job_detail(job))
+        except Exception:  # noqa: BLE001 - a sink failure must not undo a committed transition
+            log.exception("publishing the state change of %s failed", job.job_id)
+
+    def task_spec(self, job: Job, attempt: int) -> TaskSpec:
+        assert job.current is not None
+        seconds = job.timeout.get("attemptDurationSeconds")
+        return TaskSpec(
+            job_id=job.job_id,
+            attempt=attempt,
+            task_id=job.current.task_id,
+            command=job_spec.render_command(list(job.container.get("command") or []), job.parameters),
+            environment=job_spec.batch_environment(job, attempt, job.current.compute_environment),
+            log_stream=job.current.log_stream,
+            vcpus=job.vcpus,
+            memory=job.memory,
+            compute_environment=job.current.compute_environment,
+            timeout_seconds=int(seconds) if seconds else None,
+        )
+
+    # -- dependencies -----------------------------------------------------------------------------------------
+
+    def notify_dependents(self, job_id: str, succeeded: bool) -> None:
+        event: lifecycle.Event = (
+            lifecycle.DependencySucceeded(job_id) if succeeded else lifecycle.DependencyFailed(job_id)
+        )
+        for dependent in self.svc.jobs.dependents(job_id):
+            self.apply(dependent, event)
+
+    def settle_pending(self, job: Job) -> None:
+        """Apply what already happened to the job's pending dependencies (closes the race with their completion:
+        the job's edges were written first, so any completion after this read notifies it)."""
+        if not job.pending:
+            return
+        for dep in self.svc.jobs.get_many(list(job.pending)):
+            if dep.status == SUCCEEDED:
+                self.apply(job.job_id, lifecycle.DependencySucceeded(dep.job_id))
+            elif dep.status == FAILED:
+                self.apply(job.job_id, lifecycle.DependencyFailed(dep.job_id))
+
+    # -- array jobs -------------------------------------------------------------------------------------------
+
+    def create_children(self, parent_id: str) -> None:
+        """Write the parent's children in transactions, resumably (`children_created` is the cursor)."""
+        while True:
+            parent = self.svc.jobs.get(parent_id)
+            if parent is None or parent.array is None or parent.array.size is None:
+                return
+            if parent.status != PENDING or parent.is_cancelled or parent.is_terminated:
+                return
+            start, size = parent.array.children_created, parent.array.size
+            if start >= size:
+                return
+            sequential = any(d.type == "SEQUENTIAL" for d in parent.depends_on)
+            n_to_n = [d.job_id for d in parent.depends_on if d.type == "N_TO_N" and d.job_id]
+            per_child = 1 + (1 if sequential else 0) + len(n_to_n)
+            end = min(size, start + max(1, MAX_TRANSACT_OPS // per_child))
+            now = self.svc.clock.now_ms()
+            children, edges = [], []
+            for i in range(start, end):
+                deps = ([child_id(parent_id, i - 1)] if sequential and i > 0 else []) + [
+                    child_id(d, i) for d in n_to_n
+                ]
+                children.append(self._child(parent, i, deps, now))
+                edges += [(d, child_id(parent_id, i)) for d in deps]
+            try:
+                self.svc.jobs.create_many(children, edges)
+            except Conflict:
+                self._create_missing(children, edges)
+            after = self.apply(parent_id, lifecycle.ChildrenCreated(end))
+            for child in children:
+                if child.pending:
+                    self.settle_pending(child)
+                else:
+                    self.publish(child)
+            self.svc.wake()
+            if after is None or after.array is None or after.array.children_created < end:
+                return
+
+    def _child(self, parent: Job, index: int, deps: list[str], now: int) -> Job:
+        return dataclasses.replace(
+            parent,
+            job_id=child_id(parent.job_id, index),
+            arn=f"{parent.arn}:{index}",
+            status=PENDING if deps else RUNNABLE,
+            created_at=now,
+            updated_at=now,
+            depends_on=tuple(Dependency(d, None) for d in deps),
+            pending=tuple(deps),
+            array=ArrayInfo(index=index, parent_id=parent.job_id),
+            status_reason=None,
+            version=0,
+        )
+
+    def _create_missing(self, children: list[Job], edges: list[tuple[str, str]]) -> None:
+        """A previous run wrote part of this chunk before it died: write only what is missing."""
+        existing = {j.job_id for j in self.svc.jobs.get_many([c.job_id for c in children])}
+        for child in children:
+            if child.job_id in existing:
+                continue
+            mine = [dep for dep, dependent in edges if dependent == child.job_id]
+            try:
+                self.svc.jobs.create_with_edges(child, mine)
+            except Conflict:
+                pass  # written concurrently: same content by construction
+
+    def cancel_children(self, parent_id: str, reason: str, terminate: bool) -> None:
+        event: lifecycle.Event = lifecycle.Terminate(reason) if terminate else lifecycle.Cancel(reason)
+        statuses = (SUBMITTED, PENDING, RUNNABLE, *ACTIVE) if terminate else (SUBMITTED, PENDING, RUNNABLE)
+        for status in statuses:
+            for child in list(self.svc.jobs.iter_children(parent_id, status)):
+                self.apply(child.job_id, event)
+        self.apply(parent_id, lifecycle.CheckChildren())
+
+    def parent_counts(self, parent: Job) -> dict[str, int]:
+        """Children by status for statusSummary; children not yet written count as PENDING."""
+        assert parent.array is not None and parent.array.size is not None
+        counts: dict[str, int] = {}
+        for status in (SUBMITTED, PENDING, RUNNABLE, *ACTIVE):
+            counts[status] = sum(1 for _ in self.svc.jobs.iter_children(parent.job_id, status))
+        counts[SUCCEEDED] = parent.array.succeeded
+        counts[FAILED] = parent.array.failed
+        counts[PENDING] += parent.array.size - parent.array.children_created
+        return counts
+

@@ -1,0 +1,133 @@
+"""A Job as Batch's JobDetail and JobSummary wire shapes (spec §3.5), also the detail of state-change events. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain.jobs import STATUSES, Attempt, Job
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def attempt_detail(a: Attempt) -> dict[str, Any]:
+    return _compact(
+        {
+            "container": _compact(
+                {
+                    "taskArn": a.task_id,
+                    "exitCode": a.exit_code,
+                    "reason": a.reason,
+                    "logStreamName": a.log_stream,
+                }
+            ),
+            "startedAt": a.started_at,
+            "stoppedAt": a.stopped_at,
+            "statusReason": a.status_reason,
+        }
+    )
+
+
+def container_detail(job: Job) -> dict[str, Any]:
+    c = job.container
+    last = job.current or (job.attempts[-1] if job.attempts else None)
+    detail = {
+        "image": c.get("image"),
+        "command": c.get("command", []),
+        "environment": c.get("environment", []),
+        "resourceRequirements": c.get("resourceRequirements", []),
+        "jobRoleArn": c.get("jobRoleArn"),
+        "executionRoleArn": c.get("executionRoleArn"),
+        "volumes": c.get("volumes", []),
+        "mountPoints": c.get("mountPoints", []),
+        "ulimits": c.get("ulimits", []),
+        "user": c.get("user"),
+        "secrets": c.get("secrets", []),
+        "networkInterfaces": [],
+        "vcpus": c.get("vcpus"),
+        "memory": c.get("memory"),
+        "logConfiguration": c.get("logConfiguration"),
+        "networkConfiguration": c.get("networkConfiguration"),
+        "fargatePlatformConfiguration": c.get("fargatePlatformConfiguration"),
+    }
+    if last is not None:
+        detail.update(
+            {
+                "taskArn": last.task_id,
+                "logStreamName": last.log_stream,
+                "exitCode": last.exit_code,
+                "reason": last.reason,
+            }
+        )
+    return _compact(detail)
+
+
+def array_summary(job: Job, counts: dict[str, int] | None) -> dict[str, Any] | None:
+    if job.array is None:
+        return None
+    if job.array.index is not None:
+        return {"index": job.array.index}
+    summary = {status: 0 for status in STATUSES}
+    summary.update(counts or {})
+    return {"size": job.array.size, "statusSummary": summary, "statusSummaryLastUpdatedAt": job.updated_at}
+
+
+def job_detail(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """JobDetail. `counts` are the array children by status, for a parent's statusSummary."""
+    detail: dict[str, Any] = {
+        "jobArn": job.arn,
+        "jobName": job.name,
+        "jobId": job.job_id,
+        "jobQueue": job.queue_arn,
+        "status": job.status,
+        "shareIdentifier": job.share_identifier,
+        "schedulingPriority": job.scheduling_priority,
+        "attempts": [attempt_detail(a) for a in job.attempts],
+        "statusReason": job.status_reason,
+        "createdAt": job.created_at,
+        "retryStrategy": job.retry_strategy or None,
+        "startedAt": job.started_at,
+        "stoppedAt": job.stopped_at,
+        "dependsOn": [_compact({"jobId": d.job_id, "type": d.type}) for d in job.depends_on],
+        "jobDefinition": job.job_definition_arn,
+        "parameters": job.parameters,
+        "container": None if job.is_array_parent else container_detail(job),
+        "arrayProperties": array_summary(job, counts),
+        "timeout": job.timeout or None,
+        "tags": job.tags,
+        "propagateTags": job.propagate_tags,
+        "platformCapabilities": list(job.platform_capabilities),
+        "isCancelled": job.is_cancelled or None,
+        "isTerminated": job.is_terminated or None,
+    }
+    return _compact(detail)
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    last = job.current or (job.attempts[-1] if job.attempts else None)
+    container = None
+    if last is not None and (last.exit_code is not None or last.reason):
+        container = _compact({"exitCode": last.exit_code, "reason": last.reason})
+    array = None
+    if job.array is not None:
+        array = {"index": job.array.index} if job.array.index is not None else {"size": job.array.size}
+    return _compact(
+        {
+            "jobArn": job.arn,
+            "jobId": job.job_id,
+            "jobName": job.name,
+            "createdAt": job.created_at,
+            "status": job.status,
+            "statusReason": job.status_reason,
+            "startedAt": job.started_at,
+            "stoppedAt": job.stopped_at,
+            "shareIdentifier": job.share_identifier,
+            "container": container,
+            "arrayProperties": array,
+            "jobDefinition": job.job_definition_arn,
+            "capacityUsage": [{"capacityUnit": "VCPU", "quantity": job.vcpus}],
+            "isCancelled": job.is_cancelled or None,
+            "isTerminated": job.is_terminated or None,
+        }
+    )

@@ -1,0 +1,130 @@
+"""SubmitJob rules and what a job runs: validation, overrides merged onto the job definition, Ref:: parameters,
+the reserved AWS_BATCH_* environment. Pure."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.domain import validation
+from chalicelib.domain.errors import InvalidRequest
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.validation import Limits, fail
+
+DEFAULT_VCPUS = 1.0
+DEFAULT_MEMORY_MIB = 2048
+
+
+def validate_submit(req: Mapping[str, Any], limits: Limits) -> None:
+    validation.job_name(req["jobName"])
+    size = len(json.dumps(req, separators=(",", ":")))
+    if size > limits.max_submit_bytes:
+        raise fail("request", f"must be at most {limits.max_submit_bytes} bytes; got {size}")
+    array = req.get("arrayProperties") or {}
+    is_array = array.get("size") is not None
+    if is_array:
+        validation.in_range(array["size"], limits.min_array_size, limits.max_array_size, "arrayProperties.size")
+    deps = req.get("dependsOn") or []
+    if len(deps) > limits.max_dependencies:
+        raise fail("dependsOn", f"must have at most {limits.max_dependencies} entries; got {len(deps)}")
+    sequential = 0
+    for i, dep in enumerate(deps):
+        field = f"dependsOn[{i}]"
+        kind = dep.get("type")
+        if kind in ("N_TO_N", "SEQUENTIAL") and not is_array:
+            raise fail(f"{field}.type", f"{kind} dependencies are only valid for array jobs")
+        if kind == "SEQUENTIAL":
+            sequential += 1
+            if dep.get("jobId"):
+                raise fail(f"{field}.jobId", "must not be given with a SEQUENTIAL dependency")
+        elif not dep.get("jobId"):
+            raise fail(f"{field}.jobId", "is required" + (" for an N_TO_N dependency" if kind else ""))
+    if sequential > 1:
+        raise fail("dependsOn", "may hold at most one SEQUENTIAL entry")
+    overrides = req.get("containerOverrides") or {}
+    if overrides.get("command") is not None:
+        validation.command(overrides["command"], "containerOverrides.command")
+    validation.environment(overrides.get("environment") or [], "containerOverrides.environment")
+    validation.resource_requirements(
+        overrides.get("resourceRequirements") or [], "containerOverrides.resourceRequirements", fargate=False
+    )
+    if req.get("retryStrategy") is not None:
+        validation.retry_strategy(req["retryStrategy"], limits)
+    if req.get("timeout") is not None:
+        validation.timeout(req["timeout"], limits)
+    validation.scheduling_priority(req.get("schedulingPriorityOverride"), "schedulingPriorityOverride")
+    validation.tags(req.get("tags"), limits)
+    if req.get("nodeOverrides") is not None:
+        raise fail("nodeOverrides", "is not supported: batchplane does not run multi-node parallel jobs")
+
+
+def validate_share(share: str | None, fair_share_queue: bool, queue: str) -> None:
+    if fair_share_queue and not share:
+        raise fail("shareIdentifier", f"is required: job queue {queue} has a fair-share scheduling policy")
+    if not fair_share_queue and share:
+        raise fail("shareIdentifier", f"must not be given: job queue {queue} has no fair-share scheduling policy")
+    if share and not validation.SHARE_IDENTIFIER.fullmatch(share):
+        raise fail("shareIdentifier", "must be 1-255 letters and numbers, optionally ending in '*'")
+
+
+def effective_container(jd_container: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The job definition's container with SubmitJob's containerOverrides applied (spec §3.4)."""
+    container: dict[str, Any] = copy.deepcopy(dict(jd_container))
+    if overrides.get("command") is not None:
+        container["command"] = list(overrides["command"])
+    if overrides.get("environment"):
+        env = {e["name"]: e.get("value", "") for e in container.get("environment") or []}
+        env.update({e["name"]: e.get("value", "") for e in overrides["environment"]})
+        container["environment"] = [{"name": k, "value": v} for k, v in env.items()]
+    if overrides.get("resourceRequirements"):
+        by_type = {r["type"]: r for r in container.get("resourceRequirements") or []}
+        by_type.update({r["type"]: r for r in overrides["resourceRequirements"]})
+        container["resourceRequirements"] = list(by_type.values())
+    for legacy in ("vcpus", "memory"):
+        if overrides.get(legacy) is not None:
+            kind = "VCPU" if legacy == "vcpus" else "MEMORY"
+            if any(r["type"] == kind for r in container.get("resourceRequirements") or []):
+                raise InvalidRequest(
+                    f"containerOverrides.{legacy} cannot override resourceRequirements set in the job definition; "
+                    "use containerOverrides.resourceRequirements"
+                )
+            container[legacy] = overrides[legacy]
+    if overrides.get("instanceType") is not None:
+        raise fail("containerOverrides.instanceType", "is only valid for multi-node parallel jobs")
+    return container
+
+
+def vcpus_and_memory(container: Mapping[str, Any]) -> tuple[float, int]:
+    reqs = {r["type"]: r["value"] for r in container.get("resourceRequirements") or []}
+    vcpus = float(reqs.get("VCPU", container.get("vcpus") or DEFAULT_VCPUS))
+    memory = int(float(reqs.get("MEMORY", container.get("memory") or DEFAULT_MEMORY_MIB)))
+    return vcpus, memory
+
+
+def render_command(command: list[str], parameters: Mapping[str, str]) -> list[str]:
+    """Replace whole `Ref::name` elements with the parameter's value; unknown placeholders stay as they are."""
+    out = []
+    for part in command:
+        if part.startswith("Ref::") and part[5:] in parameters:
+            out.append(parameters[part[5:]])
+        else:
+            out.append(part)
+    return out
+
+
+def batch_environment(job: Job, attempt: int, compute_environment: str) -> dict[str, str]:
+    """The job's environment: its container's variables plus the reserved AWS_BATCH_* ones (which always win)."""
+    env = {e["name"]: str(e.get("value", "")) for e in job.container.get("environment") or []}
+    env.update(
+        {
+            "AWS_BATCH_JOB_ID": job.job_id,
+            "AWS_BATCH_JOB_ATTEMPT": str(attempt),
+            "AWS_BATCH_CE_NAME": compute_environment,
+            "AWS_BATCH_JQ_NAME": job.queue,
+        }
+    )
+    if job.array is not None and job.array.index is not None:
+        env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array.index)
+    return env

@@ -1,0 +1,149 @@
+"""Jobs and their attempts. Pure: stdlib only.
+
+A Job is immutable; every change is a new Job produced by `lifecycle.transition` and persisted with one conditional
+write. `attempts` holds finished attempts (Batch's `attempts[]`); the attempt in flight is `current`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SUBMITTED = "SUBMITTED"
+PENDING = "PENDING"
+RUNNABLE = "RUNNABLE"
+STARTING = "STARTING"
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+STATUSES = (SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED, FAILED)
+TERMINAL = (SUCCEEDED, FAILED)
+ACTIVE = (STARTING, RUNNING)
+
+DEPENDENCY_FAILED = "Dependent Job failed"
+ESSENTIAL_EXITED = "Essential container in task exited"
+TIMEOUT_REASON = "Job attempt duration exceeded timeout"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One placement of a job: from claim (STARTING) to the task's stop."""
+
+    number: int  # 1-based, AWS_BATCH_JOB_ATTEMPT
+    task_id: str
+    compute_environment: str  # CE name
+    log_stream: str
+    created_at: int
+    started_at: int | None = None
+    stopped_at: int | None = None
+    exit_code: int | None = None
+    reason: str | None = None  # the container's reason (e.g. OutOfMemoryError: ...)
+    status_reason: str | None = None  # why the task stopped (Essential container in task exited, Host EC2 ...)
+
+
+@dataclass(frozen=True)
+class Dependency:
+    job_id: str | None
+    type: str | None = None  # None (plain), N_TO_N, SEQUENTIAL
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """On a parent: size (+ bookkeeping). On a child: index and the parent's id."""
+
+    size: int | None = None
+    index: int | None = None
+    parent_id: str | None = None
+    # Parent bookkeeping: children written so far, and terminal children by outcome.
+    children_created: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    # One bit per child index, set when that child was counted: makes ChildFinished idempotent. Hex, so it stays
+    # a plain JSON string; 10,000 children take 2.5 KB.
+    done_bits: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    name: str
+    arn: str
+    queue: str  # queue name
+    queue_arn: str
+    job_definition_arn: str
+    job_definition_name: str
+    status: str
+    created_at: int
+    # What the job runs: the job definition's containerProperties with the submit overrides applied.
+    container: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)
+    retry_strategy: dict[str, Any] = field(default_factory=dict)
+    timeout: dict[str, Any] = field(default_factory=dict)
+    depends_on: tuple[Dependency, ...] = ()
+    pending: tuple[str, ...] = ()  # ids of dependencies not yet SUCCEEDED
+    array: ArrayInfo | None = None
+    vcpus: float = 1.0
+    memory: int = 2048
+    status_reason: str | None = None
+    started_at: int | None = None
+    stopped_at: int | None = None
+    attempts: tuple[Attempt, ...] = ()
+    current: Attempt | None = None
+    share_identifier: str | None = None
+    scheduling_priority: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    propagate_tags: bool = False
+    platform_capabilities: tuple[str, ...] = ()
+    is_cancelled: bool = False
+    is_terminated: bool = False
+    updated_at: int = 0
+    version: int = 0
+
+    @property
+    def is_array_parent(self) -> bool:
+        return self.array is not None and self.array.size is not None
+
+    @property
+    def is_array_child(self) -> bool:
+        return self.array is not None and self.array.index is not None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def attempt_number(self) -> int:
+        """The number the next (or current) attempt has."""
+        return self.current.number if self.current else len(self.attempts) + 1
+
+    @property
+    def max_attempts(self) -> int:
+        return int(self.retry_strategy.get("attempts") or 1)
+
+
+def bitmap_has(bits: str, index: int) -> bool:
+    byte = index // 8
+    if byte * 2 + 2 > len(bits):
+        return False
+    return bool(int(bits[byte * 2 : byte * 2 + 2], 16) & (1 << (index % 8)))
+
+
+def bitmap_set(bits: str, index: int) -> str:
+    byte = index // 8
+    raw = bytearray.fromhex(bits)
+    if len(raw) <= byte:
+        raw.extend(bytes(byte + 1 - len(raw)))
+    raw[byte] |= 1 << (index % 8)
+    return raw.hex()
+
+
+def child_id(parent_id: str, index: int) -> str:
+    return f"{parent_id}:{index}"
+
+
+def split_child_id(job_id: str) -> tuple[str, int] | None:
+    """`<parent>:<index>` -> (parent, index); None for a job id that is not an array child's."""
+    parent, sep, index = job_id.rpartition(":")
+    if not sep or not index.isdigit():
+        return None
+    return parent, int(index)

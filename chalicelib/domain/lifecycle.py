@@ -1,0 +1,363 @@
+"""The job state machine as data (spec §4.1). Pure.
+
+`transition(job, event, now)` is the one function that decides a job's next state. It returns an `Outcome`: the new
+job (None when the event changes nothing: a duplicate, a stale attempt, a state the event does not apply to) and
+the effects `control/` must carry out after persisting it with one conditional write.
+
+`TRANSITIONS` lists, per event, the states it applies in; everything else is ignored. Ignoring is how duplicate and
+out-of-order events become harmless: an event that already took effect finds the job in a state it does not apply
+to, or an attempt number that is no longer current.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from chalicelib.domain import retry
+from chalicelib.domain.jobs import (
+    DEPENDENCY_FAILED,
+    ESSENTIAL_EXITED,
+    FAILED,
+    PENDING,
+    RUNNABLE,
+    RUNNING,
+    STARTING,
+    SUBMITTED,
+    SUCCEEDED,
+    TIMEOUT_REASON,
+    ArrayInfo,
+    Attempt,
+    Job,
+    bitmap_has,
+    bitmap_set,
+)
+
+# -- events ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """Decide SUBMITTED -> PENDING/RUNNABLE from the job's own pending dependencies."""
+
+
+@dataclass(frozen=True)
+class DependencySucceeded:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class DependencyFailed:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The dispatcher placed the job on a compute environment: RUNNABLE -> STARTING."""
+
+    compute_environment: str
+    task_id: str
+    log_stream: str
+
+
+@dataclass(frozen=True)
+class TaskStarted:
+    attempt: int
+
+
+@dataclass(frozen=True)
+class TaskStopped:
+    attempt: int
+    exit_code: int | None
+    reason: str | None = None  # container reason
+    status_reason: str | None = None  # task stop reason; defaults to "Essential container in task exited"
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class Cancel:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Terminate:
+    reason: str
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """The current attempt ran past attemptDurationSeconds (found by a sweep; the local launcher times itself)."""
+
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ChildFinished:
+    """An array child reached a terminal state (applies to the parent)."""
+
+    index: int
+    succeeded: bool
+
+
+@dataclass(frozen=True)
+class CheckChildren:
+    """Re-check whether an array parent is complete (after its children were cancelled)."""
+
+
+@dataclass(frozen=True)
+class ChildrenCreated:
+    """The parent's children up to `count` exist in the store."""
+
+    count: int
+
+
+Event = (
+    Evaluate
+    | DependencySucceeded
+    | DependencyFailed
+    | Claim
+    | TaskStarted
+    | TaskStopped
+    | Cancel
+    | Terminate
+    | TimedOut
+    | ChildFinished
+    | CheckChildren
+    | ChildrenCreated
+)
+
+# -- effects ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Emit a "Batch Job State Change" event for the new state."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    attempt: int
+
+
+@dataclass(frozen=True)
+class StopTask:
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class NotifyDependents:
+    succeeded: bool
+
+
+@dataclass(frozen=True)
+class NotifyParent:
+    succeeded: bool
+
+
+@dataclass(frozen=True)
+class CreateChildren:
+    """Write the parent's children (from `children_created` on)."""
+
+
+@dataclass(frozen=True)
+class CancelChildren:
+    reason: str
+    terminate: bool
+
+
+@dataclass(frozen=True)
+class WakeDispatcher:
+    pass
+
+
+Effect = Publish | Launch | StopTask | NotifyDependents | NotifyParent | CreateChildren | CancelChildren | WakeDispatcher
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: Job | None
+    effects: tuple[Effect, ...] = ()
+
+
+UNCHANGED = Outcome(None)
+
+# Per event: the states it applies in. Anything else is ignored (UNCHANGED). The functions below decide the target.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "Evaluate": frozenset({SUBMITTED, PENDING}),
+    "DependencySucceeded": frozenset({SUBMITTED, PENDING}),
+    "DependencyFailed": frozenset({SUBMITTED, PENDING}),
+    "Claim": frozenset({RUNNABLE}),
+    "TaskStarted": frozenset({STARTING}),
+    "TaskStopped": frozenset({STARTING, RUNNING}),
+    "Cancel": frozenset({SUBMITTED, PENDING, RUNNABLE}),
+    "Terminate": frozenset({SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING}),
+    "TimedOut": frozenset({RUNNING}),
+    "ChildFinished": frozenset({PENDING}),
+    "CheckChildren": frozenset({PENDING}),
+    "ChildrenCreated": frozenset({PENDING}),
+}
+
+
+def transition(job: Job, event: Event, now: int) -> Outcome:
+    if job.status not in TRANSITIONS[type(event).__name__]:
+        return UNCHANGED
+    match event:
+        case Evaluate():
+            if job.status == PENDING and (job.pending or job.is_array_parent):
+                return UNCHANGED  # still waiting (a parent's children are created by CreateChildren, not here)
+            return _after_dependencies(job, now)
+        case DependencySucceeded(job_id=dep):
+            if dep not in job.pending:
+                return UNCHANGED
+            return _after_dependencies(replace(job, pending=tuple(p for p in job.pending if p != dep)), now)
+        case DependencyFailed(job_id=dep):
+            if dep not in job.pending:
+                return UNCHANGED
+            return _fail(job, now, f"{DEPENDENCY_FAILED}: {dep}", children=True)
+        case Claim():
+            return _claim(job, event, now)
+        case TaskStarted(attempt=n):
+            if job.current is None or job.current.number != n:
+                return UNCHANGED
+            current = replace(job.current, started_at=now)
+            started = replace(job, status=RUNNING, current=current, started_at=job.started_at or now, updated_at=now)
+            return Outcome(started, (Publish(),))
+        case TaskStopped():
+            return _stopped(job, event, now)
+        case Cancel(reason=why):
+            if job.is_array_parent:
+                return _cancel_parent(job, why, now, terminate=False)
+            return _fail(replace(job, is_cancelled=True), now, why, children=False)
+        case Terminate(reason=why):
+            if job.is_array_parent:
+                return _cancel_parent(job, why, now, terminate=True)
+            if job.status in (STARTING, RUNNING):
+                if job.is_terminated or job.current is None:
+                    return UNCHANGED
+                marked = replace(job, is_terminated=True, status_reason=why, updated_at=now)
+                return Outcome(marked, (StopTask(job.current.number, why),))
+            return _fail(replace(job, is_terminated=True), now, why, children=False)
+        case TimedOut(attempt=n):
+            if job.current is None or job.current.number != n:
+                return UNCHANGED
+            return Outcome(None, (StopTask(n, TIMEOUT_REASON),))
+        case ChildFinished():
+            return _child_finished(job, event, now)
+        case CheckChildren():
+            return _complete_parent(job, job, now) if job.is_array_parent else UNCHANGED
+        case ChildrenCreated(count=count):
+            if job.array is None or count <= job.array.children_created:
+                return UNCHANGED
+            return Outcome(replace(job, array=replace(job.array, children_created=count), updated_at=now))
+    return UNCHANGED  # pragma: no cover - every event type is matched above
+
+
+def _after_dependencies(job: Job, now: int) -> Outcome:
+    if job.pending:
+        if job.status == PENDING:
+            return Outcome(replace(job, updated_at=now))  # one fewer pending dependency; no state change
+        return Outcome(replace(job, status=PENDING, updated_at=now), (Publish(),))
+    if job.is_array_parent:
+        # A parent never becomes RUNNABLE: it waits in PENDING for its children, which are created now.
+        parked = replace(job, status=PENDING, updated_at=now)
+        published: tuple[Effect, ...] = (Publish(),) if job.status != PENDING else ()
+        return Outcome(parked, (*published, CreateChildren()))
+    return Outcome(replace(job, status=RUNNABLE, status_reason=None, updated_at=now), (Publish(), WakeDispatcher()))
+
+
+def _claim(job: Job, claim: Claim, now: int) -> Outcome:
+    attempt = Attempt(
+        number=len(job.attempts) + 1,
+        task_id=claim.task_id,
+        compute_environment=claim.compute_environment,
+        log_stream=claim.log_stream,
+        created_at=now,
+    )
+    claimed = replace(job, status=STARTING, current=attempt, status_reason=None, updated_at=now)
+    return Outcome(claimed, (Publish(), Launch(attempt.number)))
+
+
+def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
+    current = job.current
+    if current is None or current.number != stop.attempt:
+        return UNCHANGED
+    status_reason = stop.status_reason or (TIMEOUT_REASON if stop.timed_out else ESSENTIAL_EXITED)
+    finished = replace(
+        current,
+        started_at=current.started_at,
+        stopped_at=now,
+        exit_code=stop.exit_code,
+        reason=stop.reason,
+        status_reason=status_reason,
+    )
+    base = replace(job, current=None, attempts=(*job.attempts, finished), updated_at=now)
+    if stop.exit_code == 0 and not job.is_terminated and not stop.timed_out:
+        done = replace(base, status=SUCCEEDED, status_reason=status_reason, stopped_at=now)
+        return Outcome(done, _terminal_effects(done, succeeded=True))
+    if job.is_terminated:
+        return _fail(base, now, job.status_reason or status_reason, children=False)
+    if stop.timed_out:
+        return _fail(base, now, TIMEOUT_REASON, children=False)
+    decision = retry.evaluate(job.retry_strategy, current.number, stop.exit_code, stop.reason, status_reason)
+    if decision == "RETRY":
+        again = replace(base, status=RUNNABLE, status_reason=status_reason)
+        return Outcome(again, (Publish(), WakeDispatcher()))
+    return _fail(base, now, status_reason, children=False)
+
+
+def _fail(job: Job, now: int, reason: str, *, children: bool) -> Outcome:
+    failed = replace(job, status=FAILED, status_reason=reason, stopped_at=now, current=None, updated_at=now)
+    effects: tuple[Effect, ...] = _terminal_effects(failed, succeeded=False)
+    if children and job.is_array_parent:
+        effects += (CancelChildren(reason, terminate=False),)
+    return Outcome(failed, effects)
+
+
+def _terminal_effects(job: Job, *, succeeded: bool) -> tuple[Effect, ...]:
+    effects: tuple[Effect, ...] = (Publish(), NotifyDependents(succeeded), WakeDispatcher())
+    if job.is_array_child:
+        effects += (NotifyParent(succeeded),)
+    return effects
+
+
+def _cancel_parent(job: Job, why: str, now: int, *, terminate: bool) -> Outcome:
+    """Cancel/terminate reach every child; the parent fails once they are all done (spec §3.6)."""
+    if job.is_cancelled or job.is_terminated:
+        return UNCHANGED
+    marked = replace(job, is_cancelled=not terminate, is_terminated=terminate, status_reason=why, updated_at=now)
+    if job.array is not None and job.array.children_created == 0:
+        # No child exists yet: nothing to wait for.
+        return _fail(marked, now, why, children=False)
+    return Outcome(marked, (CancelChildren(why, terminate),))
+
+
+def _child_finished(job: Job, done: ChildFinished, now: int) -> Outcome:
+    array = job.array
+    if array is None or array.size is None or bitmap_has(array.done_bits, done.index):
+        return UNCHANGED  # a duplicate notification: this child was counted already
+    counted = replace(
+        array,
+        succeeded=array.succeeded + (1 if done.succeeded else 0),
+        failed=array.failed + (0 if done.succeeded else 1),
+        done_bits=bitmap_set(array.done_bits, done.index),
+    )
+    return _complete_parent(job, replace(job, array=counted, updated_at=now), now)
+
+
+def _complete_parent(job: Job, updated: Job, now: int) -> Outcome:
+    """The parent finishes when every child that will ever exist is terminal: all of them, or after a cancel or
+    terminate, those created so far (no more are created)."""
+    counted = updated.array
+    assert counted is not None and counted.size is not None
+    stopped = job.is_cancelled or job.is_terminated
+    expected = counted.children_created if stopped else counted.size
+    if counted.succeeded + counted.failed < expected:
+        return Outcome(updated) if updated is not job else UNCHANGED
+    if counted.failed == 0 and not stopped:
+        finished = replace(updated, status=SUCCEEDED, stopped_at=now, status_reason=None)
+        return Outcome(finished, _terminal_effects(finished, succeeded=True))
+    reason = job.status_reason if stopped else None
+    return _fail(updated, now, reason or f"{counted.failed} of {counted.size} child jobs failed", children=False)
+
+
+def new_array_info(size: int) -> ArrayInfo:
+    return ArrayInfo(size=size)
