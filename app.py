@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from chalice.app import Chalice, Response
 
-from chalicelib.api import gateway
+from chalicelib.api import gateway, logs_api
 from chalicelib.runtime import wiring
 
 app = Chalice(app_name="batchplane")
@@ -40,3 +40,12 @@ def batch_operation(operation: str) -> Response:
 @app.route("/v1/tags/{resource_arn}", methods=["GET", "POST", "DELETE"], content_types=CONTENT_TYPES)
 def tags(resource_arn: str) -> Response:
     return _serve(f"{gateway.TAGS_PREFIX}{resource_arn}")
+
+
+@app.route("/", methods=["POST"], content_types=CONTENT_TYPES)
+def logs_operation() -> Response:
+    """CloudWatch Logs (JSON 1.1, X-Amz-Target) for the local runtime's job logs."""
+    request = app.current_request
+    assert request is not None
+    status, headers, body = logs_api.handle_logs(wiring.services(), dict(request.headers), request.raw_body)
+    return Response(body=body, status_code=status, headers=dict(headers))

@@ -28,7 +28,8 @@ def _up(args: argparse.Namespace) -> int:
     print(f"batchplane is up: the AWS Batch API at {endpoint} (state in {args.state_dir})", flush=True)
     print(f"  try: aws batch describe-job-queues --endpoint-url {endpoint} --region {args.region}", flush=True)
     print("  stop with Ctrl-C", flush=True)
-    while not stop.wait(3600):
+    # Short slices: the main thread must come back to the interpreter for the signal handler to run promptly.
+    while not stop.wait(0.5):
         pass
     print("batchplane: shutting down", flush=True)
     runtime.stop()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.api import pagination, render
-from chalicelib.control import resources, tags
+from chalicelib.control import resources, snapshot, tags
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.domain.errors import InvalidRequest
 
@@ -179,3 +179,8 @@ def tag_resource(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dic
 def untag_resource(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
     tags.untag_resource(svc, req["resourceArn"], req["tagKeys"])
     return {}
+
+
+@operation("GetJobQueueSnapshot")
+def get_job_queue_snapshot(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
+    return snapshot.snapshot(svc, req["jobQueue"])

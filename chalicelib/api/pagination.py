@@ -14,13 +14,18 @@ def encode(cursor: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps({"c": cursor}).encode()).decode()
 
 
-def decode(token: str | None) -> Any:
+def decode(token: str | None, kind: type = str) -> Any:
+    """The cursor `encode` wrapped, which must be a `kind` (resource cursors are sort keys: strings)."""
     if not token:
         return None
     try:
-        return json.loads(base64.urlsafe_b64decode(token.encode()))["c"]
+        cursor = json.loads(base64.urlsafe_b64decode(token.encode()))["c"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise InvalidRequest("nextToken is not a token this service issued") from None
+        cursor = None
+    if not isinstance(cursor, kind):
+        # A token we did not issue could carry any JSON; only the expected type may reach the store.
+        raise InvalidRequest("nextToken is not a token this service issued")
+    return cursor
 
 
 def page_size(req: dict[str, Any], default: int = 100, maximum: int = 100) -> int:

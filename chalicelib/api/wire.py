@@ -8,6 +8,7 @@ Semantic limits the model does not carry (name patterns, AWS quotas) live in `do
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import cache
 from importlib import resources
@@ -49,6 +50,9 @@ def validate_request(operation: str, body: Any) -> dict[str, Any]:
     return body
 
 
+# Enums whose model documentation says "The values aren't case sensitive" (EvaluateOnExit.action).
+_CASE_INSENSITIVE_ENUMS = frozenset({"RetryAction"})
+
 _PY_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "boolean": (bool,),
@@ -86,9 +90,11 @@ def _check(shape: dict[str, Any], value: Any, path: str, shape_name: str) -> Non
             if req not in value or value[req] is None:
                 raise InvalidRequest(f"{_join(path, req)} is required")
         members = shape.get("members", {})
+        for key in [k for k, v in value.items() if v is None]:
+            del value[key]  # JSON null means absent (botocore never sends it; any other client may)
         for key, member_value in value.items():
             member = members.get(key)
-            if member is None or member_value is None:
+            if member is None:
                 continue  # unknown members are ignored, as botocore ignores unknown response members
             if member.get("location") in ("uri", "querystring", "header"):
                 continue
@@ -107,7 +113,7 @@ def _check(shape: dict[str, Any], value: Any, path: str, shape_name: str) -> Non
             _check(value_shape, v, f"{field}[{k!r}]", shape["value"]["shape"])
     elif kind == "string":
         enum = shape.get("enum")
-        if enum and value not in enum:
+        if enum and value not in enum and not (shape_name in _CASE_INSENSITIVE_ENUMS and value.upper() in enum):
             raise InvalidRequest(f"{field} must be one of {', '.join(enum)}; got {value!r}")
         _bounds(shape, len(value), field, "characters")
         pattern = shape.get("pattern")
@@ -122,7 +128,9 @@ def _check(shape: dict[str, Any], value: Any, path: str, shape_name: str) -> Non
 
 def _type_ok(kind: str, value: Any) -> bool:
     allowed = _PY_TYPES.get(kind, (object,))
-    return value is not None and isinstance(value, allowed) and (kind == "boolean" or not isinstance(value, bool))
+    if value is None or not isinstance(value, allowed) or (kind != "boolean" and isinstance(value, bool)):
+        return False
+    return not isinstance(value, float) or math.isfinite(value)  # json.loads accepts NaN and Infinity
 
 
 def _bounds(shape: dict[str, Any], size: int, field: str, unit: str) -> None:

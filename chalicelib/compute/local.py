@@ -8,11 +8,12 @@
 - Task events are reported like ECS ones: TaskStarted once the process exists, TaskStopped with its exit code
   (128+N for a signal, as Docker reports it) when it ends.
 - The pid is written to the work directory, so after a crash of the server the process can be found and stopped
-  (`reap`): an attempt is never left running unobserved, and never runs twice.
+  (`recover`): an attempt is never left running unobserved, and never runs twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ log = logging.getLogger("batchplane.launcher")
 
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ")
 START_FAILED = "Task failed to start"
+LAUNCHING = "launching"  # marker written in the work dir before the process is spawned
 
 
 @dataclass
@@ -39,6 +41,7 @@ class _Running:
     proc: subprocess.Popen[bytes]
     timed_out: bool = False
     stop_reason: str | None = None
+    lost: bool = False  # killed by shutdown(): the exit is not reported; recovery at the next start decides
     timers: list[threading.Timer] = field(default_factory=list)
 
 
@@ -48,6 +51,23 @@ def _now_ms() -> int:
 
 def exit_code_of(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
+
+
+def _processes_of(job_id: str, attempt: int) -> list[int]:
+    """Processes started for this attempt, by their environment (Linux only; [] where /proc is missing)."""
+    proc = Path("/proc")
+    want = {f"AWS_BATCH_JOB_ID={job_id}".encode(), f"AWS_BATCH_JOB_ATTEMPT={attempt}".encode()}
+    found = []
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if want <= environ:
+            found.append(int(entry.name))
+    return found
 
 
 class LocalLauncher:
@@ -66,6 +86,7 @@ class LocalLauncher:
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
         self._launched: set[str] = set()
+        self._watchers: set[threading.Thread] = set()  # one per process, until its exit is reported
         self._base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
@@ -78,6 +99,7 @@ class LocalLauncher:
                 return  # idempotent: this attempt was started already
             self._launched.add(spec.key)
         workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / LAUNCHING).touch()  # from here on the attempt may have started: see recover()
         if not spec.command:
             self._failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
             return
@@ -101,7 +123,10 @@ class LocalLauncher:
         if spec.timeout_seconds:
             self._arm(running, spec.timeout_seconds, self._timeout)
         self.on_event(spec.job_id, TaskStarted(spec.attempt))
-        threading.Thread(target=self._watch, args=(running,), name=f"task-{spec.key}", daemon=True).start()
+        watcher = threading.Thread(target=self._watch, args=(running,), name=f"task-{spec.key}", daemon=True)
+        with self._lock:
+            self._watchers.add(watcher)
+        watcher.start()
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
         with self._lock:
@@ -113,30 +138,47 @@ class LocalLauncher:
         self._arm(running, self.grace_seconds, lambda r: self._signal(r, signal.SIGKILL))
 
     def recover(self, job_id: str, attempt: int) -> bool:
-        """After a restart: the attempt started if its pidfile exists; a process still running is killed."""
-        pidfile = self.work_dir(job_id, attempt) / "pid"
+        """After a restart: the attempt started if its pidfile exists; a process still running is killed.
+
+        A crash between spawning the process and writing its pidfile leaves only the LAUNCHING marker: the attempt
+        counts as started (it must not run again under the same number), and its process, if any, is found by the
+        AWS_BATCH_* variables it was given (Linux /proc; elsewhere it cannot be found) and killed."""
+        workdir = self.work_dir(job_id, attempt)
         try:
-            pid = int(pidfile.read_text())
+            pid = int((workdir / "pid").read_text())
         except (OSError, ValueError):
-            return False
-        try:
-            os.killpg(pid, signal.SIGKILL)  # its own session: pid == pgid
-        except (ProcessLookupError, PermissionError):
-            pass
+            if not (workdir / LAUNCHING).exists():
+                return False
+            for found in _processes_of(job_id, attempt):  # the whole group carries the variables
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(found, signal.SIGKILL)
+            return True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)  # its own session: pid == pgid (no group, nothing killed)
         return True
 
     def running_count(self) -> int:
         with self._lock:
             return len(self._running)
 
-    def shutdown(self) -> None:
-        """Stop every process (the server is going away; their attempts are recovered at the next start)."""
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop every process (the server is going away; their attempts are recovered at the next start).
+
+        The exits this causes are not reported: they are not the jobs' own outcome (reporting them would fail the
+        attempts with exit code 137 instead of recovering them as a lost host), and the store is closed next.
+        Waits (bounded) until the watchers are done, so none writes after this returns."""
         with self._lock:
             running = list(self._running.values())
+            for r in running:
+                r.lost = True
+            watchers = list(self._watchers)
         for r in running:
             for t in r.timers:
                 t.cancel()
             self._signal(r, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        for w in watchers:
+            w.join(max(0.0, deadline - time.monotonic()))
 
     # -- internals --------------------------------------------------------------------------------------------
 
@@ -159,29 +201,37 @@ class LocalLauncher:
         self._arm(running, self.grace_seconds, lambda r: self._signal(r, signal.SIGKILL))
 
     def _signal(self, running: _Running, sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(running.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def _watch(self, running: _Running) -> None:
+        try:
+            self._watch_until_exit(running)
+        finally:
+            with self._lock:
+                self._watchers.discard(threading.current_thread())
+
+    def _watch_until_exit(self, running: _Running) -> None:
         spec, proc = running.spec, running.proc
         assert proc.stdout is not None
         try:
             for raw in proc.stdout:
                 self.logs.append(spec.log_stream, [(_now_ms(), raw.decode("utf-8", "replace").rstrip("\n"))])
-        except Exception:  # noqa: BLE001 - a log failure must not lose the exit
+        except Exception:  # a log failure must not lose the exit
             log.exception("reading the output of %s failed", spec.key)
         code = exit_code_of(proc.wait())
         for t in running.timers:
             t.cancel()
         with self._lock:
             self._running.pop(spec.key, None)
+            lost = running.lost
+        if lost:
+            return
         reason = None
         if running.timed_out:
             reason = TIMEOUT_REASON
         stopped = TaskStopped(spec.attempt, code, reason=reason, timed_out=running.timed_out)
         try:
             self.on_event(spec.job_id, stopped)
-        except Exception:  # noqa: BLE001 - the sweep at the next start repairs a lost report
+        except Exception:  # the sweep at the next start repairs a lost report
             log.exception("reporting the exit of %s failed", spec.key)

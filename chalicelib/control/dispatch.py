@@ -7,6 +7,7 @@ and does nothing, so no job is launched twice.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -79,7 +80,5 @@ class Dispatcher:
 
     def _block(self, job: Job, reason: str) -> None:
         """Record why a RUNNABLE job waits (no state change, so no event)."""
-        try:
+        with contextlib.suppress(Conflict):  # it moved on meanwhile; the next cycle re-evaluates
             self.svc.jobs.save(replace(job, status_reason=reason))
-        except Conflict:
-            pass  # it moved on meanwhile; the next cycle re-evaluates

@@ -16,7 +16,6 @@ from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
 from chalicelib.domain import arns, job_spec, lifecycle, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
-from chalicelib.store.jobs import order_key
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
     FAILED,
@@ -28,6 +27,7 @@ from chalicelib.domain.jobs import (
     Dependency,
     Job,
 )
+from chalicelib.store.jobs import order_key
 
 
 def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, Any]) -> Job:
@@ -233,4 +233,3 @@ def _matcher(name: str, value: str) -> Any:
         t = int(value)
         return (lambda job: job.created_at < t) if name == "BEFORE_CREATED_AT" else (lambda job: job.created_at > t)
     return lambda job: job.share_identifier == value
-

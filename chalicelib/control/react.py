@@ -7,10 +7,11 @@ children) go to `defer`, the runtime's work queue, so no request or task event w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from functools import partial
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from chalicelib.compute.port import Launcher, TaskSpec
 from chalicelib.control.context import Services
@@ -22,8 +23,8 @@ from chalicelib.domain.jobs import (
     FAILED,
     PENDING,
     RUNNABLE,
-    SUCCEEDED,
     SUBMITTED,
+    SUCCEEDED,
     ArrayInfo,
     Dependency,
     Job,
@@ -92,7 +93,7 @@ class Reactor:
     def publish(self, job: Job) -> None:
         try:
             self.svc.events.publish(STATE_CHANGE, [job.arn], job_detail(job))
-        except Exception:  # noqa: BLE001 - a sink failure must not undo a committed transition
+        except Exception:  # a sink failure must not undo a committed transition
             log.exception("publishing the state change of %s failed", job.job_id)
 
     def task_spec(self, job: Job, attempt: int) -> TaskSpec:
@@ -151,9 +152,7 @@ class Reactor:
             now = self.svc.clock.now_ms()
             children, edges = [], []
             for i in range(start, end):
-                deps = ([child_id(parent_id, i - 1)] if sequential and i > 0 else []) + [
-                    child_id(d, i) for d in n_to_n
-                ]
+                deps = ([child_id(parent_id, i - 1)] if sequential and i > 0 else []) + [child_id(d, i) for d in n_to_n]
                 children.append(self._child(parent, i, deps, now))
                 edges += [(d, child_id(parent_id, i)) for d in deps]
             try:
@@ -161,6 +160,12 @@ class Reactor:
             except Conflict:
                 self._create_missing(children, edges)
             after = self.apply(parent_id, lifecycle.ChildrenCreated(end))
+            if after is None or after.status != PENDING or after.is_cancelled or after.is_terminated:
+                # Cancelled or finished while this chunk was being written: these children must not run.
+                why = (after.status_reason if after else None) or "Array parent job was cancelled"
+                for child in children:
+                    self.apply(child.job_id, lifecycle.Cancel(why))
+                return
             for child in children:
                 if child.pending:
                     self.settle_pending(child)
@@ -192,10 +197,8 @@ class Reactor:
             if child.job_id in existing:
                 continue
             mine = [dep for dep, dependent in edges if dependent == child.job_id]
-            try:
+            with contextlib.suppress(Conflict):  # written concurrently: same content by construction
                 self.svc.jobs.create_with_edges(child, mine)
-            except Conflict:
-                pass  # written concurrently: same content by construction
 
     def cancel_children(self, parent_id: str, reason: str, terminate: bool) -> None:
         event: lifecycle.Event = lifecycle.Terminate(reason) if terminate else lifecycle.Cancel(reason)
@@ -206,13 +209,14 @@ class Reactor:
         self.apply(parent_id, lifecycle.CheckChildren())
 
     def parent_counts(self, parent: Job) -> dict[str, int]:
-        """Children by status for statusSummary; children not yet written count as PENDING."""
+        """Children by status for statusSummary; children not yet written (or finished but not yet counted by the
+        parent) count as PENDING. The parent is read before its children, so more children than its
+        `children_created` may exist by then: the counts always add up to the size."""
         assert parent.array is not None and parent.array.size is not None
         counts: dict[str, int] = {}
         for status in (SUBMITTED, PENDING, RUNNABLE, *ACTIVE):
             counts[status] = sum(1 for _ in self.svc.jobs.iter_children(parent.job_id, status))
         counts[SUCCEEDED] = parent.array.succeeded
         counts[FAILED] = parent.array.failed
-        counts[PENDING] += parent.array.size - parent.array.children_created
+        counts[PENDING] += max(0, parent.array.size - sum(counts.values()))
         return counts
-

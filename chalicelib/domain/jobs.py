@@ -144,6 +144,6 @@ def child_id(parent_id: str, index: int) -> str:
 def split_child_id(job_id: str) -> tuple[str, int] | None:
     """`<parent>:<index>` -> (parent, index); None for a job id that is not an array child's."""
     parent, sep, index = job_id.rpartition(":")
-    if not sep or not index.isdigit():
+    if not sep or not (index.isascii() and index.isdigit()):
         return None
     return parent, int(index)

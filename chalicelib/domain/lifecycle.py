@@ -12,6 +12,7 @@ to, or an attempt number that is no longer current.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
 from chalicelib.domain import retry
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
@@ -169,7 +170,9 @@ class WakeDispatcher:
     pass
 
 
-Effect = Publish | Launch | StopTask | NotifyDependents | NotifyParent | CreateChildren | CancelChildren | WakeDispatcher
+Effect = (
+    Publish | Launch | StopTask | NotifyDependents | NotifyParent | CreateChildren | CancelChildren | WakeDispatcher
+)
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,9 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
                 return UNCHANGED
             current = replace(job.current, started_at=now)
             started = replace(job, status=RUNNING, current=current, started_at=job.started_at or now, updated_at=now)
+            if job.is_terminated:
+                # Terminated while STARTING: its stop may have come before the task existed, so stop it now.
+                return Outcome(started, (Publish(), StopTask(n, job.status_reason or "")))
             return Outcome(started, (Publish(),))
         case TaskStopped():
             return _stopped(job, event, now)
@@ -231,15 +237,22 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
             if job.is_array_parent:
                 return _cancel_parent(job, why, now, terminate=True)
             if job.status in (STARTING, RUNNING):
-                if job.is_terminated or job.current is None:
+                if job.current is None:
                     return UNCHANGED
+                if job.is_terminated:
+                    # Terminated already: ask again (a stop is idempotent, and this heals one that found no task).
+                    return Outcome(None, (StopTask(job.current.number, job.status_reason or why),))
                 marked = replace(job, is_terminated=True, status_reason=why, updated_at=now)
                 return Outcome(marked, (StopTask(job.current.number, why),))
             return _fail(replace(job, is_terminated=True), now, why, children=False)
         case TimedOut(attempt=n):
             if job.current is None or job.current.number != n:
                 return UNCHANGED
-            return Outcome(None, (StopTask(n, TIMEOUT_REASON),))
+            if job.current.status_reason == TIMEOUT_REASON:
+                return Outcome(None, (StopTask(n, TIMEOUT_REASON),))  # marked already: only ask again to stop
+            # Mark the attempt, so its stop (reported by whichever launcher) is a timeout and never retried.
+            marked = replace(job, current=replace(job.current, status_reason=TIMEOUT_REASON), updated_at=now)
+            return Outcome(marked, (StopTask(n, TIMEOUT_REASON),))
         case ChildFinished():
             return _child_finished(job, event, now)
         case CheckChildren():
@@ -280,6 +293,8 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
     current = job.current
     if current is None or current.number != stop.attempt:
         return UNCHANGED
+    if current.status_reason == TIMEOUT_REASON and not stop.timed_out:
+        stop = replace(stop, timed_out=True, status_reason=None)  # TimedOut marked this attempt earlier
     status_reason = stop.status_reason or (TIMEOUT_REASON if stop.timed_out else ESSENTIAL_EXITED)
     finished = replace(
         current,
@@ -320,10 +335,14 @@ def _terminal_effects(job: Job, *, succeeded: bool) -> tuple[Effect, ...]:
 
 
 def _cancel_parent(job: Job, why: str, now: int, *, terminate: bool) -> Outcome:
-    """Cancel/terminate reach every child; the parent fails once they are all done (spec §3.6)."""
-    if job.is_cancelled or job.is_terminated:
+    """Cancel/terminate reach every child; the parent fails once they are all done (spec §3.6).
+
+    A terminate after a cancel still applies: the cancel left running children alone, the terminate stops them."""
+    if job.is_terminated or (job.is_cancelled and not terminate):
         return UNCHANGED
-    marked = replace(job, is_cancelled=not terminate, is_terminated=terminate, status_reason=why, updated_at=now)
+    marked = replace(
+        job, is_cancelled=job.is_cancelled or not terminate, is_terminated=terminate, status_reason=why, updated_at=now
+    )
     if job.array is not None and job.array.children_created == 0:
         # No child exists yet: nothing to wait for.
         return _fail(marked, now, why, children=False)
@@ -332,7 +351,9 @@ def _cancel_parent(job: Job, why: str, now: int, *, terminate: bool) -> Outcome:
 
 def _child_finished(job: Job, done: ChildFinished, now: int) -> Outcome:
     array = job.array
-    if array is None or array.size is None or bitmap_has(array.done_bits, done.index):
+    if array is None or array.size is None or not 0 <= done.index < array.size:
+        return UNCHANGED
+    if bitmap_has(array.done_bits, done.index):
         return UNCHANGED  # a duplicate notification: this child was counted already
     counted = replace(
         array,
@@ -353,7 +374,7 @@ def _complete_parent(job: Job, updated: Job, now: int) -> Outcome:
     if counted.succeeded + counted.failed < expected:
         return Outcome(updated) if updated is not job else UNCHANGED
     if counted.failed == 0 and not stopped:
-        finished = replace(updated, status=SUCCEEDED, stopped_at=now, status_reason=None)
+        finished = replace(updated, status=SUCCEEDED, stopped_at=now, status_reason=None, updated_at=now)
         return Outcome(finished, _terminal_effects(finished, succeeded=True))
     reason = job.status_reason if stopped else None
     return _fail(updated, now, reason or f"{counted.failed} of {counted.size} child jobs failed", children=False)

@@ -54,7 +54,7 @@ class WorkQueue:
         while (work := self._queue.get()) is not None:
             try:
                 work()
-            except Exception:  # noqa: BLE001 - one failed item must not stop the queue; the sweep repairs it
+            except Exception:  # one failed item must not stop the queue; the sweep repairs it
                 log.exception("deferred work failed")
             finally:
                 with self._idle:
@@ -93,7 +93,7 @@ class Engine:
             try:
                 while self.dispatcher.cycle() and not self._stopping.is_set():
                     pass
-            except Exception:  # noqa: BLE001 - keep dispatching; the failure is logged
+            except Exception:  # keep dispatching; the failure is logged
                 log.exception("dispatch cycle failed")
 
     # -- recovery ---------------------------------------------------------------------------------------------
@@ -110,9 +110,15 @@ class Engine:
         """
         for q in self.svc.repo.list_jqs():
             for children in (False, True):
-                for status in ACTIVE:
-                    for job in list(self.svc.jobs.iter_queue(q.name, status, children=children)):
-                        self._recover_active(job)
+                # Read every active job before acting: a STARTING job relaunched here turns RUNNING at once, and
+                # must not then be found again as RUNNING and have its new process killed as a stale one.
+                active = [
+                    job
+                    for status in ACTIVE
+                    for job in list(self.svc.jobs.iter_queue(q.name, status, children=children))
+                ]
+                for job in active:
+                    self._recover_active(job)
                 for job in list(self.svc.jobs.iter_queue(q.name, PENDING, children=children)):
                     self._recover_pending(job)
 

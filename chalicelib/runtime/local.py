@@ -7,7 +7,7 @@ attempt's working directory and pidfile), events.jsonl (every "Batch Job State C
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalicelib.compute.local import LocalLauncher
@@ -30,7 +30,7 @@ class LocalConfig:
     port: int = 8000
     account: str = "123456789012"
     region: str = "us-east-1"
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     grace_seconds: float = 30.0  # SIGTERM -> SIGKILL on terminate and timeout
 
 

@@ -47,7 +47,9 @@ def job_item(job: Job) -> Item:
     gsi2: tuple[str, str] | None = None
     if job.is_array_child:
         assert job.array is not None and job.array.parent_id is not None and job.array.index is not None
-        gsi1 = None if job.status in TERMINAL else (queue_partition(job.queue, job.status, children=True), order_key(job))
+        gsi1 = (
+            None if job.status in TERMINAL else (queue_partition(job.queue, job.status, children=True), order_key(job))
+        )
         gsi2 = (array_partition(job.array.parent_id, job.status), f"{job.array.index:0{INDEX_WIDTH}d}")
     else:
         gsi1 = (queue_partition(job.queue, job.status), order_key(job))

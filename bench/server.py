@@ -1,0 +1,157 @@
+"""A fresh `batchplane up` per workload: start it on a free port in a temporary state directory, wait (bounded)
+until it answers, stop it with SIGTERM (SIGKILL after a grace period) and delete the directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+START_TIMEOUT_S = 30.0
+STOP_GRACE_S = 10.0
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+class Server:
+    """`with Server() as srv:` ... `srv.endpoint`. Optionally wraps the server in a profiler command prefix
+    (e.g. ["py-spy", "record", "-o", "out.svg", "--"]) for diagnosis."""
+
+    def __init__(
+        self, *, wrap: list[str] | None = None, keep_dir: bool = False, profile_out: Path | None = None
+    ) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="batchplane-bench-"))
+        self.state_dir = self.dir / "state"
+        self.log_path = self.dir / "server.log"
+        self.wrap = wrap or []
+        self.keep_dir = keep_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.profile_out = profile_out
+        self.final_log = ""
+        self.outside_signals = 0  # signals the sigwatch shield caught (see bench/sigwatch.py)
+        self.died_with: int | None = None  # exit code, when the server exited before it was stopped
+        self.profiler: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        cmd = [
+            *self.wrap,
+            sys.executable,
+            "-m",
+            "chalicelib.cli",
+            "up",
+            "--port",
+            str(self.port),
+            "--state-dir",
+            str(self.state_dir),
+        ]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerError(f"server exited with {self.proc.returncode} before answering: {self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    self._start_profiler()
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise ServerError(f"server did not answer on port {self.port} within {START_TIMEOUT_S:.0f}s: {self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process (its threads included), from /proc; 0.0 if unavailable."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def log_tail(self, n: int = 800) -> str:
+        if not self.log_path.exists():
+            return self.final_log[-n:]
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def _start_profiler(self) -> None:
+        """Diagnosis only: attach py-spy (collapsed stacks, all threads, GIL holders and idle excluded)."""
+        if self.profile_out is None:
+            return
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        cmd = [py_spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "250", "--threads"]
+        cmd += ["--output", str(self.profile_out)]
+        self.profiler = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+
+    def _stop_profiler(self) -> None:
+        if self.profiler is not None and self.profiler.poll() is None:
+            self.profiler.send_signal(signal.SIGINT)
+            try:
+                self.profiler.wait(30)
+            except subprocess.TimeoutExpired:
+                self.profiler.kill()
+                self.profiler.wait(5)
+
+    def exited(self) -> int | None:
+        """The server's exit code if it has exited (it should not have, before stop)."""
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self) -> None:
+        self._stop_profiler()
+        if self.proc is not None and self.proc.poll() is not None and self.died_with is None:
+            self.died_with = self.proc.returncode
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.final_log = self.log_tail(2000)
+        with contextlib.suppress(OSError):
+            self.outside_signals = self.log_path.read_text(errors="replace").count("sigwatch: got signal")
+        if not self.keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Server:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,506 @@
+"""The ECS launcher: each attempt is one ECS task on the capacity of its compute environment (ADR 0004).
+
+- One ECS task definition per job-definition revision and platform: family `batchplane-<jd>-<rev>` (Fargate,
+  networkMode awsvpc, task-level cpu/memory) or `batchplane-<jd>-<rev>-ec2` (EC2, networkMode host, like AWS Batch).
+  It holds what a submit cannot override (image, roles, volumes, ulimits, ...); the command, environment and resources
+  of each job go into RunTask's overrides. Families are looked up (DescribeTaskDefinition) before they are registered
+  and cached per process.
+- Capacity: FARGATE / FARGATE_SPOT CEs use the capacity provider of that name; EC2 / SPOT CEs the capacity provider
+  `batchplane-<ce>` (an Auto Scaling group with managed scaling, created by the infrastructure); unmanaged CEs the
+  EC2 launch type on whatever instances are registered to the cluster.
+- Identity: RunTask sets `group` = `batchplane:<jobId>:<attempt>` (how task events find their attempt, see
+  `ecs_events`), `startedBy` = a 36-character hash of `<jobId>#<attempt>` (how ListTasks finds the attempt's task),
+  tags `batchplane:jobId` / `batchplane:attempt` (for people), and `clientToken` = `<jobId>#<attempt>` (hashed when
+  longer than 64 characters): ECS runs a request with a known token at most once for 24 hours, so a retried launch
+  cannot start a second task. With `precheck` (default) ListTasks is asked first as well, which also covers
+  emulators without token support and retries after the token expired.
+- A launch ECS rejects for this job (ClientException, InvalidParameterException, overrides over 8192 characters, a
+  Fargate size that does not exist, ...) is reported as the attempt's TaskStopped ("Task failed to start") when an
+  event sink is given, like the local launcher; without one it raises. Throttling, server and network errors raise
+  (Throttled / StoreUnavailable): the launch is retried and the client token keeps it single.
+- Nothing runs unobserved on ECS: task state changes reach batchplane through EventBridge whether or not the control
+  plane was up. `recover` therefore stops nothing; it answers whether the attempt has a task and, with an event sink,
+  re-reports that task's current state (duplicates are harmless). ECS keeps stopped tasks visible for about an
+  hour only, so recovery must run well within that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.compute import ecs_events
+from chalicelib.compute.port import TaskEventSink, TaskSpec
+from chalicelib.domain.errors import BatchplaneError, InvalidRequest, NotFound, StoreUnavailable, Throttled
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.lifecycle import TaskStopped
+from chalicelib.domain.model import FARGATE_TYPES, ComputeEnvironment
+from chalicelib.domain.validation import FARGATE_MEMORY
+
+log = logging.getLogger("batchplane.ecs")
+
+JsonDict = dict[str, Any]
+ClientFactory = Callable[[], Any]  # returns a boto3 ECS client; called once, on first use
+
+FAMILY_PREFIX = "batchplane-"
+CAPACITY_PROVIDER_PREFIX = "batchplane-"
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+MAX_STARTED_BY = 36
+MAX_CLIENT_TOKEN = 64
+MAX_OVERRIDES = 8192  # characters of the overrides JSON (RunTask)
+MAX_STOP_REASON = 255
+MAX_TAGS = 50
+CACHE_SIZE = 10_000
+TAG_JOB_ID = "batchplane:jobId"
+TAG_ATTEMPT = "batchplane:attempt"
+TAG_CE = "batchplane:computeEnvironment"
+TAG_JOB_DEFINITION = "batchplane:jobDefinition"
+
+# ECS error codes meaning "this request can never succeed as it is": the attempt fails to start.
+_REJECTED = frozenset(
+    {
+        "ClientException",
+        "InvalidParameterException",
+        "PlatformUnknownException",
+        "PlatformTaskDefinitionIncompatibilityException",
+        "UnsupportedFeatureException",
+    }
+)
+_NOT_FOUND = frozenset({"ClusterNotFoundException", "ResourceNotFoundException"})
+_THROTTLED = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "Throttling"})
+
+# Container properties of a job definition that become part of the ECS container definition unchanged.
+_PASS_THROUGH = (
+    "image",
+    "mountPoints",
+    "ulimits",
+    "linuxParameters",
+    "privileged",
+    "user",
+    "readonlyRootFilesystem",
+    "secrets",
+    "logConfiguration",
+    "repositoryCredentials",
+)
+
+
+class LaunchRejected(InvalidRequest):
+    """ECS (or the mapping to it) refuses this attempt's task for a reason retrying cannot fix."""
+
+
+class NoCapacity(Throttled):
+    """RunTask placed no task (it answered with failures only, e.g. RESOURCE:MEMORY on the EC2 launch type)."""
+
+
+@dataclass(frozen=True)
+class JobContainer:
+    """What the launcher needs of a job beyond its TaskSpec."""
+
+    job_definition: str  # name
+    revision: int
+    container: JsonDict  # the job's containerProperties (job definition + SubmitJob overrides), wire shape
+    tags: dict[str, str] = field(default_factory=dict)  # tags to put on the task (propagateTags)
+
+    @classmethod
+    def of(cls, job: Job) -> JobContainer:
+        _, _, revision = job.job_definition_arn.rpartition(":")
+        return cls(
+            job_definition=job.job_definition_name,
+            revision=int(revision) if revision.isdigit() else 0,
+            container=dict(job.container),
+            tags=dict(job.tags) if job.propagate_tags else {},
+        )
+
+
+ContainerResolver = Callable[[TaskSpec], JobContainer]
+CeResolver = Callable[[str], ComputeEnvironment]
+
+
+# -- names and request shapes (pure) --------------------------------------------------------------------------
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def started_by(job_id: str, attempt: int) -> str:
+    """The RunTask `startedBy` of an attempt: `bp-` + 33 hex digits of SHA-256 of `<jobId>#<attempt>` (36 chars)."""
+    return "bp-" + _digest(f"{job_id}#{attempt}")[: MAX_STARTED_BY - 3]
+
+
+def client_token(key: str) -> str:
+    """The RunTask `clientToken` of a launch key: the key itself when ECS accepts it (≤64 chars in 33-126)."""
+    if len(key) <= MAX_CLIENT_TOKEN and all(33 <= ord(ch) <= 126 for ch in key):
+        return key
+    return "bp-" + _digest(key)[: MAX_CLIENT_TOKEN - 3]
+
+
+def task_family(job_definition: str, revision: int, *, fargate: bool) -> str:
+    return f"{FAMILY_PREFIX}{job_definition}-{revision}" + ("" if fargate else "-ec2")
+
+
+def capacity_provider_name(compute_environment: str) -> str:
+    """The ECS capacity provider (Auto Scaling group) of a managed EC2/SPOT compute environment."""
+    return f"{CAPACITY_PROVIDER_PREFIX}{compute_environment}"
+
+
+def fargate_cpu(vcpus: float) -> str:
+    """Fargate task cpu units of a vCPU count (0.25 -> "256" ... 16 -> "16384")."""
+    if vcpus not in FARGATE_MEMORY:
+        raise LaunchRejected(f"{vcpus:g} vCPUs is not a Fargate task size; use one of {sorted(FARGATE_MEMORY)}")
+    return str(int(vcpus * 1024))
+
+
+def _resources(container: Mapping[str, Any]) -> tuple[float | None, int | None, int]:
+    """(vCPUs, memory MiB, GPUs) a container asks for; None where it does not say."""
+    reqs = {r.get("type"): r.get("value") for r in container.get("resourceRequirements") or []}
+    vcpus = reqs.get("VCPU", container.get("vcpus"))
+    memory = reqs.get("MEMORY", container.get("memory"))
+    gpus = reqs.get("GPU")
+    return (
+        float(vcpus) if vcpus is not None else None,
+        int(float(memory)) if memory is not None else None,
+        int(gpus) if gpus is not None else 0,
+    )
+
+
+def _env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"name": k, "value": env[k]} for k in sorted(env)]
+
+
+def task_definition_request(
+    source: JobContainer,
+    spec: TaskSpec,
+    *,
+    fargate: bool,
+    region: str | None,
+    log_group: str | None = DEFAULT_LOG_GROUP,
+    execution_role_arn: str | None = None,
+) -> JsonDict:
+    """RegisterTaskDefinition parameters for a job-definition revision on one platform."""
+    c = source.container
+    vcpus, memory, gpus = _resources(c)
+    vcpus = vcpus if vcpus is not None else spec.vcpus
+    memory = memory if memory is not None else spec.memory
+    container: JsonDict = {"name": ecs_events.CONTAINER_NAME, "essential": True, "memory": memory}
+    container.update({k: c[k] for k in _PASS_THROUGH if c.get(k) is not None})
+    if not fargate:
+        container["cpu"] = int(vcpus * 1024)
+        if gpus:
+            container["resourceRequirements"] = [{"type": "GPU", "value": str(gpus)}]
+    role = c.get("executionRoleArn") or execution_role_arn
+    if "logConfiguration" not in container and log_group and region and (role or not fargate):
+        # AWS Batch's default: stream <jd>/default/<task id> in /aws/batch/job. On Fargate awslogs needs the role.
+        container["logConfiguration"] = {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": log_group,
+                "awslogs-region": region,
+                "awslogs-stream-prefix": source.job_definition[:200],
+            },
+        }
+    request: JsonDict = {
+        "family": task_family(source.job_definition, source.revision, fargate=fargate),
+        "containerDefinitions": [container],
+        "requiresCompatibilities": ["FARGATE" if fargate else "EC2"],
+        "networkMode": "awsvpc" if fargate else "host",
+        "tags": [{"key": TAG_JOB_DEFINITION, "value": f"{source.job_definition}:{source.revision}"}],
+    }
+    if fargate:
+        request["cpu"] = fargate_cpu(vcpus)
+        request["memory"] = str(memory)
+        if c.get("runtimePlatform"):
+            request["runtimePlatform"] = c["runtimePlatform"]
+        if c.get("ephemeralStorage"):
+            request["ephemeralStorage"] = c["ephemeralStorage"]
+    if c.get("volumes"):
+        request["volumes"] = c["volumes"]
+    if c.get("jobRoleArn"):
+        request["taskRoleArn"] = c["jobRoleArn"]
+    if role:
+        request["executionRoleArn"] = role
+    return request
+
+
+def capacity(ce: ComputeEnvironment) -> JsonDict:
+    """The RunTask parameters choosing where the task runs: a capacity provider strategy or a launch type."""
+    rtype = ce.resource_type
+    if rtype in FARGATE_TYPES:
+        return {"capacityProviderStrategy": [{"capacityProvider": rtype, "weight": 1}]}
+    if rtype is None:  # unmanaged: instances the user registered to the cluster
+        return {"launchType": "EC2"}
+    return {"capacityProviderStrategy": [{"capacityProvider": capacity_provider_name(ce.name), "weight": 1}]}
+
+
+def run_task_request(
+    spec: TaskSpec,
+    ce: ComputeEnvironment,
+    source: JobContainer,
+    task_definition_arn: str,
+    cluster: str,
+) -> JsonDict:
+    """RunTask parameters for one attempt. Deterministic in its inputs (a retry must repeat the same request)."""
+    fargate = ce.is_fargate
+    override: JsonDict = {"name": ecs_events.CONTAINER_NAME, "memory": spec.memory}
+    if spec.command:
+        override["command"] = list(spec.command)
+    if spec.environment:
+        override["environment"] = _env_list(spec.environment)
+    overrides: JsonDict = {"containerOverrides": [override]}
+    if fargate:
+        overrides["cpu"] = fargate_cpu(spec.vcpus)
+        overrides["memory"] = str(spec.memory)
+    else:
+        override["cpu"] = int(spec.vcpus * 1024)
+        _, _, gpus = _resources(source.container)
+        if gpus:
+            override["resourceRequirements"] = [{"type": "GPU", "value": str(gpus)}]
+    try:
+        group = ecs_events.task_group(spec.job_id, spec.attempt)
+    except ValueError as e:
+        raise LaunchRejected(str(e)) from e
+    size = len(json.dumps(overrides, separators=(",", ":")))
+    if size > MAX_OVERRIDES:
+        raise LaunchRejected(
+            f"the job's command and environment take {size} characters; ECS allows {MAX_OVERRIDES} for overrides"
+        )
+    request: JsonDict = {
+        "cluster": cluster,
+        "taskDefinition": task_definition_arn,
+        "count": 1,
+        "startedBy": started_by(spec.job_id, spec.attempt),
+        "group": group,
+        "clientToken": client_token(spec.key),
+        "overrides": overrides,
+        "tags": _task_tags(spec, source),
+        "enableECSManagedTags": True,
+        **capacity(ce),
+    }
+    if fargate:
+        resources = ce.compute_resources or {}
+        vpc: JsonDict = {
+            "subnets": list(resources.get("subnets") or []),
+            "assignPublicIp": (source.container.get("networkConfiguration") or {}).get("assignPublicIp", "DISABLED"),
+        }
+        if resources.get("securityGroupIds"):
+            vpc["securityGroups"] = list(resources["securityGroupIds"])
+        request["networkConfiguration"] = {"awsvpcConfiguration": vpc}
+        platform = (source.container.get("fargatePlatformConfiguration") or {}).get("platformVersion")
+        request["platformVersion"] = platform or "LATEST"
+    return request
+
+
+def _task_tags(spec: TaskSpec, source: JobContainer) -> list[dict[str, str]]:
+    ours = {TAG_JOB_ID: spec.job_id, TAG_ATTEMPT: str(spec.attempt), TAG_CE: spec.compute_environment}
+    theirs = {k: v for k, v in source.tags.items() if k not in ours and not k.lower().startswith("aws:")}
+    merged = {**ours, **dict(sorted(theirs.items())[: MAX_TAGS - len(ours)])}
+    return [{"key": k, "value": v} for k, v in merged.items()]
+
+
+# -- errors ---------------------------------------------------------------------------------------------------
+
+
+def error_code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def translate(e: ClientError | BotoCoreError, action: str) -> BatchplaneError:
+    """The domain error for a failed ECS call (raise it `from e`)."""
+    if isinstance(e, BotoCoreError):
+        return StoreUnavailable(f"ECS {action} failed: {e}")
+    code = error_code(e)
+    message = str(e.response.get("Error", {}).get("Message", "")) or str(e)
+    text = f"ECS {action}: {code}: {message}"
+    if code in _THROTTLED:
+        return Throttled(text)
+    if code in _NOT_FOUND:
+        return NotFound(text)
+    if code in _REJECTED:
+        return LaunchRejected(f"{code}: {message}")
+    return StoreUnavailable(text)  # ServerException, AccessDeniedException, LimitExceededException, 5xx, ...
+
+
+# -- the launcher ---------------------------------------------------------------------------------------------
+
+
+class EcsLauncher:
+    def __init__(
+        self,
+        client_factory: ClientFactory,
+        cluster: str,
+        resolve_ce: CeResolver,
+        container_for: ContainerResolver,
+        *,
+        on_event: TaskEventSink | None = None,
+        precheck: bool = True,
+        log_group: str | None = DEFAULT_LOG_GROUP,
+        execution_role_arn: str | None = None,
+    ) -> None:
+        self._client_factory = client_factory
+        self.cluster = cluster
+        self.resolve_ce = resolve_ce
+        self.container_for = container_for
+        self.on_event = on_event
+        self.precheck = precheck
+        self.log_group = log_group
+        self.execution_role_arn = execution_role_arn
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._families: dict[str, str] = {}  # family -> task definition ARN
+        self._launched: OrderedDict[str, str] = OrderedDict()  # launch key -> task ARN (this process)
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._client_factory()
+            return self._client
+
+    # -- Launcher ---------------------------------------------------------------------------------------------
+
+    def launch(self, spec: TaskSpec) -> None:
+        if self._cached(spec.key) is not None:
+            return
+        token = started_by(spec.job_id, spec.attempt)
+        if self.precheck:
+            existing = self._task_arns(token, ("RUNNING", "STOPPED"))
+            if existing:
+                self._remember(spec.key, existing[0])
+                return
+        try:
+            ce = self.resolve_ce(spec.compute_environment)
+            source = self.container_for(spec)
+            definition = self._task_definition(source, spec, fargate=ce.is_fargate)
+            request = run_task_request(spec, ce, source, definition, self.cluster)
+            response = self._call("RunTask", "run_task", request, conflict_ok=True)
+        except LaunchRejected as e:
+            if self.on_event is None:
+                raise
+            log.warning("the task of %s was rejected: %s", spec.key, e)
+            self.on_event(
+                spec.job_id,
+                TaskStopped(spec.attempt, None, reason=str(e)[:1024], status_reason=ecs_events.TASK_FAILED_TO_START),
+            )
+            return
+        if response is None:  # ConflictException: this client token already started a task
+            log.info("RunTask for %s was already accepted (client token)", spec.key)
+            self._remember(spec.key, "")
+            return
+        tasks = response.get("tasks") or []
+        if not tasks:
+            failures = "; ".join(
+                f"{f.get('arn', '')} {f.get('reason', '')}".strip() for f in response.get("failures") or []
+            )
+            raise NoCapacity(f"RunTask placed no task for {spec.key}: {failures or 'no reason given'}")
+        self._remember(spec.key, str(tasks[0]["taskArn"]))
+
+    def stop(self, job_id: str, attempt: int, reason: str) -> None:
+        """StopTask the attempt's running task(s); its STOPPED event (stoppedReason = reason) reports the stop."""
+        for arn in self._task_arns(started_by(job_id, attempt), ("RUNNING",)):
+            try:
+                stop = {"cluster": self.cluster, "task": arn, "reason": reason[:MAX_STOP_REASON]}
+                self._call("StopTask", "stop_task", stop)
+            except LaunchRejected as e:  # the task is gone already
+                log.info("StopTask %s: %s", arn, e)
+
+    def recover(self, job_id: str, attempt: int) -> bool:
+        arns = self._task_arns(started_by(job_id, attempt), ("RUNNING", "STOPPED"))
+        if not arns:
+            return False
+        if self.on_event is not None:
+            for task in self.describe(arns):
+                translated = ecs_events.task_state(task)
+                if translated is not None and (translated.job_id, translated.attempt) == (job_id, attempt):
+                    self.on_event(job_id, translated.event)
+        return True
+
+    # -- helpers the runtime may use ----------------------------------------------------------------------------
+
+    def task_arns(self, job_id: str, attempt: int) -> list[str]:
+        """The attempt's tasks ECS still knows (running, or stopped within about an hour)."""
+        return self._task_arns(started_by(job_id, attempt), ("RUNNING", "STOPPED"))
+
+    def describe(self, arns: Iterable[str]) -> list[JsonDict]:
+        arns = list(arns)
+        tasks: list[JsonDict] = []
+        for i in range(0, len(arns), 100):
+            chunk = arns[i : i + 100]
+            response = self._call("DescribeTasks", "describe_tasks", {"cluster": self.cluster, "tasks": chunk})
+            tasks += (response or {}).get("tasks") or []
+        return tasks
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    def _call(self, action: str, method: str, params: JsonDict, *, conflict_ok: bool = False) -> JsonDict | None:
+        """One ECS call with errors translated; None for a ConflictException when `conflict_ok`."""
+        try:
+            response: JsonDict = getattr(self.client, method)(**params)
+            return response
+        except ClientError as e:
+            if conflict_ok and error_code(e) == "ConflictException":
+                return None
+            raise translate(e, action) from e
+        except BotoCoreError as e:
+            raise translate(e, action) from e
+
+    def _cached(self, key: str) -> str | None:
+        with self._lock:
+            return self._launched.get(key)
+
+    def _remember(self, key: str, task_arn: str) -> None:
+        with self._lock:
+            self._launched[key] = task_arn
+            while len(self._launched) > CACHE_SIZE:
+                self._launched.popitem(last=False)
+
+    def _task_arns(self, token: str, statuses: Iterable[str]) -> list[str]:
+        arns: list[str] = []
+        for status in statuses:
+            kwargs: JsonDict = {"cluster": self.cluster, "startedBy": token, "desiredStatus": status}
+            while True:
+                page = self._call("ListTasks", "list_tasks", kwargs) or {}
+                arns += [a for a in page.get("taskArns") or [] if a not in arns]
+                if not page.get("nextToken"):
+                    break
+                kwargs = {**kwargs, "nextToken": page["nextToken"]}
+        return arns
+
+    def _task_definition(self, source: JobContainer, spec: TaskSpec, *, fargate: bool) -> str:
+        """The ARN of the task definition of this job-definition revision: found, or registered once."""
+        family = task_family(source.job_definition, source.revision, fargate=fargate)
+        with self._lock:
+            known = self._families.get(family)
+        if known is not None:
+            return known
+        arn: str | None = None
+        try:
+            found = self.client.describe_task_definition(taskDefinition=family)["taskDefinition"]
+            if found.get("status", "ACTIVE") == "ACTIVE":
+                arn = str(found["taskDefinitionArn"])
+        except ClientError as e:
+            if error_code(e) != "ClientException":  # ClientException: no such family
+                raise translate(e, "DescribeTaskDefinition") from e
+        except BotoCoreError as e:
+            raise translate(e, "DescribeTaskDefinition") from e
+        if arn is None:
+            request = task_definition_request(
+                source,
+                spec,
+                fargate=fargate,
+                region=getattr(getattr(self.client, "meta", None), "region_name", None),
+                log_group=self.log_group,
+                execution_role_arn=self.execution_role_arn,
+            )
+            registered = self._call("RegisterTaskDefinition", "register_task_definition", request)
+            arn = str((registered or {})["taskDefinition"]["taskDefinitionArn"])
+        with self._lock:
+            self._families[family] = arn
+        return arn

@@ -1,0 +1,83 @@
+"""The functional suite: a stock boto3 `batch` client against an in-process batchplane, fresh per test.
+
+Builders (make_fargate_ce, make_queue, make_jd, ...) live in tests/functional/builders.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from tests.functional.builders import REGION, BatchClient
+
+# One attempt in total: a 500 must surface as ServerException, not be retried away. (botocore's `max_attempts`
+# counts retries after the first attempt in its default legacy mode, so max_attempts=1 would still retry once.)
+CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
+STOP_TIMEOUT_S = 10.0
+
+
+def stop_runtime(runtime: LocalRuntime) -> None:
+    """Stop the runtime without waiting out the HTTP server's 0.5 s shutdown poll.
+
+    socketserver's serve_forever notices a shutdown request only when its select() returns; a connection makes it
+    return at once. Without this every test would pay half a second on teardown.
+    """
+    host, port = runtime.server.address
+    stopper = threading.Thread(target=runtime.stop, name="stop-runtime", daemon=True)
+    stopper.start()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while stopper.is_alive():
+        assert time.monotonic() < deadline, "the local runtime did not stop"
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, port), timeout=0.5).close()
+        stopper.join(0.01)
+
+
+@pytest.fixture(scope="session")
+def boto_session() -> boto3.session.Session:
+    # Shared so botocore loads the Batch model once per run, not once per test.
+    return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
+    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0))
+    rt.start()
+    try:
+        yield rt
+    finally:
+        stop_runtime(rt)
+
+
+@pytest.fixture
+def endpoint(runtime: LocalRuntime) -> str:
+    return runtime.endpoint
+
+
+@pytest.fixture
+def make_client(boto_session: boto3.session.Session, endpoint: str) -> Iterator[Callable[[str], BatchClient]]:
+    """Builds more clients on the same server, e.g. for another region."""
+    clients: list[BatchClient] = []
+
+    def build(region: str = REGION) -> BatchClient:
+        client = boto_session.client("batch", region_name=region, endpoint_url=endpoint, config=CLIENT_CONFIG)
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def batch(make_client: Callable[[str], BatchClient]) -> BatchClient:
+    return make_client(REGION)
