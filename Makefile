@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STATE_DIR ?= ./.batchplane
 
-.PHONY: run test lint unit functional e2e bench package clean venv
+.PHONY: run test lint unit functional e2e bench package clean venv demo
 
 venv: $(STAMP)
 
@@ -23,8 +23,8 @@ run: $(STAMP)
 	$(BIN)/batchplane up --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR)
 
 lint: $(STAMP)
-	$(BIN)/ruff check chalicelib app.py tests bench
-	$(BIN)/ruff format --check chalicelib app.py tests bench
+	$(BIN)/ruff check chalicelib app.py tests bench demo
+	$(BIN)/ruff format --check chalicelib app.py tests bench demo
 	$(BIN)/mypy
 
 test: lint
@@ -32,6 +32,19 @@ test: lint
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
+
+# The AWS deployment, built offline (no AWS credentials): Chalice's SAM template merged with infra/resources.json
+# and the Lambda bundle, in build/package. Deploy it as README "Deploy to AWS" shows (docs/adr/0007).
+package: $(STAMP)
+	rm -rf build/package
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage dev \
+		--merge-template infra/resources.json build/package
+	$(BIN)/cfn-lint build/package/sam.json
+
+# A small pipeline (split -> array -> merge -> a step that fails once and is retried) against `make run` in another
+# terminal, then `batchplane watch` on it until it is done. Its data goes to ./.batchplane-demo.
+demo: $(STAMP)
+	$(BIN)/python demo/pipeline.py --endpoint http://$(HOST):$(PORT) --watch
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(WORKLOAD),--workload $(WORKLOAD),)

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.client import make_client, set_up
 from bench.server import Server
-from bench.workloads import TARGETS, WORKLOADS, Context, judge
+from bench.workloads import TARGETS, WORKLOADS, Context, Incomplete, judge
 
 
 def run_one(
@@ -36,6 +36,14 @@ def run_one(
             result["target_op"] = {k: op for k, (_, op) in TARGETS.get(name, {}).items()}
             result["met"] = met
             result["met_by"] = per
+    except Incomplete as e:  # what was measured before it failed, judged, with the error
+        result.update(e.figures)
+        targets, _, per = judge(name, e.figures)
+        result["target"] = targets
+        result["target_op"] = {k: op for k, (_, op) in TARGETS.get(name, {}).items()}
+        result["met"] = False
+        result["met_by"] = per
+        result["error"] = f"{type(e).__name__}: {e}"
     except Exception as e:  # report it and go on with the next workload
         result["error"] = f"{type(e).__name__}: {e}"
         result["traceback_tail"] = traceback.format_exc()[-600:]

@@ -1,4 +1,10 @@
-"""The `batchplane` command."""
+"""The `batchplane` command.
+
+- `batchplane up`: run the control plane locally (SQLite state, jobs as local processes).
+- `batchplane watch | logs | describe | dag | triggers`: talk to a running batchplane, local or deployed, through
+  its API (`--endpoint`, default $BATCHPLANE_ENDPOINT or http://127.0.0.1:8000; `--region`). Output is rich text
+  on a terminal and plain text when piped.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,19 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from rich.console import Console
+
+from chalicelib.console.client import Api, CliError, default_endpoint, default_region
 
 
 def _up(args: argparse.Namespace) -> int:
+    from chalicelib.runtime.local import LocalConfig, LocalRuntime  # the server's stack, only for `up`
+
     runtime = LocalRuntime(
         LocalConfig(state_dir=Path(args.state_dir), host=args.host, port=args.port, region=args.region)
     )
@@ -36,6 +48,67 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api(args: argparse.Namespace) -> Api:
+    return Api(args.endpoint, args.region)
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from chalicelib.console import watch
+
+    if (args.job_id is None) == (args.queue is None):
+        raise CliError("watch takes a JOBID or --queue QUEUE (one of them)")
+    return watch.run(
+        _api(args), _console(), args.job_id, args.queue, plain=args.plain, interval=args.interval, once=args.once
+    )
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from chalicelib.console import views
+
+    return views.logs(_api(args), _console(), args.job_id, args.follow, args.attempt)
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from chalicelib.console import views
+
+    return views.describe(_api(args), _console(), args.job_id)
+
+
+def _dag(args: argparse.Namespace) -> int:
+    from chalicelib.console import dag
+
+    svg = None if args.no_svg else (args.svg or f"dag-{args.job_id.split(':')[0][:8]}.svg")
+    return dag.run(_api(args), _console(), args.job_id, svg, args.dot)
+
+
+def _triggers(args: argparse.Namespace) -> int:
+    from chalicelib.console import triggers
+
+    api, console = _api(args), _console()
+    if args.action == "create":
+        return triggers.create(api, console, args.file)
+    if args.action == "list":
+        return triggers.list_all(api, console)
+    if args.action == "describe":
+        return triggers.describe(api, console, args.name)
+    return triggers.delete(api, console, args.name)
+
+
+def _client_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--endpoint",
+        default=default_endpoint(),
+        help="the batchplane API (default: $BATCHPLANE_ENDPOINT, else http://127.0.0.1:8000)",
+    )
+    common.add_argument("--region", default=default_region(), help="region to sign requests for (default: from env)")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchplane", description="An open, self-hostable AWS Batch.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,12 +118,55 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--state-dir", default="./.batchplane", help="where state, logs and job work dirs live")
     up.add_argument("--region", default="us-east-1", help="region used in ARNs when a request is unsigned")
     up.set_defaults(func=_up)
+
+    common = _client_options()
+    watch = sub.add_parser("watch", parents=[common], help="a live view of a job and its DAG, or of a queue")
+    watch.add_argument("job_id", nargs="?", metavar="JOBID", help="the job to watch, with its dependencies")
+    watch.add_argument("--queue", help="watch a job queue instead")
+    watch.add_argument("--plain", action="store_true", help="no live screen: print a line per change")
+    watch.add_argument("--once", action="store_true", help="show one snapshot and exit")
+    watch.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
+    watch.set_defaults(func=_watch)
+
+    logs = sub.add_parser("logs", parents=[common], help="a job's log (CloudWatch Logs GetLogEvents)")
+    logs.add_argument("job_id", metavar="JOBID")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    logs.add_argument("--attempt", type=int, help="which attempt (1-based; default: the latest)")
+    logs.set_defaults(func=_logs)
+
+    describe = sub.add_parser("describe", parents=[common], help="a job, its attempts, and why it waits")
+    describe.add_argument("job_id", metavar="JOBID")
+    describe.set_defaults(func=_describe)
+
+    graph = sub.add_parser("dag", parents=[common], help="a job's ancestors and descendants, as text and SVG")
+    graph.add_argument("job_id", metavar="JOBID")
+    graph.add_argument("--svg", help="where to write the picture (default: dag-<job id>.svg)")
+    graph.add_argument("--no-svg", action="store_true", help="text only")
+    graph.add_argument("--dot", help="also write Graphviz DOT to this file")
+    graph.set_defaults(func=_dag)
+
+    triggers = sub.add_parser("triggers", help="submit jobs when files land in a bucket, or on a schedule")
+    actions = triggers.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", parents=[common], help="create a trigger from a JSON definition")
+    create.add_argument("--file", required=True, help="the definition (JSON; - for stdin)")
+    actions.add_parser("list", parents=[common], help="list the triggers")
+    for action in ("describe", "delete"):
+        named = actions.add_parser(action, parents=[common], help=f"{action} a trigger")
+        named.add_argument("name", metavar="NAME")
+    triggers.set_defaults(func=_triggers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    func: Callable[[argparse.Namespace], Any] = args.func
+    try:
+        result: int = func(args)
+    except CliError as e:
+        Console(stderr=True, highlight=False).print(f"batchplane: {e}", style="red", markup=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     return result
 
 

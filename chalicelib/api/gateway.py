@@ -15,13 +15,15 @@ from urllib.parse import unquote
 from chalicelib.api import jobs as _jobs  # noqa: F401 - registers the job operations
 from chalicelib.api import wire
 from chalicelib.api.errors import Response, error_response, ok
-from chalicelib.api.handlers import OPERATIONS
+from chalicelib.api.extension import table as _extensions
+from chalicelib.api.handlers import OPERATIONS, Handler
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.domain.errors import InvalidRequest
 
 TAGS_PREFIX = "/v1/tags/"
 _TAG_OPERATIONS = {"GET": "ListTagsForResource", "POST": "TagResource", "DELETE": "UntagResource"}
 _CREDENTIAL_REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
+EXTENSIONS, EXTENSION_PATHS = _extensions()  # batchplane's own operations (triggers, ...), with their own validation
 
 
 def region_of(headers: Mapping[str, str], default: str) -> str:
@@ -40,7 +42,8 @@ def resolve(method: str, path: str) -> tuple[str, dict[str, Any]]:
         # The ARN arrives URL-encoded in one path segment (%2F for '/'). unquote is idempotent for ARNs, so this is
         # right whether or not the front end (API Gateway, Chalice local) already decoded it.
         return _TAG_OPERATIONS[method], {"resourceArn": unquote(path[len(TAGS_PREFIX) :])}
-    name = wire.operations_by_path().get((method, path.rstrip("/").lower()))
+    key = (method, path.rstrip("/").lower())
+    name = wire.operations_by_path().get(key) or EXTENSION_PATHS.get(key)
     if name is None:
         raise InvalidRequest(f"Unknown operation {method} {path}")
     return name, {}
@@ -61,8 +64,13 @@ def handle(
         if operation == "UntagResource":
             payload["tagKeys"] = list((query or {}).get("tagKeys", []))
         payload.update(uri_members)
-        request = wire.validate_request(operation, payload)
-        handler = OPERATIONS.get(operation)
+        extension = EXTENSIONS.get(operation)
+        handler: Handler | None
+        if extension is not None:
+            request, handler = extension.validate(payload), extension.handler
+        else:
+            request = wire.validate_request(operation, payload)
+            handler = OPERATIONS.get(operation)
         if handler is None:
             raise InvalidRequest(f"{operation} is not supported by batchplane")
         ctx = RequestContext(region=region_of(headers, svc.settings.default_region))

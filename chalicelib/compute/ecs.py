@@ -1,12 +1,15 @@
 """The ECS launcher: each attempt is one ECS task on the capacity of its compute environment (ADR 0004).
 
+- Everything about the job comes in the TaskSpec (`Reactor.task_spec`): command, environment, resources, the job
+  definition's name and ARN, the effective containerProperties, and the tags to propagate.
 - One ECS task definition per job-definition revision and platform: family `batchplane-<jd>-<rev>` (Fargate,
   networkMode awsvpc, task-level cpu/memory) or `batchplane-<jd>-<rev>-ec2` (EC2, networkMode host, like AWS Batch).
   It holds what a submit cannot override (image, roles, volumes, ulimits, ...); the command, environment and resources
   of each job go into RunTask's overrides. Families are looked up (DescribeTaskDefinition) before they are registered
-  and cached per process.
+  and cached per process. (A submit's containerOverrides of anything else than command, environment and resources
+  do not reach the task: the family is per revision.)
 - Capacity: FARGATE / FARGATE_SPOT CEs use the capacity provider of that name; EC2 / SPOT CEs the capacity provider
-  `batchplane-<ce>` (an Auto Scaling group with managed scaling, created by the infrastructure); unmanaged CEs the
+  `batchplane-<ce>` (an Auto Scaling group created by the infrastructure, sized by `capacity_aws`); unmanaged CEs the
   EC2 launch type on whatever instances are registered to the cluster.
 - Identity: RunTask sets `group` = `batchplane:<jobId>:<attempt>` (how task events find their attempt, see
   `ecs_events`), `startedBy` = a 36-character hash of `<jobId>#<attempt>` (how ListTasks finds the attempt's task),
@@ -22,6 +25,9 @@
   plane was up. `recover` therefore stops nothing; it answers whether the attempt has a task and, with an event sink,
   re-reports that task's current state (duplicates are harmless). ECS keeps stopped tasks visible for about an
   hour only, so recovery must run well within that.
+- Hosts: `attempts_on_instance` finds the attempts whose tasks run on an EC2 instance (ListContainerInstances with
+  the `ec2InstanceId ==` filter, checked against DescribeContainerInstances because moto ignores the filter, then
+  ListTasks per container instance and DescribeTasks for their groups).
 """
 
 from __future__ import annotations
@@ -29,10 +35,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,7 +46,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.compute import ecs_events
 from chalicelib.compute.port import TaskEventSink, TaskSpec
 from chalicelib.domain.errors import BatchplaneError, InvalidRequest, NotFound, StoreUnavailable, Throttled
-from chalicelib.domain.jobs import Job
 from chalicelib.domain.lifecycle import TaskStopped
 from chalicelib.domain.model import FARGATE_TYPES, ComputeEnvironment
 from chalicelib.domain.validation import FARGATE_MEMORY
@@ -75,6 +80,7 @@ _REJECTED = frozenset(
     }
 )
 _NOT_FOUND = frozenset({"ClusterNotFoundException", "ResourceNotFoundException"})
+_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,32}")
 _THROTTLED = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "Throttling"})
 
 # Container properties of a job definition that become part of the ECS container definition unchanged.
@@ -100,28 +106,7 @@ class NoCapacity(Throttled):
     """RunTask placed no task (it answered with failures only, e.g. RESOURCE:MEMORY on the EC2 launch type)."""
 
 
-@dataclass(frozen=True)
-class JobContainer:
-    """What the launcher needs of a job beyond its TaskSpec."""
-
-    job_definition: str  # name
-    revision: int
-    container: JsonDict  # the job's containerProperties (job definition + SubmitJob overrides), wire shape
-    tags: dict[str, str] = field(default_factory=dict)  # tags to put on the task (propagateTags)
-
-    @classmethod
-    def of(cls, job: Job) -> JobContainer:
-        _, _, revision = job.job_definition_arn.rpartition(":")
-        return cls(
-            job_definition=job.job_definition_name,
-            revision=int(revision) if revision.isdigit() else 0,
-            container=dict(job.container),
-            tags=dict(job.tags) if job.propagate_tags else {},
-        )
-
-
-ContainerResolver = Callable[[TaskSpec], JobContainer]
-CeResolver = Callable[[str], ComputeEnvironment]
+CeResolver = Callable[[str], ComputeEnvironment | None]  # by name; None when it does not exist
 
 
 # -- names and request shapes (pure) --------------------------------------------------------------------------
@@ -177,7 +162,6 @@ def _env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 def task_definition_request(
-    source: JobContainer,
     spec: TaskSpec,
     *,
     fargate: bool,
@@ -186,7 +170,8 @@ def task_definition_request(
     execution_role_arn: str | None = None,
 ) -> JsonDict:
     """RegisterTaskDefinition parameters for a job-definition revision on one platform."""
-    c = source.container
+    c = spec.container
+    jd = spec.job_definition_name or "job"
     vcpus, memory, gpus = _resources(c)
     vcpus = vcpus if vcpus is not None else spec.vcpus
     memory = memory if memory is not None else spec.memory
@@ -204,15 +189,15 @@ def task_definition_request(
             "options": {
                 "awslogs-group": log_group,
                 "awslogs-region": region,
-                "awslogs-stream-prefix": source.job_definition[:200],
+                "awslogs-stream-prefix": jd[:200],
             },
         }
     request: JsonDict = {
-        "family": task_family(source.job_definition, source.revision, fargate=fargate),
+        "family": task_family(jd, spec.revision, fargate=fargate),
         "containerDefinitions": [container],
         "requiresCompatibilities": ["FARGATE" if fargate else "EC2"],
         "networkMode": "awsvpc" if fargate else "host",
-        "tags": [{"key": TAG_JOB_DEFINITION, "value": f"{source.job_definition}:{source.revision}"}],
+        "tags": [{"key": TAG_JOB_DEFINITION, "value": f"{jd}:{spec.revision}"}],
     }
     if fargate:
         request["cpu"] = fargate_cpu(vcpus)
@@ -240,13 +225,7 @@ def capacity(ce: ComputeEnvironment) -> JsonDict:
     return {"capacityProviderStrategy": [{"capacityProvider": capacity_provider_name(ce.name), "weight": 1}]}
 
 
-def run_task_request(
-    spec: TaskSpec,
-    ce: ComputeEnvironment,
-    source: JobContainer,
-    task_definition_arn: str,
-    cluster: str,
-) -> JsonDict:
+def run_task_request(spec: TaskSpec, ce: ComputeEnvironment, task_definition_arn: str, cluster: str) -> JsonDict:
     """RunTask parameters for one attempt. Deterministic in its inputs (a retry must repeat the same request)."""
     fargate = ce.is_fargate
     override: JsonDict = {"name": ecs_events.CONTAINER_NAME, "memory": spec.memory}
@@ -260,7 +239,7 @@ def run_task_request(
         overrides["memory"] = str(spec.memory)
     else:
         override["cpu"] = int(spec.vcpus * 1024)
-        _, _, gpus = _resources(source.container)
+        _, _, gpus = _resources(spec.container)
         if gpus:
             override["resourceRequirements"] = [{"type": "GPU", "value": str(gpus)}]
     try:
@@ -280,7 +259,7 @@ def run_task_request(
         "group": group,
         "clientToken": client_token(spec.key),
         "overrides": overrides,
-        "tags": _task_tags(spec, source),
+        "tags": _task_tags(spec),
         "enableECSManagedTags": True,
         **capacity(ce),
     }
@@ -288,19 +267,19 @@ def run_task_request(
         resources = ce.compute_resources or {}
         vpc: JsonDict = {
             "subnets": list(resources.get("subnets") or []),
-            "assignPublicIp": (source.container.get("networkConfiguration") or {}).get("assignPublicIp", "DISABLED"),
+            "assignPublicIp": (spec.container.get("networkConfiguration") or {}).get("assignPublicIp", "DISABLED"),
         }
         if resources.get("securityGroupIds"):
             vpc["securityGroups"] = list(resources["securityGroupIds"])
         request["networkConfiguration"] = {"awsvpcConfiguration": vpc}
-        platform = (source.container.get("fargatePlatformConfiguration") or {}).get("platformVersion")
+        platform = (spec.container.get("fargatePlatformConfiguration") or {}).get("platformVersion")
         request["platformVersion"] = platform or "LATEST"
     return request
 
 
-def _task_tags(spec: TaskSpec, source: JobContainer) -> list[dict[str, str]]:
+def _task_tags(spec: TaskSpec) -> list[dict[str, str]]:
     ours = {TAG_JOB_ID: spec.job_id, TAG_ATTEMPT: str(spec.attempt), TAG_CE: spec.compute_environment}
-    theirs = {k: v for k, v in source.tags.items() if k not in ours and not k.lower().startswith("aws:")}
+    theirs = {k: v for k, v in spec.tags.items() if k not in ours and not k.lower().startswith("aws:")}
     merged = {**ours, **dict(sorted(theirs.items())[: MAX_TAGS - len(ours)])}
     return [{"key": k, "value": v} for k, v in merged.items()]
 
@@ -337,7 +316,6 @@ class EcsLauncher:
         client_factory: ClientFactory,
         cluster: str,
         resolve_ce: CeResolver,
-        container_for: ContainerResolver,
         *,
         on_event: TaskEventSink | None = None,
         precheck: bool = True,
@@ -347,7 +325,6 @@ class EcsLauncher:
         self._client_factory = client_factory
         self.cluster = cluster
         self.resolve_ce = resolve_ce
-        self.container_for = container_for
         self.on_event = on_event
         self.precheck = precheck
         self.log_group = log_group
@@ -377,9 +354,10 @@ class EcsLauncher:
                 return
         try:
             ce = self.resolve_ce(spec.compute_environment)
-            source = self.container_for(spec)
-            definition = self._task_definition(source, spec, fargate=ce.is_fargate)
-            request = run_task_request(spec, ce, source, definition, self.cluster)
+            if ce is None:
+                raise LaunchRejected(f"compute environment {spec.compute_environment} does not exist")
+            definition = self._task_definition(spec, fargate=ce.is_fargate)
+            request = run_task_request(spec, ce, definition, self.cluster)
             response = self._call("RunTask", "run_task", request, conflict_ok=True)
         except LaunchRejected as e:
             if self.on_event is None:
@@ -428,6 +406,22 @@ class EcsLauncher:
         """The attempt's tasks ECS still knows (running, or stopped within about an hour)."""
         return self._task_arns(started_by(job_id, attempt), ("RUNNING", "STOPPED"))
 
+    def attempts_on_instance(self, instance_id: str) -> list[tuple[str, int, str]]:
+        """(job id, attempt, task ARN) of the batchplane tasks meant to run (desiredStatus RUNNING) on an EC2
+        instance."""
+        if not _INSTANCE_ID.fullmatch(instance_id):
+            return []
+        task_arns: list[str] = []
+        for instance in self._container_instances(instance_id):
+            params = {"cluster": self.cluster, "containerInstance": instance, "desiredStatus": "RUNNING"}
+            task_arns += [a for a in self._pages("ListTasks", "list_tasks", params, "taskArns") if a not in task_arns]
+        found: list[tuple[str, int, str]] = []
+        for task in self.describe(task_arns):
+            identity = ecs_events.parse_group(task.get("group"))
+            if identity is not None:
+                found.append((*identity, str(task.get("taskArn", ""))))
+        return found
+
     def describe(self, arns: Iterable[str]) -> list[JsonDict]:
         arns = list(arns)
         tasks: list[JsonDict] = []
@@ -461,21 +455,41 @@ class EcsLauncher:
             while len(self._launched) > CACHE_SIZE:
                 self._launched.popitem(last=False)
 
+    def _pages(self, action: str, method: str, params: JsonDict, key: str) -> list[str]:
+        """Every element of `key` over all pages of a List* call."""
+        found: list[str] = []
+        while True:
+            page = self._call(action, method, params) or {}
+            found += [str(x) for x in page.get(key) or []]
+            if not page.get("nextToken"):
+                return found
+            params = {**params, "nextToken": page["nextToken"]}
+
     def _task_arns(self, token: str, statuses: Iterable[str]) -> list[str]:
         arns: list[str] = []
         for status in statuses:
-            kwargs: JsonDict = {"cluster": self.cluster, "startedBy": token, "desiredStatus": status}
-            while True:
-                page = self._call("ListTasks", "list_tasks", kwargs) or {}
-                arns += [a for a in page.get("taskArns") or [] if a not in arns]
-                if not page.get("nextToken"):
-                    break
-                kwargs = {**kwargs, "nextToken": page["nextToken"]}
+            params: JsonDict = {"cluster": self.cluster, "startedBy": token, "desiredStatus": status}
+            arns += [a for a in self._pages("ListTasks", "list_tasks", params, "taskArns") if a not in arns]
         return arns
 
-    def _task_definition(self, source: JobContainer, spec: TaskSpec, *, fargate: bool) -> str:
+    def _container_instances(self, instance_id: str) -> list[str]:
+        """The container instances of the cluster on this EC2 instance (normally one; none once deregistered)."""
+        params: JsonDict = {"cluster": self.cluster, "filter": f"ec2InstanceId == {instance_id}"}
+        candidates = self._pages("ListContainerInstances", "list_container_instances", params, "containerInstanceArns")
+        matching: list[str] = []
+        for i in range(0, len(candidates), 100):
+            request = {"cluster": self.cluster, "containerInstances": candidates[i : i + 100]}
+            described = self._call("DescribeContainerInstances", "describe_container_instances", request) or {}
+            matching += [
+                str(ci["containerInstanceArn"])
+                for ci in described.get("containerInstances") or []
+                if ci.get("ec2InstanceId") == instance_id
+            ]
+        return matching
+
+    def _task_definition(self, spec: TaskSpec, *, fargate: bool) -> str:
         """The ARN of the task definition of this job-definition revision: found, or registered once."""
-        family = task_family(source.job_definition, source.revision, fargate=fargate)
+        family = task_family(spec.job_definition_name or "job", spec.revision, fargate=fargate)
         with self._lock:
             known = self._families.get(family)
         if known is not None:
@@ -492,7 +506,6 @@ class EcsLauncher:
             raise translate(e, "DescribeTaskDefinition") from e
         if arn is None:
             request = task_definition_request(
-                source,
                 spec,
                 fargate=fargate,
                 region=getattr(getattr(self.client, "meta", None), "region_name", None),

@@ -15,6 +15,9 @@ strings instead of epoch numbers; none is read here).
 | DEACTIVATING, STOPPING, DEPROVISIONING | nothing: the STOPPED event follows |
 | STOPPED | TaskStopped(exitCode and reason of the essential container, status_reason = stoppedReason) |
 
+Both lifecycle events carry the task's ARN: the attempt records it (DescribeJobs `taskArn`) and its log stream
+`<jd>/default/<ECS task id>`.
+
 `status_reason` is the task's `stoppedReason`, unchanged, as AWS Batch surfaces it: "Essential container in task
 exited", "Host EC2 (instance i-…) terminated." for a reclaimed EC2 (Spot) host, "Your Spot Task was interrupted." for
 Fargate Spot, the StopTask reason for a stop batchplane asked for. Only when ECS gives no stoppedReason is one derived
@@ -112,21 +115,22 @@ def task_state(task: Mapping[str, Any]) -> TaskEvent | None:
         return None
     job_id, attempt = identity
     last = task.get("lastStatus")
+    raw_arn = task.get("taskArn")
+    arn = raw_arn if isinstance(raw_arn, str) and raw_arn else None
     lifecycle_event: TaskStarted | TaskStopped
     if last in _STARTED:
-        lifecycle_event = TaskStarted(attempt)
+        lifecycle_event = TaskStarted(attempt, task_arn=arn)
     elif last == _STOPPED:
-        lifecycle_event = _stopped(task, attempt)
+        lifecycle_event = _stopped(task, attempt, arn)
     else:
         return None
     version = task.get("version")
-    arn = task.get("taskArn")
     return TaskEvent(
         job_id,
         attempt,
         lifecycle_event,
         version=version if isinstance(version, int) and not isinstance(version, bool) else None,
-        task_arn=arn if isinstance(arn, str) else None,
+        task_arn=arn,
     )
 
 
@@ -139,7 +143,7 @@ def essential_container(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return containers[0] if containers else None
 
 
-def _stopped(task: Mapping[str, Any], attempt: int) -> TaskStopped:
+def _stopped(task: Mapping[str, Any], attempt: int, task_arn: str | None) -> TaskStopped:
     container = essential_container(task) or {}
     code = container.get("exitCode")
     exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
@@ -152,6 +156,7 @@ def _stopped(task: Mapping[str, Any], attempt: int) -> TaskStopped:
         reason=reason if isinstance(reason, str) and reason else None,
         status_reason=status_reason,
         timed_out=status_reason == TIMEOUT_REASON,
+        task_arn=task_arn,
     )
 
 

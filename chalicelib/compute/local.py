@@ -9,6 +9,10 @@
   (128+N for a signal, as Docker reports it) when it ends.
 - The pid is written to the work directory, so after a crash of the server the process can be found and stopped
   (`recover`): an attempt is never left running unobserved, and never runs twice.
+- The command runs under a tiny `sh` supervisor (the session leader) that writes the command's exit status to the
+  work directory when it ends. A job that finishes while the server is down is then known to have finished:
+  `recover` reports an exit 0 as a success instead of running the job again (any other end in that window is
+  treated as a lost host: the job's output pipe died with the server, so its failure may be the server's).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -33,6 +38,12 @@ log = logging.getLogger("batchplane.launcher")
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ")
 START_FAILED = "Task failed to start"
 LAUNCHING = "launching"  # marker written in the work dir before the process is spawned
+EXIT_FILE = "exit"  # the supervisor writes the command's exit status here ("<code>\n", one write)
+# The supervisor: signals sent to the session (stop, timeout) reach the command; the trap only defers the shell's own
+# reaction until the command has ended, so its status is recorded and becomes the supervisor's exit status (a signal
+# N is 128+N either way). A trapped signal is reset to its default in the command, unlike an ignored one.
+SUPERVISOR = 'trap : HUP INT TERM; "$@"; c=$?; printf "%s\\n" "$c" > ' + EXIT_FILE + '; exit "$c"'
+RECOVER_WAIT_S = 2.0  # how long recover() waits for a killed process to be gone
 
 
 @dataclass
@@ -70,6 +81,46 @@ def _processes_of(job_id: str, attempt: int) -> list[int]:
     return found
 
 
+def _recorded_exit(workdir: Path) -> int | None:
+    """The exit status the supervisor recorded; None if it did not (still running, killed, never started)."""
+    try:
+        text = (workdir / EXIT_FILE).read_text()
+    except OSError:
+        return None
+    return int(text) if text.endswith("\n") and text.strip().isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    """Is the process running? A zombie (dead, not yet reaped by its new parent) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+    return state != "Z"
+
+
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _not_executable(program: str, env: dict[str, str], cwd: Path) -> str | None:
+    """Why exec would fail to find `program` (as the strerror exec would give), or None when it is runnable."""
+    if "/" in program:
+        path = cwd / program
+        if not path.exists():
+            return "No such file or directory"
+        return None if path.is_file() and os.access(path, os.X_OK) else "Permission denied"
+    return None if shutil.which(program, path=env.get("PATH", os.defpath)) else "No such file or directory"
+
+
 class LocalLauncher:
     def __init__(
         self,
@@ -103,11 +154,16 @@ class LocalLauncher:
         if not spec.command:
             self._failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
             return
+        env = {**self._base_env, **spec.environment}
+        missing = _not_executable(spec.command[0], env, workdir)
+        if missing is not None:
+            self._failed_to_start(spec, f"CannotStartContainerError: {missing}: {spec.command[0]}")
+            return
         try:
             proc = subprocess.Popen(
-                spec.command,
+                ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", *spec.command],
                 cwd=workdir,
-                env={**self._base_env, **spec.environment},
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -142,19 +198,28 @@ class LocalLauncher:
 
         A crash between spawning the process and writing its pidfile leaves only the LAUNCHING marker: the attempt
         counts as started (it must not run again under the same number), and its process, if any, is found by the
-        AWS_BATCH_* variables it was given (Linux /proc; elsewhere it cannot be found) and killed."""
+        AWS_BATCH_* variables it was given (Linux /proc; elsewhere it cannot be found) and killed.
+
+        An attempt whose command exited 0 while nobody watched (its exit status is in the work dir) finished: that
+        is reported (TaskStopped, exit 0) before returning, so the job succeeds instead of running again; the
+        caller's lost-host report that follows finds the attempt no longer current and is ignored."""
         workdir = self.work_dir(job_id, attempt)
-        try:
-            pid = int((workdir / "pid").read_text())
-        except (OSError, ValueError):
-            if not (workdir / LAUNCHING).exists():
-                return False
-            for found in _processes_of(job_id, attempt):  # the whole group carries the variables
+        if _recorded_exit(workdir) is None:
+            try:
+                pids = [int((workdir / "pid").read_text())]
+            except (OSError, ValueError):
+                if not (workdir / LAUNCHING).exists():
+                    return False
+                pids = _processes_of(job_id, attempt)  # the whole group carries the variables
+                for found in pids:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(found, signal.SIGKILL)
+            else:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(found, signal.SIGKILL)
-            return True
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)  # its own session: pid == pgid (no group, nothing killed)
+                    os.killpg(pids[0], signal.SIGKILL)  # its own session: pid == pgid (no group, nothing killed)
+            _wait_gone(pids, RECOVER_WAIT_S)  # then the exit status, if any, is complete: it was written before
+        if _recorded_exit(workdir) == 0:
+            self.on_event(job_id, TaskStopped(attempt, 0))
         return True
 
     def running_count(self) -> int:

@@ -2,30 +2,45 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """Everything a launcher needs to start one attempt; built by `Reactor.task_spec` from the job."""
+
     job_id: str
     attempt: int
     task_id: str
-    command: list[str]
-    environment: dict[str, str]
+    command: list[str]  # Ref:: parameters substituted
+    environment: dict[str, str]  # the job's variables and the reserved AWS_BATCH_* ones
     log_stream: str
     vcpus: float
     memory: int
-    compute_environment: str
+    compute_environment: str  # name
     timeout_seconds: int | None = None
+    job_definition_name: str = ""
+    job_definition_arn: str = ""  # …:job-definition/<name>:<revision>
+    # The job's containerProperties (job definition + SubmitJob overrides), wire shape: what a container runtime
+    # needs beyond the command and environment above (image, roles, volumes, resource requirements, ...).
+    container: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # to put on the task: the job's tags when propagateTags
 
     @property
     def key(self) -> str:
         """The idempotency key of a launch: one attempt of one job starts at most once."""
         return f"{self.job_id}#{self.attempt}"
+
+    @property
+    def revision(self) -> int:
+        """The job definition revision (from its ARN; 0 when unknown)."""
+        _, _, revision = self.job_definition_arn.rpartition(":")
+        return int(revision) if revision.isdigit() else 0
 
 
 # Launchers report what their tasks do as the same events the ECS path consumes.
@@ -47,16 +62,32 @@ class Launcher(Protocol):
         ...
 
 
+@runtime_checkable
+class HostAware(Protocol):
+    """A launcher whose tasks run on hosts batchplane can be told about (EC2 instances under ECS)."""
+
+    def attempts_on_instance(self, instance_id: str) -> list[tuple[str, int, str]]:
+        """(job id, attempt, task ARN) of every batchplane task still meant to run on the EC2 instance."""
+        ...
+
+
 class NullLauncher:
-    """Starts nothing: for deployments where another component launches tasks, and for tests."""
+    """Starts nothing: for deployments where another component launches tasks, and for tests.
+
+    `launched` holds each attempt once (a launch is idempotent); `calls` every launch asked for, in order, so a test
+    can tell whether the control plane ever asked twice."""
 
     def __init__(self) -> None:
         self.launched: list[TaskSpec] = []
+        self.calls: list[str] = []
         self.stopped: list[tuple[str, int, str]] = []
+        self._lock = threading.Lock()
 
     def launch(self, spec: TaskSpec) -> None:
-        if all(s.key != spec.key for s in self.launched):
-            self.launched.append(spec)
+        with self._lock:
+            self.calls.append(spec.key)
+            if all(s.key != spec.key for s in self.launched):
+                self.launched.append(spec)
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
         self.stopped.append((job_id, attempt, reason))

@@ -10,8 +10,10 @@ from typing import Protocol
 
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import Launcher, NullLauncher
+from chalicelib.domain.lifecycle import Effect
 from chalicelib.domain.validation import Limits
 from chalicelib.events.port import EventSink, NullSink
+from chalicelib.events.schedules import LocalSchedules, SchedulePort
 from chalicelib.store.jobs import JobRepository
 from chalicelib.store.repository import Repository
 
@@ -54,6 +56,13 @@ class Services:
     launcher: Launcher = field(default_factory=NullLauncher)
     # Runs deferred work (fan-out to dependents, array children): a worker thread locally, inline by default.
     defer: Callable[[Callable[[], None]], None] = field(default=lambda work: work())
+    # Effect types the reactor leaves to another component. Empty locally (every effect runs in-process); on AWS
+    # the DynamoDB stream handler derives Publish, notifications, children and wake-ups from each persisted change
+    # (chalicelib/runtime/stream.py, docs/adr/0006-aws-event-path.md), so only Launch and StopTask run inline.
+    stream_effects: frozenset[type[Effect]] = frozenset()
+    # Where schedule triggers tick: the local runtime's timer reads the store (nothing to register); on AWS an
+    # EventBridgeSchedules adapter creates one EventBridge Scheduler schedule per trigger (events/schedules.py).
+    schedules: SchedulePort = field(default_factory=LocalSchedules)
 
     @property
     def jobs(self) -> JobRepository:

@@ -1,29 +1,146 @@
-"""Dispatch: snapshot the store, plan one cycle (domain/scheduling.py), claim each placement.
+"""Dispatch: snapshot the store, plan one cycle (domain/scheduling.py), record reasons, cancel expired jobs, claim.
 
 A claim is the conditional write RUNNABLE -> STARTING; its Launch effect starts the attempt under the key
 jobId#attempt. Two dispatchers racing on one job: one claim wins, the other sees a job that is no longer RUNNABLE
 and does nothing, so no job is launched twice.
+
+The snapshot is also what GetJobQueueSnapshot orders its front of queue with (`ordered_runnable`), so the two can
+never disagree about the order.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import lifecycle, scheduling
+from chalicelib.control.usage import policy_of
+from chalicelib.domain import fairshare, lifecycle, scheduling
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, RUNNABLE, STARTING, Job
+from chalicelib.domain.model import ComputeEnvironment, JobQueue
 from chalicelib.store.jobs import order_key
+from chalicelib.store.usage import UsageRepository
 
 # How many RUNNABLE jobs per queue one cycle looks at: enough to fill any CE; the next cycle sees the rest.
 WINDOW = 256
+# A fair-share queue looks further, so that shares whose jobs were submitted after a long backlog of another
+# share's are seen (the window is in submission order; see docs/adr/0005-fair-share.md).
+FAIRSHARE_WINDOW = 1024
 
 
 def log_stream_name(job: Job, task_id: str) -> str:
     return f"{job.job_definition_name[:200]}/default/{task_id}"
+
+
+# -- the snapshot ----------------------------------------------------------------------------------------------
+
+
+def active_jobs(svc: Services, queue: str) -> Iterator[Job]:
+    """The queue's STARTING and RUNNING jobs, top-level and array children."""
+    for status in ACTIVE:
+        for children in (False, True):
+            yield from svc.jobs.iter_queue(queue, status, children=children)
+
+
+def runnable_jobs(svc: Services, queue: str, limit: int) -> list[Job]:
+    """The first `limit` RUNNABLE jobs of a queue in submission order, top-level jobs and array children merged."""
+    top = svc.jobs.in_queue(queue, RUNNABLE, limit=limit)
+    kids = svc.jobs.in_queue(queue, RUNNABLE, children=True, limit=limit)
+    return sorted(top + kids, key=order_key)[:limit]
+
+
+def share_state(svc: Services, queue: JobQueue, active: Iterable[Job], now: int) -> fairshare.ShareState | None:
+    """A fair-share queue's usage as of `now`; None for a FIFO queue."""
+    policy = policy_of(svc, queue)
+    if policy is None:
+        return None
+    running: dict[str, float] = {}
+    for job in active:
+        share = job.share_identifier or ""
+        running[share] = running.get(share, 0.0) + job.vcpus
+    history: dict[str, float] = {}
+    if policy.share_decay_seconds > 0:
+        history = fairshare.decayed(UsageRepository(svc.repo.items).get(queue.name), now, policy.share_decay_seconds)
+    return fairshare.ShareState(policy, running, history)
+
+
+def queue_view(
+    queue: JobQueue, ces: dict[str, ComputeEnvironment], state: fairshare.ShareState | None
+) -> scheduling.QueueView:
+    return scheduling.QueueView(
+        queue.name,
+        queue.priority,
+        queue.state == "ENABLED",
+        tuple(ces[a].name for a in queue.ce_arns_in_order() if a in ces),
+        fairshare=state,
+        time_limit_actions=tuple(
+            scheduling.TimeLimitAction(a["reason"], int(a["maxTimeSeconds"]), a["action"])
+            for a in queue.job_state_time_limit_actions
+        ),
+    )
+
+
+def job_view(job: Job) -> scheduling.JobView:
+    return scheduling.JobView(
+        job.job_id,
+        job.vcpus,
+        job.status_reason,
+        memory=job.memory,
+        share_identifier=job.share_identifier,
+        scheduling_priority=job.scheduling_priority or 0,
+        # A reason written before reason_since existed: its last write is the best estimate.
+        reason_since=job.reason_since if job.reason_since is not None else job.updated_at,
+    )
+
+
+def window(state: fairshare.ShareState | None) -> int:
+    return WINDOW if state is None else FAIRSHARE_WINDOW
+
+
+def ordered_runnable(svc: Services, queue: JobQueue, active: Iterable[Job], now: int) -> list[Job]:
+    """A queue's RUNNABLE jobs (within the window) in the order the dispatcher takes them."""
+    state = share_state(svc, queue, active, now)
+    jobs = {j.job_id: j for j in runnable_jobs(svc, queue.name, window(state))}
+    view = queue_view(queue, {}, state)  # the order does not depend on the compute environments
+    ordered = scheduling.dispatch_order(view, [job_view(j) for j in jobs.values()])
+    return [jobs[v.job_id] for v in ordered]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    queues: list[scheduling.QueueView]
+    capacity: dict[str, scheduling.CapacityView]
+    runnable: dict[str, list[Job]]  # per queue, submission order
+
+
+def snapshot(svc: Services, now: int) -> Snapshot:
+    queues = svc.repo.list_jqs()
+    ces = {ce.arn: ce for ce in svc.repo.list_ces(None, 1000)}
+    used: dict[str, float] = {ce.name: 0.0 for ce in ces.values()}
+    views: list[scheduling.QueueView] = []
+    runnable: dict[str, list[Job]] = {}
+    for q in queues:
+        active = list(active_jobs(svc, q.name))
+        for job in active:
+            if job.current is not None and job.current.compute_environment in used:
+                used[job.current.compute_environment] += job.vcpus
+        state = share_state(svc, q, active, now)
+        views.append(queue_view(q, ces, state))
+        if q.state == "ENABLED":
+            runnable[q.name] = runnable_jobs(svc, q.name, window(state))
+    capacity = {
+        ce.name: scheduling.CapacityView(
+            ce.name, float(ce.max_vcpus), used[ce.name], ce.schedulable, resource_type=ce.resource_type
+        )
+        for ce in ces.values()
+    }
+    return Snapshot(views, capacity, runnable)
+
+
+# -- the cycle -------------------------------------------------------------------------------------------------
 
 
 class Dispatcher:
@@ -34,40 +151,24 @@ class Dispatcher:
 
     def cycle(self) -> int:
         """One scheduling cycle. Returns the number of jobs placed."""
-        queues = self.svc.repo.list_jqs()
-        ces = {ce.arn: ce for ce in self.svc.repo.list_ces(None, 1000)}
-        used: dict[str, float] = {ce.name: 0.0 for ce in ces.values()}
-        runnable: dict[str, list[Job]] = {}
-        for q in queues:
-            for status in ACTIVE:
-                for children in (False, True):
-                    for job in self.svc.jobs.iter_queue(q.name, status, children=children):
-                        if job.current is not None and job.current.compute_environment in used:
-                            used[job.current.compute_environment] += job.vcpus
-            if q.state == "ENABLED":
-                top = self.svc.jobs.in_queue(q.name, RUNNABLE, limit=WINDOW)
-                kids = self.svc.jobs.in_queue(q.name, RUNNABLE, children=True, limit=WINDOW)
-                runnable[q.name] = sorted(top + kids, key=order_key)[:WINDOW]
-        capacity = {
-            ce.name: scheduling.CapacityView(ce.name, float(ce.max_vcpus), used[ce.name], ce.schedulable)
-            for ce in ces.values()
-        }
-        views = [
-            scheduling.QueueView(
-                q.name,
-                q.priority,
-                q.state == "ENABLED",
-                tuple(ces[a].name for a in q.ce_arns_in_order() if a in ces),
-            )
-            for q in queues
-        ]
-        jobs = {j.job_id: j for js in runnable.values() for j in js}
-        job_views = {
-            q: [scheduling.JobView(j.job_id, j.vcpus, j.status_reason) for j in js] for q, js in runnable.items()
-        }
-        result = scheduling.plan(views, capacity, job_views)
+        return self._run(place=True)
+
+    def check_time_limits(self) -> int:
+        """The repair sweep's part: plan, record reasons and apply jobStateTimeLimitActions, but claim nothing
+        (for a runtime whose cycles only run on events). Returns the number of jobs cancelled."""
+        return self._run(place=False)
+
+    def _run(self, *, place: bool) -> int:
+        now = self.svc.clock.now_ms()
+        snap = snapshot(self.svc, now)
+        jobs = {j.job_id: j for js in snap.runnable.values() for j in js}
+        views = {q: [job_view(j) for j in js] for q, js in snap.runnable.items()}
+        result = scheduling.plan(snap.queues, snap.capacity, views, now)
         for blocked in result.blocked:
-            self._block(jobs[blocked.job_id], blocked.reason)
+            self._block(jobs[blocked.job_id], blocked.reason, now)
+        cancelled = sum(self._expire(jobs[e.job_id], e) for e in result.expired)
+        if not place:
+            return cancelled
         placed = 0
         for placement in result.placements:
             job = jobs[placement.job_id]
@@ -78,7 +179,15 @@ class Dispatcher:
                 placed += 1
         return placed
 
-    def _block(self, job: Job, reason: str) -> None:
-        """Record why a RUNNABLE job waits (no state change, so no event)."""
+    def _block(self, job: Job, reason: str, now: int) -> None:
+        """Record why a RUNNABLE job waits, and since when (no state change, so no event)."""
         with contextlib.suppress(Conflict):  # it moved on meanwhile; the next cycle re-evaluates
-            self.svc.jobs.save(replace(job, status_reason=reason))
+            self.svc.jobs.save(replace(job, status_reason=reason, reason_since=now))
+
+    def _expire(self, job: Job, expired: scheduling.Expired) -> int:
+        """Cancel a job a jobStateTimeLimitAction caught, unless it changed since the snapshot."""
+        current = self.svc.jobs.get(job.job_id)
+        if current is None or current.version != job.version:
+            return 0
+        after = self.reactor.apply(job.job_id, lifecycle.Cancel(expired.status_reason))
+        return 1 if after is not None and after.is_cancelled else 0

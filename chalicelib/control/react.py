@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from chalicelib.compute.port import Launcher, TaskSpec
+from chalicelib.control import usage
 from chalicelib.control.context import Services
 from chalicelib.domain import job_spec, lifecycle
 from chalicelib.domain.errors import Conflict
@@ -65,12 +66,16 @@ class Reactor:
                 saved = self.svc.jobs.save(outcome.job)
             except Conflict:
                 continue
+            if isinstance(event, lifecycle.TaskStopped):
+                self.record_usage(saved, event.attempt)  # before the effects wake the dispatcher
             self.run_effects(saved, outcome.effects)
             return saved
         raise Conflict(f"JOB#{job_id}", None)
 
     def run_effects(self, job: Job, effects: Iterable[lifecycle.Effect]) -> None:
         for effect in effects:
+            if type(effect) in self.svc.stream_effects:
+                continue  # carried out by the change stream, from the persisted job (Services.stream_effects)
             match effect:
                 case lifecycle.Publish():
                     self.publish(job)
@@ -90,7 +95,16 @@ class Reactor:
                 case lifecycle.WakeDispatcher():
                     self.svc.wake()
 
+    def record_usage(self, job: Job, attempt: int) -> None:
+        """Fair share: a stopped attempt's vCPU-seconds join its share's history (control/usage.py)."""
+        try:
+            usage.record_attempt(self.svc, job, attempt)
+        except Exception:  # usage is advisory: it must not undo a committed transition
+            log.exception("recording the fair-share usage of %s failed", job.job_id)
+
     def publish(self, job: Job) -> None:
+        if lifecycle.Publish in self.svc.stream_effects:
+            return  # the change stream publishes every persisted state change
         try:
             self.svc.events.publish(STATE_CHANGE, [job.arn], job_detail(job))
         except Exception:  # a sink failure must not undo a committed transition
@@ -110,6 +124,10 @@ class Reactor:
             memory=job.memory,
             compute_environment=job.current.compute_environment,
             timeout_seconds=int(seconds) if seconds else None,
+            job_definition_name=job.job_definition_name,
+            job_definition_arn=job.job_definition_arn,
+            container=dict(job.container),
+            tags=dict(job.tags) if job.propagate_tags else {},
         )
 
     # -- dependencies -----------------------------------------------------------------------------------------

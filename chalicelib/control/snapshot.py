@@ -1,4 +1,8 @@
-"""GetJobQueueSnapshot: the front of a queue in the order the dispatcher takes it, and what the queue uses."""
+"""GetJobQueueSnapshot: the front of a queue in the order the dispatcher takes it, and what the queue uses.
+
+The order comes from `dispatch.ordered_runnable`, the dispatcher's own snapshot and ordering (FIFO or fair share),
+so the front shown is the order jobs will start in as long as nothing changes.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +10,28 @@ from typing import Any
 
 from chalicelib.control import resources
 from chalicelib.control.context import Services
-from chalicelib.domain.jobs import ACTIVE, RUNNABLE, Job
-from chalicelib.store.jobs import order_key
+from chalicelib.control.dispatch import active_jobs, ordered_runnable
 
 FRONT = 100
-
-
-def runnable_in_order(svc: Services, queue: str, limit: int) -> list[Job]:
-    """The first `limit` RUNNABLE jobs of a queue, top-level jobs and array children merged in FIFO order."""
-    top = svc.jobs.in_queue(queue, RUNNABLE, limit=limit)
-    kids = svc.jobs.in_queue(queue, RUNNABLE, children=True, limit=limit)
-    return sorted(top + kids, key=order_key)[:limit]
+TOP_SHARES = 20
 
 
 def snapshot(svc: Services, ref: str) -> dict[str, Any]:
     queue = resources.get_jq(svc, ref)
     now = svc.clock.now_ms()
-    front = runnable_in_order(svc, queue.name, FRONT)
-    used = 0.0
+    active = list(active_jobs(svc, queue.name))
+    front = ordered_runnable(svc, queue, active, now)[:FRONT]
+    used = sum(job.vcpus for job in active)
     shares: dict[str, float] = {}
-    for status in ACTIVE:
-        for children in (False, True):
-            for job in svc.jobs.iter_queue(queue.name, status, children=children):
-                used += job.vcpus
-                if job.share_identifier:
-                    shares[job.share_identifier] = shares.get(job.share_identifier, 0.0) + job.vcpus
+    for job in active:
+        if job.share_identifier:
+            shares[job.share_identifier] = shares.get(job.share_identifier, 0.0) + job.vcpus
     utilization: dict[str, Any] = {
         "totalCapacityUsage": [{"capacityUnit": "VCPU", "quantity": used}],
         "lastUpdatedAt": now,
     }
     if queue.scheduling_policy_arn:
-        top = sorted(shares.items(), key=lambda kv: -kv[1])[:20]
+        top = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_SHARES]
         utilization["fairshareUtilization"] = {
             "activeShareCount": len(shares),
             "topCapacityUtilization": [

@@ -85,6 +85,7 @@ class Job:
     vcpus: float = 1.0
     memory: int = 2048
     status_reason: str | None = None
+    reason_since: int | None = None  # epoch ms the scheduler set status_reason (jobStateTimeLimitActions)
     started_at: int | None = None
     stopped_at: int | None = None
     attempts: tuple[Attempt, ...] = ()

@@ -61,7 +61,12 @@ class Claim:
 
 @dataclass(frozen=True)
 class TaskStarted:
+    """The attempt's task runs. `task_arn` (ECS) replaces the task id the claim planned; `log_stream`, when not
+    given with it, is the claim's stream prefix with the real task id (`<jd>/default/<ECS task id>`)."""
+
     attempt: int
+    task_arn: str | None = None
+    log_stream: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class TaskStopped:
     reason: str | None = None  # container reason
     status_reason: str | None = None  # task stop reason; defaults to "Essential container in task exited"
     timed_out: bool = False
+    task_arn: str | None = None  # as in TaskStarted: a STOPPED event may be the first one to arrive
+    log_stream: str | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +228,7 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
         case TaskStarted(attempt=n):
             if job.current is None or job.current.number != n:
                 return UNCHANGED
-            current = replace(job.current, started_at=now)
+            current = replace(_with_task(job.current, event.task_arn, event.log_stream), started_at=now)
             started = replace(job, status=RUNNING, current=current, started_at=job.started_at or now, updated_at=now)
             if job.is_terminated:
                 # Terminated while STARTING: its stop may have come before the task existed, so stop it now.
@@ -297,8 +304,7 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
         stop = replace(stop, timed_out=True, status_reason=None)  # TimedOut marked this attempt earlier
     status_reason = stop.status_reason or (TIMEOUT_REASON if stop.timed_out else ESSENTIAL_EXITED)
     finished = replace(
-        current,
-        started_at=current.started_at,
+        _with_task(current, stop.task_arn, stop.log_stream),
         stopped_at=now,
         exit_code=stop.exit_code,
         reason=stop.reason,
@@ -317,6 +323,15 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
         again = replace(base, status=RUNNABLE, status_reason=status_reason)
         return Outcome(again, (Publish(), WakeDispatcher()))
     return _fail(base, now, status_reason, children=False)
+
+
+def _with_task(attempt: Attempt, task_arn: str | None, log_stream: str | None) -> Attempt:
+    """The attempt with the task the launcher reported (unchanged when it reported none)."""
+    if task_arn:
+        prefix, sep, _ = attempt.log_stream.rpartition("/")
+        derived = f"{prefix}/{task_arn.rsplit('/', 1)[-1]}" if sep else attempt.log_stream
+        return replace(attempt, task_id=task_arn, log_stream=log_stream or derived)
+    return replace(attempt, log_stream=log_stream) if log_stream else attempt
 
 
 def _fail(job: Job, now: int, reason: str, *, children: bool) -> Outcome:

@@ -36,6 +36,9 @@ class ComputeEnvironment:
     service_role: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     extra: JsonDict = field(default_factory=dict)  # updatePolicy, ecsSettings, context, eksConfiguration
+    # Capacity bookkeeping (control/capacity.py), not on the wire: since when a managed EC2/SPOT CE has had no
+    # work, for minScaleDownDelayMinutes. None while busy.
+    idle_since: int | None = None
     version: int = 0
 
     @property

@@ -1,7 +1,8 @@
 """The local job engine: the dispatcher thread, the work queue, and recovery at start.
 
 Progress is event-driven: every write that can make work schedulable calls `wake()`, and the dispatcher runs a
-cycle at once. The dispatcher's periodic wake-up (SWEEP_SECONDS) is a repair sweep, never the normal path.
+cycle at once. Every SWEEP_SECONDS the dispatcher thread also runs the repair sweep (control/sweep.py), never the
+normal path. Recovery at start is the same sweep with `restart=True`.
 """
 
 from __future__ import annotations
@@ -9,20 +10,25 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
+from chalicelib.compute.ecs_events import host_terminated_reason
 from chalicelib.control.context import Services
 from chalicelib.control.dispatch import Dispatcher
 from chalicelib.control.react import Reactor
-from chalicelib.domain import lifecycle
-from chalicelib.domain.jobs import ACTIVE, FAILED, PENDING, SUCCEEDED, Job
+from chalicelib.control.sweep import SweepPolicy, SweepReport, sweep
 
 log = logging.getLogger("batchplane.engine")
 
 SWEEP_SECONDS = 30.0
 HOST_ID = "local"
-HOST_TERMINATED = f"Host EC2 (instance {HOST_ID}) terminated."
+HOST_TERMINATED = host_terminated_reason(HOST_ID)
+# The local launcher reports a process start at once, so a claim a sweep period old without a task was lost; a
+# process it finds unobserved (this server did not start it, or lost its report) is stopped: a lost host.
+PERIODIC = SweepPolicy(starting_grace_ms=int(SWEEP_SECONDS * 1000), lost_host=HOST_ID)
+AT_START = SweepPolicy(restart=True, lost_host=HOST_ID)
 
 
 class WorkQueue:
@@ -85,11 +91,23 @@ class Engine:
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
+        last_sweep = time.monotonic()
         while not self._stopping.is_set():
             self._wake.wait(SWEEP_SECONDS)
             self._wake.clear()
             if self._stopping.is_set():
                 return
+            if time.monotonic() - last_sweep >= SWEEP_SECONDS:
+                # In this thread: no claim is between its write and its launch while the sweep looks.
+                last_sweep = time.monotonic()
+                try:
+                    sweep(self.svc, self.reactor, self.svc.clock.now_ms(), PERIODIC)
+                except Exception:
+                    log.exception("repair sweep failed")
+                try:  # jobStateTimeLimitActions of queues no event has woken (the cycle below checks them too)
+                    self.dispatcher.check_time_limits()
+                except Exception:
+                    log.exception("time-limit check failed")
             try:
                 while self.dispatcher.cycle() and not self._stopping.is_set():
                     pass
@@ -98,48 +116,14 @@ class Engine:
 
     # -- recovery ---------------------------------------------------------------------------------------------
 
-    def recover(self) -> None:
-        """Repair what a crash may have interrupted. Runs once, before the dispatcher starts.
+    def recover(self) -> SweepReport:
+        """Repair what a crash may have interrupted. Runs once, before the dispatcher starts (control/sweep.py):
 
         - STARTING without a process (crashed between claim and launch): launch it now (same attempt key).
-        - STARTING/RUNNING with a process from the previous run: the process is stopped (we cannot observe its
-          exit any more) and the attempt fails as a lost host would (HOST_TERMINATED); the retry strategy decides,
-          and `onStatusReason: "Host EC2*"` rules apply as on AWS.
+        - STARTING/RUNNING with a process from the previous run: the process is stopped (its exit cannot be
+          observed any more) and the attempt fails as a lost host would (HOST_TERMINATED); the retry strategy
+          decides, and `onStatusReason: "Host EC2*"` rules apply as on AWS.
         - PENDING jobs: dependencies that finished while notifications were lost are applied; array parents get
           their missing children and their finished children counted (both idempotent).
         """
-        for q in self.svc.repo.list_jqs():
-            for children in (False, True):
-                # Read every active job before acting: a STARTING job relaunched here turns RUNNING at once, and
-                # must not then be found again as RUNNING and have its new process killed as a stale one.
-                active = [
-                    job
-                    for status in ACTIVE
-                    for job in list(self.svc.jobs.iter_queue(q.name, status, children=children))
-                ]
-                for job in active:
-                    self._recover_active(job)
-                for job in list(self.svc.jobs.iter_queue(q.name, PENDING, children=children)):
-                    self._recover_pending(job)
-
-    def _recover_active(self, job: Job) -> None:
-        if job.current is None:
-            return
-        n = job.current.number
-        if not self.svc.launcher.recover(job.job_id, n):
-            self.reactor.run_effects(job, (lifecycle.Launch(n),))  # claimed, never launched: launch it now
-            return
-        self.reactor.apply(job.job_id, lifecycle.TaskStopped(n, None, status_reason=HOST_TERMINATED))
-
-    def _recover_pending(self, job: Job) -> None:
-        if job.pending:
-            self.reactor.settle_pending(job)
-            return
-        if job.is_array_parent and job.array is not None:
-            for status in (SUCCEEDED, FAILED):
-                for child in list(self.svc.jobs.iter_children(job.job_id, status)):
-                    assert child.array is not None and child.array.index is not None
-                    self.reactor.apply(job.job_id, lifecycle.ChildFinished(child.array.index, status == SUCCEEDED))
-            self.reactor.create_children(job.job_id)
-        else:
-            self.reactor.apply(job.job_id, lifecycle.Evaluate())
+        return sweep(self.svc, self.reactor, self.svc.clock.now_ms(), AT_START)

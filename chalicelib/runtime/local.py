@@ -1,7 +1,8 @@
 """The local runtime behind `batchplane up`: SQLite state, local processes, the API on a loopback port.
 
 State directory layout: state.db (SQLite, WAL), logs/ (one file per log stream), work/<jobId>/<attempt>/ (each
-attempt's working directory and pidfile), events.jsonl (every "Batch Job State Change").
+attempt's working directory and pidfile), events.jsonl (every "Batch Job State Change"), buckets/<bucket>/<key> (the
+objects of trigger buckets, see runtime/triggers.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from chalicelib.events.local import LocalEventBus
 from chalicelib.runtime import wiring
 from chalicelib.runtime.engine import Engine, WorkQueue
 from chalicelib.runtime.server import ApiServer
+from chalicelib.runtime.triggers import TriggerRunner
 from chalicelib.store.repository import Repository
 from chalicelib.store.sqlite import SqliteItemStore
 
@@ -58,6 +60,7 @@ class LocalRuntime:
             wake=lambda: self.engine.wake(),  # late-bound: the engine is built from these services
         )
         self.engine = Engine(self.services)
+        self.triggers = TriggerRunner(self.services, config.state_dir / "buckets")
         wiring.configure(self.services)
         self.server = ApiServer(app, config.host, config.port)
 
@@ -71,12 +74,14 @@ class LocalRuntime:
     def start(self) -> None:
         self.work.start()
         self.engine.start()
+        self.triggers.start()
         self.server.start()
 
     def stop(self) -> None:
         """Stop accepting requests, stop dispatching, stop running processes (their attempts are recovered at the
         next start, per their retry strategy), then close the store: every acknowledged write is on disk."""
         self.server.stop()
+        self.triggers.stop()
         self.engine.stop()
         self.launcher.shutdown()
         self.work.stop()

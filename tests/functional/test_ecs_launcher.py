@@ -18,12 +18,16 @@ from moto.ec2 import utils as ec2_utils
 from moto.moto_api import state_manager
 
 from chalicelib.compute import ecs
-from chalicelib.compute.ecs import EcsLauncher, JobContainer, LaunchRejected
+from chalicelib.compute.ecs import EcsLauncher, LaunchRejected
 from chalicelib.compute.port import Launcher, TaskSpec
+from chalicelib.control.context import Services
+from chalicelib.control.react import Reactor
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.model import ComputeEnvironment
-from tests.unit.builders import a_job
+from chalicelib.store.repository import Repository
+from chalicelib.store.sqlite import SqliteItemStore
+from tests.unit.builders import a_job, an_attempt
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -120,7 +124,7 @@ def a_ce(aws: Aws, name: str = "spot-fargate", rtype: str = "FARGATE_SPOT") -> C
     )
 
 
-def a_spec(job_id: str = JOB_ID, attempt: int = 1, **overrides: Any) -> TaskSpec:
+def a_spec(job_id: str = JOB_ID, attempt: int = 1, revision: int = 1, **overrides: Any) -> TaskSpec:
     fields: dict[str, Any] = {
         "job_id": job_id,
         "attempt": attempt,
@@ -131,12 +135,17 @@ def a_spec(job_id: str = JOB_ID, attempt: int = 1, **overrides: Any) -> TaskSpec
         "vcpus": 1.0,
         "memory": 2048,
         "compute_environment": "spot-fargate",
+        "job_definition_name": "hello",
+        "job_definition_arn": f"arn:aws:batch:{REGION}:{ACCOUNT}:job-definition/hello:{revision}",
+        "container": a_container(),
+        "tags": {"team": "science"},
     }
     fields.update(overrides)
     return TaskSpec(**fields)
 
 
-def a_source(revision: int = 1, **container: Any) -> JobContainer:
+def a_container(**container: Any) -> dict[str, Any]:
+    """The job's effective containerProperties."""
     props: dict[str, Any] = {
         "image": IMAGE,
         "command": ["echo", "default"],
@@ -145,22 +154,20 @@ def a_source(revision: int = 1, **container: Any) -> JobContainer:
         "jobRoleArn": f"arn:aws:iam::{ACCOUNT}:role/hello-job",
     }
     props.update(container)
-    return JobContainer("hello", revision, props, tags={"team": "science"})
+    return props
 
 
 class Launchers:
     def __init__(self, aws: Aws, ces: list[ComputeEnvironment]) -> None:
         self.aws = aws
         self.ces = {ce.name: ce for ce in ces}
-        self.sources: dict[str, JobContainer] = {}
         self.events: list[tuple[str, TaskStarted | TaskStopped]] = []
 
     def new(self, *, sink: bool = True, precheck: bool = True) -> EcsLauncher:
         return EcsLauncher(
             self.aws.client,
             CLUSTER,
-            self.ces.__getitem__,
-            lambda spec: self.sources.get(spec.job_id, a_source()),
+            self.ces.get,
             on_event=(lambda job_id, event: self.events.append((job_id, event))) if sink else None,
             precheck=precheck,
         )
@@ -269,9 +276,9 @@ def test_ec2_ce_uses_its_capacity_provider_and_host_networking(aws: Aws, launche
         cluster=CLUSTER, capacityProviders=["batchplane-ec2"], defaultCapacityProviderStrategy=[]
     )
     aws.add_container_instance()
-    launchers.sources[JOB_ID] = a_source(resourceRequirements=[{"type": "GPU", "value": "1"}])
+    gpu = a_container(resourceRequirements=[{"type": "GPU", "value": "1"}])
 
-    launchers.new().launch(a_spec(compute_environment="ec2", vcpus=2, memory=4096))
+    launchers.new().launch(a_spec(compute_environment="ec2", vcpus=2, memory=4096, container=gpu))
 
     (call,) = aws.run_calls
     assert call["capacityProviderStrategy"] == [{"capacityProvider": "batchplane-ec2", "weight": 1}]
@@ -338,8 +345,7 @@ def test_task_definition_is_reused_for_the_same_revision(aws: Aws, launchers: La
     assert aws.calls.count("DescribeTaskDefinition") == 3
     assert len({c["taskDefinition"] for c in aws.run_calls}) == 1
 
-    launchers.sources["job-e"] = a_source(revision=2)
-    launcher.launch(a_spec("job-e"))
+    launcher.launch(a_spec("job-e", revision=2))
     assert sorted(arn.rsplit("/", 1)[1] for arn in aws.families()) == ["batchplane-hello-1:1", "batchplane-hello-2:1"]
 
 
@@ -382,8 +388,12 @@ def test_recover_reports_the_state_of_a_stopped_task(aws: Aws, launchers: Launch
     launchers.new().stop(JOB_ID, 1, "Job attempt duration exceeded timeout")
     assert launchers.new().recover(JOB_ID, 1) is True
     # moto reports exit code 0 for every container.
+    (task,) = aws.tasks()
     assert launchers.events == [
-        (JOB_ID, TaskStopped(1, 0, None, "Job attempt duration exceeded timeout", timed_out=True))
+        (
+            JOB_ID,
+            TaskStopped(1, 0, None, "Job attempt duration exceeded timeout", timed_out=True, task_arn=task["taskArn"]),
+        )
     ]
 
 
@@ -395,7 +405,8 @@ def test_recover_reports_a_running_task(aws: Aws, launchers: Launchers) -> None:
         assert launchers.new().recover(JOB_ID, 1) is True
     finally:
         state_manager.unset_transition(model_name="ecs::task")
-    assert launchers.events == [(JOB_ID, TaskStarted(1))]
+    (arn,) = aws.ecs.list_tasks(cluster=CLUSTER)["taskArns"]
+    assert launchers.events == [(JOB_ID, TaskStarted(1, task_arn=arn))]
 
 
 # -- rejected launches and errors -----------------------------------------------------------------------------
@@ -418,28 +429,48 @@ def test_without_a_sink_a_rejected_launch_raises(aws: Aws, launchers: Launchers)
 
 
 def test_ecs_client_errors_become_rejections(aws: Aws, launchers: Launchers) -> None:
-    launchers.sources[JOB_ID] = a_source(image=None)  # RegisterTaskDefinition: ClientException (no image)
-    launchers.new().launch(a_spec())
+    # RegisterTaskDefinition: ClientException (no image)
+    launchers.new().launch(a_spec(container=a_container(image=None)))
     ((_, event),) = launchers.events
     assert isinstance(event, TaskStopped) and event.reason is not None
     assert event.reason.startswith("ClientException")
 
 
 def test_missing_cluster_is_not_found(aws: Aws, launchers: Launchers) -> None:
-    launcher = EcsLauncher(aws.client, "no-such-cluster", launchers.ces.__getitem__, lambda spec: a_source())
+    launcher = EcsLauncher(aws.client, "no-such-cluster", launchers.ces.get)
     with pytest.raises(NotFound) as info:
         launcher.launch(a_spec())
     assert info.value.__cause__ is not None
     assert "ClusterNotFoundException" in str(info.value)
 
 
-def test_job_container_of_a_job() -> None:
+def test_an_unknown_compute_environment_is_a_rejected_launch(aws: Aws, launchers: Launchers) -> None:
+    launchers.new().launch(a_spec(compute_environment="gone"))
+    ((_, event),) = launchers.events
+    assert isinstance(event, TaskStopped) and event.status_reason == "Task failed to start"
+    assert event.reason == "compute environment gone does not exist"
+    assert aws.run_calls == []
+
+
+def test_the_reactor_gives_the_launcher_the_job_definition_container_and_propagated_tags() -> None:
     job = a_job(
         job_definition_arn=f"arn:aws:batch:{REGION}:{ACCOUNT}:job-definition/hello:7",
         job_definition_name="hello",
-        container={"image": IMAGE, "command": ["true"]},
+        container={"image": IMAGE, "command": ["echo", "Ref::who"]},
+        parameters={"who": "world"},
         tags={"team": "science"},
         propagate_tags=True,
+        status="STARTING",
+        current=an_attempt(1, compute_environment="spot-fargate"),
     )
-    assert JobContainer.of(job) == JobContainer("hello", 7, {"image": IMAGE, "command": ["true"]}, {"team": "science"})
-    assert JobContainer.of(replace(job, propagate_tags=False)).tags == {}
+    store = SqliteItemStore(":memory:")
+    try:
+        reactor = Reactor(Services(repo=Repository(store)), launcher=EcsLauncher(lambda: None, CLUSTER, {}.get))
+        spec = reactor.task_spec(job, 1)
+        assert (spec.job_definition_name, spec.revision) == ("hello", 7)
+        assert spec.container == {"image": IMAGE, "command": ["echo", "Ref::who"]}
+        assert spec.command == ["echo", "world"]
+        assert spec.tags == {"team": "science"}
+        assert reactor.task_spec(replace(job, propagate_tags=False), 1).tags == {}
+    finally:
+        store.close()

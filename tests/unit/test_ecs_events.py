@@ -193,39 +193,45 @@ def test_transitional_states_change_nothing(status: str) -> None:
 
 
 def test_running_is_task_started_with_version_and_arn() -> None:
-    assert task_event(RUNNING_EVENT) == TaskEvent(JOB_ID, 1, TaskStarted(1), version=3, task_arn=TASK_ARN)
+    assert task_event(RUNNING_EVENT) == TaskEvent(JOB_ID, 1, TaskStarted(1, TASK_ARN), version=3, task_arn=TASK_ARN)
 
 
 def test_stopped_exit_0() -> None:
     translated = task_event(STOPPED_OK)
-    assert translated == TaskEvent(JOB_ID, 1, TaskStopped(1, 0, None, ESSENTIAL_EXITED), version=5, task_arn=TASK_ARN)
+    stopped = TaskStopped(1, 0, None, ESSENTIAL_EXITED, task_arn=TASK_ARN)
+    assert translated == TaskEvent(JOB_ID, 1, stopped, version=5, task_arn=TASK_ARN)
 
 
 def test_stopped_exit_1_carries_the_container_reason() -> None:
     translated = task_event(STOPPED_OOM)
     assert translated is not None
     assert translated.event == TaskStopped(
-        1, 1, reason="OutOfMemoryError: Container killed due to memory usage", status_reason=ESSENTIAL_EXITED
+        1,
+        1,
+        reason="OutOfMemoryError: Container killed due to memory usage",
+        status_reason=ESSENTIAL_EXITED,
+        task_arn=TASK_ARN,
     )
 
 
 def test_fargate_spot_termination_notice_is_still_running() -> None:
     # The warning changes nothing the job can act on: the task runs until its STOPPED event.
     translated = task_event(FARGATE_SPOT_NOTICE)
-    assert translated is not None and translated.event == TaskStarted(1)
+    assert translated is not None and translated.event == TaskStarted(1, TASK_ARN)
 
 
 def test_fargate_spot_interruption_surfaces_the_ecs_reason() -> None:
     translated = task_event(FARGATE_SPOT_STOPPED)
     assert translated is not None
-    assert translated.event == TaskStopped(1, 143, None, "Your Spot Task was interrupted.")
+    assert translated.event == TaskStopped(1, 143, None, "Your Spot Task was interrupted.", task_arn=TASK_ARN)
 
 
 def test_ec2_host_terminated_matches_the_batch_retry_pattern() -> None:
     translated = task_event(EC2_HOST_GONE)
     assert translated is not None
     assert (translated.job_id, translated.attempt) == (JOB_ID, 2)
-    assert translated.event == TaskStopped(2, None, None, "Host EC2 (instance i-0737c70432d64f82a) terminated.")
+    host_gone = "Host EC2 (instance i-0737c70432d64f82a) terminated."
+    assert translated.event == TaskStopped(2, None, None, host_gone, task_arn=TASK_ARN)
     assert isinstance(translated.event, TaskStopped) and translated.event.status_reason
     assert translated.event.status_reason.startswith("Host EC2")  # evaluateOnExit onStatusReason "Host EC2*"
 
@@ -233,7 +239,7 @@ def test_ec2_host_terminated_matches_the_batch_retry_pattern() -> None:
 def test_stop_for_timeout_is_reported_timed_out() -> None:
     translated = task_event(TIMED_OUT)
     assert translated is not None
-    assert translated.event == TaskStopped(1, 137, None, TIMEOUT_REASON, timed_out=True)
+    assert translated.event == TaskStopped(1, 137, None, TIMEOUT_REASON, timed_out=True, task_arn=TASK_ARN)
 
 
 def test_failed_to_start_has_no_exit_code() -> None:
@@ -351,6 +357,27 @@ def test_host_terminated_event_retries_with_the_spot_rule() -> None:
     after = lifecycle.transition(job, translated.event, NOW + 1).job
     assert after is not None and after.status == RUNNABLE
     assert after.status_reason == "Host EC2 (instance i-0737c70432d64f82a) terminated."
+
+
+@pytest.mark.parametrize(
+    ("rules", "after_status"),
+    [
+        ((), RUNNABLE),  # no rule matches: retried
+        (({"onStatusReason": "Your Spot Task*", "action": "RETRY"}, {"onReason": "*", "action": "EXIT"}), RUNNABLE),
+        (({"onStatusReason": "Host EC2*", "action": "RETRY"}, {"onReason": "*", "action": "EXIT"}), FAILED),
+    ],
+    ids=["no-rules", "fargate-spot-rule", "ec2-rule-only"],
+)
+def test_a_fargate_spot_interruption_is_retried_by_a_rule_on_its_status_reason(
+    rules: tuple[dict[str, str], ...], after_status: str
+) -> None:
+    job = a_running_job(status=RUNNING, retry_strategy=retries(3, *rules))
+    translated = task_event(FARGATE_SPOT_STOPPED)
+    assert translated is not None
+    after = lifecycle.transition(job, translated.event, NOW + 1).job
+    assert after is not None and after.status == after_status
+    assert after.attempts[-1].status_reason == "Your Spot Task was interrupted."
+    assert after.attempts[-1].task_id == TASK_ARN
 
 
 def test_exit_1_with_a_catch_all_exit_rule_fails() -> None:

@@ -408,6 +408,43 @@ def test_task_started_twice_changes_nothing_the_second_time() -> None:
     assert transition(job, TaskStarted(1), LATER + 10) == UNCHANGED
 
 
+TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/batchplane/c13b4cb40f1f4fe4a2971f76ae5a47ad"
+
+
+def test_task_started_records_the_real_task_and_its_log_stream() -> None:
+    # GIVEN a job claimed with a planned task id (log stream sleep/default/task-1)
+    job = a_running_job(1, status=STARTING)
+
+    # WHEN ECS reports the task running
+    current = changed(transition(job, TaskStarted(1, task_arn=TASK_ARN), LATER)).current
+
+    # THEN the attempt names the ECS task, and its log stream is the one awslogs writes: <jd>/default/<task id>
+    assert current is not None
+    assert current.task_id == TASK_ARN
+    assert current.log_stream == "sleep/default/c13b4cb40f1f4fe4a2971f76ae5a47ad"
+
+
+def test_a_log_stream_given_with_the_task_is_taken_as_it_is() -> None:
+    job = a_running_job(1, status=STARTING)
+    current = changed(transition(job, TaskStarted(1, TASK_ARN, log_stream="custom/stream"), LATER)).current
+    assert current is not None and (current.task_id, current.log_stream) == (TASK_ARN, "custom/stream")
+
+
+def test_task_started_without_a_task_keeps_the_claimed_one() -> None:
+    current = changed(transition(a_running_job(1, status=STARTING), TaskStarted(1), LATER)).current
+    assert current is not None and (current.task_id, current.log_stream) == ("task-1", "sleep/default/task-1")
+
+
+def test_a_stop_arriving_before_the_start_records_the_task_too() -> None:
+    # GIVEN a STARTING job whose RUNNING event is late  WHEN the STOPPED event (with the task) arrives first
+    done = changed(transition(a_running_job(1, status=STARTING), TaskStopped(1, 0, task_arn=TASK_ARN), LATER))
+
+    # THEN the finished attempt names the task, as it would have after RUNNING then STOPPED
+    in_order = apply(a_running_job(1, status=STARTING), TaskStarted(1, TASK_ARN), TaskStopped(1, 0, task_arn=TASK_ARN))
+    assert done.attempts[0].task_id == in_order.attempts[0].task_id == TASK_ARN
+    assert done.attempts[0].log_stream == in_order.attempts[0].log_stream
+
+
 # -- TaskStopped -----------------------------------------------------------------------------------------------
 
 

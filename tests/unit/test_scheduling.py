@@ -1,4 +1,5 @@
-"""One scheduling cycle (spec §5.1-5.3): queue priority, FIFO, compute environment order, blocking."""
+"""One scheduling cycle (spec §5.1-5.3, §5.6): queue priority, FIFO, compute environment order, blocking reasons,
+jobStateTimeLimitActions. Fair share has its own module (test_fairshare.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from chalicelib.domain.scheduling import (
     MAX_RESOURCE,
     NO_CE,
     NO_VALID_CE,
+    RESOURCE_REQUIREMENT,
+    WAITING_FOR_CAPACITY,
     Blocked,
     CapacityView,
+    Expired,
     JobView,
     Plan,
     QueueView,
+    TimeLimitAction,
     plan,
 )
-from tests.unit.builders import a_ce, a_queue, a_runnable, capacity
+from tests.unit.builders import NOW, a_ce, a_queue, a_runnable, capacity
 
 
 def placed(result: Plan) -> list[tuple[str, str]]:
@@ -38,7 +43,7 @@ def test_queues_sharing_a_ce_are_served_in_descending_priority() -> None:
 
     # THEN the high-priority queue takes the room, whatever the order the queues were given in
     assert placed(result) == [("high-1", "ce"), ("high-2", "ce")]
-    assert result.blocked == ()
+    assert result.blocked == (Blocked("low-1", WAITING_FOR_CAPACITY),)
 
 
 def test_queues_of_equal_priority_are_served_by_name() -> None:
@@ -200,8 +205,8 @@ def test_a_job_that_fits_but_not_now_blocks_the_rest_of_its_queue() -> None:
 
     result = plan([a_queue("high", "ce")], capacity(a_ce("ce", max_vcpus=4, used=2)), runnable)
 
-    # THEN nothing is placed (no backfill), and the head is not reported as misconfigured
-    assert result == Plan((), ())
+    # THEN nothing is placed (no backfill), and the head waits for capacity (not reported as misconfigured)
+    assert result == Plan((), (Blocked("head", WAITING_FOR_CAPACITY),))
 
 
 def test_a_blocked_queue_does_not_stop_the_next_queue() -> None:
@@ -215,6 +220,133 @@ def test_a_blocked_queue_does_not_stop_the_next_queue() -> None:
 
     # THEN the low queue is still evaluated (and may use what high could not)
     assert placed(result) == [("low-0", "shared")]
+
+
+# -- reasons: resource requirements ----------------------------------------------------------------------------
+
+
+def a_fargate(name: str = "fargate", max_vcpus: float = 16, used: float = 0) -> CapacityView:
+    return CapacityView(name, max_vcpus, used, True, resource_type="FARGATE")
+
+
+def an_ec2(name: str = "ec2", max_vcpus: float = 4, used: float = 0) -> CapacityView:
+    return CapacityView(name, max_vcpus, used, True, resource_type="EC2")
+
+
+def test_a_job_that_is_not_a_fargate_task_size_is_blocked_and_skipped() -> None:
+    # GIVEN on a Fargate queue: 1 vCPU with 512 MiB (not a Fargate size) ahead of 1 vCPU with 2048 MiB
+    runnable = {"high": [JobView("odd", 1, memory=512), JobView("fine", 1, memory=2048)]}
+
+    result = plan([a_queue("high", "fargate")], capacity(a_fargate()), runnable)
+
+    # THEN the odd one gets JOB_RESOURCE_REQUIREMENT and the one behind it runs
+    assert [b.job_id for b in result.blocked] == ["odd"]
+    assert result.blocked[0].reason.startswith("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - 1 vCPU with 512 MiB")
+    assert placed(result) == [("fine", "fargate")]
+
+
+def test_a_vcpu_count_fargate_does_not_offer_is_a_resource_requirement_problem() -> None:
+    result = plan([a_queue("high", "fargate")], capacity(a_fargate()), {"high": [JobView("j", 3, memory=8192)]})
+
+    assert result.blocked[0].reason.startswith("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT")
+
+
+def test_more_vcpus_than_every_ce_is_reported_before_the_memory() -> None:
+    result = plan([a_queue("high", "fargate")], capacity(a_fargate(max_vcpus=2)), {"high": [JobView("j", 4, memory=1)]})
+
+    assert result.blocked == (Blocked("j", MAX_RESOURCE),)
+
+
+def test_more_memory_than_an_ec2_ce_could_ever_launch_is_blocked() -> None:
+    # GIVEN an EC2 CE of 4 vCPUs: at most 4 x 32 GiB of memory on any instance it could launch
+    runnable = {"high": [JobView("huge", 1, memory=4 * 32 * 1024 + 1), JobView("ok", 1, memory=4 * 32 * 1024)]}
+
+    result = plan([a_queue("high", "ec2")], capacity(an_ec2()), runnable)
+
+    assert result.blocked == (Blocked("huge", RESOURCE_REQUIREMENT),)
+    assert placed(result) == [("ok", "ec2")]
+
+
+def test_a_job_goes_to_the_ce_that_can_run_it() -> None:
+    # GIVEN the first CE (Fargate) cannot give 1 vCPU with 512 MiB, the second one (unmanaged) sets no memory rule
+    ces = capacity(a_fargate("fargate"), a_ce("own", max_vcpus=4))
+
+    result = plan([a_queue("high", "fargate", "own")], ces, {"high": [JobView("j", 1, memory=512)]})
+
+    assert placed(result) == [("j", "own")]
+    assert result.blocked == ()
+
+
+def test_a_head_already_waiting_is_not_reported_again() -> None:
+    runnable = {"high": [a_runnable("head", vcpus=3, status_reason=WAITING_FOR_CAPACITY)]}
+
+    result = plan([a_queue("high", "ce")], capacity(a_ce("ce", max_vcpus=4, used=2)), runnable)
+
+    assert result == Plan((), ())
+
+
+def test_a_job_with_a_stale_reason_gets_the_current_one() -> None:
+    # GIVEN a retried job (RUNNABLE again, its reason still the exit of its last attempt) that cannot be placed now
+    stale = a_runnable("retried", status_reason="Essential container in task exited")
+
+    result = plan([a_queue("high", "ce")], capacity(a_ce("ce", max_vcpus=1, used=1)), {"high": [stale]})
+
+    assert result.blocked == (Blocked("retried", WAITING_FOR_CAPACITY),)
+
+
+# -- jobStateTimeLimitActions ----------------------------------------------------------------------------------
+
+MAX_RESOURCE_ACTION = TimeLimitAction("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE", 600)
+CAPACITY_ACTION = TimeLimitAction("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", 600)
+
+
+def limited_queue(*actions: TimeLimitAction) -> QueueView:
+    return QueueView("high", 1, True, ("ce",), time_limit_actions=actions)
+
+
+def test_a_job_blocked_longer_than_max_time_seconds_expires() -> None:
+    # GIVEN a job that has carried MAX_RESOURCE for 600 s on a queue with a 600 s CANCEL action for that reason
+    job = JobView("huge", 9, status_reason=MAX_RESOURCE, reason_since=NOW - 600_000)
+
+    result = plan([limited_queue(MAX_RESOURCE_ACTION)], capacity(a_ce("ce")), {"high": [job]}, NOW)
+
+    assert result.expired == (Expired("huge", MAX_RESOURCE_ACTION.reason),)
+    assert result.expired[0].status_reason == (
+        "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
+    )
+
+
+def test_a_job_blocked_for_less_than_max_time_seconds_stays() -> None:
+    job = JobView("huge", 9, status_reason=MAX_RESOURCE, reason_since=NOW - 599_999)
+
+    result = plan([limited_queue(MAX_RESOURCE_ACTION)], capacity(a_ce("ce")), {"high": [job]}, NOW)
+
+    assert result.expired == ()
+
+
+def test_a_reason_written_now_starts_the_clock() -> None:
+    # GIVEN the job's old reason was set long ago, but the cycle gives it a new one
+    job = JobView("huge", 9, status_reason="Essential container in task exited", reason_since=0)
+
+    result = plan([limited_queue(MAX_RESOURCE_ACTION)], capacity(a_ce("ce")), {"high": [job]}, NOW)
+
+    assert result == Plan((), (Blocked("huge", MAX_RESOURCE),))
+
+
+def test_waiting_for_a_busy_ce_never_matches_a_time_limit_action() -> None:
+    # GIVEN a head waiting for a full CE for a day, and an INSUFFICIENT_INSTANCE_CAPACITY action
+    job = JobView("head", 1, status_reason=WAITING_FOR_CAPACITY, reason_since=NOW - 86_400_000)
+
+    result = plan([limited_queue(CAPACITY_ACTION)], capacity(a_ce("ce", max_vcpus=1, used=1)), {"high": [job]}, NOW)
+
+    # THEN it keeps waiting: a busy CE is queueing, not a capacity shortage
+    assert result == Plan((), ())
+
+
+def test_without_a_clock_nothing_expires() -> None:
+    job = JobView("huge", 9, status_reason=MAX_RESOURCE, reason_since=0)
+
+    assert plan([limited_queue(MAX_RESOURCE_ACTION)], capacity(a_ce("ce")), {"high": [job]}).expired == ()
 
 
 # -- property: never over capacity -----------------------------------------------------------------------------
@@ -286,3 +418,23 @@ def test_within_a_queue_placements_keep_fifo_order(
             for job in runnable[queue.name][: order.index(mine[-1])]:
                 if job.job_id not in mine:
                     assert job.vcpus > usable_max
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(snapshots())
+def test_every_job_a_cycle_looked_at_and_did_not_place_has_a_reason(
+    snapshot: tuple[list[QueueView], dict[str, CapacityView], dict[str, list[JobView]]],
+) -> None:
+    queues, ces, runnable = snapshot
+
+    result = plan(queues, ces, runnable)
+
+    # the jobs a FIFO queue looked at: everything up to its last placement, and the one it stopped at
+    placed_ids = {p.job_id for p in result.placements}
+    reason = {b.job_id: b.reason for b in result.blocked}
+    for queue in (q for q in queues if q.enabled):
+        jobs = runnable[queue.name]
+        last = max((i for i, j in enumerate(jobs) if j.job_id in placed_ids), default=-1)
+        looked_at = [j for j in jobs[: last + 1] if j.job_id not in placed_ids] + jobs[last + 1 : last + 2]
+        for job in looked_at:
+            assert reason.get(job.job_id, job.status_reason), f"{job.job_id} was looked at and left without a reason"

@@ -1,0 +1,32 @@
+"""batchplane's own operations, next to the Batch ones: each is a POST path, a validator and a handler.
+
+The Batch operations are resolved from botocore's model and validated against it (api/wire.py); these are not in
+that model, so each brings its own validation. Errors are the Batch ones (api/errors.py): a bad request is a 400
+ClientException naming the field. `EXTENSIONS` is the table the gateway consults when a path is not a Batch one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.api.handlers import Handler
+
+Validator = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Extension:
+    path: str  # the request URI (POST)
+    validate: Validator
+    handler: Handler
+
+
+def table() -> tuple[Mapping[str, Extension], Mapping[tuple[str, str], str]]:
+    """(operation name -> extension, (method, path) -> operation name)."""
+    from chalicelib.api.graph import GRAPH_OPERATIONS
+    from chalicelib.api.triggers import TRIGGER_OPERATIONS
+
+    extensions = {**TRIGGER_OPERATIONS, **GRAPH_OPERATIONS}
+    return extensions, {("POST", ext.path): name for name, ext in extensions.items()}

@@ -1,0 +1,50 @@
+"""ListJobDependents (POST /v1/listjobdependents): the jobs that depend on a job, for `batchplane dag` and
+`batchplane watch`. Batch answers only the other way (a job's dependsOn); batchplane keeps the reverse edges.
+
+Request {"jobId", "maxResults"? (1-1000, default 100), "nextToken"?}; response {"dependents": [{"jobId"}],
+"nextToken"?}. The edges are the ones submission writes (docs/adr/0002): a job that was still waiting on the
+dependency when it was submitted. A job submitted after its dependency had already succeeded waited on nothing and
+is not listed. N_TO_N and SEQUENTIAL links are between array children: ask for `<parent>:<index>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.api import pagination
+from chalicelib.api.extension import Extension
+from chalicelib.api.triggers import list_request
+from chalicelib.control import jobs
+from chalicelib.control.context import RequestContext, Services
+from chalicelib.domain.errors import InvalidRequest
+
+MAX_DEPENDENTS = 1000
+
+
+def _request(req: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(req.get("jobId"), str) or not req["jobId"]:
+        raise InvalidRequest("jobId is required" if req.get("jobId") is None else "jobId must be a string")
+    return list_request(req)
+
+
+def list_job_dependents(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
+    limit = pagination.page_size(req, default=100, maximum=MAX_DEPENDENTS)
+    jobs.get_job(svc, req["jobId"])
+    after = pagination.decode(req.get("nextToken"))
+    page: list[str] = []
+    for dependent in svc.jobs.dependents(req["jobId"]):
+        if after is not None and dependent <= after:
+            continue
+        page.append(dependent)
+        if len(page) == limit:
+            break
+    out: dict[str, Any] = {"dependents": [{"jobId": d} for d in page]}
+    if len(page) == limit:
+        out["nextToken"] = pagination.encode(page[-1])
+    return out
+
+
+GRAPH_OPERATIONS: Mapping[str, Extension] = {
+    "ListJobDependents": Extension("/v1/listjobdependents", _request, list_job_dependents),
+}

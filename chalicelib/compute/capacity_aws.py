@@ -1,0 +1,116 @@
+"""The Auto Scaling adapter of capacity (ADR 0004): one Auto Scaling group per managed EC2/SPOT compute environment.
+
+Conventions shared with infra/ (which creates the groups):
+- the group is named like the CE's ECS capacity provider, `batchplane-<ce>` (`ecs.capacity_provider_name`);
+- its capacity unit is one vCPU: each instance type of its MixedInstancesPolicy carries `WeightedCapacity` = its vCPU
+  count (or the group uses attribute-based selection with `DesiredCapacityType: vcpu`). MinSize / MaxSize /
+  DesiredCapacity are therefore minvCpus / maxvCpus / desiredvCpus as they are; the group may overshoot the desired
+  capacity by less than one instance, as Batch may overshoot maxvCpus;
+- the capacity provider has managed scaling DISABLED: batchplane is the only thing that sets the desired capacity
+  (ECS's target tracking would undo it). Scale-in happens only when the CE is idle (control/capacity.py), so the
+  instances it removes run no batchplane task.
+
+`apply` uses UpdateAutoScalingGroup with MinSize, MaxSize and DesiredCapacity together: SetDesiredCapacity alone
+fails (ValidationError) whenever the desired value is outside the group's bounds, and the bounds move with
+UpdateComputeEnvironment; one call keeps all three consistent. It is skipped when the group already says so.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.compute.ecs import capacity_provider_name
+from chalicelib.domain.errors import BatchplaneError, NotFound, StoreUnavailable, Throttled
+from chalicelib.domain.model import ComputeEnvironment
+
+ClientFactory = Callable[[], Any]  # returns a boto3 autoscaling client; called once, on first use
+DESCRIBE_PAGE = 100  # DescribeAutoScalingGroups takes at most 100 names per call
+_THROTTLED = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded"})
+
+
+def group_name(compute_environment: str) -> str:
+    """The Auto Scaling group of a managed EC2/SPOT compute environment."""
+    return capacity_provider_name(compute_environment)
+
+
+@dataclass(frozen=True)
+class GroupSize:
+    min_size: int
+    max_size: int
+    desired: int
+
+
+def _translate(e: ClientError | BotoCoreError, action: str) -> BatchplaneError:
+    if isinstance(e, BotoCoreError):
+        return StoreUnavailable(f"Auto Scaling {action} failed: {e}")
+    error = e.response.get("Error", {})
+    code, message = str(error.get("Code", "")), str(error.get("Message", "")) or str(e)
+    if code in _THROTTLED:
+        return Throttled(f"Auto Scaling {action}: {code}: {message}")
+    if code == "ValidationError" and "not found" in message.lower():
+        return NotFound(f"Auto Scaling {action}: {message}")
+    return StoreUnavailable(f"Auto Scaling {action}: {code}: {message}")
+
+
+class AsgCapacity:
+    def __init__(self, client_factory: ClientFactory) -> None:
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._client_factory()
+            return self._client
+
+    def describe(self, compute_environments: Sequence[str]) -> dict[str, GroupSize]:
+        """The current size of each CE's group; CEs without a group are left out."""
+        names = {group_name(ce): ce for ce in compute_environments}
+        found: dict[str, GroupSize] = {}
+        wanted = list(names)
+        for i in range(0, len(wanted), DESCRIBE_PAGE):
+            params: dict[str, Any] = {"AutoScalingGroupNames": wanted[i : i + DESCRIBE_PAGE]}
+            while True:
+                try:
+                    page = self.client.describe_auto_scaling_groups(**params)
+                except (ClientError, BotoCoreError) as e:
+                    raise _translate(e, "DescribeAutoScalingGroups") from e
+                for group in page.get("AutoScalingGroups") or []:
+                    ce = names.get(group["AutoScalingGroupName"])
+                    if ce is not None:
+                        found[ce] = GroupSize(
+                            int(group["MinSize"]), int(group["MaxSize"]), int(group["DesiredCapacity"])
+                        )
+                if not page.get("NextToken"):
+                    break
+                params = {**params, "NextToken": page["NextToken"]}
+        return found
+
+    def apply(self, ce: ComputeEnvironment, desired_vcpus: int, current: GroupSize | None) -> int:
+        """Size the CE's group: bounds minvCpus..maxvCpus, desired capacity `desired_vcpus`. Returns the desired
+        capacity the group has now. A missing group is NotFound (the infrastructure has not created it)."""
+        if current is None:
+            raise NotFound(f"compute environment {ce.name} has no Auto Scaling group {group_name(ce.name)}")
+        res = ce.compute_resources or {}
+        low = int(res.get("minvCpus") or 0)
+        high = max(low, int(res.get("maxvCpus") or 0), desired_vcpus)
+        wanted = GroupSize(low, high, max(low, min(desired_vcpus, high)))
+        if wanted == current:
+            return current.desired
+        try:
+            self.client.update_auto_scaling_group(
+                AutoScalingGroupName=group_name(ce.name),
+                MinSize=wanted.min_size,
+                MaxSize=wanted.max_size,
+                DesiredCapacity=wanted.desired,
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e, "UpdateAutoScalingGroup") from e
+        return wanted.desired

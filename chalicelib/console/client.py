@@ -1,0 +1,177 @@
+"""What the `batchplane` commands talk to: stock boto3 clients (batch, logs) on the endpoint, and batchplane's own
+operations (triggers, job dependents) as signed JSON POSTs to the same endpoint.
+
+Locally nothing is authenticated; requests are still signed (with whatever credentials boto3 finds, else dummy
+ones) so the server reads the region from the signature, as it does for boto3. Against a deployed batchplane
+(an API Gateway host, or a host in BATCHPLANE_ENDPOINTS) requests are signed for `execute-api` with the caller's
+credentials (chalicelib/auth_plugin.py), and job logs are read from CloudWatch Logs itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+from chalicelib import auth_plugin
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
+ENDPOINT_ENV = "BATCHPLANE_ENDPOINT"
+TERMINAL = ("SUCCEEDED", "FAILED")
+ACTIVE = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+STATUSES = (*ACTIVE, *TERMINAL)
+_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+
+
+class CliError(Exception):
+    """Something to tell the user (an API error, a job that does not exist): printed, exit status 1."""
+
+
+def default_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def default_endpoint() -> str:
+    return os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+
+
+@dataclass
+class Api:
+    endpoint: str
+    region: str
+    _session: Any = None
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def deployed(self) -> bool:
+        return auth_plugin.is_batchplane_endpoint(self.endpoint)
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            session = boto3.session.Session(region_name=self.region)
+            if session.get_credentials() is None:
+                if self.deployed:
+                    raise CliError(f"no AWS credentials found to sign requests to {self.endpoint}")
+                session = boto3.session.Session(
+                    region_name=self.region, aws_access_key_id="local", aws_secret_access_key="local"
+                )
+            auth_plugin.register(session)
+            self._session = session
+        return self._session
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            endpoint: str | None = self.endpoint
+            if service == "logs" and self.deployed:
+                endpoint = None  # a deployed batchplane's job logs are in CloudWatch Logs
+            self._clients[service] = self.session.client(service, endpoint_url=endpoint, config=_CONFIG)
+        return self._clients[service]
+
+    @property
+    def batch(self) -> Any:
+        return self.client("batch")
+
+    @property
+    def logs(self) -> Any:
+        return self.client("logs")
+
+    def call(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One of batchplane's own operations: POST /v1/<operation lowercased> with a JSON body."""
+        url = f"{self.endpoint.rstrip('/')}/v1/{operation.lower()}"
+        data = json.dumps(body).encode()
+        request = AWSRequest(method="POST", url=url, data=data, headers={"Content-Type": "application/json"})
+        creds: Credentials = self.session.get_credentials().get_frozen_credentials()
+        SigV4Auth(creds, auth_plugin.SIGNING_NAME if self.deployed else "batch", self.region).add_auth(request)
+        prepared = urllib.request.Request(url, data=data, method="POST", headers=dict(request.headers.items()))
+        try:
+            with urllib.request.urlopen(prepared, timeout=30) as resp:
+                payload = resp.read()
+        except urllib.error.HTTPError as err:
+            raise CliError(_error_message(operation, err.code, err.read())) from None
+        except OSError as err:
+            raise CliError(f"cannot reach batchplane at {self.endpoint}: {err}") from None
+        parsed: dict[str, Any] = json.loads(payload) if payload else {}
+        return parsed
+
+    # -- jobs -------------------------------------------------------------------------------------------------
+
+    def describe(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(job_ids))
+        for i in range(0, len(unique), 100):
+            try:
+                resp = self.batch.describe_jobs(jobs=unique[i : i + 100])
+            except Exception as e:
+                raise CliError(_client_message(e, self.endpoint)) from None
+            for job in resp["jobs"]:
+                found[job["jobId"]] = job
+        return found
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        job = self.describe([job_id]).get(job_id)
+        if job is None:
+            raise CliError(f"job {job_id} does not exist")
+        return job
+
+    def dependents(self, job_id: str) -> list[str]:
+        """Ids of the jobs that depend on `job_id` (batchplane's ListJobDependents, every page)."""
+        ids: list[str] = []
+        token: str | None = None
+        while True:
+            body: dict[str, Any] = {"jobId": job_id}
+            if token:
+                body["nextToken"] = token
+            page = self.call("ListJobDependents", body)
+            ids += [d["jobId"] for d in page.get("dependents", [])]
+            token = page.get("nextToken")
+            if not token:
+                return ids
+
+    def queue_jobs(self, queue: str, status: str, limit: int) -> Iterator[dict[str, Any]]:
+        """Job summaries of a queue in one status, at most `limit`."""
+        seen = 0
+        try:
+            for page in self.batch.get_paginator("list_jobs").paginate(jobQueue=queue, jobStatus=status):
+                for summary in page["jobSummaryList"]:
+                    if seen >= limit:
+                        return
+                    seen += 1
+                    yield summary
+        except CliError:
+            raise
+        except Exception as e:
+            raise CliError(_client_message(e, self.endpoint)) from None
+
+
+def _error_message(operation: str, status: int, payload: bytes) -> str:
+    try:
+        body = json.loads(payload)
+        return f"{operation}: {body.get('__type', status)}: {body.get('message', '')}"
+    except ValueError:
+        return f"{operation}: HTTP {status}"
+
+
+def _client_message(e: Exception, endpoint: str) -> str:
+    response = getattr(e, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        return f"{response['Error'].get('Code')}: {response['Error'].get('Message')}"
+    return f"cannot reach batchplane at {endpoint}: {e}"
+
+
+def short(job_id: str) -> str:
+    """A job id as people read it: the first 8 characters (and an array child's index)."""
+    parent, sep, index = job_id.rpartition(":")
+    if sep and index.isdigit():
+        return f"{parent[:8]}:{index}"
+    return job_id[:8]

@@ -1,0 +1,163 @@
+"""The repair sweep: what events missed, found by reading the store. Never the normal path (ADR 0003).
+
+One implementation for both runtimes: the local engine runs it at start (`SweepPolicy(restart=True, ...)`) and
+every SWEEP_SECONDS; on AWS a scheduled Lambda runs `sweep(svc, reactor, now_ms)`. Steps, per job queue:
+
+1. STARTING attempts claimed more than `starting_grace_ms` ago (at a restart: every active attempt; otherwise at
+   most `max_checks` per sweep). The launcher is asked whether the attempt ever started (`recover`):
+   - no task: launched now, under the same key `jobId#attempt` (a crash between claim and launch; a launch that
+     raised). If the launch fails again and the claim is older than `launch_deadline_ms`, the attempt fails with
+     "Task failed to start" and its retry strategy decides.
+   - a task: on ECS the launcher re-reported its state (a lost RUNNING/STOPPED event is applied now; a task still
+     PROVISIONING leaves the job STARTING). With `lost_host` (the local launcher, which stops a process it finds
+     unobserved) the attempt fails as `Host EC2 (instance <lost_host>) terminated.`; retry rules such as
+     `onStatusReason: "Host EC2*"` apply as on AWS.
+2. RUNNING attempts past `attemptDurationSeconds` (from the attempt's startedAt): `TimedOut`, which marks the attempt
+   and asks the launcher to stop it; asked again on every sweep until the stop is reported.
+3. PENDING jobs not updated for `pending_stale_ms` (at a restart: all): dependencies that finished while their
+   notification was lost are applied; array parents get their missing children and recount finished ones (both
+   idempotent); a job with nothing pending is evaluated.
+
+Everything goes through `Reactor.apply`, so a sweep racing with events or another sweep decides nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from chalicelib.compute.ecs_events import TASK_FAILED_TO_START, host_terminated_reason
+from chalicelib.control.context import Services
+from chalicelib.control.react import Reactor
+from chalicelib.domain import lifecycle
+from chalicelib.domain.jobs import ACTIVE, FAILED, PENDING, RUNNING, STARTING, SUCCEEDED, TIMEOUT_REASON, Job
+
+log = logging.getLogger("batchplane.sweep")
+
+MAX_REASON = 1024
+
+
+@dataclass(frozen=True)
+class SweepPolicy:
+    starting_grace_ms: int = 120_000  # a claim this old without a task is launched again
+    launch_deadline_ms: int = 900_000  # ... and fails to start when launching it still fails after this
+    pending_stale_ms: int = 300_000  # PENDING jobs untouched this long are re-settled
+    restart: bool = False  # the control plane (re)starts: every active attempt is recovered, whatever its age
+    # Launcher checks (ECS: ListTasks x2 + DescribeTasks) per periodic sweep, so a backlog of tasks waiting for
+    # capacity (STARTING for long, legitimately) cannot throttle ECS; the rest wait for the next sweep.
+    max_checks: int = 200
+    lost_host: str | None = None  # attempts the launcher finds (and stops) fail as this host lost; None: observed
+
+
+@dataclass
+class SweepReport:
+    relaunched: list[str] = field(default_factory=list)  # launch keys jobId#attempt
+    lost: list[str] = field(default_factory=list)
+    failed_to_start: list[str] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)
+    settled: list[str] = field(default_factory=list)  # PENDING job ids re-settled or re-evaluated
+    recounted: list[str] = field(default_factory=list)  # array parent ids
+    errors: list[str] = field(default_factory=list)
+    checked: int = 0  # attempts the launcher was asked about
+    deferred: int = 0  # stale claims left for the next sweep (max_checks reached)
+
+    @property
+    def repaired(self) -> int:
+        return len(self.relaunched) + len(self.lost) + len(self.failed_to_start) + len(self.timed_out)
+
+
+def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | None = None) -> SweepReport:
+    policy = policy or SweepPolicy()
+    report = SweepReport()
+    for queue in svc.repo.list_jqs():
+        for children in (False, True):
+            # Read every active job before acting: at a restart, a STARTING job launched here turns RUNNING at once
+            # and must not then be found again as RUNNING and have its new task treated as a stale one.
+            active = [
+                job for status in ACTIVE for job in list(svc.jobs.iter_queue(queue.name, status, children=children))
+            ]
+            for job in active:
+                try:
+                    _repair_active(reactor, job, now_ms, policy, report)
+                except Exception as e:  # one job's failure must not stop the sweep; the next sweep tries again
+                    _failed(report, job, e)
+            for job in list(svc.jobs.iter_queue(queue.name, PENDING, children=children)):
+                if not policy.restart and now_ms - job.updated_at < policy.pending_stale_ms:
+                    continue
+                try:
+                    _repair_pending(svc, reactor, job, report)
+                except Exception as e:
+                    _failed(report, job, e)
+    if report.repaired or report.settled or report.recounted:
+        svc.wake()
+    return report
+
+
+def _failed(report: SweepReport, job: Job, e: Exception) -> None:
+    log.exception("repairing %s failed", job.job_id)
+    report.errors.append(f"{job.job_id}: {type(e).__name__}: {e}")
+
+
+def timed_out(job: Job, now_ms: int) -> bool:
+    """Has the current attempt run past attemptDurationSeconds (counted from its startedAt)?"""
+    seconds = job.timeout.get("attemptDurationSeconds")
+    current = job.current
+    if not seconds or current is None or current.started_at is None:
+        return False
+    return now_ms >= current.started_at + int(seconds) * 1000
+
+
+def _repair_active(reactor: Reactor, job: Job, now_ms: int, policy: SweepPolicy, report: SweepReport) -> None:
+    current = job.current
+    if current is None:
+        return
+    n, key = current.number, f"{job.job_id}#{current.number}"
+    if not policy.restart:
+        if job.status == RUNNING:
+            if timed_out(job, now_ms):
+                if current.status_reason != TIMEOUT_REASON:
+                    report.timed_out.append(key)
+                reactor.apply(job.job_id, lifecycle.TimedOut(n))
+            return
+        if job.status != STARTING or now_ms - current.created_at < policy.starting_grace_ms:
+            return
+        if report.checked >= policy.max_checks:
+            report.deferred += 1
+            return
+    report.checked += 1
+    if reactor.launcher.recover(job.job_id, n):
+        if policy.lost_host is not None:
+            reason = host_terminated_reason(policy.lost_host)
+            after = reactor.apply(job.job_id, lifecycle.TaskStopped(n, None, status_reason=reason))
+            # (the launcher may have reported the attempt's own end first: then this changed nothing)
+            if after is not None and any(a.number == n and a.status_reason == reason for a in after.attempts):
+                report.lost.append(key)
+        return
+    try:
+        reactor.run_effects(job, (lifecycle.Launch(n),))  # claimed, never launched: launch it now (same key)
+    except Exception as e:
+        if now_ms - current.created_at < policy.launch_deadline_ms:
+            raise
+        reason = f"CannotStartTask: {type(e).__name__}: {e}"[:MAX_REASON]
+        reactor.apply(job.job_id, lifecycle.TaskStopped(n, None, reason=reason, status_reason=TASK_FAILED_TO_START))
+        report.failed_to_start.append(key)
+        return
+    report.relaunched.append(key)
+
+
+def _repair_pending(svc: Services, reactor: Reactor, job: Job, report: SweepReport) -> None:
+    if job.pending:
+        reactor.settle_pending(job)
+        report.settled.append(job.job_id)
+        return
+    if job.is_array_parent and job.array is not None:
+        for status in (SUCCEEDED, FAILED):
+            for child in list(svc.jobs.iter_children(job.job_id, status)):
+                assert child.array is not None and child.array.index is not None
+                reactor.apply(job.job_id, lifecycle.ChildFinished(child.array.index, status == SUCCEEDED))
+        reactor.create_children(job.job_id)
+        reactor.apply(job.job_id, lifecycle.CheckChildren())
+        report.recounted.append(job.job_id)
+        return
+    reactor.apply(job.job_id, lifecycle.Evaluate())
+    report.settled.append(job.job_id)

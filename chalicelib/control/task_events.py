@@ -1,0 +1,60 @@
+"""Task and host events from AWS (EventBridge) applied to jobs (spec §6.2, §6.3).
+
+- "ECS Task State Change": translated by `compute.ecs_events` (the task's `group` names job and attempt) and applied
+  to the job. RUNNING -> TaskStarted, STOPPED -> TaskStopped with the essential container's exit code and reason and
+  the task's stoppedReason as statusReason; the attempt records the task ARN and its log stream.
+- "EC2 Spot Instance Interruption Warning" (any instance-action) and "EC2 Instance State-change Notification" with
+  state `terminated`: the attempts whose tasks the launcher finds on that instance fail with
+  `Host EC2 (instance i-…) terminated.` (exit code none), so their retry strategy decides: retried while attempts
+  remain unless an evaluateOnExit rule says EXIT; `{"onStatusReason": "Host EC2*", "action": "RETRY"}` matches. The
+  tasks are then asked to stop with that reason: on a warning the host still runs for about two minutes, and the
+  next attempt must not overlap a task that keeps running.
+- Fargate Spot needs no EC2 event: the interruption is a STOPPED task event, stopCode `TerminationNotice`,
+  stoppedReason `Your Spot Task was interrupted.` (ECS's text, copied unchanged as AWS Batch does); exit code 143
+  when the container ends on SIGTERM, 137 on SIGKILL. Rule for it: `{"onStatusReason": "Your Spot Task*",
+  "action": "RETRY"}`. (The two-minute warning is a RUNNING event with desiredStatus STOPPED: it changes nothing.)
+
+Every event may arrive twice and out of order. Both handlers only apply lifecycle events, which ignore what no longer
+applies (a duplicate, a RUNNING after the STOPPED, an attempt that is no longer current), so redelivery changes
+nothing; a stop asked twice is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.compute import ecs_events
+from chalicelib.compute.port import HostAware
+from chalicelib.control.context import Services
+from chalicelib.control.react import Reactor
+from chalicelib.domain import lifecycle
+
+log = logging.getLogger("batchplane.task_events")
+
+
+def on_ecs_task_event(svc: Services, reactor: Reactor, envelope: Mapping[str, Any]) -> None:
+    """Apply one "ECS Task State Change" envelope; other events and tasks batchplane did not start are ignored."""
+    translated = ecs_events.task_event(envelope)
+    if translated is None:
+        return
+    after = reactor.apply(translated.job_id, translated.event)
+    if after is None:
+        log.info("task event for unknown job %s ignored", translated.job_id)
+
+
+def on_ec2_event(svc: Services, reactor: Reactor, envelope: Mapping[str, Any]) -> None:
+    """Fail the attempts running on an EC2 instance that is being reclaimed or was terminated."""
+    instance = ecs_events.spot_interruption(envelope) or ecs_events.instance_terminated(envelope)
+    if instance is None:
+        return
+    launcher = reactor.launcher
+    if not isinstance(launcher, HostAware):
+        log.warning("EC2 event for %s ignored: the launcher does not run tasks on EC2 instances", instance)
+        return
+    reason = ecs_events.host_terminated_reason(instance)
+    for job_id, attempt, task_arn in launcher.attempts_on_instance(instance):
+        lost = lifecycle.TaskStopped(attempt, None, status_reason=reason, task_arn=task_arn or None)
+        reactor.apply(job_id, lost)
+        reactor.launcher.stop(job_id, attempt, reason)

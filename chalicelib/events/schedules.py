@@ -1,0 +1,135 @@
+"""The SchedulePort: where schedule triggers tick. Locally the runtime's own timer; on AWS EventBridge Scheduler.
+
+- `LocalSchedules`: nothing to register. The local runtime's timer (chalicelib/runtime/triggers.py) reads the
+  trigger definitions from the store, so a created trigger ticks and a deleted one stops without being told.
+- `EventBridgeSchedules`: one EventBridge Scheduler schedule per trigger, named after it, in its own schedule group
+  (created when missing). Its target is the Lambda that calls `control.triggers.on_schedule`, with the input
+  `{"trigger": <name>}` (what runtime/aws.py reads). The boto3 client is created lazily (never at import), and
+  botocore errors come back as domain errors: an expression AWS refuses is InvalidRequest naming the field;
+  throttling is Throttled.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Protocol
+
+from chalicelib.domain.errors import BatchplaneError, InvalidRequest, Throttled
+from chalicelib.domain.triggers import ScheduleSource, Trigger
+
+SCHEDULE_GROUP = "batchplane"
+
+
+class SchedulePort(Protocol):
+    def register(self, trigger: Trigger) -> None:
+        """Make a schedule trigger tick (idempotent; replaces an existing schedule of the same name)."""
+        ...
+
+    def unregister(self, name: str) -> None:
+        """Stop the trigger's schedule; nothing happens when there is none."""
+        ...
+
+
+class LocalSchedules:
+    def register(self, trigger: Trigger) -> None:
+        pass
+
+    def unregister(self, name: str) -> None:
+        pass
+
+
+class EventBridgeSchedules:
+    def __init__(
+        self,
+        target_arn: str,
+        role_arn: str,
+        *,
+        group: str = SCHEDULE_GROUP,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.target_arn = target_arn
+        self.role_arn = role_arn
+        self.group = group
+        self.region = region
+        self._client = client
+        self._lock = threading.Lock()
+        self._group_ready = False
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import boto3
+
+                    self._client = boto3.client("scheduler", region_name=self.region)
+        return self._client
+
+    def register(self, trigger: Trigger) -> None:
+        source = trigger.source
+        if not isinstance(source, ScheduleSource):
+            return
+        self._ensure_group()
+        request = {
+            "Name": trigger.name,
+            "GroupName": self.group,
+            "ScheduleExpression": source.expression,
+            "ScheduleExpressionTimezone": source.timezone,
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "State": "ENABLED",
+            "Target": {
+                "Arn": self.target_arn,
+                "RoleArn": self.role_arn,
+                "Input": json.dumps({"trigger": trigger.name}),
+            },
+        }
+        try:
+            self.client.create_schedule(**request)
+        except Exception as e:
+            if _code(e) != "ConflictException":
+                raise _domain_error(e) from e
+            try:  # left over from a trigger of the same name whose deletion did not finish
+                self.client.update_schedule(**request)
+            except Exception as again:
+                raise _domain_error(again) from again
+
+    def unregister(self, name: str) -> None:
+        try:
+            self.client.delete_schedule(Name=name, GroupName=self.group)
+        except Exception as e:
+            if _code(e) != "ResourceNotFoundException":
+                raise _domain_error(e) from e
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.client.get_schedule_group(Name=self.group)
+        except Exception as e:
+            if _code(e) != "ResourceNotFoundException":
+                raise _domain_error(e) from e
+            try:
+                self.client.create_schedule_group(Name=self.group)
+            except Exception as created:
+                if _code(created) != "ConflictException":  # created concurrently: fine
+                    raise _domain_error(created) from created
+        self._group_ready = True
+
+
+def _code(e: Exception) -> str | None:
+    response = getattr(e, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code else None
+
+
+def _domain_error(e: Exception) -> BatchplaneError:
+    code = _code(e)
+    if code == "ValidationException":
+        return InvalidRequest(f"source.schedule: EventBridge Scheduler rejected the schedule: {e}")
+    if code in ("ThrottlingException", "TooManyRequestsException"):
+        return Throttled(str(e))
+    return BatchplaneError(f"EventBridge Scheduler failed: {code or type(e).__name__}: {e}")

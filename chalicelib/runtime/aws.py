@@ -1,0 +1,458 @@
+"""The AWS runtime: the Services, reactor and entry points behind every Lambda of app.py (docs/adr/0006).
+
+app.py only parses what Lambda hands it and calls one method here; this module ties the entry points to the same
+control/ code the local runtime runs, with the AWS adapters: DynamoDB (store), EventBridge (events), ECS (compute).
+
+| Lambda (app.py) | trigger | runs |
+|---|---|---|
+| api_handler | API Gateway (IAM auth) | the Batch API (chalicelib/api); Launch/StopTask inline, nothing else |
+| on_job_change | the table's stream (job items) | `on_stream`: publish, dependents, parent, array children, wake |
+| dispatch | SQS FIFO "wake" queue, one message group | `on_dispatch`: scheduling cycles, one at a time |
+| on_ecs_task_event | EventBridge: ECS Task State Change | control.task_events.on_ecs_task_event |
+| on_ec2_event | EventBridge: EC2 Spot warning, instance terminated | control.task_events.on_ec2_event |
+| sweep | schedule, every minute | control.sweep.sweep, then a wake (repairs lost wakes) |
+| reconcile_capacity | schedule, every minute | control.capacity.reconcile |
+| on_object_created | EventBridge: S3 Object Created | control.triggers.on_object_created |
+| on_schedule | EventBridge Scheduler (direct invoke) | control.triggers.on_schedule |
+
+Settings are read once (`AwsConfig.from_environment`); boto3 clients are made on first use (`Clients`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.compute import ecs_events
+from chalicelib.compute.ecs import DEFAULT_LOG_GROUP, EcsLauncher
+from chalicelib.control.context import Clock, IdFactory, Services, Settings, SystemClock, UuidFactory
+from chalicelib.control.dispatch import Dispatcher
+from chalicelib.control.react import STATE_CHANGE, Reactor
+from chalicelib.domain import lifecycle
+from chalicelib.domain.errors import StoreUnavailable
+from chalicelib.domain.job_detail import job_detail
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.model import ComputeEnvironment
+from chalicelib.events.eventbridge import Event, EventBridgeSink, EventsUnavailable
+from chalicelib.events.schedules import EventBridgeSchedules, LocalSchedules, SchedulePort
+from chalicelib.runtime import stream
+from chalicelib.store.port import ItemStore
+from chalicelib.store.repository import Repository
+
+log = logging.getLogger("batchplane.aws")
+
+ENV_RUNTIME = "BATCHPLANE_RUNTIME"  # "aws" in every Lambda (.chalice/config.json)
+DISPATCH_GROUP = "dispatch"  # the one message group of the FIFO wake queue: one dispatcher at a time
+MAX_CYCLES = 50  # per dispatch invocation; a busy queue hands over to the next invocation with a fresh wake
+RESERVE_MS = 20_000  # stop cycling when less than this is left of the invocation
+CE_CACHE_SECONDS = 60.0
+
+# -- what app.py's decorators carry ---------------------------------------------------------------------------------
+# The table's stream and the wake queue are created by infra/resources.json, which `chalice package
+# --merge-template` merges over Chalice's template: it replaces these placeholders with the real ARNs (GetAtt), and
+# adds the cluster to the ECS pattern. tests/infra checks that no placeholder survives packaging.
+STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/batchplane/stream/set-by-infra-resources-json"
+DISPATCH_QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:set-by-infra-resources-json.fifo"
+SWEEP_RATE = "rate(1 minute)"
+ECS_TASK_PATTERN: dict[str, Any] = {
+    "source": ["aws.ecs"],
+    "detail-type": [ecs_events.TASK_STATE_CHANGE],
+    "detail": {"group": [{"prefix": ecs_events.GROUP_PREFIX}]},
+}
+EC2_PATTERN: dict[str, Any] = {
+    "source": ["aws.ec2"],
+    "$or": [
+        {"detail-type": [ecs_events.SPOT_INTERRUPTION_WARNING]},
+        {"detail-type": [ecs_events.INSTANCE_STATE_CHANGE], "detail": {"state": ["terminated"]}},
+    ],
+}
+S3_OBJECT_CREATED_PATTERN: dict[str, Any] = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
+
+
+def api_authorizer(env: Mapping[str, str] | None = None) -> Any:
+    """The authorizer of every API route: IAM (SigV4 for execute-api) wherever API Gateway is configured from the
+    app, i.e. when the Chalice CLI packages or deploys it (AWS_CHALICE_CLI_MODE) and in Lambda; None for the local
+    server, which has no API Gateway, authenticates nothing and binds 127.0.0.1 (docs/adr/0007).
+    tests/infra/test_package.py checks that every method of the packaged API requires SigV4."""
+    e = os.environ if env is None else env
+    if e.get("AWS_CHALICE_CLI_MODE") or e.get("AWS_LAMBDA_FUNCTION_NAME"):
+        from chalice.app import IAMAuthorizer
+
+        return IAMAuthorizer()
+    return None
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    table: str
+    region: str
+    account: str
+    cluster: str
+    dispatch_queue_url: str
+    event_bus: str = "default"
+    event_source: str = "batchplane"
+    log_group: str | None = DEFAULT_LOG_GROUP
+    execution_role_arn: str | None = None
+    dynamodb_endpoint: str | None = None  # tests, DynamoDB Local
+    # EventBridge Scheduler, for schedule triggers: the on_schedule Lambda, the role Scheduler invokes it with, and
+    # the stack's schedule group. Without a target, schedule triggers cannot tick on AWS.
+    schedule_target_arn: str | None = None
+    scheduler_role_arn: str | None = None
+    schedule_group: str = "batchplane"
+    # RunTask's clientToken makes a launch idempotent for 24 h; the ListTasks precheck (2 calls per launch) also
+    # covers emulators that ignore the token. Off on AWS.
+    ecs_precheck: bool = False
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> AwsConfig:
+        e = os.environ if env is None else env
+        return cls(
+            table=e["BATCHPLANE_TABLE"],
+            region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or "us-east-1",
+            account=e.get("BATCHPLANE_ACCOUNT_ID", "123456789012"),
+            cluster=e.get("BATCHPLANE_CLUSTER", "batchplane"),
+            dispatch_queue_url=e.get("BATCHPLANE_DISPATCH_QUEUE_URL", ""),
+            event_bus=e.get("BATCHPLANE_EVENT_BUS") or "default",
+            event_source=e.get("BATCHPLANE_EVENT_SOURCE") or "batchplane",
+            log_group=e.get("BATCHPLANE_LOG_GROUP") or DEFAULT_LOG_GROUP,
+            execution_role_arn=e.get("BATCHPLANE_EXECUTION_ROLE_ARN") or None,
+            dynamodb_endpoint=e.get("BATCHPLANE_DYNAMODB_ENDPOINT") or None,
+            schedule_target_arn=e.get("BATCHPLANE_SCHEDULE_TARGET_ARN") or None,
+            scheduler_role_arn=e.get("BATCHPLANE_SCHEDULER_ROLE_ARN") or None,
+            schedule_group=e.get("BATCHPLANE_SCHEDULE_GROUP") or "batchplane",
+            ecs_precheck=_flag(e.get("BATCHPLANE_ECS_PRECHECK"), False),
+        )
+
+
+class Clients:
+    """boto3 clients of one session, each made on first use and kept for the life of the Lambda container."""
+
+    def __init__(self, region: str, session_factory: Callable[[], Any] | None = None) -> None:
+        self.region = region
+        self._session_factory = session_factory
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                if self._session is None:
+                    self._session = self._session_factory() if self._session_factory else _default_session()
+                from botocore.config import Config
+
+                config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+                self._clients[service] = self._session.client(service, region_name=self.region, config=config)
+            return self._clients[service]
+
+    def factory(self, service: str) -> Callable[[], Any]:
+        return lambda: self.client(service)
+
+    def lazy(self, service: str) -> Any:
+        """A stand-in that makes the client on its first call, for adapters that take a client, not a factory."""
+        return _LazyClient(self.factory(service))
+
+
+class _LazyClient:
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._factory(), name)
+
+
+def _default_session() -> Any:
+    import boto3
+
+    return boto3.session.Session()
+
+
+# -- the control functions the entry points call ------------------------------------------------------------------
+
+EnvelopeHandler = Callable[[Services, Reactor, Mapping[str, Any]], object]
+
+
+def _late(module: str, name: str) -> Callable[..., Any]:
+    """A control function imported when first called (cold starts load only what their Lambda uses)."""
+
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args)
+
+    call.__name__ = name
+    return call
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What each entry point calls in control/. Injected, so tests can replace any of them."""
+
+    on_ecs_task_event: EnvelopeHandler = field(
+        default_factory=lambda: _late("chalicelib.control.task_events", "on_ecs_task_event")
+    )
+    on_ec2_event: EnvelopeHandler = field(
+        default_factory=lambda: _late("chalicelib.control.task_events", "on_ec2_event")
+    )
+    sweep: Callable[[Services, Reactor, int], object] = field(
+        default_factory=lambda: _late("chalicelib.control.sweep", "sweep")
+    )
+    reconcile: Callable[[Services, Callable[[], Any]], object] = field(
+        default_factory=lambda: _late("chalicelib.control.capacity", "reconcile")
+    )
+    on_object_created: Callable[[Services, Reactor, str, str], list[str]] = field(
+        default_factory=lambda: _late("chalicelib.control.triggers", "on_object_created")
+    )
+    on_schedule: Callable[[Services, Reactor, str], str | None] = field(
+        default_factory=lambda: _late("chalicelib.control.triggers", "on_schedule")
+    )
+
+
+# -- the runtime ----------------------------------------------------------------------------------------------------
+
+
+class AwsRuntime:
+    def __init__(
+        self,
+        config: AwsConfig,
+        clients: Clients | None = None,
+        *,
+        store: ItemStore | None = None,
+        controls: Controls | None = None,
+        clock: Clock | None = None,
+        ids: IdFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.clients = clients or Clients(config.region)
+        self.controls = controls or Controls()
+        if store is None:
+            from chalicelib.store.dynamo import DynamoItemStore
+
+            store = DynamoItemStore(config.table, region=config.region, host=config.dynamodb_endpoint)
+        self.store = store
+        self.sink = EventBridgeSink(self.clients.factory("events"), bus=config.event_bus, source=config.event_source)
+        self._ces: dict[str, tuple[float, ComputeEnvironment | None]] = {}
+        self.launcher = EcsLauncher(
+            self.clients.factory("ecs"),
+            config.cluster,
+            self._compute_environment,
+            on_event=self._task_event,  # a task ECS refused to start: its attempt's TaskStopped
+            precheck=config.ecs_precheck,
+            log_group=config.log_group,
+            execution_role_arn=config.execution_role_arn,
+        )
+        self.services = Services(
+            repo=Repository(store),
+            settings=Settings(account=config.account, default_region=config.region),
+            clock=clock or SystemClock(),
+            ids=ids or UuidFactory(),
+            wake=self.wake_dispatcher,
+            events=self.sink,
+            launcher=self.launcher,
+            stream_effects=stream.STREAM_EFFECTS,
+            schedules=self._schedules(),
+        )
+        self.reactor = Reactor(self.services, self.launcher, self.services.defer)
+
+    def _schedules(self) -> SchedulePort:
+        c = self.config
+        if not c.schedule_target_arn or not c.scheduler_role_arn:
+            return LocalSchedules()  # nothing can invoke on_schedule: schedule triggers are stored, never fired
+        return EventBridgeSchedules(
+            c.schedule_target_arn,
+            c.scheduler_role_arn,
+            group=c.schedule_group,
+            region=c.region,
+            client=self.clients.lazy("scheduler"),
+        )
+
+    def _task_event(self, job_id: str, event: lifecycle.TaskStarted | lifecycle.TaskStopped) -> None:
+        self.reactor.apply(job_id, event)
+
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.services, self.reactor, lambda: uuid.uuid4().hex)
+
+    def _compute_environment(self, name: str) -> ComputeEnvironment | None:
+        """The launcher's CE lookup, cached briefly: a dispatch cycle launches many jobs on the same few CEs."""
+        now = time.monotonic()
+        hit = self._ces.get(name)
+        if hit is not None and now - hit[0] < CE_CACHE_SECONDS:
+            return hit[1]
+        ce = self.services.repo.get_ce(name)
+        self._ces[name] = (now, ce)
+        return ce
+
+    # -- waking the dispatcher --------------------------------------------------------------------------------
+
+    def send_wake(self, dedup: str | None = None) -> None:
+        """Ask for a dispatch cycle. Raises StoreUnavailable when SQS does not take the message."""
+        try:
+            self.clients.client("sqs").send_message(
+                QueueUrl=self.config.dispatch_queue_url,
+                MessageBody=json.dumps({"wake": True}),
+                MessageGroupId=DISPATCH_GROUP,
+                MessageDeduplicationId=dedup or uuid.uuid4().hex,
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise StoreUnavailable(f"SQS SendMessage (dispatch wake) failed: {e}") from e
+
+    def wake_dispatcher(self) -> None:
+        """Services.wake: best effort (the write that asked for it is committed; the sweep wakes every minute)."""
+        try:
+            self.send_wake()
+        except StoreUnavailable:
+            log.exception("waking the dispatcher failed; the sweep will")
+
+    # -- entry points -------------------------------------------------------------------------------------------
+
+    def on_stream(self, event: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
+        """One batch of the table's stream. Returns Lambda's partial-batch response: the first record whose effects
+        did not all happen (it and every later record of the shard are delivered again)."""
+        records = list(event.get("Records") or [])
+        changes = [stream.decode(r) for r in records]
+        published: list[tuple[int, Event]] = []
+        wake_from: int | None = None
+        failed: int | None = None
+        for i, change in enumerate(changes):
+            if change is None or change.new is None:
+                continue
+            derived = stream.effects(change.old, change.new)
+            try:
+                for effect in derived:
+                    if not isinstance(effect, lifecycle.Publish | lifecycle.WakeDispatcher):
+                        self._carry_out(change.new, effect)
+            except Exception:
+                log.exception("effects of %s (record %s) failed", change.new.job_id, change.sequence)
+                failed = i
+                break
+            if any(isinstance(e, lifecycle.Publish) for e in derived):
+                published.append((i, Event(STATE_CHANGE, [change.new.arn], job_detail(change.new))))
+            if wake_from is None and any(isinstance(e, lifecycle.WakeDispatcher) for e in derived):
+                wake_from = i
+        try:
+            self.sink.publish_all([e for _, e in published])
+        except EventsUnavailable as e:
+            log.exception("publishing job state changes failed")
+            failed = min(failed, published[e.index][0]) if failed is not None else published[e.index][0]
+        if wake_from is not None and (failed is None or wake_from < failed):
+            try:
+                last = next(c for c in reversed(changes[: failed if failed is not None else len(changes)]) if c)
+                self.send_wake(dedup=last.sequence or None)
+            except StoreUnavailable:
+                log.exception("waking the dispatcher failed")
+                failed = wake_from if failed is None else min(failed, wake_from)
+        if failed is None:
+            return {"batchItemFailures": []}
+        sequence = str((records[failed].get("dynamodb") or {}).get("SequenceNumber", ""))
+        return {"batchItemFailures": [{"itemIdentifier": sequence}]}
+
+    def _carry_out(self, job: Job, effect: lifecycle.Effect) -> None:
+        match effect:
+            case lifecycle.NotifyDependents(succeeded=ok):
+                self.reactor.notify_dependents(job.job_id, ok)
+            case lifecycle.NotifyParent(succeeded=ok):
+                assert job.array is not None and job.array.parent_id is not None and job.array.index is not None
+                self.reactor.apply(job.array.parent_id, lifecycle.ChildFinished(job.array.index, ok))
+            case lifecycle.CreateChildren():
+                self.reactor.create_children(job.job_id)
+            case lifecycle.CancelChildren(reason=why, terminate=term):
+                self.reactor.cancel_children(job.job_id, why, term)
+            case _:  # pragma: no cover - Launch/StopTask never come from the stream
+                raise AssertionError(f"{type(effect).__name__} is not a stream effect")
+
+    def on_dispatch(self, remaining_ms: Callable[[], int] | None = None) -> int:
+        """Scheduling cycles until one places nothing. One invocation at a time (FIFO, one message group), so the
+        capacity one cycle sees is not being spent by another. Returns the number of jobs placed."""
+        dispatcher = self.dispatcher()
+        placed = 0
+        for _ in range(MAX_CYCLES):
+            try:
+                n = dispatcher.cycle()
+            except Exception:  # failing would stall the FIFO group for a visibility timeout; the sweep wakes again
+                log.exception("dispatch cycle failed")
+                return placed
+            placed += n
+            if n == 0:
+                return placed
+            if remaining_ms is not None and remaining_ms() < RESERVE_MS:
+                break
+        self.wake_dispatcher()  # more may be placeable: hand over to the next invocation
+        return placed
+
+    def on_ecs_task_event(self, envelope: Mapping[str, Any]) -> None:
+        self.controls.on_ecs_task_event(self.services, self.reactor, envelope)
+
+    def on_ec2_event(self, envelope: Mapping[str, Any]) -> None:
+        self.controls.on_ec2_event(self.services, self.reactor, envelope)
+
+    def on_sweep(self) -> None:
+        try:
+            self.controls.sweep(self.services, self.reactor, self.services.clock.now_ms())
+        finally:
+            self.wake_dispatcher()  # repairs a wake lost anywhere in the last minute
+
+    def on_capacity(self) -> None:
+        self.controls.reconcile(self.services, self.clients.factory("autoscaling"))
+
+    def on_object_created(self, envelope: Mapping[str, Any]) -> list[str]:
+        """S3 "Object Created" via EventBridge: detail.bucket.name and detail.object.key (not URL-encoded)."""
+        detail = envelope.get("detail") or {}
+        bucket = str((detail.get("bucket") or {}).get("name") or "")
+        key = str((detail.get("object") or {}).get("key") or "")
+        if not bucket or not key:
+            log.warning("an S3 event without bucket or key: %s", envelope.get("id"))
+            return []
+        return self.controls.on_object_created(self.services, self.reactor, bucket, key)
+
+    def on_schedule(self, event: Mapping[str, Any]) -> str | None:
+        """EventBridge Scheduler's target input: {"trigger": "<trigger name>"}."""
+        name = event.get("trigger")
+        if not isinstance(name, str) or not name:
+            log.warning("a scheduler invocation without a trigger name: %s", sorted(event))
+            return None
+        return self.controls.on_schedule(self.services, self.reactor, name)
+
+
+# -- the process-wide runtime (one per Lambda container) ------------------------------------------------------------
+
+_lock = threading.Lock()
+_runtime: AwsRuntime | None = None
+_enabled: bool | None = None
+
+
+def configure(rt: AwsRuntime | None) -> None:
+    """Install the runtime the handlers use (tests); None forgets it."""
+    global _runtime, _enabled
+    with _lock:
+        _runtime, _enabled = rt, None
+
+
+def active() -> bool:
+    """Whether this process is the AWS runtime: a runtime was configured, or BATCHPLANE_RUNTIME=aws (read once)."""
+    global _enabled
+    if _runtime is not None:
+        return True
+    if _enabled is None:
+        _enabled = os.environ.get(ENV_RUNTIME, "").strip().lower() == "aws"
+    return _enabled
+
+
+def runtime() -> AwsRuntime:
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                _runtime = AwsRuntime(AwsConfig.from_environment())
+    return _runtime

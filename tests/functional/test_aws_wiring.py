@@ -1,0 +1,676 @@
+"""The AWS runtime's wiring: every Lambda entry point of app.py reaches the right control code with the right inputs.
+
+The handlers are invoked the way Lambda would (chalice.test.Client), on an AwsRuntime whose store is SQLite and whose
+AWS clients are recording fakes; the control functions other modules own (task events, sweep, capacity, triggers)
+are injected stand-ins. tests/functional/test_serverless_e2e.py runs the same wiring on moto end to end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from app import app
+from chalicelib.control.context import Services
+from chalicelib.control.react import Reactor
+from chalicelib.domain import lifecycle
+from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, RUNNING, STARTING, SUCCEEDED, ArrayInfo, Job
+from chalicelib.runtime import aws, stream
+from chalicelib.runtime.aws import AwsConfig, AwsRuntime, Clients, Controls
+from chalicelib.store.jobs import job_item
+from chalicelib.store.sqlite import SqliteItemStore
+from tests.unit.builders import NOW, a_child, a_job, a_parent, a_running_job, an_attempt, retries
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/batchplane-dispatch.fifo"
+
+
+# -- fakes ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeAws:
+    """A boto3 session whose clients record every call and answer with canned responses."""
+
+    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    fail: set[tuple[str, str]] = field(default_factory=set)
+    responses: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def client(self, service: str, **_: Any) -> Any:
+        aws_ = self
+
+        class _Client:
+            def __getattr__(self, operation: str) -> Any:
+                def call(**params: Any) -> dict[str, Any]:
+                    from botocore.exceptions import ClientError
+
+                    aws_.calls.append((service, operation, params))
+                    if (service, operation) in aws_.fail:
+                        raise ClientError({"Error": {"Code": "InternalFailure", "Message": "boom"}}, operation)
+                    if (service, operation) == ("events", "put_events"):
+                        return {"FailedEntryCount": 0, "Entries": [{"EventId": "e"} for _ in params["Entries"]]}
+                    return aws_.responses.get((service, operation), {})
+
+                return call
+
+        return _Client()
+
+    def of(self, service: str, operation: str) -> list[dict[str, Any]]:
+        return [p for s, o, p in self.calls if (s, o) == (service, operation)]
+
+    def published(self) -> list[dict[str, Any]]:
+        return [e for p in self.of("events", "put_events") for e in p["Entries"]]
+
+
+@dataclass
+class Recorded:
+    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+
+    def controls(self) -> Controls:
+        def record(name: str, result: Any = None) -> Any:
+            def fn(*args: Any) -> Any:
+                self.calls.append((name, args))
+                return result
+
+            return fn
+
+        return Controls(
+            on_ecs_task_event=record("on_ecs_task_event"),
+            on_ec2_event=record("on_ec2_event"),
+            sweep=record("sweep"),
+            reconcile=record("reconcile"),
+            on_object_created=record("on_object_created", ["job-a"]),
+            on_schedule=record("on_schedule", "job-b"),
+        )
+
+
+@dataclass
+class Harness:
+    rt: AwsRuntime
+    fake: FakeAws
+    recorded: Recorded
+    client: Client
+
+    @property
+    def svc(self) -> Services:
+        return self.rt.services
+
+    def invoke(self, name: str, payload: Any) -> Any:
+        return self.client.lambda_.invoke(name, payload).payload
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    fake, recorded = FakeAws(), Recorded()
+    config = AwsConfig(
+        table="batchplane", region=REGION, account=ACCOUNT, cluster="batchplane", dispatch_queue_url=QUEUE_URL
+    )
+    store = SqliteItemStore(str(tmp_path / "state.db"))
+    rt = AwsRuntime(config, Clients(REGION, lambda: fake), store=store, controls=recorded.controls())
+    aws.configure(rt)
+    try:
+        with Client(app) as client:
+            yield Harness(rt, fake, recorded, client)
+    finally:
+        aws.configure(None)
+        store.close()
+
+
+# -- stream records -------------------------------------------------------------------------------------------------
+
+_sequence = iter(range(1000, 100_000))
+
+
+def image(job: Job) -> dict[str, Any]:
+    item = job_item(job)
+    return {
+        "pk": {"S": item.pk},
+        "sk": {"S": "#"},
+        "version": {"N": str(job.version)},
+        "body": {"S": json.dumps(item.body)},
+    }
+
+
+def record(old: Job | None, new: Job | None) -> dict[str, Any]:
+    job = new or old
+    assert job is not None
+    ddb: dict[str, Any] = {
+        "ApproximateCreationDateTime": NOW / 1000,
+        "Keys": {"pk": {"S": f"JOB#{job.job_id}"}, "sk": {"S": "#"}},
+        "SequenceNumber": str(next(_sequence)),
+        "SizeBytes": 100,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if old is not None:
+        ddb["OldImage"] = image(old)
+    if new is not None:
+        ddb["NewImage"] = image(new)
+    return {
+        "eventID": "1",
+        "eventName": "MODIFY" if old and new else ("INSERT" if new else "REMOVE"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": REGION,
+        "eventSourceARN": aws.STREAM_ARN,
+        "dynamodb": ddb,
+    }
+
+
+def changes(*pairs: tuple[Job | None, Job | None]) -> dict[str, Any]:
+    return {"Records": [record(old, new) for old, new in pairs]}
+
+
+def kinds(effects: tuple[lifecycle.Effect, ...]) -> set[str]:
+    return {type(e).__name__ for e in effects}
+
+
+# -- the routes ------------------------------------------------------------------------------------------------------
+
+
+def test_routes_require_iam_where_api_gateway_is_configured_and_nowhere_else() -> None:
+    # packaged or deployed by the Chalice CLI, and in Lambda: IAM; the local server: none (tests/infra checks the
+    # packaged template's every method)
+    assert aws.api_authorizer({"AWS_CHALICE_CLI_MODE": "true"}).name == "sigv4"
+    assert aws.api_authorizer({"AWS_LAMBDA_FUNCTION_NAME": "batchplane-dev"}).name == "sigv4"
+    assert aws.api_authorizer({}) is None
+
+
+def test_every_entry_point_is_a_lambda() -> None:
+    assert {
+        "on_job_change",
+        "dispatch",
+        "on_ecs_task_event",
+        "on_ec2_event",
+        "sweep",
+        "reconcile_capacity",
+        "on_object_created",
+        "on_schedule",
+    } <= set(app.handler_map)
+
+
+def test_the_api_runs_on_the_aws_services_and_leaves_effects_to_the_stream(harness: Harness) -> None:
+    # GIVEN the AWS runtime with a queue and a job definition
+    post = harness.client.http.post
+    headers = {"Content-Type": "application/json"}
+    ce = {
+        "computeEnvironmentName": "ce",
+        "type": "MANAGED",
+        "computeResources": {"type": "FARGATE", "maxvCpus": 4, "subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]},
+    }
+    assert post("/v1/createcomputeenvironment", body=json.dumps(ce), headers=headers).status_code == 200
+    jq = {"jobQueueName": "q", "priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]}
+    assert post("/v1/createjobqueue", body=json.dumps(jq), headers=headers).status_code == 200
+    jd = {
+        "jobDefinitionName": "hello",
+        "type": "container",
+        "platformCapabilities": ["FARGATE"],
+        "containerProperties": {
+            "image": "busybox",
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+        },
+    }
+    assert post("/v1/registerjobdefinition", body=json.dumps(jd), headers=headers).status_code == 200
+    harness.fake.calls.clear()
+
+    # WHEN a job is submitted through the API Lambda
+    submit = {"jobName": "j", "jobQueue": "q", "jobDefinition": "hello"}
+    response = post("/v1/submitjob", body=json.dumps(submit), headers=headers)
+
+    # THEN it is stored RUNNABLE with one write, and nothing else happened inline: no event, no wake, no launch
+    assert response.status_code == 200, response.body
+    job = harness.svc.jobs.get(json.loads(response.body)["jobId"])
+    assert job is not None and job.status == RUNNABLE and job.version == 1
+    assert harness.fake.calls == []
+
+
+def test_updating_a_compute_environment_wakes_the_dispatcher_through_the_queue(harness: Harness) -> None:
+    headers = {"Content-Type": "application/json"}
+    ce = {
+        "computeEnvironmentName": "ce",
+        "type": "MANAGED",
+        "computeResources": {"type": "FARGATE", "maxvCpus": 4, "subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]},
+    }
+    harness.client.http.post("/v1/createcomputeenvironment", body=json.dumps(ce), headers=headers)
+    harness.fake.calls.clear()
+
+    update = {"computeEnvironment": "ce", "computeResources": {"maxvCpus": 8}}
+    harness.client.http.post("/v1/updatecomputeenvironment", body=json.dumps(update), headers=headers)
+
+    (wake,) = harness.fake.of("sqs", "send_message")
+    assert wake["QueueUrl"] == QUEUE_URL and wake["MessageGroupId"] == aws.DISPATCH_GROUP
+
+
+# -- the stream: effects derived from images --------------------------------------------------------------------------
+
+LATER = NOW + 1000
+
+
+def _transition(job: Job, event: lifecycle.Event) -> tuple[Job, tuple[lifecycle.Effect, ...]]:
+    outcome = lifecycle.transition(job, event, LATER)
+    assert outcome.job is not None
+    return replace(outcome.job, version=job.version + 1), outcome.effects
+
+
+@pytest.mark.parametrize(
+    ("name", "job", "event"),
+    [
+        ("evaluate", a_job(), lifecycle.Evaluate()),
+        ("claim", a_job(status=RUNNABLE), lifecycle.Claim("ce", "t-1", "hello/default/t-1")),
+        ("started", a_running_job(status=STARTING), lifecycle.TaskStarted(1)),
+        ("succeeded", a_running_job(), lifecycle.TaskStopped(1, 0)),
+        ("retried", a_running_job(retry_strategy=retries(2)), lifecycle.TaskStopped(1, 1)),
+        ("failed", a_running_job(), lifecycle.TaskStopped(1, 1)),
+        ("child succeeded", a_child("p", 2, status=RUNNING, current=an_attempt()), lifecycle.TaskStopped(1, 0)),
+        ("cancelled", a_job(status=RUNNABLE), lifecycle.Cancel("no")),
+        ("terminate marks", a_running_job(), lifecycle.Terminate("stop")),
+        ("parent children", a_parent(3, status="SUBMITTED"), lifecycle.Evaluate()),
+        ("parent terminated", a_parent(3, created=3), lifecycle.Terminate("stop")),
+        ("parent cancelled", a_parent(3, created=3), lifecycle.Cancel("no")),
+        ("parent done", a_parent(2, created=2, succeeded=[0]), lifecycle.ChildFinished(1, True)),
+        ("last dependency", a_job(status=PENDING, pending=("d",)), lifecycle.DependencySucceeded("d")),
+        ("dependency failed", a_job(status=PENDING, pending=("d",)), lifecycle.DependencyFailed("d")),
+    ],
+)
+def test_the_stream_derives_what_the_state_machine_decided(name: str, job: Job, event: lifecycle.Event) -> None:
+    # GIVEN a persisted transition and the effects the state machine decided for it
+    old = replace(job, version=3)
+    new, decided = _transition(old, event)
+
+    # WHEN the stream handler derives effects from the record's two images
+    derived = stream.effects(old, new)
+
+    # THEN it finds every effect the stream carries, and only those (Launch/StopTask stay inline) ...
+    expected = {type(e).__name__ for e in decided if type(e) in stream.STREAM_EFFECTS}
+    if new.status in (FAILED, SUCCEEDED) and old.status not in ("RUNNABLE", STARTING, RUNNING):
+        expected.discard("WakeDispatcher")  # ... except a wake for a job that never held capacity or a queue head
+    assert kinds(derived) == expected, name
+    # ... with the same parameters
+    assert [e for e in derived if not isinstance(e, lifecycle.WakeDispatcher)] == [
+        e for e in decided if type(e) in stream.STREAM_EFFECTS and not isinstance(e, lifecycle.WakeDispatcher)
+    ]
+
+
+def test_a_submitted_job_is_published_and_a_runnable_one_wakes_the_dispatcher() -> None:
+    assert kinds(stream.effects(None, a_job(status=RUNNABLE, version=1))) == {"Publish", "WakeDispatcher"}
+    assert kinds(stream.effects(None, a_job(status=PENDING, pending=("d",), version=1))) == {"Publish"}
+    assert kinds(stream.effects(None, a_job(status=FAILED, version=1))) == {"Publish"}  # nobody depends on it yet
+
+
+def test_a_change_without_a_new_state_derives_nothing() -> None:
+    job = a_job(status=RUNNABLE, version=2)
+    assert stream.effects(job, replace(job, status_reason="MISCONFIGURATION: ...", version=3)) == ()
+
+
+def test_a_parent_with_children_left_to_write_creates_them_on_every_change() -> None:
+    # (lifecycle decides CreateChildren once; the stream re-derives it until all exist, which makes creation resumable)
+    parent = a_parent(500, created=100, version=4)
+    more = replace(parent, array=ArrayInfo(size=500, children_created=200), version=5)
+    assert kinds(stream.effects(parent, more)) == {"CreateChildren"}
+    done = replace(parent, array=ArrayInfo(size=500, children_created=500))
+    assert stream.effects(done, replace(done, version=5)) == ()
+
+
+def test_records_of_other_items_are_skipped() -> None:
+    other = record(None, a_job(version=1))
+    other["dynamodb"]["Keys"]["pk"]["S"] = "DEP#x"
+    assert stream.decode(other) is None
+
+
+# -- the stream handler ------------------------------------------------------------------------------------------------
+
+
+def test_the_stream_handler_publishes_every_state_change_to_eventbridge(harness: Harness) -> None:
+    runnable = a_job("j1", status=RUNNABLE, version=1)
+    claimed, _ = _transition(runnable, lifecycle.Claim("ce", "t", "hello/default/t"))
+
+    result = harness.invoke("on_job_change", changes((None, runnable), (runnable, claimed)))
+
+    assert result == {"batchItemFailures": []}
+    entries = harness.fake.published()
+    assert [json.loads(e["Detail"])["status"] for e in entries] == [RUNNABLE, STARTING]
+    assert {e["Source"] for e in entries} == {"batchplane"}
+    assert {e["DetailType"] for e in entries} == {"Batch Job State Change"}
+    assert entries[0]["Resources"] == [runnable.arn]
+    (wake,) = harness.fake.of("sqs", "send_message")  # one wake for the batch
+    assert wake["MessageGroupId"] == aws.DISPATCH_GROUP
+
+
+def test_a_finished_job_releases_its_dependents(harness: Harness) -> None:
+    # GIVEN a job and a dependent waiting for it
+    dep = harness.svc.jobs.create_with_edges(a_job("dep", status=RUNNING, current=an_attempt()), [])
+    waiting = harness.svc.jobs.create_with_edges(a_job("w", status=PENDING, pending=("dep",)), ["dep"])
+    done, _ = _transition(dep, lifecycle.TaskStopped(1, 0))
+    harness.svc.jobs.save(replace(done, version=dep.version))
+
+    # WHEN the stream delivers the dependency's change to SUCCEEDED
+    harness.invoke("on_job_change", changes((dep, replace(done, version=dep.version + 1))))
+
+    # THEN the dependent is RUNNABLE (its own record will publish and wake)
+    after = harness.svc.jobs.get(waiting.job_id)
+    assert after is not None and after.status == RUNNABLE
+
+
+def test_a_finished_child_is_counted_by_its_parent(harness: Harness) -> None:
+    parent = harness.svc.jobs.create_with_edges(a_parent(2, created=2, succeeded=[0]), [])
+    child = a_child("parent", 1, status=RUNNING, current=an_attempt(), version=2)
+    done, _ = _transition(child, lifecycle.TaskStopped(1, 0))
+
+    harness.invoke("on_job_change", changes((child, done)))
+
+    after = harness.svc.jobs.get(parent.job_id)
+    assert after is not None and after.status == SUCCEEDED
+
+
+def test_an_array_parent_gets_its_children_from_the_stream(harness: Harness) -> None:
+    parent = harness.svc.jobs.create_with_edges(a_parent(3, status=PENDING), [])
+
+    harness.invoke("on_job_change", changes((None, parent)))
+
+    children = [harness.svc.jobs.get(f"parent:{i}") for i in range(3)]
+    assert all(c is not None and c.status == RUNNABLE for c in children)
+    assert harness.fake.of("events", "put_events")  # the parent's PENDING; the children publish from their inserts
+
+
+def test_a_failing_record_is_reported_and_the_rest_of_the_batch_waits(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a batch whose second record's effect fails (notifying the dependents of job b)
+    def notify(job_id: str, succeeded: bool) -> None:
+        if job_id == "b":
+            raise RuntimeError("DynamoDB is having a bad day")
+
+    monkeypatch.setattr(harness.rt.reactor, "notify_dependents", notify)
+    first = a_job("a", status=RUNNABLE, version=1)
+    running = a_running_job(job_id="b", version=2)
+    done, _ = _transition(running, lifecycle.TaskStopped(1, 0))
+    third = a_job("c", status=RUNNABLE, version=1)
+    event = changes((None, first), (running, done), (None, third))
+
+    # WHEN the batch is delivered
+    result = harness.invoke("on_job_change", event)
+
+    # THEN Lambda is told to retry from the failed record; what came before it was published, nothing after it
+    failed_sequence = event["Records"][1]["dynamodb"]["SequenceNumber"]
+    assert result == {"batchItemFailures": [{"itemIdentifier": failed_sequence}]}
+    assert [json.loads(e["Detail"])["jobId"] for e in harness.fake.published()] == ["a"]
+
+
+def test_when_eventbridge_refuses_the_record_is_retried(harness: Harness) -> None:
+    harness.fake.fail.add(("events", "put_events"))
+    event = changes((None, a_job("a", status=PENDING, pending=("x",), version=1)))
+
+    result = harness.invoke("on_job_change", event)
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["dynamodb"]["SequenceNumber"]}]}
+
+
+def test_when_the_wake_cannot_be_sent_the_waking_record_is_retried(harness: Harness) -> None:
+    harness.fake.fail.add(("sqs", "send_message"))
+    event = changes(
+        (None, a_job("p", status=PENDING, pending=("x",), version=1)), (None, a_job("r", status=RUNNABLE, version=1))
+    )
+
+    result = harness.invoke("on_job_change", event)
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["dynamodb"]["SequenceNumber"]}]}
+
+
+# -- dispatch ---------------------------------------------------------------------------------------------------------
+
+
+class Cycles:
+    def __init__(self, placed: list[int | Exception]) -> None:
+        self.placed = placed
+        self.runs = 0
+
+    def cycle(self) -> int:
+        self.runs += 1
+        result = self.placed.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+def test_dispatch_cycles_until_nothing_more_is_placed(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    cycles = Cycles([3, 1, 0])
+    monkeypatch.setattr(harness.rt, "dispatcher", lambda: cycles)
+    monkeypatch.setattr(aws, "RESERVE_MS", 0)  # chalice.test's Lambda context has 3 s
+
+    harness.invoke("dispatch", harness.client.events.generate_sqs_event(['{"wake": true}'] * 3))
+
+    assert cycles.runs == 3
+    assert harness.fake.of("sqs", "send_message") == []
+
+
+def test_a_failed_cycle_does_not_fail_the_wake(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (failing would block the FIFO group for a visibility timeout; the sweep wakes the dispatcher every minute)
+    cycles = Cycles([RuntimeError("throttled")])
+    monkeypatch.setattr(harness.rt, "dispatcher", lambda: cycles)
+
+    harness.invoke("dispatch", harness.client.events.generate_sqs_event(['{"wake": true}']))
+
+    assert cycles.runs == 1
+
+
+def test_dispatch_hands_over_when_its_time_runs_out() -> None:
+    rt_calls: list[str] = []
+
+    class Rt(AwsRuntime):
+        def __init__(self) -> None:
+            pass
+
+        def dispatcher(self) -> Any:
+            return Cycles([2, 2, 2])
+
+        def wake_dispatcher(self) -> None:
+            rt_calls.append("wake")
+
+    placed = Rt().on_dispatch(remaining_ms=lambda: aws.RESERVE_MS - 1)
+
+    assert placed == 2 and rt_calls == ["wake"]
+
+
+# -- task and instance events, sweeps, triggers ---------------------------------------------------------------------
+
+
+def test_ecs_task_state_changes_reach_task_events(harness: Harness) -> None:
+    envelope = harness.client.events.generate_cw_event(
+        source="aws.ecs", detail_type="ECS Task State Change", detail={"group": "batchplane:j:1"}, resources=[]
+    )
+
+    harness.invoke("on_ecs_task_event", envelope)
+
+    ((name, (svc, reactor, got)),) = harness.recorded.calls
+    assert name == "on_ecs_task_event" and svc is harness.svc and isinstance(reactor, Reactor)
+    assert got["detail"] == {"group": "batchplane:j:1"}
+
+
+def test_ec2_events_reach_task_events(harness: Harness) -> None:
+    envelope = harness.client.events.generate_cw_event(
+        source="aws.ec2",
+        detail_type="EC2 Spot Instance Interruption Warning",
+        detail={"instance-id": "i-0123456789abcdef0", "instance-action": "terminate"},
+        resources=[],
+    )
+
+    harness.invoke("on_ec2_event", envelope)
+
+    ((name, (_, _, got)),) = harness.recorded.calls
+    assert name == "on_ec2_event" and got["detail"]["instance-id"] == "i-0123456789abcdef0"
+
+
+def test_the_sweep_runs_then_wakes_the_dispatcher(harness: Harness) -> None:
+    harness.invoke("sweep", harness.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
+
+    ((name, (svc, _, now)),) = harness.recorded.calls
+    assert name == "sweep" and svc is harness.svc and isinstance(now, int)
+    assert len(harness.fake.of("sqs", "send_message")) == 1
+
+
+def test_capacity_is_reconciled_with_an_autoscaling_client(harness: Harness) -> None:
+    harness.invoke(
+        "reconcile_capacity", harness.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
+    )
+
+    ((name, (svc, factory)),) = harness.recorded.calls
+    assert name == "reconcile" and svc is harness.svc
+    factory().describe_auto_scaling_groups()
+    assert harness.fake.calls[-1][:2] == ("autoscaling", "describe_auto_scaling_groups")
+
+
+def test_an_s3_object_created_event_reaches_the_triggers(harness: Harness) -> None:
+    detail = {"bucket": {"name": "inbox"}, "object": {"key": "data/file 1.csv", "size": 10}, "reason": "PutObject"}
+    envelope = harness.client.events.generate_cw_event("aws.s3", "Object Created", detail, [])
+
+    result = harness.invoke("on_object_created", envelope)
+
+    ((name, (_, _, bucket, key)),) = harness.recorded.calls
+    assert (name, bucket, key) == ("on_object_created", "inbox", "data/file 1.csv")
+    assert result == ["job-a"]
+
+
+def test_a_scheduler_invocation_reaches_the_triggers(harness: Harness) -> None:
+    result = harness.invoke("on_schedule", {"trigger": "nightly"})
+
+    ((name, (_, _, trigger)),) = harness.recorded.calls
+    assert (name, trigger, result) == ("on_schedule", "nightly", "job-b")
+
+
+def test_a_scheduler_invocation_without_a_trigger_name_does_nothing(harness: Harness) -> None:
+    assert harness.invoke("on_schedule", {"something": "else"}) is None
+    assert harness.recorded.calls == []
+
+
+# -- configuration ----------------------------------------------------------------------------------------------------
+
+
+def test_the_configuration_is_read_from_the_lambda_environment() -> None:
+    config = AwsConfig.from_environment(
+        {
+            "BATCHPLANE_TABLE": "stack-JobsTable-1",
+            "AWS_REGION": "eu-west-1",
+            "BATCHPLANE_ACCOUNT_ID": "111122223333",
+            "BATCHPLANE_CLUSTER": "stack-Cluster-1",
+            "BATCHPLANE_DISPATCH_QUEUE_URL": QUEUE_URL,
+            "BATCHPLANE_LOG_GROUP": "/aws/batch/job",
+            "BATCHPLANE_EXECUTION_ROLE_ARN": "arn:aws:iam::111122223333:role/exec",
+        }
+    )
+    assert (config.table, config.region, config.account, config.cluster) == (
+        "stack-JobsTable-1",
+        "eu-west-1",
+        "111122223333",
+        "stack-Cluster-1",
+    )
+    assert config.ecs_precheck is False and config.event_source == "batchplane" and config.event_bus == "default"
+
+
+def test_no_aws_client_is_made_until_an_entry_point_needs_one(tmp_path: Path) -> None:
+    made: list[str] = []
+
+    class Session:
+        def client(self, service: str, **_: Any) -> Any:
+            made.append(service)
+            return FakeAws().client(service)
+
+    store = SqliteItemStore(str(tmp_path / "s.db"))
+    config = AwsConfig(table="t", region=REGION, account=ACCOUNT, cluster="c", dispatch_queue_url=QUEUE_URL)
+    AwsRuntime(config, Clients(REGION, Session), store=store)
+    store.close()
+
+    assert made == []
+
+
+def test_the_local_runtime_is_not_the_aws_one() -> None:
+    aws.configure(None)
+    assert aws.active() is False
+
+
+def test_cancelling_an_array_parent_reaches_its_children_through_the_stream(harness: Harness) -> None:
+    # GIVEN an array parent whose two children wait in RUNNABLE
+    parent = harness.svc.jobs.create_with_edges(a_parent(2, created=2), [])
+    for i in range(2):
+        harness.svc.jobs.create_with_edges(a_child("parent", i, status=RUNNABLE), [])
+
+    # WHEN CancelJob marks the parent (the API Lambda's one write) and the stream delivers that change
+    cancelled = harness.rt.reactor.apply(parent.job_id, lifecycle.Cancel("not needed"))
+    assert cancelled is not None and cancelled.is_cancelled
+    harness.invoke("on_job_change", changes((parent, cancelled)))
+
+    # THEN the children are cancelled ...
+    children = [harness.svc.jobs.get(f"parent:{i}") for i in range(2)]
+    assert [c.status if c else None for c in children] == [FAILED, FAILED]
+
+    # ... and when their own changes come through the stream, the parent counts them and fails
+    before = [replace(c, status=RUNNABLE, version=c.version - 1) for c in children if c is not None]
+    harness.invoke("on_job_change", changes(*[(b, c) for b, c in zip(before, children, strict=True)]))
+    after = harness.svc.jobs.get(parent.job_id)
+    assert after is not None and after.status == FAILED and after.status_reason == "not needed"
+
+
+def test_with_stream_effects_the_reactor_runs_only_launch_and_stop_inline(tmp_path: Path) -> None:
+    from chalicelib.compute.port import NullLauncher
+    from chalicelib.store.repository import Repository
+
+    # GIVEN the AWS routing on a reactor over a plain store
+    published: list[str] = []
+
+    class Sink:
+        def publish(self, detail_type: str, resources: list[str], detail: dict[str, Any]) -> None:
+            published.append(detail["status"])
+
+    store = SqliteItemStore(str(tmp_path / "r.db"))
+    launcher, woken = NullLauncher(), []
+    svc = Services(
+        repo=Repository(store),
+        events=Sink(),
+        launcher=launcher,
+        wake=lambda: woken.append(1),
+        stream_effects=stream.STREAM_EFFECTS,
+    )
+    reactor = Reactor(svc, launcher)
+    job = svc.jobs.create_with_edges(a_job(status=RUNNABLE), [])
+
+    # WHEN the job is claimed, and later terminated while running
+    reactor.apply(job.job_id, lifecycle.Claim("ce", "t-1", "sleep/default/t-1"))
+    reactor.apply(job.job_id, lifecycle.TaskStarted(1))
+    reactor.apply(job.job_id, lifecycle.Terminate("stop it"))
+
+    # THEN the launch and the stop happened inline, and nothing the stream carries did
+    assert [s.key for s in launcher.launched] == [f"{job.job_id}#1"]
+    assert launcher.stopped == [(job.job_id, 1, "stop it")]
+    assert published == [] and woken == []
+    store.close()
+
+
+def test_schedule_triggers_are_registered_with_eventbridge_scheduler(tmp_path: Path) -> None:
+    from chalicelib.events.schedules import EventBridgeSchedules
+
+    fake = FakeAws()
+    target = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:batchplane-on-schedule"
+    role = f"arn:aws:iam::{ACCOUNT}:role/batchplane-SchedulerRole-1"
+    config = AwsConfig.from_environment(
+        {
+            "BATCHPLANE_TABLE": "t",
+            "AWS_REGION": REGION,
+            "BATCHPLANE_SCHEDULE_TARGET_ARN": target,
+            "BATCHPLANE_SCHEDULER_ROLE_ARN": role,
+            "BATCHPLANE_SCHEDULE_GROUP": "batchplane-stack",
+        }
+    )
+    store = SqliteItemStore(str(tmp_path / "s.db"))
+    rt = AwsRuntime(config, Clients(REGION, lambda: fake), store=store)
+
+    schedules = rt.services.schedules
+    assert isinstance(schedules, EventBridgeSchedules)
+    assert (schedules.target_arn, schedules.role_arn, schedules.group) == (target, role, "batchplane-stack")
+    assert fake.calls == []  # the scheduler client is made on first use
+    schedules.unregister("nightly")
+    assert fake.calls == [("scheduler", "delete_schedule", {"Name": "nightly", "GroupName": "batchplane-stack"})]
+    store.close()

@@ -1,0 +1,469 @@
+"""The scheduler over a real SQLite store: Reactor + Dispatcher, NullLauncher (tasks are driven by hand), an injected
+clock. Queue priority, capacity, blocking reasons (written once), jobStateTimeLimitActions, fair share with its
+usage history, and GetJobQueueSnapshot's front in dispatch order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.compute.port import NullLauncher
+from chalicelib.control import jobs as job_control
+from chalicelib.control import resources, snapshot
+from chalicelib.control.context import RequestContext, Services
+from chalicelib.control.dispatch import Dispatcher
+from chalicelib.control.react import Reactor
+from chalicelib.domain import lifecycle
+from chalicelib.domain.jobs import ACTIVE, FAILED, RUNNABLE, STARTING, Job
+from chalicelib.domain.scheduling import (
+    MAX_RESOURCE,
+    NO_VALID_CE,
+    WAITING_FOR_CAPACITY,
+)
+from chalicelib.store.repository import Repository
+from chalicelib.store.sqlite import SqliteItemStore
+from chalicelib.store.usage import UsageRepository
+
+CTX = RequestContext("us-east-1")
+T0 = 1_700_000_000_000
+IMAGE = "public.ecr.aws/docker/library/busybox:latest"
+
+
+class FakeClock:
+    def __init__(self, now: int = T0) -> None:
+        self.now = now
+
+    def now_ms(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1000)
+
+
+class SequentialIds:
+    """Ids in submission order, so FIFO order is readable in assertions."""
+
+    def __init__(self) -> None:
+        self._n = itertools.count(1)
+
+    def new_id(self) -> str:
+        return f"job-{next(self._n):04d}"
+
+
+@dataclass
+class Plane:
+    svc: Services
+    clock: FakeClock
+    reactor: Reactor
+    dispatcher: Dispatcher
+    launcher: NullLauncher
+
+    # -- resources --
+    def ce(self, name: str, max_vcpus: int = 2, *, kind: str = "FARGATE", state: str = "ENABLED") -> None:
+        res = {"type": kind, "maxvCpus": max_vcpus, "subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]}
+        if kind in ("EC2", "SPOT"):
+            res.update(instanceTypes=["optimal"], instanceRole="ecsInstanceRole", minvCpus=0)
+        resources.create_compute_environment(
+            self.svc, CTX, {"computeEnvironmentName": name, "type": "MANAGED", "computeResources": res}
+        )
+        if state != "ENABLED":  # a CE is created ENABLED
+            self.set_ce_state(name, state)
+
+    def set_ce_state(self, name: str, state: str) -> None:
+        resources.update_compute_environment(self.svc, {"computeEnvironment": name, "state": state})
+
+    def queue(self, name: str, *ces: str, priority: int = 1, **extra: Any) -> None:
+        order = [{"order": i + 1, "computeEnvironment": ce} for i, ce in enumerate(ces)]
+        req = {"jobQueueName": name, "priority": priority, "computeEnvironmentOrder": order, **extra}
+        resources.create_job_queue(self.svc, CTX, req)
+
+    def policy(self, name: str, *weights: tuple[str, float], decay: int = 0, reservation: int = 0) -> str:
+        fairshare = {
+            "shareDecaySeconds": decay,
+            "computeReservation": reservation,
+            "shareDistribution": [{"shareIdentifier": s, "weightFactor": w} for s, w in weights],
+        }
+        return resources.create_scheduling_policy(self.svc, CTX, {"name": name, "fairsharePolicy": fairshare}).arn
+
+    def jd(self, name: str = "work", vcpus: str = "1", memory: str = "2048") -> None:
+        container = {
+            "image": IMAGE,
+            "command": ["true"],
+            "resourceRequirements": [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": memory}],
+        }
+        resources.register_job_definition(
+            self.svc, CTX, {"jobDefinitionName": name, "type": "container", "containerProperties": container}
+        )
+
+    # -- jobs --
+    def submit(self, queue: str, jd: str = "work", **extra: Any) -> str:
+        self.clock.advance(0.001)
+        req = {"jobName": "j", "jobQueue": queue, "jobDefinition": jd, **extra}
+        return job_control.submit(self.svc, self.reactor, CTX, req).job_id
+
+    def job(self, job_id: str) -> Job:
+        job = self.svc.jobs.get(job_id)
+        assert job is not None
+        return job
+
+    def run(self, job_id: str) -> None:
+        self.reactor.apply(job_id, lifecycle.TaskStarted(self.job(job_id).attempt_number))
+
+    def finish(self, job_id: str, exit_code: int = 0) -> None:
+        self.reactor.apply(job_id, lifecycle.TaskStopped(self.job(job_id).attempt_number, exit_code))
+
+    def started(self) -> list[str]:
+        """Job ids in the order they were claimed (launched)."""
+        return [spec.job_id for spec in self.launcher.launched]
+
+    def active_vcpus(self, queue: str) -> float:
+        return sum(
+            j.vcpus
+            for status in ACTIVE
+            for children in (False, True)
+            for j in self.svc.jobs.iter_queue(queue, status, children=children)
+        )
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[Plane]:
+    store = SqliteItemStore(str(tmp_path / "state.db"))
+    clock = FakeClock()
+    launcher = NullLauncher()
+    svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher)
+    reactor = Reactor(svc, launcher)
+    tasks = (f"task-{i}" for i in itertools.count(1))
+    yield Plane(svc, clock, reactor, Dispatcher(svc, reactor, lambda: next(tasks)), launcher)
+    store.close()
+
+
+# -- priority and capacity -------------------------------------------------------------------------------------
+
+
+def test_a_high_priority_queue_is_served_before_a_low_one_sharing_its_ce(plane: Plane) -> None:
+    # GIVEN one 2-vCPU CE shared by a high- and a low-priority queue, low's jobs submitted first
+    plane.ce("shared", 2)
+    plane.queue("low", "shared", priority=1)
+    plane.queue("high", "shared", priority=10)
+    plane.jd()
+    low = [plane.submit("low") for _ in range(2)]
+    high = [plane.submit("high") for _ in range(2)]
+
+    # WHEN a cycle runs
+    placed = plane.dispatcher.cycle()
+
+    # THEN the high queue's jobs take the CE and low's head waits, with a reason
+    assert placed == 2
+    assert plane.started() == high
+    assert plane.job(low[0]).status_reason == WAITING_FOR_CAPACITY
+    assert plane.job(low[1]).status_reason is None  # behind the head: not looked at
+
+
+def test_capacity_is_never_exceeded_and_freed_capacity_is_reused(plane: Plane) -> None:
+    plane.ce("ce", 2)
+    plane.queue("q", "ce")
+    plane.jd()
+    ids = [plane.submit("q") for _ in range(5)]
+
+    plane.dispatcher.cycle()
+    plane.dispatcher.cycle()
+    assert plane.active_vcpus("q") == 2
+
+    plane.run(ids[0])
+    plane.finish(ids[0])
+    plane.dispatcher.cycle()
+
+    assert plane.started() == ids[:3]
+    assert plane.active_vcpus("q") == 2
+
+
+def test_a_waiting_reason_is_written_once_not_every_cycle(plane: Plane) -> None:
+    plane.ce("ce", 1)
+    plane.queue("q", "ce")
+    plane.jd()
+    first, second = plane.submit("q"), plane.submit("q")
+    plane.dispatcher.cycle()
+    version = plane.job(second).version
+
+    for _ in range(5):
+        plane.dispatcher.cycle()
+
+    assert plane.job(first).status == STARTING
+    assert plane.job(second).version == version
+    assert plane.job(second).reason_since == T0 + 2
+
+
+def test_the_reason_clears_when_the_job_is_placed(plane: Plane) -> None:
+    plane.ce("ce", 1)
+    plane.queue("q", "ce")
+    plane.jd()
+    first, second = plane.submit("q"), plane.submit("q")
+    plane.dispatcher.cycle()
+    plane.run(first)
+    plane.finish(first)
+
+    plane.dispatcher.cycle()
+
+    assert plane.job(second).status == STARTING
+    assert plane.job(second).status_reason is None
+
+
+# -- misconfiguration reasons ----------------------------------------------------------------------------------
+
+
+def test_a_job_larger_than_the_ce_gets_max_resource_and_does_not_block(plane: Plane) -> None:
+    plane.ce("ce", 2)
+    plane.queue("q", "ce")
+    plane.jd("huge", vcpus="4", memory="8192")
+    plane.jd()
+    huge = plane.submit("q", "huge")
+    small = plane.submit("q")
+
+    plane.dispatcher.cycle()
+
+    assert plane.job(huge).status == RUNNABLE
+    assert plane.job(huge).status_reason == MAX_RESOURCE
+    assert plane.started() == [small]
+
+
+def test_a_size_fargate_cannot_run_gets_job_resource_requirement(plane: Plane) -> None:
+    # GIVEN an EC2-style job definition (no FARGATE capability, so registration allows it) on a Fargate queue
+    plane.ce("fargate", 4)
+    plane.queue("q", "fargate")
+    plane.jd("odd", vcpus="1", memory="512")
+    odd = plane.submit("q", "odd")
+
+    plane.dispatcher.cycle()
+
+    reason = plane.job(odd).status_reason
+    assert reason is not None and reason.startswith("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT")
+
+
+def test_more_memory_than_an_ec2_ce_could_launch_gets_job_resource_requirement(plane: Plane) -> None:
+    plane.ce("ec2", 2, kind="EC2")
+    plane.queue("q", "ec2")
+    plane.jd("fat", vcpus="1", memory=str(65 * 1024))
+    fat = plane.submit("q", "fat")
+
+    plane.dispatcher.cycle()
+
+    reason = plane.job(fat).status_reason
+    assert reason is not None and reason.startswith("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT")
+
+
+def test_a_queue_whose_ces_are_disabled_holds_its_head_with_action_required(plane: Plane) -> None:
+    plane.ce("ce", 2, state="DISABLED")
+    plane.queue("q", "ce")
+    plane.jd()
+    job = plane.submit("q")
+
+    plane.dispatcher.cycle()
+    assert plane.job(job).status_reason == NO_VALID_CE
+
+    plane.set_ce_state("ce", "ENABLED")
+    plane.dispatcher.cycle()
+    assert plane.job(job).status == STARTING
+
+
+def test_a_disabled_queue_holds_its_jobs_without_reasons(plane: Plane) -> None:
+    plane.ce("ce", 2)
+    plane.queue("q", "ce")
+    plane.jd()
+    job = plane.submit("q")
+    resources.update_job_queue(plane.svc, {"jobQueue": "q", "state": "DISABLED"})
+
+    plane.dispatcher.cycle()
+    assert plane.job(job).status == RUNNABLE
+    assert plane.job(job).status_reason is None
+
+    resources.update_job_queue(plane.svc, {"jobQueue": "q", "state": "ENABLED"})
+    plane.dispatcher.cycle()
+    assert plane.job(job).status == STARTING
+
+
+# -- jobStateTimeLimitActions ----------------------------------------------------------------------------------
+
+
+def limited(reason: str, seconds: int = 600) -> dict[str, Any]:
+    return {
+        "jobStateTimeLimitActions": [
+            {"reason": reason, "state": "RUNNABLE", "maxTimeSeconds": seconds, "action": "CANCEL"}
+        ]
+    }
+
+
+def test_a_job_blocked_past_max_time_seconds_is_cancelled(plane: Plane) -> None:
+    # GIVEN a queue that cancels jobs stuck on MAX_RESOURCE for 600 s, and a job too big for its CE
+    plane.ce("ce", 2)
+    plane.queue("q", "ce", **limited("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"))
+    plane.jd("huge", vcpus="4", memory="8192")
+    huge = plane.submit("q", "huge")
+    plane.dispatcher.cycle()
+
+    # WHEN 599 s pass, it still waits; at 600 s the cycle cancels it
+    plane.clock.advance(599)
+    plane.dispatcher.cycle()
+    assert plane.job(huge).status == RUNNABLE
+    plane.clock.advance(1)
+    plane.dispatcher.cycle()
+
+    # THEN it FAILED with AWS's reason
+    job = plane.job(huge)
+    assert job.status == FAILED
+    assert job.status_reason == (
+        "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
+    )
+
+
+def test_the_sweep_applies_time_limits_without_placing_anything(plane: Plane) -> None:
+    plane.ce("fargate", 4)
+    plane.queue("q", "fargate", **limited("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", 900))
+    plane.jd("odd", vcpus="1", memory="512")
+    plane.jd()
+    odd = plane.submit("q", "odd")
+    plane.dispatcher.check_time_limits()  # the sweep records the reason, and claims nothing
+    normal = plane.submit("q")
+    plane.clock.advance(900)
+
+    cancelled = plane.dispatcher.check_time_limits()
+
+    assert cancelled == 1
+    assert plane.job(odd).status == FAILED
+    assert plane.job(normal).status == RUNNABLE
+    assert plane.started() == []
+
+
+def test_a_time_limit_for_another_reason_does_not_apply(plane: Plane) -> None:
+    plane.ce("ce", 2)
+    plane.queue("q", "ce", **limited("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"))
+    plane.jd("huge", vcpus="4", memory="8192")
+    huge = plane.submit("q", "huge")
+    plane.dispatcher.cycle()
+
+    plane.clock.advance(86_400)
+    plane.dispatcher.cycle()
+
+    assert plane.job(huge).status == RUNNABLE
+
+
+def test_a_busy_queue_is_never_cancelled_by_an_insufficient_capacity_action(plane: Plane) -> None:
+    plane.ce("ce", 1)
+    plane.queue("q", "ce", **limited("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"))
+    plane.jd()
+    _, waiting = plane.submit("q"), plane.submit("q")
+    plane.dispatcher.cycle()
+
+    plane.clock.advance(86_400)
+    plane.dispatcher.cycle()
+
+    assert plane.job(waiting).status == RUNNABLE
+
+
+# -- fair share ------------------------------------------------------------------------------------------------
+
+
+def test_fair_share_places_by_weight(plane: Plane) -> None:
+    # GIVEN a 3-vCPU CE and a policy giving share B twice A's capacity (weight 0.5)
+    plane.ce("ce", 3)
+    plane.queue("fs", "ce", schedulingPolicyArn=plane.policy("p", ("A", 1.0), ("B", 0.5)))
+    plane.jd()
+    a = [plane.submit("fs", shareIdentifier="A") for _ in range(3)]
+    b = [plane.submit("fs", shareIdentifier="B") for _ in range(3)]
+
+    plane.dispatcher.cycle()
+
+    assert sorted(plane.started()) == sorted([a[0], b[0], b[1]])
+    assert plane.job(a[1]).status_reason == WAITING_FOR_CAPACITY
+
+
+def test_a_finished_attempt_is_recorded_in_its_shares_history(plane: Plane) -> None:
+    plane.ce("ce", 4)
+    plane.queue("fs", "ce", schedulingPolicyArn=plane.policy("p", decay=600))
+    plane.jd("two", vcpus="2", memory="4096")
+    job = plane.submit("fs", "two", shareIdentifier="A")
+    plane.dispatcher.cycle()
+    plane.run(job)
+    plane.clock.advance(60)
+
+    plane.finish(job)
+
+    history = UsageRepository(plane.svc.repo.items).get("fs")
+    assert history.shares["A"] == pytest.approx(2 * 600 * (1 - math.exp(-0.1)))
+    assert history.at == plane.clock.now
+
+
+def test_without_decay_no_history_is_written(plane: Plane) -> None:
+    plane.ce("ce", 4)
+    plane.queue("fs", "ce", schedulingPolicyArn=plane.policy("p", decay=0))
+    plane.jd()
+    job = plane.submit("fs", shareIdentifier="A")
+    plane.dispatcher.cycle()
+    plane.run(job)
+    plane.finish(job)
+
+    assert plane.svc.repo.items.get("USAGE#fs", "") is None
+
+
+def test_recent_usage_puts_a_share_behind_another(plane: Plane) -> None:
+    # GIVEN share A just ran for a while, B never did; one slot
+    plane.ce("ce", 1)
+    plane.queue("fs", "ce", schedulingPolicyArn=plane.policy("p", decay=600))
+    plane.jd()
+    first = plane.submit("fs", shareIdentifier="A")
+    plane.dispatcher.cycle()
+    plane.run(first)
+    plane.clock.advance(300)
+    plane.finish(first)
+    a_next = plane.submit("fs", shareIdentifier="A")
+    b_next = plane.submit("fs", shareIdentifier="B")
+
+    plane.dispatcher.cycle()
+
+    assert plane.started() == [first, b_next]
+    assert plane.job(a_next).status == RUNNABLE
+
+
+# -- GetJobQueueSnapshot ---------------------------------------------------------------------------------------
+
+
+def front(plane: Plane, queue: str) -> list[str]:
+    return [j["jobArn"].rsplit("/", 1)[1] for j in snapshot.snapshot(plane.svc, queue)["frontOfQueue"]["jobs"]]
+
+
+def test_the_snapshot_front_matches_one_cycles_placements(plane: Plane) -> None:
+    # GIVEN a fair-share queue on a disabled CE, jobs of three shares with priorities within a share
+    plane.ce("ce", 8, state="DISABLED")
+    plane.queue("fs", "ce", schedulingPolicyArn=plane.policy("p", ("A", 1.0), ("B", 0.5), ("C", 2.0)))
+    plane.jd()
+    submitted = [
+        plane.submit("fs", shareIdentifier=share, schedulingPriorityOverride=priority)
+        for share, priority in [("A", 0), ("A", 5), ("B", 0), ("C", 0), ("B", 9), ("A", 0), ("C", 1), ("B", 0)]
+    ]
+    shown = front(plane, "fs")
+
+    # WHEN the CE is enabled and one cycle places them all
+    plane.set_ce_state("ce", "ENABLED")
+    plane.dispatcher.cycle()
+
+    # THEN it took them in the order the snapshot showed
+    assert plane.started() == shown
+    # each share's best job first (all idle: by submission), then by weighted usage: B (weight 0.5) twice as often
+    # as A, C (weight 2) half as often; within a share by priority, then submission
+    assert shown == [submitted[i] for i in (1, 4, 6, 2, 0, 7, 3, 5)]
+    assert len(shown) == 8
+
+
+def test_the_snapshot_front_of_a_fifo_queue_is_submission_order(plane: Plane) -> None:
+    plane.ce("ce", 1, state="DISABLED")
+    plane.queue("q", "ce")
+    plane.jd()
+    ids = [plane.submit("q") for _ in range(4)]
+
+    assert front(plane, "q") == ids

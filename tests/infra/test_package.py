@@ -1,0 +1,324 @@
+"""`make package` offline: `chalice package --merge-template infra/resources.json` into a temporary directory, then
+cfn-lint on the SAM template and on the CloudFormation the SAM transform makes of it (aws-sam-translator, offline),
+and the deployment's invariants: no placeholder survives the merge, every API method requires SigV4, the table is
+the one the DynamoDB adapter creates, poison events go to dead-letter queues, and every function's IAM policy is
+least privilege.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.infra
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PLACEHOLDER = "set-by-infra-resources-json"
+FUNCTIONS = {
+    "APIHandler": "policy-api.json",
+    "OnJobChange": "policy-stream.json",
+    "Dispatch": "policy-dispatch.json",
+    "OnEcsTaskEvent": "policy-task-events.json",
+    "OnEc2Event": "policy-task-events.json",
+    "Sweep": "policy-sweep.json",
+    "ReconcileCapacity": "policy-capacity.json",
+    "OnObjectCreated": "policy-triggers.json",
+    "OnSchedule": "policy-triggers.json",
+}
+ASYNC_FUNCTIONS = ("OnEcsTaskEvent", "OnEc2Event", "Sweep", "ReconcileCapacity", "OnObjectCreated", "OnSchedule")
+
+
+def _offline_env(tmp: Path) -> dict[str, str]:
+    """No AWS credentials and no AWS config reachable: packaging must not need them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(tmp / "no-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp / "no-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    tmp = tmp_path_factory.mktemp("package")
+    out = tmp / "out"
+    cmd = [
+        str(BIN / "chalice"),
+        "--project-dir",
+        str(ROOT),
+        "package",
+        "--stage",
+        "dev",
+        "--merge-template",
+        str(ROOT / "infra" / "resources.json"),
+        str(out),
+    ]
+    done = subprocess.run(cmd, env=_offline_env(tmp), capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    yield out
+
+
+@pytest.fixture(scope="module")
+def sam(package: Path) -> dict[str, Any]:
+    template: dict[str, Any] = json.loads((package / "sam.json").read_text())
+    return template
+
+
+@pytest.fixture(scope="module")
+def cfn(sam: dict[str, Any], package: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What CloudFormation's SAM transform makes of the template (CodeUri as `aws cloudformation package` sets it)."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    template = json.loads(json.dumps(sam))
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://deployment-bucket/deployment.zip"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        transformed: dict[str, Any] = transform(template, {}, NoManagedPolicies())
+    (package / "cfn.json").write_text(json.dumps(transformed, indent=1))
+    return transformed
+
+
+def _lint(path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "cfn-lint"), str(path)], capture_output=True, text=True, timeout=300, env=_offline_env(path.parent)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- the artefacts ---------------------------------------------------------------------------------------------------
+
+
+def test_packaging_builds_the_bundle_and_a_template_without_aws_credentials(package: Path) -> None:
+    assert (package / "deployment.zip").stat().st_size > 1_000_000
+    assert (package / "sam.json").is_file()
+
+
+def test_the_sam_template_passes_cfn_lint(package: Path, sam: dict[str, Any]) -> None:
+    _lint(package / "sam.json")
+
+
+def test_the_transformed_cloudformation_passes_cfn_lint(package: Path, cfn: dict[str, Any]) -> None:
+    _lint(package / "cfn.json")
+
+
+def test_no_placeholder_survives_the_merge(sam: dict[str, Any]) -> None:
+    assert PLACEHOLDER not in json.dumps(sam)
+
+
+def test_every_function_gets_the_stack_settings(cfn: dict[str, Any]) -> None:
+    for name in FUNCTIONS:
+        variables = cfn["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert variables["BATCHPLANE_RUNTIME"] == "aws", name
+        assert variables["BATCHPLANE_TABLE"] == {"Ref": "JobsTable"}, name
+        assert variables["BATCHPLANE_DISPATCH_QUEUE_URL"] == {"Ref": "DispatchQueue"}, name
+
+
+# -- the API: IAM on every method -------------------------------------------------------------------------------------
+
+
+def test_every_api_method_requires_sigv4(sam: dict[str, Any]) -> None:
+    body = sam["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    assert body["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    methods = [(path, verb, op) for path, ops in body["paths"].items() for verb, op in ops.items() if verb != "options"]
+    assert len(methods) >= 5
+    for path, verb, op in methods:
+        assert op.get("security") == [{"sigv4": []}], (verb, path)
+
+
+# -- the table ---------------------------------------------------------------------------------------------------------
+
+
+def test_the_table_is_the_one_the_dynamodb_adapter_creates(
+    sam: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the table as the adapter creates it (tests, DynamoDB Local) ...
+    import boto3
+    from moto import mock_aws
+
+    from chalicelib.store.dynamo import DynamoItemStore
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        DynamoItemStore("t", region="us-east-1").create_table(wait=False)
+        live = boto3.client("dynamodb", region_name="us-east-1").describe_table(TableName="t")["Table"]
+
+    # ... THEN infra creates the same keys, indexes and stream
+    props = sam["Resources"]["JobsTable"]["Properties"]
+
+    def indexes(gsis: list[dict[str, Any]]) -> dict[str, Any]:
+        return {g["IndexName"]: (g["KeySchema"], g["Projection"]["ProjectionType"]) for g in gsis}
+
+    assert props["KeySchema"] == live["KeySchema"]
+    by_name = lambda defs: sorted(defs, key=lambda d: d["AttributeName"])  # noqa: E731
+    assert by_name(props["AttributeDefinitions"]) == by_name(live["AttributeDefinitions"])
+    assert indexes(props["GlobalSecondaryIndexes"]) == indexes(live["GlobalSecondaryIndexes"])
+    assert props["StreamSpecification"]["StreamViewType"] == live["StreamSpecification"]["StreamViewType"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+
+
+# -- event sources and dead letters ---------------------------------------------------------------------------------
+
+
+def test_the_job_stream_reports_partial_failures_and_dead_letters_poison_records(cfn: dict[str, Any]) -> None:
+    (mapping,) = [
+        r["Properties"]
+        for r in cfn["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and r["Properties"]["FunctionName"] == {"Ref": "OnJobChange"}
+    ]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["JobsTable", "StreamArn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["StreamDeadLetterQueue", "Arn"]}
+    (pattern,) = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
+    assert pattern == {"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "JOB#"}]}}}}
+
+
+def test_the_dispatcher_reads_its_fifo_queue_one_batch_at_a_time(cfn: dict[str, Any]) -> None:
+    (mapping,) = [
+        r["Properties"]
+        for r in cfn["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and r["Properties"]["FunctionName"] == {"Ref": "Dispatch"}
+    ]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["DispatchQueue", "Arn"]}
+    assert mapping.get("MaximumBatchingWindowInSeconds", {"Ref": "AWS::NoValue"}) == {"Ref": "AWS::NoValue"}
+    queue = cfn["Resources"]["DispatchQueue"]["Properties"]
+    assert queue["FifoQueue"] is True
+    assert queue["VisibilityTimeout"] >= cfn["Resources"]["Dispatch"]["Properties"]["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DispatchDeadLetterQueue", "Arn"]}
+
+
+def test_every_eventbridge_target_has_a_dead_letter_queue(cfn: dict[str, Any]) -> None:
+    rules = {k: r for k, r in cfn["Resources"].items() if r["Type"] == "AWS::Events::Rule"}
+    assert len(rules) == 5  # ECS tasks, EC2 instances, S3 objects, sweep, capacity
+    for name, rule in rules.items():
+        for target in rule["Properties"]["Targets"]:
+            assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}, name
+
+
+def test_every_asynchronously_invoked_function_dead_letters_its_failures(cfn: dict[str, Any]) -> None:
+    for name in ASYNC_FUNCTIONS:
+        dlq = cfn["Resources"][name]["Properties"]["DeadLetterConfig"]
+        assert dlq == {"TargetArn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}, name
+
+
+def test_ecs_task_events_are_those_of_the_stacks_cluster(cfn: dict[str, Any]) -> None:
+    (rule,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::Events::Rule" and "aws.ecs" in json.dumps(r)]
+    detail = rule["Properties"]["EventPattern"]["detail"]
+    assert detail["clusterArn"] == [{"Fn::GetAtt": ["Cluster", "Arn"]}]
+    assert detail["group"] == [{"prefix": "batchplane:"}]
+
+
+# -- least privilege ---------------------------------------------------------------------------------------------------
+
+# Actions without resource-level permissions (the service authorization reference lists only "*" for them).
+STAR_OK = {
+    "ecs:DescribeTaskDefinition",
+    "ecs:RegisterTaskDefinition",
+    "ecs:ListTasks",
+    "autoscaling:DescribeAutoScalingGroups",
+}
+TABLE = {"Fn::GetAtt": ["JobsTable", "Arn"]}
+INDEXES = {"Fn::Sub": "${JobsTable.Arn}/index/*"}
+STREAM = {"Fn::GetAtt": ["JobsTable", "StreamArn"]}
+STREAM_ACTIONS = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"}
+
+
+def _listify(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def violations(document: dict[str, Any], template: dict[str, Any]) -> list[str]:
+    """What in an IAM policy document breaks batchplane's least-privilege rules."""
+    found: list[str] = []
+    queues = {k for k, r in template["Resources"].items() if r.get("Type") == "AWS::SQS::Queue"}
+    for st in document["Statement"]:
+        sid = st.get("Sid", "?")
+        actions, resources = _listify(st["Action"]), _listify(st["Resource"])
+        if st.get("Effect") != "Allow" or "NotAction" in st or "NotResource" in st:
+            found.append(f"{sid}: only plain Allow statements")
+        for action in actions:
+            service, _, name = action.partition(":")
+            if action == "*" or name == "*" or "*" in name:
+                found.append(f"{sid}: wildcard action {action}")
+            if "*" in resources and action not in STAR_OK:
+                found.append(f"{sid}: {action} on Resource '*'")
+            if action == "ecs:ListTasks" and "*" in resources and "ecs:cluster" not in json.dumps(st.get("Condition")):
+                found.append(f"{sid}: ecs:ListTasks on '*' without the cluster condition")
+            if service == "dynamodb":
+                allowed = [STREAM] if action in STREAM_ACTIONS else [TABLE, INDEXES]
+                if any(r not in allowed for r in resources):
+                    found.append(f"{sid}: {action} beyond the table (and its indexes / stream)")
+            if action == "ecs:RunTask":
+                if not all("task-definition/batchplane-*" in json.dumps(r) for r in resources):
+                    found.append(f"{sid}: RunTask beyond the batchplane task definitions")
+                if "ecs:cluster" not in json.dumps(st.get("Condition")):
+                    found.append(f"{sid}: RunTask without the cluster condition")
+            if action == "iam:PassRole":
+                condition = (st.get("Condition") or {}).get("StringEquals", {})
+                passed_to = condition.get("iam:PassedToService")
+                if "*" in resources or passed_to not in ("ecs-tasks.amazonaws.com", "scheduler.amazonaws.com"):
+                    found.append(f"{sid}: PassRole must name roles and the one service they are passed to")
+                if passed_to == "scheduler.amazonaws.com" and resources != [{"Fn::GetAtt": ["SchedulerRole", "Arn"]}]:
+                    found.append(f"{sid}: only the stack's SchedulerRole goes to EventBridge Scheduler")
+            if service == "sqs" and any(
+                not (isinstance(r, dict) and r.get("Fn::GetAtt", [None])[0] in queues) for r in resources
+            ):
+                found.append(f"{sid}: {action} beyond the stack's queues")
+            if service == "events" and any("event-bus/" not in json.dumps(r) for r in resources):
+                found.append(f"{sid}: {action} beyond an event bus")
+            if service == "logs" and any("/aws/lambda/${AWS::StackName}-" not in json.dumps(r) for r in resources):
+                found.append(f"{sid}: {action} beyond the stack's function logs")
+    return found
+
+
+def test_every_function_has_its_own_role_with_its_policy_file(sam: dict[str, Any]) -> None:
+    for name, policy_file in FUNCTIONS.items():
+        role_ref = sam["Resources"][name]["Properties"]["Role"]
+        (policy,) = sam["Resources"][role_ref["Fn::GetAtt"][0]]["Properties"]["Policies"]
+        assert policy["PolicyDocument"] == json.loads((ROOT / ".chalice" / policy_file).read_text()), name
+    roles = {sam["Resources"][name]["Properties"]["Role"]["Fn::GetAtt"][0] for name in FUNCTIONS}
+    assert len(roles) == len(FUNCTIONS)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_every_function_policy_is_least_privilege(sam: dict[str, Any], function: str) -> None:
+    role = sam["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    for policy in sam["Resources"][role]["Properties"]["Policies"]:
+        assert violations(policy["PolicyDocument"], sam) == [], function
+
+
+def test_the_least_privilege_rules_catch_broad_policies(sam: dict[str, Any]) -> None:
+    broad = {
+        "Statement": [
+            {"Sid": "A", "Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Sid": "B", "Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"},
+            {"Sid": "C", "Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "arn:aws:dynamodb:*:*:table/*"},
+            {"Sid": "D", "Effect": "Allow", "Action": "ecs:RunTask", "Resource": "*"},
+            {"Sid": "E", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"},
+            {"Sid": "F", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"},
+        ]
+    }
+    flagged = {v.split(":", 1)[0] for v in violations(broad, sam)}
+    assert flagged == {"A", "B", "C", "D", "E", "F"}
