@@ -26,6 +26,11 @@ from chalicelib.store.usage import UsageRepository
 
 # How many RUNNABLE jobs per queue one cycle looks at: enough to fill any CE; the next cycle sees the rest.
 WINDOW = 256
+# A FIFO queue first reads only what its free capacity could take (plus room for jobs that get a reason): reading
+# and decoding the whole window on every cycle cost more than running the jobs. If that narrow read placed
+# nothing although capacity is free (e.g. jobs that can never fit sit at the head), the cycle re-reads WINDOW.
+NARROW_BASE = 16
+NARROW_PER_VCPU = 4  # jobs as small as 0.25 vCPU
 # A fair-share queue looks further, so that shares whose jobs were submitted after a long backlog of another
 # share's are seen (the window is in submission order; see docs/adr/0005-fair-share.md).
 FAIRSHARE_WINDOW = 1024
@@ -96,8 +101,14 @@ def job_view(job: Job) -> scheduling.JobView:
     )
 
 
-def window(state: fairshare.ShareState | None) -> int:
-    return WINDOW if state is None else FAIRSHARE_WINDOW
+def window(state: fairshare.ShareState | None, free_vcpus: float | None = None) -> int:
+    """How many RUNNABLE jobs to read: FAIRSHARE_WINDOW for fair share, WINDOW for FIFO, or (`free_vcpus` given)
+    a FIFO read narrowed to what the free capacity could take."""
+    if state is not None:
+        return FAIRSHARE_WINDOW
+    if free_vcpus is None:
+        return WINDOW
+    return min(WINDOW, NARROW_BASE + int(free_vcpus * NARROW_PER_VCPU))
 
 
 def ordered_runnable(svc: Services, queue: JobQueue, active: Iterable[Job], now: int) -> list[Job]:
@@ -114,30 +125,40 @@ class Snapshot:
     queues: list[scheduling.QueueView]
     capacity: dict[str, scheduling.CapacityView]
     runnable: dict[str, list[Job]]  # per queue, submission order
+    narrowed: frozenset[str] = frozenset()  # queues whose narrow read was full: there may be more behind
 
 
-def snapshot(svc: Services, now: int) -> Snapshot:
+def snapshot(svc: Services, now: int, *, narrow: bool = False) -> Snapshot:
     queues = svc.repo.list_jqs()
     ces = {ce.arn: ce for ce in svc.repo.list_ces(None, 1000)}
     used: dict[str, float] = {ce.name: 0.0 for ce in ces.values()}
     views: list[scheduling.QueueView] = []
     runnable: dict[str, list[Job]] = {}
-    for q in queues:
-        active = list(active_jobs(svc, q.name))
+    actives = {q.name: list(active_jobs(svc, q.name)) for q in queues}
+    for active in actives.values():
         for job in active:
             if job.current is not None and job.current.compute_environment in used:
                 used[job.current.compute_environment] += job.vcpus
-        state = share_state(svc, q, active, now)
+    narrowed: set[str] = set()
+    for q in queues:
+        state = share_state(svc, q, actives[q.name], now)
         views.append(queue_view(q, ces, state))
         if q.state == "ENABLED":
-            runnable[q.name] = runnable_jobs(svc, q.name, window(state))
+            free = None
+            if narrow:
+                mine = [ces[a] for a in q.ce_arns_in_order() if a in ces and ces[a].schedulable]
+                free = max(0.0, sum(float(ce.max_vcpus) - used[ce.name] for ce in mine))
+            limit = window(state, free)
+            runnable[q.name] = runnable_jobs(svc, q.name, limit)
+            if free and len(runnable[q.name]) == limit < WINDOW and state is None:
+                narrowed.add(q.name)  # capacity is free and there may be more jobs than were read
     capacity = {
         ce.name: scheduling.CapacityView(
             ce.name, float(ce.max_vcpus), used[ce.name], ce.schedulable, resource_type=ce.resource_type
         )
         for ce in ces.values()
     }
-    return Snapshot(views, capacity, runnable)
+    return Snapshot(views, capacity, runnable, frozenset(narrowed))
 
 
 # -- the cycle -------------------------------------------------------------------------------------------------
@@ -160,10 +181,15 @@ class Dispatcher:
 
     def _run(self, *, place: bool) -> int:
         now = self.svc.clock.now_ms()
-        snap = snapshot(self.svc, now)
+        snap = snapshot(self.svc, now, narrow=place)
+        result = self._plan(snap, now)
+        queue_of = {j.job_id: q for q, js in snap.runnable.items() for j in js}
+        if snap.narrowed - {queue_of[p.job_id] for p in result.placements}:
+            # A full narrow window placed nothing although capacity is free: look at the whole window before
+            # concluding that nothing fits (jobs that can never fit may fill the head of the queue).
+            snap = snapshot(self.svc, now)
+            result = self._plan(snap, now)
         jobs = {j.job_id: j for js in snap.runnable.values() for j in js}
-        views = {q: [job_view(j) for j in js] for q, js in snap.runnable.items()}
-        result = scheduling.plan(snap.queues, snap.capacity, views, now)
         for blocked in result.blocked:
             self._block(jobs[blocked.job_id], blocked.reason, now)
         cancelled = sum(self._expire(jobs[e.job_id], e) for e in result.expired)
@@ -178,6 +204,11 @@ class Dispatcher:
             if after is not None and after.status == STARTING and after.current and after.current.task_id == task_id:
                 placed += 1
         return placed
+
+    @staticmethod
+    def _plan(snap: Snapshot, now: int) -> scheduling.Plan:
+        views = {q: [job_view(j) for j in js] for q, js in snap.runnable.items()}
+        return scheduling.plan(snap.queues, snap.capacity, views, now)
 
     def _block(self, job: Job, reason: str, now: int) -> None:
         """Record why a RUNNABLE job waits, and since when (no state change, so no event)."""

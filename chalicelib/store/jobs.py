@@ -40,9 +40,23 @@ def order_key(job: Job) -> str:
     return f"{job.created_at:0{TIME_WIDTH}d}#{job.job_id}"
 
 
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name != "version")
+
+
+def job_body(job: Job) -> dict[str, Any]:
+    """The job as a JSON-ready dict. Not `dataclasses.asdict`: that deep-copies every nested dict and list, and
+    it was the largest CPU cost of the local engine (3 s of 10 s for a 500-child array). The body is serialised at
+    once and jobs are immutable, so sharing their dicts is safe."""
+    body = {name: getattr(job, name) for name in _JOB_FIELDS}
+    body["depends_on"] = [dict(vars(d)) for d in job.depends_on]
+    body["attempts"] = [dict(vars(a)) for a in job.attempts]
+    body["current"] = dict(vars(job.current)) if job.current else None
+    body["array"] = dict(vars(job.array)) if job.array else None
+    return body
+
+
 def job_item(job: Job) -> Item:
-    body = dataclasses.asdict(job)
-    body.pop("version")
+    body = job_body(job)
     gsi1: tuple[str, str] | None
     gsi2: tuple[str, str] | None = None
     if job.is_array_child:

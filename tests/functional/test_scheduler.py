@@ -15,8 +15,12 @@ from typing import Any
 import pytest
 
 from chalicelib.compute.port import NullLauncher
+from chalicelib.control import (
+    dispatch,
+    resources,
+    snapshot,
+)
 from chalicelib.control import jobs as job_control
-from chalicelib.control import resources, snapshot
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.dispatch import Dispatcher
 from chalicelib.control.react import Reactor
@@ -467,3 +471,20 @@ def test_the_snapshot_front_of_a_fifo_queue_is_submission_order(plane: Plane) ->
     ids = [plane.submit("q") for _ in range(4)]
 
     assert front(plane, "q") == ids
+
+
+def test_jobs_that_never_fit_at_the_head_do_not_hide_the_jobs_behind_them(plane: Plane) -> None:
+    # GIVEN more never-fitting jobs at the head than the dispatcher's narrow read takes, then a small job
+    plane.ce("ce", 2)
+    plane.queue("q", "ce")
+    plane.jd("huge", vcpus="4", memory="8192")
+    plane.jd()
+    huge = [plane.submit("q", "huge") for _ in range(dispatch.NARROW_BASE + 2 * dispatch.NARROW_PER_VCPU + 5)]
+    small = plane.submit("q")
+
+    # WHEN one cycle runs
+    plane.dispatcher.cycle()
+
+    # THEN the small job is placed and every huge one carries its reason
+    assert plane.started() == [small]
+    assert all(plane.job(h).status_reason == MAX_RESOURCE for h in huge)

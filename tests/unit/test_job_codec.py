@@ -1,0 +1,35 @@
+"""The job record codec: what is stored is exactly what `dataclasses.asdict` would give, and it round-trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from chalicelib.domain.jobs import ArrayInfo, Dependency
+from chalicelib.store.jobs import job_body, job_from_item, job_item
+from tests.unit.builders import a_job, an_attempt
+
+
+def a_busy_job():  # type: ignore[no-untyped-def]
+    return a_job(
+        current=an_attempt(2),
+        attempts=(an_attempt(1),),
+        array=ArrayInfo(size=4, children_created=2, done_bits="0f"),
+        depends_on=(Dependency("x", None), Dependency(None, "SEQUENTIAL")),
+        pending=("x",),
+        container={"image": "i", "environment": [{"name": "A", "value": "1"}]},
+    )
+
+
+def test_body_matches_asdict() -> None:
+    job = a_busy_job()
+    expected = dataclasses.asdict(job)
+    expected.pop("version")
+    assert json.dumps(job_body(job), sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def test_round_trip_through_json() -> None:
+    job = a_busy_job()
+    item = job_item(job)
+    stored = dataclasses.replace(item, body=json.loads(json.dumps(item.body)), version=7)
+    assert job_from_item(stored) == dataclasses.replace(job, version=7)
