@@ -2,9 +2,9 @@
 `batchplane watch`. Batch answers only the other way (a job's dependsOn); batchplane keeps the reverse edges.
 
 Request {"jobId", "maxResults"? (1-1000, default 100), "nextToken"?}; response {"dependents": [{"jobId"}],
-"nextToken"?}. The edges are the ones submission writes (docs/adr/0002): a job that was still waiting on the
-dependency when it was submitted. A job submitted after its dependency had already succeeded waited on nothing and
-is not listed. N_TO_N and SEQUENTIAL links are between array children: ask for `<parent>:<index>`.
+"nextToken"?}. The edges are the ones submission writes (docs/adr/0002), one per plain dependency, including a
+dependency that had already finished when the dependent was submitted. N_TO_N and SEQUENTIAL links are between
+array children: ask for `<parent>:<index>`.
 """
 
 from __future__ import annotations

@@ -78,16 +78,19 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     )
 
     # Decide the first state from what the dependencies are now; edges make later completions reach the job.
+    # Every plain dependency gets an edge, finished or not, so the graph (ListJobDependents, `batchplane dag`)
+    # is complete; a notification from an already-settled dependency changes nothing.
+    edges = list(dict.fromkeys(d.job_id for d in plain))
     pending = tuple(d.job_id for d in plain if d.status != SUCCEEDED)
     failed = next((d for d in plain if d.status == FAILED), None)
     if failed is not None:
         job = replace(job, status=FAILED, status_reason=f"{DEPENDENCY_FAILED}: {failed.job_id}", stopped_at=now)
-        saved = svc.jobs.create_with_edges(job, [])
+        saved = svc.jobs.create_with_edges(job, edges)
         reactor.publish(saved)
         return saved
     outcome = lifecycle.transition(replace(job, pending=pending), lifecycle.Evaluate(), now)
     assert outcome.job is not None
-    saved = svc.jobs.create_with_edges(outcome.job, pending)
+    saved = svc.jobs.create_with_edges(outcome.job, edges)
     reactor.run_effects(saved, outcome.effects)
     if pending:
         reactor.settle_pending(saved)

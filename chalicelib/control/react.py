@@ -233,7 +233,7 @@ class Reactor:
         assert parent.array is not None and parent.array.size is not None
         counts: dict[str, int] = {}
         for status in (SUBMITTED, PENDING, RUNNABLE, *ACTIVE):
-            counts[status] = sum(1 for _ in self.svc.jobs.iter_children(parent.job_id, status))
+            counts[status] = self.svc.jobs.count_children(parent.job_id, status)
         counts[SUCCEEDED] = parent.array.succeeded
         counts[FAILED] = parent.array.failed
         counts[PENDING] += max(0, parent.array.size - sum(counts.values()))

@@ -266,6 +266,19 @@ class DynamoItemStore:
         except _ERRORS as e:
             raise StoreUnavailable(f"query {index} {partition} failed: {e}") from e
 
+    def count(self, index: Index, partition: str) -> int:
+        if not partition:
+            return 0
+        try:
+            # A Query with Select=COUNT (paginated by PynamoDB): consumes read capacity but returns no items.
+            return int(
+                self.record.count(
+                    partition, index_name=None if index == "main" else index, consistent_read=index == "main"
+                )
+            )
+        except _ERRORS as e:
+            raise StoreUnavailable(f"count {index} {partition} failed: {e}") from e
+
     def close(self) -> None:
         """Nothing to release: botocore clients hold pooled connections that close with the process."""
 

@@ -140,6 +140,9 @@ class JobRepository:
         items = self.items.query("gsi2", array_partition(parent_id, status), after=after, limit=limit)
         return [job_from_item(i) for i in items]
 
+    def count_children(self, parent_id: str, status: str) -> int:
+        return self.items.count("gsi2", array_partition(parent_id, status))
+
     def iter_children(self, parent_id: str, status: str, page: int = 500) -> Iterator[Job]:
         after: str | None = None
         while True:

@@ -132,6 +132,12 @@ class SqliteItemStore:
             rows = self._conn.execute(sql, args).fetchall()
         return [_row_to_item(r) for r in rows]
 
+    def count(self, index: Index, partition: str) -> int:
+        pcol, _ = _COLUMNS[index]
+        with self._lock:
+            row = self._conn.execute(f"SELECT COUNT(*) FROM items WHERE {pcol}=?", (partition,)).fetchone()
+        return int(row[0])
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

@@ -252,3 +252,14 @@ def test_query_prefix_includes_keys_beyond_the_basic_plane(store: ItemStore) -> 
     for sk in ("ab", "a\uffff", "a\U0001f680", "b"):
         store.put(item(pk="P", sk=sk), expect=None)
     assert [i.sk for i in store.query("main", "P", prefix="a")] == ["ab", "a\uffff", "a\U0001f680"]
+
+
+def test_count_counts_one_partition_of_each_index(store: ItemStore) -> None:
+    for n in range(7):
+        store.put(Item("P", f"{n}", {"n": n}, gsi1=("a" if n < 3 else "b", f"{n}"), gsi2=("c", f"{n}")), expect=None)
+    store.put(Item("Q", "x", {}), expect=None)
+    assert store.count("main", "P") == 7
+    assert store.count("gsi1", "a") == 3
+    assert store.count("gsi1", "b") == 4
+    assert store.count("gsi2", "c") == 7
+    assert store.count("gsi1", "none") == 0

@@ -322,3 +322,18 @@ def test_up_keeps_its_flags_and_the_client_commands_take_endpoint_and_region(mon
         assert (args.endpoint, args.region) == ("http://batch.example:8080", "eu-west-3")
     args = build_parser().parse_args(["describe", "j", "--endpoint", "http://x:1", "--region", "us-west-2"])
     assert (args.endpoint, args.region) == ("http://x:1", "us-west-2")
+
+
+def test_dag_finds_a_dependent_submitted_after_its_dependency_finished(batch: Client, cli: Cli, tmp_path: Path) -> None:
+    # GIVEN a job that has finished, and a job submitted afterwards that depends on it
+    queue, _ = setup_queue(batch)
+    jd = register(batch, "step", ["true"])
+    first = submit(batch, queue, jd, "first")
+    wait_terminal(batch, [first])
+    late = submit(batch, queue, jd, "late", dependsOn=[{"jobId": first}])
+
+    # WHEN the first job's graph is drawn THEN the late dependent is there
+    code, out, _ = cli("dag", first, "--svg", str(tmp_path / "dag.svg"))
+    assert code == 0
+    assert "needed by" in out and "late (" in out
+    assert late
