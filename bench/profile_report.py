@@ -1,6 +1,6 @@
 """Summarise a py-spy collapsed-stack file (`--format raw`): `python -m bench.profile_report FILE [--top N]`.
 
-Prints, per thread, its share of samples; then the top functions by self time and by inclusive time
+Prints, per thread, its share of the (non-idle) samples; then the top functions by self time and by inclusive time
 ("file:function"), restricted to this repository's code unless --all."""
 
 from __future__ import annotations
@@ -9,6 +9,17 @@ import argparse
 import collections
 import re
 import sys
+
+# Leaf frames that are waiting, not working (py-spy counts some blocking calls as active).
+IDLE_LEAVES = (
+    "threading.py:Condition.wait",
+    "threading.py:Event.wait",
+    "selectors.py:_PollLikeSelector.select",
+    "socket.py:SocketIO.readinto",
+    "bench/sigwatch.py:_watch",
+    "subprocess.py:Popen._try_wait",
+    "queue.py:Queue.get",
+)
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::(?P<line>\d+))?\)$")
 
@@ -33,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--all", action="store_true", help="include library frames in the inclusive ranking")
     ap.add_argument("--thread", help="only stacks of threads whose name contains this")
+    ap.add_argument("--idle", action="store_true", help="keep samples whose leaf is a wait (dropped by default)")
     args = ap.parse_args(argv)
     total = 0
     threads: collections.Counter[str] = collections.Counter()
@@ -49,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
             frames = [fr for fr in frames if not fr.startswith(("thread ", "process "))]
             if args.thread and args.thread not in thread:
                 continue
+            names = [_frame(fr) for fr in frames]
+            if not args.idle and names and names[-1] in IDLE_LEAVES:
+                continue
             total += n
             threads[thread] += n
-            names = [_frame(fr) for fr in frames]
             if names:
                 self_t[names[-1]] += n
             for name in set(names):

@@ -17,18 +17,17 @@ UpdateComputeEnvironment; one call keeps all three consistent. It is skipped whe
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.aws_clients import ClientFactory, LazyClient
 from chalicelib.compute.ecs import capacity_provider_name
 from chalicelib.domain.errors import BatchplaneError, NotFound, StoreUnavailable, Throttled
 from chalicelib.domain.model import ComputeEnvironment
 
-ClientFactory = Callable[[], Any]  # returns a boto3 autoscaling client; called once, on first use
 DESCRIBE_PAGE = 100  # DescribeAutoScalingGroups takes at most 100 names per call
 _THROTTLED = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded"})
 
@@ -59,16 +58,11 @@ def _translate(e: ClientError | BotoCoreError, action: str) -> BatchplaneError:
 
 class AsgCapacity:
     def __init__(self, client_factory: ClientFactory) -> None:
-        self._client_factory = client_factory
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._client = LazyClient(client_factory)
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._client_factory()
-            return self._client
+        return self._client.get()
 
     def describe(self, compute_environments: Sequence[str]) -> dict[str, GroupSize]:
         """The current size of each CE's group; CEs without a group are left out."""

@@ -43,6 +43,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.aws_clients import ClientFactory, LazyClient
 from chalicelib.compute import ecs_events
 from chalicelib.compute.port import TaskEventSink, TaskSpec
 from chalicelib.domain.errors import BatchplaneError, InvalidRequest, NotFound, StoreUnavailable, Throttled
@@ -53,7 +54,6 @@ from chalicelib.domain.validation import FARGATE_MEMORY
 log = logging.getLogger("batchplane.ecs")
 
 JsonDict = dict[str, Any]
-ClientFactory = Callable[[], Any]  # returns a boto3 ECS client; called once, on first use
 
 FAMILY_PREFIX = "batchplane-"
 CAPACITY_PROVIDER_PREFIX = "batchplane-"
@@ -329,17 +329,14 @@ class EcsLauncher:
         self.precheck = precheck
         self.log_group = log_group
         self.execution_role_arn = execution_role_arn
-        self._client: Any = None
+        self._client = LazyClient(client_factory)
         self._lock = threading.Lock()
         self._families: dict[str, str] = {}  # family -> task definition ARN
         self._launched: OrderedDict[str, str] = OrderedDict()  # launch key -> task ARN (this process)
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._client_factory()
-            return self._client
+        return self._client.get()
 
     # -- Launcher ---------------------------------------------------------------------------------------------
 

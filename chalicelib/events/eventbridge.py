@@ -13,20 +13,18 @@ the stream handler can retry from exactly that record.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.aws_clients import ClientFactory, LazyClient
 from chalicelib.domain.errors import StoreUnavailable
 
 DEFAULT_SOURCE = "batchplane"
 MAX_ENTRIES = 10  # PutEvents entries per request
 MAX_REQUEST_BYTES = 256 * 1024  # PutEvents request size (entries' sizes summed as EventBridge counts them)
-
-ClientFactory = Callable[[], Any]
 
 
 @dataclass(frozen=True)
@@ -55,18 +53,13 @@ def entry_size(entry: dict[str, Any]) -> int:
 
 class EventBridgeSink:
     def __init__(self, client_factory: ClientFactory, *, bus: str = "default", source: str = DEFAULT_SOURCE) -> None:
-        self._client_factory = client_factory
+        self._client = LazyClient(client_factory)
         self.bus = bus
         self.source = source
-        self._client: Any = None
-        self._lock = threading.Lock()
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._client_factory()
-            return self._client
+        return self._client.get()
 
     def entry(self, event: Event) -> dict[str, Any]:
         return {

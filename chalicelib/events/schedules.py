@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any, Protocol
 
+from chalicelib.aws_clients import LazyClient
 from chalicelib.domain.errors import BatchplaneError, InvalidRequest, Throttled
 from chalicelib.domain.triggers import ScheduleSource, Trigger
 
@@ -53,19 +53,12 @@ class EventBridgeSchedules:
         self.role_arn = role_arn
         self.group = group
         self.region = region
-        self._client = client
-        self._lock = threading.Lock()
+        self._client = LazyClient(lambda: client if client is not None else _scheduler_client(region))
         self._group_ready = False
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    import boto3
-
-                    self._client = boto3.client("scheduler", region_name=self.region)
-        return self._client
+        return self._client.get()
 
     def register(self, trigger: Trigger) -> None:
         source = trigger.source
@@ -133,3 +126,9 @@ def _domain_error(e: Exception) -> BatchplaneError:
     if code in ("ThrottlingException", "TooManyRequestsException"):
         return Throttled(str(e))
     return BatchplaneError(f"EventBridge Scheduler failed: {code or type(e).__name__}: {e}")
+
+
+def _scheduler_client(region: str | None) -> Any:
+    import boto3
+
+    return boto3.client("scheduler", region_name=region)

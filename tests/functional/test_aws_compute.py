@@ -30,6 +30,7 @@ from chalicelib.control.task_events import on_ec2_event, on_ecs_task_event
 from chalicelib.domain.jobs import RUNNABLE, RUNNING, STARTING
 from chalicelib.store.dynamo import DynamoItemStore
 from chalicelib.store.repository import Repository
+from tests.functional.moto_env import aws_env, network  # noqa: F401 - aws_env is a fixture
 from tests.functional.plane import Plane
 
 REGION = "us-east-1"
@@ -51,16 +52,7 @@ SPOT_RULES = {
 MINUTE = 60_000
 
 
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(name, value)
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 class Aws:
@@ -70,10 +62,7 @@ class Aws:
         self.ecs: Any = boto3.client("ecs", region_name=REGION)
         self.ec2: Any = boto3.client("ec2", region_name=REGION)
         self.autoscaling: Any = boto3.client("autoscaling", region_name=REGION)
-        vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        self.ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-        self.subnet = self.ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-        self.sg = self.ec2.create_security_group(GroupName="batch", Description="batch", VpcId=vpc)["GroupId"]
+        self.subnet, self.sg = network(self.ec2)
         self.cluster_arn = self.ecs.create_cluster(clusterName=CLUSTER)["cluster"]["clusterArn"]
         DynamoItemStore(TABLE, region=REGION).create_table()
 

@@ -25,23 +25,12 @@ from chalicelib.domain.jobs import FAILED, RUNNABLE, STARTING
 from chalicelib.store.dynamo import DynamoItemStore
 from chalicelib.store.port import ItemStore
 from chalicelib.store.sqlite import SqliteItemStore
+from tests.functional.moto_env import aws_env, network  # noqa: F401 - aws_env is a fixture
 from tests.functional.plane import Plane
 
 REGION = "us-east-1"
 JOBS = 40
 StoreFactory = Callable[[], ItemStore]
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(name, value)
 
 
 def serialised_moto(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,6 +27,7 @@ from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.model import ComputeEnvironment
 from chalicelib.store.repository import Repository
 from chalicelib.store.sqlite import SqliteItemStore
+from tests.functional.moto_env import aws_env, network  # noqa: F401 - aws_env is a fixture
 from tests.unit.builders import a_job, an_attempt
 
 REGION = "us-east-1"
@@ -37,16 +38,7 @@ JOB_ID = "4c7599ae-0a82-49aa-ba5a-4727fcce14a8"
 EXEC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/batchplane-execution"
 
 
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(name, value)
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 class Aws:
@@ -55,11 +47,7 @@ class Aws:
     def __init__(self) -> None:
         self.ecs: Any = boto3.client("ecs", region_name=REGION)
         self.ec2: Any = boto3.client("ec2", region_name=REGION)
-        vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        # moto builds the task's ENI with a private DNS name, which it only has in VPCs with DNS hostnames.
-        self.ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-        self.subnet = self.ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-        self.sg = self.ec2.create_security_group(GroupName="batch", Description="batch", VpcId=vpc)["GroupId"]
+        self.subnet, self.sg = network(self.ec2)
         self.cluster_arn = self.ecs.create_cluster(clusterName=CLUSTER)["cluster"]["clusterArn"]
         self.run_calls: list[dict[str, Any]] = []
         self.calls: list[str] = []
