@@ -436,6 +436,26 @@ def scale(ctx: Context) -> dict[str, Any]:
     }
 
 
+# -- AWS cost per job (in-process, on moto: no server) --------------------------------------------------------------
+
+
+def aws_cost(_: Context | None = None) -> dict[str, Any]:
+    """AWS calls and list-price cost per job on the serverless runtime, played on moto by the e2e test's harness
+    (tests/functional/serverless_harness.py; imported here so that moto and Chalice load only for this workload)."""
+    from tests.functional.serverless_harness import LAMBDA_ASSUMED_MS, LAMBDA_MEMORY_MB, PRICES, measure_aws_cost
+
+    kinds = measure_aws_cost(array_size=10, loaded=20)
+    figures: dict[str, Any] = {}
+    plain = kinds["plain"]
+    figures["plain_dynamodb_writes"] = plain["per_job"]["dynamodb_writes"]
+    figures["plain_handler_invocations"] = plain["per_job"]["handler_invocations"]
+    figures["plain_usd_per_million"] = plain["usd_per_million"]["control_plane"]
+    figures["kinds"] = kinds
+    figures["prices_usd"] = PRICES
+    figures["lambda_assumed"] = {"memory_mb": LAMBDA_MEMORY_MB, "billed_ms": LAMBDA_ASSUMED_MS}
+    return figures
+
+
 # -- registry -----------------------------------------------------------------------------------------------------
 
 Workload = Callable[[Context], dict[str, Any]]
@@ -449,7 +469,11 @@ WORKLOADS: dict[str, Workload] = {
     "latency": latency,
     "api-latency": api_latency,
     "scale": scale,
+    "aws-cost": aws_cost,
 }
+
+# Workloads that run in-process and need no server: the runner calls these without a Context.
+IN_PROCESS: dict[str, Callable[[], dict[str, Any]]] = {"aws-cost": aws_cost}
 
 # Per workload: figure -> (bound, "<=" or ">=").
 TARGETS: dict[str, dict[str, tuple[float, str]]] = {
@@ -461,6 +485,11 @@ TARGETS: dict[str, dict[str, tuple[float, str]]] = {
     "latency": {"p50_ms": (20.0, "<="), "p99_ms": (100.0, "<=")},
     "api-latency": {"p50_ms": (5.0, "<=")},
     "scale": {"ratio": (0.8, ">=")},
+    "aws-cost": {
+        "plain_dynamodb_writes": (4, "<="),
+        "plain_handler_invocations": (3, "<="),
+        "plain_usd_per_million": (5.0, "<="),
+    },
 }
 
 
