@@ -30,6 +30,7 @@ from chalicelib.domain.jobs import (
     Dependency,
     Job,
     child_id,
+    split_child_id,
 )
 from chalicelib.store.port import MAX_TRANSACT_OPS
 
@@ -138,17 +139,36 @@ class Reactor:
         )
         for dependent in self.svc.jobs.dependents(job_id):
             self.apply(dependent, event)
+        if not succeeded:
+            # An array that failed before creating all its children: N_TO_N dependents of the children that will
+            # never exist wait on them by edge; they fail now instead of waiting forever.
+            for missing in self._never_created(job_id):
+                for dependent in self.svc.jobs.dependents(missing):
+                    self.apply(dependent, lifecycle.DependencyFailed(missing))
+
+    def _never_created(self, parent_id: str) -> list[str]:
+        parent = self.svc.jobs.get(parent_id)
+        if parent is None or not parent.terminal or parent.array is None or parent.array.size is None:
+            return []
+        return [child_id(parent_id, i) for i in range(parent.array.children_created, parent.array.size)]
 
     def settle_pending(self, job: Job) -> None:
         """Apply what already happened to the job's pending dependencies (closes the race with their completion:
-        the job's edges were written first, so any completion after this read notifies it)."""
+        the job's edges were written first, so any completion after this read notifies it). A pending child id
+        whose array finished without creating it will never exist: it counts as failed."""
         if not job.pending:
             return
-        for dep in self.svc.jobs.get_many(list(job.pending)):
-            if dep.status == SUCCEEDED:
-                self.apply(job.job_id, lifecycle.DependencySucceeded(dep.job_id))
-            elif dep.status == FAILED:
-                self.apply(job.job_id, lifecycle.DependencyFailed(dep.job_id))
+        found = {dep.job_id: dep for dep in self.svc.jobs.get_many(list(job.pending))}
+        for dep_id in job.pending:
+            dep = found.get(dep_id)
+            if dep is not None and dep.status == SUCCEEDED:
+                self.apply(job.job_id, lifecycle.DependencySucceeded(dep_id))
+            elif (dep is not None and dep.status == FAILED) or (dep is None and self._will_never_exist(dep_id)):
+                self.apply(job.job_id, lifecycle.DependencyFailed(dep_id))
+
+    def _will_never_exist(self, job_id: str) -> bool:
+        parsed = split_child_id(job_id)
+        return parsed is not None and job_id in self._never_created(parsed[0])
 
     # -- array jobs -------------------------------------------------------------------------------------------
 
