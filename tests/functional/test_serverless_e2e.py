@@ -29,12 +29,11 @@ import pytest
 from tests.functional.serverless_harness import (
     AWS_ENV,
     AWS_ENV_UNSET,
-    EXEC_ROLE,
-    IMAGE,
     SPOT_INTERRUPTED,
     Deployment,
     attribute,
     deployed,
+    set_up,
 )
 
 REPORT = Path(__file__).resolve().parents[2] / "build" / "serverless-e2e-calls.json"
@@ -61,32 +60,7 @@ def test_a_job_dag_runs_to_success_on_the_serverless_runtime(deployment: Deploym
     world, batch, counter = deployment.world, deployment.batch, deployment.counter
 
     # GIVEN a Fargate Spot compute environment, a queue and a job definition, created through the API
-    batch.create_compute_environment(
-        computeEnvironmentName="spot",
-        type="MANAGED",
-        computeResources={
-            "type": "FARGATE_SPOT",
-            "maxvCpus": 4,
-            "subnets": [world.subnet],
-            "securityGroupIds": [world.sg],
-        },
-    )
-    batch.create_job_queue(
-        jobQueueName="q", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "spot"}]
-    )
-    batch.register_job_definition(
-        jobDefinitionName="step",
-        type="container",
-        platformCapabilities=["FARGATE"],
-        containerProperties={
-            "image": IMAGE,
-            "command": ["echo", "hello"],
-            "executionRoleArn": EXEC_ROLE,
-            "resourceRequirements": [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}],
-            "networkConfiguration": {"assignPublicIp": "ENABLED"},
-        },
-    )
-    world.settle()
+    set_up(deployment)
     counter.calls.clear()
 
     # WHEN a DAG is submitted: prepare -> array of 3 -> (retried step, Spot-interrupted step) -> report
