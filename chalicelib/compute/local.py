@@ -222,10 +222,6 @@ class LocalLauncher:
             self.on_event(job_id, TaskStopped(attempt, 0))
         return True
 
-    def running_count(self) -> int:
-        with self._lock:
-            return len(self._running)
-
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop every process (the server is going away; their attempts are recovered at the next start).
 

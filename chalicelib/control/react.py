@@ -32,6 +32,7 @@ from chalicelib.domain.jobs import (
     child_id,
     split_child_id,
 )
+from chalicelib.store.jobs import job_pk
 from chalicelib.store.port import MAX_TRANSACT_OPS
 
 log = logging.getLogger("batchplane.react")
@@ -71,7 +72,7 @@ class Reactor:
                 self.record_usage(saved, event.attempt)  # before the effects wake the dispatcher
             self.run_effects(saved, outcome.effects)
             return saved
-        raise Conflict(f"JOB#{job_id}", None)
+        raise Conflict(job_pk(job_id), None)
 
     def run_effects(self, job: Job, effects: Iterable[lifecycle.Effect]) -> None:
         for effect in effects:
@@ -142,15 +143,17 @@ class Reactor:
         if not succeeded:
             # An array that failed before creating all its children: N_TO_N dependents of the children that will
             # never exist wait on them by edge; they fail now instead of waiting forever.
-            for missing in self._never_created(job_id):
+            for index in self._never_created(job_id):
+                missing = child_id(job_id, index)
                 for dependent in self.svc.jobs.dependents(missing):
                     self.apply(dependent, lifecycle.DependencyFailed(missing))
 
-    def _never_created(self, parent_id: str) -> list[str]:
+    def _never_created(self, parent_id: str) -> range:
+        """Indices of the children a finished array will never create (empty unless it is a terminal array)."""
         parent = self.svc.jobs.get(parent_id)
         if parent is None or not parent.terminal or parent.array is None or parent.array.size is None:
-            return []
-        return [child_id(parent_id, i) for i in range(parent.array.children_created, parent.array.size)]
+            return range(0)
+        return range(parent.array.children_created, parent.array.size)
 
     def settle_pending(self, job: Job) -> None:
         """Apply what already happened to the job's pending dependencies (closes the race with their completion:
@@ -168,7 +171,7 @@ class Reactor:
 
     def _will_never_exist(self, job_id: str) -> bool:
         parsed = split_child_id(job_id)
-        return parsed is not None and job_id in self._never_created(parsed[0])
+        return parsed is not None and parsed[1] in self._never_created(parsed[0])  # range: O(1) membership
 
     # -- array jobs -------------------------------------------------------------------------------------------
 

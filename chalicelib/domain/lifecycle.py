@@ -25,7 +25,6 @@ from chalicelib.domain.jobs import (
     SUBMITTED,
     SUCCEEDED,
     TIMEOUT_REASON,
-    ArrayInfo,
     Attempt,
     Job,
     bitmap_has,
@@ -393,7 +392,3 @@ def _complete_parent(job: Job, updated: Job, now: int) -> Outcome:
         return Outcome(finished, _terminal_effects(finished, succeeded=True))
     reason = job.status_reason if stopped else None
     return _fail(updated, now, reason or f"{counted.failed} of {counted.size} child jobs failed", children=False)
-
-
-def new_array_info(size: int) -> ArrayInfo:
-    return ArrayInfo(size=size)

@@ -13,11 +13,8 @@ from typing import Any
 
 JsonDict = dict[str, Any]
 
-CE_TYPES = ("MANAGED", "UNMANAGED")
-CE_RESOURCE_TYPES = ("EC2", "SPOT", "FARGATE", "FARGATE_SPOT")
 FARGATE_TYPES = ("FARGATE", "FARGATE_SPOT")
 EC2_TYPES = ("EC2", "SPOT")
-STATES = ("ENABLED", "DISABLED")
 VALID = "VALID"
 
 

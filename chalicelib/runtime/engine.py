@@ -37,24 +37,16 @@ class WorkQueue:
     def __init__(self) -> None:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="work", daemon=True)
-        self._idle = threading.Condition()
-        self._busy = 0
 
     def start(self) -> None:
         self._thread.start()
 
     def submit(self, work: Callable[[], None]) -> None:
-        with self._idle:
-            self._busy += 1
         self._queue.put(work)
 
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def _run(self) -> None:
         while (work := self._queue.get()) is not None:
@@ -62,10 +54,6 @@ class WorkQueue:
                 work()
             except Exception:  # one failed item must not stop the queue; the sweep repairs it
                 log.exception("deferred work failed")
-            finally:
-                with self._idle:
-                    self._busy -= 1
-                    self._idle.notify_all()
 
 
 class Engine:

@@ -33,10 +33,10 @@ from typing import Any
 
 from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import ACTIVE, DEPENDENCY_FAILED, PENDING, RUNNABLE, SUCCEEDED, TERMINAL, Job
-from chalicelib.store.jobs import job_from_item
+from chalicelib.store.jobs import job_from_item, job_pk
 from chalicelib.store.port import Item
 
-JOB_PREFIX = "JOB#"
+JOB_PREFIX = job_pk("")  # every job item's partition key starts with it
 SCHEDULED = (RUNNABLE, *ACTIVE)  # the states the dispatcher's capacity and FIFO heads are made of
 
 # The effect types the stream carries; the reactor leaves them alone on AWS (Services.stream_effects).

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from chalicelib.runtime import stream
+
 pytestmark = pytest.mark.infra
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,6 +195,7 @@ def test_the_job_stream_reports_partial_failures_and_dead_letters_poison_records
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["StreamDeadLetterQueue", "Arn"]}
     (pattern,) = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
     assert pattern == {"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "JOB#"}]}}}}
+    assert pattern == stream.FILTER_PATTERN  # the template filters exactly what the stream decoder accepts
 
 
 def test_the_dispatcher_reads_its_fifo_queue_one_batch_at_a_time(cfn: dict[str, Any]) -> None:
