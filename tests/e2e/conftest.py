@@ -13,10 +13,8 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from botocore.config import Config
 from chalicelib.compute.logs_port import LOG_GROUP
 from chalicelib.domain.validation import Limits
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from tests.runtimes import stop_runtime
 
 Client = Any  # botocore builds client classes at runtime
 ClientFactory = Callable[[Literal["batch", "logs"], str], Client]  # (service, endpoint) -> client
@@ -42,19 +41,6 @@ STOP_TIMEOUT_S = 15.0
 POLL_S = 0.05
 
 # -- runtimes --------------------------------------------------------------------------------------------------
-
-
-def stop_runtime(runtime: LocalRuntime) -> None:
-    """Stop the runtime, poking its HTTP server so serve_forever notices the shutdown at once (bounded)."""
-    host, port = runtime.server.address
-    stopper = threading.Thread(target=runtime.stop, name="stop-runtime", daemon=True)
-    stopper.start()
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while stopper.is_alive():
-        assert time.monotonic() < deadline, "the local runtime did not stop"
-        with contextlib.suppress(OSError):
-            socket.create_connection((host, port), timeout=0.5).close()
-        stopper.join(0.01)
 
 
 @dataclass
@@ -76,7 +62,7 @@ class Runtimes:
     def stop(self, rt: LocalRuntime) -> None:
         if rt in self._running:
             self._running.remove(rt)
-            stop_runtime(rt)
+            stop_runtime(rt, STOP_TIMEOUT_S)
 
     def stop_all(self) -> None:
         for rt in list(self._running):

@@ -5,10 +5,6 @@ Builders (make_fargate_ce, make_queue, make_jd, ...) live in tests/functional/bu
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,28 +14,12 @@ from botocore.config import Config
 
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
 from tests.functional.builders import REGION, BatchClient
+from tests.runtimes import stop_runtime
 
 # One attempt in total: a 500 must surface as ServerException, not be retried away. (botocore's `max_attempts`
 # counts retries after the first attempt in its default legacy mode, so max_attempts=1 would still retry once.)
 CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
 STOP_TIMEOUT_S = 10.0
-
-
-def stop_runtime(runtime: LocalRuntime) -> None:
-    """Stop the runtime without waiting out the HTTP server's 0.5 s shutdown poll.
-
-    socketserver's serve_forever notices a shutdown request only when its select() returns; a connection makes it
-    return at once. Without this every test would pay half a second on teardown.
-    """
-    host, port = runtime.server.address
-    stopper = threading.Thread(target=runtime.stop, name="stop-runtime", daemon=True)
-    stopper.start()
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while stopper.is_alive():
-        assert time.monotonic() < deadline, "the local runtime did not stop"
-        with contextlib.suppress(OSError):
-            socket.create_connection((host, port), timeout=0.5).close()
-        stopper.join(0.01)
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +35,7 @@ def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
     try:
         yield rt
     finally:
-        stop_runtime(rt)
+        stop_runtime(rt, STOP_TIMEOUT_S)
 
 
 @pytest.fixture
