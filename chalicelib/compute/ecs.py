@@ -387,7 +387,7 @@ class EcsLauncher:
                 log.info("StopTask %s: %s", arn, e)
 
     def recover(self, job_id: str, attempt: int) -> bool:
-        arns = self._task_arns(started_by(job_id, attempt), ("RUNNING", "STOPPED"))
+        arns = self.task_arns(job_id, attempt)
         if not arns:
             return False
         if self.on_event is not None:

@@ -55,23 +55,6 @@ class Graph:
     parents: dict[str, list[str]] = field(default_factory=dict)  # job -> the jobs it depends on
     children: dict[str, list[str]] = field(default_factory=dict)  # job -> the jobs depending on it
 
-    def ancestors(self) -> set[str]:
-        return _reach(self.root, self.parents)
-
-    def descendants(self) -> set[str]:
-        return _reach(self.root, self.children)
-
-
-def _reach(start: str, edges: dict[str, list[str]]) -> set[str]:
-    seen: set[str] = set()
-    todo = deque(edges.get(start, []))
-    while todo:
-        node = todo.popleft()
-        if node not in seen:
-            seen.add(node)
-            todo.extend(edges.get(node, []))
-    return seen
-
 
 def _link(graph: Graph, parent: str, child: str) -> None:
     if parent == child:

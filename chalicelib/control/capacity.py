@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,7 +193,7 @@ def plan(svc: Services, ces: Mapping[str, ComputeEnvironment], now_ms: int) -> d
     by_arn = {ce.arn: ce.name for ce in ces.values()}
     running = dict.fromkeys(ces, 0.0)
     for q in queues:
-        for job in _jobs(svc, q.name, ACTIVE):
+        for job in svc.jobs.iter_statuses(q.name, ACTIVE):
             if job.current is not None and job.current.compute_environment in running:
                 running[job.current.compute_environment] += job.vcpus
     loads = {name: CeLoad(name, float(ce.max_vcpus), running[name], ce.schedulable) for name, ce in ces.items()}
@@ -212,17 +212,11 @@ def plan(svc: Services, ces: Mapping[str, ComputeEnvironment], now_ms: int) -> d
     }
 
 
-def _jobs(svc: Services, queue: str, statuses: Iterable[str]) -> Iterable[Any]:
-    for status in statuses:
-        for children in (False, True):
-            yield from svc.jobs.iter_queue(queue, status, children=children)
-
-
 def _runnable_vcpus(svc: Services, queue: str, room: float) -> tuple[float, ...]:
     """The queue's RUNNABLE jobs' vCPUs, read only as far as its CEs have room (a deep queue costs no more)."""
     found: list[float] = []
     total = 0.0
-    for job in _jobs(svc, queue, (RUNNABLE,)):
+    for job in svc.jobs.iter_statuses(queue, (RUNNABLE,)):
         if total >= room:
             break
         found.append(job.vcpus)

@@ -45,9 +45,7 @@ def log_stream_name(job: Job, task_id: str) -> str:
 
 def active_jobs(svc: Services, queue: str) -> Iterator[Job]:
     """The queue's STARTING and RUNNING jobs, top-level and array children."""
-    for status in ACTIVE:
-        for children in (False, True):
-            yield from svc.jobs.iter_queue(queue, status, children=children)
+    return svc.jobs.iter_statuses(queue, ACTIVE)
 
 
 def runnable_jobs(svc: Services, queue: str, limit: int) -> list[Job]:

@@ -70,24 +70,20 @@ def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | No
     policy = policy or SweepPolicy()
     report = SweepReport()
     for queue in svc.repo.list_jqs():
-        for children in (False, True):
-            # Read every active job before acting: at a restart, a STARTING job launched here turns RUNNING at once
-            # and must not then be found again as RUNNING and have its new task treated as a stale one.
-            active = [
-                job for status in ACTIVE for job in list(svc.jobs.iter_queue(queue.name, status, children=children))
-            ]
-            for job in active:
-                try:
-                    _repair_active(reactor, job, now_ms, policy, report)
-                except Exception as e:  # one job's failure must not stop the sweep; the next sweep tries again
-                    _failed(report, job, e)
-            for job in list(svc.jobs.iter_queue(queue.name, PENDING, children=children)):
-                if not policy.restart and now_ms - job.updated_at < policy.pending_stale_ms:
-                    continue
-                try:
-                    _repair_pending(svc, reactor, job, report)
-                except Exception as e:
-                    _failed(report, job, e)
+        # Read every active job before acting: at a restart, a STARTING job launched here turns RUNNING at once
+        # and must not then be found again as RUNNING and have its new task treated as a stale one.
+        for job in list(svc.jobs.iter_statuses(queue.name, ACTIVE)):
+            try:
+                _repair_active(reactor, job, now_ms, policy, report)
+            except Exception as e:  # one job's failure must not stop the sweep; the next sweep tries again
+                _failed(report, job, e)
+        for job in list(svc.jobs.iter_statuses(queue.name, (PENDING,))):
+            if not policy.restart and now_ms - job.updated_at < policy.pending_stale_ms:
+                continue
+            try:
+                _repair_pending(svc, reactor, job, report)
+            except Exception as e:
+                _failed(report, job, e)
     if report.repaired or report.settled or report.recounted:
         svc.wake()
     return report

@@ -64,10 +64,6 @@ class Trigger:
     container_overrides: dict[str, Any] = field(default_factory=dict)
     version: int = 0
 
-    @property
-    def kind(self) -> str:
-        return "s3" if isinstance(self.source, S3Source) else "schedule"
-
 
 # -- validation ------------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from chalicelib.domain.jobs import TERMINAL, ArrayInfo, Attempt, Dependency, Job
@@ -112,8 +112,8 @@ class JobRepository:
         ops += [Put(edge_item(dep, dependent), None) for dep, dependent in edges]
         self.items.transact(ops)
 
-    def dependents(self, job_id: str, page: int = 500) -> Iterator[str]:
-        after: str | None = None
+    def dependents(self, job_id: str, *, after: str | None = None, page: int = 500) -> Iterator[str]:
+        """Ids of the jobs that depend on `job_id`, in id order, strictly after `after`."""
         while True:
             items = self.items.query("main", f"DEP#{job_id}", after=after, limit=page)
             yield from (i.sk for i in items)
@@ -153,6 +153,12 @@ class JobRepository:
             last = batch[-1].array
             assert last is not None and last.index is not None
             after = f"{last.index:0{INDEX_WIDTH}d}"
+
+    def iter_statuses(self, queue: str, statuses: Iterable[str]) -> Iterator[Job]:
+        """Every job of a queue in these statuses, top-level jobs and array children (status by status)."""
+        for status in statuses:
+            for children in (False, True):
+                yield from self.iter_queue(queue, status, children=children)
 
     def iter_queue(self, queue: str, status: str, *, children: bool = False, page: int = 500) -> Iterator[Job]:
         after: str | None = None
