@@ -15,7 +15,6 @@ from typing import Any
 
 from chalicelib.api import pagination
 from chalicelib.api.extension import Extension
-from chalicelib.api.triggers import list_request
 from chalicelib.control import jobs
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.domain.errors import InvalidRequest
@@ -26,7 +25,7 @@ MAX_DEPENDENTS = 1000
 def _request(req: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(req.get("jobId"), str) or not req["jobId"]:
         raise InvalidRequest("jobId is required" if req.get("jobId") is None else "jobId must be a string")
-    return list_request(req)
+    return req  # maxResults and nextToken: checked by api/pagination where they are read
 
 
 def list_job_dependents(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:

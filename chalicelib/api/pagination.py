@@ -15,7 +15,12 @@ def encode(cursor: Any) -> str:
 
 
 def decode(token: str | None, kind: type = str) -> Any:
-    """The cursor `encode` wrapped, which must be a `kind` (resource cursors are sort keys: strings)."""
+    """The cursor `encode` wrapped, which must be a `kind` (resource cursors are sort keys: strings).
+
+    Batch operations reach here type-checked by the wire model; batchplane's own operations do not, so the type
+    of the token itself is checked here too."""
+    if token is not None and not isinstance(token, str):
+        raise InvalidRequest("nextToken must be a string")
     if not token:
         return None
     try:
@@ -32,6 +37,8 @@ def page_size(req: dict[str, Any], default: int = 100, maximum: int = 100) -> in
     value = req.get("maxResults")
     if value is None:
         return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidRequest("maxResults must be an integer")
     if not 1 <= value <= maximum:
         raise InvalidRequest(f"maxResults must be between 1 and {maximum}; got {value}")
     return int(value)

@@ -16,7 +16,6 @@ from chalicelib.api.extension import Extension
 from chalicelib.control import triggers
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.domain import triggers as domain
-from chalicelib.domain.errors import InvalidRequest
 
 MAX_RESULTS = 100
 
@@ -33,12 +32,7 @@ def _name_request(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_request(req: dict[str, Any]) -> dict[str, Any]:
-    value = req.get("maxResults")
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise InvalidRequest("maxResults must be an integer")
-    token = req.get("nextToken")
-    if token is not None and not isinstance(token, str):
-        raise InvalidRequest("nextToken must be a string")
+    """ListTriggers holds only maxResults and nextToken, which api/pagination checks where they are read."""
     return req
 
 

@@ -341,3 +341,15 @@ def test_page_size_with_another_default_and_maximum() -> None:
     assert pagination.page_size({"maxResults": 1000}, maximum=1000) == 1000
     with pytest.raises(InvalidRequest, match="between 1 and 1000"):
         pagination.page_size({"maxResults": 1001}, maximum=1000)
+
+
+@pytest.mark.parametrize("token", [5, ["x"], {"c": "x"}, True])
+def test_a_token_that_is_not_a_string_is_a_client_error(token: object) -> None:
+    with pytest.raises(InvalidRequest, match="nextToken must be a string"):
+        pagination.decode(token)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["2", 2.0, True, [2]])
+def test_max_results_that_is_not_an_integer_is_a_client_error(value: object) -> None:
+    with pytest.raises(InvalidRequest, match="maxResults must be an integer"):
+        pagination.page_size({"maxResults": value})
