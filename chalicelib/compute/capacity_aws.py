@@ -23,13 +23,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.aws_clients import ClientFactory, LazyClient
+from chalicelib.aws_clients import ClientFactory, LazyClient, translate
 from chalicelib.compute.ecs import capacity_provider_name
-from chalicelib.domain.errors import BatchplaneError, NotFound, StoreUnavailable, Throttled
+from chalicelib.domain.errors import BatchplaneError, NotFound
 from chalicelib.domain.model import ComputeEnvironment
 
 DESCRIBE_PAGE = 100  # DescribeAutoScalingGroups takes at most 100 names per call
-_THROTTLED = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded"})
 
 
 def group_name(compute_environment: str) -> str:
@@ -45,15 +44,12 @@ class GroupSize:
 
 
 def _translate(e: ClientError | BotoCoreError, action: str) -> BatchplaneError:
-    if isinstance(e, BotoCoreError):
-        return StoreUnavailable(f"Auto Scaling {action} failed: {e}")
-    error = e.response.get("Error", {})
-    code, message = str(error.get("Code", "")), str(error.get("Message", "")) or str(e)
-    if code in _THROTTLED:
-        return Throttled(f"Auto Scaling {action}: {code}: {message}")
-    if code == "ValidationError" and "not found" in message.lower():
-        return NotFound(f"Auto Scaling {action}: {message}")
-    return StoreUnavailable(f"Auto Scaling {action}: {code}: {message}")
+    def classify(code: str, message: str) -> BatchplaneError | None:
+        if code == "ValidationError" and "not found" in message.lower():
+            return NotFound(f"Auto Scaling {action}: {message}")
+        return None
+
+    return translate(e, f"Auto Scaling {action}", classify)
 
 
 class AsgCapacity:

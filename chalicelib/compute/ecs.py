@@ -43,10 +43,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.aws_clients import ClientFactory, LazyClient
+from chalicelib import aws_clients
+from chalicelib.aws_clients import ClientFactory, LazyClient, error_code
 from chalicelib.compute import ecs_events
 from chalicelib.compute.port import TaskEventSink, TaskSpec
-from chalicelib.domain.errors import BatchplaneError, InvalidRequest, NotFound, StoreUnavailable, Throttled
+from chalicelib.domain.errors import BatchplaneError, InvalidRequest, NotFound, Throttled
 from chalicelib.domain.lifecycle import TaskStopped
 from chalicelib.domain.model import FARGATE_TYPES, ComputeEnvironment
 from chalicelib.domain.validation import FARGATE_MEMORY
@@ -81,7 +82,6 @@ _REJECTED = frozenset(
 )
 _NOT_FOUND = frozenset({"ClusterNotFoundException", "ResourceNotFoundException"})
 _INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,32}")
-_THROTTLED = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "Throttling"})
 
 # Container properties of a job definition that become part of the ECS container definition unchanged.
 _PASS_THROUGH = (
@@ -287,24 +287,17 @@ def _task_tags(spec: TaskSpec) -> list[dict[str, str]]:
 # -- errors ---------------------------------------------------------------------------------------------------
 
 
-def error_code(e: ClientError) -> str:
-    return str(e.response.get("Error", {}).get("Code", ""))
-
-
 def translate(e: ClientError | BotoCoreError, action: str) -> BatchplaneError:
     """The domain error for a failed ECS call (raise it `from e`)."""
-    if isinstance(e, BotoCoreError):
-        return StoreUnavailable(f"ECS {action} failed: {e}")
-    code = error_code(e)
-    message = str(e.response.get("Error", {}).get("Message", "")) or str(e)
-    text = f"ECS {action}: {code}: {message}"
-    if code in _THROTTLED:
-        return Throttled(text)
-    if code in _NOT_FOUND:
-        return NotFound(text)
-    if code in _REJECTED:
-        return LaunchRejected(f"{code}: {message}")
-    return StoreUnavailable(text)  # ServerException, AccessDeniedException, LimitExceededException, 5xx, ...
+
+    def classify(code: str, message: str) -> BatchplaneError | None:
+        if code in _NOT_FOUND:
+            return NotFound(f"ECS {action}: {code}: {message}")
+        if code in _REJECTED:
+            return LaunchRejected(f"{code}: {message}")
+        return None  # ServerException, AccessDeniedException, LimitExceededException, 5xx: StoreUnavailable
+
+    return aws_clients.translate(e, f"ECS {action}", classify)
 
 
 # -- the launcher ---------------------------------------------------------------------------------------------

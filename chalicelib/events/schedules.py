@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from chalicelib.aws_clients import LazyClient
-from chalicelib.domain.errors import BatchplaneError, InvalidRequest, Throttled
+from chalicelib.aws_clients import LazyClient, error_code, translate
+from chalicelib.domain.errors import BatchplaneError, InvalidRequest
 from chalicelib.domain.triggers import ScheduleSource, Trigger
 
 SCHEDULE_GROUP = "batchplane"
@@ -81,7 +81,7 @@ class EventBridgeSchedules:
         try:
             self.client.create_schedule(**request)
         except Exception as e:
-            if _code(e) != "ConflictException":
+            if error_code(e) != "ConflictException":
                 raise _domain_error(e) from e
             try:  # left over from a trigger of the same name whose deletion did not finish
                 self.client.update_schedule(**request)
@@ -92,7 +92,7 @@ class EventBridgeSchedules:
         try:
             self.client.delete_schedule(Name=name, GroupName=self.group)
         except Exception as e:
-            if _code(e) != "ResourceNotFoundException":
+            if error_code(e) != "ResourceNotFoundException":
                 raise _domain_error(e) from e
 
     def _ensure_group(self) -> None:
@@ -101,31 +101,24 @@ class EventBridgeSchedules:
         try:
             self.client.get_schedule_group(Name=self.group)
         except Exception as e:
-            if _code(e) != "ResourceNotFoundException":
+            if error_code(e) != "ResourceNotFoundException":
                 raise _domain_error(e) from e
             try:
                 self.client.create_schedule_group(Name=self.group)
             except Exception as created:
-                if _code(created) != "ConflictException":  # created concurrently: fine
+                if error_code(created) != "ConflictException":  # created concurrently: fine
                     raise _domain_error(created) from created
         self._group_ready = True
 
 
-def _code(e: Exception) -> str | None:
-    response = getattr(e, "response", None)
-    if not isinstance(response, dict):
-        return None
-    code = response.get("Error", {}).get("Code")
-    return str(code) if code else None
+def _classify(code: str, message: str) -> BatchplaneError | None:
+    if code == "ValidationException":
+        return InvalidRequest(f"source.schedule: EventBridge Scheduler rejected the schedule: {message}")
+    return None
 
 
 def _domain_error(e: Exception) -> BatchplaneError:
-    code = _code(e)
-    if code == "ValidationException":
-        return InvalidRequest(f"source.schedule: EventBridge Scheduler rejected the schedule: {e}")
-    if code in ("ThrottlingException", "TooManyRequestsException"):
-        return Throttled(str(e))
-    return BatchplaneError(f"EventBridge Scheduler failed: {code or type(e).__name__}: {e}")
+    return translate(e, "EventBridge Scheduler", _classify)
 
 
 def _scheduler_client(region: str | None) -> Any:
