@@ -132,6 +132,8 @@ def _lines_backward(f: IO[bytes], end: int) -> Iterator[tuple[int, int, bytes]]:
 
 def _last_boundary(f: IO[bytes], size: int) -> int:
     """The end of the last complete line at or before `size` (a line being written is not yet part of the stream)."""
+    if _is_boundary(f, size):
+        return size  # the usual case, one byte read: every append ends with a newline
     pos = size
     while pos > 0:
         start = max(0, pos - _BLOCK)
