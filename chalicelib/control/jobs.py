@@ -200,11 +200,16 @@ def _filtered(
     value = str(values[0])
     match = _matcher(name, value)
     statuses = [status] if (status and name == "SHARE_IDENTIFIER") else list(STATUSES)
-    merged = sorted(
-        (job for s in statuses for job in _newest_first(svc, queue, s, cursor) if match(job)),
-        key=order_key,
-        reverse=True,
-    )
+    # One read per status partition, not one snapshot: a job that changes status between two reads is seen in
+    # both. Keep its newest version, so a job is listed once (reading statuses in lifecycle order, a job moving
+    # forward is seen at least once).
+    newest: dict[str, Job] = {}
+    for s in statuses:
+        for job in _newest_first(svc, queue, s, cursor):
+            seen = newest.get(job.job_id)
+            if match(job) and (seen is None or job.version > seen.version):
+                newest[job.job_id] = job
+    merged = sorted(newest.values(), key=order_key, reverse=True)
     page = merged[:limit]
     return page, (order_key(page[-1]) if len(merged) > limit else None)
 
