@@ -1,9 +1,10 @@
 """Trigger use cases: create / list / describe / delete, and firing (an object created, a schedule ticking).
 
 Entry points of the event paths (the AWS Lambda handlers and the local runtime's watcher and timer call them):
-- `on_object_created(svc, reactor, bucket, key)`: submit one job per trigger whose bucket, prefix and suffix match;
-  returns the job ids. S3 delivers events at least once, so a redelivered event may submit again; the local
-  watcher passes an id derived from the object's (key, mtime) to `fire_object`, which makes its firing exactly once.
+- `on_object_created(svc, reactor, bucket, key, version)`: submit one job per trigger whose bucket, prefix and suffix
+  match; returns the ids of the jobs submitted. S3 and EventBridge deliver events at least once: the job id derives
+  from (trigger, key, version) — on AWS the event's `object.sequencer`, new for every write of the key — so a
+  redelivered event submits nothing. The local watcher does the same with the file's mtime (`fire_object`).
 - `on_schedule(svc, reactor, trigger_name)`: submit the trigger's job for the fire time the call stands for (the
   latest at or before now); the job id derives from (trigger, fire time), so a redelivered tick submits nothing.
   Returns the job id, or None when nothing was submitted.
@@ -90,11 +91,12 @@ def delete(svc: Services, name: str) -> None:
 # -- firing ----------------------------------------------------------------------------------------------------
 
 
-def on_object_created(svc: Services, reactor: Reactor, bucket: str, key: str) -> list[str]:
+def on_object_created(svc: Services, reactor: Reactor, bucket: str, key: str, version: str) -> list[str]:
     submitted = []
     for trigger in repo(svc).for_bucket(bucket):
         if domain.matches(trigger.source, bucket, key):
-            job_id = fire_object(svc, reactor, trigger, bucket, key)
+            firing = domain.firing_id(trigger, "s3", key, version)
+            job_id = fire_object(svc, reactor, trigger, bucket, key, job_id=firing)
             if job_id is not None:
                 submitted.append(job_id)
     return submitted

@@ -212,7 +212,7 @@ class Controls:
     reconcile: Callable[[Services, Callable[[], Any]], object] = field(
         default_factory=lambda: _late("chalicelib.control.capacity", "reconcile")
     )
-    on_object_created: Callable[[Services, Reactor, str, str], list[str]] = field(
+    on_object_created: Callable[[Services, Reactor, str, str, str], list[str]] = field(
         default_factory=lambda: _late("chalicelib.control.triggers", "on_object_created")
     )
     on_schedule: Callable[[Services, Reactor, str], str | None] = field(
@@ -407,14 +407,18 @@ class AwsRuntime:
         self.controls.reconcile(self.services, self.clients.factory("autoscaling"))
 
     def on_object_created(self, envelope: Mapping[str, Any]) -> list[str]:
-        """S3 "Object Created" via EventBridge: detail.bucket.name and detail.object.key (not URL-encoded)."""
+        """S3 "Object Created" via EventBridge: detail.bucket.name and detail.object.key (not URL-encoded). The
+        object's sequencer (new for every write of a key; the event id when absent) makes a redelivery submit
+        nothing."""
         detail = envelope.get("detail") or {}
         bucket = str((detail.get("bucket") or {}).get("name") or "")
-        key = str((detail.get("object") or {}).get("key") or "")
+        obj = detail.get("object") or {}
+        key = str(obj.get("key") or "")
         if not bucket or not key:
             log.warning("an S3 event without bucket or key: %s", envelope.get("id"))
             return []
-        return self.controls.on_object_created(self.services, self.reactor, bucket, key)
+        version = str(obj.get("sequencer") or envelope.get("id") or "")
+        return self.controls.on_object_created(self.services, self.reactor, bucket, key, version)
 
     def on_schedule(self, event: Mapping[str, Any]) -> str | None:
         """EventBridge Scheduler's target input: {"trigger": "<trigger name>"}."""

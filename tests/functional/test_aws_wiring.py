@@ -525,13 +525,17 @@ def test_capacity_is_reconciled_with_an_autoscaling_client(harness: Harness) -> 
 
 
 def test_an_s3_object_created_event_reaches_the_triggers(harness: Harness) -> None:
-    detail = {"bucket": {"name": "inbox"}, "object": {"key": "data/file 1.csv", "size": 10}, "reason": "PutObject"}
+    detail = {
+        "bucket": {"name": "inbox"},
+        "object": {"key": "data/file 1.csv", "size": 10, "sequencer": "00617F08299329D189"},
+        "reason": "PutObject",
+    }
     envelope = harness.client.events.generate_cw_event("aws.s3", "Object Created", detail, [])
 
     result = harness.invoke("on_object_created", envelope)
 
-    ((name, (_, _, bucket, key)),) = harness.recorded.calls
-    assert (name, bucket, key) == ("on_object_created", "inbox", "data/file 1.csv")
+    ((name, (_, _, bucket, key, version)),) = harness.recorded.calls
+    assert (name, bucket, key, version) == ("on_object_created", "inbox", "data/file 1.csv", "00617F08299329D189")
     assert result == ["job-a"]
 
 

@@ -220,7 +220,7 @@ def test_on_object_created_submits_a_job_per_matching_trigger(
     )
     svc, reactor = services(runtime)
     # WHEN a csv lands under the prefix THEN both triggers submit a job carrying bucket and key
-    ids = control.on_object_created(svc, reactor, "data-in", "incoming/2024/a.csv")
+    ids = control.on_object_created(svc, reactor, "data-in", "incoming/2024/a.csv", "seq-1")
     jobs = batch.describe_jobs(jobs=ids)["jobs"]
     assert sorted(j["parameters"]["triggerName"] for j in jobs) == ["all-of-bucket", "on-csv"]
     on_csv = next(j for j in jobs if j["parameters"]["triggerName"] == "on-csv")
@@ -233,8 +233,11 @@ def test_on_object_created_submits_a_job_per_matching_trigger(
     }
     assert on_csv["tags"] == {"batchplane:trigger": "on-csv"}
     # AND objects the prefix or suffix exclude, or in other buckets, fire only what matches
-    assert len(control.on_object_created(svc, reactor, "data-in", "other/a.csv")) == 1  # all-of-bucket only
-    assert control.on_object_created(svc, reactor, "elsewhere", "incoming/a.csv") == []
+    assert len(control.on_object_created(svc, reactor, "data-in", "other/a.csv", "seq-2")) == 1  # all-of-bucket only
+    assert control.on_object_created(svc, reactor, "elsewhere", "incoming/a.csv", "seq-3") == []
+    # AND the same event delivered again submits nothing; the key written again (a new sequencer) fires anew
+    assert control.on_object_created(svc, reactor, "data-in", "incoming/2024/a.csv", "seq-1") == []
+    assert len(control.on_object_created(svc, reactor, "data-in", "incoming/2024/a.csv", "seq-4")) == 2
 
 
 def test_on_schedule_submits_once_per_fire_time(
@@ -264,7 +267,7 @@ def test_a_firing_whose_queue_is_gone_submits_nothing(
     op(endpoint, "CreateTrigger", S3_TRIGGER)
     batch.update_job_queue(jobQueue=queue, state="DISABLED")
     svc, reactor = services(runtime)
-    assert control.on_object_created(svc, reactor, "data-in", "incoming/a.csv") == []
+    assert control.on_object_created(svc, reactor, "data-in", "incoming/a.csv", "seq-1") == []
 
 
 class FailingSchedules:
