@@ -2,11 +2,16 @@
 the bench's `aws-cost` workload (`python -m bench --workload aws-cost`).
 
 - `World`: moto's AWS (DynamoDB table with its stream, SQS FIFO dispatch queue, ECS cluster, a VPC) plus the harness
-  that delivers what Lambda's event sources and EventBridge would: stream records to `on_job_change` in batches
-  (honouring its partial-batch response), wake messages to `dispatch`, and "ECS Task State Change" envelopes (RUNNING,
-  then STOPPED with the outcome `Plan` scripts) for every task moto's RunTask started to `on_ecs_task_event`.
+  that delivers what Lambda's event sources and EventBridge would, through the filters `make package` deploys
+  (`Template`: the app's event sources merged with infra/resources.json): the stream records its FilterCriteria
+  match to `on_job_change` in batches (honouring its partial-batch response), wake messages to `dispatch`, and for
+  every task moto's RunTask started, ECS's whole sequence of "ECS Task State Change" events (PROVISIONING to STOPPED,
+  the outcome `Plan` scripts), one state change per round, of which the ECS rule's pattern passes some to
+  `on_ecs_task_event`.
 - `CallCounter`: every AWS API call the runtime makes (a `provide-client-params` hook on every botocore client created
-  while it is installed); `attribute` maps calls to jobs by the keys they name.
+  while it is installed), with the DynamoDB request units each consumed (`TableModel`: DynamoDB's size rules applied
+  to the items written and read, including the writes to the table's global secondary indexes); `attribute` maps
+  calls to jobs by the keys they name.
 - `deployed()`: a whole deployment (moto, the AWS runtime, the API Lambda's code behind Chalice's local gateway, a
   stock boto3 `batch` client).
 - `measure_aws_cost()`: the AWS cost per job of a plain job, a job with 3 dependencies and an array child, with the
@@ -16,6 +21,7 @@ the bench's `aws-cost` workload (`python -m bench --workload aws-cost`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import json
 import os
@@ -23,6 +29,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -30,9 +37,11 @@ import botocore.handlers
 from botocore.config import Config
 from chalice.local import LambdaContext
 from moto import mock_aws
+from moto.events.models import EventPattern
 
 from app import app
 from chalicelib.compute import ecs, ecs_events
+from chalicelib.events.eventbridge import entry_size
 from chalicelib.runtime import aws
 from chalicelib.runtime.aws import AwsConfig, AwsRuntime
 from chalicelib.runtime.server import ApiServer
@@ -58,29 +67,238 @@ class Call:
     service: str
     operation: str
     params: dict[str, Any]
+    # DynamoDB request units this call consumed, by DynamoDB's size rules (`TableModel.charge`)
+    rru: float = 0.0
+    wru: int = 0  # the table's own write units
+    index_wru: int = 0  # the global secondary indexes' write units
 
 
 @dataclass
 class CallCounter:
-    """Records every API call of botocore clients created while installed (sessions copy BUILTIN_HANDLERS)."""
+    """Records every API call of botocore clients created while installed (sessions copy BUILTIN_HANDLERS), and
+    with `table` set, the DynamoDB request units each call consumed (from its parameters and response)."""
 
     calls: list[Call] = field(default_factory=list)
+    table: TableModel | None = None
 
-    def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+    def __call__(self, params: dict[str, Any], model: Any, context: Any = None, **_: Any) -> None:
         service = model.service_model.service_name
-        self.calls.append(Call(service, model.name, json.loads(json.dumps(params, default=str))))
+        call = Call(service, model.name, json.loads(json.dumps(params, default=str)))
+        self.calls.append(call)
+        if service == "dynamodb" and isinstance(context, dict):
+            context[_PENDING] = (call, copy.deepcopy(params))  # bytes intact, for the item sizes
+
+    def after(self, parsed: dict[str, Any], context: Any = None, **_: Any) -> None:
+        pending = context.pop(_PENDING, None) if isinstance(context, dict) else None
+        if pending is not None and self.table is not None:
+            call, params = pending
+            self.table.charge(call, params, parsed)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[CallCounter]:
-        entry = ("provide-client-params", self)
-        botocore.handlers.BUILTIN_HANDLERS.append(entry)
+        entries = [("provide-client-params", self), ("after-call", self.after)]
+        botocore.handlers.BUILTIN_HANDLERS.extend(entries)
         try:
             yield self
         finally:
-            botocore.handlers.BUILTIN_HANDLERS.remove(entry)
+            for entry in entries:
+                botocore.handlers.BUILTIN_HANDLERS.remove(entry)
 
     def by_operation(self) -> Counter[str]:
         return Counter(f"{c.service}:{c.operation}" for c in self.calls)
+
+
+_PENDING = "batchplane_harness_call"
+
+
+# -- DynamoDB request units -------------------------------------------------------------------------------------------
+# On-demand billing (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html,
+# .../GSI.html#GSI.ThroughputConsiderations.Writes, .../CapacityUnitCalculations.html):
+# - an item's size is the UTF-8 length of its attribute names plus its values' sizes (a number: 1 byte per two
+#   significant digits + 1; binary: its bytes; a list or map: 3 bytes + 1 per element + the elements);
+# - a write costs 1 unit per started KB of the larger of the item before and after it (a delete: the item deleted;
+#   a condition that fails: the existing item, at least 1); in TransactWriteItems every item costs twice that;
+# - every global secondary index pays for what changes in it, 1 unit per started KB of the index entry (its
+#   projection): an entry put (the item enters the index), deleted (it leaves), updated (same key, other projected
+#   values), or deleted and put (the index key changed: two writes);
+# - a read costs 1 unit per started 4 KB, half that when eventually consistent (GSI queries always are): GetItem and
+#   BatchGetItem per item (at least 1 unit, found or not), Query for the sum of the items it read (at least 1).
+# Assumptions where the documentation is silent: an index entry's delete is sized by the entry deleted, an updated
+# entry by the larger of its two versions; a cancelled transaction costs its items' transactional units and writes
+# no index; a ConditionCheck in a transaction costs like a transactional write of the item checked.
+
+KB = 1024
+READ_UNIT_BYTES = 4 * KB
+
+
+def _number_size(text: str) -> int:
+    digits = text.lstrip("+-").replace(".", "").split("e")[0].split("E")[0].strip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
+
+
+def value_size(value: dict[str, Any]) -> int:
+    """The size of one attribute value in DynamoDB's JSON ({"S": ...}, {"N": ...}, {"B": bytes}, ...)."""
+    ((kind, v),) = value.items()
+    if kind == "S":
+        return len(v.encode())
+    if kind == "N":
+        return _number_size(v)
+    if kind == "B":
+        return len(v)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(x.encode()) for x in v)
+    if kind == "NS":
+        return sum(_number_size(x) for x in v)
+    if kind == "BS":
+        return sum(len(x) for x in v)
+    if kind == "L":
+        return 3 + sum(1 + value_size(x) for x in v)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + value_size(x) for k, x in v.items())
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def item_size(item: dict[str, Any] | None) -> int:
+    return sum(len(name.encode()) + value_size(v) for name, v in (item or {}).items())
+
+
+def write_units(size: int) -> int:
+    return max(1, -(-size // KB))
+
+
+def read_units(size: int, consistent: bool) -> float:
+    units = max(1, -(-size // READ_UNIT_BYTES))
+    return float(units) if consistent else units / 2
+
+
+@dataclass(frozen=True)
+class Gsi:
+    name: str
+    keys: tuple[str, ...]  # hash, then range
+    projection: str  # ALL | KEYS_ONLY | INCLUDE
+    include: tuple[str, ...] = ()
+
+
+@dataclass
+class TableModel:
+    """A table's keys and global secondary indexes (as DescribeTable reports the table the runtime created), and a
+    shadow of its items, kept from the writes seen, to size what a write replaces or removes."""
+
+    keys: tuple[str, ...]
+    indexes: tuple[Gsi, ...]
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, description: dict[str, Any]) -> TableModel:
+        def key_names(schema: list[dict[str, str]]) -> tuple[str, ...]:
+            return tuple(k["AttributeName"] for k in sorted(schema, key=lambda k: k["KeyType"] != "HASH"))
+
+        indexes = tuple(
+            Gsi(
+                g["IndexName"],
+                key_names(g["KeySchema"]),
+                g["Projection"]["ProjectionType"],
+                tuple(g["Projection"].get("NonKeyAttributes") or ()),
+            )
+            for g in description.get("GlobalSecondaryIndexes") or ()
+        )
+        return cls(key_names(description["KeySchema"]), indexes)
+
+    def _key(self, item_or_key: dict[str, Any]) -> str:
+        return json.dumps([item_or_key[k] for k in self.keys], default=str)
+
+    def entry(self, item: dict[str, Any] | None, gsi: Gsi) -> dict[str, Any] | None:
+        """The item's entry in a sparse index, as projected; None when it lacks one of the index's keys."""
+        if item is None or any(k not in item for k in gsi.keys):
+            return None
+        if gsi.projection == "ALL":
+            return item
+        kept = {*self.keys, *gsi.keys, *(gsi.include if gsi.projection == "INCLUDE" else ())}
+        return {k: v for k, v in item.items() if k in kept}
+
+    def index_units(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> int:
+        units = 0
+        for gsi in self.indexes:
+            before, after = self.entry(old, gsi), self.entry(new, gsi)
+            if (before is None and after is None) or before == after:
+                continue
+            if before is None or after is None:
+                units += write_units(item_size(before or after))
+            elif [before[k] for k in gsi.keys] != [after[k] for k in gsi.keys]:
+                units += write_units(item_size(before)) + write_units(item_size(after))
+            else:
+                units += write_units(max(item_size(before), item_size(after)))
+        return units
+
+    def charge(self, call: Call, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        """Set the call's request units and apply its writes to the shadow."""
+        failed = "Error" in parsed
+        op = call.operation
+        if op in ("PutItem", "DeleteItem"):
+            new = params["Item"] if op == "PutItem" else None
+            key = self._key(new if new is not None else params["Key"])
+            old = self.items.get(key)
+            if failed:
+                call.wru = write_units(item_size(old)) if _conditional_failure(parsed) else 0
+                return
+            call.wru = write_units(max(item_size(old), item_size(new)))
+            call.index_wru = self.index_units(old, new)
+            self._store(key, new)
+        elif op == "TransactWriteItems":
+            for entry in params["TransactItems"]:
+                ((kind, body),) = entry.items()
+                if kind == "Update":
+                    raise NotImplementedError("UpdateItem is not modelled: the store writes whole items")
+                new = body["Item"] if kind == "Put" else None
+                key = self._key(new if new is not None else body["Key"])
+                old = self.items.get(key)
+                call.wru += 2 * write_units(max(item_size(old), item_size(new)))
+                if not failed and kind != "ConditionCheck":
+                    call.index_wru += self.index_units(old, new)
+                    self._store(key, new)
+        elif op == "GetItem":
+            found = parsed.get("Item")
+            call.rru = 0.0 if failed else read_units(item_size(found), bool(params.get("ConsistentRead")))
+        elif op == "BatchGetItem":
+            for table, request in params["RequestItems"].items():
+                consistent = bool(request.get("ConsistentRead"))
+                found = (parsed.get("Responses") or {}).get(table) or []
+                unprocessed = len(((parsed.get("UnprocessedKeys") or {}).get(table) or {}).get("Keys") or [])
+                missing = len(request["Keys"]) - unprocessed - len(found)
+                call.rru += sum(read_units(item_size(i), consistent) for i in found)
+                call.rru += missing * read_units(0, consistent)
+        elif op == "Query":
+            if failed:
+                return
+            if params.get("Select") == "COUNT":
+                size = sum(item_size(i) for i in self._partition(params))
+            else:
+                size = sum(item_size(i) for i in parsed.get("Items") or [])
+            call.rru = read_units(size, bool(params.get("ConsistentRead")))
+        elif op in ("UpdateItem", "BatchWriteItem", "Scan", "TransactGetItems"):
+            raise NotImplementedError(f"{op} is not modelled: the store does not send it")
+
+    def _store(self, key: str, item: dict[str, Any] | None) -> None:
+        if item is None:
+            self.items.pop(key, None)
+        else:
+            self.items[key] = item
+
+    def _partition(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The items a COUNT query over one partition reads (a key condition `#n = :v`, nothing on the sort key)."""
+        m = re.fullmatch(r"\s*(#\w+)\s*=\s*(:\w+)\s*", params["KeyConditionExpression"])
+        if m is None:
+            raise NotImplementedError(f"COUNT with {params['KeyConditionExpression']!r} is not modelled")
+        name, value = params["ExpressionAttributeNames"][m.group(1)], params["ExpressionAttributeValues"][m.group(2)]
+        index = next((g for g in self.indexes if g.name == params.get("IndexName")), None)
+        entries = [self.entry(i, index) if index else i for i in self.items.values()]
+        return [e for e in entries if e is not None and e.get(name) == value]
+
+
+def _conditional_failure(parsed: dict[str, Any]) -> bool:
+    return (parsed.get("Error") or {}).get("Code") == "ConditionalCheckFailedException"
 
 
 _JOB_KEY = re.compile(r"^(JOB|DEP)#(.+)$")
@@ -173,11 +391,17 @@ class World:
             QueueName="batchplane-dispatch.fifo", Attributes={"FifoQueue": "true", "VisibilityTimeout": "180"}
         )["QueueUrl"]
         DynamoItemStore(TABLE, region=REGION).create_table(wait=False)
-        stream_arn = self.ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
-        self.stream_arn = stream_arn
+        table = self.ddb.describe_table(TableName=TABLE)["Table"]
+        counter.table = TableModel.of(table)  # the keys and indexes of the table dynamo.py created
+        self.stream_arn = table["LatestStreamArn"]
         self.iterators: dict[str, str | None] = {}
         self.counter = counter
-        self.tasks_seen: set[str] = set()
+        self.tasks: dict[str, TaskProgress] = {}  # every task moto's RunTask started, by ARN
+        cluster_arn = self.ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+        self.deployment = Template(refs={("Cluster", "Arn"): cluster_arn})
+        self.task_rule = EventPattern.load(json.dumps(self.deployment.rule_pattern("on_ecs_task_event")))
+        self.stream_filters = [EventPattern.load(json.dumps(f)) for f in self.deployment.stream_filters()]
+        self.emitted: Counter[str] = Counter()  # emitted, delivered or filtered out: ecs_task_events, stream_records
         self.plan = Plan()
         self.names: dict[str, str] = {}  # job id -> name
         self.invocations: Counter[str] = Counter()
@@ -217,15 +441,15 @@ class World:
         return records
 
     def deliver_stream(self, batch_size: int = 100) -> bool:
-        """Deliver new stream records in batches, as Lambda's event source mapping does (with its filter)."""
-        records = [r for r in self._stream_records() if r["dynamodb"]["Keys"]["pk"]["S"].startswith("JOB#")]
-        i = 0
-        while i < len(records):
-            batch = records[i : i + batch_size]
-            result = self.invoke("on_job_change", {"Records": [_lambda_record(r, self.stream_arn) for r in batch]})
+        """Deliver new stream records in batches, as Lambda's event source mapping does: only the records one of
+        its filters (the packaged FilterCriteria) matches invoke the handler."""
+        records = [_lambda_record(r, self.stream_arn) for r in self._stream_records()]
+        self.emitted["stream_records"] += len(records)
+        wanted = [r for r in records if any(f.matches_event(r) for f in self.stream_filters)]
+        for i in range(0, len(wanted), batch_size):
+            result = self.invoke("on_job_change", {"Records": wanted[i : i + batch_size]})
             failures = result.get("batchItemFailures") or []
             assert not failures, f"the stream handler reported failures: {failures}"
-            i += len(batch)
         return bool(records)
 
     def deliver_wakes(self) -> bool:
@@ -253,21 +477,31 @@ class World:
         return True
 
     def deliver_task_events(self) -> bool:
-        """For each task moto started since the last call: its RUNNING event, then its STOPPED event."""
+        """Every task moto's RunTask started goes through ECS's task states, one state change per call (so that the
+        writes they cause reach the stream in separate batches, as they would seconds apart on AWS). ECS emits an
+        "ECS Task State Change" for each; EventBridge invokes `on_ecs_task_event` with the ones the deployed rule's
+        pattern matches, and drops the rest."""
         arns = self.ecs.list_tasks(cluster=CLUSTER)["taskArns"]
         arns += self.ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
-        new = [a for a in dict.fromkeys(arns) if a not in self.tasks_seen]
-        if not new:
-            return False
-        for task in self.ecs.describe_tasks(cluster=CLUSTER, tasks=new)["tasks"]:
-            self.tasks_seen.add(task["taskArn"])
-            identity = ecs_events.parse_group(task["group"])
-            assert identity is not None, task["group"]
-            job_id, attempt = identity
-            outcome = self.plan.outcome(self.names.get(job_id, ""), attempt)
-            self.invoke("on_ecs_task_event", task_envelope(task, "RUNNING"))
-            self.invoke("on_ecs_task_event", task_envelope(task, "STOPPED", outcome))
-        return True
+        new = [a for a in dict.fromkeys(arns) if a not in self.tasks]
+        if new:
+            for task in self.ecs.describe_tasks(cluster=CLUSTER, tasks=new)["tasks"]:
+                identity = ecs_events.parse_group(task["group"])
+                assert identity is not None, task["group"]
+                job_id, attempt = identity
+                self.tasks[task["taskArn"]] = TaskProgress(task, self.plan.outcome(self.names.get(job_id, ""), attempt))
+        moved = False
+        for progress in self.tasks.values():
+            if progress.step == len(ECS_TASK_STATES):
+                continue
+            last, desired = ECS_TASK_STATES[progress.step]
+            progress.step += 1
+            moved = True
+            envelope = task_envelope(progress.task, last, progress.outcome, desired=desired, version=progress.step)
+            self.emitted["ecs_task_events"] += 1
+            if self.task_rule.matches_event(envelope):
+                self.invoke("on_ecs_task_event", envelope)
+        return moved
 
     def settle(self) -> int:
         """Deliver until nothing moves: the control plane is quiescent. Returns the rounds it took."""
@@ -289,16 +523,46 @@ def _lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     return {**record, "dynamodb": ddb, "eventSourceARN": stream_arn}
 
 
-def task_envelope(task: dict[str, Any], last_status: str, outcome: str = "ok") -> dict[str, Any]:
-    """An EventBridge "ECS Task State Change" envelope for one of moto's tasks (spec §6.2)."""
+# The "ECS Task State Change" events of a task, (lastStatus, desiredStatus): ECS emits one whenever either changes. A
+# task whose essential container exits gets desiredStatus STOPPED while still RUNNING, then goes down.
+ECS_TASK_STATES = (
+    ("PROVISIONING", "RUNNING"),
+    ("PENDING", "RUNNING"),
+    ("ACTIVATING", "RUNNING"),
+    ("RUNNING", "RUNNING"),
+    ("RUNNING", "STOPPED"),
+    ("DEACTIVATING", "STOPPED"),
+    ("STOPPING", "STOPPED"),
+    ("DEPROVISIONING", "STOPPED"),
+    ("STOPPED", "STOPPED"),
+)
+
+
+@dataclass
+class TaskProgress:
+    task: dict[str, Any]  # as DescribeTasks returned it when the harness first saw it
+    outcome: str  # Plan.outcome of its attempt
+    step: int = 0  # the next ECS_TASK_STATES entry to emit
+
+
+def task_envelope(
+    task: dict[str, Any], last_status: str, outcome: str = "ok", *, desired: str | None = None, version: int = 1
+) -> dict[str, Any]:
+    """An EventBridge "ECS Task State Change" envelope for one of moto's tasks (spec §6.2). `outcome` shapes what
+    ECS reports once the task is being stopped: "ok" (exit 0), "fail" (exit 1), "spot" (Fargate Spot reclaimed:
+    the termination notice, then exit 143)."""
+    desired = desired or ("STOPPED" if last_status == "STOPPED" else "RUNNING")
     detail = json.loads(json.dumps(task, default=str))
-    detail["lastStatus"] = last_status
-    container = {**(detail.get("containers") or [{}])[0], "name": "default", "lastStatus": last_status}
-    if last_status == "STOPPED":
-        detail["desiredStatus"] = "STOPPED"
+    detail.update(lastStatus=last_status, desiredStatus=desired, version=version)
+    container = {**(detail.get("containers") or [{}])[0], "name": "default"}
+    container["lastStatus"] = "STOPPED" if last_status == "STOPPED" else "RUNNING"
+    container.pop("exitCode", None)
+    if desired == "STOPPED":
+        exited = last_status != "RUNNING"  # a Spot task keeps running for two minutes after the notice
         if outcome == "spot":
             detail.update(stopCode="TerminationNotice", stoppedReason=SPOT_INTERRUPTED)
-            container["exitCode"] = 143
+            if exited:
+                container["exitCode"] = 143
         else:
             detail.update(stopCode="EssentialContainerExited", stoppedReason="Essential container in task exited")
             container["exitCode"] = 0 if outcome == "ok" else 1
@@ -314,6 +578,81 @@ def task_envelope(task: dict[str, Any], last_status: str, outcome: str = "ok") -
         "resources": [task["taskArn"]],
         "detail": detail,
     }
+
+
+# -- the deployed event sources -----------------------------------------------------------------------------------
+
+INFRA = Path(__file__).resolve().parents[2] / "infra" / "resources.json"
+FUNCTION_RESOURCES = {"on_job_change": "OnJobChange", "on_ecs_task_event": "OnEcsTaskEvent"}
+
+
+def _merge(file_template: Any, chalice_template: Any) -> Any:
+    """`chalice package --merge-template`'s deep merge (chalice.package.TemplateDeepMerger): dicts merge, the
+    merged file's other values win."""
+    if isinstance(file_template, dict) and isinstance(chalice_template, dict):
+        merged = dict(chalice_template)
+        for key, value in file_template.items():
+            merged[key] = _merge(value, chalice_template.get(key))
+        return merged
+    return file_template
+
+
+@dataclass
+class Template:
+    """What `make package` deploys of the event sources the harness plays: the app's own (Chalice) merged with
+    infra/resources.json, with the few intrinsics they use resolved: Fn::GetAtt from `refs`, Ref of a parameter
+    and Fn::If on a condition over parameters (the template's defaults unless `parameters` says otherwise)."""
+
+    refs: dict[tuple[str, str], Any] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.infra: dict[str, Any] = json.loads(INFRA.read_text())
+        defaults = {k: str(v.get("Default", "")) for k, v in self.infra.get("Parameters", {}).items()}
+        self.parameters = {**defaults, **self.parameters}
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self.resolve(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        if set(node) == {"Fn::GetAtt"}:
+            return self.refs[tuple(node["Fn::GetAtt"])]
+        if set(node) == {"Ref"}:
+            return self.parameters[node["Ref"]]
+        if set(node) == {"Fn::If"}:
+            condition, yes, no = node["Fn::If"]
+            return self.resolve(yes if self.condition(condition) else no)
+        return {k: self.resolve(v) for k, v in node.items()}
+
+    def condition(self, name: str) -> bool:
+        return bool(self._evaluate(self.infra["Conditions"][name]))
+
+    def _evaluate(self, node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"Fn::Equals"}:
+            a, b = (self._evaluate(x) for x in node["Fn::Equals"])
+            return a == b
+        if isinstance(node, dict) and set(node) == {"Fn::Not"}:
+            return not self._evaluate(node["Fn::Not"][0])
+        if isinstance(node, dict) and set(node) == {"Condition"}:
+            return self.condition(node["Condition"])
+        return self.resolve(node)
+
+    def _event(self, function: str) -> dict[str, Any]:
+        events = self.infra["Resources"][FUNCTION_RESOURCES[function]]["Properties"]["Events"]
+        ((_, event),) = events.items()
+        return dict(event["Properties"])
+
+    def rule_pattern(self, function: str) -> dict[str, Any]:
+        """An EventBridge rule's pattern: the app's `on_cw_event` pattern, merged with infra's."""
+        (source,) = [e for e in app.event_sources if e.name == function]
+        return dict(_merge(self.resolve(self._event(function)["Pattern"]), source.event_pattern))
+
+    def stream_filters(self) -> list[dict[str, Any]]:
+        """The patterns of the stream's event source mapping (FilterCriteria): a record invokes the handler when one
+        of them matches it."""
+        criteria = self.resolve(self._event("on_job_change")["FilterCriteria"])
+        return [json.loads(f["Pattern"]) for f in criteria["Filters"]]
 
 
 # -- a deployment -----------------------------------------------------------------------------------------------------
@@ -425,29 +764,30 @@ LAMBDA_ASSUMED_MS = 50  # assumed billed duration per invocation (in-process mot
 
 DDB_READS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}
 DDB_SINGLE_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
+EVENT_CHUNK = 64 * KB
 
 
 def window_counts(counter: CallCounter, invocations: Counter[str], api_requests: int) -> Counter[str]:
-    """The AWS usage of everything the counter saw: request counts and (estimated) request units."""
+    """The AWS usage of everything the counter saw: request counts and request units."""
     c: Counter[str] = Counter()
     for call in counter.calls:
         op, p = call.operation, call.params
         if call.service == "dynamodb":
             if op in DDB_READS:
                 c["dynamodb_reads"] += 1
-                c["dynamodb_rru"] += 2 * len(p["TransactItems"]) if op == "TransactGetItems" else 1
             elif op in DDB_SINGLE_WRITES:
                 c["dynamodb_writes"] += 1
-                c["dynamodb_wru"] += 1
-            elif op == "TransactWriteItems":  # each item is a write, at twice the units
+            elif op == "TransactWriteItems":
                 c["dynamodb_writes"] += len(p["TransactItems"])
-                c["dynamodb_wru"] += 2 * len(p["TransactItems"])
             elif op == "BatchWriteItem":
-                n = sum(len(reqs) for reqs in p["RequestItems"].values())
-                c["dynamodb_writes"] += n
-                c["dynamodb_wru"] += n
+                c["dynamodb_writes"] += sum(len(reqs) for reqs in p["RequestItems"].values())
+            c["dynamodb_rru"] += call.rru
+            c["dynamodb_wru"] += call.wru + call.index_wru
+            c["dynamodb_wru_index"] += call.index_wru
         elif call.service == "events" and op == "PutEvents":
             c["eventbridge_putevents_entries"] += len(p["Entries"])
+            # billed per 64 KB chunk of each entry
+            c["eventbridge_events_billed"] += sum(-(-entry_size(e) // EVENT_CHUNK) for e in p["Entries"])
         elif call.service == "sqs" and op == "SendMessage":
             c["sqs_messages"] += 1
             c["sqs_requests"] += 1
@@ -474,7 +814,7 @@ def usd_per_million(per_job: dict[str, float]) -> dict[str, float]:
         "dynamodb": per_job["dynamodb_wru"] * PRICES["dynamodb_write_request_unit"]
         + per_job["dynamodb_rru"] * PRICES["dynamodb_read_request_unit"],
         "lambda": per_job["handler_invocations"] * (PRICES["lambda_request"] + gb_s * PRICES["lambda_gb_second"]),
-        "eventbridge": per_job["eventbridge_putevents_entries"] * PRICES["eventbridge_custom_event"],
+        "eventbridge": per_job.get("eventbridge_events_billed", 0) * PRICES["eventbridge_custom_event"],
         "sqs": per_job["sqs_requests"] * PRICES["sqs_fifo_request"],
         "api_gateway": per_job["api_gateway_requests"] * PRICES["api_gateway_rest_request"],
         "ecs": per_job.get("ecs_RunTask", 0) * PRICES["ecs_run_task"],
@@ -495,6 +835,7 @@ def _measure(deployment: Deployment, jobs: int, submit: Callable[[Callable[..., 
     world.settle()
     deployment.counter.calls.clear()
     world.invocations.clear()
+    world.emitted.clear()
     submitted: list[str] = []
 
     def submit_job(name: str, **kwargs: Any) -> str:
@@ -505,9 +846,10 @@ def _measure(deployment: Deployment, jobs: int, submit: Callable[[Callable[..., 
 
     submit(submit_job)
     world.settle()
+    counts = window_counts(deployment.counter, world.invocations, len(submitted))  # not the check's DescribeJobs
+    counts.update(world.emitted)  # free: what ECS and the stream emitted, delivered to a Lambda or filtered out
     done = batch.describe_jobs(jobs=submitted)["jobs"]
     assert [j["status"] for j in done] == ["SUCCEEDED"] * len(submitted), [j.get("statusReason") for j in done]
-    counts = window_counts(deployment.counter, world.invocations, len(submitted))
     return {k: round(v / jobs, 3) for k, v in sorted(counts.items())}
 
 
@@ -526,9 +868,10 @@ def measure_aws_cost(array_size: int = 10, loaded: int = 20) -> dict[str, dict[s
 
     Handler invocations are the harness's Lambda invocations in the window (a stream or SQS batch is one invocation,
     whoever's records it carries) plus one API Lambda invocation per SubmitJob. DynamoDB reads and writes are
-    calls (a TransactWriteItems counts its items); `dynamodb_rru`/`dynamodb_wru` estimate request units as one per
-    read or write (two per transactional item), ignoring item size over 1 KB (writes) / 4 KB (reads) and the writes
-    to the table's two global secondary indexes."""
+    calls (a TransactWriteItems counts its items); `dynamodb_rru`/`dynamodb_wru` are the request units they
+    consumed by DynamoDB's size rules (`TableModel`), `dynamodb_wru_index` the part of the writes' units that the
+    global secondary indexes cost. `ecs_task_events` and `stream_records` are what ECS and the stream emitted,
+    whether a filter passed them on or not (free). The check that every job succeeded is not counted."""
     with moto_environment(), deployed() as deployment:
         set_up(deployment)
         _measure(

@@ -7,8 +7,9 @@ The harness (`serverless_harness.py`) plays AWS's part, as Lambda's event source
 - the table's stream: records are read from moto's dynamodbstreams and delivered to `on_job_change` in batches,
   honouring its partial-batch response;
 - the dispatch queue: SQS FIFO messages are received and delivered to `dispatch`, then deleted;
-- ECS: for every task moto's RunTask started, "ECS Task State Change" envelopes (RUNNING, then STOPPED with the exit
-  code or Spot interruption the scenario scripts for that attempt) are delivered to `on_ecs_task_event`.
+- ECS: every task moto's RunTask started goes through ECS's task states (PROVISIONING to STOPPED, with the exit code
+  or Spot interruption the scenario scripts for that attempt); the "ECS Task State Change" events the deployed rule's
+  pattern matches are delivered to `on_ecs_task_event`.
 
 Every AWS call the runtime makes is counted (a `provide-client-params` hook on every botocore client, like moto's own
 stubber) and attributed to jobs by the keys it names. The test asserts the cost targets of a plain job (ADR 0003:
