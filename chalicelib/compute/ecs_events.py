@@ -15,6 +15,14 @@ strings instead of epoch numbers; none is read here).
 | DEACTIVATING, STOPPING, DEPROVISIONING | nothing: the STOPPED event follows |
 | STOPPED | TaskStopped(exitCode and reason of the essential container, status_reason = stoppedReason) |
 
+ECS emits a task state change whenever lastStatus or desiredStatus changes: nine for a task that runs and exits
+(PROVISIONING, PENDING, ACTIVATING, RUNNING; RUNNING again with desiredStatus STOPPED once the container exited;
+DEACTIVATING, STOPPING, DEPROVISIONING, STOPPED). The EventBridge rule (`task_pattern`) passes on only the two this
+module turns into lifecycle events, RUNNING while desired RUNNING, and STOPPED, so the others never invoke a Lambda.
+RUNNING with desiredStatus STOPPED is left out too: it follows the first RUNNING (or comes when a stop was asked
+before the task ran), and the STOPPED event that follows decides the attempt. A lost RUNNING is repaired by the
+sweep, which asks ECS for the state of attempts STARTING for long (control/sweep.py).
+
 Both lifecycle events carry the task's ARN: the attempt records it (DescribeJobs `taskArn`) and its log stream
 `<jd>/default/<ECS task id>`.
 
@@ -206,10 +214,21 @@ def _instance_id(event: Mapping[str, Any]) -> str | None:
 # -- rule patterns ------------------------------------------------------------------------------------------------
 
 
-def task_rule_pattern(cluster_arn: str) -> dict[str, Any]:
-    """The EventBridge pattern selecting the task state changes of batchplane's tasks in one cluster."""
+def task_pattern() -> dict[str, Any]:
+    """The EventBridge pattern of the task state changes `task_event` acts on: batchplane's tasks (by group) that
+    became RUNNING (and are meant to run) or STOPPED. The rule of app.py; infra adds the stack's cluster."""
     return {
         "source": ["aws.ecs"],
         "detail-type": [TASK_STATE_CHANGE],
-        "detail": {"clusterArn": [cluster_arn], "group": [{"prefix": GROUP_PREFIX}]},
+        "detail": {
+            "group": [{"prefix": GROUP_PREFIX}],
+            "$or": [{"lastStatus": sorted(_STARTED), "desiredStatus": sorted(_STARTED)}, {"lastStatus": [_STOPPED]}],
+        },
     }
+
+
+def task_rule_pattern(cluster_arn: str) -> dict[str, Any]:
+    """`task_pattern` for the tasks of one cluster."""
+    pattern = task_pattern()
+    pattern["detail"] = {"clusterArn": [cluster_arn], **pattern["detail"]}
+    return pattern

@@ -64,11 +64,7 @@ CE_CACHE_SECONDS = 60.0
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/batchplane/stream/set-by-infra-resources-json"
 DISPATCH_QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:set-by-infra-resources-json.fifo"
 SWEEP_RATE = "rate(1 minute)"
-ECS_TASK_PATTERN: dict[str, Any] = {
-    "source": ["aws.ecs"],
-    "detail-type": [ecs_events.TASK_STATE_CHANGE],
-    "detail": {"group": [{"prefix": ecs_events.GROUP_PREFIX}]},
-}
+ECS_TASK_PATTERN: dict[str, Any] = ecs_events.task_pattern()  # RUNNING and STOPPED only: 2 of a task's 9 events
 EC2_PATTERN: dict[str, Any] = {
     "source": ["aws.ec2"],
     "$or": [

@@ -17,6 +17,7 @@ import pytest
 from chalice.test import Client
 
 from app import app
+from chalicelib.compute import ecs_events
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
@@ -489,6 +490,33 @@ def test_ecs_task_state_changes_reach_task_events(harness: Harness) -> None:
     ((name, (svc, reactor, got)),) = harness.recorded.calls
     assert name == "on_ecs_task_event" and svc is harness.svc and isinstance(reactor, Reactor)
     assert got["detail"] == {"group": "batchplane:j:1"}
+
+
+def test_the_ecs_rule_passes_on_only_the_task_states_that_change_a_job() -> None:
+    # GIVEN the ECS rule as `make package` deploys it, and every state change ECS emits for a task that runs
+    from moto.events.models import EventPattern
+
+    from tests.functional.serverless_harness import ECS_TASK_STATES, Template, task_envelope
+
+    cluster = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/batchplane"
+    rule = EventPattern.load(json.dumps(Template(refs={("Cluster", "Arn"): cluster}).rule_pattern("on_ecs_task_event")))
+    task = {"taskArn": f"{cluster}/t-1", "clusterArn": cluster, "group": "batchplane:j:1", "containers": []}
+
+    # WHEN EventBridge matches them
+    events = [task_envelope(task, last, desired=desired) for last, desired in ECS_TASK_STATES]
+    passed = [state for state, event in zip(ECS_TASK_STATES, events, strict=True) if rule.matches_event(event)]
+
+    # THEN only RUNNING (while meant to run) and STOPPED invoke the Lambda: the two that change a job
+    assert passed == [("RUNNING", "RUNNING"), ("STOPPED", "STOPPED")]
+    translated = [
+        ecs_events.task_event(task_envelope(task, last, desired=desired)) for last, desired in ECS_TASK_STATES
+    ]
+    acting = [state for state, t in zip(ECS_TASK_STATES, translated, strict=True) if t is not None]
+    assert set(passed) <= set(acting)
+    # ... and not the tasks of another cluster, nor those batchplane did not start
+    other = task_envelope(task, "STOPPED")
+    assert not rule.matches_event(other | {"detail": {**other["detail"], "clusterArn": cluster + "-other"}})
+    assert not rule.matches_event(other | {"detail": {**other["detail"], "group": "service:web"}})
 
 
 def test_ec2_events_reach_task_events(harness: Harness) -> None:

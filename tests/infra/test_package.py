@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.compute import ecs_events
 from chalicelib.runtime import stream
 
 pytestmark = pytest.mark.infra
@@ -231,6 +232,8 @@ def test_ecs_task_events_are_those_of_the_stacks_cluster(cfn: dict[str, Any]) ->
     detail = rule["Properties"]["EventPattern"]["detail"]
     assert detail["clusterArn"] == [{"Fn::GetAtt": ["Cluster", "Arn"]}]
     assert detail["group"] == [{"prefix": "batchplane:"}]
+    # only the task states that change a job invoke the Lambda (RUNNING and STOPPED, 2 of a task's 9 events)
+    assert {k: v for k, v in detail.items() if k != "clusterArn"} == ecs_events.task_pattern()["detail"]
 
 
 # -- least privilege ---------------------------------------------------------------------------------------------------

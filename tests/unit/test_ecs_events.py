@@ -434,7 +434,7 @@ def test_host_terminated_reason_text() -> None:
 
 def test_rule_pattern_selects_batchplane_groups_in_the_cluster() -> None:
     pattern = ecs_events.task_rule_pattern(CLUSTER)
-    assert pattern["detail"] == {"clusterArn": [CLUSTER], "group": [{"prefix": "batchplane:"}]}
+    assert pattern["detail"]["clusterArn"] == [CLUSTER] and pattern["detail"]["group"] == [{"prefix": "batchplane:"}]
 
 
 def test_log_stream_name_matches_batch() -> None:
