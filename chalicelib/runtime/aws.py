@@ -20,6 +20,7 @@ Settings are read once (`AwsConfig.from_environment`); boto3 clients are made on
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -27,9 +28,9 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -41,13 +42,13 @@ from chalicelib.control.react import STATE_CHANGE, Reactor
 from chalicelib.domain import lifecycle
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.job_detail import job_detail
-from chalicelib.domain.jobs import Job
+from chalicelib.domain.jobs import RUNNABLE, Job
 from chalicelib.domain.model import ComputeEnvironment
 from chalicelib.events.eventbridge import Event, EventBridgeSink, EventsUnavailable
 from chalicelib.events.schedules import EventBridgeSchedules, LocalSchedules, SchedulePort
 from chalicelib.runtime import stream
-from chalicelib.store.port import ItemStore
-from chalicelib.store.repository import Repository
+from chalicelib.store.port import Index, Item, ItemStore, Op, Put
+from chalicelib.store.repository import CE_PK, JQ_PK, SP_PK, Repository
 
 log = logging.getLogger("batchplane.aws")
 
@@ -177,6 +178,98 @@ def _default_session() -> Any:
     return boto3.session.Session()
 
 
+# -- one read of each resource per invocation ---------------------------------------------------------------------
+
+
+class InvocationCache:
+    """The runtime's item store, with the resource records (compute environments, job queues, scheduling policies)
+    read at most once per Lambda invocation: every entry point runs in a `scope`, and within it a `get` or main-index
+    `query` of those partitions is answered from what the invocation already read. A dispatch invocation runs several
+    cycles, and each lists the queues and compute environments; a stream batch checks the queues once per batch.
+
+    An invocation sees the resources as they were when it first read them, as if any later update had happened just
+    after it: resource updates wake the dispatcher, so the next invocation sees them. A write through this store to a
+    cached partition drops what was cached of it. Outside a scope (and in other threads) nothing is cached."""
+
+    PARTITIONS = frozenset({CE_PK, JQ_PK, SP_PK})
+
+    def __init__(self, store: ItemStore) -> None:
+        self.store = store
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        outer: dict[tuple[Any, ...], Any] | None = getattr(self._local, "memo", None)
+        if outer is None:
+            self._local.memo = {}
+        try:
+            yield
+        finally:
+            if outer is None:
+                self._local.memo = None
+
+    def _memo(self, pk: str) -> dict[tuple[Any, ...], Any] | None:
+        memo: dict[tuple[Any, ...], Any] | None = getattr(self._local, "memo", None)
+        return memo if memo is not None and pk in self.PARTITIONS else None
+
+    def _forget(self, pks: Sequence[str]) -> None:
+        memo: dict[tuple[Any, ...], Any] | None = getattr(self._local, "memo", None)
+        if memo is not None and self.PARTITIONS.intersection(pks):
+            for key in [k for k in memo if k[1] in pks]:
+                del memo[key]
+
+    def get(self, pk: str, sk: str) -> Item | None:
+        memo = self._memo(pk)
+        if memo is None:
+            return self.store.get(pk, sk)
+        key = ("get", pk, sk)
+        if key not in memo:
+            memo[key] = self.store.get(pk, sk)
+        found: Item | None = memo[key]
+        return found
+
+    def batch_get(self, keys: Sequence[tuple[str, str]]) -> list[Item]:
+        return self.store.batch_get(keys)
+
+    def put(self, item: Item, expect: int | None) -> Item:
+        self._forget([item.pk])
+        return self.store.put(item, expect)
+
+    def delete(self, pk: str, sk: str, expect: int) -> None:
+        self._forget([pk])
+        self.store.delete(pk, sk, expect)
+
+    def transact(self, ops: Sequence[Op]) -> None:
+        self._forget([op.item.pk if isinstance(op, Put) else op.pk for op in ops])
+        self.store.transact(ops)
+
+    def query(
+        self,
+        index: Index,
+        partition: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+        prefix: str | None = None,
+    ) -> list[Item]:
+        memo = self._memo(partition) if index == "main" else None
+        if memo is None:
+            return self.store.query(index, partition, after=after, limit=limit, descending=descending, prefix=prefix)
+        key = ("query", partition, after, limit, descending, prefix)
+        if key not in memo:
+            memo[key] = self.store.query(
+                index, partition, after=after, limit=limit, descending=descending, prefix=prefix
+            )
+        return list(memo[key])
+
+    def count(self, index: Index, partition: str) -> int:
+        return self.store.count(index, partition)
+
+    def close(self) -> None:
+        self.store.close()
+
+
 # -- the control functions the entry points call ------------------------------------------------------------------
 
 EnvelopeHandler = Callable[[Services, Reactor, Mapping[str, Any]], object]
@@ -218,6 +311,20 @@ class Controls:
 
 # -- the runtime ----------------------------------------------------------------------------------------------------
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _invocation(entry: Callable[Concatenate[AwsRuntime, _P], _R]) -> Callable[Concatenate[AwsRuntime, _P], _R]:
+    """An entry point: it runs in a scope of the invocation cache (`InvocationCache`)."""
+
+    def run(self: AwsRuntime, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.items.scope():
+            return entry(self, *args, **kwargs)
+
+    run.__name__, run.__doc__ = entry.__name__, entry.__doc__
+    return run
+
 
 class AwsRuntime:
     def __init__(
@@ -238,6 +345,7 @@ class AwsRuntime:
 
             store = DynamoItemStore(config.table, region=config.region, host=config.dynamodb_endpoint)
         self.store = store
+        self.items = InvocationCache(store)
         self.sink = EventBridgeSink(self.clients.factory("events"), bus=config.event_bus, source=config.event_source)
         self._ces: dict[str, tuple[float, ComputeEnvironment | None]] = {}
         self.launcher = EcsLauncher(
@@ -250,7 +358,7 @@ class AwsRuntime:
             execution_role_arn=config.execution_role_arn,
         )
         self.services = Services(
-            repo=Repository(store),
+            repo=Repository(self.items),
             settings=Settings(account=config.account, default_region=config.region),
             clock=clock or SystemClock(),
             ids=ids or UuidFactory(),
@@ -313,13 +421,14 @@ class AwsRuntime:
 
     # -- entry points -------------------------------------------------------------------------------------------
 
+    @_invocation
     def on_stream(self, event: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
         """One batch of the table's stream. Returns Lambda's partial-batch response: the first record whose effects
         did not all happen (it and every later record of the shard are delivered again)."""
         records = list(event.get("Records") or [])
         changes = [stream.decode(r) for r in records]
         published: list[tuple[int, Event]] = []
-        wake_from: int | None = None
+        wakes: list[tuple[int, bool]] = []  # (record, whether it made a job RUNNABLE)
         failed: int | None = None
         for i, change in enumerate(changes):
             if change is None or change.new is None:
@@ -335,14 +444,18 @@ class AwsRuntime:
                 break
             if any(isinstance(e, lifecycle.Publish) for e in derived):
                 published.append((i, Event(STATE_CHANGE, [change.new.arn], job_detail(change.new))))
-            if wake_from is None and any(isinstance(e, lifecycle.WakeDispatcher) for e in derived):
-                wake_from = i
+            if any(isinstance(e, lifecycle.WakeDispatcher) for e in derived):
+                wakes.append((i, change.new.status == RUNNABLE))
         try:
             self.sink.publish_all([e for _, e in published])
         except EventsUnavailable as e:
             log.exception("publishing job state changes failed")
             failed = min(failed, published[e.index][0]) if failed is not None else published[e.index][0]
-        if wake_from is not None and (failed is None or wake_from < failed):
+        wakes = [w for w in wakes if failed is None or w[0] < failed]
+        # A job that became RUNNABLE needs a dispatch cycle. One that left RUNNABLE/STARTING/RUNNING freed capacity
+        # or a queue's head, which only matters to jobs waiting for it: none waiting, no wake (docs/adr/0009).
+        if wakes and (any(new_work for _, new_work in wakes) or self._work_waiting()):
+            wake_from = wakes[0][0]
             try:
                 last = next(c for c in reversed(changes[: failed if failed is not None else len(changes)]) if c)
                 self.send_wake(dedup=last.sequence or None)
@@ -353,6 +466,22 @@ class AwsRuntime:
             return {"batchItemFailures": []}
         sequence = str((records[failed].get("dynamodb") or {}).get("SequenceNumber", ""))
         return {"batchItemFailures": [{"itemIdentifier": sequence}]}
+
+    def _work_waiting(self) -> bool:
+        """Is a job RUNNABLE in an enabled queue (top-level or array child)? Asked after a job freed capacity, once
+        per stream batch: a job that becomes RUNNABLE later wakes the dispatcher itself. Any doubt (an error) says
+        yes: a wake too many costs a cycle, a wake too few costs up to the sweep's minute."""
+        try:
+            for queue in self.services.repo.list_jqs():
+                if queue.state != "ENABLED":
+                    continue
+                for children in (False, True):
+                    if self.services.jobs.in_queue(queue.name, RUNNABLE, children=children, limit=1):
+                        return True
+        except Exception:
+            log.exception("checking for RUNNABLE jobs failed; waking the dispatcher")
+            return True
+        return False
 
     def _carry_out(self, job: Job, effect: lifecycle.Effect) -> None:
         match effect:
@@ -368,6 +497,7 @@ class AwsRuntime:
             case _:  # pragma: no cover - Launch/StopTask never come from the stream
                 raise AssertionError(f"{type(effect).__name__} is not a stream effect")
 
+    @_invocation
     def on_dispatch(self, remaining_ms: Callable[[], int] | None = None) -> int:
         """Scheduling cycles until one places nothing. One invocation at a time (FIFO, one message group), so the
         capacity one cycle sees is not being spent by another. Returns the number of jobs placed."""
@@ -387,21 +517,26 @@ class AwsRuntime:
         self.wake_dispatcher()  # more may be placeable: hand over to the next invocation
         return placed
 
+    @_invocation
     def on_ecs_task_event(self, envelope: Mapping[str, Any]) -> None:
         self.controls.on_ecs_task_event(self.services, self.reactor, envelope)
 
+    @_invocation
     def on_ec2_event(self, envelope: Mapping[str, Any]) -> None:
         self.controls.on_ec2_event(self.services, self.reactor, envelope)
 
+    @_invocation
     def on_sweep(self) -> None:
         try:
             self.controls.sweep(self.services, self.reactor, self.services.clock.now_ms())
         finally:
             self.wake_dispatcher()  # repairs a wake lost anywhere in the last minute
 
+    @_invocation
     def on_capacity(self) -> None:
         self.controls.reconcile(self.services, self.clients.factory("autoscaling"))
 
+    @_invocation
     def on_object_created(self, envelope: Mapping[str, Any]) -> list[str]:
         """S3 "Object Created" via EventBridge: detail.bucket.name and detail.object.key (not URL-encoded). The
         object's sequencer (new for every write of a key; the event id when absent) makes a redelivery submit
@@ -416,6 +551,7 @@ class AwsRuntime:
         version = str(obj.get("sequencer") or envelope.get("id") or "")
         return self.controls.on_object_created(self.services, self.reactor, bucket, key, version)
 
+    @_invocation
     def on_schedule(self, event: Mapping[str, Any]) -> str | None:
         """EventBridge Scheduler's target input: {"trigger": "<trigger name>"}."""
         name = event.get("trigger")

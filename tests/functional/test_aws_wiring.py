@@ -422,6 +422,109 @@ def test_when_the_wake_cannot_be_sent_the_waking_record_is_retried(harness: Harn
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["dynamodb"]["SequenceNumber"]}]}
 
 
+def _queue(harness: Harness, name: str = "q", state: str = "ENABLED") -> None:
+    from chalicelib.domain.model import ComputeEnvironmentOrder, JobQueue
+
+    arn = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/{name}"
+    order = (ComputeEnvironmentOrder(1, f"arn:aws:batch:{REGION}:{ACCOUNT}:compute-environment/ce"),)
+    queue = JobQueue(name, arn, 1, state, "VALID", "", NOW, compute_environment_order=order)
+    harness.svc.repo.save_jq(queue)
+
+
+def test_a_job_that_frees_capacity_wakes_the_dispatcher_only_when_a_job_waits(harness: Harness) -> None:
+    # GIVEN a job that finished while nothing is RUNNABLE
+    _queue(harness)
+    running = a_running_job(job_id="r", version=2)
+    done, _ = _transition(running, lifecycle.TaskStopped(1, 0))
+
+    # WHEN its change comes through the stream: no wake, nothing would use the capacity
+    harness.invoke("on_job_change", changes((running, done)))
+    assert harness.fake.of("sqs", "send_message") == []
+
+    # ... but with a job waiting (even in a queue of its own), the freed capacity wakes the dispatcher
+    _queue(harness, "other")
+    harness.svc.jobs.create_with_edges(a_job("waiting", status=RUNNABLE, queue="other"), [])
+    harness.invoke("on_job_change", changes((running, done)))
+    assert len(harness.fake.of("sqs", "send_message")) == 1
+
+
+def test_a_job_waiting_in_a_disabled_queue_needs_no_wake(harness: Harness) -> None:
+    _queue(harness, "off", state="DISABLED")
+    harness.svc.jobs.create_with_edges(a_job("waiting", status=RUNNABLE, queue="off"), [])
+    running = a_running_job(job_id="r", version=2)
+    done, _ = _transition(running, lifecycle.TaskStopped(1, 0))
+
+    harness.invoke("on_job_change", changes((running, done)))
+
+    assert harness.fake.of("sqs", "send_message") == []
+
+
+def test_when_the_check_for_waiting_jobs_fails_the_dispatcher_is_woken(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("DynamoDB is having a bad day")
+
+    monkeypatch.setattr(harness.svc.repo, "list_jqs", unavailable)
+    running = a_running_job(job_id="r", version=2)
+    done, _ = _transition(running, lifecycle.TaskStopped(1, 0))
+
+    assert harness.invoke("on_job_change", changes((running, done))) == {"batchItemFailures": []}
+    assert len(harness.fake.of("sqs", "send_message")) == 1
+
+
+# -- the invocation cache ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CountingStore:
+    store: SqliteItemStore
+    reads: list[str] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+        if name not in ("get", "query", "batch_get", "count"):
+            return method
+
+        def read(*args: Any, **kwargs: Any) -> Any:
+            self.reads.append(f"{name}:{args[1] if name == 'query' else args[0]}")
+            return method(*args, **kwargs)
+
+        return read
+
+
+def test_an_invocation_reads_each_resource_once(tmp_path: Path) -> None:
+    from chalicelib.domain.model import ComputeEnvironment
+    from chalicelib.store.repository import Repository, ce_item
+
+    # GIVEN the runtime's store, counted
+    counted = CountingStore(SqliteItemStore(str(tmp_path / "c.db")))
+    cache = aws.InvocationCache(counted)  # type: ignore[arg-type]
+    repo = Repository(cache)
+    ce = ComputeEnvironment("ce", "arn:ce", "UNMANAGED", "ENABLED", "VALID", "", "uuid", NOW)
+    counted.store.put(ce_item(ce), None)
+
+    # WHEN one invocation lists the CEs and gets one twice, and reads a job twice
+    with cache.scope():
+        for _ in range(2):
+            repo.list_ces(None, 1000)
+            repo.get_ce("ce")
+            cache.get("JOB#j", "")
+        # THEN the resources were read once, the job every time
+        assert counted.reads == ["query:CE", "get:CE", "get:JOB#j", "get:JOB#j"]
+        # ... and a write to the CE partition is seen by the next read
+        repo.save_ce(repo.get_ce("ce") or ce)
+        assert repo.list_ces(None, 1000)[0].version == 2
+        assert counted.reads[4:] == ["query:CE"]  # (the get before the save was still the cached one)
+
+    # ... and outside an invocation (or in another thread) nothing is cached
+    counted.reads.clear()
+    repo.list_ces(None, 1000)
+    repo.list_ces(None, 1000)
+    assert counted.reads == ["query:CE", "query:CE"]
+    counted.store.close()
+
+
 # -- dispatch ---------------------------------------------------------------------------------------------------------
 
 
@@ -464,7 +567,7 @@ def test_dispatch_hands_over_when_its_time_runs_out() -> None:
 
     class Rt(AwsRuntime):
         def __init__(self) -> None:
-            pass
+            self.items = aws.InvocationCache(SqliteItemStore(":memory:"))
 
         def dispatcher(self) -> Any:
             return Cycles([2, 2, 2])
