@@ -113,6 +113,15 @@ class AwsConfig:
     # RunTask's clientToken makes a launch idempotent for 24 h; the ListTasks precheck (2 calls per launch) also
     # covers emulators that ignore the token. Off on AWS.
     ecs_precheck: bool = False
+    # Which "Batch Job State Change" events go to EventBridge: ALL, TERMINAL (SUCCEEDED/FAILED) or NONE (ADR 0010)
+    state_change_events: str = stream.DEFAULT_STATE_CHANGE_EVENTS
+
+    def __post_init__(self) -> None:
+        if self.state_change_events not in stream.STATE_CHANGE_EVENTS:
+            raise ValueError(
+                f"BATCHPLANE_STATE_CHANGE_EVENTS must be one of {', '.join(stream.STATE_CHANGE_EVENTS)}, "
+                f"not {self.state_change_events!r}"
+            )
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> AwsConfig:
@@ -132,6 +141,9 @@ class AwsConfig:
             scheduler_role_arn=e.get("BATCHPLANE_SCHEDULER_ROLE_ARN") or None,
             schedule_group=e.get("BATCHPLANE_SCHEDULE_GROUP") or "batchplane",
             ecs_precheck=_flag(e.get("BATCHPLANE_ECS_PRECHECK"), False),
+            state_change_events=(e.get("BATCHPLANE_STATE_CHANGE_EVENTS") or stream.DEFAULT_STATE_CHANGE_EVENTS)
+            .strip()
+            .upper(),
         )
 
 
@@ -442,7 +454,9 @@ class AwsRuntime:
                 log.exception("effects of %s (record %s) failed", change.new.job_id, change.sequence)
                 failed = i
                 break
-            if any(isinstance(e, lifecycle.Publish) for e in derived):
+            if any(isinstance(e, lifecycle.Publish) for e in derived) and stream.publishes(
+                self.config.state_change_events, change.new
+            ):
                 published.append((i, Event(STATE_CHANGE, [change.new.arn], job_detail(change.new))))
             if any(isinstance(e, lifecycle.WakeDispatcher) for e in derived):
                 wakes.append((i, change.new.status == RUNNABLE))

@@ -8,13 +8,16 @@ between its write and its effects (docs/adr/0006-aws-event-path.md).
 
 | change (old -> new image) | effect |
 |---|---|
-| inserted, or status changed | Publish ("Batch Job State Change") |
+| inserted, or status changed | Publish ("Batch Job State Change") if BATCHPLANE_STATE_CHANGE_EVENTS says so |
 | status became RUNNABLE, or became terminal from RUNNABLE/STARTING/RUNNING | WakeDispatcher (new work, freed capacity,
   a freed queue head) |
 | status became SUCCEEDED/FAILED (not on insert: nothing can depend on a job yet) | NotifyDependents |
 | ... and the job is an array child | NotifyParent |
 | array parent PENDING, no pending dependency, not cancelled, children_created < size | CreateChildren |
 | array parent newly cancelled / terminated while PENDING | CancelChildren(terminate=...) |
+
+The event source mapping's filter (`filter_patterns`) keeps from the handler the records that need nothing: those of
+other items, and unless every state change is published, a job's changes to STARTING and RUNNING.
 
 Launch and StopTask are not here: they run inline where they were decided (a claim launches at once, a terminate
 stops at once), idempotent on `jobId#attempt`. Deriving an effect twice (a re-delivered record) is harmless: every
@@ -51,8 +54,40 @@ STREAM_EFFECTS: frozenset[type[lifecycle.Effect]] = frozenset(
     }
 )
 
+# Which "Batch Job State Change" events go to EventBridge (BATCHPLANE_STATE_CHANGE_EVENTS; docs/adr/0010): every
+# persisted state change, only SUCCEEDED and FAILED, or none. Each is a custom event at $1 per million.
+ALL, TERMINAL_ONLY, NONE = "ALL", "TERMINAL", "NONE"
+STATE_CHANGE_EVENTS = (ALL, TERMINAL_ONLY, NONE)
+DEFAULT_STATE_CHANGE_EVENTS = TERMINAL_ONLY
+
+
+def publishes(mode: str, job: Job) -> bool:
+    """Whether a persisted state change to `job.status` is published under `mode`."""
+    return mode == ALL or (mode == TERMINAL_ONLY and job.status in TERMINAL)
+
+
 # Lambda's event source filter: only job items reach the handler (edges, resources and usage records do not).
 FILTER_PATTERN: dict[str, Any] = {"dynamodb": {"Keys": {"pk": {"S": [{"prefix": JOB_PREFIX}]}}}}
+
+# The states whose records may need a reaction besides Publish: a wake (RUNNABLE), array children (a parent is
+# PENDING until it ends), notifications (SUCCEEDED, FAILED). A change to STARTING or RUNNING only publishes, and an
+# array parent is never STARTING or RUNNING.
+REACTING = (PENDING, RUNNABLE, *TERMINAL)
+_INDEX_PARTITIONS = ("g1p", "g2p")  # gsi1 "Q#<queue>#<STATUS>" / "QC#..." (store/jobs.py), gsi2 "ARR#<parent>#<STATUS>"
+
+
+def filter_patterns(mode: str) -> list[dict[str, Any]]:
+    """The stream event source mapping's FilterCriteria patterns (a record invokes the handler when one matches):
+    every job record when every state change is published; otherwise only records whose new image is in a REACTING
+    state, read from the end of the item's index partition keys (every job has gsi1's but a finished array child,
+    which has gsi2's), so that the claim and RUNNING writes of a job never invoke the handler."""
+    if mode == ALL:
+        return [FILTER_PATTERN]
+    suffixes = [{"suffix": f"#{status}"} for status in REACTING]
+    return [
+        {"dynamodb": {**FILTER_PATTERN["dynamodb"], "NewImage": {attribute: {"S": suffixes}}}}
+        for attribute in _INDEX_PARTITIONS
+    ]
 
 
 @dataclass(frozen=True)

@@ -290,15 +290,26 @@ class DynamoItemStore:
     def _record(self, item: Item, expect: int | None) -> tuple[ItemRecord, Item]:
         """The record to write for `item` and the item as it will be stored (new version)."""
         version = 1 if expect is None else expect + 1
-        attrs: dict[str, Any] = {"version": version, "body": json.dumps(item.body, separators=(",", ":"))}
-        # An absent index key is left out of the PutItem (which replaces the whole item), so the item leaves
-        # the sparse index; PynamoDB never writes a None attribute.
-        if item.gsi1 is not None:
-            attrs["g1p"], attrs["g1s"] = _partition(item.gsi1[0], "gsi1 partition"), _enc(item.gsi1[1])
-        if item.gsi2 is not None:
-            attrs["g2p"], attrs["g2s"] = _partition(item.gsi2[0], "gsi2 partition"), _enc(item.gsi2[1])
-        record = self.record(_partition(item.pk, "pk"), _enc(item.sk), **attrs)
+        record = self.record(_partition(item.pk, "pk"), _enc(item.sk), **_attributes(item, version))
         return record, Item(item.pk, item.sk, item.body, version, item.gsi1, item.gsi2)
+
+
+def _attributes(item: Item, version: int) -> dict[str, Any]:
+    """The stored attributes of `item` but its keys."""
+    attrs: dict[str, Any] = {"version": version, "body": json.dumps(item.body, separators=(",", ":"))}
+    # An absent index key is left out of the PutItem (which replaces the whole item), so the item leaves
+    # the sparse index; PynamoDB never writes a None attribute.
+    if item.gsi1 is not None:
+        attrs["g1p"], attrs["g1s"] = _partition(item.gsi1[0], "gsi1 partition"), _enc(item.gsi1[1])
+    if item.gsi2 is not None:
+        attrs["g2p"], attrs["g2s"] = _partition(item.gsi2[0], "gsi2 partition"), _enc(item.gsi2[1])
+    return attrs
+
+
+def image(item: Item) -> dict[str, dict[str, str]]:
+    """The item as DynamoDB stores it, in DynamoDB JSON: what a stream record's NewImage/OldImage holds."""
+    attrs: dict[str, Any] = {"pk": item.pk, "sk": _enc(item.sk), **_attributes(item, item.version)}
+    return {name: {"N": str(v)} if isinstance(v, int) else {"S": v} for name, v in attrs.items()}
 
 
 def _sort_key(item: Item, index: Index) -> str:

@@ -374,7 +374,7 @@ class Plan:
 class World:
     """moto's AWS plus the harness that delivers stream records, wake messages and task events to the handlers."""
 
-    def __init__(self, counter: CallCounter) -> None:
+    def __init__(self, counter: CallCounter, parameters: dict[str, str] | None = None) -> None:
         # The harness's own clients come from a session made before the counter is installed: not counted.
         self.session = boto3.session.Session(region_name=REGION)
         self.ddb = self.session.client("dynamodb")
@@ -398,7 +398,7 @@ class World:
         self.counter = counter
         self.tasks: dict[str, TaskProgress] = {}  # every task moto's RunTask started, by ARN
         cluster_arn = self.ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
-        self.deployment = Template(refs={("Cluster", "Arn"): cluster_arn})
+        self.deployment = Template(refs={("Cluster", "Arn"): cluster_arn}, parameters=dict(parameters or {}))
         self.task_rule = EventPattern.load(json.dumps(self.deployment.rule_pattern("on_ecs_task_event")))
         self.stream_filters = [EventPattern.load(json.dumps(f)) for f in self.deployment.stream_filters()]
         self.emitted: Counter[str] = Counter()  # emitted, delivered or filtered out: ecs_task_events, stream_records
@@ -414,6 +414,7 @@ class World:
             cluster=CLUSTER,
             dispatch_queue_url=self.queue_url,
             execution_role_arn=EXEC_ROLE,
+            state_change_events=self.deployment.parameters["StateChangeEvents"],  # as the stack's Globals set it
         )
 
     # -- delivering -------------------------------------------------------------------------------------------
@@ -693,11 +694,12 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def deployed() -> Iterator[Deployment]:
-    """moto's AWS, the AWS runtime and the API behind Chalice's local gateway. Needs AWS_ENV in the environment."""
+def deployed(parameters: dict[str, str] | None = None) -> Iterator[Deployment]:
+    """moto's AWS, the AWS runtime and the API behind Chalice's local gateway, deployed with the stack `parameters`
+    (infra/resources.json's defaults for the others). Needs AWS_ENV in the environment."""
     with mock_aws():
         counter = CallCounter()
-        world = World(counter)
+        world = World(counter, parameters)
         with counter.installed():
             rt = AwsRuntime(world.config())
             aws.configure(rt)

@@ -24,6 +24,7 @@ from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, RUNNING, STARTING, SUCCEEDED, ArrayInfo, Job
 from chalicelib.runtime import aws, stream
 from chalicelib.runtime.aws import AwsConfig, AwsRuntime, Clients, Controls
+from chalicelib.store import dynamo
 from chalicelib.store.jobs import job_item
 from chalicelib.store.sqlite import SqliteItemStore
 from tests.unit.builders import NOW, a_child, a_job, a_parent, a_running_job, an_attempt, retries
@@ -111,7 +112,12 @@ class Harness:
 def harness(tmp_path: Path) -> Iterator[Harness]:
     fake, recorded = FakeAws(), Recorded()
     config = AwsConfig(
-        table="batchplane", region=REGION, account=ACCOUNT, cluster="batchplane", dispatch_queue_url=QUEUE_URL
+        table="batchplane",
+        region=REGION,
+        account=ACCOUNT,
+        cluster="batchplane",
+        dispatch_queue_url=QUEUE_URL,
+        state_change_events="ALL",  # every change published, as AWS Batch does (the stack's default is TERMINAL)
     )
     store = SqliteItemStore(str(tmp_path / "state.db"))
     rt = AwsRuntime(config, Clients(REGION, lambda: fake), store=store, controls=recorded.controls())
@@ -130,13 +136,8 @@ _sequence = iter(range(1000, 100_000))
 
 
 def image(job: Job) -> dict[str, Any]:
-    item = job_item(job)
-    return {
-        "pk": {"S": item.pk},
-        "sk": {"S": "#"},
-        "version": {"N": str(job.version)},
-        "body": {"S": json.dumps(item.body)},
-    }
+    """The job's item as the table stores it (keys, version, body, index keys), in DynamoDB JSON."""
+    return dynamo.image(replace(job_item(job), version=job.version))
 
 
 def record(old: Job | None, new: Job | None) -> dict[str, Any]:
@@ -258,26 +259,28 @@ def _transition(job: Job, event: lifecycle.Event) -> tuple[Job, tuple[lifecycle.
     return replace(outcome.job, version=job.version + 1), outcome.effects
 
 
-@pytest.mark.parametrize(
-    ("name", "job", "event"),
-    [
-        ("evaluate", a_job(), lifecycle.Evaluate()),
-        ("claim", a_job(status=RUNNABLE), lifecycle.Claim("ce", "t-1", "hello/default/t-1")),
-        ("started", a_running_job(status=STARTING), lifecycle.TaskStarted(1)),
-        ("succeeded", a_running_job(), lifecycle.TaskStopped(1, 0)),
-        ("retried", a_running_job(retry_strategy=retries(2)), lifecycle.TaskStopped(1, 1)),
-        ("failed", a_running_job(), lifecycle.TaskStopped(1, 1)),
-        ("child succeeded", a_child("p", 2, status=RUNNING, current=an_attempt()), lifecycle.TaskStopped(1, 0)),
-        ("cancelled", a_job(status=RUNNABLE), lifecycle.Cancel("no")),
-        ("terminate marks", a_running_job(), lifecycle.Terminate("stop")),
-        ("parent children", a_parent(3, status="SUBMITTED"), lifecycle.Evaluate()),
-        ("parent terminated", a_parent(3, created=3), lifecycle.Terminate("stop")),
-        ("parent cancelled", a_parent(3, created=3), lifecycle.Cancel("no")),
-        ("parent done", a_parent(2, created=2, succeeded=[0]), lifecycle.ChildFinished(1, True)),
-        ("last dependency", a_job(status=PENDING, pending=("d",)), lifecycle.DependencySucceeded("d")),
-        ("dependency failed", a_job(status=PENDING, pending=("d",)), lifecycle.DependencyFailed("d")),
-    ],
-)
+TRANSITIONS = [
+    ("evaluate", a_job(), lifecycle.Evaluate()),
+    ("claim", a_job(status=RUNNABLE), lifecycle.Claim("ce", "t-1", "hello/default/t-1")),
+    ("started", a_running_job(status=STARTING), lifecycle.TaskStarted(1)),
+    ("succeeded", a_running_job(), lifecycle.TaskStopped(1, 0)),
+    ("retried", a_running_job(retry_strategy=retries(2)), lifecycle.TaskStopped(1, 1)),
+    ("failed", a_running_job(), lifecycle.TaskStopped(1, 1)),
+    ("child succeeded", a_child("p", 2, status=RUNNING, current=an_attempt()), lifecycle.TaskStopped(1, 0)),
+    ("cancelled", a_job(status=RUNNABLE), lifecycle.Cancel("no")),
+    ("terminate marks", a_running_job(), lifecycle.Terminate("stop")),
+    ("parent children", a_parent(3, status="SUBMITTED"), lifecycle.Evaluate()),
+    ("parent terminated", a_parent(3, created=3), lifecycle.Terminate("stop")),
+    ("parent cancelled", a_parent(3, created=3), lifecycle.Cancel("no")),
+    ("parent done", a_parent(2, created=2, succeeded=[0]), lifecycle.ChildFinished(1, True)),
+    ("last dependency", a_job(status=PENDING, pending=("d",)), lifecycle.DependencySucceeded("d")),
+    ("dependency failed", a_job(status=PENDING, pending=("d",)), lifecycle.DependencyFailed("d")),
+    ("child cancelled", a_child("p", 1, status=RUNNABLE), lifecycle.Cancel("no")),
+    ("child claimed", a_child("p", 1, status=RUNNABLE), lifecycle.Claim("ce", "t-1", "hello/default/t-1")),
+]
+
+
+@pytest.mark.parametrize(("name", "job", "event"), TRANSITIONS)
 def test_the_stream_derives_what_the_state_machine_decided(name: str, job: Job, event: lifecycle.Event) -> None:
     # GIVEN a persisted transition and the effects the state machine decided for it
     old = replace(job, version=3)
@@ -295,6 +298,67 @@ def test_the_stream_derives_what_the_state_machine_decided(name: str, job: Job, 
     assert [e for e in derived if not isinstance(e, lifecycle.WakeDispatcher)] == [
         e for e in decided if type(e) in stream.STREAM_EFFECTS and not isinstance(e, lifecycle.WakeDispatcher)
     ]
+
+
+def _passes_the_filter(mode: str, rec: dict[str, Any]) -> bool:
+    from moto.events.models import EventPattern  # Lambda's event filtering uses EventBridge's pattern language
+
+    return any(EventPattern.load(json.dumps(p)).matches_event(rec) for p in stream.filter_patterns(mode))
+
+
+INSERTS = [
+    a_job(status=RUNNABLE, version=1),
+    a_job(status=PENDING, pending=("d",), version=1),
+    a_job(status=FAILED, version=1),
+    a_parent(3, status=PENDING, version=1),
+    a_child("p", 0, status=RUNNABLE, version=1),
+]
+
+
+@pytest.mark.parametrize("mode", stream.STATE_CHANGE_EVENTS)
+def test_every_record_the_stream_handler_acts_on_passes_the_stream_filter(mode: str) -> None:
+    # GIVEN every kind of persisted change (the transitions above, and inserts)
+    changes_: list[tuple[Job | None, Job]] = [(None, job) for job in INSERTS]
+    for _, job, event in TRANSITIONS:
+        old = replace(job, version=3)
+        changes_.append((old, _transition(old, event)[0]))
+
+    for old, new in changes_:
+        # WHEN the handler would act on the record: an effect besides Publish, or a Publish the mode keeps
+        derived = stream.effects(old, new)
+        publishes = any(isinstance(e, lifecycle.Publish) for e in derived) and stream.publishes(mode, new)
+        acts = publishes or any(not isinstance(e, lifecycle.Publish) for e in derived)
+        passes = _passes_the_filter(mode, record(old, new))
+        # THEN the event source mapping's filter lets it through
+        assert passes or not acts, (mode, old and old.status, new.status, derived)
+        # ... and unless every change is published, a change to STARTING or RUNNING never invokes the handler
+        if mode != stream.ALL and new.status in (STARTING, RUNNING):
+            assert not passes, (mode, new.status)
+
+
+def test_records_of_other_items_never_pass_the_stream_filter() -> None:
+    edge = record(None, a_job(status=RUNNABLE, version=1))
+    edge["dynamodb"]["Keys"]["pk"]["S"] = "DEP#x"
+    for mode in stream.STATE_CHANGE_EVENTS:
+        assert not _passes_the_filter(mode, edge)
+
+
+@pytest.mark.parametrize(
+    ("mode", "statuses"), [("ALL", [RUNNABLE, STARTING, SUCCEEDED]), ("TERMINAL", [SUCCEEDED]), ("NONE", [])]
+)
+def test_the_stream_handler_publishes_the_state_changes_the_stack_asks_for(
+    harness: Harness, mode: str, statuses: list[str]
+) -> None:
+    harness.rt.config = replace(harness.rt.config, state_change_events=mode)
+    runnable = a_job("j1", status=RUNNABLE, version=1)
+    claimed, _ = _transition(runnable, lifecycle.Claim("ce", "t", "hello/default/t"))
+    running = a_running_job(job_id="j2", version=2)
+    done, _ = _transition(running, lifecycle.TaskStopped(1, 0))
+
+    result = harness.invoke("on_job_change", changes((None, runnable), (runnable, claimed), (running, done)))
+
+    assert result == {"batchItemFailures": []}
+    assert [json.loads(e["Detail"])["status"] for e in harness.fake.published()] == statuses
 
 
 def test_a_submitted_job_is_published_and_a_runnable_one_wakes_the_dispatcher() -> None:
@@ -704,6 +768,14 @@ def test_the_configuration_is_read_from_the_lambda_environment() -> None:
         "stack-Cluster-1",
     )
     assert config.ecs_precheck is False and config.event_source == "batchplane" and config.event_bus == "default"
+    assert config.state_change_events == "TERMINAL"  # the default (docs/adr/0010)
+
+
+def test_the_state_change_events_setting_is_checked() -> None:
+    env = {"BATCHPLANE_TABLE": "t", "BATCHPLANE_STATE_CHANGE_EVENTS": " all "}
+    assert AwsConfig.from_environment(env).state_change_events == "ALL"
+    with pytest.raises(ValueError, match="ALL, TERMINAL, NONE"):
+        AwsConfig.from_environment({**env, "BATCHPLANE_STATE_CHANGE_EVENTS": "SOME"})
 
 
 def test_no_aws_client_is_made_until_an_entry_point_needs_one(tmp_path: Path) -> None:

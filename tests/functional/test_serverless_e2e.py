@@ -53,7 +53,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def deployment(aws_env: None) -> Iterator[Deployment]:
-    with deployed() as d:
+    with deployed({"StateChangeEvents": "ALL"}) as d:  # every state change published, as AWS Batch does
         yield d
 
 

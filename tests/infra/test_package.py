@@ -194,9 +194,22 @@ def test_the_job_stream_reports_partial_failures_and_dead_letters_poison_records
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["StreamDeadLetterQueue", "Arn"]}
-    (pattern,) = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
-    assert pattern == {"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "JOB#"}]}}}}
-    assert pattern == stream.FILTER_PATTERN  # the template filters exactly what the stream decoder accepts
+    # only job records, and unless every state change is published, only those in a state the handler reacts to
+    condition, every, reacting = mapping["FilterCriteria"]["Filters"]["Fn::If"]
+    assert cfn["Conditions"][condition] == {"Fn::Equals": [{"Ref": "StateChangeEvents"}, "ALL"]}
+    assert [json.loads(f["Pattern"]) for f in every] == [{"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "JOB#"}]}}}}]
+    assert [json.loads(f["Pattern"]) for f in every] == stream.filter_patterns("ALL")
+    assert [json.loads(f["Pattern"]) for f in reacting] == stream.filter_patterns("TERMINAL")
+    assert stream.filter_patterns("NONE") == stream.filter_patterns("TERMINAL")
+
+
+def test_which_state_changes_are_published_is_a_stack_parameter(cfn: dict[str, Any]) -> None:
+    parameter = cfn["Parameters"]["StateChangeEvents"]
+    assert parameter["AllowedValues"] == list(stream.STATE_CHANGE_EVENTS)
+    assert parameter["Default"] == stream.DEFAULT_STATE_CHANGE_EVENTS
+    for name in FUNCTIONS:
+        variables = cfn["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert variables["BATCHPLANE_STATE_CHANGE_EVENTS"] == {"Ref": "StateChangeEvents"}, name
 
 
 def test_the_dispatcher_reads_its_fifo_queue_one_batch_at_a_time(cfn: dict[str, Any]) -> None:
