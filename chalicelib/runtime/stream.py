@@ -24,20 +24,19 @@ stops at once), idempotent on `jobId#attempt`. Deriving an effect twice (a re-de
 effect is idempotent (ChildFinished is counted once by bit, notifications are state-guarded, children are created
 resumably, a publish is at-least-once like EventBridge's own delivery).
 
-No I/O: stdlib, the domain and the store's job codec.
+No I/O: stdlib, the domain, the store's job codec and the DynamoDB adapter's image decoder.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import ACTIVE, DEPENDENCY_FAILED, PENDING, RUNNABLE, SUCCEEDED, TERMINAL, Job
+from chalicelib.store.dynamo import image_item
 from chalicelib.store.jobs import job_from_item, job_pk
-from chalicelib.store.port import Item
 
 JOB_PREFIX = job_pk("")  # every job item's partition key starts with it
 SCHEDULED = (RUNNABLE, *ACTIVE)  # the states the dispatcher's capacity and FIFO heads are made of
@@ -100,14 +99,13 @@ class Change:
 
 
 def _image_job(image: Mapping[str, Any] | None) -> Job | None:
-    """The job in a stream image (DynamoDB JSON: pk, sk, version N, body S holding the JSON document)."""
+    """The job in a stream image (DynamoDB JSON, as the DynamoDB adapter stores it: store/dynamo.image_item)."""
     if not image:
         return None
     pk = image.get("pk", {}).get("S", "")
     if not pk.startswith(JOB_PREFIX):
         return None
-    body = json.loads(image["body"]["S"])
-    return job_from_item(Item(pk, "", body, int(image["version"]["N"])))
+    return job_from_item(image_item(image))
 
 
 def decode(record: Mapping[str, Any]) -> Change | None:

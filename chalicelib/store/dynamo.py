@@ -12,6 +12,15 @@ order DynamoDB sorts by; `after` and `prefix` get the same prefix. Partition key
 (readable in the console, usable in IAM LeadingKeys conditions); an empty partition key is refused with
 InvalidRequest because DynamoDB cannot store it, and reads of one find nothing.
 
+Bodies: a JSON text of at least `COMPRESS_FROM` bytes is stored deflated, as the binary attribute `bz` (a format byte,
+then raw DEFLATE with the preset dictionary of that format) instead of the string `body`: DynamoDB bills a write per
+started KB of the item, in the table and again in every index whose entry it changes, and a job's ~1.5 KB of JSON
+deflates to ~300 bytes (docs/adr/0011). Smaller bodies (edges, most resources) stay readable JSON. Reads accept both,
+so items written before stay readable. `image_item` decodes a stream image the same way.
+
+Transactions of one operation are sent as the single conditional write they amount to: TransactWriteItems bills twice
+the units of PutItem for the same all-or-nothing write.
+
 Conditions: `expect=None` is `attribute_not_exists(pk)`, an int is `version = expect`. A NumberAttribute with
 explicit conditions rather than PynamoDB's VersionAttribute: the expected version is the caller's (read
 earlier, maybe in another process), not whatever the model instance last saw, and Delete/Check need it too.
@@ -19,12 +28,14 @@ earlier, maybe in another process), not whatever the model instance last saw, an
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.constants import PAY_PER_REQUEST_BILLING_MODE
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
@@ -38,6 +49,63 @@ from chalicelib.store.port import MAX_TRANSACT_OPS, Check, Delete, Index, Item, 
 
 _MARK = "#"
 _ERRORS = (PynamoDBException, BotoCoreError, ClientError)
+
+# -- compressed bodies ----------------------------------------------------------------------------------------------
+
+COMPRESS_FROM = 400  # bytes of JSON; below, the body stays a readable string
+_DEFLATE_V1 = 1  # the format byte of `bz`: raw DEFLATE (wbits -15), level 9, preset dictionary _ZDICT_V1
+# What job bodies repeat (store/jobs.py job_body), least common first: DEFLATE finds the rest within 32 KB back, and
+# nearer is cheaper. FROZEN: items hold data compressed with it. A better dictionary is a new format byte, with this
+# one kept for reading.
+_ZDICT_V1 = (
+    b'"environment":[{"name":"","value":""}],"mountPoints":[],"volumes":[],"ulimits":[],"linuxParameters":{},'
+    b'"logConfiguration":{"logDriver":"awslogs","options":{}},"secrets":[],"jobRoleArn":"arn:aws:iam::'
+    b'"fargatePlatformConfiguration":{"platformVersion":"LATEST"},"ephemeralStorage":{"sizeInGiB":'
+    b'"runtimePlatform":{"operatingSystemFamily":"LINUX","cpuArchitecture":"X86_64"},"user":"","privileged":false,'
+    b'{"attempts":2,"evaluateOnExit":[{"onStatusReason":"Host EC2*","action":"RETRY"},{"onExitCode":"1",'
+    b'"onReason":"*","action":"EXIT"}]},{"attemptDurationSeconds":3600}'
+    b'"array":{"size":10,"index":null,"parent_id":null,"children_created":0,"succeeded":0,"failed":0,"done_bits":""}'
+    b'"depends_on":[{"job_id":"","type":"N_TO_N"},{"job_id":"","type":"SEQUENTIAL"},{"job_id":"","type":null}],'
+    b'"Dependent Job failed: ","Job attempt duration exceeded timeout","Your Spot Task was interrupted.",'
+    b'"Host EC2 (instance i-","Task failed to start","CannotPullContainerError: ","OutOfMemoryError: Container killed'
+    b'"status":"PENDING","status":"RUNNABLE","status":"STARTING","status":"RUNNING","status":"FAILED",'
+    b'"platform_capabilities":["EC2"],"vcpus":0.25,"memory":512,"vcpus":2.0,"memory":4096,'
+    b'"image":"public.ecr.aws/docker/library/","command":["sh","-c",""],"executionRoleArn":"arn:aws:iam::'
+    b':role/batchplane-execution","resourceRequirements":[{"type":"VCPU","value":"1"},{"type":"MEMORY","value":"2048"}],'
+    b'"networkConfiguration":{"assignPublicIp":"ENABLED"}},"parameters":{},"retry_strategy":{},"timeout":{},'
+    b'"depends_on":[],"pending":[],"array":null,"vcpus":1.0,"memory":2048,"status_reason":null,"reason_since":null,'
+    b'"started_at":null,"stopped_at":null,"attempts":[],"current":null,'
+    b'{"job_id":"","name":"","arn":"arn:aws:batch:us-east-1:123456789012:job/","queue":"",'
+    b'"queue_arn":"arn:aws:batch:us-east-1:123456789012:job-queue/","job_definition_arn":'
+    b'"arn:aws:batch:us-east-1:123456789012:job-definition/","job_definition_name":"","status":"SUCCEEDED",'
+    b'"created_at":17,"container":{"image":"","command":[],"parameters":{},"retry_strategy":{},"timeout":{},'
+    b'"depends_on":[],"pending":[],"array":null,"vcpus":1.0,"memory":2048,"status_reason":null,"reason_since":null,'
+    b'"started_at":17,"stopped_at":17,"attempts":[{"number":1,"task_id":"arn:aws:ecs:us-east-1:123456789012:task/'
+    b'batchplane/","compute_environment":"","log_stream":"/default/","created_at":17,"started_at":17,'
+    b'"stopped_at":17,"exit_code":0,"reason":null,"status_reason":"Essential container in task exited"}],'
+    b'"current":{"number":1,"task_id":"","compute_environment":"","log_stream":"/default/","created_at":17,'
+    b'"started_at":null,"stopped_at":null,"exit_code":null,"reason":null,"status_reason":null},'
+    b'"share_identifier":null,"scheduling_priority":null,"tags":{},"propagate_tags":false,'
+    b'"platform_capabilities":["FARGATE"],"is_cancelled":false,"is_terminated":false,"updated_at":17'
+)
+
+
+def encode_body(body: Mapping[str, Any]) -> tuple[str | None, bytes | None]:
+    """(body, bz): the JSON text, or its compressed form when it is at least COMPRESS_FROM bytes long."""
+    text = json.dumps(body, separators=(",", ":"))
+    if len(text) < COMPRESS_FROM:
+        return text, None
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=_ZDICT_V1)
+    return None, bytes([_DEFLATE_V1]) + deflate.compress(text.encode()) + deflate.flush()
+
+
+def decode_body(body: str | None, bz: bytes | None) -> dict[str, Any]:
+    if bz is None:
+        return dict(json.loads(body or "{}"))
+    if not bz or bz[0] != _DEFLATE_V1:
+        raise StoreUnavailable(f"unknown body format {bz[:1]!r}")
+    inflate = zlib.decompressobj(-15, zdict=_ZDICT_V1)
+    return dict(json.loads(inflate.decompress(bz[1:]) + inflate.flush()))
 
 
 class _Gsi1(GlobalSecondaryIndex["ItemRecord"]):  # type: ignore[no-untyped-call]
@@ -65,7 +133,8 @@ class ItemRecord(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     version = NumberAttribute()
-    body = UnicodeAttribute()
+    body = UnicodeAttribute(null=True)  # the JSON text, or
+    bz = BinaryAttribute(null=True, legacy_encoding=False)  # ... its compressed form (encode_body)
     g1p = UnicodeAttribute(null=True)
     g1s = UnicodeAttribute(null=True)
     g2p = UnicodeAttribute(null=True)
@@ -107,7 +176,7 @@ def _to_item(r: ItemRecord) -> Item:
     return Item(
         pk=r.pk,
         sk=_dec(r.sk),
-        body=json.loads(r.body),
+        body=decode_body(r.body, r.bz),
         version=int(r.version),
         gsi1=(r.g1p, _dec(r.g1s)) if r.g1p is not None and r.g1s is not None else None,
         gsi2=(r.g2p, _dec(r.g2s)) if r.g2p is not None and r.g2s is not None else None,
@@ -178,6 +247,13 @@ class DynamoItemStore:
         if len(ops) > MAX_TRANSACT_OPS:
             raise InvalidRequest(f"a transaction holds at most {MAX_TRANSACT_OPS} operations, got {len(ops)}")
         if not ops:
+            return
+        single = ops[0]
+        if len(ops) == 1 and isinstance(single, Put):  # one write: the same, at half the units
+            self.put(single.item, single.expect)
+            return
+        if len(ops) == 1 and isinstance(single, Delete):
+            self.delete(single.pk, single.sk, single.expect)
             return
         addresses = [(op.item.pk, op.item.sk) if isinstance(op, Put) else (op.pk, op.sk) for op in ops]
         if len(set(addresses)) != len(addresses):
@@ -296,7 +372,8 @@ class DynamoItemStore:
 
 def _attributes(item: Item, version: int) -> dict[str, Any]:
     """The stored attributes of `item` but its keys."""
-    attrs: dict[str, Any] = {"version": version, "body": json.dumps(item.body, separators=(",", ":"))}
+    body, bz = encode_body(item.body)
+    attrs: dict[str, Any] = {"version": version, **({"body": body} if bz is None else {"bz": bz})}
     # An absent index key is left out of the PutItem (which replaces the whole item), so the item leaves
     # the sparse index; PynamoDB never writes a None attribute.
     if item.gsi1 is not None:
@@ -307,9 +384,38 @@ def _attributes(item: Item, version: int) -> dict[str, Any]:
 
 
 def image(item: Item) -> dict[str, dict[str, str]]:
-    """The item as DynamoDB stores it, in DynamoDB JSON: what a stream record's NewImage/OldImage holds."""
+    """The item as DynamoDB stores it, in DynamoDB JSON as Lambda delivers a stream record's NewImage/OldImage
+    (binary values in base64)."""
     attrs: dict[str, Any] = {"pk": item.pk, "sk": _enc(item.sk), **_attributes(item, item.version)}
-    return {name: {"N": str(v)} if isinstance(v, int) else {"S": v} for name, v in attrs.items()}
+
+    def value(v: Any) -> dict[str, str]:
+        if isinstance(v, int):
+            return {"N": str(v)}
+        if isinstance(v, bytes):
+            return {"B": base64.b64encode(v).decode()}
+        return {"S": v}
+
+    return {name: value(v) for name, v in attrs.items()}
+
+
+def image_item(image: Mapping[str, Any]) -> Item:
+    """The item a stream image (DynamoDB JSON; binary in base64, as in a Lambda event, or bytes) holds."""
+
+    def text(name: str) -> str | None:
+        value = image.get(name)
+        return str(value["S"]) if value else None
+
+    bz = (image.get("bz") or {}).get("B")
+    body = decode_body(text("body"), base64.b64decode(bz) if isinstance(bz, str) else bz)
+    g1p, g1s, g2p, g2s = (text(n) for n in ("g1p", "g1s", "g2p", "g2s"))
+    return Item(
+        pk=str(image["pk"]["S"]),
+        sk=_dec(str(image["sk"]["S"])),
+        body=body,
+        version=int(image["version"]["N"]),
+        gsi1=(g1p, _dec(g1s)) if g1p is not None and g1s is not None else None,
+        gsi2=(g2p, _dec(g2s)) if g2p is not None and g2s is not None else None,
+    )
 
 
 def _sort_key(item: Item, index: Index) -> str:

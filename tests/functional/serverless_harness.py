@@ -20,6 +20,7 @@ the bench's `aws-cost` workload (`python -m bench --workload aws-cost`).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import datetime
@@ -516,11 +517,17 @@ class World:
 
 
 def _lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
-    """A dynamodbstreams GetRecords record as Lambda delivers it (epoch seconds, eventSourceARN)."""
-    ddb = dict(record["dynamodb"])
-    created = ddb["ApproximateCreationDateTime"]
-    if isinstance(created, datetime.datetime):
-        ddb["ApproximateCreationDateTime"] = created.timestamp()
+    """A dynamodbstreams GetRecords record as Lambda delivers it (JSON: epoch seconds, binary values in base64;
+    eventSourceARN)."""
+
+    def as_json(value: Any) -> Any:
+        if isinstance(value, datetime.datetime):
+            return value.timestamp()
+        if isinstance(value, bytes):
+            return base64.b64encode(value).decode()
+        raise TypeError(type(value).__name__)
+
+    ddb = json.loads(json.dumps(record["dynamodb"], default=as_json))
     return {**record, "dynamodb": ddb, "eventSourceARN": stream_arn}
 
 
