@@ -2,8 +2,9 @@
 
 The same `app` serves AWS (API Gateway and event sources -> Lambda, wired in chalicelib/runtime/aws.py) and
 `batchplane up` (chalicelib/runtime/server.py, HTTP routes only). On AWS every route requires IAM (SigV4 for
-`execute-api`; chalicelib/auth_plugin.py lets stock Batch clients sign that way). Locally there is no API Gateway
-and no authentication: the server binds 127.0.0.1 (docs/adr/0001, docs/adr/0007).
+`execute-api`, through the REST API or the cheaper HTTP API; chalicelib/auth_plugin.py lets stock Batch clients sign
+that way). Locally there is no API Gateway and no authentication: the server binds 127.0.0.1 (docs/adr/0001,
+docs/adr/0007).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from chalicelib.api import gateway, logs_api
 from chalicelib.control.context import Services
 from chalicelib.runtime import aws, wiring
 
-app = Chalice(app_name="batchplane")
+
+class BatchplaneApp(Chalice):
+    """Chalice, also serving the HTTP API (payload format 1.0) that the stack puts beside the REST API (ADR 0012)."""
+
+    def __call__(self, event: Any, context: Any) -> dict[str, Any]:
+        return super().__call__(aws.rest_api_event(event, self.routes), context)
+
+
+app = BatchplaneApp(app_name="batchplane")
 iam = aws.api_authorizer()  # IAM on AWS (packaging, Lambda); none for the local server
 
 # botocore and the AWS CLI send application/json; tolerate the other bodies clients send by accident.

@@ -28,7 +28,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -87,6 +87,65 @@ def api_authorizer(env: Mapping[str, str] | None = None) -> Any:
 
         return IAMAuthorizer()
     return None
+
+
+def rest_api_event(event: Mapping[str, Any], routes: Collection[str]) -> Mapping[str, Any]:
+    """An API Gateway HTTP API event (payload format 1.0) in the shape Chalice's handler reads, that of a REST API
+    proxy event; any other event unchanged (docs/adr/0012).
+
+    The two shapes share their fields (headers, multiValueQueryStringParameters, pathParameters, body,
+    isBase64Encoded, requestContext.httpMethod); what differs is the route: Chalice looks `requestContext.resourcePath`
+    up among its routes. The event's `resource` is used when it is one of them; otherwise (the HTTP API routes tags
+    as `/v1/tags/{proxy+}`, so that an ARN whose `/` arrives decoded still matches) the route is found from the path:
+    the most specific route whose literal segments match, its last parameter taking the rest of the path."""
+    if event.get("version") != "1.0" or not isinstance(event.get("requestContext"), Mapping):
+        return event
+    context: Mapping[str, Any] = event["requestContext"]
+    path = str(event.get("path") or context.get("path") or "/")
+    declared = str(event.get("resource") or context.get("resourcePath") or "")
+    if declared in routes:
+        segments = [s for s in path.split("/") if s]
+        route, parameters = declared, event.get("pathParameters") or _match(declared, segments) or {}
+    else:
+        route, parameters = _route(path, routes)
+    method = event.get("httpMethod") or context.get("httpMethod")
+    return {
+        **event,
+        "resource": route,
+        "pathParameters": parameters or None,
+        "multiValueQueryStringParameters": event.get("multiValueQueryStringParameters"),
+        "stageVariables": event.get("stageVariables"),
+        "requestContext": {**context, "resourcePath": route, "httpMethod": method},
+    }
+
+
+def _route(path: str, routes: Collection[str]) -> tuple[str, dict[str, str]]:
+    segments = [s for s in path.split("/") if s]
+    best: tuple[int, str, dict[str, str]] | None = None
+    for route in routes:
+        parameters = _match(route, segments)
+        literal = sum(1 for part in route.split("/") if part and not part.startswith("{"))
+        if parameters is not None and (best is None or literal > best[0]):
+            best = (literal, route, parameters)
+    if best is None:
+        return path, {}  # no route: Chalice answers it as an unknown request
+    return best[1], best[2]
+
+
+def _match(route: str, segments: list[str]) -> dict[str, str] | None:
+    """The route's parameters in a path (its last parameter takes the rest of the path), None if it does not match."""
+    template = [s for s in route.split("/") if s]
+    greedy = bool(template) and template[-1].startswith("{")
+    if len(segments) < len(template) or (len(segments) > len(template) and not greedy):
+        return None
+    parameters: dict[str, str] = {}
+    for i, part in enumerate(template):
+        value = "/".join(segments[i:]) if i == len(template) - 1 else segments[i]
+        if part.startswith("{") and part.endswith("}"):
+            parameters[part[1:-1]] = value
+        elif part != value:
+            return None
+    return parameters
 
 
 def _flag(value: str | None, default: bool) -> bool:

@@ -764,8 +764,8 @@ PRICES = {
     "lambda_gb_second": 0.0000166667,
     "eventbridge_custom_event": 1.00e-6,  # PutEvents entry (per 64 KB chunk); AWS service events (ECS) are free
     "sqs_fifo_request": 0.50e-6,  # per 64 KB chunk
-    "api_gateway_rest_request": 3.50e-6,  # REST API, first 333 million a month
-    "api_gateway_http_request": 1.00e-6,  # HTTP API, first 300 million a month (for comparison only)
+    "api_gateway_http_request": 1.00e-6,  # HTTP API, first 300 million a month: the stack's HttpApiURL (ADR 0012)
+    "api_gateway_rest_request": 3.50e-6,  # REST API, first 333 million a month: the stack's EndpointURL
     "ecs_run_task": 0.0,  # the task's Fargate compute is the job's cost, not the control plane's
 }
 LAMBDA_MEMORY_MB = 512  # .chalice/config.json, stages.dev.lambda_memory_size
@@ -816,8 +816,9 @@ def window_counts(counter: CallCounter, invocations: Counter[str], api_requests:
 
 
 def usd_per_million(per_job: dict[str, float]) -> dict[str, float]:
-    """List-price cost of one million such jobs, by service; "control_plane" is everything, "without_api_gateway"
-    everything but the REST API's request charge."""
+    """List-price cost of one million such jobs, by service; "control_plane" is everything, with API requests through
+    the stack's HTTP API (the endpoint README tells clients to use); "with_rest_api" the same through its REST API;
+    "without_api_gateway" everything but API Gateway's request charge."""
     gb_s = LAMBDA_MEMORY_MB / 1024 * LAMBDA_ASSUMED_MS / 1000
     cost = {
         "dynamodb": per_job["dynamodb_wru"] * PRICES["dynamodb_write_request_unit"]
@@ -825,14 +826,14 @@ def usd_per_million(per_job: dict[str, float]) -> dict[str, float]:
         "lambda": per_job["handler_invocations"] * (PRICES["lambda_request"] + gb_s * PRICES["lambda_gb_second"]),
         "eventbridge": per_job.get("eventbridge_events_billed", 0) * PRICES["eventbridge_custom_event"],
         "sqs": per_job["sqs_requests"] * PRICES["sqs_fifo_request"],
-        "api_gateway": per_job["api_gateway_requests"] * PRICES["api_gateway_rest_request"],
+        "api_gateway": per_job["api_gateway_requests"] * PRICES["api_gateway_http_request"],
         "ecs": per_job.get("ecs_RunTask", 0) * PRICES["ecs_run_task"],
     }
     out = {k: round(v * 1e6, 3) for k, v in cost.items()}
     out["control_plane"] = round(sum(cost.values()) * 1e6, 3)
     out["without_api_gateway"] = round((sum(cost.values()) - cost["api_gateway"]) * 1e6, 3)
-    out["with_http_api"] = round(
-        out["without_api_gateway"] + per_job["api_gateway_requests"] * PRICES["api_gateway_http_request"] * 1e6, 3
+    out["with_rest_api"] = round(
+        out["without_api_gateway"] + per_job["api_gateway_requests"] * PRICES["api_gateway_rest_request"] * 1e6, 3
     )
     return out
 

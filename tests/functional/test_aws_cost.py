@@ -126,6 +126,17 @@ def test_the_calls_per_job_are_as_measured(costs: dict[str, dict[str, Any]], kin
     assert {k for k in per_job if k.startswith("ecs_") and k != "ecs_task_events"} == {"ecs_RunTask"}, per_job
 
 
+# $ per million jobs at list prices (serverless_harness.PRICES), API requests through the stack's HTTP API
+PINNED_USD = {"plain": 16.013, "plain_loaded": 11.649, "deps3": 28.567, "array_child": 16.871}
+
+
+@pytest.mark.parametrize("kind", sorted(PINNED_USD))
+def test_the_cost_per_million_jobs_is_as_measured(costs: dict[str, dict[str, Any]], kind: str) -> None:
+    usd = costs[kind]["usd_per_million"]
+    assert usd["control_plane"] == PINNED_USD[kind], usd
+    assert usd["with_rest_api"] == round(usd["control_plane"] + costs[kind]["per_job"]["api_gateway_requests"] * 2.5, 3)
+
+
 # -- the request-unit model ------------------------------------------------------------------------------------------
 
 SCHEMA = {

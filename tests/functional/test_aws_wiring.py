@@ -183,6 +183,102 @@ def test_routes_require_iam_where_api_gateway_is_configured_and_nowhere_else() -
     assert aws.api_authorizer({}) is None
 
 
+def http_api_event(
+    method: str, path: str, resource: str, body: str | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """An API Gateway HTTP API request in payload format 1.0, as the AWS documentation shows it."""
+    headers = {
+        "content-type": "application/json",
+        "host": "abc123.execute-api.us-east-1.amazonaws.com",
+        **(headers or {}),
+    }
+    return {
+        "version": "1.0",
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "extendedRequestId": "e",
+            "httpMethod": method,
+            "identity": {"accessKey": "AKIA", "caller": "AIDA", "sourceIp": "192.0.2.1", "user": "AIDA"},
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "requestId": "r",
+            "requestTime": "04/Mar/2026:19:15:17 +0000",
+            "requestTimeEpoch": 1772651717135,
+            "resourceId": f"{method} {resource}",
+            "resourcePath": resource,
+            "stage": "$default",
+        },
+        "pathParameters": None,
+        "stageVariables": None,
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def serve(event: dict[str, Any]) -> tuple[int, Any]:
+    from chalice.local import LambdaContext
+
+    response = app(event, LambdaContext("api_handler", memory_size=512))
+    body = response["body"]
+    return response["statusCode"], json.loads(body) if body else None
+
+
+def test_the_http_api_reaches_the_same_routes(harness: Harness) -> None:
+    # GIVEN the AWS runtime with a job queue, created through the REST API
+    _queue(harness)
+    queue_arn = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/q"
+
+    # WHEN the HTTP API (payload format 1.0) calls a Batch operation
+    status, body = serve(http_api_event("POST", "/v1/describejobqueues", "/v1/{operation}", "{}"))
+
+    # THEN it is the REST API's answer
+    assert status == 200 and [q["jobQueueArn"] for q in body["jobQueues"]] == [queue_arn]
+
+    # ... and tags, routed as /v1/tags/{proxy+}, whether the ARN's "/" arrives encoded or not
+    tags = json.dumps({"tags": {"team": "data"}})
+    encoded = "/v1/tags/" + queue_arn.replace(":", "%3A").replace("/", "%2F")
+    assert serve(http_api_event("POST", encoded, "/v1/tags/{proxy+}", tags))[0] == 200
+    status, body = serve(http_api_event("GET", "/v1/tags/" + queue_arn, "/v1/tags/{proxy+}"))
+    assert status == 200 and body == {"tags": {"team": "data"}}
+
+
+def test_the_http_api_decodes_a_base64_body(harness: Harness) -> None:
+    import base64
+
+    # API Gateway's HTTP API base64-encodes bodies whose content type is not text (CloudWatch Logs' JSON 1.1)
+    payload = json.dumps({"logGroupName": "/aws/batch/job", "logStreamName": "nope"})
+    event = http_api_event(
+        "POST",
+        "/",
+        "/",
+        base64.b64encode(payload.encode()).decode(),
+        {"content-type": "application/x-amz-json-1.1", "x-amz-target": "Logs_20140328.GetLogEvents"},
+    )
+    event["isBase64Encoded"] = True
+
+    status, body = serve(event)
+
+    assert status in (200, 400) and body is not None  # answered by the logs route, not rejected as unknown
+
+
+def test_rest_api_events_pass_unchanged_and_unknown_http_api_paths_are_not_routed() -> None:
+    rest = {"resource": "/v1/{operation}", "requestContext": {"resourcePath": "/v1/{operation}"}}
+    assert aws.rest_api_event(rest, app.routes) is rest
+    routed = aws.rest_api_event(http_api_event("POST", "/v2/x/y", "$default"), app.routes)
+    assert routed["requestContext"]["resourcePath"] not in app.routes
+    assert serve(http_api_event("POST", "/v2/x/y", "$default"))[0] >= 400
+
+
 def test_every_entry_point_is_a_lambda() -> None:
     assert {
         "on_job_change",

@@ -60,6 +60,17 @@ def test_a_registered_session_signs_batchplane_calls_for_execute_api() -> None:
     assert url == f"{API}/v1/describejobqueues"
 
 
+def test_calls_through_the_http_api_are_signed_the_same_way() -> None:
+    # The stack's HTTP API (ADR 0012): same host form, $default stage (no path), the same execute-api signature
+    session = _session()
+    auth_plugin.register(session)
+    http_api = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
+
+    region, service, url = _scope_of_call(session, http_api)
+
+    assert (region, service, url) == (REGION, "execute-api", f"{http_api}/v1/describejobqueues")
+
+
 def test_calls_to_aws_batch_itself_keep_the_batch_signature() -> None:
     session = _session()
     auth_plugin.register(session)

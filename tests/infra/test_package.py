@@ -144,6 +144,46 @@ def test_every_api_method_requires_sigv4(sam: dict[str, Any]) -> None:
         assert op.get("security") == [{"sigv4": []}], (verb, path)
 
 
+def test_the_http_api_serves_every_route_of_the_app_with_iam(cfn: dict[str, Any]) -> None:
+    from app import app
+
+    # GIVEN the HTTP API the stack puts beside the REST API (ADR 0012)
+    body = cfn["Resources"]["HttpAPI"]["Properties"]["Body"]
+    routes = {(path, verb.upper()): op for path, ops in body["paths"].items() for verb, op in ops.items()}
+
+    # THEN it has every route of the app (tags as a greedy {proxy+}, which rest_api_event maps back) ...
+    expected = {
+        (path.replace("/v1/tags/{resource_arn}", "/v1/tags/{proxy+}"), method)
+        for path, methods in app.routes.items()
+        for method in methods
+    }
+    assert set(routes) == expected
+    for key, op in routes.items():
+        # ... each behind IAM, to the API Lambda, in payload format 1.0 (the shape Chalice's handler reads)
+        assert op["security"] == [{"AWS_IAM": []}], key
+        integration = op["x-amazon-apigateway-integration"]
+        assert integration["payloadFormatVersion"] == "1.0", key
+        assert "${APIHandler.Arn}" in json.dumps(integration["uri"]), key
+    # ... and API Gateway may invoke the Lambda for each (a permission ARN with a "{" would match no request)
+    permissions = [
+        r["Properties"]
+        for k, r in cfn["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Permission" and k.startswith("APIHandlerHttpApi")
+    ]
+    assert len(permissions) == len(routes)
+    assert not any("{" in p["SourceArn"]["Fn::Sub"][0].replace("${", "") for p in permissions)
+
+
+def test_callers_may_use_either_api_and_find_the_http_api_in_the_outputs(cfn: dict[str, Any]) -> None:
+    (statement,) = cfn["Resources"]["ClientPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "execute-api:Invoke"
+    assert [json.dumps(r) for r in statement["Resource"]] == [
+        json.dumps({"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestAPI}/api/*"}),
+        json.dumps({"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpAPI}/*"}),
+    ]
+    assert "${HttpAPI}.execute-api." in json.dumps(cfn["Outputs"]["HttpApiURL"]["Value"])
+
+
 # -- the table ---------------------------------------------------------------------------------------------------------
 
 
