@@ -5,17 +5,20 @@ control/ code the local runtime runs, with the AWS adapters: DynamoDB (store), E
 
 | Lambda (app.py) | trigger | runs |
 |---|---|---|
-| api_handler | API Gateway (IAM auth) | the Batch API (chalicelib/api); Launch/StopTask inline, nothing else |
-| on_job_change | the table's stream (job items) | `on_stream`: publish, dependents, parent, array children, wake |
+| api_handler | API Gateway, REST or HTTP API (IAM auth) | the Batch API (chalicelib/api); Launch/StopTask inline |
+| on_job_change | the table's stream (job records in a state that needs a reaction: `stream.filter_patterns`) |
+  `on_stream`: publish (`BATCHPLANE_STATE_CHANGE_EVENTS`), dependents, parent, array children, wake if work waits |
 | dispatch | SQS FIFO "wake" queue, one message group | `on_dispatch`: scheduling cycles, one at a time |
-| on_ecs_task_event | EventBridge: ECS Task State Change | control.task_events.on_ecs_task_event |
+| on_ecs_task_event | EventBridge: ECS Task State Change, RUNNING and STOPPED | control.task_events.on_ecs_task_event |
 | on_ec2_event | EventBridge: EC2 Spot warning, instance terminated | control.task_events.on_ec2_event |
 | sweep | schedule, every minute | control.sweep.sweep, then a wake (repairs lost wakes) |
 | reconcile_capacity | schedule, every minute | control.capacity.reconcile |
 | on_object_created | EventBridge: S3 Object Created | control.triggers.on_object_created |
 | on_schedule | EventBridge Scheduler (direct invoke) | control.triggers.on_schedule |
 
-Settings are read once (`AwsConfig.from_environment`); boto3 clients are made on first use (`Clients`).
+Settings are read once (`AwsConfig.from_environment`); boto3 clients are made on first use (`Clients`); every entry
+point reads each resource record at most once (`InvocationCache`). What invokes a Lambda, and why no more than that:
+docs/adr/0009.
 """
 
 from __future__ import annotations
