@@ -18,13 +18,19 @@ from bench.workloads import IN_PROCESS, TARGETS, WORKLOADS, Context, Incomplete,
 
 
 def run_one(
-    name: str, quick: bool, wrap: list[str] | None, keep_dir: bool, profile_dir: Path | None, array_poll_s: float
+    name: str,
+    quick: bool,
+    wrap: list[str] | None,
+    keep_dir: bool,
+    profile_dir: Path | None,
+    array_poll_s: float,
+    profile_gil: bool = False,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     result: dict[str, Any] = {"workload": name}
     load_before = os.getloadavg()[0]
     profile_out = profile_dir / f"{name}.collapsed.txt" if profile_dir else None
-    server = Server(wrap=wrap, keep_dir=keep_dir, profile_out=profile_out)
+    server = Server(wrap=wrap, keep_dir=keep_dir, profile_out=profile_out, profile_gil=profile_gil)
     try:
         if name in IN_PROCESS:  # no server: the workload measures something else (aws-cost: calls on moto)
             server.dir.rmdir()  # made empty by Server(), never used
@@ -98,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         help="diagnosis: attach py-spy to each server and write <dir>/<workload>.collapsed.txt (needs py-spy)",
     )
     parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile-dir: sample only the thread holding the GIL (the server's Python CPU, not its waits)",
+    )
+    parser.add_argument(
         "--array-poll",
         type=float,
         default=0.02,
@@ -124,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile_dir.mkdir(parents=True, exist_ok=True)
     errored = False
     for name in names:
-        result = run_one(name, args.quick, wrap, args.keep, args.profile_dir, args.array_poll)
+        result = run_one(name, args.quick, wrap, args.keep, args.profile_dir, args.array_poll, args.profile_gil)
         errored |= "error" in result
         print(json.dumps(result), flush=True)
     return 1 if errored else 0

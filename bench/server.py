@@ -35,7 +35,12 @@ class Server:
     (e.g. ["py-spy", "record", "-o", "out.svg", "--"]) for diagnosis."""
 
     def __init__(
-        self, *, wrap: list[str] | None = None, keep_dir: bool = False, profile_out: Path | None = None
+        self,
+        *,
+        wrap: list[str] | None = None,
+        keep_dir: bool = False,
+        profile_out: Path | None = None,
+        profile_gil: bool = False,
     ) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="batchplane-bench-"))
@@ -45,6 +50,7 @@ class Server:
         self.keep_dir = keep_dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.profile_out = profile_out
+        self.profile_gil = profile_gil
         self.final_log = ""
         self.outside_signals = 0  # signals the sigwatch shield caught (see bench/sigwatch.py)
         self.died_with: int | None = None  # exit code, when the server exited before it was stopped
@@ -109,6 +115,8 @@ class Server:
             return
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         cmd = [py_spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "250", "--threads"]
+        if self.profile_gil:  # only the thread holding the GIL: where the server's Python CPU goes
+            cmd.append("--gil")
         cmd += ["--output", str(self.profile_out)]
         self.profiler = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
