@@ -7,12 +7,16 @@
 - stdout and stderr are captured line by line into the attempt's log stream.
 - Task events are reported like ECS ones: TaskStarted once the process exists, TaskStopped with its exit code
   (128+N for a signal, as Docker reports it) when it ends.
-- The pid is written to the work directory, so after a crash of the server the process can be found and stopped
-  (`recover`): an attempt is never left running unobserved, and never runs twice.
-- The command runs under a tiny `sh` supervisor (the session leader) that writes the command's exit status to the
-  work directory when it ends. A job that finishes while the server is down is then known to have finished:
-  `recover` reports an exit 0 as a success instead of running the job again (any other end in that window is
-  treated as a lost host: the job's output pipe died with the server, so its failure may be the server's).
+- The attempt's working directory is created (exclusively: an attempt launches once, across restarts too) before
+  its process is spawned, and the pid is recorded in the journal once the process exists, so after a crash of the
+  server the process can be found and stopped (`recover`): an attempt is never left running unobserved, and never
+  runs twice.
+- The command runs under a tiny `sh` supervisor (the session leader) that records the command's exit status in the
+  journal when it ends. A job that finishes while the server is down is then known to have finished: `recover`
+  reports an exit 0 as a success instead of running the job again (any other end in that window is treated as a
+  lost host: the job's output pipe died with the server, so its failure may be the server's).
+- The journal (`<state>/work/journal`) is one append-only file for every attempt, so launching creates no file: on
+  some filesystems creating one (an inode) costs more than everything else a launch does.
 """
 
 from __future__ import annotations
@@ -37,12 +41,17 @@ log = logging.getLogger("batchplane.launcher")
 
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ")
 START_FAILED = "Task failed to start"
-LAUNCHING = "launching"  # marker written in the work dir before the process is spawned
-EXIT_FILE = "exit"  # the supervisor writes the command's exit status here ("<code>\n", one write)
+# The journal: one line per record, each written with one append, "pid <jobId>#<attempt> <pid>" by the server once the
+# process exists and "exit <jobId>#<attempt> <status>" by the supervisor when the command ends.
+JOURNAL = "journal"
+# Earlier versions kept these in each attempt's work dir; recover() still reads them there.
+PID_FILE = "pid"
+EXIT_FILE = "exit"
 # The supervisor: signals sent to the session (stop, timeout) reach the command; the trap only defers the shell's own
 # reaction until the command has ended, so its status is recorded and becomes the supervisor's exit status (a signal
 # N is 128+N either way). A trapped signal is reset to its default in the command, unlike an ignored one.
-SUPERVISOR = 'trap : HUP INT TERM; "$@"; c=$?; printf "%s\\n" "$c" > ' + EXIT_FILE + '; exit "$c"'
+# Arguments: the journal's path, the attempt's key, then the command.
+SUPERVISOR = 'j=$1 k=$2; shift 2; trap : HUP INT TERM; "$@"; c=$?; printf "exit %s %s\\n" "$k" "$c" >> "$j"; exit "$c"'
 RECOVER_WAIT_S = 2.0  # how long recover() waits for a killed process to be gone
 
 
@@ -81,8 +90,39 @@ def _processes_of(job_id: str, attempt: int) -> list[int]:
     return found
 
 
+class _Journal:
+    """The work root's journal: appended to by the server (pids) and by every supervisor (exit statuses); about 100
+    bytes per attempt. Only recovery reads it, from where it last stopped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._lock = threading.Lock()
+        self._offset = 0  # bytes read so far (complete lines only)
+        self.pids: dict[str, int] = {}
+        self.exits: dict[str, int] = {}
+
+    def record_pid(self, key: str, pid: int) -> None:
+        os.write(self._fd, f"pid {key} {pid}\n".encode())  # one write: never interleaved with another line
+
+    def refresh(self) -> None:
+        with self._lock, open(self.path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            self._offset += len(complete)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                kind, _, rest = line.partition(" ")
+                key, _, value = rest.partition(" ")
+                if value.isdigit() and kind in ("pid", "exit"):
+                    (self.pids if kind == "pid" else self.exits)[key] = int(value)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 def _recorded_exit(workdir: Path) -> int | None:
-    """The exit status the supervisor recorded; None if it did not (still running, killed, never started)."""
+    """The exit status an earlier version's supervisor wrote to the work dir; None if it did not."""
     try:
         text = (workdir / EXIT_FILE).read_text()
     except OSError:
@@ -139,40 +179,29 @@ class LocalLauncher:
         self._launched: set[str] = set()
         self._watchers: set[threading.Thread] = set()  # one per process, until its exit is reported
         self._base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+        self._on_path: set[tuple[str, str]] = set()  # (program, PATH) found runnable (a miss is looked up again)
+        work_root.mkdir(parents=True, exist_ok=True)
+        self._journal = _Journal(work_root / JOURNAL)
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
         return self.work_root / job_id.replace(":", "_") / str(attempt)
 
     def launch(self, spec: TaskSpec) -> None:
-        workdir = self.work_dir(spec.job_id, spec.attempt)
         with self._lock:
-            if spec.key in self._launched or (workdir / "pid").exists():
+            if spec.key in self._launched:
                 return  # idempotent: this attempt was started already
             self._launched.add(spec.key)
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / LAUNCHING).touch()  # from here on the attempt may have started: see recover()
-        if not spec.command:
-            self._failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
+        workdir = self.work_dir(spec.job_id, spec.attempt)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(workdir.parent)
+        try:  # from here on the attempt may have started: see recover()
+            os.mkdir(workdir)
+        except FileExistsError:
+            return  # an earlier run of the server launched it (recover() decides about that attempt)
+        proc = self._spawn(spec, workdir)
+        if proc is None:
             return
-        env = {**self._base_env, **spec.environment}
-        missing = _not_executable(spec.command[0], env, workdir)
-        if missing is not None:
-            self._failed_to_start(spec, f"CannotStartContainerError: {missing}: {spec.command[0]}")
-            return
-        try:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", *spec.command],
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as e:
-            self._failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: {spec.command[0]}")
-            return
-        (workdir / "pid").write_text(str(proc.pid))
+        self._journal.record_pid(spec.key, proc.pid)
         running = _Running(spec, proc)
         with self._lock:
             self._running[spec.key] = running
@@ -184,6 +213,34 @@ class LocalLauncher:
             self._watchers.add(watcher)
         watcher.start()
 
+    def _spawn(self, spec: TaskSpec, workdir: Path) -> subprocess.Popen[bytes] | None:
+        """The attempt's process; None when it cannot start (reported as the attempt's TaskStopped)."""
+        if not spec.command:
+            self._failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
+            return None
+        env = {**self._base_env, **spec.environment}
+        program, path = spec.command[0], env.get("PATH", os.defpath)
+        if (program, path) not in self._on_path:
+            missing = _not_executable(program, env, workdir)
+            if missing is not None:
+                self._failed_to_start(spec, f"CannotStartContainerError: {missing}: {program}")
+                return None
+            if "/" not in program:  # a relative path depends on the working directory
+                self._on_path.add((program, path))
+        try:
+            return subprocess.Popen(
+                ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", str(self._journal.path), spec.key, *spec.command],
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as e:
+            self._failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: {program}")
+            return None
+
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
         with self._lock:
             running = self._running.get(f"{job_id}#{attempt}")
@@ -194,33 +251,42 @@ class LocalLauncher:
         self._arm(running, self.grace_seconds, lambda r: self._signal(r, signal.SIGKILL))
 
     def recover(self, job_id: str, attempt: int) -> bool:
-        """After a restart: the attempt started if its pidfile exists; a process still running is killed.
+        """After a restart: the attempt started if its work dir exists; a process still running is killed.
 
-        A crash between spawning the process and writing its pidfile leaves only the LAUNCHING marker: the attempt
-        counts as started (it must not run again under the same number), and its process, if any, is found by the
-        AWS_BATCH_* variables it was given (Linux /proc; elsewhere it cannot be found) and killed.
+        A crash between creating the work dir and recording the pid leaves no pid: the attempt counts as started
+        (it must not run again under the same number), and its process, if any, is found by the AWS_BATCH_*
+        variables it was given (Linux /proc; elsewhere it cannot be found) and killed.
 
-        An attempt whose command exited 0 while nobody watched (its exit status is in the work dir) finished: that
+        An attempt whose command exited 0 while nobody watched (its exit status is in the journal) finished: that
         is reported (TaskStopped, exit 0) before returning, so the job succeeds instead of running again; the
         caller's lost-host report that follows finds the attempt no longer current and is ignored."""
-        workdir = self.work_dir(job_id, attempt)
-        if _recorded_exit(workdir) is None:
-            try:
-                pids = [int((workdir / "pid").read_text())]
-            except (OSError, ValueError):
-                if not (workdir / LAUNCHING).exists():
-                    return False
+        key, workdir = f"{job_id}#{attempt}", self.work_dir(job_id, attempt)
+        if self._exit_of(key, workdir) is None:
+            pid = self._journal.pids.get(key)
+            if pid is None:  # an earlier version's pidfile
+                with contextlib.suppress(OSError, ValueError):
+                    pid = int((workdir / PID_FILE).read_text())
+            if pid is not None:
+                pids = [pid]
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)  # its own session: pid == pgid (no group, nothing killed)
+            elif workdir.is_dir():
                 pids = _processes_of(job_id, attempt)  # the whole group carries the variables
                 for found in pids:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(found, signal.SIGKILL)
             else:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pids[0], signal.SIGKILL)  # its own session: pid == pgid (no group, nothing killed)
+                return False
             _wait_gone(pids, RECOVER_WAIT_S)  # then the exit status, if any, is complete: it was written before
-        if _recorded_exit(workdir) == 0:
+        if self._exit_of(key, workdir) == 0:
             self.on_event(job_id, TaskStopped(attempt, 0))
         return True
+
+    def _exit_of(self, key: str, workdir: Path) -> int | None:
+        """The exit status the attempt's supervisor recorded; None if it did not (running, killed, never started)."""
+        self._journal.refresh()
+        code = self._journal.exits.get(key)
+        return code if code is not None else _recorded_exit(workdir)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop every process (the server is going away; their attempts are recovered at the next start).
@@ -240,6 +306,7 @@ class LocalLauncher:
         deadline = time.monotonic() + timeout
         for w in watchers:
             w.join(max(0.0, deadline - time.monotonic()))
+        self._journal.close()
 
     # -- internals --------------------------------------------------------------------------------------------
 

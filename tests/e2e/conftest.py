@@ -324,8 +324,18 @@ def wait_dead(pid: int, timeout: float = 10) -> bool:
     return True
 
 
+def work_pids(state: Path) -> dict[str, int]:
+    """The pid of each attempt the local launcher started, by "<jobId>#<attempt>" (from its journal)."""
+    pids = {}
+    for line in (state / "work" / "journal").read_text().splitlines():
+        kind, key, value = line.split(" ")
+        if kind == "pid":
+            pids[key] = int(value)
+    return pids
+
+
 def work_pid(state: Path, job_id: str, attempt: int = 1) -> int:
-    return int((state / "work" / job_id.replace(":", "_") / str(attempt) / "pid").read_text())
+    return work_pids(state)[f"{job_id}#{attempt}"]
 
 
 def kill_quietly(pid: int) -> None:

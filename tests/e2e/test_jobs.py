@@ -38,6 +38,7 @@ from tests.e2e.conftest import (
     wait_terminal,
     wait_until,
     work_pid,
+    work_pids,
 )
 
 pytestmark = pytest.mark.e2e
@@ -334,7 +335,7 @@ def test_terminate_at_any_moment_of_placement_stops_the_job(batch: Client, state
             assert jobs[job_id]["status"] == "FAILED"
             assert jobs[job_id]["statusReason"] == "raced"
             assert jobs[job_id]["isTerminated"] is True
-            if (state_dir / "work" / job_id / "1" / "pid").exists():
+            if f"{job_id}#1" in work_pids(state_dir):
                 pids.append(work_pid(state_dir, job_id))
         assert all(wait_dead(pid) for pid in pids)
     finally:
@@ -568,7 +569,7 @@ def test_jobs_running_when_the_server_is_killed_are_recovered(
     jd = register(batch, "crashy", sh(first_attempt_blocks(marks)))
     retried = submit(batch, queue, jd, "retried", retryStrategy={"attempts": 2})
     single = submit(batch, queue, jd, "single", retryStrategy={"attempts": 1})
-    # its pidfile is removed below: as if the server died between spawning the process and recording its pid
+    # its pid is removed from the journal below: as if the server died between spawning the process and recording it
     unrecorded = submit(batch, queue, jd, "unrecorded", retryStrategy={"attempts": 2})
     jobs = (retried, single, unrecorded)
     wait_status(batch, jobs, "RUNNING")
@@ -580,7 +581,9 @@ def test_jobs_running_when_the_server_is_killed_are_recovered(
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait(timeout=10)
         assert all(pid_alive(p) for p in pids.values()), "the jobs' processes should outlive the server"
-        (state_dir / "work" / unrecorded / "1" / "pid").unlink()
+        journal = state_dir / "work" / "journal"
+        lines = journal.read_text().splitlines(keepends=True)
+        journal.write_text("".join(line for line in lines if not line.startswith(f"pid {unrecorded}#1 ")))
 
         server = cli_server(state_dir)
         batch = clients("batch", server.endpoint)

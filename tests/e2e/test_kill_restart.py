@@ -369,10 +369,11 @@ def test_a_job_that_finishes_while_the_server_is_down_is_not_run_again(server: S
     # WHEN the server is SIGKILLed, the jobs finish while it is down, and it is started again
     server.kill()
     go.touch()
-    exits = [server.state / "work" / job_id / "1" / "exit" for job_id in (ok, bad)]
+    journal = server.state / "work" / "journal"
+    exits = {f"exit {job_id}#1 " for job_id in (ok, bad)}
     deadline = time.monotonic() + 30
-    while not all(e.exists() for e in exits):  # each attempt's supervisor records the exit status
-        assert time.monotonic() < deadline, "the jobs did not finish"
+    while not all(any(line.startswith(e) for line in journal.read_text().splitlines()) for e in exits):
+        assert time.monotonic() < deadline, "the jobs did not finish"  # each supervisor records its exit status
         time.sleep(0.05)
     server.start()
     jobs = wait_all_terminal(batch, [ok, bad], 30)

@@ -1,0 +1,125 @@
+"""The local launcher: each attempt launches once, across restarts too, and creates no file (its pid and exit status
+go to the journal); recovery finds what the journal (or an earlier version's files) recorded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chalicelib.compute.local import LocalLauncher
+from chalicelib.compute.logs import FileLogStore
+from chalicelib.compute.port import TaskSpec
+from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+@dataclass
+class Local:
+    launcher: LocalLauncher
+    events: list[tuple[str, TaskStarted | TaskStopped]]
+    root: Path
+
+    def spec(self, job_id: str = "job-1", command: list[str] | None = None, attempt: int = 1) -> TaskSpec:
+        env = {"AWS_BATCH_JOB_ID": job_id, "AWS_BATCH_JOB_ATTEMPT": str(attempt)}
+        return TaskSpec(job_id, attempt, "task", command or ["true"], env, "jd/default/task", 1.0, 2048, "ce")
+
+    def wait_events(self, n: int) -> list[tuple[str, TaskStarted | TaskStopped]]:
+        wait_until(lambda: len(self.events) >= n, f"{n} task events")
+        return self.events
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[Local]:
+    events: list[tuple[str, TaskStarted | TaskStopped]] = []
+    launcher = LocalLauncher(tmp_path / "work", FileLogStore(tmp_path / "logs"), lambda j, e: events.append((j, e)))
+    yield Local(launcher, events, tmp_path / "work")
+    launcher.shutdown()
+
+
+def test_a_task_that_ends_at_once_reports_its_start_then_its_stop(local: Local) -> None:
+    local.launcher.launch(local.spec())
+
+    assert local.wait_events(2) == [("job-1", TaskStarted(1)), ("job-1", TaskStopped(1, 0))]
+    assert (local.root / "job-1" / "1").is_dir()
+    journal = (local.root / "journal").read_text().splitlines()  # the exit may come before the pid
+    assert sorted(line.rsplit(" ", 1)[0] for line in journal) == ["exit job-1#1", "pid job-1#1"]
+    assert "exit job-1#1 0" in journal
+
+
+def test_an_attempt_is_launched_once_across_restarts(local: Local, tmp_path: Path) -> None:
+    local.launcher.launch(local.spec())
+    local.wait_events(2)
+    events: list[tuple[str, TaskStarted | TaskStopped]] = []
+    restarted = LocalLauncher(local.root, FileLogStore(tmp_path / "logs"), lambda j, e: events.append((j, e)))
+    try:
+        restarted.launch(local.spec())  # its work dir exists: started by the earlier server
+        time.sleep(0.1)
+        assert events == []
+        assert "job-1#1" in (local.root / "journal").read_text() and len(local.wait_events(2)) == 2
+
+        assert restarted.recover("job-1", 1) is True  # it exited 0 while nobody watched: reported now
+        assert events == [("job-1", TaskStopped(1, 0))]
+        assert restarted.recover("job-1", 2) is False  # never launched
+    finally:
+        restarted.shutdown()
+
+
+def sleeper(**env: str) -> subprocess.Popen[bytes]:
+    """A process of this test (its own session, as the launcher's are), to be found and killed by recover()."""
+    return subprocess.Popen(["sleep", "30"], env={**os.environ, **env}, start_new_session=True)
+
+
+def test_recover_kills_an_attempt_whose_pid_was_never_recorded(local: Local) -> None:
+    job_id = f"lost-{uuid.uuid4()}"
+    (local.root / job_id / "1").mkdir(parents=True)  # a crash between creating the work dir and recording the pid
+    process = sleeper(AWS_BATCH_JOB_ID=job_id, AWS_BATCH_JOB_ATTEMPT="1")
+    try:
+        assert local.launcher.recover(job_id, 1) is True  # it counts as started, and its process is found
+        assert process.wait(timeout=5) == -signal.SIGKILL
+        assert local.events == []
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_recover_reads_the_pid_and_exit_files_of_an_earlier_version(local: Local) -> None:
+    done, running = local.root / "old-1" / "1", local.root / "old-2" / "1"
+    done.mkdir(parents=True)
+    running.mkdir(parents=True)
+    (done / "exit").write_text("0\n")
+    process = sleeper()
+    try:
+        (running / "pid").write_text(str(process.pid))
+
+        assert local.launcher.recover("old-1", 1) is True
+        assert local.launcher.recover("old-2", 1) is True
+        assert process.wait(timeout=5) == -signal.SIGKILL
+        assert local.events == [("old-1", TaskStopped(1, 0))]
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_program_that_is_not_on_the_path_fails_to_start(local: Local) -> None:
+    local.launcher.launch(local.spec("job-3", ["no-such-program-batchplane"]))
+    local.launcher.launch(local.spec("job-4", ["true"]))
+
+    events = local.wait_events(3)
+    stopped = next(e for j, e in events if j == "job-3")
+    assert isinstance(stopped, TaskStopped) and stopped.exit_code is None
+    assert stopped.reason == "CannotStartContainerError: No such file or directory: no-such-program-batchplane"
+    assert [e for j, e in local.wait_events(3) if j == "job-4"] == [TaskStarted(1), TaskStopped(1, 0)]
