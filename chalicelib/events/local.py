@@ -1,5 +1,9 @@
 """The local event bus: every event is appended to `<state>/events.jsonl` (EventBridge's envelope) and handed to
-in-process subscribers (the CLI's watch, tests)."""
+in-process subscribers (the CLI's watch, tests).
+
+The file is rotated by size, as logrotate would: past `max_bytes` it becomes `events.jsonl.1` (the older ones shift to
+`.2`, ... up to `backups`, the oldest is dropped) and a new file is started, so a long-lived `batchplane up` keeps at
+most (backups + 1) x max_bytes of events (100,000 jobs write about 230 MB)."""
 
 from __future__ import annotations
 
@@ -13,12 +17,25 @@ from typing import Any
 
 Subscriber = Callable[[dict[str, Any]], None]
 
+MAX_BYTES = 64 * 1024 * 1024
+BACKUPS = 3
+
 
 class LocalEventBus:
-    def __init__(self, path: Path | None, *, account: str, region: str) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        account: str,
+        region: str,
+        max_bytes: int = MAX_BYTES,
+        backups: int = BACKUPS,
+    ) -> None:
         self.path = path
         self.account = account
         self.region = region
+        self.max_bytes = max_bytes
+        self.backups = backups
         self._lock = threading.Lock()
         self._subscribers: list[Subscriber] = []
         self._file = path.open("a", encoding="utf-8") if path else None
@@ -43,9 +60,23 @@ class LocalEventBus:
             if self._file is not None:
                 self._file.write(json.dumps(envelope, separators=(",", ":")) + "\n")
                 self._file.flush()
+                if self._file.tell() >= self.max_bytes:
+                    self._rotate()
             subscribers = list(self._subscribers)
         for fn in subscribers:
             fn(envelope)
+
+    def _rotate(self) -> None:
+        """events.jsonl -> .1 -> .2 ... -> .<backups> (dropped beyond); a fresh events.jsonl. Under the lock."""
+        assert self.path is not None and self._file is not None
+        self._file.close()
+        for n in range(self.backups, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n - 1}") if n > 1 else self.path
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{n}"))
+        if self.backups == 0:
+            self.path.unlink(missing_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
 
     def close(self) -> None:
         with self._lock:
