@@ -139,6 +139,7 @@ class ItemRecord(Model):
     g1s = UnicodeAttribute(null=True)
     g2p = UnicodeAttribute(null=True)
     g2s = UnicodeAttribute(null=True)
+    ttl = NumberAttribute(null=True)  # Item.expires_at: the table's TimeToLiveSpecification attribute (infra/)
     gsi1 = _Gsi1()
     gsi2 = _Gsi2()
 
@@ -180,6 +181,7 @@ def _to_item(r: ItemRecord) -> Item:
         version=int(r.version),
         gsi1=(r.g1p, _dec(r.g1s)) if r.g1p is not None and r.g1s is not None else None,
         gsi2=(r.g2p, _dec(r.g2s)) if r.g2p is not None and r.g2s is not None else None,
+        expires_at=int(r.ttl) if r.ttl is not None else None,
     )
 
 
@@ -367,7 +369,7 @@ class DynamoItemStore:
         """The record to write for `item` and the item as it will be stored (new version)."""
         version = 1 if expect is None else expect + 1
         record = self.record(_partition(item.pk, "pk"), _enc(item.sk), **_attributes(item, version))
-        return record, Item(item.pk, item.sk, item.body, version, item.gsi1, item.gsi2)
+        return record, Item(item.pk, item.sk, item.body, version, item.gsi1, item.gsi2, item.expires_at)
 
 
 def _attributes(item: Item, version: int) -> dict[str, Any]:
@@ -380,6 +382,8 @@ def _attributes(item: Item, version: int) -> dict[str, Any]:
         attrs["g1p"], attrs["g1s"] = _partition(item.gsi1[0], "gsi1 partition"), _enc(item.gsi1[1])
     if item.gsi2 is not None:
         attrs["g2p"], attrs["g2s"] = _partition(item.gsi2[0], "gsi2 partition"), _enc(item.gsi2[1])
+    if item.expires_at is not None:
+        attrs["ttl"] = item.expires_at
     return attrs
 
 
@@ -408,6 +412,7 @@ def image_item(image: Mapping[str, Any]) -> Item:
     bz = (image.get("bz") or {}).get("B")
     body = decode_body(text("body"), base64.b64decode(bz) if isinstance(bz, str) else bz)
     g1p, g1s, g2p, g2s = (text(n) for n in ("g1p", "g1s", "g2p", "g2s"))
+    ttl = image.get("ttl")
     return Item(
         pk=str(image["pk"]["S"]),
         sk=_dec(str(image["sk"]["S"])),
@@ -415,6 +420,7 @@ def image_item(image: Mapping[str, Any]) -> Item:
         version=int(image["version"]["N"]),
         gsi1=(g1p, _dec(g1s)) if g1p is not None and g1s is not None else None,
         gsi2=(g2p, _dec(g2s)) if g2p is not None and g2s is not None else None,
+        expires_at=int(ttl["N"]) if ttl else None,
     )
 
 

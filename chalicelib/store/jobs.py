@@ -19,6 +19,9 @@ from chalicelib.store.port import Item, ItemStore, Op, Put
 from chalicelib.store.repository import expect_of
 
 INDEX_WIDTH = 7
+# How long a finished job stays describable on AWS before DynamoDB's TTL removes it (AWS Batch keeps them at least
+# 7 days). Its dependency edges are kept: an edge may be read for as long as a dependent can be submitted.
+RETENTION_SECONDS = 30 * 24 * 3600
 TIME_WIDTH = 13
 
 
@@ -67,7 +70,14 @@ def job_item(job: Job) -> Item:
         gsi2 = (array_partition(job.array.parent_id, job.status), f"{job.array.index:0{INDEX_WIDTH}d}")
     else:
         gsi1 = (queue_partition(job.queue, job.status), order_key(job))
-    return Item(job_pk(job.job_id), "", body, gsi1=gsi1, gsi2=gsi2)
+    return Item(job_pk(job.job_id), "", body, gsi1=gsi1, gsi2=gsi2, expires_at=expires_at(job))
+
+
+def expires_at(job: Job) -> int | None:
+    """A finished job's expiry (epoch seconds), RETENTION_SECONDS after it stopped; None while it is not finished."""
+    if job.status not in TERMINAL:
+        return None
+    return (job.stopped_at or job.updated_at or job.created_at) // 1000 + RETENTION_SECONDS
 
 
 def job_from_item(item: Item) -> Job:

@@ -30,6 +30,9 @@ class Item:
     version: int = 0
     gsi1: tuple[str, str] | None = None
     gsi2: tuple[str, str] | None = None
+    # Epoch seconds after which the store may delete the item: DynamoDB's TTL does (within days of it, and a read
+    # may still see it meanwhile); the SQLite store keeps every item.
+    expires_at: int | None = None
 
     @property
     def key(self) -> str:

@@ -17,7 +17,7 @@ from chalicelib.domain.errors import Conflict
 from chalicelib.runtime import stream
 from chalicelib.store import dynamo
 from chalicelib.store.dynamo import DynamoItemStore
-from chalicelib.store.jobs import job_item
+from chalicelib.store.jobs import RETENTION_SECONDS, job_item
 from chalicelib.store.port import Item, Put
 from tests.functional.moto_env import MOTO_ENV
 from tests.functional.serverless_harness import CallCounter, TableModel
@@ -128,3 +128,25 @@ def test_a_transaction_of_one_write_is_that_write(table: tuple[DynamoItemStore, 
     with pytest.raises(Conflict):
         store.transact([Put(item, None)])  # the same condition: it must not exist
     assert store.get(item.pk, "") is not None
+
+
+def test_a_finished_job_expires_after_the_retention_and_a_live_one_never(
+    table: tuple[DynamoItemStore, Any, CallCounter],
+) -> None:
+    store, raw, _ = table
+    running = a_running_job()
+    finished = replace(running, job_id="job-2", status="SUCCEEDED", stopped_at=1_700_000_123_456)
+
+    store.put(job_item(running), None)
+    stored_finished = store.put(job_item(finished), None)
+
+    # the TTL attribute the table's TimeToLiveSpecification names (infra/), in epoch seconds
+    assert "ttl" not in stored(raw, job_item(running).pk)
+    assert stored(raw, job_item(finished).pk)["ttl"] == {"N": str(1_700_000_123 + RETENTION_SECONDS)}
+    read = store.get(job_item(finished).pk, "")
+    assert read is not None and read.expires_at == stored_finished.expires_at == 1_700_000_123 + RETENTION_SECONDS
+    # a stream image carries it too, and an expired item's REMOVE record has no effect
+    assert dynamo.image_item(dynamo.image(stored_finished)).expires_at == stored_finished.expires_at
+    removed = {"dynamodb": {"Keys": {"pk": {"S": stored_finished.pk}}, "OldImage": dynamo.image(stored_finished)}}
+    change = stream.decode(removed)
+    assert change is not None and change.new is None and stream.effects(change.old, change.new) == ()

@@ -219,6 +219,9 @@ def test_the_table_is_the_one_the_dynamodb_adapter_creates(
     assert indexes(props["GlobalSecondaryIndexes"]) == indexes(live["GlobalSecondaryIndexes"])
     assert props["StreamSpecification"]["StreamViewType"] == live["StreamSpecification"]["StreamViewType"]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
+    # AND finished jobs expire through the attribute the adapter writes (store/jobs.py RETENTION_SECONDS)
+    ttl = props["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": DynamoItemStore("t", region="us-east-1").record.ttl.attr_name, "Enabled": True}
 
 
 # -- event sources and dead letters ---------------------------------------------------------------------------------
