@@ -6,7 +6,8 @@
   reserved AWS_BATCH_* ones, which the job cannot override (validation rejects them, and they are applied last).
 - stdout and stderr are captured line by line into the attempt's log stream.
 - Task events are reported like ECS ones: TaskStarted once the process exists, TaskStopped with its exit code
-  (128+N for a signal, as Docker reports it) when it ends.
+  (128+N for a signal, as Docker reports it) when it ends. A process that ends without output within
+  START_REPORT_S has both reported together, so the control plane can apply them with one write.
 - The attempt's working directory is created (exclusively: an attempt launches once, across restarts too) before
   its process is spawned, and the pid is recorded in the journal once the process exists, so after a crash of the
   server the process can be found and stopped (`recover`): an attempt is never left running unobserved, and never
@@ -22,8 +23,10 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -53,6 +56,7 @@ EXIT_FILE = "exit"
 # Arguments: the journal's path, the attempt's key, then the command.
 SUPERVISOR = 'j=$1 k=$2; shift 2; trap : HUP INT TERM; "$@"; c=$?; printf "exit %s %s\\n" "$k" "$c" >> "$j"; exit "$c"'
 RECOVER_WAIT_S = 2.0  # how long recover() waits for a killed process to be gone
+START_REPORT_S = 0.05  # TaskStarted waits this long for the end of a task without output, to come with its stop
 
 
 @dataclass
@@ -161,6 +165,21 @@ def _not_executable(program: str, env: dict[str, str], cwd: Path) -> str | None:
     return None if shutil.which(program, path=env.get("PATH", os.defpath)) else "No such file or directory"
 
 
+def _quick_exit(proc: subprocess.Popen[bytes]) -> int | None:
+    """The exit code if the process closes its output without writing any and exits within START_REPORT_S; None
+    when it runs on or writes output (the caller reads and logs that)."""
+    assert isinstance(proc.stdout, io.BufferedReader)  # Popen's default buffering
+    deadline = time.monotonic() + START_REPORT_S
+    poller = select.poll()  # not select(): no limit on the descriptor's number
+    poller.register(proc.stdout, select.POLLIN)
+    if not poller.poll(START_REPORT_S * 1000) or proc.stdout.peek(1):  # peek: b"" only at the end of output
+        return None
+    try:
+        return exit_code_of(proc.wait(max(0.0, deadline - time.monotonic())))
+    except subprocess.TimeoutExpired:
+        return None
+
+
 class LocalLauncher:
     def __init__(
         self,
@@ -207,7 +226,6 @@ class LocalLauncher:
             self._running[spec.key] = running
         if spec.timeout_seconds:
             self._arm(running, spec.timeout_seconds, self._timeout)
-        self.on_event(spec.job_id, TaskStarted(spec.attempt))
         watcher = threading.Thread(target=self._watch, args=(running,), name=f"task-{spec.key}", daemon=True)
         with self._lock:
             self._watchers.add(watcher)
@@ -342,12 +360,15 @@ class LocalLauncher:
     def _watch_until_exit(self, running: _Running) -> None:
         spec, proc = running.spec, running.proc
         assert proc.stdout is not None
-        try:
-            for raw in proc.stdout:
-                self.logs.append(spec.log_stream, [(_now_ms(), raw.decode("utf-8", "replace").rstrip("\n"))])
-        except Exception:  # a log failure must not lose the exit
-            log.exception("reading the output of %s failed", spec.key)
-        code = exit_code_of(proc.wait())
+        code = _quick_exit(proc)
+        self._report(running, TaskStarted(spec.attempt))  # right before its stop when the task has ended already
+        if code is None:
+            try:
+                for raw in proc.stdout:
+                    self.logs.append(spec.log_stream, [(_now_ms(), raw.decode("utf-8", "replace").rstrip("\n"))])
+            except Exception:  # a log failure must not lose the exit
+                log.exception("reading the output of %s failed", spec.key)
+            code = exit_code_of(proc.wait())
         for t in running.timers:
             t.cancel()
         with self._lock:
@@ -358,8 +379,12 @@ class LocalLauncher:
         reason = None
         if running.timed_out:
             reason = TIMEOUT_REASON
-        stopped = TaskStopped(spec.attempt, code, reason=reason, timed_out=running.timed_out)
+        self._report(running, TaskStopped(spec.attempt, code, reason=reason, timed_out=running.timed_out))
+
+    def _report(self, running: _Running, event: TaskStarted | TaskStopped) -> None:
+        if running.lost:
+            return  # killed by shutdown(): recovery at the next start decides
         try:
-            self.on_event(spec.job_id, stopped)
-        except Exception:  # the sweep at the next start repairs a lost report
-            log.exception("reporting the exit of %s failed", spec.key)
+            self.on_event(running.spec.job_id, event)
+        except Exception:  # the sweep repairs a lost report (at the latest, the one at the next start)
+            log.exception("reporting %s of %s failed", type(event).__name__, running.spec.key)

@@ -3,6 +3,9 @@
 `Reactor.apply(job_id, event)`: read the job, `lifecycle.transition`, persist the new job with one conditional
 write (a lost race re-reads and re-decides), then run the effects. Effects that may fan out (dependents, array
 children) go to `defer`, the runtime's work queue, so no request or task event waits on them.
+
+`Reactor.apply_all(job_id, events)` does the same for several events of one job with one write: the local engine
+applies a task's start and stop together when both are pending, and a batch of finished children to their parent.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
 from chalicelib.compute.port import Launcher, TaskSpec
@@ -38,6 +41,8 @@ from chalicelib.store.port import MAX_TRANSACT_OPS
 log = logging.getLogger("batchplane.react")
 
 Defer = Callable[[Callable[[], None]], None]
+# Counts a finished array child into its parent (parent id, the event); by default at once, with its own write.
+CountChild = Callable[[str, lifecycle.ChildFinished], None]
 APPLY_RETRIES = 16
 STATE_CHANGE = "Batch Job State Change"
 
@@ -47,32 +52,61 @@ def run_now(work: Callable[[], None]) -> None:
 
 
 class Reactor:
-    def __init__(self, svc: Services, launcher: Launcher, defer: Defer = run_now) -> None:
+    def __init__(
+        self,
+        svc: Services,
+        launcher: Launcher,
+        defer: Defer = run_now,
+        *,
+        count_child: CountChild | None = None,
+    ) -> None:
         self.svc = svc
         self.launcher = launcher
         self.defer = defer
+        self.count_child: CountChild = count_child or self._count_now
 
     # -- apply ------------------------------------------------------------------------------------------------
 
     def apply(self, job_id: str, event: lifecycle.Event) -> Job | None:
         """Returns the job after the event (unchanged when the event did not apply), None if it does not exist."""
+        return self.apply_all(job_id, (event,))
+
+    def apply_all(self, job_id: str, events: Sequence[lifecycle.Event]) -> Job | None:
+        """Apply events in order with one conditional write. `lifecycle.transition` decides each step from the job
+        the step before left; after the write, each step's effects run with the job as that step left it, so a job
+        whose task started and stopped between two looks still passes through RUNNING (startedAt set, both state
+        changes published). Returns the job after the events, None if it does not exist."""
         for _ in range(APPLY_RETRIES):
             job = self.svc.jobs.get(job_id)
             if job is None:
                 return None
-            outcome = lifecycle.transition(job, event, self.svc.clock.now_ms())
-            if outcome.job is None:
-                self.run_effects(job, outcome.effects)
+            now = self.svc.clock.now_ms()
+            after, steps = job, []
+            for event in events:
+                outcome = lifecycle.transition(after, event, now)
+                after = outcome.job or after
+                steps.append((event, outcome))
+            if after is job:
+                for _, outcome in steps:
+                    self.run_effects(job, outcome.effects)
                 return job
             try:
-                saved = self.svc.jobs.save(outcome.job)
+                saved = self.svc.jobs.save(after)
             except Conflict:
                 continue
-            if isinstance(event, lifecycle.TaskStopped):
-                self.record_usage(saved, event.attempt)  # before the effects wake the dispatcher
-            self.run_effects(saved, outcome.effects)
+            for event, outcome in steps:
+                if isinstance(event, lifecycle.TaskStopped) and outcome.job is not None:
+                    self.record_usage(saved, event.attempt)  # before the effects wake the dispatcher
+            current = job
+            for _, outcome in steps:
+                if outcome.job is not None:
+                    current = saved if outcome.job is after else outcome.job
+                self.run_effects(current, outcome.effects)
             return saved
         raise Conflict(job_pk(job_id), None)
+
+    def _count_now(self, parent_id: str, event: lifecycle.ChildFinished) -> None:
+        self.apply(parent_id, event)
 
     def run_effects(self, job: Job, effects: Iterable[lifecycle.Effect]) -> None:
         for effect in effects:
@@ -89,7 +123,7 @@ class Reactor:
                     self.defer(partial(self.notify_dependents, job.job_id, ok))
                 case lifecycle.NotifyParent(succeeded=ok):
                     assert job.array is not None and job.array.parent_id is not None and job.array.index is not None
-                    self.apply(job.array.parent_id, lifecycle.ChildFinished(job.array.index, ok))
+                    self.count_child(job.array.parent_id, lifecycle.ChildFinished(job.array.index, ok))
                 case lifecycle.CreateChildren():
                     self.defer(partial(self.create_children, job.job_id))
                 case lifecycle.CancelChildren(reason=why, terminate=term):

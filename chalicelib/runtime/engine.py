@@ -3,6 +3,11 @@
 Progress is event-driven: every write that can make work schedulable calls `wake()`, and the dispatcher runs a
 cycle at once. Every SWEEP_SECONDS the dispatcher thread also runs the repair sweep (control/sweep.py), never the
 normal path. Recovery at start is the same sweep with `restart=True`.
+
+The dispatcher thread also applies the launcher's task events (`report`): a task's watcher queues them, and the
+thread applies the pending events of one job with one write (a short task's start and stop together). Finished
+array children are counted into their parent in batches (`ChildCounts`), one parent write per batch instead of one
+per child.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from chalicelib.control.context import Services
 from chalicelib.control.dispatch import Dispatcher
 from chalicelib.control.react import Reactor
 from chalicelib.control.sweep import SweepPolicy, SweepReport, sweep
+from chalicelib.domain.lifecycle import ChildFinished, Event, TaskStarted, TaskStopped
 
 log = logging.getLogger("batchplane.engine")
 
@@ -29,6 +35,9 @@ HOST_TERMINATED = host_terminated_reason(HOST_ID)
 # process it finds unobserved (this server did not start it, or lost its report) is stopped: a lost host.
 PERIODIC = SweepPolicy(starting_grace_ms=int(SWEEP_SECONDS * 1000), lost_host=HOST_ID)
 AT_START = SweepPolicy(restart=True, lost_host=HOST_ID)
+# How long finished array children wait to be counted into their parent, so that one write counts many. A crash
+# loses nothing: the sweep at start recounts every PENDING parent's finished children.
+COUNT_CHILDREN_SECONDS = 0.05
 
 
 class WorkQueue:
@@ -56,20 +65,75 @@ class WorkQueue:
                 log.exception("deferred work failed")
 
 
+class ChildCounts:
+    """Finished array children not yet counted into their parent (the reactor's `count_child`)."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._waiting: dict[str, list[ChildFinished]] = {}  # parent id -> its children's events, in order
+        self._since: float | None = None  # monotonic time the oldest waiting event came
+
+    def add(self, parent_id: str, event: ChildFinished) -> None:
+        with self._lock:
+            self._waiting.setdefault(parent_id, []).append(event)
+            first, self._since = self._since is None, self._since or time.monotonic()
+        if first:
+            self._wake()  # the engine's loop waits until they are due
+
+    def due_in(self) -> float | None:
+        """Seconds until the waiting events are due (0: now); None when none waits."""
+        with self._lock:
+            since = self._since
+        return None if since is None else max(0.0, since + COUNT_CHILDREN_SECONDS - time.monotonic())
+
+    def take(self) -> dict[str, list[ChildFinished]]:
+        with self._lock:
+            waiting, self._waiting, self._since = self._waiting, {}, None
+        return waiting
+
+
 class Engine:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.reactor = Reactor(svc, svc.launcher, svc.defer)
+        self._wake = threading.Event()  # the loop has something to look at
+        self._dispatch = False  # ... and that includes a write that may make work schedulable (`wake`)
+        self.children = ChildCounts(self._wake.set)
+        self.reactor = Reactor(svc, svc.launcher, svc.defer, count_child=self._count_child)
         self.dispatcher = Dispatcher(svc, self.reactor, lambda: uuid.uuid4().hex)
-        self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+        self._events_lock = threading.Lock()
+        self._events: list[tuple[str, Event]] | None = None  # queued task events; None: applied by the caller
 
     def wake(self) -> None:
+        """Services.wake: a write may have made work schedulable, so the loop runs the dispatch cycles."""
+        self._dispatch = True
         self._wake.set()
+
+    def report(self, job_id: str, event: TaskStarted | TaskStopped) -> None:
+        """A task event from the launcher. From a task's watcher it is queued for the dispatcher thread. On the
+        dispatcher thread itself (a launch that failed, a recovery in the sweep), before start and after stop, it is
+        applied at once: the sweep relies on an attempt's own end being applied before what it decides next."""
+        with self._events_lock:
+            if self._events is not None and threading.current_thread() is not self._thread:
+                self._events.append((job_id, event))
+                self._wake.set()
+                return
+        self.reactor.apply(job_id, event)
+
+    def _count_child(self, parent_id: str, event: ChildFinished) -> None:
+        """A finished array child: counted into its parent with the next batch while the thread runs."""
+        with self._events_lock:
+            if self._events is not None:
+                self.children.add(parent_id, event)
+                return
+        self.reactor.apply(parent_id, event)
 
     def start(self) -> None:
         self.recover()
+        with self._events_lock:
+            self._events = []
         self._thread.start()
         self.wake()
 
@@ -77,12 +141,20 @@ class Engine:
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout=10)
+        with self._events_lock:
+            events, self._events = self._events or [], None
+        self._apply(events)  # what came after the thread's last look; later ones are applied by their caller
+        self._count_children()
 
     def _loop(self) -> None:
         last_sweep = time.monotonic()
         while not self._stopping.is_set():
-            self._wake.wait(SWEEP_SECONDS)
-            self._wake.clear()
+            with self._events_lock:
+                queued = bool(self._events)
+            if not queued and not self._dispatch:
+                due = self.children.due_in()
+                self._wake.wait(SWEEP_SECONDS if due is None else min(due, SWEEP_SECONDS))
+            self._wake.clear()  # before looking: a wake-up from after this point makes the loop look again
             if self._stopping.is_set():
                 return
             if time.monotonic() - last_sweep >= SWEEP_SECONDS:
@@ -96,11 +168,38 @@ class Engine:
                     self.dispatcher.check_time_limits()
                 except Exception:
                     log.exception("time-limit check failed")
+                self._dispatch = True
+            with self._events_lock:
+                events, self._events = self._events or [], []
+            self._apply(events)
+            if self.children.due_in() == 0:
+                self._count_children()
+            if self._dispatch:
+                # Reset before the cycles: they read every write that woke the loop before this point.
+                self._dispatch = False
+                try:
+                    while self.dispatcher.cycle() and not self._stopping.is_set():
+                        pass
+                except Exception:  # keep dispatching; the failure is logged
+                    log.exception("dispatch cycle failed")
+
+    def _apply(self, events: list[tuple[str, Event]]) -> None:
+        """Queued task events: one write per job for all of its events, in the order they came."""
+        by_job: dict[str, list[Event]] = {}
+        for job_id, event in events:
+            by_job.setdefault(job_id, []).append(event)
+        for job_id, mine in by_job.items():
             try:
-                while self.dispatcher.cycle() and not self._stopping.is_set():
-                    pass
-            except Exception:  # keep dispatching; the failure is logged
-                log.exception("dispatch cycle failed")
+                self.reactor.apply_all(job_id, mine)
+            except Exception:  # the sweep repairs a lost report
+                log.exception("applying the task events of %s failed", job_id)
+
+    def _count_children(self) -> None:
+        for parent_id, events in self.children.take().items():
+            try:
+                self.reactor.apply_all(parent_id, events)
+            except Exception:  # the sweep recounts a PENDING parent's finished children
+                log.exception("counting the finished children of %s failed", parent_id)
 
     # -- recovery ---------------------------------------------------------------------------------------------
 

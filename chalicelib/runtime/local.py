@@ -65,7 +65,7 @@ class LocalRuntime:
         self.server = ApiServer(app, config.host, config.port)
 
     def _on_task_event(self, job_id: str, event: TaskStarted | TaskStopped) -> None:
-        self.engine.reactor.apply(job_id, event)
+        self.engine.report(job_id, event)
 
     @property
     def endpoint(self) -> str:

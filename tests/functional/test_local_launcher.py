@@ -1,5 +1,5 @@
-"""The local launcher: each attempt launches once, across restarts too, and creates no file (its pid and exit status
-go to the journal); recovery finds what the journal (or an earlier version's files) recorded."""
+"""The local launcher: a task that ends at once reports its start and its stop together; each attempt launches once,
+across restarts too; recovery finds what the journal (or an earlier version's files) recorded."""
 
 from __future__ import annotations
 

@@ -1,0 +1,265 @@
+"""What makes the local engine cheap per job, over a real SQLite store: several events of one job applied with one
+write (a short task's start and stop; a batch of finished children into their parent).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.compute.port import NullLauncher
+from chalicelib.control import jobs as job_control
+from chalicelib.control import resources
+from chalicelib.control.context import RequestContext, Services
+from chalicelib.control.dispatch import Dispatcher
+from chalicelib.control.react import Reactor
+from chalicelib.domain import lifecycle
+from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, RUNNING, STARTING, SUCCEEDED, Job
+from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+from chalicelib.runtime.engine import ChildCounts, Engine
+from chalicelib.store.port import Item
+from chalicelib.store.repository import Repository
+from chalicelib.store.sqlite import SqliteItemStore
+
+CTX = RequestContext("us-east-1")
+T0 = 1_700_000_000_000
+GRACE_MS = 250
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def now_ms(self) -> int:
+        return self.now
+
+
+class SequentialIds:
+    def __init__(self) -> None:
+        self._n = itertools.count(1)
+
+    def new_id(self) -> str:
+        return f"job-{next(self._n):04d}"
+
+
+class CountingStore(SqliteItemStore):
+    """Counts the writes (a transaction counts once) and the queries."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.writes = 0
+        self.queries = 0
+
+    def put(self, item: Item, expect: int | None) -> Item:
+        self.writes += 1
+        return super().put(item, expect)
+
+    def transact(self, ops: Any) -> None:
+        self.writes += 1
+        super().transact(ops)
+
+    def query(self, *args: Any, **kwargs: Any) -> list[Item]:
+        self.queries += 1
+        return super().query(*args, **kwargs)
+
+
+class Published:
+    """An event sink that keeps (jobId, status) of every state change."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, str]] = []
+
+    def publish(self, detail_type: str, resources: list[str], detail: dict[str, Any]) -> None:
+        self.changes.append((detail["jobId"], detail["status"]))
+
+
+@dataclass
+class Plane:
+    svc: Services
+    store: CountingStore
+    clock: FakeClock
+    reactor: Reactor
+    dispatcher: Dispatcher
+    launcher: NullLauncher
+    published: Published
+
+    def setup(self, max_vcpus: int = 2, vcpus: str = "1") -> None:
+        res = {"type": "FARGATE", "maxvCpus": max_vcpus, "subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]}
+        resources.create_compute_environment(
+            self.svc, CTX, {"computeEnvironmentName": "ce", "type": "MANAGED", "computeResources": res}
+        )
+        order = [{"order": 1, "computeEnvironment": "ce"}]
+        resources.create_job_queue(
+            self.svc, CTX, {"jobQueueName": "q", "priority": 1, "computeEnvironmentOrder": order}
+        )
+        self.jd("work", vcpus)
+
+    def jd(self, name: str, vcpus: str = "1", memory: str = "2048") -> None:
+        container = {
+            "image": "busybox",
+            "command": ["true"],
+            "resourceRequirements": [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": memory}],
+        }
+        resources.register_job_definition(
+            self.svc, CTX, {"jobDefinitionName": name, "type": "container", "containerProperties": container}
+        )
+
+    def submit(self, jd: str = "work", **extra: Any) -> str:
+        self.clock.now += 1
+        req = {"jobName": "j", "jobQueue": "q", "jobDefinition": jd, **extra}
+        return job_control.submit(self.svc, self.reactor, CTX, req).job_id
+
+    def job(self, job_id: str) -> Job:
+        job = self.svc.jobs.get(job_id)
+        assert job is not None
+        return job
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[Plane]:
+    store = CountingStore(str(tmp_path / "state.db"))
+    clock, launcher, published = FakeClock(), NullLauncher(), Published()
+    svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher, events=published)
+    reactor = Reactor(svc, launcher)
+    tasks = (f"task-{i}" for i in itertools.count(1))
+    yield Plane(svc, store, clock, reactor, Dispatcher(svc, reactor, lambda: next(tasks)), launcher, published)
+    store.close()
+
+
+# -- several events, one write ------------------------------------------------------------------------------------
+
+
+def test_a_tasks_start_and_stop_are_applied_with_one_write_and_both_published(plane: Plane) -> None:
+    plane.setup()
+    job_id = plane.submit()
+    plane.dispatcher.cycle()
+    writes, plane.published.changes = plane.store.writes, []
+
+    plane.clock.now += 5
+    done = plane.reactor.apply_all(job_id, [TaskStarted(1), TaskStopped(1, 0)])
+
+    assert plane.store.writes == writes + 1
+    assert done is not None and done.status == SUCCEEDED and done.version == plane.job(job_id).version
+    assert done.started_at == T0 + 6 and done.attempts[0].started_at == T0 + 6
+    assert plane.published.changes == [(job_id, RUNNING), (job_id, SUCCEEDED)]
+
+
+def test_a_duplicate_in_a_batch_changes_nothing(plane: Plane) -> None:
+    plane.setup()
+    job_id = plane.submit()
+    plane.dispatcher.cycle()
+    plane.reactor.apply(job_id, TaskStarted(1))
+    writes, plane.published.changes = plane.store.writes, []
+
+    # the start again, the stop, and the stop again: one write, one state change
+    done = plane.reactor.apply_all(job_id, [TaskStarted(1), TaskStopped(1, 0), TaskStopped(1, 0)])
+
+    assert plane.store.writes == writes + 1
+    assert done is not None and done.status == SUCCEEDED and len(done.attempts) == 1
+    assert plane.published.changes == [(job_id, SUCCEEDED)]
+    assert plane.reactor.apply_all(job_id, [TaskStopped(1, 0)]) == done  # nothing applies: no write
+    assert plane.store.writes == writes + 1
+
+
+def test_finished_children_are_counted_into_their_parent_with_one_write(plane: Plane) -> None:
+    plane.setup(max_vcpus=4)
+    counted: list[tuple[str, lifecycle.ChildFinished]] = []
+    reactor = Reactor(plane.svc, plane.launcher, count_child=lambda parent, event: counted.append((parent, event)))
+    parent = job_control.submit(
+        plane.svc,
+        reactor,
+        CTX,
+        {"jobName": "a", "jobQueue": "q", "jobDefinition": "work", "arrayProperties": {"size": 3}},
+    ).job_id
+    children = [f"{parent}:{i}" for i in range(3)]
+    for child, code in zip(children, (0, 0, 1), strict=True):
+        reactor.apply(child, lifecycle.Claim("ce", "task", "stream"))
+        reactor.apply_all(child, [TaskStarted(1), TaskStopped(1, code)])
+    assert plane.job(parent).status == PENDING  # nothing counted yet: the events wait in `counted`
+    writes = plane.store.writes
+
+    reactor.apply_all(parent, [event for _, event in counted + counted])  # every child's twice: counted once
+
+    assert plane.store.writes == writes + 1
+    after = plane.job(parent)
+    assert after.array is not None and (after.array.succeeded, after.array.failed) == (2, 1)
+    assert after.status == FAILED and after.status_reason == "1 of 3 child jobs failed"
+
+
+def test_child_counts_are_due_after_their_delay_and_taken_once() -> None:
+    woken: list[bool] = []
+    counts = ChildCounts(lambda: woken.append(True))
+    assert counts.due_in() is None
+
+    counts.add("p", lifecycle.ChildFinished(0, True))
+    counts.add("p", lifecycle.ChildFinished(1, False))
+    counts.add("q", lifecycle.ChildFinished(0, True))
+
+    assert woken == [True]  # the first one wakes the engine, which waits until they are due
+    due = counts.due_in()
+    assert due is not None and 0 < due <= 0.05
+    assert counts.take() == {
+        "p": [lifecycle.ChildFinished(0, True), lifecycle.ChildFinished(1, False)],
+        "q": [lifecycle.ChildFinished(0, True)],
+    }
+    assert counts.take() == {} and counts.due_in() is None
+
+
+# -- the engine ---------------------------------------------------------------------------------------------------
+
+
+def wait_until(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def test_the_engine_applies_reported_task_events_on_its_thread(tmp_path: Path) -> None:
+    store = CountingStore(str(tmp_path / "state.db"))
+    launcher, published = NullLauncher(), Published()
+    svc = Services(repo=Repository(store), ids=SequentialIds(), launcher=launcher, events=published)
+    engine = Engine(replace(svc, wake=lambda: engine.wake()))
+    plane = Plane(engine.svc, store, FakeClock(), engine.reactor, engine.dispatcher, launcher, published)
+    plane.setup()
+    job_id = plane.submit()
+    engine.start()
+    try:
+        wait_until(lambda: bool(launcher.launched), "the job to be claimed")
+
+        def report() -> None:
+            engine.report(job_id, TaskStarted(1))
+            engine.report(job_id, TaskStopped(1, 0))
+
+        reporter = threading.Thread(target=report)
+        reporter.start()
+        reporter.join()
+
+        wait_until(lambda: plane.job(job_id).status == SUCCEEDED, "the events to be applied")
+        assert [s for j, s in published.changes if j == job_id] == [RUNNABLE, STARTING, RUNNING, SUCCEEDED]
+    finally:
+        engine.stop()
+        store.close()
+
+
+def test_before_the_engine_starts_a_report_is_applied_at_once(tmp_path: Path) -> None:
+    store = CountingStore(str(tmp_path / "state.db"))
+    launcher = NullLauncher()
+    svc = Services(repo=Repository(store), ids=SequentialIds(), launcher=launcher)
+    engine = Engine(svc)
+    plane = Plane(svc, store, FakeClock(), engine.reactor, engine.dispatcher, launcher, Published())
+    plane.setup()
+    job_id = plane.submit()
+    engine.dispatcher.cycle()
+
+    engine.report(job_id, TaskStarted(1))
+
+    assert plane.job(job_id).status == RUNNING
+    store.close()
