@@ -25,9 +25,9 @@ from chalicelib.console.client import Api, CliError, default_endpoint, default_r
 def _up(args: argparse.Namespace) -> int:
     from chalicelib.runtime.local import LocalConfig, LocalRuntime  # the server's stack, only for `up`
 
-    runtime = LocalRuntime(
-        LocalConfig(state_dir=Path(args.state_dir), host=args.host, port=args.port, region=args.region)
-    )
+    # Absolute: jobs run in their own working directories, and the paths handed to them must still name the state.
+    state_dir = Path(args.state_dir).resolve()
+    runtime = LocalRuntime(LocalConfig(state_dir=state_dir, host=args.host, port=args.port, region=args.region))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -90,9 +90,9 @@ class Server:
                     "--port",
                     str(self.port),
                     "--state-dir",
-                    str(self.state),
+                    f"./{self.state.name}",  # relative, as `make run` passes it: jobs run in other directories
                 ],
-                cwd=Path(__file__).resolve().parents[2],
+                cwd=self.state.parent,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
