@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STATE_DIR ?= ./.batchplane
 
-.PHONY: run test lint unit functional e2e bench package clean venv demo
+.PHONY: run test lint unit functional e2e bench package deploy clean venv demo
 
 venv: $(STAMP)
 
@@ -40,6 +40,18 @@ package: $(STAMP)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage dev \
 		--merge-template infra/resources.json build/package
 	$(BIN)/cfn-lint build/package/sam.json
+
+# Package and deploy in one command, with the AWS CLI and your credentials: make deploy BUCKET=my-artefacts
+# [STACK=batchplane] [PARAMS="StateChangeEvents=ALL Ec2ComputeEnvironment=spot-ec2 ..."]. BUCKET holds the Lambda
+# bundle; PARAMS are the stack's --parameter-overrides (README "Deploy to AWS").
+STACK ?= batchplane
+deploy: package
+	@test -n "$(BUCKET)" || { echo "usage: make deploy BUCKET=<S3 bucket for the bundle> [STACK=batchplane] [PARAMS='Key=Value ...']" >&2; exit 2; }
+	aws cloudformation package --template-file build/package/sam.json --s3-bucket $(BUCKET) \
+		--output-template-file build/package/packaged.json --use-json
+	aws cloudformation deploy --template-file build/package/packaged.json --stack-name $(STACK) \
+		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND $(if $(PARAMS),--parameter-overrides $(PARAMS),)
+	aws cloudformation describe-stacks --stack-name $(STACK) --query "Stacks[0].Outputs" --output table
 
 # A small pipeline (split -> array -> merge -> a step that fails once and is retried) against `make run` in another
 # terminal, then `batchplane watch` on it until it is done. Its data goes to ./.batchplane-demo.

@@ -384,3 +384,29 @@ def test_the_least_privilege_rules_catch_broad_policies(sam: dict[str, Any]) -> 
     }
     flagged = {v.split(":", 1)[0] for v in violations(broad, sam)}
     assert flagged == {"A", "B", "C", "D", "E", "F"}
+
+
+# -- one command to deploy ----------------------------------------------------------------------------------------
+
+
+def test_make_deploy_packages_uploads_and_deploys_with_the_stack_parameters() -> None:
+    # `make -n` prints what `make deploy` runs without running it; `-o package` leaves the built package alone
+    def dry_run(*variables: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["make", "-n", "-o", "package", "deploy", *variables], cwd=ROOT, capture_output=True, text=True
+        )
+
+    commands = dry_run("BUCKET=my-artefacts", "STACK=bp", "PARAMS=StateChangeEvents=ALL").stdout.replace("\\\n", "")
+    lines = [" ".join(line.split()) for line in commands.splitlines() if line.startswith("aws ")]
+    assert lines == [
+        "aws cloudformation package --template-file build/package/sam.json --s3-bucket my-artefacts "
+        "--output-template-file build/package/packaged.json --use-json",
+        "aws cloudformation deploy --template-file build/package/packaged.json --stack-name bp "
+        "--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --parameter-overrides StateChangeEvents=ALL",
+        'aws cloudformation describe-stacks --stack-name bp --query "Stacks[0].Outputs" --output table',
+    ]
+    # AND without a bucket it stops with its usage before calling AWS
+    refused = subprocess.run(
+        ["make", "-o", "package", "deploy"], cwd=ROOT, capture_output=True, text=True, env={**os.environ, "BUCKET": ""}
+    )
+    assert refused.returncode != 0 and "usage: make deploy BUCKET=" in refused.stderr
