@@ -118,6 +118,7 @@ def job_summary(job: Job) -> dict[str, Any]:
             "jobId": job.job_id,
             "jobName": job.name,
             "createdAt": job.created_at,
+            "scheduledAt": last.created_at if last is not None else None,  # placed: the latest attempt's claim
             "status": job.status,
             "statusReason": job.status_reason,
             "startedAt": job.started_at,

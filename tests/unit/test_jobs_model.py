@@ -306,6 +306,13 @@ def test_a_summary_of_a_running_job_has_no_container_yet() -> None:
     assert "container" not in job_summary(a_running_job(1))
 
 
+def test_scheduled_at_is_when_the_latest_attempt_was_placed() -> None:
+    first, second = a_finished_attempt(1, created_at=NOW + 5), an_attempt(2, created_at=NOW + 50)
+    assert "scheduledAt" not in job_summary(a_job())  # never placed
+    assert job_summary(a_job(status=FAILED, attempts=(first,)))["scheduledAt"] == NOW + 5
+    assert job_summary(a_job(status=RUNNING, attempts=(first,), current=second))["scheduledAt"] == NOW + 50
+
+
 def test_array_properties_in_summaries() -> None:
     assert job_summary(a_parent(3))["arrayProperties"] == {"size": 3}
     assert job_summary(a_child("parent", 2))["arrayProperties"] == {"index": 2}
