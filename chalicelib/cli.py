@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -27,7 +28,9 @@ def _up(args: argparse.Namespace) -> int:
 
     # Absolute: jobs run in their own working directories, and the paths handed to them must still name the state.
     state_dir = Path(args.state_dir).resolve()
-    runtime = LocalRuntime(LocalConfig(state_dir=state_dir, host=args.host, port=args.port, region=args.region))
+    runtime = LocalRuntime(
+        LocalConfig(state_dir=state_dir, host=args.host, port=args.port, region=args.region, account=args.account)
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -117,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000, help="port to listen on (0 picks a free one)")
     up.add_argument("--state-dir", default="./.batchplane", help="where state, logs and job work dirs live")
     up.add_argument("--region", default="us-east-1", help="region used in ARNs when a request is unsigned")
+    up.add_argument(
+        "--account",
+        default=os.environ.get("BATCHPLANE_ACCOUNT_ID", "123456789012"),
+        help="account id in ARNs (default: $BATCHPLANE_ACCOUNT_ID, else 123456789012)",
+    )
     up.set_defaults(func=_up)
 
     common = _client_options()

@@ -7,6 +7,7 @@ directory so nothing depends on the repository being the working directory.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -229,7 +230,19 @@ def test_acknowledged_writes_survive_sigkill(up: Any, tmp_path: Path, boto_sessi
 
 def test_host_can_be_chosen_explicitly(up: Any, tmp_path: Path) -> None:
     port = free_port()
-    server = up(tmp_path / "state", port, "--host", "127.0.0.1", "--region", "eu-west-1")
+    server = up(tmp_path / "state", port, "--host", "127.0.0.1", "--region", "eu-west-1", "--account", "210987654321")
     assert server.endpoint == f"http://127.0.0.1:{port}"
     assert "--region eu-west-1" in server.output()
+    # AND ARNs carry the account given (an unsigned request: the region given too)
+    request = urllib.request.Request(
+        f"{server.endpoint}/v1/registerjobdefinition",
+        data=json.dumps(
+            {"jobDefinitionName": "jd", "type": "container", "containerProperties": {"image": "busybox"}}
+        ).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        arn = json.loads(resp.read())["jobDefinitionArn"]
+    assert arn == "arn:aws:batch:eu-west-1:210987654321:job-definition/jd:1"
     assert server.stop(signal.SIGTERM) == 0
