@@ -30,7 +30,7 @@ from typing import Any
 from chalicelib.control.context import Services
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, RUNNABLE
-from chalicelib.domain.model import EC2_TYPES, ComputeEnvironment
+from chalicelib.domain.model import CE_HEALTHY, EC2_TYPES, INVALID, VALID, ComputeEnvironment
 
 log = logging.getLogger("batchplane.capacity")
 
@@ -173,6 +173,7 @@ def reconcile(svc: Services, autoscaling_client_factory: Callable[[], Any]) -> l
     changes = []
     for ce in targets:
         decision = decisions[ce.name]
+        _health(svc, ce, has_group=ce.name in current)
         try:
             group = groups.apply(ce, decision.desired_vcpus, current.get(ce.name))
             _record(svc, ce.name, decision, now)
@@ -222,6 +223,35 @@ def _runnable_vcpus(svc: Services, queue: str, room: float) -> tuple[float, ...]
         found.append(job.vcpus)
         total += job.vcpus
     return tuple(found)
+
+
+def no_group_reason(ce: str) -> str:
+    from chalicelib.compute.capacity_aws import group_name
+
+    return (
+        f"CLIENT_ERROR - no Auto Scaling group {group_name(ce)} provides this compute environment's instances; "
+        f"deploy the stack with Ec2ComputeEnvironment={ce} (README, Deploy to AWS)"
+    )
+
+
+def _health(svc: Services, ce: ComputeEnvironment, *, has_group: bool) -> None:
+    """A managed EC2/SPOT CE without its Auto Scaling group can run nothing: INVALID, saying why (its jobs then wait
+    with a reason instead of failing at RunTask), and VALID again once the group exists. A CE made INVALID for
+    another reason is left alone."""
+    reason = no_group_reason(ce.name)
+    if has_group == (ce.status == VALID) or (has_group and ce.status_reason != reason):
+        return
+    status, status_reason = (VALID, CE_HEALTHY) if has_group else (INVALID, reason)
+    for _ in range(RECONCILE_RETRIES):
+        latest = svc.repo.get_ce(ce.name)
+        if latest is None or (latest.status, latest.status_reason) == (status, status_reason):
+            return
+        try:
+            svc.repo.save_ce(dataclasses.replace(latest, status=status, status_reason=status_reason))
+            log.warning("compute environment %s is now %s: %s", ce.name, status, status_reason)
+            return
+        except Conflict:
+            continue
 
 
 def _desired(ce: ComputeEnvironment) -> int:

@@ -15,6 +15,7 @@ from chalicelib.control.context import RequestContext, Services
 from chalicelib.domain import arns, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.model import (
+    CE_HEALTHY,
     VALID,
     ComputeEnvironment,
     ComputeEnvironmentOrder,
@@ -73,7 +74,7 @@ def create_compute_environment(svc: Services, ctx: RequestContext, req: dict[str
         ce_type=req["type"],
         state=req.get("state", "ENABLED"),
         status=VALID,
-        status_reason="ComputeEnvironment Healthy",
+        status_reason=CE_HEALTHY,
         uuid=svc.ids.new_id(),
         created_at=svc.clock.now_ms(),
         compute_resources=_initial_resources(req.get("computeResources")),

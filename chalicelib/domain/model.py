@@ -16,6 +16,8 @@ JsonDict = dict[str, Any]
 FARGATE_TYPES = ("FARGATE", "FARGATE_SPOT")
 EC2_TYPES = ("EC2", "SPOT")
 VALID = "VALID"
+INVALID = "INVALID"
+CE_HEALTHY = "ComputeEnvironment Healthy"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from chalicelib.control import capacity
 from chalicelib.control.sweep import SweepPolicy, sweep
 from chalicelib.control.task_events import on_ec2_event, on_ecs_task_event
 from chalicelib.domain.jobs import RUNNABLE, RUNNING, STARTING
+from chalicelib.domain.scheduling import NO_VALID_CE
 from chalicelib.store.dynamo import DynamoItemStore
 from chalicelib.store.repository import Repository
 from tests.functional.moto_env import aws_env, network  # noqa: F401 - aws_env is a fixture
@@ -618,6 +619,27 @@ def test_a_ce_without_its_auto_scaling_group_reports_an_error_and_others_still_s
 
     assert changes["spot"].error is None and aws.group_desired("spot") == 1
     assert changes["orphan"].error is not None and "no Auto Scaling group" in changes["orphan"].error
+    # AND the orphan CE says so (INVALID, with the group it lacks), so its queue's job waits with a reason
+    assert describe_ce(plane, "orphan")[:2] == ("INVALID", capacity.no_group_reason("orphan"))
+    assert "batchplane-orphan" in capacity.no_group_reason("orphan")
+    assert describe_ce(plane, "spot")[:2] == ("VALID", "ComputeEnvironment Healthy")
+    aws.container_instance()
+    assert plane.dispatch() == 1  # the job of the VALID CE's queue
+    (waiting,) = [j for j in plane.call("ListJobs", jobQueue="orphans", jobStatus="RUNNABLE")["jobSummaryList"]]
+    assert waiting.get("statusReason") == NO_VALID_CE, waiting.get("statusReason")
+
+    # WHEN the group is created THEN the next reconcile makes the CE VALID again, and the one after sizes the group
+    aws.spot_capacity("orphan")
+    changes = {c.compute_environment: c for c in capacity.reconcile(plane.svc, Aws.autoscaling_client)}
+    assert changes["orphan"].error is None
+    assert describe_ce(plane, "orphan")[:2] == ("VALID", "ComputeEnvironment Healthy")
+    capacity.reconcile(plane.svc, Aws.autoscaling_client)
+    assert aws.group_desired("orphan") == 1
+
+
+def describe_ce(plane: Plane, ce: str) -> tuple[str, str]:
+    (described,) = plane.call("DescribeComputeEnvironments", computeEnvironments=[ce])["computeEnvironments"]
+    return described["status"], described["statusReason"]
 
 
 def desired_vcpus(plane: Plane, ce: str) -> int:
