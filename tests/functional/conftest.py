@@ -61,3 +61,14 @@ def make_client(boto_session: boto3.session.Session, endpoint: str) -> Iterator[
 @pytest.fixture
 def batch(make_client: Callable[[str], BatchClient]) -> BatchClient:
     return make_client(REGION)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The serverless e2e test's AWS calls per job, where `make test` shows them (issue 6: it prints the counts)."""
+    from tests.functional.serverless_harness import CALL_REPORT
+
+    lines = config.stash.get(CALL_REPORT, None)
+    if lines:
+        terminalreporter.write_sep("-", "AWS calls per job, serverless e2e on moto (build/serverless-e2e-calls.json)")
+        for line in lines[2:]:  # past the blank line and the title
+            terminalreporter.write_line(line)

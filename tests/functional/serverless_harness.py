@@ -35,6 +35,7 @@ from typing import Any
 
 import boto3
 import botocore.handlers
+import pytest
 from botocore.config import Config
 from chalice.local import LambdaContext
 from moto import mock_aws
@@ -58,6 +59,8 @@ SPOT_INTERRUPTED = "Your Spot Task was interrupted."
 TIMEOUTS_S = {"on_job_change": 300, "dispatch": 120, "on_ecs_task_event": 30}
 WRITES = {"PutItem", "DeleteItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem"}
 MAX_ROUNDS = 200
+# The serverless e2e test's table of AWS calls per job, printed in the test run's summary (tests/functional/conftest.py)
+CALL_REPORT = pytest.StashKey[list[str]]()
 
 
 # -- counting AWS calls -----------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ The harness (`serverless_harness.py`) plays AWS's part, as Lambda's event source
 
 Every AWS call the runtime makes is counted (a `provide-client-params` hook on every botocore client, like moto's own
 stubber) and attributed to jobs by the keys it names. The test asserts the cost targets of a plain job (ADR 0003:
-at most 4 DynamoDB writes, 1 RunTask), prints the counts per job (pytest -s) and writes them to
+at most 4 DynamoDB writes, 1 RunTask), prints the counts per job in the run's summary and writes them to
 build/serverless-e2e-calls.json for the bench.
 """
 
@@ -30,6 +30,7 @@ import pytest
 from tests.functional.serverless_harness import (
     AWS_ENV,
     AWS_ENV_UNSET,
+    CALL_REPORT,
     SPOT_INTERRUPTED,
     Deployment,
     attribute,
@@ -57,7 +58,9 @@ def deployment(aws_env: None) -> Iterator[Deployment]:
         yield d
 
 
-def test_a_job_dag_runs_to_success_on_the_serverless_runtime(deployment: Deployment) -> None:
+def test_a_job_dag_runs_to_success_on_the_serverless_runtime(
+    deployment: Deployment, pytestconfig: pytest.Config
+) -> None:
     world, batch, counter = deployment.world, deployment.batch, deployment.counter
 
     # GIVEN a Fargate Spot compute environment, a queue and a job definition, created through the API
@@ -115,7 +118,7 @@ def test_a_job_dag_runs_to_success_on_the_serverless_runtime(deployment: Deploym
         world.names[child["jobId"]] = f"fan-out:{child['jobId'].rsplit(':', 1)[1]}"
     per_job = attribute(counter, {name: job_id for job_id, name in world.names.items()})
     totals = counter.by_operation()
-    _report(per_job, totals, world.invocations, rounds)
+    pytestconfig.stash[CALL_REPORT] = _report(per_job, totals, world.invocations, rounds)
     for name in ("prepare", "fan-out:0", "fan-out:1", "fan-out:2"):  # no dependency, one attempt
         assert per_job[name]["dynamodb_writes"] <= 4, (name, per_job[name])
         assert per_job[name]["ecs_RunTask"] == 1, (name, per_job[name])
@@ -127,7 +130,11 @@ def test_a_job_dag_runs_to_success_on_the_serverless_runtime(deployment: Deploym
         assert per_job[name]["dynamodb_writes"] <= 4 + 1 + 3 * (attempts - 1), (name, per_job[name])
 
 
-def _report(per_job: dict[str, Counter[str]], totals: Counter[str], invocations: Counter[str], rounds: int) -> None:
+def _report(
+    per_job: dict[str, Counter[str]], totals: Counter[str], invocations: Counter[str], rounds: int
+) -> list[str]:
+    """The table of AWS calls per job (printed at the end of the test run: tests/functional/conftest.py), also
+    written to REPORT as JSON."""
     always = {"dynamodb_reads", "dynamodb_writes", "ecs_RunTask", "ecs_ListTasks"}  # ListTasks: 0 with clientToken
     kinds = sorted({k for counts in per_job.values() for k in counts} | always)
     width = max(len(n) for n in per_job) + 2
@@ -136,7 +143,6 @@ def _report(per_job: dict[str, Counter[str]], totals: Counter[str], invocations:
         lines.append(f"{name:<{width}}" + "  ".join(f"{per_job[name][k]:>20}" for k in kinds))
     lines.append("totals: " + ", ".join(f"{op}={n}" for op, n in sorted(totals.items())))
     lines.append("Lambda invocations: " + ", ".join(f"{fn}={n}" for fn, n in sorted(invocations.items())))
-    print("\n".join(lines))
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(
         json.dumps(
@@ -150,3 +156,4 @@ def _report(per_job: dict[str, Counter[str]], totals: Counter[str], invocations:
         )
         + "\n"
     )
+    return lines
