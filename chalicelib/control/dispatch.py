@@ -6,11 +6,15 @@ and does nothing, so no job is launched twice.
 
 The snapshot is also what GetJobQueueSnapshot orders its front of queue with (`ordered_runnable`), so the two can
 never disagree about the order.
+
+A runtime whose dispatcher is the only one (the local engine) keeps the vCPUs its active jobs hold in memory
+(`ActiveJobs`) instead of reading every STARTING and RUNNING job on each cycle.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -26,11 +30,12 @@ from chalicelib.store.usage import UsageRepository
 
 # How many RUNNABLE jobs per queue one cycle looks at: enough to fill any CE; the next cycle sees the rest.
 WINDOW = 256
-# A FIFO queue first reads only what its free capacity could take (plus room for jobs that get a reason): reading
-# and decoding the whole window on every cycle cost more than running the jobs. If that narrow read placed
-# nothing although capacity is free (e.g. jobs that can never fit sit at the head), the cycle re-reads WINDOW.
-NARROW_BASE = 16
-NARROW_PER_VCPU = 4  # jobs as small as 0.25 vCPU
+# A FIFO queue first reads only what its free capacity could take if its jobs have 1 vCPU or more (plus one that may
+# get a reason): reading and decoding more jobs than a cycle places cost more than running them. If the read was
+# all placed and capacity is left (smaller jobs), the next cycle reads again; if it placed nothing although capacity
+# is free (e.g. jobs that can never fit sit at the head), the cycle re-reads WINDOW.
+NARROW_BASE = 1
+NARROW_PER_VCPU = 1
 # A fair-share queue looks further, so that shares whose jobs were submitted after a long backlog of another
 # share's are seen (the window is in submission order; see docs/adr/0005-fair-share.md).
 FAIRSHARE_WINDOW = 1024
@@ -118,26 +123,87 @@ def ordered_runnable(svc: Services, queue: JobQueue, active: Iterable[Job], now:
     return [jobs[v.job_id] for v in ordered]
 
 
+class ActiveJobs:
+    """The STARTING and RUNNING jobs (and so the vCPUs in use per compute environment), kept in memory by a runtime
+    whose dispatcher is the only one. The store stays the truth: `rebuild` reads it (at start and on every sweep),
+    and between rebuilds `changed` follows every job the runtime's reactor persists (`Reactor(observe=...)`).
+
+    Jobs enter STARTING only by the dispatcher's claim and leave STARTING/RUNNING only by a task event or the sweep;
+    the local engine applies all of these on its own thread, the one that rebuilds, so no change can race a rebuild.
+    Held per job, so a change seen twice counts once. Until the first rebuild, `used` is None: read the store."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, Job] | None = None
+
+    def rebuild(self, svc: Services) -> None:
+        held = {
+            job.job_id: job
+            for queue in svc.repo.list_jqs()
+            for job in active_jobs(svc, queue.name)
+            if job.current is not None
+        }
+        with self._lock:
+            self._held = held
+
+    def changed(self, job: Job) -> None:
+        with self._lock:
+            if self._held is None:
+                return
+            if job.status in ACTIVE and job.current is not None:
+                self._held[job.job_id] = job
+            else:
+                self._held.pop(job.job_id, None)
+
+    def get(self, job_id: str) -> Job | None:
+        """The job as last read or written here, if it is active (the store may hold a later version)."""
+        with self._lock:
+            return None if self._held is None else self._held.get(job_id)
+
+    def used(self) -> dict[str, float] | None:
+        """vCPUs in use per CE name; None before the first rebuild."""
+        with self._lock:
+            if self._held is None:
+                return None
+            used: dict[str, float] = {}
+            for job in self._held.values():
+                assert job.current is not None
+                ce = job.current.compute_environment
+                used[ce] = used.get(ce, 0.0) + job.vcpus
+        return used
+
+
 @dataclass(frozen=True)
 class Snapshot:
     queues: list[scheduling.QueueView]
     capacity: dict[str, scheduling.CapacityView]
     runnable: dict[str, list[Job]]  # per queue, submission order
     narrowed: frozenset[str] = frozenset()  # queues whose narrow read was full: there may be more behind
+    full: frozenset[str] = frozenset()  # queues whose read was full (narrow or not): there may be more behind
 
 
-def snapshot(svc: Services, now: int, *, narrow: bool = False) -> Snapshot:
+def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJobs | None = None) -> Snapshot:
+    """The queues, the capacity in use (from `active` when given, else from the store) and each enabled queue's
+    first RUNNABLE jobs: with `narrow`, as many as a FIFO queue's free capacity could take."""
     queues = svc.repo.list_jqs()
     ces = {ce.arn: ce for ce in svc.repo.list_ces(None, 1000)}
-    used: dict[str, float] = {ce.name: 0.0 for ce in ces.values()}
+    actives: dict[str, Iterable[Job]] = {}
+    held = active.used() if active is not None else None
+    if held is None:
+        used = {ce.name: 0.0 for ce in ces.values()}
+        for q in queues:
+            actives[q.name] = jobs = list(active_jobs(svc, q.name))
+            for job in jobs:
+                if job.current is not None and job.current.compute_environment in used:
+                    used[job.current.compute_environment] += job.vcpus
+    else:
+        used = {ce.name: held.get(ce.name, 0.0) for ce in ces.values()}
+        # Only a fair-share queue reads its active jobs (their shares); for a FIFO queue this iterator stays unread.
+        actives = {q.name: active_jobs(svc, q.name) for q in queues}
     views: list[scheduling.QueueView] = []
     runnable: dict[str, list[Job]] = {}
-    actives = {q.name: list(active_jobs(svc, q.name)) for q in queues}
-    for active in actives.values():
-        for job in active:
-            if job.current is not None and job.current.compute_environment in used:
-                used[job.current.compute_environment] += job.vcpus
     narrowed: set[str] = set()
+    full: set[str] = set()
     for q in queues:
         state = share_state(svc, q, actives[q.name], now)
         views.append(queue_view(q, ces, state))
@@ -148,60 +214,100 @@ def snapshot(svc: Services, now: int, *, narrow: bool = False) -> Snapshot:
                 free = max(0.0, sum(float(ce.max_vcpus) - used[ce.name] for ce in mine))
             limit = window(state, free)
             runnable[q.name] = runnable_jobs(svc, q.name, limit)
-            if free and len(runnable[q.name]) == limit < WINDOW and state is None:
-                narrowed.add(q.name)  # capacity is free and there may be more jobs than were read
+            if len(runnable[q.name]) == limit:
+                full.add(q.name)
+                if free and limit < WINDOW and state is None:
+                    narrowed.add(q.name)  # capacity is free and there may be more jobs than were read
     capacity = {
         ce.name: scheduling.CapacityView(
             ce.name, float(ce.max_vcpus), used[ce.name], ce.schedulable, resource_type=ce.resource_type
         )
         for ce in ces.values()
     }
-    return Snapshot(views, capacity, runnable, frozenset(narrowed))
+    return Snapshot(views, capacity, runnable, frozenset(narrowed), frozenset(full))
 
 
 # -- the cycle -------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    placed: int
+    cancelled: int
+    more: bool  # a queue had more RUNNABLE jobs than the cycle read, and capacity left for them
+
+
 class Dispatcher:
-    def __init__(self, svc: Services, reactor: Reactor, new_task_id: Callable[[], str]) -> None:
+    """`consistent_reads`: the store's queries return what was last written (SQLite; not DynamoDB's indexes), so a
+    claim is written against the job as the snapshot read it, without reading it again."""
+
+    def __init__(
+        self,
+        svc: Services,
+        reactor: Reactor,
+        new_task_id: Callable[[], str],
+        *,
+        active: ActiveJobs | None = None,
+        consistent_reads: bool = False,
+    ) -> None:
         self.svc = svc
         self.reactor = reactor
         self.new_task_id = new_task_id
+        self.active = active  # the capacity in use, kept in memory by the only dispatcher (see ActiveJobs)
+        self.consistent_reads = consistent_reads
 
     def cycle(self) -> int:
         """One scheduling cycle. Returns the number of jobs placed."""
-        return self._run(place=True)
+        return self._run(place=True).placed
+
+    def cycles(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Cycles until one placed nothing, or no queue could take more than it read (a narrow read places what its
+        free capacity could take, so another cycle right away would find nothing). Returns the number placed."""
+        placed = 0
+        while True:
+            outcome = self._run(place=True)
+            placed += outcome.placed
+            if not outcome.placed or not outcome.more or stop():
+                return placed
 
     def check_time_limits(self) -> int:
         """The repair sweep's part: plan, record reasons and apply jobStateTimeLimitActions, but claim nothing
         (for a runtime whose cycles only run on events). Returns the number of jobs cancelled."""
-        return self._run(place=False)
+        return self._run(place=False).cancelled
 
-    def _run(self, *, place: bool) -> int:
+    def _run(self, *, place: bool) -> _Outcome:
         now = self.svc.clock.now_ms()
-        snap = snapshot(self.svc, now, narrow=place)
+        snap = snapshot(self.svc, now, narrow=place, active=self.active)
         result = self._plan(snap, now)
         queue_of = {j.job_id: q for q, js in snap.runnable.items() for j in js}
         if snap.narrowed - {queue_of[p.job_id] for p in result.placements}:
             # A full narrow window placed nothing although capacity is free: look at the whole window before
             # concluding that nothing fits (jobs that can never fit may fill the head of the queue).
-            snap = snapshot(self.svc, now)
+            snap = snapshot(self.svc, now, active=self.active)
             result = self._plan(snap, now)
         jobs = {j.job_id: j for js in snap.runnable.values() for j in js}
         for blocked in result.blocked:
             self._block(jobs[blocked.job_id], blocked.reason, now)
         cancelled = sum(self._expire(jobs[e.job_id], e) for e in result.expired)
         if not place:
-            return cancelled
+            return _Outcome(0, cancelled, False)
         placed = 0
         for placement in result.placements:
             job = jobs[placement.job_id]
             task_id = self.new_task_id()
             claim = lifecycle.Claim(placement.compute_environment, task_id, log_stream_name(job, task_id))
-            after = self.reactor.apply(job.job_id, claim)
+            after = self.reactor.apply_all(job.job_id, (claim,), read=job if self.consistent_reads else None)
             if after is not None and after.status == STARTING and after.current and after.current.task_id == task_id:
                 placed += 1
-        return placed
+        return _Outcome(placed, cancelled, self._more(snap, result, jobs))
+
+    @staticmethod
+    def _more(snap: Snapshot, result: scheduling.Plan, jobs: dict[str, Job]) -> bool:
+        """Could a queue whose read was full place more with the capacity this cycle left?"""
+        left = {name: c.max_vcpus - c.used_vcpus for name, c in snap.capacity.items() if c.schedulable}
+        for placement in result.placements:
+            left[placement.compute_environment] -= jobs[placement.job_id].vcpus
+        return any(left.get(ce, 0.0) > 0 for q in snap.queues if q.name in snap.full for ce in q.compute_environments)
 
     @staticmethod
     def _plan(snap: Snapshot, now: int) -> scheduling.Plan:

@@ -58,11 +58,13 @@ class Reactor:
         launcher: Launcher,
         defer: Defer = run_now,
         *,
+        observe: Callable[[Job], None] | None = None,
         count_child: CountChild | None = None,
     ) -> None:
         self.svc = svc
         self.launcher = launcher
         self.defer = defer
+        self.observe = observe  # called with every job this reactor persists, before its effects run
         self.count_child: CountChild = count_child or self._count_now
 
     # -- apply ------------------------------------------------------------------------------------------------
@@ -71,13 +73,14 @@ class Reactor:
         """Returns the job after the event (unchanged when the event did not apply), None if it does not exist."""
         return self.apply_all(job_id, (event,))
 
-    def apply_all(self, job_id: str, events: Sequence[lifecycle.Event]) -> Job | None:
+    def apply_all(self, job_id: str, events: Sequence[lifecycle.Event], read: Job | None = None) -> Job | None:
         """Apply events in order with one conditional write. `lifecycle.transition` decides each step from the job
         the step before left; after the write, each step's effects run with the job as that step left it, so a job
         whose task started and stopped between two looks still passes through RUNNING (startedAt set, both state
-        changes published). Returns the job after the events, None if it does not exist."""
+        changes published). `read`: the job as the caller just read it (the write fails if it changed since, and
+        the job is read again). Returns the job after the events, None if it does not exist."""
         for _ in range(APPLY_RETRIES):
-            job = self.svc.jobs.get(job_id)
+            job, read = read or self.svc.jobs.get(job_id), None
             if job is None:
                 return None
             now = self.svc.clock.now_ms()
@@ -94,6 +97,8 @@ class Reactor:
                 saved = self.svc.jobs.save(after)
             except Conflict:
                 continue
+            if self.observe is not None:
+                self.observe(saved)
             for event, outcome in steps:
                 if isinstance(event, lifecycle.TaskStopped) and outcome.job is not None:
                     self.record_usage(saved, event.attempt)  # before the effects wake the dispatcher

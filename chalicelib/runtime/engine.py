@@ -5,9 +5,10 @@ cycle at once. Every SWEEP_SECONDS the dispatcher thread also runs the repair sw
 normal path. Recovery at start is the same sweep with `restart=True`.
 
 The dispatcher thread also applies the launcher's task events (`report`): a task's watcher queues them, and the
-thread applies the pending events of one job with one write (a short task's start and stop together). Finished
-array children are counted into their parent in batches (`ChildCounts`), one parent write per batch instead of one
-per child.
+thread applies the pending events of one job with one write (a short task's start and stop together). It is the
+only thread that claims or stops jobs, so it can keep the capacity in use in memory (`ActiveJobs`, rebuilt from
+the store at start and on every sweep). Finished array children are counted into their parent in batches
+(`ChildCounts`), one parent write per batch instead of one per child.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 
 from chalicelib.compute.ecs_events import host_terminated_reason
 from chalicelib.control.context import Services
-from chalicelib.control.dispatch import Dispatcher
+from chalicelib.control.dispatch import ActiveJobs, Dispatcher
 from chalicelib.control.react import Reactor
 from chalicelib.control.sweep import SweepPolicy, SweepReport, sweep
 from chalicelib.domain.lifecycle import ChildFinished, Event, TaskStarted, TaskStopped
@@ -98,9 +99,16 @@ class Engine:
         self.svc = svc
         self._wake = threading.Event()  # the loop has something to look at
         self._dispatch = False  # ... and that includes a write that may make work schedulable (`wake`)
+        self.active = ActiveJobs()
         self.children = ChildCounts(self._wake.set)
-        self.reactor = Reactor(svc, svc.launcher, svc.defer, count_child=self._count_child)
-        self.dispatcher = Dispatcher(svc, self.reactor, lambda: uuid.uuid4().hex)
+        self.reactor = Reactor(svc, svc.launcher, svc.defer, observe=self.active.changed, count_child=self._count_child)
+        self.dispatcher = Dispatcher(
+            svc,
+            self.reactor,
+            lambda: uuid.uuid4().hex,
+            active=self.active,
+            consistent_reads=True,  # the local store is SQLite
+        )
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._events_lock = threading.Lock()
@@ -147,13 +155,16 @@ class Engine:
         self._count_children()
 
     def _loop(self) -> None:
+        try:  # read here, once task events are queued for this thread: from now on only it claims or stops jobs
+            self.active.rebuild(self.svc)
+        except Exception:  # the dispatcher reads the capacity in use from the store until a sweep rebuilds it
+            log.exception("reading the capacity in use failed")
         last_sweep = time.monotonic()
         while not self._stopping.is_set():
             with self._events_lock:
                 queued = bool(self._events)
             if not queued and not self._dispatch:
-                due = self.children.due_in()
-                self._wake.wait(SWEEP_SECONDS if due is None else min(due, SWEEP_SECONDS))
+                self._wake.wait(self._idle_seconds())
             self._wake.clear()  # before looking: a wake-up from after this point makes the loop look again
             if self._stopping.is_set():
                 return
@@ -168,6 +179,10 @@ class Engine:
                     self.dispatcher.check_time_limits()
                 except Exception:
                     log.exception("time-limit check failed")
+                try:
+                    self.active.rebuild(self.svc)
+                except Exception:
+                    log.exception("reading the capacity in use failed")
                 self._dispatch = True
             with self._events_lock:
                 events, self._events = self._events or [], []
@@ -178,10 +193,14 @@ class Engine:
                 # Reset before the cycles: they read every write that woke the loop before this point.
                 self._dispatch = False
                 try:
-                    while self.dispatcher.cycle() and not self._stopping.is_set():
-                        pass
+                    self.dispatcher.cycles(stop=self._stopping.is_set)
                 except Exception:  # keep dispatching; the failure is logged
                     log.exception("dispatch cycle failed")
+
+    def _idle_seconds(self) -> float:
+        """How long the loop may wait for a wake-up: until the next sweep or batch of children."""
+        due = self.children.due_in()
+        return SWEEP_SECONDS if due is None else min(due, SWEEP_SECONDS)
 
     def _apply(self, events: list[tuple[str, Event]]) -> None:
         """Queued task events: one write per job for all of its events, in the order they came."""
@@ -189,8 +208,8 @@ class Engine:
         for job_id, event in events:
             by_job.setdefault(job_id, []).append(event)
         for job_id, mine in by_job.items():
-            try:
-                self.reactor.apply_all(job_id, mine)
+            try:  # against the job as this thread last wrote it (a write since then is noticed, and it is read)
+                self.reactor.apply_all(job_id, mine, read=self.active.get(job_id))
             except Exception:  # the sweep repairs a lost report
                 log.exception("applying the task events of %s failed", job_id)
 

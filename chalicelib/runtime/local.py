@@ -1,20 +1,27 @@
 """The local runtime behind `batchplane up`: SQLite state, local processes, the API on a loopback port.
 
 State directory layout: state.db (SQLite, WAL), logs/ (one file per log stream), work/<jobId>/<attempt>/ (each
-attempt's working directory and pidfile), events.jsonl (every "Batch Job State Change"), buckets/<bucket>/<key> (the
-objects of trigger buckets, see runtime/triggers.py).
+attempt's working directory), work/journal (every attempt's pid and exit status, see compute/local.py),
+events.jsonl (every "Batch Job State Change"), buckets/<bucket>/<key> (the objects of trigger buckets, see
+runtime/triggers.py).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.control.context import Services, Settings
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+from chalicelib.domain.model import ComputeEnvironment, JobQueue, SchedulingPolicy
 from chalicelib.domain.validation import Limits
 from chalicelib.events.local import LocalEventBus
 from chalicelib.runtime import wiring
@@ -23,6 +30,8 @@ from chalicelib.runtime.server import ApiServer
 from chalicelib.runtime.triggers import TriggerRunner
 from chalicelib.store.repository import Repository
 from chalicelib.store.sqlite import SqliteItemStore
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,62 @@ class LocalConfig:
     region: str = "us-east-1"
     limits: Limits = field(default_factory=Limits)
     grace_seconds: float = 30.0  # SIGTERM -> SIGKILL on terminate and timeout
+
+
+class LocalRepository(Repository):
+    """The repository of a store no other process writes: the lists of all job queues and all compute environments,
+    which every dispatch cycle reads, are kept until this repository writes one of them. A list is kept with the
+    write count read before the store was, so a list read while a write was under way is not used again."""
+
+    def __init__(self, items: SqliteItemStore) -> None:
+        super().__init__(items)
+        self._lock = threading.Lock()
+        self._writes = 0
+        self._ces: dict[int, tuple[int, list[ComputeEnvironment]]] = {}  # by limit: (write count, the list)
+        self._jqs: dict[int, tuple[int, list[JobQueue]]] = {}
+
+    def list_ces(self, after: str | None, limit: int) -> list[ComputeEnvironment]:
+        if after is not None:
+            return super().list_ces(after, limit)
+        return self._kept(self._ces, limit, partial(Repository.list_ces, self, None, limit))
+
+    def list_jqs(self, after: str | None = None, limit: int = 1000) -> list[JobQueue]:
+        if after is not None:
+            return super().list_jqs(after, limit)
+        return self._kept(self._jqs, limit, partial(Repository.list_jqs, self, None, limit))
+
+    def _kept(self, lists: dict[int, tuple[int, list[T]]], limit: int, read: Callable[[], list[T]]) -> list[T]:
+        with self._lock:
+            writes, kept = self._writes, lists.get(limit)
+        if kept is None or kept[0] != writes:
+            kept = (writes, read())
+            with self._lock:
+                lists[limit] = kept
+        return list(kept[1])
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._writes += 1
+
+    def save_ce(self, ce: ComputeEnvironment) -> ComputeEnvironment:
+        with self._writing():
+            return super().save_ce(ce)
+
+    def delete_ce(self, ce: ComputeEnvironment) -> None:
+        with self._writing():
+            super().delete_ce(ce)
+
+    def save_jq(self, jq: JobQueue, *, requires: Sequence[ComputeEnvironment | SchedulingPolicy] = ()) -> None:
+        with self._writing():
+            super().save_jq(jq, requires=requires)
+
+    def delete_jq(self, jq: JobQueue) -> None:
+        with self._writing():
+            super().delete_jq(jq)
 
 
 class LocalRuntime:
@@ -51,7 +116,7 @@ class LocalRuntime:
             config.state_dir / "work", logs, self._on_task_event, grace_seconds=config.grace_seconds
         )
         self.services = Services(
-            repo=Repository(self.store),
+            repo=LocalRepository(self.store),
             settings=Settings(account=config.account, default_region=config.region, limits=config.limits),
             events=self.events,
             logs=logs,

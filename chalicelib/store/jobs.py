@@ -108,7 +108,7 @@ class JobRepository:
 
     def save(self, job: Job) -> Job:
         """One conditional write: create (version 0) or compare-and-set on the version read."""
-        return job_from_item(self.items.put(job_item(job), expect_of(job.version)))
+        return dataclasses.replace(job, version=self.items.put(job_item(job), expect_of(job.version)).version)
 
     def create_with_edges(self, job: Job, dependencies: Sequence[str]) -> Job:
         """The job and its dependency edges, all or nothing."""

@@ -1,5 +1,7 @@
 """What makes the local engine cheap per job, over a real SQLite store: several events of one job applied with one
-write (a short task's start and stop; a batch of finished children into their parent).
+write (a short task's start and stop; a batch of finished children into their parent), the capacity in use kept in
+memory, one dispatch cycle per placement, and queue and compute environment lists read once until one is
+written.
 """
 
 from __future__ import annotations
@@ -15,22 +17,21 @@ from typing import Any
 import pytest
 
 from chalicelib.compute.port import NullLauncher
+from chalicelib.control import dispatch, resources
 from chalicelib.control import jobs as job_control
-from chalicelib.control import resources
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.control.dispatch import Dispatcher
+from chalicelib.control.dispatch import ActiveJobs, Dispatcher
 from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, RUNNING, STARTING, SUCCEEDED, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.runtime.engine import ChildCounts, Engine
+from chalicelib.runtime.local import LocalRepository
 from chalicelib.store.port import Item
-from chalicelib.store.repository import Repository
 from chalicelib.store.sqlite import SqliteItemStore
 
 CTX = RequestContext("us-east-1")
 T0 = 1_700_000_000_000
-GRACE_MS = 250
 
 
 class FakeClock:
@@ -89,6 +90,7 @@ class Plane:
     dispatcher: Dispatcher
     launcher: NullLauncher
     published: Published
+    active: ActiveJobs
 
     def setup(self, max_vcpus: int = 2, vcpus: str = "1") -> None:
         res = {"type": "FARGATE", "maxvCpus": max_vcpus, "subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]}
@@ -125,11 +127,13 @@ class Plane:
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[Plane]:
     store = CountingStore(str(tmp_path / "state.db"))
-    clock, launcher, published = FakeClock(), NullLauncher(), Published()
-    svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher, events=published)
-    reactor = Reactor(svc, launcher)
+    clock, launcher, published, active = FakeClock(), NullLauncher(), Published(), ActiveJobs()
+    svc = Services(repo=LocalRepository(store), clock=clock, ids=SequentialIds(), launcher=launcher, events=published)
+    reactor = Reactor(svc, launcher, observe=active.changed)
     tasks = (f"task-{i}" for i in itertools.count(1))
-    yield Plane(svc, store, clock, reactor, Dispatcher(svc, reactor, lambda: next(tasks)), launcher, published)
+    dispatcher = Dispatcher(svc, reactor, lambda: next(tasks), active=active, consistent_reads=True)
+    active.rebuild(svc)
+    yield Plane(svc, store, clock, reactor, dispatcher, launcher, published, active)
     store.close()
 
 
@@ -193,6 +197,18 @@ def test_finished_children_are_counted_into_their_parent_with_one_write(plane: P
     assert after.status == FAILED and after.status_reason == "1 of 3 child jobs failed"
 
 
+def test_an_event_applied_to_a_stale_read_reads_the_job_again(plane: Plane) -> None:
+    plane.setup()
+    job_id = plane.submit()
+    stale = plane.job(job_id)
+    plane.reactor.apply(job_id, lifecycle.Cancel("no longer needed"))
+
+    after = plane.reactor.apply_all(job_id, [lifecycle.Claim("ce", "task-x", "stream")], read=stale)
+
+    assert after is not None and after.status == FAILED and after.is_cancelled  # the claim did not apply
+    assert plane.launcher.launched == []
+
+
 def test_child_counts_are_due_after_their_delay_and_taken_once() -> None:
     woken: list[bool] = []
     counts = ChildCounts(lambda: woken.append(True))
@@ -212,6 +228,72 @@ def test_child_counts_are_due_after_their_delay_and_taken_once() -> None:
     assert counts.take() == {} and counts.due_in() is None
 
 
+# -- dispatch -----------------------------------------------------------------------------------------------------
+
+
+def test_the_capacity_kept_in_memory_follows_claims_and_stops(plane: Plane) -> None:
+    plane.setup(max_vcpus=2)
+    ids = [plane.submit() for _ in range(4)]
+
+    assert plane.dispatcher.cycles() == 2
+    assert plane.active.used() == {"ce": 2.0}
+    plane.reactor.apply_all(ids[0], [TaskStarted(1), TaskStopped(1, 0)])
+    assert plane.active.used() == {"ce": 1.0}
+    assert plane.dispatcher.cycles() == 1
+    assert [j.status for j in map(plane.job, ids)] == [SUCCEEDED, STARTING, STARTING, RUNNABLE]
+
+    rebuilt = ActiveJobs()
+    rebuilt.rebuild(plane.svc)
+    assert rebuilt.used() == plane.active.used() == {"ce": 2.0}
+    assert rebuilt.get(ids[1]) == plane.active.get(ids[1]) == plane.job(ids[1])
+
+
+def test_the_capacity_is_read_from_the_store_until_it_is_rebuilt(plane: Plane) -> None:
+    plane.setup(max_vcpus=1)
+    first, second = plane.submit(), plane.submit()
+    Dispatcher(plane.svc, plane.reactor, lambda: "task-a").cycle()  # another dispatcher: not followed here
+    fresh = ActiveJobs()
+    dispatcher = Dispatcher(plane.svc, plane.reactor, lambda: "task-b", active=fresh)
+
+    assert fresh.used() is None
+    assert dispatcher.cycle() == 0  # the store says the CE is full
+    assert plane.job(first).status == STARTING and plane.job(second).status == RUNNABLE
+
+
+def test_one_cycle_fills_the_free_capacity_and_no_empty_cycle_follows(
+    plane: Plane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plane.setup(max_vcpus=2)
+    ids = [plane.submit() for _ in range(5)]
+    snapshots: list[dispatch.Snapshot] = []
+    taken = dispatch.snapshot
+
+    def counted(*args: Any, **kwargs: Any) -> dispatch.Snapshot:
+        snapshots.append(taken(*args, **kwargs))
+        return snapshots[-1]
+
+    monkeypatch.setattr(dispatch, "snapshot", counted)
+    plane.svc.repo.list_jqs(), plane.svc.repo.list_ces(None, 1000)  # from now on LocalRepository keeps them
+    queries = plane.store.queries
+
+    assert plane.dispatcher.cycles() == 2
+
+    assert len(snapshots) == 1
+    # the cycle reads each RUNNABLE index once (top-level jobs, array children), for as many jobs as the free
+    # capacity can take and one more
+    assert plane.store.queries == queries + 2
+    assert [plane.job(j).status for j in ids] == [STARTING, STARTING, RUNNABLE, RUNNABLE, RUNNABLE]
+
+
+def test_small_jobs_are_placed_by_as_many_cycles_as_their_reads_need(plane: Plane) -> None:
+    plane.setup(max_vcpus=1, vcpus="0.25")
+    ids = [plane.submit() for _ in range(6)]
+
+    assert plane.dispatcher.cycles() == 4
+
+    assert [plane.job(j).status for j in ids] == [STARTING] * 4 + [RUNNABLE] * 2
+
+
 # -- the engine ---------------------------------------------------------------------------------------------------
 
 
@@ -225,9 +307,9 @@ def wait_until(predicate: Any, what: str, timeout: float = 10.0) -> None:
 def test_the_engine_applies_reported_task_events_on_its_thread(tmp_path: Path) -> None:
     store = CountingStore(str(tmp_path / "state.db"))
     launcher, published = NullLauncher(), Published()
-    svc = Services(repo=Repository(store), ids=SequentialIds(), launcher=launcher, events=published)
+    svc = Services(repo=LocalRepository(store), ids=SequentialIds(), launcher=launcher, events=published)
     engine = Engine(replace(svc, wake=lambda: engine.wake()))
-    plane = Plane(engine.svc, store, FakeClock(), engine.reactor, engine.dispatcher, launcher, published)
+    plane = Plane(engine.svc, store, FakeClock(), engine.reactor, engine.dispatcher, launcher, published, engine.active)
     plane.setup()
     job_id = plane.submit()
     engine.start()
@@ -252,9 +334,9 @@ def test_the_engine_applies_reported_task_events_on_its_thread(tmp_path: Path) -
 def test_before_the_engine_starts_a_report_is_applied_at_once(tmp_path: Path) -> None:
     store = CountingStore(str(tmp_path / "state.db"))
     launcher = NullLauncher()
-    svc = Services(repo=Repository(store), ids=SequentialIds(), launcher=launcher)
+    svc = Services(repo=LocalRepository(store), ids=SequentialIds(), launcher=launcher)
     engine = Engine(svc)
-    plane = Plane(svc, store, FakeClock(), engine.reactor, engine.dispatcher, launcher, Published())
+    plane = Plane(svc, store, FakeClock(), engine.reactor, engine.dispatcher, launcher, Published(), engine.active)
     plane.setup()
     job_id = plane.submit()
     engine.dispatcher.cycle()
@@ -263,3 +345,21 @@ def test_before_the_engine_starts_a_report_is_applied_at_once(tmp_path: Path) ->
 
     assert plane.job(job_id).status == RUNNING
     store.close()
+
+
+# -- the repository ------------------------------------------------------------------------------------------------
+
+
+def test_queue_and_ce_lists_are_read_again_only_after_one_is_written(plane: Plane) -> None:
+    plane.setup()
+    repo = plane.svc.repo
+    assert [q.name for q in repo.list_jqs()] == ["q"]
+    queries = plane.store.queries
+
+    assert [q.name for q in repo.list_jqs()] == ["q"] and [c.name for c in repo.list_ces(None, 1000)] == ["ce"]
+    assert [c.name for c in repo.list_ces(None, 1000)] == ["ce"]
+    assert plane.store.queries == queries + 1  # the CE list once, the queue list not again
+
+    resources.update_job_queue(plane.svc, {"jobQueue": "q", "priority": 7})
+    assert [q.priority for q in repo.list_jqs()] == [7]
+    assert plane.store.queries == queries + 2
