@@ -200,7 +200,8 @@ class LocalLauncher:
         self._base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
         self._on_path: set[tuple[str, str]] = set()  # (program, PATH) found runnable (a miss is looked up again)
         work_root.mkdir(parents=True, exist_ok=True)
-        self._journal = _Journal(work_root / JOURNAL)
+        # Absolute: the supervisors append to it from their own working directories.
+        self._journal = _Journal(work_root.absolute() / JOURNAL)
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
         return self.work_root / job_id.replace(":", "_") / str(attempt)

@@ -60,6 +60,18 @@ def test_a_task_that_ends_at_once_reports_its_start_then_its_stop(local: Local) 
     assert "exit job-1#1 0" in journal
 
 
+def test_a_relative_work_root_still_records_the_exit_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    events: list[tuple[str, TaskStarted | TaskStopped]] = []
+    launcher = LocalLauncher(Path("work"), FileLogStore(Path("logs")), lambda j, e: events.append((j, e)))
+    try:
+        launcher.launch(Local(launcher, events, Path("work")).spec())
+        wait_until(lambda: len(events) == 2, "the task's start and stop")
+        assert "exit job-1#1 0" in (tmp_path / "work" / "journal").read_text().splitlines()
+    finally:
+        launcher.shutdown()
+
+
 def test_an_attempt_is_launched_once_across_restarts(local: Local, tmp_path: Path) -> None:
     local.launcher.launch(local.spec())
     local.wait_events(2)
@@ -87,7 +99,9 @@ def test_recover_kills_an_attempt_whose_pid_was_never_recorded(local: Local) -> 
     job_id = f"lost-{uuid.uuid4()}"
     (local.root / job_id / "1").mkdir(parents=True)  # a crash between creating the work dir and recording the pid
     process = sleeper(AWS_BATCH_JOB_ID=job_id, AWS_BATCH_JOB_ATTEMPT="1")
-    try:
+    try:  # (a process just exec'd shows its environment a moment later)
+        environ = Path(f"/proc/{process.pid}/environ")
+        wait_until(lambda: f"AWS_BATCH_JOB_ID={job_id}".encode() in environ.read_bytes(), "the process to run")
         assert local.launcher.recover(job_id, 1) is True  # it counts as started, and its process is found
         assert process.wait(timeout=5) == -signal.SIGKILL
         assert local.events == []
