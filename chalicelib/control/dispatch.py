@@ -36,6 +36,8 @@ WINDOW = 256
 # is free (e.g. jobs that can never fit sit at the head), the cycle re-reads WINDOW.
 NARROW_BASE = 1
 NARROW_PER_VCPU = 1
+# The reasons of a job that could run, but not now (domain/scheduling.py: WAITING_FOR_CAPACITY, ...RESERVATION).
+CAPACITY = "CAPACITY:"
 # A fair-share queue looks further, so that shares whose jobs were submitted after a long backlog of another
 # share's are seen (the window is in submission order; see docs/adr/0005-fair-share.md).
 FAIRSHARE_WINDOW = 1024
@@ -238,7 +240,11 @@ class _Outcome:
 
 
 class Dispatcher:
-    """`consistent_reads`: the store's queries return what was last written (SQLite; not DynamoDB's indexes), so a
+    """`reason_grace_ms`: a job that waits for capacity (a CAPACITY reason) gets its reason written only once it has
+    waited that long, so a backlog that moves does not cost one write per job reaching the head of its queue. The
+    runtime must then run a cycle when the first deferred reason is due (`reasons_due_in`).
+
+    `consistent_reads`: the store's queries return what was last written (SQLite; not DynamoDB's indexes), so a
     claim is written against the job as the snapshot read it, without reading it again."""
 
     def __init__(
@@ -248,13 +254,16 @@ class Dispatcher:
         new_task_id: Callable[[], str],
         *,
         active: ActiveJobs | None = None,
+        reason_grace_ms: int = 0,
         consistent_reads: bool = False,
     ) -> None:
         self.svc = svc
         self.reactor = reactor
         self.new_task_id = new_task_id
         self.active = active  # the capacity in use, kept in memory by the only dispatcher (see ActiveJobs)
+        self.reason_grace_ms = reason_grace_ms
         self.consistent_reads = consistent_reads
+        self._waiting: dict[str, int] = {}  # job id -> since when it waits for capacity with its reason unwritten
 
     def cycle(self) -> int:
         """One scheduling cycle. Returns the number of jobs placed."""
@@ -286,8 +295,15 @@ class Dispatcher:
             snap = snapshot(self.svc, now, active=self.active)
             result = self._plan(snap, now)
         jobs = {j.job_id: j for js in snap.runnable.values() for j in js}
+        waiting, self._waiting = self._waiting, {}
         for blocked in result.blocked:
-            self._block(jobs[blocked.job_id], blocked.reason, now)
+            since = now
+            if self.reason_grace_ms and blocked.reason.startswith(CAPACITY):
+                since = waiting.get(blocked.job_id, now)
+                if now - since < self.reason_grace_ms:
+                    self._waiting[blocked.job_id] = since
+                    continue
+            self._block(jobs[blocked.job_id], blocked.reason, since)
         cancelled = sum(self._expire(jobs[e.job_id], e) for e in result.expired)
         if not place:
             return _Outcome(0, cancelled, False)
@@ -300,6 +316,12 @@ class Dispatcher:
             if after is not None and after.status == STARTING and after.current and after.current.task_id == task_id:
                 placed += 1
         return _Outcome(placed, cancelled, self._more(snap, result, jobs))
+
+    def reasons_due_in(self, now: int) -> int | None:
+        """Milliseconds until a deferred CAPACITY reason is due to be written (0: now); None when none waits."""
+        if not self._waiting:
+            return None
+        return max(0, min(self._waiting.values()) + self.reason_grace_ms - now)
 
     @staticmethod
     def _more(snap: Snapshot, result: scheduling.Plan, jobs: dict[str, Job]) -> bool:
@@ -314,10 +336,10 @@ class Dispatcher:
         views = {q: [job_view(j) for j in js] for q, js in snap.runnable.items()}
         return scheduling.plan(snap.queues, snap.capacity, views, now)
 
-    def _block(self, job: Job, reason: str, now: int) -> None:
+    def _block(self, job: Job, reason: str, since: int) -> None:
         """Record why a RUNNABLE job waits, and since when (no state change, so no event)."""
         with contextlib.suppress(Conflict):  # it moved on meanwhile; the next cycle re-evaluates
-            self.svc.jobs.save(replace(job, status_reason=reason, reason_since=now))
+            self.svc.jobs.save(replace(job, status_reason=reason, reason_since=since))
 
     def _expire(self, job: Job, expired: scheduling.Expired) -> int:
         """Cancel a job a jobStateTimeLimitAction caught, unless it changed since the snapshot."""

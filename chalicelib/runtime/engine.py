@@ -39,6 +39,9 @@ AT_START = SweepPolicy(restart=True, lost_host=HOST_ID)
 # How long finished array children wait to be counted into their parent, so that one write counts many. A crash
 # loses nothing: the sweep at start recounts every PENDING parent's finished children.
 COUNT_CHILDREN_SECONDS = 0.05
+# A job waiting for capacity gets its CAPACITY reason once it has waited this long (Dispatcher.reason_grace_ms): in a
+# backlog of short jobs, each reaches the head of its queue and leaves it within milliseconds.
+REASON_GRACE_MS = 250
 
 
 class WorkQueue:
@@ -107,6 +110,7 @@ class Engine:
             self.reactor,
             lambda: uuid.uuid4().hex,
             active=self.active,
+            reason_grace_ms=REASON_GRACE_MS,
             consistent_reads=True,  # the local store is SQLite
         )
         self._stopping = threading.Event()
@@ -189,7 +193,7 @@ class Engine:
             self._apply(events)
             if self.children.due_in() == 0:
                 self._count_children()
-            if self._dispatch:
+            if self._dispatch or self.dispatcher.reasons_due_in(self.svc.clock.now_ms()) == 0:
                 # Reset before the cycles: they read every write that woke the loop before this point.
                 self._dispatch = False
                 try:
@@ -198,9 +202,13 @@ class Engine:
                     log.exception("dispatch cycle failed")
 
     def _idle_seconds(self) -> float:
-        """How long the loop may wait for a wake-up: until the next sweep or batch of children."""
-        due = self.children.due_in()
-        return SWEEP_SECONDS if due is None else min(due, SWEEP_SECONDS)
+        """How long the loop may wait for a wake-up: until the next sweep, batch of children or deferred reason."""
+        due = [SWEEP_SECONDS]
+        if (children := self.children.due_in()) is not None:
+            due.append(children)
+        if (reasons := self.dispatcher.reasons_due_in(self.svc.clock.now_ms())) is not None:
+            due.append(reasons / 1000)
+        return min(due)
 
     def _apply(self, events: list[tuple[str, Event]]) -> None:
         """Queued task events: one write per job for all of its events, in the order they came."""

@@ -1,7 +1,7 @@
 """What makes the local engine cheap per job, over a real SQLite store: several events of one job applied with one
 write (a short task's start and stop; a batch of finished children into their parent), the capacity in use kept in
-memory, one dispatch cycle per placement, and queue and compute environment lists read once until one is
-written.
+memory, one dispatch cycle per placement, CAPACITY reasons written only to jobs that keep waiting, and queue and
+compute environment lists read once until one is written.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, RUNNING, STARTING, SUCCEEDED, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+from chalicelib.domain.scheduling import MAX_RESOURCE, WAITING_FOR_CAPACITY
 from chalicelib.runtime.engine import ChildCounts, Engine
 from chalicelib.runtime.local import LocalRepository
 from chalicelib.store.port import Item
@@ -32,6 +33,7 @@ from chalicelib.store.sqlite import SqliteItemStore
 
 CTX = RequestContext("us-east-1")
 T0 = 1_700_000_000_000
+GRACE_MS = 250
 
 
 class FakeClock:
@@ -131,7 +133,9 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
     svc = Services(repo=LocalRepository(store), clock=clock, ids=SequentialIds(), launcher=launcher, events=published)
     reactor = Reactor(svc, launcher, observe=active.changed)
     tasks = (f"task-{i}" for i in itertools.count(1))
-    dispatcher = Dispatcher(svc, reactor, lambda: next(tasks), active=active, consistent_reads=True)
+    dispatcher = Dispatcher(
+        svc, reactor, lambda: next(tasks), active=active, reason_grace_ms=GRACE_MS, consistent_reads=True
+    )
     active.rebuild(svc)
     yield Plane(svc, store, clock, reactor, dispatcher, launcher, published, active)
     store.close()
@@ -292,6 +296,54 @@ def test_small_jobs_are_placed_by_as_many_cycles_as_their_reads_need(plane: Plan
     assert plane.dispatcher.cycles() == 4
 
     assert [plane.job(j).status for j in ids] == [STARTING] * 4 + [RUNNABLE] * 2
+
+
+def test_a_capacity_reason_is_written_only_once_the_job_has_waited_the_grace(plane: Plane) -> None:
+    plane.setup(max_vcpus=1)
+    plane.jd("huge", vcpus="4", memory="8192")
+    first, waiting, huge = plane.submit(), plane.submit(), plane.submit("huge")
+    plane.dispatcher.cycles()
+    seen = plane.clock.now
+    assert plane.job(first).status == STARTING
+    assert plane.job(waiting).status_reason is None  # waits for capacity: not written yet
+    assert plane.dispatcher.reasons_due_in(seen) == GRACE_MS
+
+    plane.clock.now += GRACE_MS - 1
+    plane.dispatcher.cycles()
+    assert plane.job(waiting).status_reason is None
+    assert plane.dispatcher.reasons_due_in(plane.clock.now) == 1
+
+    plane.clock.now += 1
+    plane.dispatcher.cycles()
+    assert plane.job(waiting).status_reason == WAITING_FOR_CAPACITY
+    assert plane.job(waiting).reason_since == seen  # since when it waits
+    assert plane.dispatcher.reasons_due_in(plane.clock.now) is None
+    assert plane.job(huge).status == RUNNABLE  # behind the head: not looked at
+
+
+def test_a_job_placed_within_the_grace_never_gets_a_capacity_reason(plane: Plane) -> None:
+    plane.setup(max_vcpus=1)
+    first, second = plane.submit(), plane.submit()
+    plane.dispatcher.cycles()
+    writes = plane.store.writes
+
+    plane.clock.now += GRACE_MS - 1
+    plane.reactor.apply_all(first, [TaskStarted(1), TaskStopped(1, 0)])
+    plane.dispatcher.cycles()
+
+    assert plane.job(second).status == STARTING and plane.job(second).status_reason is None
+    assert plane.store.writes == writes + 2  # the first job's start and stop, the second's claim: no reason
+    assert plane.dispatcher.reasons_due_in(plane.clock.now) is None
+
+
+def test_a_misconfiguration_reason_is_written_at_once(plane: Plane) -> None:
+    plane.setup(max_vcpus=2)
+    plane.jd("huge", vcpus="4", memory="8192")
+    huge = plane.submit("huge")
+
+    plane.dispatcher.cycles()
+
+    assert plane.job(huge).status_reason == MAX_RESOURCE
 
 
 # -- the engine ---------------------------------------------------------------------------------------------------
