@@ -252,6 +252,28 @@ def test_the_capacity_kept_in_memory_follows_claims_and_stops(plane: Plane) -> N
     assert rebuilt.get(ids[1]) == plane.active.get(ids[1]) == plane.job(ids[1])
 
 
+def test_reports_of_one_job_arriving_in_the_other_order_change_nothing(plane: Plane) -> None:
+    # GIVEN a job the dispatcher claimed (v3, STARTING) while another thread that had saved it RUNNABLE (v2) was
+    # still about to report that save
+    plane.setup(max_vcpus=2)
+    job_id = plane.submit()
+    runnable = plane.job(job_id)
+    assert plane.dispatcher.cycles() == 1
+    claimed = plane.job(job_id)
+    assert claimed.version > runnable.version and plane.active.used() == {"ce": 1.0}
+    # WHEN the older report arrives after the claim's THEN the job's vCPUs stay counted
+    plane.active.changed(runnable)
+    assert plane.active.used() == {"ce": 1.0} and plane.active.get(job_id) == claimed
+    # AND once it finished, a late report of it running does not bring it back, across a rebuild too
+    plane.reactor.apply_all(job_id, [TaskStarted(1), TaskStopped(1, 0)])
+    assert plane.active.used() == {}
+    plane.active.changed(replace(claimed, status=RUNNING))
+    assert plane.active.used() == {}
+    plane.active.rebuild(plane.svc)
+    plane.active.changed(replace(claimed, status=RUNNING))
+    assert plane.active.used() == {}
+
+
 def test_the_capacity_is_read_from_the_store_until_it_is_rebuilt(plane: Plane) -> None:
     plane.setup(max_vcpus=1)
     first, second = plane.submit(), plane.submit()
