@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -80,12 +80,17 @@ def handle(
 
 
 def _parse_body(body: bytes | str | None) -> dict[str, Any]:
+    return json_object(body, InvalidRequest)
+
+
+def json_object(body: bytes | str | None, error: Callable[[str], Exception]) -> dict[str, Any]:
+    """A request body as a JSON object ({} when empty); anything else raises `error(message)`."""
     if not body:
         return {}
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("The request body is not valid JSON") from None
+        raise error("The request body is not valid JSON") from None
     if not isinstance(parsed, dict):
-        raise InvalidRequest("The request body must be a JSON object")
+        raise error("The request body must be a JSON object")
     return parsed

@@ -26,10 +26,11 @@ import uuid
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from chalicelib.api.errors import Response
-from chalicelib.api.gateway import region_of
+from chalicelib.api.gateway import json_object, region_of
 from chalicelib.compute.logs_port import LOG_GROUP, LogEvent, LogStore
 from chalicelib.control.context import Services
 
@@ -96,15 +97,7 @@ def _error(status: int, code: str, message: str, request_id: str) -> Response:
 
 
 def _parse_body(body: bytes | str | None) -> dict[str, Any]:
-    if not body:
-        return {}
-    try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise LogsError("SerializationException", "The request body is not valid JSON") from None
-    if not isinstance(parsed, dict):
-        raise LogsError("SerializationException", "The request body must be a JSON object")
-    return parsed
+    return json_object(body, partial(LogsError, "SerializationException"))
 
 
 # -- members -----------------------------------------------------------------------------------------------------

@@ -200,6 +200,26 @@ class Submitter(threading.Thread):
                 self.submit(f"array-{n}", "work", 2, parameters={"secs": "0.5"}, arrayProperties={"size": ARRAY_SIZE})
 
 
+def client_with_queue(server: Server, max_vcpus: int) -> Any:
+    """A boto3 batch client on the server, and job queue "q" on a FARGATE compute environment "ce"."""
+    session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+    batch = session.client("batch", endpoint_url=server.endpoint, config=CLIENT)
+    batch.create_compute_environment(
+        computeEnvironmentName="ce",
+        type="MANAGED",
+        computeResources={
+            "type": "FARGATE",
+            "maxvCpus": max_vcpus,
+            "subnets": ["subnet-1"],
+            "securityGroupIds": ["sg-1"],
+        },
+    )
+    batch.create_job_queue(
+        jobQueueName="q", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}]
+    )
+    return batch
+
+
 def read_ledger(path: Path) -> list[tuple[str, int, str]]:
     entries = []
     for line in path.read_text().splitlines() if path.exists() else []:
@@ -235,18 +255,8 @@ def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(server: S
     ledger = tmp_path / "ledger"
     record = f'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT {{}}" >> {ledger}'
     server.start()
-    session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
-    batch = session.client("batch", endpoint_url=server.endpoint, config=CLIENT)
-
     # GIVEN a queue on a 16-vCPU compute environment and two job definitions that log to the ledger
-    batch.create_compute_environment(
-        computeEnvironmentName="ce",
-        type="MANAGED",
-        computeResources={"type": "FARGATE", "maxvCpus": 16, "subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]},
-    )
-    batch.create_job_queue(
-        jobQueueName="q", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}]
-    )
+    batch = client_with_queue(server, max_vcpus=16)
     resources = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]
     work = f'{record.format("start")}; sleep "$1"; {record.format("ok")}'
     # flaky: attempt 1 exits 3, later attempts succeed
@@ -338,16 +348,7 @@ def test_a_job_that_finishes_while_the_server_is_down_is_not_run_again(server: S
     go, runs = tmp_path / "go", tmp_path / "runs"
     script = f'until [ -e {go} ]; do sleep 0.05; done; echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT" >> {runs}'
     server.start()
-    session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
-    batch = session.client("batch", endpoint_url=server.endpoint, config=CLIENT)
-    batch.create_compute_environment(
-        computeEnvironmentName="ce",
-        type="MANAGED",
-        computeResources={"type": "FARGATE", "maxvCpus": 4, "subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]},
-    )
-    batch.create_job_queue(
-        jobQueueName="q", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}]
-    )
+    batch = client_with_queue(server, max_vcpus=4)
     resources = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]
     for name, code in (("ok", 0), ("bad", 5)):
         batch.register_job_definition(
