@@ -575,22 +575,25 @@ class AwsRuntime:
 
     @_invocation
     def on_dispatch(self, remaining_ms: Callable[[], int] | None = None) -> int:
-        """Scheduling cycles until one places nothing. One invocation at a time (FIFO, one message group), so the
-        capacity one cycle sees is not being spent by another. Returns the number of jobs placed."""
-        dispatcher = self.dispatcher()
-        placed = 0
-        for _ in range(MAX_CYCLES):
-            try:
-                n = dispatcher.cycle()
-            except Exception:  # failing would stall the FIFO group for a visibility timeout; the sweep wakes again
-                log.exception("dispatch cycle failed")
-                return placed
-            placed += n
-            if n == 0:
-                return placed
-            if remaining_ms is not None and remaining_ms() < RESERVE_MS:
-                break
-        self.wake_dispatcher()  # more may be placeable: hand over to the next invocation
+        """Scheduling cycles until one places nothing or leaves nothing placeable (`Dispatcher.cycles`: a cycle
+        whose reads were not full saw all the work there was, so no second cycle just to find that out). One
+        invocation at a time (FIFO, one message group), so the capacity one cycle sees is not being spent by
+        another. Returns the number of jobs placed."""
+        ran, stopped = 0, False
+
+        def stop() -> bool:  # asked after each cycle that placed jobs and may have left more to place
+            nonlocal ran, stopped
+            ran += 1
+            stopped = ran >= MAX_CYCLES or (remaining_ms is not None and remaining_ms() < RESERVE_MS)
+            return stopped
+
+        try:
+            placed = self.dispatcher().cycles(stop)
+        except Exception:  # failing would stall the FIFO group for a visibility timeout; the sweep wakes again
+            log.exception("dispatch cycle failed")
+            return 0
+        if stopped:
+            self.wake_dispatcher()  # more may be placeable: hand over to the next invocation
         return placed
 
     @_invocation

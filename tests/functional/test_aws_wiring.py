@@ -700,6 +700,15 @@ class Cycles:
             raise result
         return result
 
+    def cycles(self, stop: Any) -> int:
+        """Dispatcher.cycles, with every cycle that placed jobs leaving more to place."""
+        placed = 0
+        while n := self.cycle():
+            placed += n
+            if stop():
+                break
+        return placed
+
 
 def test_dispatch_cycles_until_nothing_more_is_placed(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     cycles = Cycles([3, 1, 0])
