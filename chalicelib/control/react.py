@@ -293,9 +293,7 @@ class Reactor:
         parent) count as PENDING. The parent is read before its children, so more children than its
         `children_created` may exist by then: the counts always add up to the size."""
         assert parent.array is not None and parent.array.size is not None
-        counts: dict[str, int] = {}
-        for status in (SUBMITTED, PENDING, RUNNABLE, *ACTIVE):
-            counts[status] = self.svc.jobs.count_children(parent.job_id, status)
+        counts = self.svc.jobs.children_counts(parent.job_id, (SUBMITTED, PENDING, RUNNABLE, *ACTIVE))
         counts[SUCCEEDED] = parent.array.succeeded
         counts[FAILED] = parent.array.failed
         counts[PENDING] += max(0, parent.array.size - sum(counts.values()))

@@ -3,6 +3,8 @@
 One implementation for both runtimes: the local engine runs it at start (`SweepPolicy(restart=True, ...)`) and
 every SWEEP_SECONDS; on AWS a scheduled Lambda runs `sweep(svc, reactor, now_ms)`. Steps, per job queue:
 
+0. STARTING and RUNNING jobs still in the per-status index partitions of an earlier version are moved to the
+   shared ACTIVE one (`JobRepository.move_legacy_active`; one query per old partition when there are none).
 1. STARTING attempts claimed more than `starting_grace_ms` ago (at a restart: every active attempt; otherwise at
    most `max_checks` per sweep). The launcher is asked whether the attempt ever started (`recover`):
    - no task: launched now, under the same key `jobId#attempt` (a crash between claim and launch; a launch that
@@ -58,6 +60,7 @@ class SweepReport:
     settled: list[str] = field(default_factory=list)  # PENDING job ids re-settled or re-evaluated
     recounted: list[str] = field(default_factory=list)  # array parent ids
     errors: list[str] = field(default_factory=list)
+    reindexed: int = 0  # active jobs moved out of the index partitions an earlier version wrote (store/jobs.py)
     checked: int = 0  # attempts the launcher was asked about
     deferred: int = 0  # stale claims left for the next sweep (max_checks reached)
 
@@ -70,6 +73,11 @@ def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | No
     policy = policy or SweepPolicy()
     report = SweepReport()
     for queue in svc.repo.list_jqs():
+        try:
+            report.reindexed += svc.jobs.move_legacy_active(queue.name)
+        except Exception as e:  # the next sweep tries again; until then those jobs are not seen as active
+            log.exception("re-indexing the active jobs of %s failed", queue.name)
+            report.errors.append(f"{queue.name}: {type(e).__name__}: {e}")
         # Read every active job before acting: at a restart, a STARTING job launched here turns RUNNING at once
         # and must not then be found again as RUNNING and have its new task treated as a stale one.
         for job in list(svc.jobs.iter_statuses(queue.name, ACTIVE)):

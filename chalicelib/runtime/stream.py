@@ -72,7 +72,9 @@ FILTER_PATTERN: dict[str, Any] = {"dynamodb": {"Keys": {"pk": {"S": [{"prefix": 
 # PENDING until it ends), notifications (SUCCEEDED, FAILED). A change to STARTING or RUNNING only publishes, and an
 # array parent is never STARTING or RUNNING.
 REACTING = (PENDING, RUNNABLE, *TERMINAL)
-_INDEX_PARTITIONS = ("g1p", "g2p")  # gsi1 "Q#<queue>#<STATUS>" / "QC#..." (store/jobs.py), gsi2 "ARR#<parent>#<STATUS>"
+# gsi1 "Q#<queue>#<STATUS>" / "QC#..." (store/jobs.py), gsi2 "ARR#<parent>#<STATUS>"; STARTING and RUNNING share
+# the "status" ACTIVE (docs/adr/0013), which is not a REACTING one either
+_INDEX_PARTITIONS = ("g1p", "g2p")
 
 
 def filter_patterns(mode: str) -> list[dict[str, Any]]:

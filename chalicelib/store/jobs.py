@@ -5,17 +5,23 @@
   array children ("QC#<queue>#<STATUS>", "<createdAt>#<parent>#<index>") while not terminal only, so finished
   children do not bloat the queue partitions and ListJobs(jobQueue) never wades through them.
 - gsi2, array children by parent and status: ("ARR#<parent>#<STATUS>", "<index>").
+- In both indexes STARTING and RUNNING share one partition, "ACTIVE" in place of the status (`index_status`): a job's
+  STARTING -> RUNNING write then updates its index entries in place instead of moving them, which on DynamoDB is
+  one index write unit instead of two per index (docs/adr/0013). Reads of either status read the ACTIVE partition
+  and keep the jobs in that status; the dispatcher, the sweep and capacity want both and read it once.
 - dependency edge: pk "DEP#<dependency id>", sk "<dependent id>": a finished job finds its dependents by key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from chalicelib.domain.jobs import TERMINAL, ArrayInfo, Attempt, Dependency, Job
-from chalicelib.store.port import Item, ItemStore, Op, Put
+from chalicelib.domain.errors import Conflict
+from chalicelib.domain.jobs import ACTIVE, TERMINAL, ArrayInfo, Attempt, Dependency, Job
+from chalicelib.store.port import Index, Item, ItemStore, Op, Put
 from chalicelib.store.repository import expect_of
 
 INDEX_WIDTH = 7
@@ -23,6 +29,13 @@ INDEX_WIDTH = 7
 # 7 days). Its dependency edges are kept: an edge may be read for as long as a dependent can be submitted.
 RETENTION_SECONDS = 30 * 24 * 3600
 TIME_WIDTH = 13
+ACTIVE_PARTITION = "ACTIVE"  # the index partitions' status for STARTING and RUNNING jobs
+_INDEX_STATUS = {status: ACTIVE_PARTITION for status in ACTIVE}
+
+
+def index_status(status: str) -> str:
+    """The status an index partition is named by: STARTING and RUNNING share ACTIVE, every other is its own."""
+    return _INDEX_STATUS.get(status, status)
 
 
 def job_pk(job_id: str) -> str:
@@ -30,11 +43,19 @@ def job_pk(job_id: str) -> str:
 
 
 def queue_partition(queue: str, status: str, *, children: bool = False) -> str:
-    return f"{'QC' if children else 'Q'}#{queue}#{status}"
+    return f"{'QC' if children else 'Q'}#{queue}#{index_status(status)}"
 
 
 def array_partition(parent_id: str, status: str) -> str:
-    return f"ARR#{parent_id}#{status}"
+    return f"ARR#{parent_id}#{index_status(status)}"
+
+
+def _legacy_partitions(queue: str) -> Iterator[str]:
+    """The index partitions STARTING and RUNNING jobs had before they shared ACTIVE (state written by an earlier
+    version)."""
+    for status in ACTIVE:
+        for prefix in ("Q", "QC"):
+            yield f"{prefix}#{queue}#{status}"
 
 
 def order_key(job: Job) -> str:
@@ -141,40 +162,91 @@ class JobRepository:
         limit: int = 100,
         descending: bool = False,
     ) -> list[Job]:
-        items = self.items.query(
-            "gsi1", queue_partition(queue, status, children=children), after=after, limit=limit, descending=descending
-        )
-        return [job_from_item(i) for i in items]
+        partition = queue_partition(queue, status, children=children)
+        return self._in_status("gsi1", partition, status, after=after, limit=limit, descending=descending)
 
     def children(self, parent_id: str, status: str, *, after: str | None = None, limit: int = 100) -> list[Job]:
-        items = self.items.query("gsi2", array_partition(parent_id, status), after=after, limit=limit)
-        return [job_from_item(i) for i in items]
+        return self._in_status("gsi2", array_partition(parent_id, status), status, after=after, limit=limit)
+
+    def _in_status(
+        self, index: Index, partition: str, status: str, *, after: str | None, limit: int, descending: bool = False
+    ) -> list[Job]:
+        """Up to `limit` jobs in `status` from its index partition, after the sort key `after`. A partition that
+        holds other statuses too (ACTIVE) is read on past the jobs in the other one until `limit` are found."""
+        if index_status(status) == status:
+            items = self.items.query(index, partition, after=after, limit=limit, descending=descending)
+            return [job_from_item(i) for i in items]
+        page = max(limit, 100)
+        found: list[Job] = []
+        while len(found) < limit:
+            items = self.items.query(index, partition, after=after, limit=page, descending=descending)
+            found += [j for j in map(job_from_item, items) if j.status == status]
+            if len(items) < page:
+                break
+            after = _sort_key(items[-1], index)
+        return found[:limit]
 
     def count_children(self, parent_id: str, status: str) -> int:
-        return self.items.count("gsi2", array_partition(parent_id, status))
+        return self.children_counts(parent_id, (status,))[status]
+
+    def children_counts(self, parent_id: str, statuses: Iterable[str]) -> dict[str, int]:
+        """How many children of an array are in each of `statuses`; one read of each index partition."""
+        counts = dict.fromkeys(statuses, 0)
+        for shared in {index_status(s) for s in counts}:
+            partition = array_partition(parent_id, shared)
+            if shared in counts:
+                counts[shared] = self.items.count("gsi2", partition)
+                continue
+            for job in self._iter_partition("gsi2", partition):
+                if job.status in counts:
+                    counts[job.status] += 1
+        return counts
 
     def iter_children(self, parent_id: str, status: str, page: int = 500) -> Iterator[Job]:
-        after: str | None = None
-        while True:
-            batch = self.children(parent_id, status, after=after, limit=page)
-            yield from batch
-            if len(batch) < page:
-                return
-            last = batch[-1].array
-            assert last is not None and last.index is not None
-            after = f"{last.index:0{INDEX_WIDTH}d}"
+        partition = array_partition(parent_id, status)
+        yield from (j for j in self._iter_partition("gsi2", partition, page) if j.status == status)
 
     def iter_statuses(self, queue: str, statuses: Iterable[str]) -> Iterator[Job]:
-        """Every job of a queue in these statuses, top-level jobs and array children (status by status)."""
-        for status in statuses:
+        """Every job of a queue in these statuses, top-level jobs and array children; each index partition is read
+        once (STARTING and RUNNING share one)."""
+        wanted = tuple(statuses)
+        for shared in dict.fromkeys(index_status(s) for s in wanted):
             for children in (False, True):
-                yield from self.iter_queue(queue, status, children=children)
+                for job in self._iter_partition("gsi1", queue_partition(queue, shared, children=children)):
+                    if job.status in wanted:
+                        yield job
 
-    def iter_queue(self, queue: str, status: str, *, children: bool = False, page: int = 500) -> Iterator[Job]:
+    def iter_queue(self, queue: str, status: str, *, children: bool = False) -> Iterator[Job]:
+        partition = queue_partition(queue, status, children=children)
+        yield from (j for j in self._iter_partition("gsi1", partition) if j.status == status)
+
+    def _iter_partition(self, index: Index, partition: str, page: int = 500) -> Iterator[Job]:
+        return map(job_from_item, self._iter_raw(index, partition, page))
+
+    def move_legacy_active(self, queue: str) -> int:
+        """Re-index the queue's STARTING and RUNNING jobs still in the partitions an earlier version gave each
+        status (`_legacy_partitions`) into ACTIVE, so that a state directory or table written before keeps its
+        active jobs visible to the dispatcher and the sweep. One query per legacy partition when there is nothing
+        to move. A job written meanwhile (Conflict) is already in the new layout. Returns the jobs moved."""
+        moved = 0
+        for partition in _legacy_partitions(queue):
+            for item in list(self._iter_raw("gsi1", partition)):
+                with contextlib.suppress(Conflict):
+                    self.items.put(job_item(job_from_item(item)), expect_of(item.version))
+                    moved += 1
+        return moved
+
+    def _iter_raw(self, index: Index, partition: str, page: int = 500) -> Iterator[Item]:
         after: str | None = None
         while True:
-            batch = self.in_queue(queue, status, children=children, after=after, limit=page)
-            yield from batch
-            if len(batch) < page:
+            items = self.items.query(index, partition, after=after, limit=page)
+            yield from items
+            if len(items) < page:
                 return
-            after = order_key(batch[-1])
+            after = _sort_key(items[-1], index)
+
+
+def _sort_key(item: Item, index: Index) -> str:
+    keys = item.gsi1 if index == "gsi1" else item.gsi2
+    assert keys is not None, f"{item.pk} was read from {index} without its key"
+    return keys[1]

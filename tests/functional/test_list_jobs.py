@@ -5,13 +5,17 @@ The CE is disabled so jobs wait in RUNNABLE: the listing sees exactly what the t
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from chalicelib.control.sweep import SweepPolicy, sweep
+from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import SUBMITTED, Job
-from chalicelib.store.jobs import JobRepository
+from chalicelib.runtime.local import LocalRuntime
+from chalicelib.store.jobs import JobRepository, job_pk
 from tests.functional.builders import BatchClient, disable_ce, make_fargate_ce, make_jd, make_queue
 
 
@@ -108,3 +112,90 @@ def test_a_job_changing_status_between_the_reads_of_a_listing_is_listed_once(
     # THEN the job is listed once, as it is now
     found = listed(batch, jobQueue=queue, filters=[{"name": "JOB_NAME", "values": ["moving"]}])
     assert [(s["jobId"], s["status"]) for s in found] == [(job_id, "RUNNABLE")]
+
+
+# -- STARTING and RUNNING share one index partition (store/jobs.py, docs/adr/0013) ---------------------------------
+
+
+def _set_status(runtime: LocalRuntime, job_id: str, status: str) -> None:
+    """Puts a waiting job in `status` in the store, as a claim or a task event would (the CE is disabled, so only
+    the dispatcher's waiting reason may be written meanwhile: then read it again)."""
+    for _ in range(20):
+        job = runtime.services.jobs.get(job_id)
+        assert job is not None
+        with contextlib.suppress(Conflict):
+            runtime.services.jobs.save(replace(job, status=status))
+            return
+    raise AssertionError(f"{job_id} kept changing")
+
+
+def test_starting_and_running_jobs_are_listed_by_their_own_status_page_by_page(
+    batch: BatchClient, queue: str, runtime: LocalRuntime
+) -> None:
+    make_jd(batch, "jd")
+    ids = [submit(batch, queue, f"j{i}") for i in range(9)]
+    wait_runnable(batch, ids)
+    # GIVEN STARTING and RUNNING jobs interleaved in submission order, and one left RUNNABLE
+    statuses = ["RUNNING", "STARTING", "STARTING", "RUNNING", "RUNNING", "STARTING", "RUNNING", "RUNNABLE", "RUNNING"]
+    for job_id, status in zip(ids, statuses, strict=True):
+        if status != "RUNNABLE":
+            _set_status(runtime, job_id, status)
+
+    def pages(status: str) -> list[list[str]]:
+        paginator = batch.get_paginator("list_jobs")
+        found = paginator.paginate(jobQueue=queue, jobStatus=status, PaginationConfig={"PageSize": 2})
+        return [[s["jobId"] for s in page["jobSummaryList"]] for page in found]
+
+    # THEN each status lists exactly its jobs, oldest first, full pages while more follow
+    running = [j for j, s in zip(ids, statuses, strict=True) if s == "RUNNING"]
+    starting = [j for j, s in zip(ids, statuses, strict=True) if s == "STARTING"]
+    assert pages("RUNNING") == [running[0:2], running[2:4], running[4:]]
+    assert pages("STARTING") == [starting[0:2], starting[2:]]
+    assert [s["status"] for s in listed(batch, jobQueue=queue)] == ["RUNNING"] * 5  # the default status
+    assert [s["jobId"] for s in listed(batch, jobQueue=queue, jobStatus="RUNNABLE")] == [ids[7]]
+
+
+def test_an_array_counts_and_lists_its_starting_and_running_children_apart(
+    batch: BatchClient, queue: str, runtime: LocalRuntime
+) -> None:
+    make_jd(batch, "jd")
+    parent = str(
+        batch.submit_job(jobName="a", jobQueue=queue, jobDefinition="jd", arrayProperties={"size": 5})["jobId"]
+    )
+    children = [f"{parent}:{i}" for i in range(5)]
+    wait_runnable(batch, children)
+    for child, status in zip(children, ["STARTING", "RUNNING", "RUNNING", "RUNNABLE", "STARTING"], strict=True):
+        if status != "RUNNABLE":
+            _set_status(runtime, child, status)
+
+    summary = batch.describe_jobs(jobs=[parent])["jobs"][0]["arrayProperties"]["statusSummary"]
+    assert (summary["STARTING"], summary["RUNNING"], summary["RUNNABLE"]) == (2, 2, 1)
+
+    def ids(status: str) -> list[str]:
+        return [
+            s["jobId"] for s in listed(batch, arrayJobId=parent, jobStatus=status, PaginationConfig={"PageSize": 1})
+        ]
+
+    assert ids("RUNNING") == children[1:3]
+    assert ids("STARTING") == [children[0], children[4]]
+
+
+def test_active_jobs_indexed_by_an_earlier_version_are_moved_to_the_shared_partition(
+    batch: BatchClient, queue: str, runtime: LocalRuntime
+) -> None:
+    make_jd(batch, "jd")
+    job_id = submit(batch, queue, "old")
+    wait_runnable(batch, [job_id])
+    _set_status(runtime, job_id, "RUNNING")
+    # GIVEN the job indexed the way versions before the ACTIVE partition did ("Q#<queue>#RUNNING")
+    store = runtime.services.jobs.items
+    item = store.get(job_pk(job_id), "")
+    assert item is not None and item.gsi1 is not None and item.gsi1[0] == "Q#q#ACTIVE"
+    store.put(replace(item, gsi1=("Q#q#RUNNING", item.gsi1[1])), expect=item.version)
+    assert listed(batch, jobQueue=queue) == []  # invisible to everything that reads the active jobs
+    # WHEN the repair sweep runs
+    report = sweep(runtime.services, runtime.engine.reactor, runtime.services.clock.now_ms(), SweepPolicy())
+    # THEN it is indexed as active again, and nothing else about it changed
+    assert report.reindexed == 1
+    assert [(s["jobId"], s["status"]) for s in listed(batch, jobQueue=queue)] == [(job_id, "RUNNING")]
+    assert sweep(runtime.services, runtime.engine.reactor, runtime.services.clock.now_ms()).reindexed == 0
