@@ -2,9 +2,9 @@
 
 The same `app` serves AWS (API Gateway and event sources -> Lambda, wired in chalicelib/runtime/aws.py) and
 `batchplane up` (chalicelib/runtime/server.py, HTTP routes only). On AWS every route requires IAM (SigV4 for
-`execute-api`, through the REST API or the cheaper HTTP API; chalicelib/auth_plugin.py lets stock Batch clients sign
-that way). Locally there is no API Gateway and no authentication: the server binds 127.0.0.1 (docs/adr/0001,
-docs/adr/0007).
+`execute-api` through the REST API or the HTTP API, for `lambda` through the function URL; chalicelib/auth_plugin.py
+lets stock Batch clients sign that way). Locally there is no API Gateway and no authentication: the server binds
+127.0.0.1 (docs/adr/0001, docs/adr/0007).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from chalicelib.runtime import aws, wiring
 
 
 class BatchplaneApp(Chalice):
-    """Chalice, also serving the HTTP API (payload format 1.0) that the stack puts beside the REST API (ADR 0012)."""
+    """Chalice, also serving the HTTP API (payload format 1.0, ADR 0012) and the function URL (payload format 2.0,
+    ADR 0014) that the stack puts beside the REST API."""
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
-        return super().__call__(aws.rest_api_event(event, self.routes), context)
+        return aws.api_response(event, super().__call__(aws.rest_api_event(event, self.routes), context))
 
 
 app = BatchplaneApp(app_name="batchplane")

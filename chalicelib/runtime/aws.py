@@ -5,7 +5,7 @@ control/ code the local runtime runs, with the AWS adapters: DynamoDB (store), E
 
 | Lambda (app.py) | trigger | runs |
 |---|---|---|
-| api_handler | API Gateway, REST or HTTP API (IAM auth) | the Batch API (chalicelib/api); Launch/StopTask inline |
+| api_handler | API Gateway (REST or HTTP API) or the function URL (IAM auth) | the Batch API; Launch/StopTask inline |
 | on_job_change | the table's stream (job records in a state that needs a reaction: `stream.filter_patterns`) |
   `on_stream`: publish (`BATCHPLANE_STATE_CHANGE_EVENTS`), dependents, parent, array children, wake if work waits |
 | dispatch | SQS FIFO "wake" queue, one message group | `on_dispatch`: scheduling cycles, one at a time |
@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import parse_qs
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -93,14 +94,17 @@ def api_authorizer(env: Mapping[str, str] | None = None) -> Any:
 
 
 def rest_api_event(event: Mapping[str, Any], routes: Collection[str]) -> Mapping[str, Any]:
-    """An API Gateway HTTP API event (payload format 1.0) in the shape Chalice's handler reads, that of a REST API
-    proxy event; any other event unchanged (docs/adr/0012).
+    """An API Gateway HTTP API event (payload format 1.0) or a Lambda function URL event (payload format 2.0) in the
+    shape Chalice's handler reads, that of a REST API proxy event; any other event unchanged (docs/adr/0012, 0014).
 
-    The two shapes share their fields (headers, multiValueQueryStringParameters, pathParameters, body,
+    The 1.0 and REST shapes share their fields (headers, multiValueQueryStringParameters, pathParameters, body,
     isBase64Encoded, requestContext.httpMethod); what differs is the route: Chalice looks `requestContext.resourcePath`
     up among its routes. The event's `resource` is used when it is one of them; otherwise (the HTTP API routes tags
     as `/v1/tags/{proxy+}`, so that an ARN whose `/` arrives decoded still matches) the route is found from the path:
-    the most specific route whose literal segments match, its last parameter taking the rest of the path."""
+    the most specific route whose literal segments match, its last parameter taking the rest of the path. A 2.0 event
+    names no route at all (a function URL has one, `$default`): `function_url_event` finds it from `rawPath`."""
+    if _is_payload_v2(event):
+        return function_url_event(event, routes)
     if event.get("version") != "1.0" or not isinstance(event.get("requestContext"), Mapping):
         return event
     context: Mapping[str, Any] = event["requestContext"]
@@ -122,10 +126,80 @@ def rest_api_event(event: Mapping[str, Any], routes: Collection[str]) -> Mapping
     }
 
 
+def _is_payload_v2(event: Any) -> bool:
+    """A Lambda function URL (or HTTP API 2.0) request: `version` 2.0 and the method in `requestContext.http`."""
+    if not isinstance(event, Mapping) or event.get("version") != "2.0":
+        return False
+    context = event.get("requestContext")
+    return isinstance(context, Mapping) and isinstance(context.get("http"), Mapping)
+
+
+def function_url_event(event: Mapping[str, Any], routes: Collection[str]) -> dict[str, Any]:
+    """A payload format 2.0 request as the REST proxy event Chalice reads (docs/adr/0014).
+
+    2.0 carries the path undecoded in `rawPath` (routed like a 1.0 path: a tag ARN's `%2F` stays in its one segment,
+    a decoded `/` is taken by the route's last parameter, and the Batch gateway unquotes the ARN either way), the
+    method in `requestContext.http.method`, the query in `rawQueryString`, single-valued headers (duplicates
+    comma-joined, as HTTP allows) and the request's cookies apart, in `cookies`."""
+    context: Mapping[str, Any] = event["requestContext"]
+    http: Mapping[str, Any] = context["http"]
+    path = str(event.get("rawPath") or http.get("path") or "/")
+    route, parameters = _route(path, routes)
+    method = str(http.get("method") or "").upper()
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    cookies = event.get("cookies") or []
+    if cookies:
+        headers["cookie"] = "; ".join(str(c) for c in cookies)
+    query = parse_qs(str(event.get("rawQueryString") or ""), keep_blank_values=True)
+    return {
+        "resource": route,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": parameters or None,
+        "stageVariables": None,
+        "requestContext": {**context, "resourcePath": route, "httpMethod": method, "path": path},
+        "body": event.get("body"),
+        "isBase64Encoded": bool(event.get("isBase64Encoded", False)),
+    }
+
+
+def api_response(event: Mapping[str, Any], response: Mapping[str, Any]) -> dict[str, Any]:
+    """Chalice's REST proxy response in the shape the request's front end reads: unchanged for API Gateway's REST
+    and 1.0 events; for a 2.0 event, `statusCode`, single-valued `headers` (a multi-valued header comma-joined, as
+    HTTP allows), `body`, `isBase64Encoded` and `cookies` (Set-Cookie values, which a comma cannot join)."""
+    if not _is_payload_v2(event):
+        return dict(response)
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    single = [(str(k), [v]) for k, v in (response.get("headers") or {}).items()]
+    multi = [(str(k), list(v)) for k, v in (response.get("multiValueHeaders") or {}).items()]
+    for name, values in single + multi:
+        if name.lower() == "set-cookie":
+            cookies.extend(str(v) for v in values)
+            continue
+        joined = ",".join(str(v) for v in values)
+        headers[name] = f"{headers[name]},{joined}" if name in headers else joined
+    out: dict[str, Any] = {
+        "statusCode": response["statusCode"],
+        "headers": headers,
+        "body": response.get("body"),
+        "isBase64Encoded": bool(response.get("isBase64Encoded", False)),
+    }
+    if cookies:
+        out["cookies"] = cookies
+    return out
+
+
 def _route(path: str, routes: Collection[str]) -> tuple[str, dict[str, str]]:
     segments = [s for s in path.split("/") if s]
     best: tuple[int, str, dict[str, str]] | None = None
     for route in routes:
+        if isinstance(routes, Mapping) and not routes[route]:
+            continue  # Chalice's route table (a defaultdict) keeps an empty entry for every unknown path it was sent
         parameters = _match(route, segments)
         literal = sum(1 for part in route.split("/") if part and not part.startswith("{"))
         if parameters is not None and (best is None or literal > best[0]):

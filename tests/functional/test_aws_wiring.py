@@ -279,6 +279,245 @@ def test_rest_api_events_pass_unchanged_and_unknown_http_api_paths_are_not_route
     assert serve(http_api_event("POST", "/v2/x/y", "$default"))[0] >= 400
 
 
+# -- the function URL (payload format 2.0, ADR 0014) ----------------------------------------------------------------
+
+URL_HOST = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"
+
+
+def function_url_event(
+    method: str,
+    raw_path: str,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+    raw_query: str = "",
+    base64: bool = False,
+    cookies: list[str] | None = None,
+) -> dict[str, Any]:
+    """A Lambda function URL request (payload format 2.0, AWS_IAM), as the AWS documentation shows it."""
+    from urllib.parse import parse_qs
+
+    headers = {"content-type": "application/json", "host": URL_HOST, **(headers or {})}
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": URL_HOST.split(".")[0],
+            "authorizer": {"iam": {"accessKey": "AKIA", "accountId": ACCOUNT, "callerId": "AIDA", "userId": "AIDA"}},
+            "domainName": URL_HOST,
+            "domainPrefix": URL_HOST.split(".")[0],
+            "http": {
+                "method": method,
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "192.0.2.1",
+                "userAgent": "Boto3/1.44.5",
+            },
+            "requestId": "r",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "04/Mar/2026:19:15:17 +0000",
+            "timeEpoch": 1772651717135,
+        },
+        "isBase64Encoded": base64,
+    }
+    if raw_query:
+        event["queryStringParameters"] = {k: ",".join(v) for k, v in parse_qs(raw_query).items()}
+    if body is not None:
+        event["body"] = body
+    if cookies:
+        event["cookies"] = cookies
+    return event
+
+
+def serve_url(event: dict[str, Any]) -> dict[str, Any]:
+    """The app's answer to a 2.0 event, checked to be a 2.0 response (single-valued headers, no REST fields)."""
+    from chalice.local import LambdaContext
+
+    response = app(event, LambdaContext("api_handler", memory_size=512))
+    assert set(response) <= {"statusCode", "headers", "body", "isBase64Encoded", "cookies"}, response
+    assert all(isinstance(v, str) for v in response["headers"].values()), response["headers"]
+    return response
+
+
+def url_client(session_region: str = REGION) -> Any:
+    """A stock boto3 batch client, signed by the auth plug-in, whose requests reach the app as a function URL
+    delivers them (payload format 2.0) and whose responses are what the function URL makes of the 2.0 answer."""
+    from urllib.parse import urlsplit
+
+    import boto3
+    from botocore.awsrequest import AWSResponse
+
+    from chalicelib import auth_plugin
+
+    session = boto3.session.Session(
+        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret", region_name=session_region
+    )
+    auth_plugin.register(session)
+    client = session.client("batch", endpoint_url=f"https://{URL_HOST}/")
+    signed: list[str] = []
+
+    class Raw:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def stream(self, **_: Any) -> Any:
+            yield self.data
+
+    def deliver(request: Any, **_: Any) -> AWSResponse:
+        signed.append(request.headers["Authorization"].decode())
+        url = urlsplit(request.url)
+        headers = {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        response = serve_url(function_url_event(request.method, url.path, body or None, headers, url.query))
+        return AWSResponse(request.url, response["statusCode"], response["headers"], Raw(response["body"].encode()))
+
+    client.meta.events.register("before-send.batch", deliver)
+    client.signed = signed
+    return client
+
+
+def test_a_stock_client_runs_jobs_through_the_function_url(harness: Harness) -> None:
+    # GIVEN a stock boto3 batch client pointed at the function URL
+    batch = url_client()
+    batch.create_compute_environment(
+        computeEnvironmentName="ce",
+        type="MANAGED",
+        computeResources={"type": "FARGATE", "maxvCpus": 4, "subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]},
+    )
+    queue_arn = batch.create_job_queue(
+        jobQueueName="q", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}]
+    )["jobQueueArn"]
+    batch.register_job_definition(
+        jobDefinitionName="hello",
+        type="container",
+        platformCapabilities=["FARGATE"],
+        containerProperties={
+            "image": "busybox",
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+        },
+    )
+
+    # WHEN it submits a job and describes it
+    job_id = batch.submit_job(jobName="j", jobQueue="q", jobDefinition="hello")["jobId"]
+    (job,) = batch.describe_jobs(jobs=[job_id])["jobs"]
+
+    # THEN the job is the API Lambda's, stored RUNNABLE ...
+    assert job["jobId"] == job_id and job["status"] == RUNNABLE
+    stored = harness.svc.jobs.get(job_id)
+    assert stored is not None and stored.status == RUNNABLE
+    # ... every request having been signed for the service `lambda`
+    assert all("/us-east-1/lambda/aws4_request" in auth for auth in batch.signed)
+
+    # AND tags on an ARN with "/" (botocore sends it as %2F in one path segment) round-trip
+    assert "/" in queue_arn
+    batch.tag_resource(resourceArn=queue_arn, tags={"team": "data"})
+    assert batch.list_tags_for_resource(resourceArn=queue_arn)["tags"] == {"team": "data"}
+    batch.untag_resource(resourceArn=queue_arn, tagKeys=["team"])
+    assert batch.list_tags_for_resource(resourceArn=queue_arn)["tags"] == {}
+
+
+def test_batch_errors_survive_the_function_url(harness: Harness) -> None:
+    # GIVEN no job queue
+    batch = url_client()
+
+    # WHEN a job is submitted to a queue that does not exist
+    with pytest.raises(batch.exceptions.ClientException) as info:
+        batch.submit_job(jobName="j", jobQueue="missing", jobDefinition="hello")
+
+    # THEN botocore reads the Batch error from the 2.0 response: status, x-amzn-ErrorType, message, request id
+    error = info.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert error["ResponseMetadata"]["HTTPHeaders"]["x-amzn-errortype"] == "ClientException"
+    assert error["ResponseMetadata"]["RequestId"]
+    assert "missing" in error["Error"]["Message"]
+
+
+def test_function_url_events_are_routed_whether_a_tag_arn_arrives_encoded_or_not(harness: Harness) -> None:
+    _queue(harness)
+    queue_arn = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/q"
+    tags = json.dumps({"tags": {"team": "data"}})
+
+    encoded = "/v1/tags/" + queue_arn.replace(":", "%3A").replace("/", "%2F")
+    assert serve_url(function_url_event("POST", encoded, tags))["statusCode"] == 200
+    listed = serve_url(function_url_event("GET", "/v1/tags/" + queue_arn))
+    assert listed["statusCode"] == 200 and json.loads(listed["body"]) == {"tags": {"team": "data"}}
+
+    # the error of an operation the API does not have keeps its Batch shape too
+    unknown = serve_url(function_url_event("POST", "/v1/nosuchoperation", "{}"))
+    assert unknown["statusCode"] >= 400 and unknown["statusCode"] < 500
+    assert unknown["headers"]["x-amzn-ErrorType"]
+
+
+def test_the_function_url_decodes_a_base64_body_for_the_logs_route(harness: Harness) -> None:
+    import base64
+
+    # a function URL base64-encodes bodies whose content type is not text (CloudWatch Logs' JSON 1.1)
+    payload = json.dumps({"logGroupName": "/aws/batch/job", "logStreamName": "nope"})
+    event = function_url_event(
+        "POST",
+        "/",
+        base64.b64encode(payload.encode()).decode(),
+        {"content-type": "application/x-amz-json-1.1", "x-amz-target": "Logs_20140328.GetLogEvents"},
+        base64=True,
+    )
+
+    response = serve_url(event)
+
+    assert response["statusCode"] in (200, 400) and json.loads(response["body"])  # answered by the logs route
+
+
+def test_a_function_url_request_becomes_the_rest_event_chalice_reads() -> None:
+    event = function_url_event(
+        "delete",
+        "/v1/tags/arn%3Aaws%3Abatch%3Aus-east-1%3A123456789012%3Ajob-queue%2Fq",
+        headers={"accept": "application/json,text/plain"},
+        raw_query="tagKeys=a&tagKeys=b&empty=",
+        cookies=["c1=v1", "c2=v2"],
+    )
+
+    rest = aws.rest_api_event(event, app.routes)
+
+    assert rest["requestContext"]["resourcePath"] == "/v1/tags/{resource_arn}"
+    assert rest["requestContext"]["httpMethod"] == "DELETE"
+    assert rest["pathParameters"] == {"resource_arn": "arn%3Aaws%3Abatch%3Aus-east-1%3A123456789012%3Ajob-queue%2Fq"}
+    assert rest["multiValueQueryStringParameters"] == {"tagKeys": ["a", "b"], "empty": [""]}
+    assert rest["headers"]["accept"] == "application/json,text/plain"
+    assert rest["headers"]["cookie"] == "c1=v1; c2=v2"
+    assert rest["body"] is None and rest["isBase64Encoded"] is False and rest["stageVariables"] is None
+    # AND an unknown path is left for Chalice to refuse
+    routed = aws.rest_api_event(function_url_event("POST", "/v2/x/y"), app.routes)
+    assert not app.routes.get(routed["requestContext"]["resourcePath"])  # no route of the app
+    assert serve_url(function_url_event("POST", "/v2/x/y"))["statusCode"] >= 400
+
+
+def test_the_answer_to_a_function_url_is_a_payload_2_response() -> None:
+    chalice_response = {
+        "statusCode": 400,
+        "headers": {"Content-Type": "application/json", "x-amzn-ErrorType": "ClientException"},
+        "multiValueHeaders": {"Vary": ["Accept", "Origin"], "Set-Cookie": ["a=1; Secure", "b=2"]},
+        "body": '{"__type": "ClientException"}',
+    }
+    event = function_url_event("POST", "/v1/submitjob", "{}")
+
+    response = aws.api_response(event, chalice_response)
+
+    assert response == {
+        "statusCode": 400,
+        "headers": {"Content-Type": "application/json", "x-amzn-ErrorType": "ClientException", "Vary": "Accept,Origin"},
+        "body": '{"__type": "ClientException"}',
+        "isBase64Encoded": False,
+        "cookies": ["a=1; Secure", "b=2"],
+    }
+    # API Gateway's events (REST, HTTP API 1.0) get Chalice's answer unchanged
+    rest = {"resource": "/v1/{operation}", "requestContext": {"resourcePath": "/v1/{operation}"}}
+    assert aws.api_response(rest, chalice_response) == chalice_response
+    assert aws.api_response(http_api_event("POST", "/v1/x", "/v1/{operation}"), chalice_response) == chalice_response
+
+
 def test_every_entry_point_is_a_lambda() -> None:
     assert {
         "on_job_change",
