@@ -3,8 +3,9 @@ operations (triggers, job dependents) as signed JSON POSTs to the same endpoint.
 
 Locally nothing is authenticated; requests are still signed (with whatever credentials boto3 finds, else dummy
 ones) so the server reads the region from the signature, as it does for boto3. Against a deployed batchplane
-(an API Gateway host, or a host in BATCHPLANE_ENDPOINTS) requests are signed for `execute-api` with the caller's
-credentials (chalicelib/auth_plugin.py), and job logs are read from CloudWatch Logs itself.
+(its function URL, an API Gateway host, or a host in BATCHPLANE_ENDPOINTS) requests are signed for `lambda` or
+`execute-api` with the caller's credentials (chalicelib/auth_plugin.py), and job logs are read from CloudWatch Logs
+itself.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class Api:
         data = json.dumps(body).encode()
         request = AWSRequest(method="POST", url=url, data=data, headers={"Content-Type": "application/json"})
         creds: Credentials = self.session.get_credentials().get_frozen_credentials()
-        SigV4Auth(creds, auth_plugin.SIGNING_NAME if self.deployed else "batch", self.region).add_auth(request)
+        SigV4Auth(creds, auth_plugin.signing_name_for(self.endpoint) or "batch", self.region).add_auth(request)
         prepared = urllib.request.Request(url, data=data, method="POST", headers=dict(request.headers.items()))
         try:
             with urllib.request.urlopen(prepared, timeout=30) as resp:

@@ -1,4 +1,5 @@
-"""The auth plug-in: a stock boto3 `batch` client signs batchplane calls for API Gateway (`execute-api`).
+"""The auth plug-in: a stock boto3 `batch` client signs batchplane calls for API Gateway (`execute-api`) or for the
+stack's function URL (`lambda`).
 
 Each test sends one real botocore request whose transport is stubbed (a `before-send` handler answers it), and
 reads the credential scope of the Authorization header the client computed.
@@ -30,21 +31,27 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret", region_name=REGION)
 
 
-def _scope_of_call(session: boto3.session.Session, endpoint: str | None) -> tuple[str, str, str]:
-    """(region, service, URL) of the credential scope a DescribeJobQueues call was signed with."""
+def _signed_call(session: boto3.session.Session, endpoint: str | None) -> Any:
+    """The request a DescribeJobQueues call sent, as signed."""
     client = session.client("batch", endpoint_url=endpoint)
-    seen: dict[str, str] = {}
+    seen: list[Any] = []
 
     def answer(request: Any, **_: Any) -> AWSResponse:
-        seen["auth"] = request.headers["Authorization"].decode()
-        seen["url"] = request.url
+        seen.append(request)
         return AWSResponse(request.url, 200, {"Content-Type": "application/json"}, _Raw())
 
     client.meta.events.register("before-send.batch", answer)
     client.describe_job_queues()
-    match = SCOPE.search(seen["auth"])
-    assert match is not None, seen["auth"]
-    return match.group(1), match.group(2), seen["url"]
+    return seen[0]
+
+
+def _scope_of_call(session: boto3.session.Session, endpoint: str | None) -> tuple[str, str, str]:
+    """(region, service, URL) of the credential scope a DescribeJobQueues call was signed with."""
+    request = _signed_call(session, endpoint)
+    auth = request.headers["Authorization"].decode()
+    match = SCOPE.search(auth)
+    assert match is not None, auth
+    return match.group(1), match.group(2), request.url
 
 
 def test_a_registered_session_signs_batchplane_calls_for_execute_api() -> None:
@@ -69,6 +76,33 @@ def test_calls_through_the_http_api_are_signed_the_same_way() -> None:
     region, service, url = _scope_of_call(session, http_api)
 
     assert (region, service, url) == (REGION, "execute-api", f"{http_api}/v1/describejobqueues")
+
+
+def test_calls_through_the_function_url_are_signed_for_lambda() -> None:
+    # The stack's function URL (ADR 0014): Lambda checks SigV4 for the service `lambda`; the output ends with "/"
+    session = _session()
+    auth_plugin.register(session)
+    function_url = "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-west-1.on.aws/"
+
+    region, service, url = _scope_of_call(session, function_url)
+
+    assert (region, service, url) == (REGION, "lambda", f"{function_url}v1/describejobqueues")
+
+
+def test_function_url_requests_carry_the_signed_hash_of_their_body() -> None:
+    import hashlib
+
+    session = _session()
+    auth_plugin.register(session)
+
+    request = _signed_call(session, "https://abc123.lambda-url.eu-west-1.on.aws")
+
+    # the body's SHA-256 in X-Amz-Content-SHA256, among the signed headers
+    body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
+    assert request.headers["X-Amz-Content-SHA256"].decode() == hashlib.sha256(body).hexdigest()
+    assert "x-amz-content-sha256" in request.headers["Authorization"].decode().split("SignedHeaders=")[1]
+    # ... and API Gateway requests are signed as before, without it
+    assert "X-Amz-Content-SHA256" not in _signed_call(session, API).headers
 
 
 def test_calls_to_aws_batch_itself_keep_the_batch_signature() -> None:
@@ -140,7 +174,56 @@ def test_the_aws_cli_entry_point_registers_on_the_cli_emitter() -> None:
         ("https://batch.us-east-1.amazonaws.com/v1/submitjob", False),
         ("http://127.0.0.1:8000/v1/submitjob", False),
         ("https://execute-api.us-east-1.amazonaws.com.evil.example/v1", False),
+        ("https://abc123.lambda-url.us-east-1.on.aws/v1/submitjob", True),
+        ("https://abc123.lambda-url.us-east-1.on.aws.evil.example/v1", False),
+        ("https://lambda.us-east-1.amazonaws.com/2015-03-31/functions", False),
     ],
 )
 def test_which_endpoints_are_batchplane(url: str, expected: bool) -> None:
     assert auth_plugin.is_batchplane_endpoint(url) is expected
+
+
+@pytest.mark.parametrize(
+    ("url", "service"),
+    [
+        ("https://abc123.lambda-url.us-east-1.on.aws/v1/submitjob", "lambda"),
+        ("https://abc123.execute-api.us-east-1.amazonaws.com/v1/submitjob", "execute-api"),
+        ("https://batch.us-east-1.amazonaws.com/v1/submitjob", None),
+    ],
+)
+def test_each_endpoint_is_signed_for_the_service_that_checks_it(url: str, service: str | None) -> None:
+    assert auth_plugin.signing_name_for(url) == service
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "service"),
+    [
+        ("https://abc123.lambda-url.eu-west-1.on.aws/", "lambda"),
+        (API, "execute-api"),
+        ("http://127.0.0.1:8000", "batch"),
+    ],
+)
+def test_the_cli_signs_its_own_operations_for_the_endpoints_service(
+    endpoint: str, service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import urllib.request
+
+    from chalicelib.console.client import Api
+
+    # GIVEN the `batchplane` CLI's API on an endpoint, with credentials
+    sent: list[Any] = []
+
+    def urlopen(request: Any, timeout: float = 0) -> Any:
+        sent.append(request)
+        return io.BytesIO(b"{}")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    api = Api(endpoint=endpoint, region=REGION, _session=_session())
+
+    # WHEN it calls one of batchplane's own operations (a signed JSON POST, not a boto3 call)
+    api.call("ListJobDependents", {"jobId": "j"})
+
+    # THEN it is signed for the service that endpoint checks
+    match = SCOPE.search(dict(sent[0].header_items())["Authorization"])
+    assert match is not None and match.groups() == (REGION, service)
