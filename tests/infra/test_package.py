@@ -174,14 +174,46 @@ def test_the_http_api_serves_every_route_of_the_app_with_iam(cfn: dict[str, Any]
     assert not any("{" in p["SourceArn"]["Fn::Sub"][0].replace("${", "") for p in permissions)
 
 
-def test_callers_may_use_either_api_and_find_the_http_api_in_the_outputs(cfn: dict[str, Any]) -> None:
-    (statement,) = cfn["Resources"]["ClientPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "execute-api:Invoke"
-    assert [json.dumps(r) for r in statement["Resource"]] == [
+def test_callers_may_use_any_endpoint_and_find_them_in_the_outputs(cfn: dict[str, Any]) -> None:
+    execute_api, url, invoke = cfn["Resources"]["ClientPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert execute_api["Action"] == "execute-api:Invoke"
+    assert [json.dumps(r) for r in execute_api["Resource"]] == [
         json.dumps({"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestAPI}/api/*"}),
         json.dumps({"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpAPI}/*"}),
     ]
     assert "${HttpAPI}.execute-api." in json.dumps(cfn["Outputs"]["HttpApiURL"]["Value"])
+    # the function URL (ADR 0014): both actions a new function URL requires, on the API function only
+    api_function = {"Fn::GetAtt": ["APIHandler", "Arn"]}
+    assert url == {
+        "Effect": "Allow",
+        "Action": "lambda:InvokeFunctionUrl",
+        "Resource": api_function,
+        "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+    }
+    assert invoke == {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": api_function}
+
+
+def test_the_api_function_has_a_function_url_behind_iam(cfn: dict[str, Any]) -> None:
+    # GIVEN the function URL the stack puts beside the two APIs (ADR 0014; SAM's FunctionUrlConfig)
+    urls = {k: r["Properties"] for k, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Url"}
+
+    # THEN there is one, on the API function, IAM-authenticated, answering when the function returns
+    assert list(urls) == ["APIHandlerUrl"]
+    url = urls["APIHandlerUrl"]
+    assert url["TargetFunctionArn"] == {"Ref": "APIHandler"}
+    assert url["AuthType"] == "AWS_IAM"
+    assert url.get("InvokeMode", "BUFFERED") == "BUFFERED"
+    # AND no resource policy opens it: callers in the account need the ClientPolicy's identity-based permissions
+    # (SAM adds a public permission only for AuthType NONE)
+    url_permissions = [
+        r["Properties"]
+        for r in cfn["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Permission"
+        and ("FunctionUrlAuthType" in r["Properties"] or r["Properties"].get("InvokedViaFunctionUrl"))
+    ]
+    assert url_permissions == []
+    # AND the stack's outputs name it
+    assert cfn["Outputs"]["FunctionUrl"]["Value"] == {"Fn::GetAtt": ["APIHandlerUrl", "FunctionUrl"]}
 
 
 # -- the table ---------------------------------------------------------------------------------------------------------
