@@ -767,6 +767,7 @@ PRICES = {
     "lambda_gb_second": 0.0000166667,
     "eventbridge_custom_event": 1.00e-6,  # PutEvents entry (per 64 KB chunk); AWS service events (ECS) are free
     "sqs_fifo_request": 0.50e-6,  # per 64 KB chunk
+    "lambda_function_url_request": 0.0,  # the stack's FunctionUrl (ADR 0014): the Lambda invocation is the only charge
     "api_gateway_http_request": 1.00e-6,  # HTTP API, first 300 million a month: the stack's HttpApiURL (ADR 0012)
     "api_gateway_rest_request": 3.50e-6,  # REST API, first 333 million a month: the stack's EndpointURL
     "ecs_run_task": 0.0,  # the task's Fargate compute is the job's cost, not the control plane's
@@ -820,24 +821,27 @@ def window_counts(counter: CallCounter, invocations: Counter[str], api_requests:
 
 def usd_per_million(per_job: dict[str, float]) -> dict[str, float]:
     """List-price cost of one million such jobs, by service; "control_plane" is everything, with API requests through
-    the stack's HTTP API (the endpoint README tells clients to use); "with_rest_api" the same through its REST API;
-    "without_api_gateway" everything but API Gateway's request charge."""
+    the stack's function URL (the endpoint README tells clients to use; no request charge, the API Lambda's
+    invocations are counted under "lambda" whatever the endpoint); "with_http_api" and "with_rest_api" the same
+    through its HTTP API and its REST API; "without_api_gateway" everything but an API Gateway request charge.
+    ("api_gateway_requests" counts the API requests, whichever endpoint they go to.)"""
     gb_s = LAMBDA_MEMORY_MB / 1024 * LAMBDA_ASSUMED_MS / 1000
+    requests = per_job["api_gateway_requests"]
     cost = {
         "dynamodb": per_job["dynamodb_wru"] * PRICES["dynamodb_write_request_unit"]
         + per_job["dynamodb_rru"] * PRICES["dynamodb_read_request_unit"],
         "lambda": per_job["handler_invocations"] * (PRICES["lambda_request"] + gb_s * PRICES["lambda_gb_second"]),
         "eventbridge": per_job.get("eventbridge_events_billed", 0) * PRICES["eventbridge_custom_event"],
         "sqs": per_job["sqs_requests"] * PRICES["sqs_fifo_request"],
-        "api_gateway": per_job["api_gateway_requests"] * PRICES["api_gateway_http_request"],
+        "api_gateway": requests * PRICES["lambda_function_url_request"],
         "ecs": per_job.get("ecs_RunTask", 0) * PRICES["ecs_run_task"],
     }
     out = {k: round(v * 1e6, 3) for k, v in cost.items()}
     out["control_plane"] = round(sum(cost.values()) * 1e6, 3)
-    out["without_api_gateway"] = round((sum(cost.values()) - cost["api_gateway"]) * 1e6, 3)
-    out["with_rest_api"] = round(
-        out["without_api_gateway"] + per_job["api_gateway_requests"] * PRICES["api_gateway_rest_request"] * 1e6, 3
-    )
+    without = sum(cost.values()) - cost["api_gateway"]
+    out["without_api_gateway"] = round(without * 1e6, 3)
+    out["with_http_api"] = round((without + requests * PRICES["api_gateway_http_request"]) * 1e6, 3)
+    out["with_rest_api"] = round((without + requests * PRICES["api_gateway_rest_request"]) * 1e6, 3)
     return out
 
 
