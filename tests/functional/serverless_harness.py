@@ -760,11 +760,13 @@ def set_up(deployment: Deployment) -> None:
 
 # us-east-1 on-demand list prices in USD, as of 2026-11 (https://aws.amazon.com/{dynamodb,lambda,eventbridge,sqs,
 # api-gateway,fargate}/pricing/). DynamoDB on-demand after the November 2024 price cut.
+LAMBDA_ARCHITECTURE = "arm64"  # .chalice/config.json, stages.dev.lambda_architecture (tests/infra checks the template)
+LAMBDA_GB_SECOND = {"x86_64": 0.0000166667, "arm64": 0.0000133334}  # duration, first 6 billion GB-s a month
 PRICES = {
     "dynamodb_write_request_unit": 0.625e-6,
     "dynamodb_read_request_unit": 0.125e-6,
-    "lambda_request": 0.20e-6,
-    "lambda_gb_second": 0.0000166667,
+    "lambda_request": 0.20e-6,  # either architecture
+    "lambda_gb_second": LAMBDA_GB_SECOND[LAMBDA_ARCHITECTURE],
     "eventbridge_custom_event": 1.00e-6,  # PutEvents entry (per 64 KB chunk); AWS service events (ECS) are free
     "sqs_fifo_request": 0.50e-6,  # per 64 KB chunk
     "lambda_function_url_request": 0.0,  # the stack's FunctionUrl (ADR 0014): the Lambda invocation is the only charge

@@ -132,6 +132,38 @@ def test_every_function_gets_the_stack_settings(cfn: dict[str, Any]) -> None:
         assert variables["BATCHPLANE_DISPATCH_QUEUE_URL"] == {"Ref": "DispatchQueue"}, name
 
 
+def test_every_function_runs_on_arm64_and_the_cost_model_prices_arm64(cfn: dict[str, Any]) -> None:
+    from tests.functional.serverless_harness import LAMBDA_ARCHITECTURE, LAMBDA_GB_SECOND, PRICES
+
+    # GIVEN every Lambda function of the deployed stack (after the SAM transform)
+    functions = {k: r["Properties"] for k, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+    assert set(FUNCTIONS) <= set(functions)
+
+    # THEN each runs on Graviton (arm64), which costs 20% less per GB-second than x86_64 ...
+    for name, properties in functions.items():
+        assert properties.get("Architectures") == ["arm64"], name
+    # ... and the cost model (docs/performance.md "AWS cost per job") prices the duration of that architecture
+    assert LAMBDA_ARCHITECTURE == "arm64"
+    assert PRICES["lambda_gb_second"] == LAMBDA_GB_SECOND["arm64"] == 0.0000133334
+
+
+def test_the_bundle_is_pure_python_so_any_architecture_runs_it(package: Path) -> None:
+    import zipfile
+
+    # Chalice builds the bundle on this machine: a compiled extension in it would be for this machine's
+    # architecture, not necessarily the functions' (arm64). Every dependency must be a pure-Python wheel.
+    with zipfile.ZipFile(package / "deployment.zip") as bundle:
+        names = bundle.namelist()
+        compiled = [n for n in names if n.endswith((".so", ".pyd", ".dylib")) or ".so." in n]
+        wheels = {n: bundle.read(n).decode() for n in names if n.endswith(".dist-info/WHEEL")}
+    assert compiled == []
+    assert {"boto3", "botocore", "pynamodb", "aws_lambda_powertools", "rich"} <= {n.split("-", 1)[0] for n in wheels}
+    for name, metadata in wheels.items():
+        tags = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Tag:")]
+        assert "Root-Is-Purelib: true" in metadata, name
+        assert tags and all(tag.endswith("-none-any") for tag in tags), (name, tags)
+
+
 # -- the API: IAM on every method -------------------------------------------------------------------------------------
 
 
