@@ -23,7 +23,13 @@ class BatchplaneApp(Chalice):
     ADR 0014) that the stack puts beside the REST API."""
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
-        return aws.api_response(event, super().__call__(aws.rest_api_event(event, self.routes), context))
+        rest = aws.rest_api_event(event, self.routes)
+        route = aws.resource_path(rest)
+        if route is not None and route not in self.routes:
+            # Answered here: Chalice would look the path up in its route table, a defaultdict, and so add an entry
+            # for every distinct unknown path a warm Lambda is sent (a function URL passes every path on).
+            return aws.api_response(event, aws.unknown_route_response(rest))
+        return aws.api_response(event, super().__call__(rest, context))
 
 
 app = BatchplaneApp(app_name="batchplane")

@@ -167,6 +167,26 @@ def function_url_event(event: Mapping[str, Any], routes: Collection[str]) -> dic
     }
 
 
+def resource_path(event: Any) -> str | None:
+    """The route a REST proxy event names (`requestContext.resourcePath`); None for any other event."""
+    context = event.get("requestContext") if isinstance(event, Mapping) else None
+    path = context.get("resourcePath") if isinstance(context, Mapping) else None
+    return path if isinstance(path, str) else None
+
+
+def unknown_route_response(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The REST proxy response to a request no route of the app takes: 404, as API Gateway answers a path it has no
+    route for, with an error type botocore reads."""
+    context: Mapping[str, Any] = event.get("requestContext") or {}
+    message = f"no such operation: {context.get('httpMethod') or event.get('httpMethod')} {event.get('path')}"
+    return {
+        "statusCode": 404,
+        "headers": {"Content-Type": "application/json", "x-amzn-ErrorType": "UnknownOperationException"},
+        "multiValueHeaders": {},
+        "body": json.dumps({"message": message}),
+    }
+
+
 def api_response(event: Mapping[str, Any], response: Mapping[str, Any]) -> dict[str, Any]:
     """Chalice's REST proxy response in the shape the request's front end reads: unchanged for API Gateway's REST
     and 1.0 events; for a 2.0 event, `statusCode`, single-valued `headers` (a multi-valued header comma-joined, as
@@ -199,7 +219,7 @@ def _route(path: str, routes: Collection[str]) -> tuple[str, dict[str, str]]:
     best: tuple[int, str, dict[str, str]] | None = None
     for route in routes:
         if isinstance(routes, Mapping) and not routes[route]:
-            continue  # Chalice's route table (a defaultdict) keeps an empty entry for every unknown path it was sent
+            continue  # an empty entry of Chalice's route table (a defaultdict): not a route of the app
         parameters = _match(route, segments)
         literal = sum(1 for part in route.split("/") if part and not part.startswith("{"))
         if parameters is not None and (best is None or literal > best[0]):

@@ -276,7 +276,18 @@ def test_rest_api_events_pass_unchanged_and_unknown_http_api_paths_are_not_route
     assert aws.rest_api_event(rest, app.routes) is rest
     routed = aws.rest_api_event(http_api_event("POST", "/v2/x/y", "$default"), app.routes)
     assert routed["requestContext"]["resourcePath"] not in app.routes
-    assert serve(http_api_event("POST", "/v2/x/y", "$default"))[0] >= 400
+    assert serve(http_api_event("POST", "/v2/x/y", "$default"))[0] == 404
+
+
+def test_unknown_paths_are_answered_404_without_growing_chalices_route_table() -> None:
+    # (Chalice's route table is a defaultdict: looking an unknown path up in it adds an entry, per distinct path)
+    routes = len(app.routes)
+    for i in range(20):
+        response = serve_url(function_url_event("POST", f"/v2/unknown{i}/path", "{}"))
+        assert response["statusCode"] == 404
+        assert response["headers"]["x-amzn-ErrorType"] == "UnknownOperationException"
+        assert json.loads(response["body"])["message"] == f"no such operation: POST /v2/unknown{i}/path"
+    assert len(app.routes) == routes
 
 
 # -- the function URL (payload format 2.0, ADR 0014) ----------------------------------------------------------------
