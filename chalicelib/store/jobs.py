@@ -26,8 +26,13 @@ from chalicelib.store.repository import expect_of
 
 INDEX_WIDTH = 7
 # How long a finished job stays describable on AWS before DynamoDB's TTL removes it (AWS Batch keeps them at least
-# 7 days). Its dependency edges are kept: an edge may be read for as long as a dependent can be submitted.
+# 7 days).
 RETENTION_SECONDS = 30 * 24 * 3600
+# How long a dependency edge is kept after its dependent was submitted. An edge is written once and never updated,
+# so it cannot expire with its dependent (whose end is unknown when the edge is written): it expires long after a
+# dependent usually has. A dependent still waiting when its edge expires loses nothing: when the dependency ends,
+# the repair sweep settles the stale PENDING job from its own list of dependencies (control/sweep.py, step 3).
+EDGE_RETENTION_SECONDS = 3 * RETENTION_SECONDS
 TIME_WIDTH = 13
 ACTIVE_PARTITION = "ACTIVE"  # the index partitions' status for STARTING and RUNNING jobs
 _INDEX_STATUS = {status: ACTIVE_PARTITION for status in ACTIVE}
@@ -112,8 +117,8 @@ def job_from_item(item: Item) -> Job:
     return Job(**b, version=item.version)
 
 
-def edge_item(dependency_id: str, dependent_id: str) -> Item:
-    return Item(f"DEP#{dependency_id}", dependent_id, {})
+def edge_item(dependency_id: str, dependent_id: str, submitted_ms: int) -> Item:
+    return Item(f"DEP#{dependency_id}", dependent_id, {}, expires_at=submitted_ms // 1000 + EDGE_RETENTION_SECONDS)
 
 
 class JobRepository:
@@ -134,13 +139,14 @@ class JobRepository:
     def create_with_edges(self, job: Job, dependencies: Sequence[str]) -> Job:
         """The job and its dependency edges, all or nothing."""
         ops: list[Op] = [Put(job_item(job), None)]
-        ops += [Put(edge_item(dep, job.job_id), None) for dep in dependencies]
+        ops += [Put(edge_item(dep, job.job_id, job.created_at), None) for dep in dependencies]
         self.items.transact(ops)
         return dataclasses.replace(job, version=1)
 
     def create_many(self, jobs: Sequence[Job], edges: Sequence[tuple[str, str]] = ()) -> None:
         ops: list[Op] = [Put(job_item(j), None) for j in jobs]
-        ops += [Put(edge_item(dep, dependent), None) for dep, dependent in edges]
+        submitted = {j.job_id: j.created_at for j in jobs}
+        ops += [Put(edge_item(dep, dependent, submitted[dependent]), None) for dep, dependent in edges]
         self.items.transact(ops)
 
     def dependents(self, job_id: str, *, after: str | None = None, page: int = 500) -> Iterator[str]:

@@ -17,7 +17,7 @@ from chalicelib.domain.errors import Conflict
 from chalicelib.runtime import stream
 from chalicelib.store import dynamo
 from chalicelib.store.dynamo import DynamoItemStore
-from chalicelib.store.jobs import RETENTION_SECONDS, job_item
+from chalicelib.store.jobs import EDGE_RETENTION_SECONDS, RETENTION_SECONDS, JobRepository, job_item
 from chalicelib.store.port import Item, Put
 from tests.functional.moto_env import MOTO_ENV
 from tests.functional.serverless_harness import CallCounter, TableModel
@@ -150,3 +150,18 @@ def test_a_finished_job_expires_after_the_retention_and_a_live_one_never(
     removed = {"dynamodb": {"Keys": {"pk": {"S": stored_finished.pk}}, "OldImage": dynamo.image(stored_finished)}}
     change = stream.decode(removed)
     assert change is not None and change.new is None and stream.effects(change.old, change.new) == ()
+
+
+def test_dependency_edges_expire_long_after_their_dependent_was_submitted(
+    table: tuple[DynamoItemStore, Any, CallCounter],
+) -> None:
+    store, raw, _ = table
+    dependent = replace(a_running_job(), job_id="dependent", status="PENDING", created_at=1_700_000_000_999)
+
+    JobRepository(store).create_with_edges(dependent, ["dep-a", "dep-b"])
+
+    for dependency in ("dep-a", "dep-b"):
+        edge = raw.get_item(TableName=TABLE, Key={"pk": {"S": f"DEP#{dependency}"}, "sk": {"S": "#dependent"}})["Item"]
+        assert edge["ttl"] == {"N": str(1_700_000_000 + EDGE_RETENTION_SECONDS)}
+    assert EDGE_RETENTION_SECONDS > RETENTION_SECONDS  # outlives a dependent that finished soon after submission
+    assert list(JobRepository(store).dependents("dep-a")) == ["dependent"]
