@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from chalicelib.control.context import Services
@@ -315,15 +315,18 @@ class Dispatcher:
         cancelled = sum(self._expire(jobs[e.job_id], e) for e in result.expired)
         if not place:
             return _Outcome(0, cancelled, False)
-        placed = 0
+        claimed: list[scheduling.Placement] = []
         for placement in result.placements:
             job = jobs[placement.job_id]
             task_id = self.new_task_id()
             claim = lifecycle.Claim(placement.compute_environment, task_id, log_stream_name(job, task_id))
             after = self.reactor.apply_all(job.job_id, (claim,), read=job if self.consistent_reads else None)
             if after is not None and after.status == STARTING and after.current and after.current.task_id == task_id:
-                placed += 1
-        return _Outcome(placed, cancelled, self._more(snap, result, jobs))
+                claimed.append(placement)
+        # A claim that failed (the job moved on since the snapshot read it) spent no capacity, and the snapshot was
+        # stale: another cycle may place what it would have taken.
+        more = len(claimed) < len(result.placements) or self._more(snap, claimed, jobs)
+        return _Outcome(len(claimed), cancelled, more)
 
     def reasons_due_in(self, now: int) -> int | None:
         """Milliseconds until a deferred CAPACITY reason is due to be written (0: now); None when none waits."""
@@ -332,10 +335,10 @@ class Dispatcher:
         return max(0, min(self._waiting.values()) + self.reason_grace_ms - now)
 
     @staticmethod
-    def _more(snap: Snapshot, result: scheduling.Plan, jobs: dict[str, Job]) -> bool:
-        """Could a queue whose read was full place more with the capacity this cycle left?"""
+    def _more(snap: Snapshot, claimed: Sequence[scheduling.Placement], jobs: dict[str, Job]) -> bool:
+        """Could a queue whose read was full place more with the capacity this cycle's claims left?"""
         left = {name: c.max_vcpus - c.used_vcpus for name, c in snap.capacity.items() if c.schedulable}
-        for placement in result.placements:
+        for placement in claimed:
             left[placement.compute_environment] -= jobs[placement.job_id].vcpus
         return any(left.get(ce, 0.0) > 0 for q in snap.queues if q.name in snap.full for ce in q.compute_environments)
 

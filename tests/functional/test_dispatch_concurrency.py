@@ -218,3 +218,30 @@ def test_a_launch_failing_to_start_is_retried_when_attempts_remain(stores: Store
     launcher.fail_with = None
     assert plane.dispatch() == 1
     assert launcher.calls == [f"{job_id}#2"]
+
+
+def test_a_claim_lost_to_a_stale_read_does_not_end_the_cycles_with_capacity_left(tmp_path: Path) -> None:
+    """`Dispatcher.cycles` (the AWS dispatch invocation, the local engine) stops after a cycle that left nothing
+    placeable. A claim that fails (the job left RUNNABLE after the snapshot read it: on AWS, gsi1 is eventually
+    consistent) spent no capacity, so it must not count against what the cycle left."""
+    store = SqliteItemStore(str(tmp_path / "state.db"))
+    plane = Plane(store)
+    ce = plane.fargate_ce("ce", "subnet-1", "sg-1", spot=False, max_vcpus=4)
+    queue, jd = plane.queue("q", ce), plane.job_definition("work")
+    jobs = [plane.submit(queue, jd, f"j{i}") for i in range(6)]
+    # GIVEN the oldest job cancelled by someone else between the cycle's read and its claim
+    real = plane.reactor.apply_all
+
+    def cancelled_first(job_id: str, events: Any, read: Any = None) -> Any:
+        if job_id == jobs[0] and plane.job(job_id).status == RUNNABLE:
+            plane.call("CancelJob", jobId=job_id, reason="cancelled meanwhile")
+        return real(job_id, events, read=read)
+
+    plane.reactor.apply_all = cancelled_first  # type: ignore[method-assign]
+    # WHEN the dispatcher runs its cycles
+    placed = plane.dispatcher.cycles()
+    # THEN the capacity the lost claim did not take is used: four jobs run, one waits
+    assert plane.job(jobs[0]).status == FAILED
+    assert placed == 4
+    assert [plane.job(j).status for j in jobs[1:]] == [STARTING] * 4 + [RUNNABLE]
+    store.close()
