@@ -283,9 +283,8 @@ class Reactor:
     def cancel_children(self, parent_id: str, reason: str, terminate: bool) -> None:
         event: lifecycle.Event = lifecycle.Terminate(reason) if terminate else lifecycle.Cancel(reason)
         statuses = (SUBMITTED, PENDING, RUNNABLE, *ACTIVE) if terminate else (SUBMITTED, PENDING, RUNNABLE)
-        for status in statuses:
-            for child in list(self.svc.jobs.iter_children(parent_id, status)):
-                self.apply(child.job_id, event)
+        for child in list(self.svc.jobs.iter_children(parent_id, *statuses)):
+            self.apply(child.job_id, event)
         self.apply(parent_id, lifecycle.CheckChildren())
 
     def parent_counts(self, parent: Job) -> dict[str, int]:

@@ -208,9 +208,12 @@ class JobRepository:
                     counts[job.status] += 1
         return counts
 
-    def iter_children(self, parent_id: str, status: str, page: int = 500) -> Iterator[Job]:
-        partition = array_partition(parent_id, status)
-        yield from (j for j in self._iter_partition("gsi2", partition, page) if j.status == status)
+    def iter_children(self, parent_id: str, *statuses: str, page: int = 500) -> Iterator[Job]:
+        """Every child of an array in these statuses; each index partition is read once (STARTING and RUNNING
+        share one)."""
+        for shared in dict.fromkeys(index_status(s) for s in statuses):
+            partition = array_partition(parent_id, shared)
+            yield from (j for j in self._iter_partition("gsi2", partition, page) if j.status in statuses)
 
     def iter_statuses(self, queue: str, statuses: Iterable[str]) -> Iterator[Job]:
         """Every job of a queue in these statuses, top-level jobs and array children; each index partition is read
