@@ -62,6 +62,16 @@ def signing_name_for(url: str, hosts: Iterable[str] = ()) -> str | None:
     return None
 
 
+def signed_headers(signing_name: str, body: Any) -> dict[str, str]:
+    """The headers a request to a batchplane endpoint adds before it is signed: for a function URL, the body's
+    SHA-256 in `X-Amz-Content-SHA256` (the value botocore puts in the canonical request), which function URLs
+    require of some signers for requests with a body."""
+    if signing_name != FUNCTION_URL_SIGNING_NAME or not isinstance(body, (bytes, str)):
+        return {}
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    return {"X-Amz-Content-SHA256": hashlib.sha256(data).hexdigest()}
+
+
 def is_batchplane_endpoint(url: str, hosts: Iterable[str] = ()) -> bool:
     return signing_name_for(url, hosts) is not None
 
@@ -79,10 +89,8 @@ class ExecuteApiSigner:
             return
         # botocore's RequestSigner.sign reads the signing name from request.context["signing"] after this event.
         request.context.setdefault("signing", {})["signing_name"] = name
-        body = getattr(request, "body", None)
-        if name == FUNCTION_URL_SIGNING_NAME and isinstance(body, (bytes, str)):
-            data = body.encode("utf-8") if isinstance(body, str) else body
-            request.headers["X-Amz-Content-SHA256"] = hashlib.sha256(data).hexdigest()
+        for header, value in signed_headers(name, getattr(request, "body", None)).items():
+            request.headers[header] = value
 
 
 def register(session: Any = None, hosts: Iterable[str] = ()) -> None:

@@ -91,9 +91,11 @@ class Api:
         """One of batchplane's own operations: POST /v1/<operation lowercased> with a JSON body."""
         url = f"{self.endpoint.rstrip('/')}/v1/{operation.lower()}"
         data = json.dumps(body).encode()
-        request = AWSRequest(method="POST", url=url, data=data, headers={"Content-Type": "application/json"})
+        service = auth_plugin.signing_name_for(self.endpoint) or "batch"
+        headers = {"Content-Type": "application/json", **auth_plugin.signed_headers(service, data)}
+        request = AWSRequest(method="POST", url=url, data=data, headers=headers)
         creds: Credentials = self.session.get_credentials().get_frozen_credentials()
-        SigV4Auth(creds, auth_plugin.signing_name_for(self.endpoint) or "batch", self.region).add_auth(request)
+        SigV4Auth(creds, service, self.region).add_auth(request)
         prepared = urllib.request.Request(url, data=data, method="POST", headers=dict(request.headers.items()))
         try:
             with urllib.request.urlopen(prepared, timeout=30) as resp:

@@ -7,6 +7,7 @@ reads the credential scope of the Authorization header the client computed.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -224,6 +225,10 @@ def test_the_cli_signs_its_own_operations_for_the_endpoints_service(
     # WHEN it calls one of batchplane's own operations (a signed JSON POST, not a boto3 call)
     api.call("ListJobDependents", {"jobId": "j"})
 
-    # THEN it is signed for the service that endpoint checks
-    match = SCOPE.search(dict(sent[0].header_items())["Authorization"])
+    # THEN it is signed for the service that endpoint checks, a function URL call with its body's hash signed too
+    headers = {k.lower(): v for k, v in sent[0].header_items()}
+    match = SCOPE.search(headers["authorization"])
     assert match is not None and match.groups() == (REGION, service)
+    body_hash = hashlib.sha256(sent[0].data).hexdigest()
+    assert headers.get("x-amz-content-sha256") == (body_hash if service == "lambda" else None)
+    assert ("x-amz-content-sha256" in headers["authorization"]) == (service == "lambda")
