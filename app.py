@@ -24,10 +24,9 @@ class BatchplaneApp(Chalice):
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
         rest = aws.rest_api_event(event, self.routes)
-        route = aws.resource_path(rest)
-        if route is not None and route not in self.routes:
+        if aws.unrouted(rest, self.routes):
             # Answered here: Chalice would look the path up in its route table, a defaultdict, and so add an entry
-            # for every distinct unknown path a warm Lambda is sent (a function URL passes every path on).
+            # for every distinct unknown path a warm Lambda is sent (a function URL passes every path and method on).
             return aws.api_response(event, aws.unknown_route_response(rest))
         return aws.api_response(event, super().__call__(rest, context))
 

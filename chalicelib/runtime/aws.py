@@ -167,16 +167,19 @@ def function_url_event(event: Mapping[str, Any], routes: Collection[str]) -> dic
     }
 
 
-def resource_path(event: Any) -> str | None:
-    """The route a REST proxy event names (`requestContext.resourcePath`); None for any other event."""
+def unrouted(event: Any, routes: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Is this a REST proxy event whose route (`requestContext.resourcePath`) and method no route of the app takes?
+    False for any other event. Reads `routes` without adding to it."""
     context = event.get("requestContext") if isinstance(event, Mapping) else None
-    path = context.get("resourcePath") if isinstance(context, Mapping) else None
-    return path if isinstance(path, str) else None
+    if not isinstance(context, Mapping) or not isinstance(context.get("resourcePath"), str):
+        return False
+    methods = routes.get(context["resourcePath"])
+    return not methods or context.get("httpMethod") not in methods
 
 
 def unknown_route_response(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The REST proxy response to a request no route of the app takes: 404, as API Gateway answers a path it has no
-    route for, with an error type botocore reads."""
+    """The REST proxy response to a request no route of the app takes (path, or method on it): 404, as API Gateway
+    answers a request it has no route for, with an error type botocore reads."""
     context: Mapping[str, Any] = event.get("requestContext") or {}
     message = f"no such operation: {context.get('httpMethod') or event.get('httpMethod')} {event.get('path')}"
     return {
@@ -550,6 +553,14 @@ class AwsRuntime:
             client=self.clients.lazy("scheduler"),
         )
 
+    def reindex_legacy(self) -> int:
+        """Move the STARTING and RUNNING jobs an earlier version indexed per status into the shared ACTIVE partition
+        (docs/adr/0013). Run once per Lambda container before it serves anything (`runtime()`): every reader of the
+        active jobs (dispatch, capacity reconcile, array summaries) would otherwise not see them until the next
+        sweep, and the reconcile could scale an EC2 group in under them. The sweep still moves them every minute,
+        for jobs a container of the previous version wrote during a deployment. Returns the jobs moved."""
+        return sum(self.services.jobs.move_legacy_active(q.name) for q in self.services.repo.list_jqs())
+
     def _task_event(self, job_id: str, event: lifecycle.TaskStarted | lifecycle.TaskStopped) -> None:
         self.reactor.apply(job_id, event)
 
@@ -763,5 +774,10 @@ def runtime() -> AwsRuntime:
     if _runtime is None:
         with _lock:
             if _runtime is None:
-                _runtime = AwsRuntime(AwsConfig.from_environment())
+                rt = AwsRuntime(AwsConfig.from_environment())
+                try:
+                    rt.reindex_legacy()
+                except Exception:  # the sweep moves them within a minute; serving must not wait for it
+                    log.exception("re-indexing active jobs of an earlier version failed")
+                _runtime = rt
     return _runtime

@@ -288,6 +288,10 @@ def test_unknown_paths_are_answered_404_without_growing_chalices_route_table() -
         assert response["headers"]["x-amzn-ErrorType"] == "UnknownOperationException"
         assert json.loads(response["body"])["message"] == f"no such operation: POST /v2/unknown{i}/path"
     assert len(app.routes) == routes
+    # AND a method no route takes on a known path is refused the same way (Chalice would answer 405)
+    wrong_method = serve_url(function_url_event("GET", "/v1/submitjob"))
+    assert wrong_method["statusCode"] == 404
+    assert json.loads(wrong_method["body"])["message"] == "no such operation: GET /v1/submitjob"
 
 
 # -- the function URL (payload format 2.0, ADR 0014) ----------------------------------------------------------------
@@ -1236,3 +1240,22 @@ def test_schedule_triggers_are_registered_with_eventbridge_scheduler(tmp_path: P
     schedules.unregister("nightly")
     assert fake.calls == [("scheduler", "delete_schedule", {"Name": "nightly", "GroupName": "batchplane-stack"})]
     store.close()
+
+
+def test_a_new_container_reindexes_active_jobs_of_an_earlier_version_before_serving(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a RUNNING job indexed the way versions before the shared ACTIVE partition did (docs/adr/0013)
+    _queue(harness)
+    item = job_item(a_running_job(job_id="old", queue="q"))
+    assert item.gsi1 is not None and item.gsi1[0] == "Q#q#ACTIVE"
+    harness.rt.store.put(replace(item, gsi1=("Q#q#RUNNING", item.gsi1[1])), None)
+    assert [j.job_id for j in harness.svc.jobs.iter_statuses("q", (RUNNING,))] == []  # invisible to the dispatcher
+    # WHEN a Lambda container creates its runtime
+    aws.configure(None)
+    monkeypatch.setattr(aws, "AwsRuntime", lambda config: harness.rt)
+    monkeypatch.setattr(aws.AwsConfig, "from_environment", classmethod(lambda cls: harness.rt.config))
+    assert aws.runtime() is harness.rt
+    # THEN the job is active again for everything that reads the active jobs, before the first sweep
+    assert [j.job_id for j in harness.svc.jobs.iter_statuses("q", (RUNNING,))] == ["old"]
+    assert harness.rt.reindex_legacy() == 0  # nothing left to move
