@@ -17,6 +17,11 @@ from types import TracebackType
 
 START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
+# The server is idle when it used at most IDLE_CPU_S of CPU over IDLE_WINDOW_S: /proc counts in clock ticks (10 ms),
+# and an idle server's timers (the trigger scan, once a second) stay well under two ticks per window.
+IDLE_WINDOW_S = 0.5
+IDLE_CPU_S = 0.02
+IDLE_TIMEOUT_S = 120.0
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -100,6 +105,23 @@ class Server:
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):
             return 0.0
+
+    def wait_idle(
+        self, window_s: float = IDLE_WINDOW_S, cpu_s: float = IDLE_CPU_S, timeout: float = IDLE_TIMEOUT_S
+    ) -> float:
+        """Wait (bounded) until the server has used at most `cpu_s` of CPU over `window_s`: work it deferred for an
+        earlier phase (e.g. notifying the dependents of 10,000 cancelled children, on its work queue) is done and
+        will not run during the next measurement. Returns the seconds waited (at least `window_s`)."""
+        t0 = time.monotonic()
+        before = self.cpu_seconds()
+        while True:
+            time.sleep(window_s)
+            now = self.cpu_seconds()
+            if now - before <= cpu_s:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise ServerError(f"server still busy after {timeout:.0f}s ({now - before:.2f} CPU s in {window_s} s)")
+            before = now
 
     def log_tail(self, n: int = 800) -> str:
         if not self.log_path.exists():
