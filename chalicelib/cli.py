@@ -28,9 +28,18 @@ def _up(args: argparse.Namespace) -> int:
 
     # Absolute: jobs run in their own working directories, and the paths handed to them must still name the state.
     state_dir = Path(args.state_dir).resolve()
-    runtime = LocalRuntime(
-        LocalConfig(state_dir=state_dir, host=args.host, port=args.port, region=args.region, account=args.account)
+    if args.retention_days < 0:
+        print("batchplane up: --retention-days must be 0 (keep every job) or more", file=sys.stderr)
+        return 2
+    config = LocalConfig(
+        state_dir=state_dir,
+        host=args.host,
+        port=args.port,
+        region=args.region,
+        account=args.account,
+        retention_days=args.retention_days,
     )
+    runtime = LocalRuntime(config)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -124,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--account",
         default=os.environ.get("BATCHPLANE_ACCOUNT_ID", "123456789012"),
         help="account id in ARNs (default: $BATCHPLANE_ACCOUNT_ID, else 123456789012)",
+    )
+    up.add_argument(
+        "--retention-days",
+        type=float,
+        default=30.0,
+        help="remove finished jobs, their logs and work dirs this long after they stopped (0: keep all; default 30,"
+        " as DynamoDB's TTL on AWS)",
     )
     up.set_defaults(func=_up)
 

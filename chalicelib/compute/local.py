@@ -37,7 +37,7 @@ from pathlib import Path
 
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import TaskEventSink, TaskSpec
-from chalicelib.domain.jobs import TIMEOUT_REASON
+from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
 log = logging.getLogger("batchplane.launcher")
@@ -205,6 +205,14 @@ class LocalLauncher:
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
         return self.work_root / job_id.replace(":", "_") / str(attempt)
+
+    def forget(self, job: Job) -> None:
+        """A finished job leaves the store (control/retention.py): remove its attempts' work directories and what
+        this launcher remembers of them."""
+        numbers = {a.number for a in job.attempts} | ({job.current.number} if job.current else set())
+        with self._lock:
+            self._launched.difference_update(f"{job.job_id}#{n}" for n in numbers)
+        shutil.rmtree(self.work_root / job.job_id.replace(":", "_"), ignore_errors=True)
 
     def launch(self, spec: TaskSpec) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ while it is being written. Appends are serialised in this process; each is flush
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -189,6 +190,17 @@ class FileLogStore:
             if data:
                 f.write(data)
                 f.flush()
+
+    def delete(self, stream: str) -> None:
+        """Remove a stream and its file (a stream that does not exist: nothing). Empty directories are left: they
+        are shared by every stream of a job definition."""
+        with self._lock:
+            f = self._files.pop(stream, None)
+            if f is not None:
+                f.close()
+            self._heads.pop(stream, None)
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                self.path_of(stream).unlink()
 
     def close(self) -> None:
         """Close the files kept open for appending (appending again reopens them)."""

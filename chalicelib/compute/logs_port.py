@@ -29,6 +29,10 @@ class LogStore(Protocol):
         backward_offset): opaque positions for the next page forward and backward."""
         ...
 
+    def delete(self, stream: str) -> None:
+        """Remove a stream (one that does not exist: nothing)."""
+        ...
+
     def streams(self, prefix: str | None = None) -> list[tuple[str, int, int | None, int | None]]:
         """(stream name, creation time ms, first event ts, last event ts) in name order."""
         ...

@@ -24,12 +24,17 @@ from chalicelib.compute.ecs_events import host_terminated_reason
 from chalicelib.control.context import Services
 from chalicelib.control.dispatch import ActiveJobs, Dispatcher
 from chalicelib.control.react import Reactor
+from chalicelib.control.retention import purge
 from chalicelib.control.sweep import SweepPolicy, SweepReport, sweep
+from chalicelib.domain.jobs import Job
 from chalicelib.domain.lifecycle import ChildFinished, Event, TaskStarted, TaskStopped
 
 log = logging.getLogger("batchplane.engine")
 
 SWEEP_SECONDS = 30.0
+# Finished jobs removed per periodic sweep at most (control/retention.py): ~20 ms of this thread per 100 jobs, and
+# 200 every SWEEP_SECONDS is 576,000 a day.
+PURGE_BUDGET = 200
 HOST_ID = "local"
 HOST_TERMINATED = host_terminated_reason(HOST_ID)
 # The local launcher reports a process start at once, so a claim a sweep period old without a task was lost; a
@@ -98,8 +103,15 @@ class ChildCounts:
 
 
 class Engine:
-    def __init__(self, svc: Services) -> None:
+    """`retention_ms`: finished jobs older than this leave the store after each periodic sweep (control/retention.py;
+    0 keeps every job), and `forget` is told of each, for what the launcher keeps per attempt."""
+
+    def __init__(
+        self, svc: Services, *, retention_ms: int = 0, forget: Callable[[Job], None] = lambda job: None
+    ) -> None:
         self.svc = svc
+        self.retention_ms = retention_ms
+        self.forget = forget
         self._wake = threading.Event()  # the loop has something to look at
         self._dispatch = False  # ... and that includes a write that may make work schedulable (`wake`)
         self.active = ActiveJobs()
@@ -187,6 +199,17 @@ class Engine:
                     self.active.rebuild(self.svc)
                 except Exception:
                     log.exception("reading the capacity in use failed")
+                if self.retention_ms:
+                    try:  # finished jobs only: nothing this thread claims or stops
+                        purge(
+                            self.svc,
+                            self.svc.clock.now_ms(),
+                            self.retention_ms,
+                            forget=self.forget,
+                            budget=PURGE_BUDGET,
+                        )
+                    except Exception:
+                        log.exception("removing finished jobs past their retention failed")
                 self._dispatch = True
             with self._events_lock:
                 events, self._events = self._events or [], []

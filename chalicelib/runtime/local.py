@@ -20,6 +20,7 @@ from typing import TypeVar
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.control.context import Services, Settings
+from chalicelib.control.retention import DAY_MS
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.model import ComputeEnvironment, JobQueue, SchedulingPolicy
 from chalicelib.domain.validation import Limits
@@ -28,6 +29,7 @@ from chalicelib.runtime import wiring
 from chalicelib.runtime.engine import Engine, WorkQueue
 from chalicelib.runtime.server import ApiServer
 from chalicelib.runtime.triggers import TriggerRunner
+from chalicelib.store.jobs import RETENTION_SECONDS
 from chalicelib.store.repository import Repository
 from chalicelib.store.sqlite import SqliteItemStore
 
@@ -43,6 +45,9 @@ class LocalConfig:
     region: str = "us-east-1"
     limits: Limits = field(default_factory=Limits)
     grace_seconds: float = 30.0  # SIGTERM -> SIGKILL on terminate and timeout
+    # Finished jobs, with their logs and work directories, are removed this long after they stopped (0: kept
+    # forever); the same 30 days as DynamoDB's TTL on AWS (store/jobs.RETENTION_SECONDS).
+    retention_days: float = RETENTION_SECONDS / 86_400
 
 
 class LocalRepository(Repository):
@@ -124,7 +129,9 @@ class LocalRuntime:
             defer=self.work.submit,
             wake=lambda: self.engine.wake(),  # late-bound: the engine is built from these services
         )
-        self.engine = Engine(self.services)
+        self.engine = Engine(
+            self.services, retention_ms=int(config.retention_days * DAY_MS), forget=self.launcher.forget
+        )
         self.triggers = TriggerRunner(self.services, config.state_dir / "buckets")
         wiring.configure(self.services)
         self.server = ApiServer(app, config.host, config.port)

@@ -149,6 +149,23 @@ class JobRepository:
         ops += [Put(edge_item(dep, dependent, submitted[dependent]), None) for dep, dependent in edges]
         self.items.transact(ops)
 
+    def remove(self, job: Job) -> bool:
+        """Delete a finished job and its dependency edges both ways (the edges first: a removal cut short leaves the
+        job, to be removed again). False when the job changed since it was read (it is left alone)."""
+        edges = list(self._iter_raw("main", f"DEP#{job.job_id}"))  # to the jobs that depend on it
+        for dependency in job.depends_on:  # from the jobs it depends on
+            edge = self.items.get(f"DEP#{dependency.job_id}", job.job_id)
+            if edge is not None:
+                edges.append(edge)
+        for edge in edges:
+            with contextlib.suppress(Conflict):  # removed meanwhile
+                self.items.delete(edge.pk, edge.sk, edge.version)
+        try:
+            self.items.delete(job_pk(job.job_id), "", job.version)
+        except Conflict:
+            return False
+        return True
+
     def dependents(self, job_id: str, *, after: str | None = None, page: int = 500) -> Iterator[str]:
         """Ids of the jobs that depend on `job_id`, in id order, strictly after `after`."""
         while True:
@@ -256,6 +273,8 @@ class JobRepository:
 
 
 def _sort_key(item: Item, index: Index) -> str:
+    if index == "main":
+        return item.sk
     keys = item.gsi1 if index == "gsi1" else item.gsi2
     assert keys is not None, f"{item.pk} was read from {index} without its key"
     return keys[1]

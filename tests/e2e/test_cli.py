@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from chalicelib.cli import build_parser, main
-from chalicelib.runtime.local import LocalRuntime
+from chalicelib.runtime.local import LocalConfig, LocalRuntime
 from tests.e2e.conftest import (
     Client,
     register,
@@ -313,6 +313,7 @@ def test_a_bad_definition_file_is_a_clear_error(cli: Cli, tmp_path: Path) -> Non
 def test_up_keeps_its_flags_and_the_client_commands_take_endpoint_and_region(monkeypatch: pytest.MonkeyPatch) -> None:
     up = build_parser().parse_args(["up"])
     assert (up.host, up.port, up.state_dir, up.region) == ("127.0.0.1", 8000, "./.batchplane", "us-east-1")
+    assert up.retention_days == LocalConfig(state_dir=Path("s")).retention_days == 30.0  # as DynamoDB's TTL on AWS
     assert not hasattr(up, "endpoint")
     monkeypatch.setenv("BATCHPLANE_ENDPOINT", "http://batch.example:8080")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
@@ -337,3 +338,9 @@ def test_dag_finds_a_dependent_submitted_after_its_dependency_finished(batch: Cl
     assert code == 0
     assert "needed by" in out and "late (" in out
     assert late
+
+
+def test_up_refuses_a_negative_retention(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["up", "--retention-days", "-1", "--state-dir", str(tmp_path / "s"), "--port", "0"]) == 2
+    assert "--retention-days must be 0 (keep every job) or more" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()  # refused before anything was created

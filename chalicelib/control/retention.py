@@ -1,0 +1,57 @@
+"""Retention: a finished job leaves the store once a retention period has passed since it stopped.
+
+On AWS, DynamoDB's TTL does this (`store/jobs.RETENTION_SECONDS`, 30 days, and the edges' own TTL). The local runtime
+has no TTL: its engine runs `purge` with every periodic sweep. What goes with a job: its dependency edges both ways,
+an array's children (theirs too), the log streams of its attempts, and what the launcher keeps per attempt
+(`forget`). The job's item goes last, so a purge cut short by a crash is finished by the next one.
+
+Finished top-level jobs are found in their queue's SUCCEEDED and FAILED index partitions, oldest created first: a
+job stops after it was created, so the first one created after the cutoff ends the search of a partition. Jobs of
+a queue that was deleted are not found (as on AWS, where a deleted queue's jobs stay until their TTL: here, kept).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from chalicelib.control.context import Services
+from chalicelib.domain.jobs import TERMINAL, Job
+
+log = logging.getLogger("batchplane.retention")
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def purge(svc: Services, now_ms: int, retention_ms: int, *, forget: Callable[[Job], None], budget: int = 1000) -> int:
+    """Remove up to about `budget` jobs (an array counts its children) that stopped more than `retention_ms` ago.
+    Returns the number removed."""
+    cutoff = now_ms - retention_ms
+    removed = 0
+    for queue in svc.repo.list_jqs():
+        for status in TERMINAL:
+            for job in svc.jobs.iter_queue(queue.name, status):
+                if job.created_at >= cutoff:
+                    break
+                if (job.stopped_at or job.updated_at) >= cutoff:
+                    continue
+                removed += _remove(svc, job, forget)
+                if removed >= budget:
+                    return removed
+    return removed
+
+
+def _remove(svc: Services, job: Job, forget: Callable[[Job], None]) -> int:
+    removed = 0
+    if job.is_array_parent:
+        for child in list(svc.jobs.iter_children(job.job_id, *TERMINAL)):
+            removed += _remove(svc, child, forget)
+    attempts = {a.number: a for a in (*job.attempts, *((job.current,) if job.current else ()))}
+    for attempt in attempts.values():
+        if svc.logs is not None and attempt.log_stream:
+            svc.logs.delete(attempt.log_stream)
+    forget(job)
+    if not svc.jobs.remove(job):
+        log.info("%s changed while it was being removed; left for the next purge", job.job_id)
+        return removed
+    return removed + 1

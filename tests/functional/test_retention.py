@@ -1,0 +1,162 @@
+"""Retention in the local store (control/retention.py): a finished job, its edges, an array's children and the log
+streams of its attempts go once the retention period has passed since it stopped; nothing else does.
+
+The plane runs in-process on SQLite with a fake clock; jobs finish by their task events, as the launcher reports
+them."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.compute.logs import FileLogStore
+from chalicelib.control.retention import DAY_MS, purge
+from chalicelib.domain import lifecycle
+from chalicelib.domain.jobs import RUNNING, SUCCEEDED, Job, child_id
+from chalicelib.runtime import engine
+from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from chalicelib.store.jobs import job_pk
+from chalicelib.store.sqlite import SqliteItemStore
+from tests.functional.builders import make_fargate_ce, make_jd, make_queue
+from tests.functional.conftest import CLIENT_CONFIG
+from tests.functional.plane import Plane
+from tests.runtimes import stop_runtime
+
+RETENTION_MS = 30 * DAY_MS
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[Plane]:
+    store = SqliteItemStore(str(tmp_path / "state.db"))
+    plane = Plane(store)
+    plane.svc = dataclasses.replace(plane.svc, logs=FileLogStore(tmp_path / "logs"))
+    ce = plane.fargate_ce("ce", "subnet-1", "sg-1", spot=False, max_vcpus=64)
+    plane.queue("q", ce)
+    plane.job_definition("work")
+    yield plane
+    store.close()
+
+
+def run(plane: Plane, job_id: str, *, finish: bool = True) -> None:
+    """Place the job, start its task with a line of output, and (with `finish`) let it succeed."""
+    plane.dispatch()
+    job = plane.job(job_id)
+    assert job.current is not None
+    plane.on_task_event(job_id, lifecycle.TaskStarted(job.current.number))
+    stream = plane.job(job_id).current
+    assert stream is not None and plane.svc.logs is not None
+    plane.svc.logs.append(stream.log_stream, [(plane.clock.now_ms(), "hello")])
+    if finish:
+        plane.on_task_event(job_id, lifecycle.TaskStopped(job.current.number, 0))
+
+
+def gone(plane: Plane, job_id: str) -> bool:
+    return plane.svc.jobs.items.get(job_pk(job_id), "") is None
+
+
+def streams(plane: Plane) -> list[str]:
+    assert plane.svc.logs is not None
+    return [name for name, *_ in plane.svc.logs.streams()]
+
+
+def test_a_job_finished_longer_ago_than_the_retention_goes_with_its_edges_and_logs(plane: Plane) -> None:
+    forgotten: list[str] = []
+    # GIVEN a finished job another finished job depended on, and a job still running
+    first = plane.submit("q", "work", "first")
+    run(plane, first)
+    second = plane.submit("q", "work", "second", dependsOn=[{"jobId": first}])
+    run(plane, second)
+    assert plane.job(second).status == SUCCEEDED and len(streams(plane)) == 2
+    plane.clock.advance(RETENTION_MS - 1_000)
+    running = plane.submit("q", "work", "running")
+    run(plane, running, finish=False)
+
+    # WHEN a purge runs before the retention has passed
+    assert purge(plane.svc, plane.clock.now_ms(), RETENTION_MS, forget=lambda j: forgotten.append(j.job_id)) == 0
+    # AND once it has
+    plane.clock.advance(2_000)
+    removed = purge(plane.svc, plane.clock.now_ms(), RETENTION_MS, forget=lambda j: forgotten.append(j.job_id))
+
+    # THEN both finished jobs are gone, their edge and log streams too, and the running job is untouched
+    assert removed == 2 and gone(plane, first) and gone(plane, second)
+    assert sorted(forgotten) == sorted([first, second])
+    assert plane.svc.jobs.items.query("main", f"DEP#{first}") == []
+    assert plane.call("DescribeJobs", jobs=[first, second])["jobs"] == []
+    assert plane.call("ListJobs", jobQueue="q", jobStatus="SUCCEEDED")["jobSummaryList"] == []
+    assert plane.job(running).status == RUNNING and len(streams(plane)) == 1
+    # AND a second purge has nothing left to do
+    assert purge(plane.svc, plane.clock.now_ms(), RETENTION_MS, forget=lambda j: None) == 0
+
+
+def test_an_array_goes_with_its_children_and_a_job_created_long_ago_stays_until_it_stopped_long_ago(
+    plane: Plane,
+) -> None:
+    # GIVEN an array of 3 that finished, and a job submitted at the same time that finished much later
+    array = plane.submit("q", "work", "array", arrayProperties={"size": 3})
+    late = plane.submit("q", "work", "late")
+    plane.dispatch()
+    for i in range(3):
+        run(plane, child_id(array, i))
+    assert plane.job(array).status == SUCCEEDED
+    plane.clock.advance(RETENTION_MS // 2)
+    run(plane, late)
+    plane.clock.advance(RETENTION_MS // 2 + 1_000)
+
+    removed = purge(plane.svc, plane.clock.now_ms(), RETENTION_MS, forget=lambda j: None)
+
+    assert removed == 4  # the parent and its 3 children
+    assert all(gone(plane, j) for j in (array, *(child_id(array, i) for i in range(3))))
+    late_job: Job = plane.job(late)
+    assert late_job.status == SUCCEEDED  # stopped half a retention ago: kept
+    assert len(streams(plane)) == 1
+
+
+# -- the local runtime, through the API ------------------------------------------------------------------------------
+
+
+def test_the_local_runtime_removes_a_finished_job_its_logs_and_work_dir_after_the_retention(
+    tmp_path: Path, boto_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a local control plane keeping finished jobs for 2 seconds, sweeping every 0.2 s (30 s in production)
+    monkeypatch.setattr(engine, "SWEEP_SECONDS", 0.2)
+    runtime = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, retention_days=2 / 86_400))
+    runtime.start()
+    try:
+        batch = boto_session.client("batch", endpoint_url=runtime.endpoint, config=CLIENT_CONFIG)
+        make_queue(batch, "q", [make_fargate_ce(batch, "ce")])
+        make_jd(batch, "hello")
+        # WHEN a job runs (`echo hello`) and succeeds
+        job_id = batch.submit_job(jobName="j", jobQueue="q", jobDefinition="hello")["jobId"]
+        job = _wait(lambda: _succeeded(batch, job_id), "the job to succeed")
+        stream = job["container"]["logStreamName"]
+        assert runtime.services.logs is not None and runtime.services.logs.exists(stream)
+        work = runtime.launcher.work_dir(job_id, 1).parent
+        assert work.is_dir()
+        # THEN once its retention has passed it is gone: from the API, its log stream and its work directory
+        _wait(lambda: batch.describe_jobs(jobs=[job_id])["jobs"] == [], "the job to be removed")
+        assert not runtime.services.logs.exists(stream)
+        assert not work.exists()
+        assert batch.list_jobs(jobQueue="q", jobStatus="SUCCEEDED")["jobSummaryList"] == []
+    finally:
+        stop_runtime(runtime, 10.0)
+
+
+def _succeeded(batch: Any, job_id: str) -> dict[str, Any] | None:
+    jobs = batch.describe_jobs(jobs=[job_id])["jobs"]
+    assert jobs and jobs[0]["status"] != "FAILED", jobs
+    return dict(jobs[0]) if jobs[0]["status"] == "SUCCEEDED" else None
+
+
+def _wait(check: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
