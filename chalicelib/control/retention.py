@@ -21,6 +21,7 @@ from chalicelib.domain.jobs import TERMINAL, Job
 log = logging.getLogger("batchplane.retention")
 
 DAY_MS = 24 * 3600 * 1000
+PAGE = 50  # jobs read at a time: usually the first one read was created after the cutoff, and the search ends
 
 
 def purge(svc: Services, now_ms: int, retention_ms: int, *, forget: Callable[[Job], None], budget: int = 1000) -> int:
@@ -30,7 +31,7 @@ def purge(svc: Services, now_ms: int, retention_ms: int, *, forget: Callable[[Jo
     removed = 0
     for queue in svc.repo.list_jqs():
         for status in TERMINAL:
-            for job in svc.jobs.iter_queue(queue.name, status):
+            for job in svc.jobs.iter_queue(queue.name, status, page=PAGE):
                 if job.created_at >= cutoff:
                     break
                 if (job.stopped_at or job.updated_at) >= cutoff:

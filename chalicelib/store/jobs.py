@@ -242,9 +242,9 @@ class JobRepository:
                     if job.status in wanted:
                         yield job
 
-    def iter_queue(self, queue: str, status: str, *, children: bool = False) -> Iterator[Job]:
+    def iter_queue(self, queue: str, status: str, *, children: bool = False, page: int = 500) -> Iterator[Job]:
         partition = queue_partition(queue, status, children=children)
-        yield from (j for j in self._iter_partition("gsi1", partition) if j.status == status)
+        yield from (j for j in self._iter_partition("gsi1", partition, page) if j.status == status)
 
     def _iter_partition(self, index: Index, partition: str, page: int = 500) -> Iterator[Job]:
         return map(job_from_item, self._iter_raw(index, partition, page))
