@@ -68,26 +68,20 @@ def test_a_registered_session_signs_batchplane_calls_for_execute_api() -> None:
     assert url == f"{API}/v1/describejobqueues"
 
 
-def test_calls_through_the_http_api_are_signed_the_same_way() -> None:
-    # The stack's HTTP API (ADR 0012): same host form, $default stage (no path), the same execute-api signature
+@pytest.mark.parametrize(
+    ("endpoint", "service", "path"),
+    [
+        # the stack's HTTP API (ADR 0012): same host form, $default stage (no path), the same execute-api signature
+        ("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com", "execute-api", "/v1/describejobqueues"),
+        # its function URL (ADR 0014): Lambda checks SigV4 for the service `lambda`; the output ends with "/"
+        ("https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-west-1.on.aws/", "lambda", "v1/describejobqueues"),
+    ],
+)
+def test_calls_through_the_other_endpoints_are_signed_for_their_service(endpoint: str, service: str, path: str) -> None:
     session = _session()
     auth_plugin.register(session)
-    http_api = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 
-    region, service, url = _scope_of_call(session, http_api)
-
-    assert (region, service, url) == (REGION, "execute-api", f"{http_api}/v1/describejobqueues")
-
-
-def test_calls_through_the_function_url_are_signed_for_lambda() -> None:
-    # The stack's function URL (ADR 0014): Lambda checks SigV4 for the service `lambda`; the output ends with "/"
-    session = _session()
-    auth_plugin.register(session)
-    function_url = "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-west-1.on.aws/"
-
-    region, service, url = _scope_of_call(session, function_url)
-
-    assert (region, service, url) == (REGION, "lambda", f"{function_url}v1/describejobqueues")
+    assert _scope_of_call(session, endpoint) == (REGION, service, f"{endpoint}{path}")
 
 
 def test_function_url_requests_carry_the_signed_hash_of_their_body() -> None:
