@@ -186,6 +186,9 @@ def list_jobs(svc: Services, req: dict[str, Any], cursor: Any, limit: int) -> tu
     return _filtered(svc, queue.name, filters, cursor, limit, req.get("jobStatus"))
 
 
+MIN_READ = 50  # jobs read at a time by a filtered ListJobs, at least
+
+
 def _filtered(
     svc: Services, queue: str, filters: list[dict[str, Any]], cursor: Any, limit: int, status: str | None
 ) -> tuple[list[Job], Any]:
@@ -202,24 +205,31 @@ def _filtered(
     statuses = [status] if (status and name == "SHARE_IDENTIFIER") else list(STATUSES)
     # One read per status partition, not one snapshot: a job that changes status between two reads is seen in
     # both. Keep its newest version, so a job is listed once (reading statuses in lifecycle order, a job moving
-    # forward is seen at least once).
+    # forward is seen at least once). A page holds the newest `limit` matches of all partitions, so each partition
+    # is read only until it has given `limit` + 1 matches (the one more says whether a next page exists).
     newest: dict[str, Job] = {}
     for s in statuses:
-        for job in _newest_first(svc, queue, s, cursor):
+        matched = 0
+        for job in _newest_first(svc, queue, s, cursor, page=max(limit + 1, MIN_READ)):
+            if not match(job):
+                continue
             seen = newest.get(job.job_id)
-            if match(job) and (seen is None or job.version > seen.version):
+            if seen is None or job.version > seen.version:
                 newest[job.job_id] = job
+            matched += 1
+            if matched > limit:
+                break
     merged = sorted(newest.values(), key=order_key, reverse=True)
     page = merged[:limit]
     return page, (order_key(page[-1]) if len(merged) > limit else None)
 
 
-def _newest_first(svc: Services, queue: str, status: str, before: str | None) -> Iterator[Job]:
+def _newest_first(svc: Services, queue: str, status: str, before: str | None, *, page: int) -> Iterator[Job]:
     after = before
     while True:
-        batch = svc.jobs.in_queue(queue, status, after=after, limit=500, descending=True)
+        batch = svc.jobs.in_queue(queue, status, after=after, limit=page, descending=True)
         yield from batch
-        if len(batch) < 500:
+        if len(batch) < page:
             return
         after = order_key(batch[-1])
 

@@ -199,3 +199,25 @@ def test_active_jobs_indexed_by_an_earlier_version_are_moved_to_the_shared_parti
     assert report.reindexed == 1
     assert [(s["jobId"], s["status"]) for s in listed(batch, jobQueue=queue)] == [(job_id, "RUNNING")]
     assert sweep(runtime.services, runtime.engine.reactor, runtime.services.clock.now_ms()).reindexed == 0
+
+
+def test_a_filtered_page_reads_about_as_many_jobs_as_it_returns_not_the_whole_queue(
+    batch: BatchClient, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_jd(batch, "jd")
+    ids = [submit(batch, queue, f"n{i}") for i in range(150)]
+    wait_runnable(batch, ids[-1:])
+    read: list[int] = []
+    real = JobRepository.in_queue
+
+    def counting(self: JobRepository, queue_name: str, status: str, **kwargs: Any) -> list[Job]:
+        found = real(self, queue_name, status, **kwargs)
+        read.append(len(found))
+        return found
+
+    monkeypatch.setattr(JobRepository, "in_queue", counting)
+    page = batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": ["n*"]}], maxResults=5)
+
+    assert [s["jobName"] for s in page["jobSummaryList"]] == [f"n{i}" for i in range(149, 144, -1)]
+    assert page.get("nextToken")
+    assert sum(read) <= 50  # one read of the RUNNABLE partition's newest, not its 150 jobs
