@@ -165,11 +165,6 @@ class Engine:
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout=10)
-        if self._thread.is_alive():
-            # Still in a cycle or a sweep: applying the queued events here would race with it. They are not lost:
-            # the launcher's journal has every exit, and the sweep at the next start applies them.
-            log.warning("the dispatcher did not stop within 10 s; queued task events are left to the next start")
-            return
         with self._events_lock:
             events, self._events = self._events or [], None
         self._apply(events)  # what came after the thread's last look; later ones are applied by their caller

@@ -437,24 +437,3 @@ def test_queue_and_ce_lists_are_read_again_only_after_one_is_written(plane: Plan
     resources.update_job_queue(plane.svc, {"jobQueue": "q", "priority": 7})
     assert [q.priority for q in repo.list_jqs()] == [7]
     assert plane.store.queries == queries + 2
-
-
-def test_a_stop_whose_dispatcher_thread_is_still_busy_leaves_the_queued_events_alone(plane: Plane) -> None:
-    # GIVEN an engine whose dispatcher thread did not stop in time, with a task's end queued for it
-    engine = Engine(plane.svc)
-    applied: list[str] = []
-    engine.reactor.apply_all = lambda job_id, events, **_: applied.append(job_id)  # type: ignore[method-assign]
-
-    class Busy:
-        def join(self, timeout: float | None = None) -> None:
-            pass
-
-        def is_alive(self) -> bool:
-            return True
-
-    engine._thread = Busy()  # type: ignore[assignment]
-    engine._events = [("job-1", TaskStopped(1, 0))]
-    # WHEN it is stopped
-    engine.stop()
-    # THEN this thread does not apply it beside the dispatcher's (the launcher's journal has it for the next start)
-    assert applied == []
