@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -28,8 +29,8 @@ def _up(args: argparse.Namespace) -> int:
 
     # Absolute: jobs run in their own working directories, and the paths handed to them must still name the state.
     state_dir = Path(args.state_dir).resolve()
-    if args.retention_days < 0:
-        print("batchplane up: --retention-days must be 0 (keep every job) or more", file=sys.stderr)
+    if not math.isfinite(args.retention_days) or args.retention_days < 0:
+        print("batchplane up: --retention-days must be 0 (keep every job) or a positive number", file=sys.stderr)
         return 2
     config = LocalConfig(
         state_dir=state_dir,

@@ -197,7 +197,9 @@ class Reactor:
     def settle_pending(self, job: Job) -> None:
         """Apply what already happened to the job's pending dependencies (closes the race with their completion:
         the job's edges were written first, so any completion after this read notifies it). A pending child id
-        whose array finished without creating it will never exist: it counts as failed."""
+        whose array finished without creating it will never exist: it counts as failed. So does a dependency that
+        no longer exists at all (a job, or the array of a child id: they existed when the dependent was submitted,
+        so they were removed after their retention, and whether they succeeded is not known any more)."""
         if not job.pending:
             return
         found = {dep.job_id: dep for dep in self.svc.jobs.get_many(list(job.pending))}
@@ -207,6 +209,12 @@ class Reactor:
                 self.apply(job.job_id, lifecycle.DependencySucceeded(dep_id))
             elif (dep is not None and dep.status == FAILED) or (dep is None and self._will_never_exist(dep_id)):
                 self.apply(job.job_id, lifecycle.DependencyFailed(dep_id))
+            elif dep is None and self._gone(dep_id):
+                self.apply(job.job_id, lifecycle.DependencyFailed(dep_id, gone=True))
+
+    def _gone(self, job_id: str) -> bool:
+        parsed = split_child_id(job_id)
+        return parsed is None or self.svc.jobs.get(parsed[0]) is None
 
     def _will_never_exist(self, job_id: str) -> bool:
         parsed = split_child_id(job_id)

@@ -16,17 +16,26 @@ import logging
 from collections.abc import Callable
 
 from chalicelib.control.context import Services
-from chalicelib.domain.jobs import TERMINAL, Job
+from chalicelib.domain.jobs import STATUSES, TERMINAL, Job, child_id
 
 log = logging.getLogger("batchplane.retention")
 
 DAY_MS = 24 * 3600 * 1000
+UNFINISHED = tuple(s for s in STATUSES if s not in TERMINAL)
 PAGE = 50  # jobs read at a time: usually the first one read was created after the cutoff, and the search ends
 
 
-def purge(svc: Services, now_ms: int, retention_ms: int, *, forget: Callable[[Job], None], budget: int = 1000) -> int:
-    """Remove up to about `budget` jobs (an array counts its children) that stopped more than `retention_ms` ago.
-    Returns the number removed."""
+def purge(
+    svc: Services,
+    now_ms: int,
+    retention_ms: int,
+    *,
+    forget: Callable[[Job], None],
+    budget: int = 1000,
+    stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Remove up to about `budget` jobs (an array counts its children) that stopped more than `retention_ms` ago,
+    until `stop()` says otherwise. Returns the number removed."""
     cutoff = now_ms - retention_ms
     removed = 0
     for queue in svc.repo.list_jqs():
@@ -34,12 +43,28 @@ def purge(svc: Services, now_ms: int, retention_ms: int, *, forget: Callable[[Jo
             for job in svc.jobs.iter_queue(queue.name, status, page=PAGE):
                 if job.created_at >= cutoff:
                     break
-                if (job.stopped_at or job.updated_at) >= cutoff:
+                if (job.stopped_at or job.updated_at) >= cutoff or not _removable(svc, job):
                     continue
                 removed += _remove(svc, job, forget)
-                if removed >= budget:
+                if removed >= budget or stop():
                     return removed
     return removed
+
+
+def _removable(svc: Services, job: Job) -> bool:
+    """Not while a job still waits for it: its notification may be queued, and once the job and its edge are gone
+    the dependent would learn of it only as a dependency that no longer exists. Not an array whose children are not
+    all finished (a child claimed while its parent was being cancelled)."""
+    if job.is_array_parent and any(svc.jobs.iter_children(job.job_id, *UNFINISHED)):
+        return False
+    ids = [job.job_id]
+    if job.is_array_parent and job.array is not None:
+        ids += [child_id(job.job_id, i) for i in range(job.array.children_created)]
+    for dependency in ids:
+        dependents = list(svc.jobs.dependents(dependency))
+        if any(dependency in d.pending for d in svc.jobs.get_many(dependents)):
+            return False
+    return True
 
 
 def _remove(svc: Services, job: Job, forget: Callable[[Job], None]) -> int:

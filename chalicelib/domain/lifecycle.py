@@ -47,6 +47,7 @@ class DependencySucceeded:
 @dataclass(frozen=True)
 class DependencyFailed:
     job_id: str
+    gone: bool = False  # the dependency no longer exists (removed after its retention before its dependent learned)
 
 
 @dataclass(frozen=True)
@@ -218,10 +219,10 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
             if dep not in job.pending:
                 return UNCHANGED
             return _after_dependencies(replace(job, pending=tuple(p for p in job.pending if p != dep)), now)
-        case DependencyFailed(job_id=dep):
+        case DependencyFailed(job_id=dep, gone=gone):
             if dep not in job.pending:
                 return UNCHANGED
-            return _fail(job, now, f"{DEPENDENCY_FAILED}: {dep}", children=True)
+            return _fail(job, now, f"{DEPENDENCY_FAILED}: {dep}{' no longer exists' if gone else ''}", children=True)
         case Claim():
             return _claim(job, event, now)
         case TaskStarted(attempt=n):

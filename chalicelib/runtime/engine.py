@@ -207,6 +207,7 @@ class Engine:
                             self.retention_ms,
                             forget=self.forget,
                             budget=PURGE_BUDGET,
+                            stop=self._stopping.is_set,  # a stop does not wait for the rest of the batch
                         )
                     except Exception:
                         log.exception("removing finished jobs past their retention failed")

@@ -340,7 +340,10 @@ def test_dag_finds_a_dependent_submitted_after_its_dependency_finished(batch: Cl
     assert late
 
 
-def test_up_refuses_a_negative_retention(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["up", "--retention-days", "-1", "--state-dir", str(tmp_path / "s"), "--port", "0"]) == 2
-    assert "--retention-days must be 0 (keep every job) or more" in capsys.readouterr().err
+@pytest.mark.parametrize("days", ["-1", "nan", "inf"])
+def test_up_refuses_a_retention_that_is_not_a_finite_positive_number(
+    days: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["up", "--retention-days", days, "--state-dir", str(tmp_path / "s"), "--port", "0"]) == 2
+    assert "--retention-days must be 0 (keep every job) or a positive number" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()  # refused before anything was created

@@ -160,3 +160,64 @@ def _wait(check: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
             return result
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- what retention must not break ----------------------------------------------------------------------------------
+
+
+def test_a_finished_job_a_dependent_still_waits_for_is_kept_until_the_dependent_knows(
+    plane: Plane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a job that finished while its dependent's notification was still queued (here: lost)
+    first = plane.submit("q", "work", "first")
+    dependent = plane.submit("q", "work", "dependent", dependsOn=[{"jobId": first}])
+    with monkeypatch.context() as patched:
+        patched.setattr(plane.reactor, "notify_dependents", lambda *args, **kwargs: None)
+        run(plane, first)
+    assert plane.job(dependent).pending == (first,)
+    plane.clock.advance(RETENTION_MS + 1_000)
+
+    # WHEN a purge runs past its retention THEN the job stays, with its edge
+    assert purge(plane.svc, plane.clock.now_ms(), RETENTION_MS, forget=lambda j: None) == 0
+    assert not gone(plane, first)
+    # AND once the dependent has learned (the sweep settles it), the job goes
+    plane.reactor.settle_pending(plane.job(dependent))
+    assert plane.job(dependent).pending == ()
+    assert purge(plane.svc, plane.clock.now_ms(), RETENTION_MS, forget=lambda j: None) == 1
+
+
+def test_a_dependency_that_no_longer_exists_fails_its_dependent_with_that_reason(plane: Plane) -> None:
+    # GIVEN dependents waiting on a job and on an array's child, both removed since (on AWS: expired by their TTL)
+    first = plane.submit("q", "work", "first")
+    array = plane.submit("q", "work", "array", arrayProperties={"size": 2})
+    dependent = plane.submit("q", "work", "dependent", dependsOn=[{"jobId": first}])
+    plane.dispatch()
+    assert plane.svc.jobs.remove(plane.job(first))
+    for job_id in (child_id(array, 0), child_id(array, 1), array):
+        assert plane.svc.jobs.remove(plane.job(job_id))
+    child_waiter = dataclasses.replace(plane.job(dependent), job_id="waiter", pending=(child_id(array, 1),), version=0)
+    plane.svc.jobs.create_with_edges(child_waiter, [])
+
+    # WHEN the sweep settles them
+    for job_id in (dependent, "waiter"):
+        plane.reactor.settle_pending(plane.job(job_id))
+
+    # THEN each fails, saying which dependency is gone (not waiting forever, not running without it)
+    assert plane.job(dependent).status == "FAILED"
+    assert plane.job(dependent).status_reason == f"Dependent Job failed: {first} no longer exists"
+    assert plane.job("waiter").status_reason == f"Dependent Job failed: {child_id(array, 1)} no longer exists"
+
+
+def test_an_array_with_a_child_still_running_is_kept(plane: Plane) -> None:
+    # GIVEN a cancelled array, one of whose children had already been claimed and runs on
+    array = plane.submit("q", "work", "array", arrayProperties={"size": 2})
+    plane.dispatch()
+    run(plane, child_id(array, 0), finish=False)
+    plane.call("CancelJob", jobId=array, reason="enough")
+    parent = plane.job(array)
+    failed_parent = dataclasses.replace(parent, status="FAILED", stopped_at=plane.clock.now_ms())
+    plane.svc.jobs.save(failed_parent)  # as if its children had been counted while one still ran
+    plane.clock.advance(RETENTION_MS + 1_000)
+
+    assert purge(plane.svc, plane.clock.now_ms(), RETENTION_MS, forget=lambda j: None) == 0
+    assert not gone(plane, array) and not gone(plane, child_id(array, 0))
