@@ -1,4 +1,4 @@
-"""Retention: a finished job leaves the store once a retention period has passed since it stopped.
+"""Retention: a finished job leaves the store once a retention period has passed since it stopped (docs/adr/0015).
 
 On AWS, DynamoDB's TTL does this (`store/jobs.RETENTION_SECONDS`, 30 days, and the edges' own TTL). The local runtime
 has no TTL: its engine runs `purge` with every periodic sweep. What goes with a job: its dependency edges both ways,
