@@ -37,7 +37,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.e2e.conftest import TERMINAL, describe, kill_jobs_under, sh
+from tests.e2e.conftest import TERMINAL, describe, kill_jobs_under, setup_queue, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -200,24 +200,13 @@ class Submitter(threading.Thread):
                 self.submit(f"array-{n}", "work", 2, parameters={"secs": "0.5"}, arrayProperties={"size": ARRAY_SIZE})
 
 
-def client_with_queue(server: Server, max_vcpus: int) -> Any:
-    """A boto3 batch client on the server, and job queue "q" on a FARGATE compute environment "ce"."""
+def client_with_queue(server: Server, max_vcpus: int) -> tuple[Any, str]:
+    """A boto3 batch client on the server, and a job queue on a FARGATE compute environment (conftest's
+    `setup_queue`); returns (client, queue name)."""
     session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
     batch = session.client("batch", endpoint_url=server.endpoint, config=CLIENT)
-    batch.create_compute_environment(
-        computeEnvironmentName="ce",
-        type="MANAGED",
-        computeResources={
-            "type": "FARGATE",
-            "maxvCpus": max_vcpus,
-            "subnets": ["subnet-1"],
-            "securityGroupIds": ["sg-1"],
-        },
-    )
-    batch.create_job_queue(
-        jobQueueName="q", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}]
-    )
-    return batch
+    queue, _ = setup_queue(batch, max_vcpus, name="ce")
+    return batch, queue
 
 
 def read_ledger(path: Path) -> list[tuple[str, int, str]]:
@@ -256,7 +245,7 @@ def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(server: S
     record = f'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT {{}}" >> {ledger}'
     server.start()
     # GIVEN a queue on a 16-vCPU compute environment and two job definitions that log to the ledger
-    batch = client_with_queue(server, max_vcpus=16)
+    batch, queue = client_with_queue(server, max_vcpus=16)
     resources = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]
     work = f'{record.format("start")}; sleep "$1"; {record.format("ok")}'
     # flaky: attempt 1 exits 3, later attempts succeed
@@ -274,7 +263,7 @@ def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(server: S
         )
 
     # WHEN 500 jobs are submitted while the server is SIGKILLed at random points and restarted each time
-    submitter = Submitter(server.endpoint, "q", random.Random(rng.random()))
+    submitter = Submitter(server.endpoint, queue, random.Random(rng.random()))
     submitter.start()
     for _ in range(KILLS):
         time.sleep(rng.uniform(*KILL_DELAY_S))
@@ -294,7 +283,7 @@ def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(server: S
     expected = {**acked, **children}
     assert len(expected) == 500
     jobs = wait_all_terminal(batch, list(expected), FINISH_TIMEOUT_S)
-    stray = every_job_id(batch, "q")
+    stray = every_job_id(batch, queue)
     assert set(acked) <= set(stray)
     wait_all_terminal(batch, stray, 30)  # unanswered submissions that were written are jobs too
 
@@ -348,7 +337,7 @@ def test_a_job_that_finishes_while_the_server_is_down_is_not_run_again(server: S
     go, runs = tmp_path / "go", tmp_path / "runs"
     script = f'until [ -e {go} ]; do sleep 0.05; done; echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT" >> {runs}'
     server.start()
-    batch = client_with_queue(server, max_vcpus=4)
+    batch, queue = client_with_queue(server, max_vcpus=4)
     resources = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]
     for name, code in (("ok", 0), ("bad", 5)):
         batch.register_job_definition(
@@ -360,8 +349,8 @@ def test_a_job_that_finishes_while_the_server_is_down_is_not_run_again(server: S
                 "resourceRequirements": resources,
             },
         )
-    ok = batch.submit_job(jobName="ok", jobQueue="q", jobDefinition="ok", retryStrategy=RETRY3)["jobId"]
-    bad = batch.submit_job(jobName="bad", jobQueue="q", jobDefinition="bad", retryStrategy={"attempts": 2})["jobId"]
+    ok = batch.submit_job(jobName="ok", jobQueue=queue, jobDefinition="ok", retryStrategy=RETRY3)["jobId"]
+    bad = batch.submit_job(jobName="bad", jobQueue=queue, jobDefinition="bad", retryStrategy={"attempts": 2})["jobId"]
     deadline = time.monotonic() + 30
     while {j["status"] for j in describe(batch, [ok, bad]).values()} != {"RUNNING"}:
         assert time.monotonic() < deadline, "the jobs did not start"
