@@ -155,10 +155,9 @@ def _repair_pending(svc: Services, reactor: Reactor, job: Job, report: SweepRepo
         report.settled.append(job.job_id)
         return
     if job.is_array_parent and job.array is not None:
-        for status in (SUCCEEDED, FAILED):
-            for child in list(svc.jobs.iter_children(job.job_id, status)):
-                assert child.array is not None and child.array.index is not None
-                reactor.apply(job.job_id, lifecycle.ChildFinished(child.array.index, status == SUCCEEDED))
+        for child in list(svc.jobs.iter_children(job.job_id, SUCCEEDED, FAILED)):
+            assert child.array is not None and child.array.index is not None
+            reactor.apply(job.job_id, lifecycle.ChildFinished(child.array.index, child.status == SUCCEEDED))
         reactor.create_children(job.job_id)
         reactor.apply(job.job_id, lifecycle.CheckChildren())
         report.recounted.append(job.job_id)
