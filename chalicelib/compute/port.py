@@ -43,6 +43,28 @@ class TaskSpec:
         return int(revision) if revision.isdigit() else 0
 
 
+class CredentialVendor(Protocol):
+    """AWS credentials for a job's containers the ECS way (compute/credentials.py; docs/adr/0017).
+
+    A launcher asks for the environment of an attempt before it starts it and releases the attempt once it ended.
+    A job without a `jobRoleArn` (or a server without an AWS session) gets an empty environment: no credentials."""
+
+    @property
+    def network(self) -> str | None:
+        """The Docker network a container with credentials must join to reach the endpoint (None: not for Docker)."""
+        ...
+
+    def grant(self, spec: TaskSpec, *, container: bool) -> dict[str, str]:
+        """Variables to add to the attempt's environment (e.g. AWS_CONTAINER_CREDENTIALS_RELATIVE_URI for a
+        container, AWS_CONTAINER_CREDENTIALS_FULL_URI on a loopback address for a host process). Never a secret
+        key itself. Idempotent per spec.key."""
+        ...
+
+    def release(self, key: str) -> None:
+        """The attempt `key` ("jobId#attempt") ended: its credentials URI answers no more."""
+        ...
+
+
 # Launchers report what their tasks do as the same events the ECS path consumes.
 TaskEventSink = Callable[[str, TaskStarted | TaskStopped], None]
 
