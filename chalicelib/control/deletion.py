@@ -67,8 +67,10 @@ def delete_job_queue(svc: Services, reactor: Reactor, req: dict[str, Any]) -> No
     drain_queue(svc, reactor, name)
 
 
-def drain_queue(svc: Services, reactor: Reactor, name: str, budget: int = DRAIN_PASS, *, restop: bool = False) -> bool:
-    """One pass over a DELETING queue. Returns True when the queue is gone (or was never being deleted: False)."""
+def drain_queue(svc: Services, reactor: Reactor, name: str, budget: int | None = None, *, restop: bool = False) -> bool:
+    """One pass over a DELETING queue (at most `budget` jobs, DRAIN_PASS by default). Returns True when the queue
+    is gone (False when it is not being deleted)."""
+    budget = DRAIN_PASS if budget is None else budget
     jq = svc.repo.get_jq(name)
     if jq is None:
         return True
@@ -132,9 +134,10 @@ def delete_compute_environment(svc: Services, reactor: Reactor, req: dict[str, A
     drain_ce(svc, reactor, name)
 
 
-def drain_ce(svc: Services, reactor: Reactor, name: str, budget: int = DRAIN_PASS, *, restop: bool = False) -> bool:
+def drain_ce(svc: Services, reactor: Reactor, name: str, budget: int | None = None, *, restop: bool = False) -> bool:
     """One pass over a DELETING compute environment: terminate the jobs active on it (placed before it was
     detached from its queues). Returns True when it is gone."""
+    budget = DRAIN_PASS if budget is None else budget
     ce = svc.repo.get_ce(name)
     if ce is None:
         return True
@@ -158,7 +161,7 @@ def drain_ce(svc: Services, reactor: Reactor, name: str, budget: int = DRAIN_PAS
     return _remove(lambda: svc.repo.get_ce(name), lambda ce: svc.repo.delete_ce(ce))
 
 
-def drain_all(svc: Services, reactor: Reactor, budget: int = DRAIN_PASS) -> tuple[list[str], list[str]]:
+def drain_all(svc: Services, reactor: Reactor, budget: int | None = None) -> tuple[list[str], list[str]]:
     """The sweep's part: one pass over every DELETING queue and compute environment (stops asked again).
     Returns (names gone, errors)."""
     gone: list[str] = []
