@@ -137,15 +137,22 @@ def describe(svc: Services, job_ids: list[str]) -> list[Job]:
 
 def cancel(svc: Services, reactor: Reactor, job_id: str, reason: str) -> None:
     """An unknown jobId is not an error: AWS answers 200 `{}` (the wire log in aws/aws-cli#2551), as it does for
-    CancelJobs / TerminateJobs."""
+    CancelJobs / TerminateJobs. An empty one is (AWS answers ClientException, as found for getmoto/moto#5394)."""
+    _check_job_id(job_id)
     validation.reason(reason, svc.settings.limits)
     reactor.apply(job_id, lifecycle.Cancel(reason))
 
 
 def terminate(svc: Services, reactor: Reactor, job_id: str, reason: str) -> None:
     """As `cancel`: an unknown jobId answers 200 `{}` (aws/aws-cli#2551)."""
+    _check_job_id(job_id)
     validation.reason(reason, svc.settings.limits)
     reactor.apply(job_id, lifecycle.Terminate(reason))
+
+
+def _check_job_id(job_id: str) -> None:
+    if not job_id:
+        raise InvalidRequest("jobId must not be empty")
 
 
 def cancel_many(svc: Services, reactor: Reactor, job_ids: list[str], reason: str, *, terminate: bool) -> list[str]:

@@ -65,6 +65,13 @@ def test_cancel_and_terminate_of_an_unknown_job_answer_200_as_aws_does(batch: Ba
         resp = call(jobId="no-such-job", reason="r")
         assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
         assert {k: v for k, v in resp.items() if k != "ResponseMetadata"} == {}
+        with pytest.raises(batch.exceptions.ClientException) as raised:
+            call(jobId="", reason="r")
+        assert "jobId" in raised.value.response["Error"]["Message"]
+    # ... and the batch forms count an unknown id as done
+    for many in (batch.cancel_jobs, batch.terminate_jobs):
+        resp = many(jobs=["no-such-job"], reason="r")
+        assert (resp["successful"], resp["errors"]) == (["no-such-job"], [])
 
 
 # -- item 18: a typed dependency of a non-array job ------------------------------------------------------------
