@@ -12,9 +12,9 @@ left:
    taken, so a new queue of the same name can never pick up an old job (jobs name their queue).
 2. `drain_queue` terminates every unfinished job of the queue (`drain_ce`: every job active on the environment)
    with a reason, page by page, through `Reactor.apply`: a job already terminated is left alone (or, from the
-   sweep, asked to stop again). One pass runs in the Delete request; the repair sweep runs one on every DELETING
-   resource until done, so a crash midway loses nothing and a big queue is drained over several passes
-   (DRAIN_PASS jobs each; AWS terminates "about 16 jobs each second").
+   sweep, asked to stop again). One pass runs in the Delete request (INLINE_PASS jobs); the repair sweep runs one on
+   every DELETING resource until done (DRAIN_PASS jobs each), so a crash midway loses nothing and a big queue is
+   drained over several passes (AWS terminates "about 16 jobs each second").
 3. Once no unfinished job is left (running ones end when their task's stop is reported), the record is deleted,
    conditional on its version; only then is the name free.
 """
@@ -37,7 +37,8 @@ from chalicelib.domain.model import DELETING
 log = logging.getLogger("batchplane.deletion")
 
 UNFINISHED = (SUBMITTED, PENDING, RUNNABLE, *ACTIVE)
-DRAIN_PASS = 500  # jobs terminated per pass, at most
+DRAIN_PASS = 500  # jobs terminated per sweep pass, at most (AWS: "about 16 jobs each second")
+INLINE_PASS = 100  # ... and by the Delete request itself, which must answer promptly
 QUEUE_DELETING = "JobQueue is being deleted: its jobs are terminated"
 CE_DELETING = "ComputeEnvironment is being deleted: its running jobs are terminated"
 
@@ -64,7 +65,7 @@ def delete_job_queue(svc: Services, reactor: Reactor, req: dict[str, Any]) -> No
         return jq.name
 
     name = resources.retry_on_conflict(attempt)
-    drain_queue(svc, reactor, name)
+    drain_queue(svc, reactor, name, INLINE_PASS)
 
 
 def drain_queue(svc: Services, reactor: Reactor, name: str, budget: int | None = None, *, restop: bool = False) -> bool:
@@ -131,7 +132,7 @@ def delete_compute_environment(svc: Services, reactor: Reactor, req: dict[str, A
         return ce.name
 
     name = resources.retry_on_conflict(attempt)
-    drain_ce(svc, reactor, name)
+    drain_ce(svc, reactor, name, INLINE_PASS)
 
 
 def drain_ce(svc: Services, reactor: Reactor, name: str, budget: int | None = None, *, restop: bool = False) -> bool:

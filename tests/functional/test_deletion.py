@@ -151,6 +151,27 @@ def test_a_crash_after_the_marker_is_finished_by_the_sweep_in_passes(
     assert last.deleted == ["q"] and queue_status(plane) is None
 
 
+def test_a_big_queue_is_drained_by_the_request_then_the_sweeps(plane: Plane, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN 7 waiting jobs; the Delete request terminates at most 2, a sweep pass at most 3
+    ce, _, jd = setup(plane)
+    plane.call("UpdateComputeEnvironment", computeEnvironment=ce, state="DISABLED")
+    jobs = [plane.submit("q", jd, f"j{i}") for i in range(7)]
+    monkeypatch.setattr(deletion, "INLINE_PASS", 2)
+    monkeypatch.setattr(deletion, "DRAIN_PASS", 3)
+
+    def failed() -> int:
+        return sum(plane.job(j).status == FAILED for j in jobs)
+
+    # WHEN the queue is deleted THEN the request terminated 2, and the queue is DELETING
+    delete_queue(plane)
+    assert (failed(), queue_status(plane)) == (2, DELETING)
+    # WHEN sweeps run THEN they finish the job, and the queue is gone
+    sweep(plane.svc, plane.reactor, plane.clock.now_ms())
+    assert (failed(), queue_status(plane)) == (5, DELETING)
+    assert sweep(plane.svc, plane.reactor, plane.clock.now_ms()).deleted == ["q"]
+    assert failed() == 7 and queue_status(plane) is None
+
+
 def test_a_queue_being_deleted_dispatches_nothing(plane: Plane) -> None:
     # GIVEN a DELETING queue with a RUNNABLE job left (the deletion was interrupted before the drain)
     _, _, jd = setup(plane, max_vcpus=4)
