@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.api import pagination, render
-from chalicelib.control import resources, snapshot, tags
+from chalicelib.control import deletion, resources, snapshot, tags
 from chalicelib.control.context import RequestContext, Services
+from chalicelib.control.react import Reactor
 from chalicelib.domain.errors import InvalidRequest
 
 Handler = Callable[[Services, RequestContext, dict[str, Any]], dict[str, Any]]
@@ -55,7 +56,7 @@ def update_compute_environment(svc: Services, ctx: RequestContext, req: dict[str
 
 @operation("DeleteComputeEnvironment")
 def delete_compute_environment(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    resources.delete_compute_environment(svc, req)
+    deletion.delete_compute_environment(svc, Reactor(svc, svc.launcher, svc.defer), req)
     return {}
 
 
@@ -85,7 +86,7 @@ def update_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) ->
 
 @operation("DeleteJobQueue")
 def delete_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    resources.delete_job_queue(svc, req)
+    deletion.delete_job_queue(svc, Reactor(svc, svc.launcher, svc.defer), req)
     return {}
 
 

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from chalicelib.console.client import TERMINAL, Api, CliError, short
 from chalicelib.console.dag import STATUS_STYLE, progress_of
+from chalicelib.domain.jobs import CANCEL_PENDING
 
 LOG_GROUP = "/aws/batch/job"
 FOLLOW_POLL_S = 1.0
@@ -57,8 +58,13 @@ def describe(api: Api, console: Console, job_id: str) -> int:
     facts.add_column(style="bold")
     facts.add_column()
     facts.add_row("Status", status_text(job["status"]))
-    if job.get("statusReason"):
-        facts.add_row("Reason", job["statusReason"])
+    reason = job.get("statusReason") or ""
+    if job["status"] == "PENDING" and reason.startswith(CANCEL_PENDING):
+        # CancelJob of a PENDING job waits for its dependencies (AWS's rule; domain/lifecycle.py)
+        why = reason[len(CANCEL_PENDING) :]
+        facts.add_row("Cancel", Text(f"pending: fails with reason {why!r} once its dependencies complete", "red"))
+    elif reason:
+        facts.add_row("Reason", reason)
     waiting = why_waiting(job, deps)
     if waiting:
         facts.add_row("Why not running", Text(waiting, style="yellow"))

@@ -200,7 +200,7 @@ def plan(svc: Services, ces: Mapping[str, ComputeEnvironment], now_ms: int) -> d
     loads = {name: CeLoad(name, float(ce.max_vcpus), running[name], ce.schedulable) for name, ce in ces.items()}
     demands = []
     for q in queues:
-        if q.state != "ENABLED":
+        if q.deleting:  # a DISABLED queue still runs the jobs it holds (domain/scheduling.py)
             continue
         order = tuple(by_arn[a] for a in q.ce_arns_in_order() if a in by_arn)
         room = sum(max(0.0, loads[c].max_vcpus - loads[c].running_vcpus) for c in order if loads[c].schedulable)

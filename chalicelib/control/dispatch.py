@@ -24,7 +24,7 @@ from chalicelib.control.usage import policy_of
 from chalicelib.domain import fairshare, lifecycle, scheduling
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, RUNNABLE, STARTING, Job
-from chalicelib.domain.model import ComputeEnvironment, JobQueue
+from chalicelib.domain.model import VALID, ComputeEnvironment, JobQueue
 from chalicelib.store.jobs import order_key
 from chalicelib.store.usage import UsageRepository
 
@@ -83,7 +83,7 @@ def queue_view(
     return scheduling.QueueView(
         queue.name,
         queue.priority,
-        queue.state == "ENABLED",
+        not queue.deleting,
         tuple(ces[a].name for a in queue.ce_arns_in_order() if a in ces),
         fairshare=state,
         time_limit_actions=tuple(
@@ -193,8 +193,8 @@ class Snapshot:
 
 
 def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJobs | None = None) -> Snapshot:
-    """The queues, the capacity in use (from `active` when given, else from the store) and each enabled queue's
-    first RUNNABLE jobs: with `narrow`, as many as a FIFO queue's free capacity could take."""
+    """The queues, the capacity in use (from `active` when given, else from the store) and the first RUNNABLE jobs of
+    each queue not being deleted: with `narrow`, as many as a FIFO queue's free capacity could take."""
     queues = svc.repo.list_jqs()
     ces = {ce.arn: ce for ce in svc.repo.list_ces(None, 1000)}
     actives: dict[str, Iterable[Job]] = {}
@@ -217,7 +217,7 @@ def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJob
     for q in queues:
         state = share_state(svc, q, actives[q.name], now)
         views.append(queue_view(q, ces, state))
-        if q.state == "ENABLED":
+        if not q.deleting:
             free = None
             if narrow:
                 mine = [ces[a] for a in q.ce_arns_in_order() if a in ces and ces[a].schedulable]
@@ -230,7 +230,12 @@ def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJob
                     narrowed.add(q.name)  # capacity is free and there may be more jobs than were read
     capacity = {
         ce.name: scheduling.CapacityView(
-            ce.name, float(ce.max_vcpus), used[ce.name], ce.schedulable, resource_type=ce.resource_type
+            ce.name,
+            float(ce.max_vcpus),
+            used[ce.name],
+            ce.schedulable,
+            resource_type=ce.resource_type,
+            valid=ce.status == VALID,
         )
         for ce in ces.values()
     }

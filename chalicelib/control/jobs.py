@@ -34,6 +34,8 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     limits = svc.settings.limits
     job_spec.validate_submit(req, limits)
     queue = resources.get_jq(svc, req["jobQueue"])
+    if queue.deleting:
+        raise InvalidRequest(f"jobQueue: job queue {queue.name} is being deleted and does not accept new jobs")
     if queue.state != "ENABLED":
         raise InvalidRequest(f"jobQueue: job queue {queue.name} is DISABLED and does not accept new jobs")
     jd = resources.resolve_job_definition(svc, req["jobDefinition"])
@@ -98,7 +100,8 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
 
 
 def _check_dependencies(svc: Services, deps: tuple[Dependency, ...], size: int | None) -> list[Job]:
-    """The plain dependencies' current jobs; N_TO_N targets must be arrays of the same size."""
+    """The plain dependencies' current jobs; N_TO_N targets must be arrays of the same size. A non-array job's
+    dependency is plain whatever its type (job_spec.validate_submit)."""
     ids = [d.job_id for d in deps if d.job_id]
     found = {j.job_id: j for j in svc.jobs.get_many(ids)}
     plain = []
@@ -108,7 +111,7 @@ def _check_dependencies(svc: Services, deps: tuple[Dependency, ...], size: int |
         target = found.get(dep.job_id)
         if target is None:
             raise InvalidRequest(f"dependsOn[{i}].jobId: job {dep.job_id} does not exist")
-        if dep.type == "N_TO_N":
+        if dep.type == "N_TO_N" and size is not None:
             if target.array is None or target.array.size != size:
                 raise InvalidRequest(
                     f"dependsOn[{i}].jobId: an N_TO_N dependency must be an array job of the same size ({size})"
@@ -133,15 +136,23 @@ def describe(svc: Services, job_ids: list[str]) -> list[Job]:
 
 
 def cancel(svc: Services, reactor: Reactor, job_id: str, reason: str) -> None:
+    """An unknown jobId is not an error: AWS answers 200 `{}` (the wire log in aws/aws-cli#2551), as it does for
+    CancelJobs / TerminateJobs. An empty one is (AWS answers ClientException, as found for getmoto/moto#5394)."""
+    _check_job_id(job_id)
     validation.reason(reason, svc.settings.limits)
-    get_job(svc, job_id)
     reactor.apply(job_id, lifecycle.Cancel(reason))
 
 
 def terminate(svc: Services, reactor: Reactor, job_id: str, reason: str) -> None:
+    """As `cancel`: an unknown jobId answers 200 `{}` (aws/aws-cli#2551)."""
+    _check_job_id(job_id)
     validation.reason(reason, svc.settings.limits)
-    get_job(svc, job_id)
     reactor.apply(job_id, lifecycle.Terminate(reason))
+
+
+def _check_job_id(job_id: str) -> None:
+    if not job_id:
+        raise InvalidRequest("jobId must not be empty")
 
 
 def cancel_many(svc: Services, reactor: Reactor, job_ids: list[str], reason: str, *, terminate: bool) -> list[str]:

@@ -16,6 +16,7 @@ from chalicelib.domain import arns, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.model import (
     CE_HEALTHY,
+    DELETING,
     VALID,
     ComputeEnvironment,
     ComputeEnvironmentOrder,
@@ -86,6 +87,12 @@ def create_compute_environment(svc: Services, ctx: RequestContext, req: dict[str
     try:
         return svc.repo.save_ce(ce)
     except Conflict:
+        existing = svc.repo.get_ce(name)
+        if existing is not None and existing.status == DELETING:
+            raise InvalidRequest(
+                f"computeEnvironmentName: a compute environment named {name} is being deleted; the name can be "
+                "reused once it is gone"
+            ) from None
         raise InvalidRequest(f"computeEnvironmentName: a compute environment named {name} already exists") from None
 
 
@@ -107,6 +114,8 @@ def update_compute_environment(svc: Services, req: dict[str, Any]) -> ComputeEnv
 
     def attempt() -> ComputeEnvironment:
         ce = get_ce(svc, req["computeEnvironment"])
+        if ce.status == DELETING:
+            raise InvalidRequest(f"computeEnvironment: {ce.name} is being deleted and cannot be updated")
         changes: dict[str, Any] = {}
         if "state" in req:
             changes["state"] = req["state"]
@@ -149,23 +158,6 @@ def _merge_resources(ce: ComputeEnvironment, update: dict[str, Any]) -> dict[str
             merged["desiredvCpus"] = min(max(merged.get("desiredvCpus", 0), low), high)
     validation.compute_resources(merged, "computeResources", update=True)
     return merged
-
-
-def delete_compute_environment(svc: Services, req: dict[str, Any]) -> None:
-    def attempt() -> None:
-        ce = get_ce(svc, req["computeEnvironment"])
-        if ce.state != "DISABLED":
-            raise InvalidRequest(
-                f"computeEnvironment: {ce.name} must be DISABLED before it can be deleted (its state is {ce.state})"
-            )
-        users = [q.name for q in svc.repo.list_jqs() if ce.arn in q.ce_arns_in_order()]
-        if users:
-            raise InvalidRequest(
-                f"computeEnvironment: Cannot delete, found existing JobQueue relationship ({', '.join(users)})"
-            )
-        svc.repo.delete_ce(ce)
-
-    retry_on_conflict(attempt)
 
 
 def describe_compute_environments(
@@ -217,7 +209,14 @@ def create_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) ->
     validation.tags(req.get("tags"), svc.settings.limits)
     if req.get("serviceEnvironmentOrder"):
         raise InvalidRequest("serviceEnvironmentOrder is not supported by batchplane; use computeEnvironmentOrder")
-    order, ces = _order(svc, req.get("computeEnvironmentOrder") or [])
+    if not req.get("computeEnvironmentOrder"):
+        # AWS CreateJobQueue: "you associate one or more compute environments to the queue" (or service
+        # environments, which batchplane does not run). A queue without any could never run a job.
+        raise InvalidRequest(
+            "computeEnvironmentOrder: a job queue needs one or more compute environments (batchplane does not "
+            "support serviceEnvironmentOrder)"
+        )
+    order, ces = _order(svc, req["computeEnvironmentOrder"])
     requires: list[Any] = list(ces)
     policy_arn = req.get("schedulingPolicyArn")
     if policy_arn:
@@ -242,7 +241,14 @@ def create_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) ->
     try:
         svc.repo.save_jq(jq, requires=requires)
     except Conflict:
-        if svc.repo.get_jq(name) is not None:
+        existing = svc.repo.get_jq(name)
+        if existing is not None and existing.deleting:
+            # Jobs name their queue: the name is free only once every job of the old queue has finished.
+            raise InvalidRequest(
+                f"jobQueueName: a job queue named {name} is being deleted (its jobs are being terminated); the name "
+                "can be reused once it is gone"
+            ) from None
+        if existing is not None:
             raise InvalidRequest(f"jobQueueName: a job queue named {name} already exists") from None
         raise  # a referenced CE or policy changed under us; the caller may retry
     return jq
@@ -253,6 +259,8 @@ def update_job_queue(svc: Services, req: dict[str, Any]) -> JobQueue:
 
     def attempt() -> JobQueue:
         jq = get_jq(svc, req["jobQueue"])
+        if jq.deleting:
+            raise InvalidRequest(f"jobQueue: {jq.name} is being deleted and cannot be updated")
         changes: dict[str, Any] = {}
         requires: list[Any] = []
         for wire, attr in (("state", "state"), ("priority", "priority")):
@@ -278,16 +286,6 @@ def update_job_queue(svc: Services, req: dict[str, Any]) -> JobQueue:
     jq = retry_on_conflict(attempt)
     svc.wake()
     return jq
-
-
-def delete_job_queue(svc: Services, req: dict[str, Any]) -> None:
-    def attempt() -> None:
-        jq = get_jq(svc, req["jobQueue"])
-        if jq.state != "DISABLED":
-            raise InvalidRequest(f"jobQueue: {jq.name} must be DISABLED before it can be deleted")
-        svc.repo.delete_jq(jq)
-
-    retry_on_conflict(attempt)
 
 
 def describe_job_queues(svc: Services, refs: list[str] | None, after: str | None, limit: int) -> list[JobQueue]:

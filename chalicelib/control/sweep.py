@@ -20,6 +20,9 @@ every SWEEP_SECONDS; on AWS a scheduled Lambda runs `sweep(svc, reactor, now_ms)
    notification was lost are applied; array parents get their missing children and recount finished ones (both
    idempotent); a job with nothing pending is evaluated.
 
+4. Job queues and compute environments being deleted (status DELETING): one pass of control/deletion.py each,
+   terminating their jobs; a resource is removed once none is left.
+
 Everything goes through `Reactor.apply`, so a sweep racing with events or another sweep decides nothing twice.
 """
 
@@ -29,6 +32,7 @@ import logging
 from dataclasses import dataclass, field
 
 from chalicelib.compute.ecs_events import TASK_FAILED_TO_START, host_terminated_reason
+from chalicelib.control import deletion
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
@@ -60,6 +64,7 @@ class SweepReport:
     settled: list[str] = field(default_factory=list)  # PENDING job ids re-settled or re-evaluated
     recounted: list[str] = field(default_factory=list)  # array parent ids
     errors: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # queues and compute environments whose deletion completed
     reindexed: int = 0  # active jobs moved out of the index partitions an earlier version wrote (store/jobs.py)
     checked: int = 0  # attempts the launcher was asked about
     deferred: int = 0  # stale claims left for the next sweep (max_checks reached)
@@ -92,6 +97,8 @@ def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | No
                 _repair_pending(svc, reactor, job, report)
             except Exception as e:
                 _failed(report, job, e)
+    report.deleted, errors = deletion.drain_all(svc, reactor)
+    report.errors += errors
     if report.repaired or report.settled or report.recounted:
         svc.wake()
     return report

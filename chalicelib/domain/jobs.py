@@ -23,6 +23,9 @@ ACTIVE = (STARTING, RUNNING)
 DEPENDENCY_FAILED = "Dependent Job failed"
 ESSENTIAL_EXITED = "Essential container in task exited"
 TIMEOUT_REASON = "Job attempt duration exceeded timeout"
+# The statusReason of a PENDING job whose cancel waits for its dependencies (lifecycle.py, Cancel); the cancel's own
+# reason follows, and becomes the statusReason once the job fails.
+CANCEL_PENDING = "Cancel requested; the job fails once its dependencies complete. Reason: "
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class Job:
     platform_capabilities: tuple[str, ...] = ()
     is_cancelled: bool = False
     is_terminated: bool = False
+    cancel_reason: str | None = None  # a CancelJob of a PENDING job, waiting for its dependencies to complete
     updated_at: int = 0
     version: int = 0
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from chalicelib.domain import retry
 from chalicelib.domain.jobs import (
+    CANCEL_PENDING,
     DEPENDENCY_FAILED,
     ESSENTIAL_EXITED,
     FAILED,
@@ -237,6 +238,15 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
         case TaskStopped():
             return _stopped(job, event, now)
         case Cancel(reason=why):
+            if job.status == PENDING and job.pending:
+                # AWS CancelJob: "A PENDING job is canceled after all dependency jobs are completed"
+                # (https://docs.aws.amazon.com/batch/latest/APIReference/API_CancelJob.html). The request is recorded
+                # (durably: the sweep re-settles PENDING jobs) and `_after_dependencies` carries it out; a dependency
+                # that fails fails the job at once, as it would without the cancel.
+                if job.cancel_reason is not None:
+                    return UNCHANGED
+                requested = replace(job, cancel_reason=why, status_reason=CANCEL_PENDING + why, updated_at=now)
+                return Outcome(requested)
             if job.is_array_parent:
                 return _cancel_parent(job, why, now, terminate=False)
             return _fail(replace(job, is_cancelled=True), now, why, children=False)
@@ -272,6 +282,8 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
 
 
 def _after_dependencies(job: Job, now: int) -> Outcome:
+    if not job.pending and job.cancel_reason is not None:
+        return _fail(replace(job, is_cancelled=True), now, job.cancel_reason, children=False)
     if job.pending:
         if job.status == PENDING:
             return Outcome(replace(job, updated_at=now))  # one fewer pending dependency; no state change

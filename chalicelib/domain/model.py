@@ -17,6 +17,8 @@ FARGATE_TYPES = ("FARGATE", "FARGATE_SPOT")
 EC2_TYPES = ("EC2", "SPOT")
 VALID = "VALID"
 INVALID = "INVALID"
+# A queue or compute environment being deleted: its jobs are terminated, then the record goes (control/deletion.py).
+DELETING = "DELETING"
 CE_HEALTHY = "ComputeEnvironment Healthy"
 
 
@@ -81,6 +83,10 @@ class JobQueue:
     job_queue_type: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     version: int = 0
+
+    @property
+    def deleting(self) -> bool:
+        return self.status == DELETING
 
     def ce_arns_in_order(self) -> list[str]:
         return [o.compute_environment for o in sorted(self.compute_environment_order, key=lambda o: o.order)]

@@ -1,6 +1,8 @@
 """One scheduling cycle over an immutable snapshot. Pure.
 
-1. Queues in descending priority (ties: name), ENABLED only.
+1. Queues in descending priority (ties: name), except those being deleted. A DISABLED queue still runs the jobs it
+   holds: "If the job queue state is DISABLED, new jobs can't be added to the queue, but jobs already in the queue can
+   finish" (JobQueueDetail.state, https://docs.aws.amazon.com/batch/latest/APIReference/API_JobQueueDetail.html).
 2. Within a queue, RUNNABLE jobs in dispatch order (`order`): FIFO by submission; on a queue with a fair-share
    policy, the job of the share with the lowest weighted usage next (domain/fairshare.py).
 3. For each job, the queue's compute environments in ascending `order`; the first ENABLED and VALID one that can
@@ -9,7 +11,8 @@
    more vCPUs than any of them has (COMPUTE_ENVIRONMENT_MAX_RESOURCE), or a memory size none of them can give
    (JOB_RESOURCE_REQUIREMENT, see `requirement_problem`). A job that could run but not now waits, with a CAPACITY
    reason, and blocks the rest of its queue (no backfill); the cycle goes on with the next queue. A queue with no
-   usable compute environment gives its head the ACTION_REQUIRED reason.
+   usable compute environment gives its head an ACTION_REQUIRED reason: AWS's for invalid ones, batchplane's own
+   (NO_ENABLED_CE) when they are valid but DISABLED.
 5. Every job the cycle looked at and could not place has a reason; only a changed one is reported (`blocked`),
    so a waiting job is written once, not once per cycle.
 6. jobStateTimeLimitActions (spec §5.6): a job so reported whose reason has matched an action's reason for
@@ -35,6 +38,12 @@ RESOURCE_REQUIREMENT = (
     "can be met by the CE(s) attached to the job queue."
 )
 NO_VALID_CE = "ACTION_REQUIRED - CE(s) associated with the job queue are invalid."
+# AWS documents no reason for a queue whose compute environments are all DISABLED ("the Batch scheduler doesn't
+# attempt to place jobs within the environment", ComputeEnvironmentDetail.state); this one says what holds the job.
+NO_ENABLED_CE = (
+    "ACTION_REQUIRED - CE(s) associated with the job queue are DISABLED: enable one (UpdateComputeEnvironment) for "
+    "the job to run."
+)
 NO_CE = "MISCONFIGURATION:JOB_QUEUE_NO_COMPUTE_ENVIRONMENT - the job queue has no compute environment."
 # batchplane's own codes in AWS's shape. They deliberately match no jobStateTimeLimitActions reason: waiting for a
 # busy compute environment is normal queueing, and AWS's CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY means EC2 could not
@@ -59,6 +68,7 @@ class CapacityView:
     used_vcpus: float
     schedulable: bool
     resource_type: str | None = None  # EC2 | SPOT | FARGATE | FARGATE_SPOT; None: unmanaged (no memory rules)
+    valid: bool = True  # status VALID (schedulable also needs state ENABLED)
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,7 @@ class TimeLimitAction:
 class QueueView:
     name: str
     priority: int
-    enabled: bool
+    enabled: bool  # dispatches: not being deleted (a DISABLED queue still runs the jobs it holds)
     compute_environments: tuple[str, ...]  # CE names in order
     fairshare: ShareState | None = None  # None: a FIFO queue
     time_limit_actions: tuple[TimeLimitAction, ...] = ()
@@ -201,7 +211,7 @@ def plan(
             queue_used = sum(queue.fairshare.running.values())
         while (job := taking.peek()) is not None:
             if not usable:
-                waits(queue, job, NO_VALID_CE if ces else NO_CE)
+                waits(queue, job, NO_CE if not ces else NO_ENABLED_CE if any(c.valid for c in ces) else NO_VALID_CE)
                 break
             big_enough = [c for c in usable if job.vcpus <= c.max_vcpus]
             problems = [requirement_problem(job, c) for c in big_enough]

@@ -85,6 +85,23 @@ def test_describe_says_why_a_runnable_job_is_not_running_and_what_a_pending_one_
     assert "Depends on" in out and stuck in out
 
 
+def test_describe_says_a_cancel_is_pending_until_the_dependencies_complete(batch: Client, cli: Cli) -> None:
+    # GIVEN a job PENDING on one that cannot run yet (its CE is DISABLED), then cancelled
+    queue, ce = setup_queue(batch)
+    batch.update_compute_environment(computeEnvironment=ce, state="DISABLED")
+    jd = register(batch, "quick", ["true"])
+    first = submit(batch, queue, jd, "first")
+    second = submit(batch, queue, jd, "second", dependsOn=[{"jobId": first}])
+    wait_status(batch, [second], "PENDING")
+    batch.cancel_job(jobId=second, reason="changed my mind")
+
+    # WHEN it is described THEN the pending cancel and its reason are shown, beside what it waits for
+    code, out, _ = cli("describe", second)
+    assert code == 0
+    assert "PENDING" in out and "Cancel" in out and "pending: fails with reason 'changed my mind'" in out
+    assert "waiting for first" in out
+
+
 def test_describe_shows_every_attempt(batch: Client, cli: Cli) -> None:
     queue, _ = setup_queue(batch)
     jd = register(batch, "flaky", sh('echo "attempt $AWS_BATCH_JOB_ATTEMPT"; [ "$AWS_BATCH_JOB_ATTEMPT" = 2 ]'))

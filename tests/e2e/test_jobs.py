@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain.jobs import Attempt
+from chalicelib.domain.jobs import CANCEL_PENDING, Attempt
 from chalicelib.runtime.local import LocalRuntime
 from chalicelib.store.jobs import JobRepository
 from chalicelib.store.sqlite import SqliteItemStore
@@ -345,8 +345,9 @@ def test_terminate_at_any_moment_of_placement_stops_the_job(batch: Client, state
 
 
 def test_terminate_after_cancel_stops_the_running_children_of_an_array(batch: Client, state_dir: Path) -> None:
-    """CancelJob on a parent fails the children that have not started and leaves running ones alone; a later
-    TerminateJob stops those, and the parent fails."""
+    """CancelJob on a parent reaches every child: a running one is left alone and a PENDING one (a SEQUENTIAL
+    array's next child) waits for its dependency, as AWS's CancelJob says; a later TerminateJob stops them all,
+    and the parent fails."""
     queue, _ = setup_queue(batch)
     jd = register(batch, "sleeper", ["sleep", "600"])
     parent = submit(batch, queue, jd, "seq", arrayProperties={"size": 3}, dependsOn=[{"type": "SEQUENTIAL"}])
@@ -355,7 +356,10 @@ def test_terminate_after_cancel_stops_the_running_children_of_an_array(batch: Cl
     pid = work_pid(state_dir, first)
     try:
         batch.cancel_job(jobId=parent, reason="cancelled")
-        wait_terminal(batch, [f"{parent}:1", f"{parent}:2"])
+        wait_until(
+            lambda: describe_one(batch, f"{parent}:2").get("statusReason") == CANCEL_PENDING + "cancelled",
+            "the cancel pending on the last child",
+        )
         assert describe_one(batch, first)["status"] == "RUNNING"
         assert describe_one(batch, parent)["status"] == "PENDING"
 

@@ -37,7 +37,7 @@ def test_dependents_of_children_that_will_never_exist_fail_when_the_array_is_can
     assert plane.job(child_id(b, 0)).pending == (child_id(a, 0),)
 
     # WHEN A is cancelled before creating its children
-    plane.call("CancelJob", jobId=a, reason="not needed")
+    plane.call("TerminateJob", jobId=a, reason="not needed")  # CancelJob would wait for `first` (AWS's rule)
 
     # THEN every child of B fails for its missing dependency, and so does B
     for i in range(SIZE):
@@ -52,7 +52,7 @@ def test_an_n_to_n_array_submitted_after_its_dependency_failed_does_not_wait(pla
     queue, jd = a_queue(plane)
     first = plane.submit(queue, jd, "first")
     a = plane.submit(queue, jd, "a", arrayProperties={"size": SIZE}, dependsOn=[{"jobId": first}])
-    plane.call("CancelJob", jobId=a, reason="not needed")
+    plane.call("TerminateJob", jobId=a, reason="not needed")  # CancelJob would wait for `first` (AWS's rule)
     assert plane.job(a).status == FAILED
 
     # WHEN array B is submitted N_TO_N on A

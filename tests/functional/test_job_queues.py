@@ -76,7 +76,6 @@ def test_queue_is_created_valid_with_ce_names_resolved_to_arns(batch: BatchClien
         pytest.param(["fargate", "fargate-spot", "fargate-2"], id="3-fargate"),
         pytest.param(["ec2", "spot"], id="ec2-and-spot"),
         pytest.param(["ec2", "unmanaged"], id="ec2-and-unmanaged"),
-        pytest.param([], id="no-ces"),
     ],
 )
 def test_queue_accepts_up_to_three_ces_of_one_kind(batch: BatchClient, ces: dict[str, str], members: list[str]) -> None:
@@ -131,7 +130,9 @@ def test_describe_rejects_other_arns_and_more_than_100_names(batch: BatchClient)
 
 
 def _create(batch: BatchClient, **request: Any) -> Any:
-    return batch.create_job_queue(**{"jobQueueName": "new", "priority": 1, **request})
+    return batch.create_job_queue(
+        **{"jobQueueName": "new", "priority": 1, "computeEnvironmentOrder": ce_order(["fargate"]), **request}
+    )
 
 
 INVALID_CREATES = [
@@ -139,6 +140,8 @@ INVALID_CREATES = [
     pytest.param({"jobQueueName": "q" * 129}, "jobQueueName", id="name-129"),
     pytest.param({"jobQueueName": "existing"}, "already exists", id="duplicate-name"),
     pytest.param({"priority": -1}, "priority", id="negative-priority"),
+    # AWS CreateJobQueue: "you associate one or more compute environments to the queue"
+    pytest.param({"computeEnvironmentOrder": []}, "computeEnvironmentOrder: a job queue needs one", id="no-ces"),
     pytest.param(
         {"computeEnvironmentOrder": ce_order(["fargate", "fargate-spot", "fargate-2", "fargate-3"])},
         "computeEnvironmentOrder",

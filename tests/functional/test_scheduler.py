@@ -28,7 +28,7 @@ from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import ACTIVE, FAILED, RUNNABLE, STARTING, Job
 from chalicelib.domain.scheduling import (
     MAX_RESOURCE,
-    NO_VALID_CE,
+    NO_ENABLED_CE,
     WAITING_FOR_CAPACITY,
 )
 from chalicelib.store.repository import Repository
@@ -269,27 +269,25 @@ def test_a_queue_whose_ces_are_disabled_holds_its_head_with_action_required(plan
     job = plane.submit("q")
 
     plane.dispatcher.cycle()
-    assert plane.job(job).status_reason == NO_VALID_CE
+    assert plane.job(job).status_reason == NO_ENABLED_CE  # VALID but DISABLED: not "invalid"
 
     plane.set_ce_state("ce", "ENABLED")
     plane.dispatcher.cycle()
     assert plane.job(job).status == STARTING
 
 
-def test_a_disabled_queue_holds_its_jobs_without_reasons(plane: Plane) -> None:
-    plane.ce("ce", 2)
+def test_a_disabled_queue_still_runs_the_jobs_it_holds(plane: Plane) -> None:
+    # AWS JobQueueDetail.state: "new jobs can't be added to the queue, but jobs already in the queue can finish"
+    plane.ce("ce", 1)
     plane.queue("q", "ce")
     plane.jd()
-    job = plane.submit("q")
+    first, second = plane.submit("q"), plane.submit("q")
     resources.update_job_queue(plane.svc, {"jobQueue": "q", "state": "DISABLED"})
 
     plane.dispatcher.cycle()
-    assert plane.job(job).status == RUNNABLE
-    assert plane.job(job).status_reason is None
-
-    resources.update_job_queue(plane.svc, {"jobQueue": "q", "state": "ENABLED"})
-    plane.dispatcher.cycle()
-    assert plane.job(job).status == STARTING
+    assert plane.job(first).status == STARTING
+    # the second waits for room, with a true reason
+    assert (plane.job(second).status, plane.job(second).status_reason) == (RUNNABLE, WAITING_FOR_CAPACITY)
 
 
 # -- jobStateTimeLimitActions ----------------------------------------------------------------------------------

@@ -182,8 +182,10 @@ def a_queue(name: str = "high", *ces: str, priority: int = 1, enabled: bool = Tr
     return QueueView(name=name, priority=priority, enabled=enabled, compute_environments=ces or ("spot",))
 
 
-def a_ce(name: str = "spot", max_vcpus: float = 4, used: float = 0, *, schedulable: bool = True) -> CapacityView:
-    return CapacityView(name=name, max_vcpus=max_vcpus, used_vcpus=used, schedulable=schedulable)
+def a_ce(
+    name: str = "spot", max_vcpus: float = 4, used: float = 0, *, schedulable: bool = True, valid: bool = True
+) -> CapacityView:
+    return CapacityView(name=name, max_vcpus=max_vcpus, used_vcpus=used, schedulable=schedulable, valid=valid)
 
 
 def capacity(*ces: CapacityView) -> dict[str, CapacityView]:

@@ -309,11 +309,16 @@ def test_the_dependency_limit_comes_from_limits() -> None:
 
 
 @pytest.mark.parametrize("kind", ["N_TO_N", "SEQUENTIAL"])
-def test_array_dependency_types_need_an_array_job(kind: str) -> None:
-    dep = {"type": kind} if kind == "SEQUENTIAL" else {"type": kind, "jobId": "job-a"}
-
-    message = rejects(a_submit_request(dependsOn=[{"jobId": "job-0"}, dep]), "dependsOn[1].type")
+def test_array_dependency_types_without_a_job_id_need_an_array_job(kind: str) -> None:
+    message = rejects(a_submit_request(dependsOn=[{"jobId": "job-0"}, {"type": kind}]), "dependsOn[1].type")
     assert kind in message
+
+
+@pytest.mark.parametrize("kind", ["N_TO_N", "SEQUENTIAL"])
+def test_a_non_array_job_may_give_a_type_with_a_job_id(kind: str) -> None:
+    # GIVEN what public pipeline code submits to AWS: a plain job with {"jobId": X, "type": "SEQUENTIAL"}
+    # THEN it is valid (it waits for the whole job X)
+    validate_submit(a_submit_request(dependsOn=[{"jobId": "job-0", "type": kind}]), LIMITS)
 
 
 def test_sequential_is_given_without_a_job_id() -> None:

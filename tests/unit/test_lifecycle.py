@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from chalicelib.domain.jobs import (
     ACTIVE,
+    CANCEL_PENDING,
     DEPENDENCY_FAILED,
     ESSENTIAL_EXITED,
     FAILED,
@@ -635,6 +636,36 @@ def test_cancel_before_starting_fails_the_job(status: str) -> None:
     assert cancelled.status_reason == REASON
     assert cancelled.stopped_at == LATER
     assert outcome.effects == FAILED_EFFECTS
+
+
+def test_cancel_of_a_job_pending_on_dependencies_waits_for_them() -> None:
+    # GIVEN a PENDING job with two dependencies not done
+    job = a_job(status=PENDING, pending=("dep-a", "dep-b"))
+
+    # WHEN it is cancelled THEN it stays PENDING, with the request recorded and said in its reason, and no effect
+    outcome = transition(job, Cancel(REASON), LATER)
+    requested = changed(outcome)
+    assert (requested.status, requested.cancel_reason, requested.is_cancelled) == (PENDING, REASON, False)
+    assert requested.status_reason == CANCEL_PENDING + REASON
+    assert outcome.effects == ()
+    # ... a second cancel changes nothing
+    assert transition(requested, Cancel("other"), LATER) == UNCHANGED
+
+    # WHEN one dependency succeeds THEN it still waits; WHEN the other does THEN it fails with the cancel's reason
+    waiting = apply(requested, DependencySucceeded("dep-a"))
+    assert (waiting.status, waiting.pending) == (PENDING, ("dep-b",))
+    outcome = transition(waiting, DependencySucceeded("dep-b"), LATER)
+    done = changed(outcome)
+    assert (done.status, done.status_reason, done.is_cancelled) == (FAILED, REASON, True)
+    assert outcome.effects == FAILED_EFFECTS
+
+
+def test_a_pending_cancel_yields_to_a_failed_dependency() -> None:
+    requested = apply(a_job(status=PENDING, pending=("dep-a",)), Cancel(REASON))
+
+    failed = apply(requested, DependencyFailed("dep-a"))
+
+    assert (failed.status, failed.status_reason) == (FAILED, f"{DEPENDENCY_FAILED}: dep-a")
 
 
 @pytest.mark.parametrize("status", ACTIVE)

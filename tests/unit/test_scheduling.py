@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from chalicelib.domain.scheduling import (
     MAX_RESOURCE,
     NO_CE,
+    NO_ENABLED_CE,
     NO_VALID_CE,
     RESOURCE_REQUIREMENT,
     WAITING_FOR_CAPACITY,
@@ -136,12 +137,22 @@ def test_an_unschedulable_ce_is_skipped() -> None:
     assert placed(result) == [("job-0", "ondemand")]
 
 
-def test_a_queue_whose_ces_are_all_unschedulable_reports_the_head_as_blocked() -> None:
-    ces = capacity(a_ce("spot", schedulable=False))
+def test_a_queue_whose_ces_are_all_invalid_reports_the_head_as_blocked() -> None:
+    ces = capacity(a_ce("spot", schedulable=False, valid=False))
 
     result = plan([a_queue("high", "spot")], ces, {"high": [a_runnable("job-0"), a_runnable("job-1")]})
 
     assert result == Plan((), (Blocked("job-0", NO_VALID_CE),))
+
+
+def test_a_queue_whose_ces_are_valid_but_disabled_says_so() -> None:
+    # GIVEN one INVALID and one VALID but DISABLED compute environment
+    ces = capacity(a_ce("bad", schedulable=False, valid=False), a_ce("off", schedulable=False))
+
+    result = plan([a_queue("high", "bad", "off")], ces, {"high": [a_runnable("job-0")]})
+
+    # THEN the head waits with the DISABLED reason, not the INVALID one
+    assert result == Plan((), (Blocked("job-0", NO_ENABLED_CE),))
 
 
 def test_a_queue_without_known_ces_reports_the_head_as_blocked() -> None:
@@ -150,8 +161,8 @@ def test_a_queue_without_known_ces_reports_the_head_as_blocked() -> None:
     assert result == Plan((), (Blocked("job-0", NO_CE),))
 
 
-def test_a_disabled_queue_places_nothing() -> None:
-    # GIVEN a DISABLED queue with runnable jobs and room on its CE
+def test_a_queue_being_deleted_places_nothing() -> None:
+    # GIVEN a queue being deleted with runnable jobs and room on its CE (a DISABLED queue still dispatches)
     queue = a_queue("high", "ce", enabled=False)
 
     result = plan([queue], capacity(a_ce("ce", max_vcpus=8)), {"high": [a_runnable("job-0", vcpus=100)]})
@@ -160,7 +171,7 @@ def test_a_disabled_queue_places_nothing() -> None:
     assert result == Plan((), ())
 
 
-def test_a_disabled_queue_leaves_the_room_to_the_next_queue() -> None:
+def test_a_queue_being_deleted_leaves_the_room_to_the_next_queue() -> None:
     queues = [a_queue("high", "ce", priority=10, enabled=False), a_queue("low", "ce", priority=1)]
     runnable = {"high": [a_runnable("high-0")], "low": [a_runnable("low-0")]}
 

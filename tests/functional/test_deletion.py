@@ -1,0 +1,259 @@
+"""Deleting job queues and compute environments (control/deletion.py, docs/adr/0021): through the API operations
+(the wire handlers) over a real SQLite store, tasks driven by hand (NullLauncher), the sweep called directly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.api import gateway
+from chalicelib.compute.port import NullLauncher
+from chalicelib.control import deletion
+from chalicelib.control.sweep import sweep
+from chalicelib.domain import lifecycle
+from chalicelib.domain.jobs import DEPENDENCY_FAILED, FAILED, PENDING, RUNNABLE, RUNNING, STARTING
+from chalicelib.domain.model import DELETING
+from chalicelib.store.sqlite import SqliteItemStore
+from tests.functional.plane import Plane
+
+QUEUE_GONE = deletion.queue_deleted_reason("q")
+
+
+class StopRecorder(NullLauncher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stops: list[tuple[str, int, str]] = []
+
+    def stop(self, job_id: str, attempt: int, reason: str) -> None:
+        self.stops.append((job_id, attempt, reason))
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[Plane]:
+    store = SqliteItemStore(str(tmp_path / "state.db"))
+    try:
+        yield Plane(store, StopRecorder())
+    finally:
+        store.close()
+
+
+def stops(plane: Plane) -> list[tuple[str, int, str]]:
+    assert isinstance(plane.launcher, StopRecorder)
+    return plane.launcher.stops
+
+
+def error_of(plane: Plane, operation: str, **body: Any) -> str:
+    status, _, text = gateway.handle(plane.svc, "POST", f"/v1/{operation.lower()}", {}, json.dumps(body))
+    assert status == 400, (status, text)
+    return str(json.loads(text)["message"])
+
+
+def setup(plane: Plane, *, max_vcpus: int = 1) -> tuple[str, str, str]:
+    ce = plane.fargate_ce("ce", "subnet-1", "sg-1", spot=False, max_vcpus=max_vcpus)
+    return ce, plane.queue("q", ce), plane.job_definition("work")
+
+
+def queue_status(plane: Plane, name: str = "q") -> str | None:
+    found = plane.call("DescribeJobQueues", jobQueues=[name])["jobQueues"]
+    return str(found[0]["status"]) if found else None
+
+
+def delete_queue(plane: Plane, name: str = "q") -> None:
+    plane.call("UpdateJobQueue", jobQueue=name, state="DISABLED")
+    plane.call("DeleteJobQueue", jobQueue=name)
+
+
+def run(plane: Plane, job_id: str) -> None:
+    plane.reactor.apply(job_id, lifecycle.TaskStarted(1))
+    assert plane.job(job_id).status == RUNNING
+
+
+# -- job queues ------------------------------------------------------------------------------------------------
+
+
+def test_deleting_a_queue_terminates_its_waiting_jobs_and_frees_the_name(plane: Plane) -> None:
+    # GIVEN a queue with a RUNNABLE job (no room: the CE holds one vCPU, taken), a PENDING one, and a dependent of it
+    # in another queue
+    ce, _, jd = setup(plane)
+    plane.queue("other", ce)
+    busy = plane.submit("q", jd, "busy")
+    plane.dispatch()
+    waiting = plane.submit("q", jd, "waiting")
+    pending = plane.submit("q", jd, "pending", dependsOn=[{"jobId": waiting}])
+    elsewhere = plane.submit("other", jd, "elsewhere", dependsOn=[{"jobId": pending}])
+    run(plane, busy)
+
+    # WHEN the queue is disabled and deleted
+    delete_queue(plane)
+
+    # THEN its waiting jobs fail at once with the reason, and so does the dependent in the other queue
+    assert {j: plane.job(j).status_reason for j in (waiting, pending)} == dict.fromkeys((waiting, pending), QUEUE_GONE)
+    assert plane.job(elsewhere).status == FAILED
+    assert plane.job(elsewhere).status_reason == f"{DEPENDENCY_FAILED}: {pending}"
+    # ... the running one is asked to stop; the queue is DELETING until it has stopped, and its name is taken
+    assert stops(plane) == [(busy, 1, QUEUE_GONE)]
+    assert queue_status(plane) == DELETING
+    assert "being deleted" in error_of(
+        plane,
+        "CreateJobQueue",
+        jobQueueName="q",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+    )
+    assert "being deleted" in error_of(plane, "UpdateJobQueue", jobQueue="q", state="ENABLED")
+    assert "being deleted" in error_of(plane, "SubmitJob", jobName="late", jobQueue="q", jobDefinition=jd)
+    # ... ListJobs still reaches its jobs meanwhile
+    listed = plane.call("ListJobs", jobQueue="q", jobStatus="FAILED")["jobSummaryList"]
+    assert {j["jobId"] for j in listed} == {waiting, pending}
+
+    # WHEN the running job's stop is reported and the sweep runs
+    plane.reactor.apply(busy, lifecycle.TaskStopped(1, 143))
+    assert (plane.job(busy).status, plane.job(busy).status_reason) == (FAILED, QUEUE_GONE)
+    report = sweep(plane.svc, plane.reactor, plane.clock.now_ms())
+
+    # THEN the queue is gone, and a new queue of that name starts empty and runs only its own jobs
+    assert report.deleted == ["q"]
+    assert queue_status(plane) is None
+    plane.queue("q", ce)
+    fresh = plane.submit("q", jd, "fresh")
+    assert plane.dispatch() == 1
+    assert plane.job(fresh).status == STARTING
+    assert all(plane.job(j).status == FAILED for j in (busy, waiting, pending))
+
+
+def test_a_crash_after_the_marker_is_finished_by_the_sweep_in_passes(
+    plane: Plane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a queue of 7 waiting jobs (the CE is disabled), marked DELETING by a delete that crashed before
+    # terminating anything; a pass terminates at most 3 jobs
+    ce, _, jd = setup(plane)
+    plane.call("UpdateComputeEnvironment", computeEnvironment=ce, state="DISABLED")
+    jobs = [plane.submit("q", jd, f"j{i}") for i in range(7)]
+    jq = plane.svc.repo.get_jq("q")
+    assert jq is not None
+    plane.svc.repo.save_jq(dataclasses.replace(jq, state="DISABLED", status=DELETING))
+    monkeypatch.setattr(deletion, "DRAIN_PASS", 3)
+
+    # WHEN sweeps run
+    first = sweep(plane.svc, plane.reactor, plane.clock.now_ms())
+    assert sum(plane.job(j).status == FAILED for j in jobs) == 3
+    assert first.deleted == [] and queue_status(plane) == DELETING
+    sweep(plane.svc, plane.reactor, plane.clock.now_ms())
+    last = sweep(plane.svc, plane.reactor, plane.clock.now_ms())
+
+    # THEN every job was terminated once, with the reason, and the queue is gone
+    assert [plane.job(j).status_reason for j in jobs] == [QUEUE_GONE] * 7
+    assert last.deleted == ["q"] and queue_status(plane) is None
+
+
+def test_a_big_queue_is_drained_by_the_request_then_the_sweeps(plane: Plane, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN 7 waiting jobs; the Delete request terminates at most 2, a sweep pass at most 3
+    ce, _, jd = setup(plane)
+    plane.call("UpdateComputeEnvironment", computeEnvironment=ce, state="DISABLED")
+    jobs = [plane.submit("q", jd, f"j{i}") for i in range(7)]
+    monkeypatch.setattr(deletion, "INLINE_PASS", 2)
+    monkeypatch.setattr(deletion, "DRAIN_PASS", 3)
+
+    def failed() -> int:
+        return sum(plane.job(j).status == FAILED for j in jobs)
+
+    # WHEN the queue is deleted THEN the request terminated 2, and the queue is DELETING
+    delete_queue(plane)
+    assert (failed(), queue_status(plane)) == (2, DELETING)
+    # WHEN sweeps run THEN they finish the job, and the queue is gone
+    sweep(plane.svc, plane.reactor, plane.clock.now_ms())
+    assert (failed(), queue_status(plane)) == (5, DELETING)
+    assert sweep(plane.svc, plane.reactor, plane.clock.now_ms()).deleted == ["q"]
+    assert failed() == 7 and queue_status(plane) is None
+
+
+def test_a_queue_being_deleted_dispatches_nothing(plane: Plane) -> None:
+    # GIVEN a DELETING queue with a RUNNABLE job left (the deletion was interrupted before the drain)
+    _, _, jd = setup(plane, max_vcpus=4)
+    job = plane.submit("q", jd)
+    jq = plane.svc.repo.get_jq("q")
+    assert jq is not None
+    plane.svc.repo.save_jq(dataclasses.replace(jq, state="DISABLED", status=DELETING))
+    # WHEN the dispatcher runs THEN the job is not placed
+    assert plane.dispatch() == 0
+    assert plane.job(job).status == RUNNABLE
+
+
+def test_an_array_in_a_deleted_queue_is_terminated_with_its_children(plane: Plane) -> None:
+    _, _, jd = setup(plane)
+    plane.call("UpdateComputeEnvironment", computeEnvironment="ce", state="DISABLED")
+    parent = plane.submit("q", jd, "array", arrayProperties={"size": 3})
+
+    delete_queue(plane)
+    sweep(plane.svc, plane.reactor, plane.clock.now_ms())
+
+    assert plane.job(parent).status == FAILED
+    assert {plane.job(f"{parent}:{i}").status for i in range(3)} == {FAILED}
+    assert queue_status(plane) is None
+
+
+# -- compute environments --------------------------------------------------------------------------------------
+
+
+def test_deleting_a_compute_environment_terminates_the_jobs_still_running_on_it(plane: Plane) -> None:
+    # GIVEN a job running on a CE that was then disabled and detached from its queue (moved to another CE)
+    ce, _, jd = setup(plane)
+    spare = plane.fargate_ce("spare", "subnet-1", "sg-1", spot=False)
+    job = plane.submit("q", jd)
+    plane.dispatch()
+    run(plane, job)
+    plane.call("UpdateComputeEnvironment", computeEnvironment="ce", state="DISABLED")
+    plane.call("UpdateJobQueue", jobQueue="q", computeEnvironmentOrder=[{"order": 1, "computeEnvironment": spare}])
+
+    # WHEN the CE is deleted
+    plane.call("DeleteComputeEnvironment", computeEnvironment=ce)
+
+    # THEN it is DELETING, its job is asked to stop, and it cannot be updated nor its name reused meanwhile
+    reason = deletion.ce_deleted_reason("ce")
+    found = plane.call("DescribeComputeEnvironments", computeEnvironments=["ce"])["computeEnvironments"]
+    assert found[0]["status"] == DELETING
+    assert stops(plane) == [(job, 1, reason)]
+    assert "being deleted" in error_of(plane, "UpdateComputeEnvironment", computeEnvironment="ce", state="ENABLED")
+    # WHEN the stop is reported and the sweep runs THEN the job failed with the reason and the CE is gone
+    plane.reactor.apply(job, lifecycle.TaskStopped(1, 143))
+    assert (plane.job(job).status, plane.job(job).status_reason) == (FAILED, reason)
+    assert sweep(plane.svc, plane.reactor, plane.clock.now_ms()).deleted == ["ce"]
+    assert plane.call("DescribeComputeEnvironments", computeEnvironments=["ce"])["computeEnvironments"] == []
+
+
+def test_a_compute_environment_of_a_queue_being_deleted_can_be_deleted(plane: Plane) -> None:
+    # GIVEN a queue being deleted (a job still running) that still names the CE
+    ce, _, jd = setup(plane)
+    job = plane.submit("q", jd)
+    plane.dispatch()
+    run(plane, job)
+    delete_queue(plane)
+    plane.call("UpdateComputeEnvironment", computeEnvironment=ce, state="DISABLED")
+    # WHEN the CE is deleted THEN that queue does not hold it back
+    plane.call("DeleteComputeEnvironment", computeEnvironment=ce)
+    plane.reactor.apply(job, lifecycle.TaskStopped(1, 143))
+    assert sorted(sweep(plane.svc, plane.reactor, plane.clock.now_ms()).deleted) == ["ce", "q"]
+
+
+# -- pending cancel, the control side --------------------------------------------------------------------------
+
+
+def test_a_cancelled_pending_job_fails_once_its_dependency_completed_without_running(plane: Plane) -> None:
+    _, _, jd = setup(plane)
+    first = plane.submit("q", jd, "first")
+    second = plane.submit("q", jd, "second", dependsOn=[{"jobId": first}])
+    plane.call("CancelJob", jobId=second, reason="not needed")
+    assert plane.job(second).status == PENDING
+
+    plane.dispatch()
+    run(plane, first)
+    plane.reactor.apply(first, lifecycle.TaskStopped(1, 0))
+
+    after = plane.describe_one(second)
+    assert (after["status"], after["statusReason"], after["attempts"]) == (FAILED, "not needed", [])
+    assert plane.dispatch() == 0

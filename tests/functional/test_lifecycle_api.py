@@ -1,0 +1,170 @@
+"""Lifecycle corners where batchplane now does what AWS Batch does (issue 12, items 1, 2, 3, 14, 15, 18), through a
+stock boto3 `batch` client against the local runtime. Jobs are kept from running by a DISABLED compute environment,
+so nothing here depends on a process; every wait is bounded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from chalicelib.control import deletion
+from chalicelib.domain.jobs import CANCEL_PENDING, DEPENDENCY_FAILED
+from chalicelib.domain.scheduling import NO_ENABLED_CE
+from tests.functional.builders import (
+    BatchClient,
+    describe_queue,
+    disable_ce,
+    disable_queue,
+    make_ec2_ce,
+    make_jd,
+    make_queue,
+)
+
+WAIT_S = 10.0
+
+
+def wait_for(check: Callable[[], Any], what: str) -> Any:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def job(batch: BatchClient, job_id: str) -> dict[str, Any]:
+    return dict(batch.describe_jobs(jobs=[job_id])["jobs"][0])
+
+
+def status(batch: BatchClient, job_id: str, wanted: str) -> dict[str, Any]:
+    return dict(wait_for(lambda: (j := job(batch, job_id))["status"] == wanted and j, f"{job_id} {wanted}"))
+
+
+@pytest.fixture
+def held(batch: BatchClient) -> str:
+    """A queue whose only compute environment is DISABLED: its jobs stay RUNNABLE."""
+    ce = make_ec2_ce(batch, "ce")
+    disable_ce(batch, ce)
+    make_jd(batch, "jd")
+    return make_queue(batch, "q", [ce])
+
+
+def submit(batch: BatchClient, name: str, queue: str = "q", **kwargs: Any) -> str:
+    return str(batch.submit_job(jobName=name, jobQueue=queue, jobDefinition="jd", **kwargs)["jobId"])
+
+
+# -- item 15: an unknown jobId ---------------------------------------------------------------------------------
+
+
+def test_cancel_and_terminate_of_an_unknown_job_answer_200_as_aws_does(batch: BatchClient) -> None:
+    # AWS answers 200 {} (the wire log in aws/aws-cli#2551)
+    for call in (batch.cancel_job, batch.terminate_job):
+        resp = call(jobId="no-such-job", reason="r")
+        assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert {k: v for k, v in resp.items() if k != "ResponseMetadata"} == {}
+        with pytest.raises(batch.exceptions.ClientException) as raised:
+            call(jobId="", reason="r")
+        assert "jobId" in raised.value.response["Error"]["Message"]
+    # ... and the batch forms count an unknown id as done
+    for many in (batch.cancel_jobs, batch.terminate_jobs):
+        resp = many(jobs=["no-such-job"], reason="r")
+        assert (resp["successful"], resp["errors"]) == (["no-such-job"], [])
+
+
+# -- item 18: a typed dependency of a non-array job ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["SEQUENTIAL", "N_TO_N"])
+def test_a_typed_dependency_of_a_plain_job_waits_for_that_job(batch: BatchClient, held: str, kind: str) -> None:
+    first = submit(batch, "first")
+    second = submit(batch, "second", dependsOn=[{"jobId": first, "type": kind}])
+
+    assert status(batch, second, "PENDING")["dependsOn"] == [{"jobId": first, "type": kind}]
+    batch.terminate_job(jobId=first, reason="stop")
+    assert status(batch, second, "FAILED")["statusReason"] == f"{DEPENDENCY_FAILED}: {first}"
+
+
+# -- item 3: CancelJob of a PENDING job ------------------------------------------------------------------------
+
+
+def test_cancel_of_a_pending_job_waits_for_its_dependencies_and_says_so(batch: BatchClient, held: str) -> None:
+    # GIVEN a job PENDING on a RUNNABLE one
+    first = submit(batch, "first")
+    second = submit(batch, "second", dependsOn=[{"jobId": first}])
+    status(batch, second, "PENDING")
+
+    # WHEN it is cancelled THEN it stays PENDING ("A PENDING job is canceled after all dependency jobs are
+    # completed"), and DescribeJobs says the cancel is pending
+    batch.cancel_job(jobId=second, reason="not needed")
+    pending = job(batch, second)
+    assert (pending["status"], pending["statusReason"]) == ("PENDING", CANCEL_PENDING + "not needed")
+    # ... asked again, nothing changes
+    batch.cancel_job(jobId=second, reason="again")
+    assert job(batch, second)["statusReason"] == CANCEL_PENDING + "not needed"
+
+    # WHEN its dependency fails THEN it fails at once, as it would without the cancel
+    batch.terminate_job(jobId=first, reason="stop")
+    assert status(batch, second, "FAILED")["statusReason"] == f"{DEPENDENCY_FAILED}: {first}"
+
+
+def test_terminate_of_a_pending_job_fails_it_at_once(batch: BatchClient, held: str) -> None:
+    first = submit(batch, "first")
+    second = submit(batch, "second", dependsOn=[{"jobId": first}])
+    status(batch, second, "PENDING")
+
+    batch.terminate_job(jobId=second, reason="now")
+
+    assert (job(batch, second)["status"], job(batch, second)["statusReason"]) == ("FAILED", "now")
+
+
+# -- item 2: DISABLED queues and compute environments ----------------------------------------------------------
+
+
+def test_a_job_on_disabled_compute_environments_says_they_are_disabled(batch: BatchClient, held: str) -> None:
+    waiting = submit(batch, "waiting")
+    reason = wait_for(lambda: job(batch, waiting).get("statusReason"), "a reason")
+    assert reason == NO_ENABLED_CE
+    assert "invalid" not in reason
+
+
+def test_a_disabled_queue_still_runs_the_jobs_it_holds(batch: BatchClient, held: str) -> None:
+    # GIVEN a RUNNABLE job in a queue that is then DISABLED
+    waiting = submit(batch, "waiting")
+    disable_queue(batch, "q")
+    with pytest.raises(batch.exceptions.ClientException):
+        submit(batch, "late")
+    # WHEN its compute environment is enabled THEN the job is placed (jobs already in the queue can finish)
+    batch.update_compute_environment(computeEnvironment="ce", state="ENABLED")
+    wait_for(lambda: job(batch, waiting)["status"] != "RUNNABLE", "the job placed")
+
+
+# -- item 1: DeleteJobQueue ------------------------------------------------------------------------------------
+
+
+def test_deleting_a_queue_terminates_its_jobs_and_frees_the_name(batch: BatchClient, held: str) -> None:
+    waiting = submit(batch, "waiting")
+    pending = submit(batch, "pending", dependsOn=[{"jobId": waiting}])
+    status(batch, pending, "PENDING")
+    disable_queue(batch, "q")
+
+    batch.delete_job_queue(jobQueue="q")
+
+    reason = deletion.queue_deleted_reason("q")
+    for job_id in (waiting, pending):
+        assert (job(batch, job_id)["status"], job(batch, job_id)["statusReason"]) == ("FAILED", reason)
+    assert describe_queue(batch, "q") is None  # nothing was running: gone at once
+    make_queue(batch, "q", ["ce"])
+    assert batch.list_jobs(jobQueue="q", jobStatus="RUNNABLE")["jobSummaryList"] == []
+
+
+# -- item 14: a queue without compute environments -------------------------------------------------------------
+
+
+def test_a_queue_needs_a_compute_environment(batch: BatchClient) -> None:
+    with pytest.raises(batch.exceptions.ClientException) as raised:
+        batch.create_job_queue(jobQueueName="empty", priority=1, computeEnvironmentOrder=[])
+    assert "computeEnvironmentOrder" in raised.value.response["Error"]["Message"]
+    assert batch.describe_job_queues(jobQueues=["empty"])["jobQueues"] == []
