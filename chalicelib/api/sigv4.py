@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -272,10 +272,11 @@ def _expected(
 
 
 def _query_pair(piece: str) -> tuple[str, str]:
-    # Decoded without turning '+' into a space: botocore never sends '+' unencoded (it percent-encodes with
-    # quote), and JavaScript signers (aws4fetch) keep a literal '+' as '+', which SigV4Auth then encodes as %2B.
+    # '+' is a space, as in a form-encoded query: botocore never sends a bare '+' (it percent-encodes with quote),
+    # and JavaScript signers (aws4fetch) read the query through URLSearchParams, which decodes '+' as a space, then
+    # sign it as %20 (as SigV4Auth re-encodes it here).
     name, _, value = piece.partition("=")
-    return unquote(name), unquote(value)
+    return unquote_plus(name), unquote_plus(value)
 
 
 def refusal_body(refusal: Refusal) -> dict[str, Any]:

@@ -127,6 +127,13 @@ def test_the_tags_path_and_repeated_query_parameters_are_canonicalized_as_botoco
     assert isinstance(check(sent), Principal)
 
 
+def test_a_plus_in_the_query_is_a_space_as_browsers_signers_read_it(clock: list[dt.datetime]) -> None:
+    # aws4fetch (the console's signer) reads the query with URLSearchParams ('+' is a space) and signs it as %20.
+    sent = sign(method="DELETE", url="http://127.0.0.1:8000/v1/tags/arn?tagKeys=cost%20center", body=b"")
+    sent.target = "/v1/tags/arn?tagKeys=cost+center"
+    assert isinstance(check(sent), Principal)
+
+
 def test_an_unknown_key_id_is_unrecognized(clock: list[dt.datetime]) -> None:
     result = refused(check(sign("AKIDMALLORY", "whatever")), UNRECOGNIZED)
     assert result.message == "The security token included in the request is invalid."
