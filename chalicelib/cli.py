@@ -62,7 +62,7 @@ def _up(args: argparse.Namespace) -> int:
     print(f"batchplane is up: the AWS Batch API at {endpoint} (state in {args.state_dir})", flush=True)
     if runtime.server.gate is not None:
         keys = len(runtime.server.gate.verifier)
-        print(f"  only requests signed with one of the {keys} keys in {auth} are answered", flush=True)
+        print(f"  only requests signed with a key from {auth} are answered ({keys} keys)", flush=True)
     print(f"  try: aws batch describe-job-queues --endpoint-url {endpoint} --region {args.region}", flush=True)
     print("  stop with Ctrl-C", flush=True)
     # Short slices: the main thread must come back to the interpreter for the signal handler to run promptly.

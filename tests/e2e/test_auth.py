@@ -12,6 +12,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -314,6 +315,51 @@ def test_the_aws_cli_with_a_profile_is_answered_and_a_wrong_profile_refused(
     assert refused.returncode != 0
     assert "(UnrecognizedClientException)" in refused.stderr
     assert "The security token included in the request is invalid." in refused.stderr
+
+
+# -- the web console's signer ---------------------------------------------------------------------------------
+
+AWS4FETCH = Path(__file__).resolve().parents[2] / "chalicelib/console_web/static/assets/vendor/aws4fetch.esm.mjs"
+CONSOLE_SIGNS = """
+import { AwsClient } from %(lib)s;
+const [ep, id, secret] = process.argv.slice(2);
+const batch = new AwsClient({ accessKeyId: id, secretAccessKey: secret, service: 'batch', region: 'us-east-1' });
+const logs = new AwsClient({ accessKeyId: id, secretAccessKey: secret, service: 'logs', region: 'us-east-1' });
+const out = [];
+let r = await batch.fetch(ep + '/v1/describejobqueues', { method: 'POST', body: '{}',
+  headers: { 'Content-Type': 'application/json' } });
+out.push([r.status, await r.json()]);
+r = await batch.fetch(ep + '/v1/tags/arn%%3Aaws%%3Abatch%%3Aus-east-1%%3A1%%3Ajob-queue%%2Fq?tagKeys=a+b&tagKeys=c',
+  { method: 'DELETE' });
+out.push([r.status, await r.json()]);
+r = await logs.fetch(ep + '/', { method: 'POST', body: '{}', headers: {
+  'Content-Type': 'application/x-amz-json-1.1', 'X-Amz-Target': 'Logs_20140328.DescribeLogGroups' } });
+out.push([r.status, await r.json()]);
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.mark.skipif(not AWS4FETCH.exists(), reason="the web console (and its vendored aws4fetch) is not in this tree")
+def test_the_consoles_browser_signer_is_accepted_and_a_wrong_secret_refused(
+    secured: LocalRuntime, tmp_path: Path
+) -> None:
+    node = shutil.which("node")
+    assert node, "node runs the console's signer (aws4fetch) as the browser would"
+    script = tmp_path / "console-signs.mjs"
+    script.write_text(CONSOLE_SIGNS % {"lib": json.dumps(AWS4FETCH.as_uri())})
+
+    def run(secret: str) -> list[tuple[int, dict[str, Any]]]:
+        done = subprocess.run(
+            [node, str(script), secured.endpoint, ALICE[0], secret], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return [(status, body) for status, body in json.loads(done.stdout)]
+
+    queues, untag, groups = run(ALICE[1])
+    assert queues[0] == 200 and queues[1]["jobQueues"] == []
+    assert untag[0] == 400 and untag[1]["__type"] == "ClientException"  # past the gate: the queue does not exist
+    assert groups[0] == 200 and groups[1]["logGroups"]
+    assert {status for status, _ in run("wrong-secret")} == {403}
 
 
 # -- batchplane up ---------------------------------------------------------------------------------------------
