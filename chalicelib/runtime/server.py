@@ -15,12 +15,26 @@ from chalice.app import Chalice
 from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, CustomLocalChalice, LocalChalice
 
+from chalicelib import console_web
+
 
 class _Handler(ChaliceRequestHandler):
     disable_nagle_algorithm = True  # TCP_NODELAY: see the module docstring
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request is noise; errors are logged by the API layer
+
+    def do_GET(self) -> None:  # the web console's files at /console/ (chalicelib/console_web); the rest is the API
+        if console_web.handles(self.path):
+            console_web.respond(self)
+        else:
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if console_web.handles(self.path):
+            console_web.respond(self, head_only=True)
+        else:
+            super().do_HEAD()
 
 
 class _Server(ThreadingHTTPServer):
