@@ -28,7 +28,7 @@ export async function queue(main, ctx) {
   main.append(h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('/console/queues', 'Queues'), ' / '),
     h('h1', {}, `Queue ${name}`),
     h('p', {}, 'Jobs: ', STATUSES.map((s) => [link(jobsHref({ queue: name, status: s }), s), ' '])),
-    info, section('Front of the queue (the order RUNNABLE jobs will start in)', front), section('Capacity in use', usage));
+    section('Details', info), section('Front of the queue (the order RUNNABLE jobs will start in)', front), section('Capacity in use', usage));
   ctx.every(3000, async () => {
     const [{ jobQueues }, snap] = await Promise.all([batch('DescribeJobQueues', { jobQueues: [name] }), batch('GetJobQueueSnapshot', { jobQueue: name })]);
     const q = jobQueues[0];

@@ -58,7 +58,9 @@ export async function mount(main, ctx) {
     const envs = source ? sc.environment || [] : [];
     env = rows('variable', envs.map((e) => [e.name, e.value]));
     replace(envBox, env.el);
-    command.value = (source ? sc.command : c.command || []).map((a) => a).join('\n');
+    // A clone keeps the source's command only where it differs from the definition's (an override).
+    const same = JSON.stringify(sc.command || []) === JSON.stringify(c.command || []);
+    command.value = source && sc.command && !same ? sc.command.join('\n') : '';
     command.placeholder = (c.command || []).join('\n');
     const req = Object.fromEntries(((source ? sc : c).resourceRequirements || []).map((r) => [r.type, r.value]));
     vcpus.value = req.VCPU || ''; memory.value = req.MEMORY || '';
