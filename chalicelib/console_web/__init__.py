@@ -38,7 +38,7 @@ def resolve(path: str) -> tuple[int, str, bytes, dict[str, str]]:
     if p == PREFIX:
         return 308, "text/plain; charset=utf-8", b"", {"Location": PREFIX + "/"}
     if p.startswith(ASSETS):
-        root = STATIC.resolve()
+        root = (STATIC / "assets").resolve()
         target = (STATIC / "assets" / p[len(ASSETS) :]).resolve()
         if root not in target.parents or not target.is_file():  # no escaping the package directory
             return 404, "text/plain; charset=utf-8", b"not found\n", {}

@@ -119,7 +119,8 @@ def test_submit_from_the_form(page: Any, runtime: Any, batch: Any, queue: str, s
     page.get_by_label("Job name").fill("bad name!")
     page.get_by_label("Job queue").select_option(queue)
     page.get_by_role("button", name="Submit job").click()
-    expect(page.locator("main").get_by_role("alert")).to_contain_text("ClientException: jobName")  # the API's own message
+    alert = page.locator("main").get_by_role("alert")
+    expect(alert).to_contain_text("ClientException: jobName")  # the API's own message
 
     page.get_by_label("Job name").fill("greeting")
     expect(page.get_by_label("parameter 1 value")).to_have_value("world")  # the definition's default

@@ -95,10 +95,14 @@ def test_sign_in_and_every_call_is_signed(page: Any, runtime: Any, batch: Any) -
 
 
 def test_a_refused_sign_in_says_why(page: Any, runtime: Any) -> None:
-    page.route("**/v1/describejobqueues", lambda route: route.fulfill(
-        status=403, content_type="application/json",
-        body='{"__type": "UnrecognizedClientException", "message": "The security token included in the request is invalid."}',
-    ))  # what a server started with --auth answers an unknown key (the refusal itself is that server's to test)
+    page.route(
+        "**/v1/describejobqueues",
+        lambda route: route.fulfill(
+            status=403,
+            content_type="application/json",
+            body='{"__type": "UnrecognizedClientException", "message": "The security token is invalid."}',
+        ),
+    )  # what a server started with --auth answers an unknown key (the refusal itself is that server's to test)
     page.goto(f"{runtime.endpoint}/console/login")
     page.get_by_label("Access key id").fill("AKIDUNKNOWN")
     page.get_by_label("Secret access key").fill("wrong")
