@@ -26,12 +26,22 @@ export async function mount(main, ctx) {
     const [jqs, ces] = await Promise.all([queues(), all('DescribeComputeEnvironments', {}, 'computeEnvironments')]);
     const rows = [];
     const failures = [];
+    const usedByCe = {}; // CE name -> [vCPUs, shared]: a queue's usage counts for its CE when it has only one
+    const attribute = (q, used) => {
+      const order = q.computeEnvironmentOrder || [];
+      for (const c of order) {
+        const ce = c.computeEnvironment.split('/').pop();
+        const [n, shared] = usedByCe[ce] || [0, false];
+        usedByCe[ce] = order.length === 1 ? [n + used, shared] : [n, shared || used > 0];
+      }
+    };
     await Promise.all(jqs.map(async (q) => {
       const [counts, snapshot] = await Promise.all([
         Promise.all(STATUSES.map((s) => count(q.jobQueueName, s))),
         batch('GetJobQueueSnapshot', { jobQueue: q.jobQueueName }).catch(() => null),
       ]);
       failures.push(...counts[6].jobs.map((j) => ({ ...j, queue: q.jobQueueName })));
+      attribute(q, Number(vcpus(snapshot)) || 0);
       rows.push([q.jobQueueName, [
         link(queueHref(q.jobQueueName), q.jobQueueName),
         h('span', { class: q.state === 'ENABLED' ? '' : 'muted' }, q.state),
@@ -48,16 +58,17 @@ export async function mount(main, ctx) {
     replace(queuesBox, table('Jobs by state in each queue (select a count for the list)',
       ['Queue', 'State', ...STATUSES, 'vCPUs in use'], rows.map((r) => r[1]),
       'No job queue yet: create one with the API (CreateJobQueue).'));
-    replace(cesBox, table('Compute environments', ['Name', 'Type', 'State', 'Status', 'vCPUs desired / max'],
+    replace(cesBox, table('vCPUs in use: the jobs running from the queues that use only this environment'
+      + ' (+: a queue with several environments also runs jobs)', ['Name', 'Type', 'State', 'Status', 'vCPUs in use / max'],
       ces.map((ce) => {
         const r = ce.computeResources || {};
         const max = r.maxvCpus ?? 0;
-        const desired = r.desiredvCpus ?? 0;
+        const [used, shared] = usedByCe[ce.computeEnvironmentName] || [0, false];
         return [
           ce.computeEnvironmentName, `${ce.type}${r.type ? ` · ${r.type}` : ''}`, ce.state, ce.status || '–',
           h('span', { class: 'vcpus' },
-            h('meter', { min: 0, max: Math.max(max, 1), value: desired, 'aria-label': `${desired} of ${max} vCPUs` }),
-            ` ${desired} / ${max}`),
+            h('meter', { min: 0, max: Math.max(max, 1), value: used, 'aria-label': `${used} of ${max} vCPUs in use` }),
+            ` ${used}${shared ? '+' : ''} / ${max}`),
         ];
       }), 'No compute environment yet.'));
     failures.sort((a, b) => (b.stoppedAt || b.createdAt || 0) - (a.stoppedAt || a.createdAt || 0));

@@ -46,6 +46,7 @@ export async function mount(main, ctx) {
   if (!job) { main.append(h('h1', {}, 'Job not found'), h('p', {}, `No job has the id ${jobId}.`)); return; }
   ctx.title(job.jobName);
 
+  const isArray = job.arrayProperties?.size !== undefined;
   const heading = h('h1', {});
   const status = h('div', { class: 'status-line' });
   const message = h('div', { 'aria-live': 'polite' });
@@ -66,10 +67,11 @@ export async function mount(main, ctx) {
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('/console/jobs', 'Jobs'), ' / '),
     heading, status, h('div', { class: 'toolbar' }, cancel, terminate, clone, message),
     h('div', { class: 'columns' }, h('div', {}, section('Details', factsBox)), h('div', {}, section('Container', specBox))),
-    section('Attempts', attemptsBox),
-    h('section', { 'aria-labelledby': 'log-title', hidden: job.arrayProperties?.size !== undefined }, logTitle,
+    arrayBox,
+    h('div', { hidden: isArray }, section('Attempts', attemptsBox)),
+    h('section', { 'aria-labelledby': 'log-title', hidden: isArray }, logTitle,
       h('p', {}, h('label', { for: 'follow' }, follow, ' Follow the log while the job runs')), logBox, logStatus),
-    section('Dependencies', graphBox), arrayBox);
+    section('Dependencies', graphBox));
 
   async function run(verb) {
     const reason = await confirmAction(verb, `job ${job.jobName}`);
@@ -150,11 +152,11 @@ export async function mount(main, ctx) {
     ]));
     const c = job.container || {};
     const env = Object.fromEntries((c.environment || []).map((e) => [e.name, e.value]));
-    replace(specBox, facts([
+    replace(specBox, job.container ? facts([
       ['Image', h('code', {}, c.image || '–')],
       ['Command', h('code', {}, JSON.stringify(c.command || []))],
       ['Resources', resources(c)],
-    ]), kv('Parameters', job.parameters, 'No parameter.'), kv('Environment', env, 'No environment variable.'));
+    ]) : h('p', { class: 'muted' }, 'An array job: each child runs the container.'), kv('Parameters', job.parameters, 'No parameter.'), kv('Environment', env, 'No environment variable.'));
     const attempts = attemptsOf(job);
     replace(attemptsBox, table('Attempts (choose one to see its log)', ['#', 'Exit code', 'Status reason', 'Started', 'Duration', 'Log stream', 'Log'],
       attempts.map(({ n, stream, attempt }) => {
@@ -189,7 +191,8 @@ export async function mount(main, ctx) {
     const byIndex = new Map(children.map((c) => [c.arrayProperties?.index ?? Number(c.jobId.split(':').pop()), c]));
     const summary = job.arrayProperties.statusSummary || {};
     replace(arrayBox, section(`Array children (${size})`,
-      h('p', { class: 'summary' }, STATUSES.filter((s) => summary[s]).map((s) => [badge(s), ` ${summary[s]}  `])),
+      h('p', { class: 'summary' }, `${(summary.SUCCEEDED || 0) + (summary.FAILED || 0)} of ${size} finished: `,
+        STATUSES.filter((s) => summary[s]).map((s) => [badge(s), ` ${summary[s]}  `])),
       h('div', { class: 'grid', role: 'list', 'aria-label': 'Array children by index' },
         Array.from({ length: size }, (_, i) => {
           const child = byIndex.get(i);

@@ -1,7 +1,7 @@
 // Jobs: one queue's jobs in one state (or by name prefix / job definition, which list every state, as ListJobs does),
 // a page at a time, live; select several to cancel or terminate them.
 import { batch, queues } from '../api.js';
-import { h, replace, table, badge, link, jobHref, when, errorBox, STATUSES } from '../dom.js';
+import { h, replace, table, badge, link, jobHref, when, short, errorBox, STATUSES } from '../dom.js';
 import { act, confirmAction } from './actions.js';
 
 const PAGE = 50;
@@ -91,7 +91,7 @@ export async function mount(main, ctx) {
       jobs.map((j) => [
         h('input', { type: 'checkbox', 'aria-label': `Select ${j.jobName}`, checked: selected.has(j.jobId),
           onchange: (e) => { e.target.checked ? selected.add(j.jobId) : selected.delete(j.jobId); sync(); } }),
-        link(jobHref(j.jobId), j.jobName), h('code', {}, j.jobId), badge(j.status), when(j.createdAt),
+        link(jobHref(j.jobId), j.jobName), h('code', { title: j.jobId }, short(j.jobId)), badge(j.status), when(j.createdAt),
         when(j.startedAt), when(j.stoppedAt), j.statusReason || '',
       ]), 'No job matches.');
     t.classList.add('jobs');
