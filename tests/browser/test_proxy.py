@@ -5,6 +5,9 @@ endpoint shows what is forwarded and how it is signed; a browser shows the conso
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -149,3 +152,22 @@ def test_the_console_works_through_the_proxy(
     expect(page.get_by_role("link", name=queue, exact=True)).to_be_visible()
     page.get_by_role("link", name=queue, exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Queue {queue}")
+
+
+def test_the_console_command_serves_until_stopped(creds: None, captured: Any) -> None:
+    endpoint, _ = captured
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chalicelib.cli", "console", "--endpoint", endpoint, "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = line.rsplit(": ", 1)[1].strip()
+        assert line.startswith(f"the batchplane console for {endpoint}: http://127.0.0.1:")
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.status == 200 and b"batchplane console" in resp.read()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 130

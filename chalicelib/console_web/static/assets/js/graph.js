@@ -46,7 +46,8 @@ export async function build(rootJob) {
   while (down.length && Object.keys(jobs).length < MAX_NODES) {
     const node = down.shift();
     const found = new Set(await dependents(node));
-    if (jobs[node]?.arrayProperties?.size !== undefined) {
+    const array = jobs[node]?.arrayProperties;
+    if (array?.size !== undefined && Object.values(array.statusSummary || {}).some(Boolean)) { // children exist
       for (const id of await dependents(`${node}:0`).catch(() => [])) found.add(id);
     }
     const wanted = [...new Set([...found].map(jobLevel))].filter((c) => c !== node);

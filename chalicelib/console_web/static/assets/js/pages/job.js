@@ -60,6 +60,7 @@ export async function mount(main, ctx) {
   const logTitle = h('h2', { id: 'log-title' }, 'Log');
   const follow = h('input', { type: 'checkbox', id: 'follow', checked: true });
   const logStatus = h('p', { class: 'muted' });
+  const followLabel = h('p', { hidden: true }, h('label', { for: 'follow' }, follow, ' Follow the log while the job runs'));
   const graphBox = h('div', { class: 'graph' }, h('p', { class: 'muted' }, 'Loading the graph…'));
   const arrayBox = h('div');
 
@@ -70,7 +71,7 @@ export async function mount(main, ctx) {
     arrayBox,
     h('div', { hidden: isArray }, section('Attempts', attemptsBox)),
     h('section', { 'aria-labelledby': 'log-title', hidden: isArray }, logTitle,
-      h('p', {}, h('label', { for: 'follow' }, follow, ' Follow the log while the job runs')), logBox, logStatus),
+      followLabel, logBox, logStatus),
     section('Dependencies', graphBox));
 
   async function run(verb) {
@@ -100,6 +101,7 @@ export async function mount(main, ctx) {
       return;
     }
     const live = pick.attempt === null;
+    followLabel.hidden = !live;
     if (!live && shown.done) return;
     for (let pages = 0; pages < 20; pages += 1) {
       let resp;
