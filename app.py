@@ -3,8 +3,8 @@
 The same `app` serves AWS (API Gateway and event sources -> Lambda, wired in chalicelib/runtime/aws.py) and
 `batchplane up` (chalicelib/runtime/server.py, HTTP routes only). On AWS every route requires IAM (SigV4 for
 `execute-api` through the REST API or the HTTP API, for `lambda` through the function URL; chalicelib/auth_plugin.py
-lets stock Batch clients sign that way). Locally there is no API Gateway and no authentication: the server binds
-127.0.0.1 (docs/adr/0001, docs/adr/0007).
+lets stock Batch clients sign that way). Locally there is no API Gateway: the server binds 127.0.0.1, or checks
+SigV4 signatures itself with `batchplane up --auth` (docs/adr/0001, 0007, 0019).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import Any
 from rich.console import Console
 
 from chalicelib.console.client import Api, CliError, default_endpoint, default_region
+from chalicelib.runtime.auth import AUTH_ENV, AuthConfigError, readable_by_others
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -33,6 +34,7 @@ def _up(args: argparse.Namespace) -> int:
     if not math.isfinite(args.retention_days) or args.retention_days < 0:
         print("batchplane up: --retention-days must be 0 (keep every job) or a positive number", file=sys.stderr)
         return 2
+    auth = Path(args.auth).resolve() if args.auth else None
     config = LocalConfig(
         state_dir=state_dir,
         host=args.host,
@@ -40,8 +42,15 @@ def _up(args: argparse.Namespace) -> int:
         region=args.region,
         account=args.account,
         retention_days=args.retention_days,
+        auth_file=auth,
     )
-    runtime = LocalRuntime(config)
+    try:
+        runtime = LocalRuntime(config)
+    except AuthConfigError as e:
+        print(f"batchplane up: {e}", file=sys.stderr)
+        return 2
+    if auth is not None and readable_by_others(auth):
+        print(f"batchplane up: warning: {auth} holds secrets and others can read it (chmod 600 it)", file=sys.stderr)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -53,6 +62,9 @@ def _up(args: argparse.Namespace) -> int:
     endpoint = runtime.endpoint
     print(f"batchplane is up: the AWS Batch API at {endpoint} (state in {args.state_dir})", flush=True)
     print(f"  the web console: {endpoint}/console/", flush=True)
+    if runtime.server.gate is not None:
+        keys = len(runtime.server.gate.verifier)
+        print(f"  only requests signed with a key from {auth} are answered ({keys} keys)", flush=True)
     print(f"  try: aws batch describe-job-queues --endpoint-url {endpoint} --region {args.region}", flush=True)
     print("  stop with Ctrl-C", flush=True)
     # Short slices: the main thread must come back to the interpreter for the signal handler to run promptly.
@@ -64,7 +76,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _api(args: argparse.Namespace) -> Api:
-    return Api(args.endpoint, args.region)
+    return Api(args.endpoint, args.region, profile=args.profile)
 
 
 def _console() -> Console:
@@ -134,6 +146,11 @@ def _client_options() -> argparse.ArgumentParser:
         help="the batchplane API (default: $BATCHPLANE_ENDPOINT, else http://127.0.0.1:8000)",
     )
     common.add_argument("--region", default=default_region(), help="region to sign requests for (default: from env)")
+    common.add_argument(
+        "--profile",
+        default=os.environ.get("AWS_PROFILE") or None,
+        help="the AWS profile whose keys sign requests (default: $AWS_PROFILE, else boto3's usual credentials)",
+    )
     return common
 
 
@@ -156,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="remove finished jobs, their logs and work dirs this long after they stopped (0: keep all; default 30,"
         " as DynamoDB's TTL on AWS)",
+    )
+    up.add_argument(
+        "--auth",
+        default=os.environ.get(AUTH_ENV) or None,
+        metavar="FILE",
+        help="accept only requests SigV4-signed by a key in FILE (an AWS credentials file; default $"
+        f"{AUTH_ENV}); required to listen beyond 127.0.0.1",
     )
     up.set_defaults(func=_up)
 

@@ -1,8 +1,10 @@
 """What the `batchplane` commands talk to: stock boto3 clients (batch, logs) on the endpoint, and batchplane's own
 operations (triggers, job dependents) as signed JSON POSTs to the same endpoint.
 
-Locally nothing is authenticated; requests are still signed (with whatever credentials boto3 finds, else dummy
-ones) so the server reads the region from the signature, as it does for boto3. Against a deployed batchplane
+Requests to a local batchplane are signed as boto3 signs them (service `batch`, `logs` for the logs API) with the
+credentials boto3 finds (--profile / $AWS_PROFILE, the environment, ~/.aws): a server started with `--auth`
+checks that signature (docs/adr/0019); one without it only reads the region from it, and when no credentials are
+found at all, dummy ones are used. Against a deployed batchplane
 (its function URL, an API Gateway host, or a host in BATCHPLANE_ENDPOINTS) requests are signed for `lambda` or
 `execute-api` with the caller's credentials (chalicelib/auth_plugin.py), and job logs are read from CloudWatch Logs
 itself.
@@ -23,6 +25,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from botocore.exceptions import ProfileNotFound
 
 from chalicelib import auth_plugin
 
@@ -50,6 +53,7 @@ def default_endpoint() -> str:
 class Api:
     endpoint: str
     region: str
+    profile: str | None = None
     _session: Any = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
@@ -60,7 +64,10 @@ class Api:
     @property
     def session(self) -> Any:
         if self._session is None:
-            session = boto3.session.Session(region_name=self.region)
+            try:
+                session = boto3.session.Session(region_name=self.region, profile_name=self.profile)
+            except ProfileNotFound as e:
+                raise CliError(str(e)) from None
             if session.get_credentials() is None:
                 if self.deployed:
                     raise CliError(f"no AWS credentials found to sign requests to {self.endpoint}")
@@ -160,7 +167,8 @@ class Api:
 def _error_message(operation: str, status: int, payload: bytes) -> str:
     try:
         body = json.loads(payload)
-        return f"{operation}: {body.get('__type', status)}: {body.get('message', '')}"
+        code = str(body.get("__type", status))
+        return f"{operation}: {code}: {body.get('message', '')}{_auth_hint(code)}"
     except ValueError:
         return f"{operation}: HTTP {status}"
 
@@ -168,8 +176,28 @@ def _error_message(operation: str, status: int, payload: bytes) -> str:
 def _client_message(e: Exception, endpoint: str) -> str:
     response = getattr(e, "response", None)
     if isinstance(response, dict) and "Error" in response:
-        return f"{response['Error'].get('Code')}: {response['Error'].get('Message')}"
+        code = str(response["Error"].get("Code"))
+        return f"{code}: {response['Error'].get('Message')}{_auth_hint(code)}"
     return f"cannot reach batchplane at {endpoint}: {e}"
+
+
+AUTH_CODES = frozenset(
+    {
+        "MissingAuthenticationTokenException",
+        "IncompleteSignatureException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+    }
+)
+
+
+def _auth_hint(code: str) -> str:
+    if code not in AUTH_CODES:
+        return ""
+    return (
+        "\n(this batchplane accepts only requests signed with one of its keys: sign with yours via --profile,"
+        " $AWS_PROFILE or $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY)"
+    )
 
 
 def short(job_id: str) -> str:

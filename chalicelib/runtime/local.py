@@ -26,6 +26,7 @@ from chalicelib.domain.model import ComputeEnvironment, JobQueue, SchedulingPoli
 from chalicelib.domain.validation import Limits
 from chalicelib.events.local import LocalEventBus
 from chalicelib.runtime import wiring
+from chalicelib.runtime.auth import AuthConfigError, exposure_error, gate_from_file
 from chalicelib.runtime.engine import Engine, WorkQueue
 from chalicelib.runtime.server import ApiServer
 from chalicelib.runtime.triggers import TriggerRunner
@@ -48,6 +49,9 @@ class LocalConfig:
     # Finished jobs, with their logs and work directories, are removed this long after they stopped (0: kept
     # forever); the same 30 days as DynamoDB's TTL on AWS (store/jobs.RETENTION_SECONDS).
     retention_days: float = RETENTION_SECONDS / 86_400
+    # The keys file of `--auth` (runtime/auth.py): with it every API request must be signed by one of its keys;
+    # without it the server binds only loopback addresses.
+    auth_file: Path | None = None
 
 
 class LocalRepository(Repository):
@@ -111,6 +115,9 @@ class LocalRuntime:
         from app import app  # the Chalice app module (installed as a top-level module)
 
         self.config = config
+        gate = gate_from_file(config.auth_file) if config.auth_file is not None else None
+        if gate is None and (why := exposure_error(config.host)):
+            raise AuthConfigError(why)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(config.state_dir, 0o700)
         self.store = SqliteItemStore(str(config.state_dir / "state.db"))
@@ -134,7 +141,7 @@ class LocalRuntime:
         )
         self.triggers = TriggerRunner(self.services, config.state_dir / "buckets")
         wiring.configure(self.services)
-        self.server = ApiServer(app, config.host, config.port)
+        self.server = ApiServer(app, config.host, config.port, gate)
 
     def _on_task_event(self, job_id: str, event: TaskStarted | TaskStopped) -> None:
         self.engine.report(job_id, event)

@@ -3,19 +3,23 @@
 Why not `chalice local`: it cannot be embedded with our wiring, and its handler leaves Nagle's algorithm on, which
 costs ~44 ms per keep-alive request from boto3 (headers and body go out in separate sends; see
 shared/notes/stack-findings.md). We reuse Chalice's LocalGateway, so routing and event shapes are Chalice's.
+
+With a Gate (`batchplane up --auth`, docs/adr/0019) every request that reaches the gateway must be SigV4-signed by
+one of its keys; the gateway is wrapped per connection, so a refused request is answered 403 before it is routed.
 """
 
 from __future__ import annotations
 
 import threading
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 from chalice.app import Chalice
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, CustomLocalChalice, LocalChalice
+from chalice.local import ChaliceRequestHandler, CustomLocalChalice, ForbiddenError, LocalChalice
 
 from chalicelib import console_web
+from chalicelib.runtime.auth import Gate
 
 
 class _Handler(ChaliceRequestHandler):
@@ -36,10 +40,31 @@ class _Handler(ChaliceRequestHandler):
         else:
             super().do_HEAD()
 
+    def setup(self) -> None:
+        super().setup()
+        gate: Gate | None = getattr(self.server, "gate", None)
+        if gate is not None:
+            self.local_gateway = cast(Any, _GuardedGateway(self.local_gateway, gate, str(self.client_address[0])))
+
+
+class _GuardedGateway:
+    """Chalice's LocalGateway behind the Gate: the raw request target, headers and body are checked first."""
+
+    def __init__(self, inner: Any, gate: Gate, client: str) -> None:
+        self._inner, self._gate, self._client = inner, gate, client
+
+    def handle_request(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> Any:
+        verdict = self._gate.check(method, path, headers, body, self._client)
+        if isinstance(verdict, tuple):
+            _, refusal_headers, payload = verdict  # always 403, Chalice's ForbiddenError
+            raise ForbiddenError(refusal_headers, payload)
+        return self._inner.handle_request(method=method, path=path, headers=headers, body=body)
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    gate: Gate | None = None
 
 
 def _make_local(app: Chalice) -> None:
@@ -50,7 +75,7 @@ def _make_local(app: Chalice) -> None:
 
 
 class ApiServer:
-    def __init__(self, app: Chalice, host: str, port: int) -> None:
+    def __init__(self, app: Chalice, host: str, port: int, gate: Gate | None = None) -> None:
         _make_local(app)
         config = Config(chalice_stage="local", function_name="api_handler")
 
@@ -58,7 +83,12 @@ class ApiServer:
             return _Handler(request, client_address, server, app_object=app, config=config)
 
         self._server = _Server((host, port), handler)
+        self._server.gate = gate
         self._thread: threading.Thread | None = None
+
+    @property
+    def gate(self) -> Gate | None:
+        return self._server.gate
 
     @property
     def address(self) -> tuple[str, int]:
