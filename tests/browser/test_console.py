@@ -96,6 +96,9 @@ def test_cancel_jobs_selected_in_the_list(page: Any, runtime: Any, batch: Any, q
     page.get_by_role("checkbox", name="Select cancel-me-1").check()
     page.get_by_role("checkbox", name="Select cancel-me-2").check()
     page.get_by_role("button", name="Cancel selected").click()
+    page.keyboard.press("Escape")  # backing out does nothing
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    page.get_by_role("button", name="Cancel selected").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("Cancel 2 jobs?")
     dialog.get_by_label("Reason").fill("not needed any more")
@@ -175,3 +178,22 @@ def test_every_page_draws(page: Any, runtime: Any, batch: Any, queue: str, shot:
         expect(page.get_by_text("Loading…")).to_have_count(0)
         if name:
             shot(page, name)
+
+
+def test_keyboard_only(page: Any, runtime: Any, batch: Any, queue: str) -> None:
+    """Tab reaches every control in order; Enter follows a link; the new page's content takes the focus."""
+    page.goto(f"{runtime.endpoint}/console/")
+    target = f"FAILED jobs in {queue}"
+    expect(page.get_by_role("link", name=re.compile(re.escape(target)))).to_be_visible()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        label = page.evaluate("document.activeElement.getAttribute('aria-label') || ''")
+        if label.endswith(target):
+            break
+    else:
+        pytest.fail(f"Tab never reached the {target} count")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/console/jobs\?queue=.*status=FAILED"))
+    expect(page.locator("main")).to_be_focused()
