@@ -4,6 +4,8 @@ page works — the Batch API and the logs, signed in the browser."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
+from chalicelib.console.client import Api
+from chalicelib.console_web.proxy import ConsoleServer
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
 from tests.e2e.conftest import CLIENT_CONFIG, REGION, register, setup_queue, sh, submit, unique, wait_terminal
 from tests.runtimes import stop_runtime
@@ -66,3 +70,28 @@ def test_sign_in_to_a_server_that_requires_signatures(page: Any, secured: LocalR
     expect(banner).to_be_empty()
     page.get_by_role("link", name="Dashboard").click()
     expect(page.get_by_role("link", name=queue, exact=True)).to_be_visible()
+
+
+def test_the_console_command_signs_for_a_secured_server(secured: LocalRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`batchplane console --endpoint` in front of `up --auth`: the browser sends nothing signed, the proxy signs."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEY[1])
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    server = ConsoleServer(Api(secured.endpoint, REGION), "127.0.0.1", 0)
+    server.start()
+    try:
+        base = server.url.removesuffix("/console/")
+        for path, headers in (
+            ("/v1/describejobqueues", {"Content-Type": "application/json"}),
+            ("/", {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Logs_20140328.DescribeLogGroups"}),
+        ):
+            req = urllib.request.Request(base + path, data=b"{}", method="POST", headers=headers)
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                assert resp.status == 200, path
+        unsigned = urllib.request.Request(secured.endpoint + "/v1/describejobqueues", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(unsigned, timeout=10)
+        assert refused.value.code == 403
+    finally:
+        server.stop()
