@@ -1,6 +1,7 @@
 """The `batchplane` command.
 
 - `batchplane up`: run the control plane locally (SQLite state, jobs as local processes).
+- `batchplane console`: the web console (also served by `up` at /console/) for a batchplane at --endpoint.
 - `batchplane watch | logs | describe | dag | triggers`: talk to a running batchplane, local or deployed, through
   its API (`--endpoint`, default $BATCHPLANE_ENDPOINT or http://127.0.0.1:8000; `--region`). Output is rich text
   on a terminal and plain text when piped.
@@ -60,6 +61,7 @@ def _up(args: argparse.Namespace) -> int:
     runtime.start()
     endpoint = runtime.endpoint
     print(f"batchplane is up: the AWS Batch API at {endpoint} (state in {args.state_dir})", flush=True)
+    print(f"  the web console: {endpoint}/console/", flush=True)
     if runtime.server.gate is not None:
         keys = len(runtime.server.gate.verifier)
         print(f"  only requests signed with a key from {auth} are answered ({keys} keys)", flush=True)
@@ -108,6 +110,19 @@ def _dag(args: argparse.Namespace) -> int:
 
     svg = None if args.no_svg else (args.svg or f"dag-{args.job_id.split(':')[0][:8]}.svg")
     return dag.run(_api(args), _console(), args.job_id, svg, args.dot)
+
+
+def _console_web(args: argparse.Namespace) -> int:
+    from chalicelib.console_web.proxy import ConsoleServer
+
+    server = ConsoleServer(_api(args), args.host, args.port)
+    server.start()
+    print(f"the batchplane console for {args.endpoint}: {server.url}", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        server.stop()
+    return 0
 
 
 def _triggers(args: argparse.Namespace) -> int:
@@ -193,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--no-svg", action="store_true", help="text only")
     graph.add_argument("--dot", help="also write Graphviz DOT to this file")
     graph.set_defaults(func=_dag)
+
+    web = sub.add_parser("console", parents=[common], help="the web console on this machine, signing for --endpoint")
+    web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    web.add_argument("--port", type=int, default=8001, help="port to listen on (default 8001; 0 picks a free one)")
+    web.set_defaults(func=_console_web)
 
     triggers = sub.add_parser("triggers", help="submit jobs when files land in a bucket, or on a schedule")
     actions = triggers.add_subparsers(dest="action", required=True)

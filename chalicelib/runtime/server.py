@@ -18,6 +18,7 @@ from chalice.app import Chalice
 from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, CustomLocalChalice, ForbiddenError, LocalChalice
 
+from chalicelib import console_web
 from chalicelib.runtime.auth import Gate
 
 
@@ -26,6 +27,17 @@ class _Handler(ChaliceRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request is noise; errors are logged by the API layer
+
+    def _generic_handle(self) -> None:
+        """GET/HEAD of /console/...: the web console's files (chalicelib/console_web), unsigned even with --auth;
+        everything else goes to the API."""
+        if self.command in ("GET", "HEAD") and console_web.handles(self.path):
+            console_web.respond(self, head_only=self.command == "HEAD")
+        else:
+            super()._generic_handle()
+
+    # Chalice's handler binds its do_* names to its own _generic_handle; the GETs must reach the one above.
+    do_GET = do_HEAD = _generic_handle
 
     def setup(self) -> None:
         super().setup()
