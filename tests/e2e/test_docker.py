@@ -109,8 +109,9 @@ def start_job(batch: Client, queue: str, command: list[str] | None, **props: Any
         container = {**props_now["containerProperties"], **container_extra}
         if command is None:
             container.pop("command", None)
+        kept = {k: props_now[k] for k in ("retryStrategy", "timeout", "parameters") if props_now.get(k)}
         jd = batch.register_job_definition(
-            jobDefinitionName=props_now["jobDefinitionName"], type="container", containerProperties=container
+            jobDefinitionName=props_now["jobDefinitionName"], type="container", containerProperties=container, **kept
         )["jobDefinitionArn"]
     return submit(batch, queue, jd)
 
@@ -342,3 +343,127 @@ def test_logs_arrive_line_by_line_while_the_container_runs(dbatch: Client, dlogs
     assert describe_one(dbatch, job_id)["status"] == "RUNNING"
     dbatch.terminate_job(jobId=job_id, reason="seen")
     wait_terminal(dbatch, [job_id])
+
+
+# -- crash safety: containers outlive the server ----------------------------------------------------------------
+
+WAIT_FOR_GO = "echo one; while [ ! -f /sig/go ]; do sleep 0.1; done; echo two; "
+
+
+def signal_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "sig"
+    path.mkdir()
+    path.chmod(0o777)
+    return path
+
+
+def waiting_job(batch: Client, queue: str, sig: Path, then: str, **props: Any) -> str:
+    """A job that logs "one", waits for the file go in `sig` (mounted at /sig), logs "two" and runs `then`."""
+    return start_job(
+        batch,
+        queue,
+        sh(WAIT_FOR_GO + then),
+        volumes=[{"name": "sig", "host": {"sourcePath": str(sig)}}],
+        mountPoints=[{"sourceVolume": "sig", "containerPath": "/sig", "readOnly": True}],
+        **props,
+    )
+
+
+def running_with_output(batch: Client, logs: Client, job_id: str) -> str:
+    wait_status(batch, [job_id], "RUNNING")
+    stream = describe_one(batch, job_id)["container"]["logStreamName"]
+    wait_until(lambda: log_lines(logs, stream) == ["one"], "the job's first line")
+    return stream
+
+
+def restart(runtimes: Runtimes, rt: LocalRuntime, clients: ClientFactory) -> tuple[LocalRuntime, Client, Client]:
+    runtimes.stop(rt)
+    again = runtimes.start()
+    return again, clients("batch", again.endpoint), clients("logs", again.endpoint)
+
+
+def test_a_container_still_running_at_restart_is_reattached_and_its_real_end_reported(
+    runtimes: Runtimes,
+    drt: LocalRuntime,
+    dbatch: Client,
+    dlogs: Client,
+    clients: ClientFactory,
+    tmp_path: Path,
+    docker_engine: Any,
+) -> None:
+    # GIVEN a job running in its container
+    queue, _ = setup_queue(dbatch)
+    sig = signal_dir(tmp_path)
+    job_id = waiting_job(dbatch, queue, sig, "exit 7")
+    stream = running_with_output(dbatch, dlogs, job_id)
+    # WHEN the server stops (its container keeps running) and starts again, and then the job goes on
+    runtimes.stop(drt)
+    assert container_of(docker_engine, job_id)["State"]["Running"]
+    rt = runtimes.start()
+    batch, logs = clients("batch", rt.endpoint), clients("logs", rt.endpoint)
+    (sig / "go").touch()
+    # THEN its real exit is reported, on its first attempt, and its log has each line once
+    job = wait_terminal(batch, [job_id])[job_id]
+    assert job["status"] == "FAILED"
+    assert [a["container"]["exitCode"] for a in job["attempts"]] == [7]
+    assert log_lines(logs, stream) == ["one", "two"]
+
+
+def test_a_container_that_ended_while_the_server_was_down_is_settled_with_its_real_exit(
+    runtimes: Runtimes,
+    drt: LocalRuntime,
+    dbatch: Client,
+    dlogs: Client,
+    clients: ClientFactory,
+    tmp_path: Path,
+    docker_engine: Any,
+) -> None:
+    # GIVEN two running jobs: one will exit 5, one will be OOM-killed
+    queue = ec2_queue(dbatch)
+    sig = signal_dir(tmp_path)
+    small = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}]
+    exits = waiting_job(dbatch, queue, sig, "exit 5")
+    ooms = waiting_job(dbatch, queue, sig, "dd if=/dev/zero bs=1M count=200 | tail", resourceRequirements=small)
+    running_with_output(dbatch, dlogs, exits)
+    running_with_output(dbatch, dlogs, ooms)
+    # WHEN the server is down while both end
+    runtimes.stop(drt)
+    (sig / "go").touch()
+    for job_id in (exits, ooms):
+        docker_engine.wait(container_of(docker_engine, job_id)["Id"])
+    rt = runtimes.start()
+    batch, logs = clients("batch", rt.endpoint), clients("logs", rt.endpoint)
+    # THEN the restart settles them with their real exit code and OOM flag, their last lines logged
+    jobs = wait_terminal(batch, [exits, ooms])
+    assert [a["container"]["exitCode"] for a in jobs[exits]["attempts"]] == [5]
+    assert jobs[ooms]["container"]["exitCode"] == 137
+    assert jobs[ooms]["container"]["reason"] == "OutOfMemoryError: Container killed due to memory usage"
+    assert job_log(logs, jobs[exits]) == ["one", "two"]
+
+
+def test_a_container_the_engine_lost_fails_its_attempt_as_a_lost_host(
+    runtimes: Runtimes,
+    drt: LocalRuntime,
+    dbatch: Client,
+    dlogs: Client,
+    clients: ClientFactory,
+    tmp_path: Path,
+    docker_engine: Any,
+) -> None:
+    # GIVEN a running job that retries on a lost host
+    queue, _ = setup_queue(dbatch)
+    sig = signal_dir(tmp_path)
+    retry = {"attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"}]}
+    job_id = waiting_job(dbatch, queue, sig, "exit 0", retryStrategy=retry)
+    running_with_output(dbatch, dlogs, job_id)
+    # WHEN its container disappears while the server is down
+    runtimes.stop(drt)
+    docker_engine.remove_container(container_of(docker_engine, job_id)["Id"], force=True)
+    (sig / "go").touch()
+    rt = runtimes.start()
+    batch = clients("batch", rt.endpoint)
+    # THEN its attempt failed as a lost host, and the retry ran
+    job = wait_terminal(batch, [job_id])[job_id]
+    assert job["attempts"][0]["statusReason"] == "Host EC2 (instance local) terminated."
+    assert job["status"] == "SUCCEEDED", job["attempts"]
+    assert len(job["attempts"]) == 2
