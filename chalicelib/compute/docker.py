@@ -181,6 +181,22 @@ class DockerLauncher:
         self._watch(a, started=info["State"].get("StartedAt"), created=info["State"]["Status"] == "created")
         return True
 
+    def reap(self) -> int:
+        """Remove this state's containers that ended and that nothing watches or will ask about (after the sweep at
+        start has recovered every active attempt): an end recorded just before a crash, before its removal."""
+        with self._lock:
+            known = self._launched | set(self._attempts)
+        removed = 0
+        label = f"{LABEL_STATE}={self.state_id}"
+        for c in self.client.containers(all=True, filters={"label": label, "status": "exited"}):
+            labels = c.get("Labels") or {}
+            if f"{labels.get(LABEL_JOB)}#{labels.get(LABEL_ATTEMPT)}" in known:
+                continue
+            with contextlib.suppress(DockerException):
+                self.client.remove_container(c["Id"], v=True, force=True)
+                removed += 1
+        return removed
+
     def forget(self, job: Job) -> None:
         """A finished job leaves the store (control/retention.py): forget its attempts."""
         numbers = {a.number for a in job.attempts} | ({job.current.number} if job.current else set())
@@ -226,8 +242,15 @@ class DockerLauncher:
                 self._arm_timeout(a, time.time() - _ms(started.encode()) / 1000)
             self._report(a.job_id, TaskStarted(a.attempt), a)
             self._follow(a)
-        except Exception:  # the sweep at the next start settles what this lost
+        except Exception as e:  # the engine failed us (unreachable, restarted): the attempt must not hang
+            if a.lost:
+                return
             log.exception("watching %s failed", a.key)
+            if a.container is None:
+                self._failed_to_start(a, f"CannotCreateContainerError: {docker_engine.engine_message(e)}")
+            else:  # its end cannot be known: as a lost host, and it must not run on unobserved
+                self._discard(a)
+                self._end(a, TaskStopped(a.attempt, None, status_reason=LOST_HOST))
         finally:
             with self._lock:
                 self._watchers.discard(threading.current_thread())
@@ -254,6 +277,8 @@ class DockerLauncher:
             self._failed_to_start(a, f"CannotStartContainerError: {docker_engine.engine_message(e)}")
             return False
         self._arm_timeout(a, 0.0)
+        if a.stop_reason is not None:  # stopped between the check above and the start
+            self._stop(a)
         return True
 
     def _create(self, a: _Attempt, spec: TaskSpec) -> bool:
