@@ -137,12 +137,11 @@ def test_servers_of_two_states_never_touch_each_others_containers(launchers: Lau
 
 
 def test_credentials_are_granted_joined_and_released(launchers: Launchers, docker_engine: Any) -> None:
-    network = f"batchplane-test-{sid()}"
+    network, job = f"batchplane-test-{sid()}", f"job-{sid()}"
     docker_engine.create_network(network, labels={"batchplane.test": "1"})
     try:
         sink, vendor = Sink(), Vendor(network)
         launcher = launchers.new(sid(), sink, credentials=vendor)
-        job = f"job-{sid()}"
         launcher.launch(spec(job, ["sh", "-c", "echo $AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; sleep 30"]))
         wait_until(lambda: len(sink.events) == 1, "the start")
         info = docker_engine.inspect_container(ours(docker_engine, job)[0]["Id"])
@@ -157,8 +156,9 @@ def test_credentials_are_granted_joined_and_released(launchers: Launchers, docke
             == "/creds/1"
         )
     finally:
-        with contextlib.suppress(Exception):
-            docker_engine.remove_network(network)
+        for c in ours(docker_engine, job):
+            docker_engine.remove_container(c["Id"], force=True)
+        docker_engine.remove_network(network)
 
 
 def test_a_container_created_but_never_started_before_a_crash_is_started_by_recovery(launchers: Launchers) -> None:
