@@ -5,6 +5,10 @@ skipped without an engine, failed without one when CI is set."""
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -467,3 +471,56 @@ def test_a_container_the_engine_lost_fails_its_attempt_as_a_lost_host(
     assert job["attempts"][0]["statusReason"] == "Host EC2 (instance local) terminated."
     assert job["status"] == "SUCCEEDED", job["attempts"]
     assert len(job["attempts"]) == 2
+
+
+# -- choosing the executor --------------------------------------------------------------------------------------
+
+
+def up_output(state: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int | None, list[str]]:
+    """Start `batchplane up` with `args`; returns (its exit code if it exited, else None, the lines it printed up
+    to the line that says it is up)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chalicelib.cli", "up", "--port", "0", "--state-dir", str(state), *args],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if "batchplane is up" in line:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+                return None, lines
+        return proc.wait(timeout=30), lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def test_up_says_it_runs_the_docker_executor(tmp_path: Path, docker_engine: Any) -> None:
+    code, lines = up_output(tmp_path / "s", "--executor", "auto")
+    assert code is None, lines
+    assert any(line.startswith("executor: docker — jobs run in their container images") for line in lines), lines
+
+
+def test_up_without_an_engine_says_jobs_run_unisolated_and_how_to_get_docker(tmp_path: Path) -> None:
+    code, lines = up_output(tmp_path / "s", env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert code is None, lines
+    [line] = [line for line in lines if line.startswith("executor:")]
+    assert "executor: process — jobs run as unisolated processes on this host" in line
+    assert "scripts/docker-up.sh" in line
+
+
+def test_up_with_executor_docker_and_no_engine_refuses_to_start(tmp_path: Path) -> None:
+    code, lines = up_output(
+        tmp_path / "s", "--executor", "docker", env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    )
+    assert code == 2
+    assert any("--executor docker: no Docker engine answers" in line for line in lines), lines
