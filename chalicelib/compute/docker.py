@@ -10,20 +10,13 @@
   be created or started: no exit code, reason `CannotPullContainerError: …` / `CannotCreateContainerError: …` /
   `CannotStartContainerError: …`, status reason "Task failed to start" (retry strategies apply).
 
-Crash safety (the recovery protocol of ADR 0016):
-- Every container is named `batchplane-<state id>-<jobId>-<attempt>` and labelled with the job id, the attempt, the
-  state id (the state directory's, so two servers on one engine never touch each other's containers), its log stream
-  and its timeout. The name makes a second create of the same attempt a conflict: an attempt never runs twice.
-- Before creating a container the launcher appends `created <jobId>#<attempt>` to its journal
-  (`<state>/work/docker-journal`), so after a crash a container that is missing can be told from one never made.
-- Containers outlive the server: no auto-remove, nothing tied to our process; `shutdown()` leaves them running.
-- `recover()` at the next start: a container that runs is re-attached (its logs keep flowing from the last line
-  recorded, then its real end is reported); one that ended while the server was down is settled with its real exit
-  code and OOM flag; one never started is started now; one the engine lost (journalled, gone) fails its attempt as a
-  lost host: `Host EC2 (instance local) terminated.`. The engine's sweep runs with `lost_host=None` for this
-  launcher: it reports every end itself.
-- A container (and the Docker volumes made for it) is removed only once its end is recorded in the store: the
-  TaskStopped report carries a callback the engine runs after applying it (runtime/engine.py `Engine.report`).
+Crash safety (the recovery protocol of ADR 0016): each container is named after the state id, job id and attempt
+(a second create conflicts: an attempt never runs twice) and labelled with them; `created <key>` is journalled in
+`<state>/work/docker-journal` before the create. Containers outlive the server (`shutdown()` lets go of them);
+`recover()` re-attaches to a running one, settles one that ended with its real exit code and OOM flag, starts one
+never started, and fails one the engine lost as a lost host. The engine's sweep runs with `lost_host=None` for this
+launcher: it reports every end itself. A container is removed only once its end is recorded (the TaskStopped
+report carries a callback the engine runs after applying it: runtime/engine.py `Engine.report`).
 """
 
 from __future__ import annotations
@@ -36,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -92,15 +84,6 @@ class _Attempt:
     @property
     def key(self) -> str:
         return f"{self.job_id}#{self.attempt}"
-
-
-def _ms(stamp: bytes) -> int:
-    """Epoch ms of the engine's RFC 3339 timestamp (nanoseconds: fromisoformat keeps microseconds)."""
-    text = stamp.decode()
-    if "." in text:
-        head, _, frac = text.rstrip("Z").partition(".")
-        text = f"{head}.{frac[:6].ljust(6, '0')}+00:00"
-    return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 class DockerLauncher:
@@ -239,7 +222,7 @@ class DockerLauncher:
                 if not self._start(a):
                     return
             elif started:  # re-attached: the timeout counts from the container's start
-                self._arm_timeout(a, time.time() - _ms(started.encode()) / 1000)
+                self._arm_timeout(a, time.time() - docker_engine.epoch_ms(started.encode()) / 1000)
             self._report(a.job_id, TaskStarted(a.attempt), a)
             self._follow(a)
         except Exception as e:  # the engine failed us (unreachable, restarted): the attempt must not hang
@@ -351,19 +334,7 @@ class DockerLauncher:
         self._end(a, TaskStopped(a.attempt, code, reason=reason, timed_out=a.timed_out))
 
     def _append(self, a: _Attempt, frame: bytes) -> None:
-        lines: list[tuple[int, str]] = []
-        for raw in frame.split(b"\n"):
-            if not raw:
-                continue
-            stamp, _, text = raw.partition(b" ")
-            try:
-                ms = _ms(stamp)
-            except ValueError:
-                ms, text = time.time_ns() // 1_000_000, raw
-            if a.last_ms is not None and ms <= a.last_ms:
-                continue  # recorded before the restart (ADR 0016: a line in the same ms as the last is dropped)
-            lines.append((ms, text.decode("utf-8", "replace").rstrip("\r")))
-        if lines:
+        if lines := docker_engine.log_lines(frame, a.last_ms):
             self.logs.append(a.log_stream, lines)
 
     def _end(self, a: _Attempt, event: TaskStopped) -> None:
