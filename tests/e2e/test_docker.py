@@ -125,6 +125,14 @@ def run(batch: Client, queue: str, command: list[str] | None, **props: Any) -> d
     return wait_terminal(batch, [job_id], timeout=60)[job_id]
 
 
+def lines_so_far(logs: Client, stream: str) -> list[str]:
+    """The stream's lines; [] before its first line (the stream is created with it)."""
+    try:
+        return log_lines(logs, stream)
+    except logs.exceptions.ResourceNotFoundException:
+        return []
+
+
 def container_of(client: Any, job_id: str) -> dict[str, Any]:
     found = client.containers(all=True, filters={"label": f"batchplane.job-id={job_id}"})
     assert len(found) == 1, found
@@ -320,7 +328,7 @@ def test_terminate_sends_sigterm_then_kills_after_the_grace_period(dbatch: Clien
     for job_id in (polite, stubborn):
         wait_status(dbatch, [job_id], "RUNNING")
         wait_until(
-            lambda j=job_id: log_lines(dlogs, describe_one(dbatch, j)["container"]["logStreamName"]) != [],
+            lambda j=job_id: lines_so_far(dlogs, describe_one(dbatch, j)["container"]["logStreamName"]) != [],
             "the job to be ready",
         )
         dbatch.terminate_job(jobId=job_id, reason="enough")
@@ -343,7 +351,7 @@ def test_logs_arrive_line_by_line_while_the_container_runs(dbatch: Client, dlogs
     job_id = start_job(dbatch, queue, sh("echo first; sleep 30"))
     wait_status(dbatch, [job_id], "RUNNING")
     stream = describe_one(dbatch, job_id)["container"]["logStreamName"]
-    wait_until(lambda: log_lines(dlogs, stream) == ["first"], "the first line while the job runs")
+    wait_until(lambda: lines_so_far(dlogs, stream) == ["first"], "the first line while the job runs")
     assert describe_one(dbatch, job_id)["status"] == "RUNNING"
     dbatch.terminate_job(jobId=job_id, reason="seen")
     wait_terminal(dbatch, [job_id])
@@ -376,7 +384,7 @@ def waiting_job(batch: Client, queue: str, sig: Path, then: str, **props: Any) -
 def running_with_output(batch: Client, logs: Client, job_id: str) -> str:
     wait_status(batch, [job_id], "RUNNING")
     stream = describe_one(batch, job_id)["container"]["logStreamName"]
-    wait_until(lambda: log_lines(logs, stream) == ["one"], "the job's first line")
+    wait_until(lambda: lines_so_far(logs, stream) == ["one"], "the job's first line")
     return stream
 
 
