@@ -359,26 +359,18 @@ def test_logs_arrive_line_by_line_while_the_container_runs(dbatch: Client, dlogs
 
 # -- crash safety: containers outlive the server ----------------------------------------------------------------
 
-WAIT_FOR_GO = "echo one; while [ ! -f /sig/go ]; do sleep 0.1; done; echo two; "
+WAIT_FOR_GO = "echo one; while [ ! -f /tmp/go ]; do sleep 0.1; done; echo two; "
 
 
-def signal_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "sig"
-    path.mkdir()
-    path.chmod(0o777)
-    return path
+def waiting_job(batch: Client, queue: str, then: str, **props: Any) -> str:
+    """A job that logs "one", waits for the file /tmp/go in its container (`go`), logs "two" and runs `then`."""
+    return start_job(batch, queue, sh(WAIT_FOR_GO + then), **props)
 
 
-def waiting_job(batch: Client, queue: str, sig: Path, then: str, **props: Any) -> str:
-    """A job that logs "one", waits for the file go in `sig` (mounted at /sig), logs "two" and runs `then`."""
-    return start_job(
-        batch,
-        queue,
-        sh(WAIT_FOR_GO + then),
-        volumes=[{"name": "sig", "host": {"sourcePath": str(sig)}}],
-        mountPoints=[{"sourceVolume": "sig", "containerPath": "/sig", "readOnly": True}],
-        **props,
-    )
+def go(client: Any, job_id: str) -> None:
+    """Lets a waiting job go on (inside its container: no host path, no server needed)."""
+    exec_id = client.exec_create(container_of(client, job_id)["Id"], ["touch", "/tmp/go"])
+    client.exec_start(exec_id)
 
 
 def running_with_output(batch: Client, logs: Client, job_id: str) -> str:
@@ -405,15 +397,14 @@ def test_a_container_still_running_at_restart_is_reattached_and_its_real_end_rep
 ) -> None:
     # GIVEN a job running in its container
     queue, _ = setup_queue(dbatch)
-    sig = signal_dir(tmp_path)
-    job_id = waiting_job(dbatch, queue, sig, "exit 7")
+    job_id = waiting_job(dbatch, queue, "exit 7")
     stream = running_with_output(dbatch, dlogs, job_id)
     # WHEN the server stops (its container keeps running) and starts again, and then the job goes on
     runtimes.stop(drt)
     assert container_of(docker_engine, job_id)["State"]["Running"]
     rt = runtimes.start()
     batch, logs = clients("batch", rt.endpoint), clients("logs", rt.endpoint)
-    (sig / "go").touch()
+    go(docker_engine, job_id)
     # THEN its real exit is reported, on its first attempt, and its log has each line once
     job = wait_terminal(batch, [job_id])[job_id]
     assert job["status"] == "FAILED"
@@ -432,16 +423,15 @@ def test_a_container_that_ended_while_the_server_was_down_is_settled_with_its_re
 ) -> None:
     # GIVEN two running jobs: one will exit 5, one will be OOM-killed
     queue = ec2_queue(dbatch)
-    sig = signal_dir(tmp_path)
     small = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}]
-    exits = waiting_job(dbatch, queue, sig, "exit 5")
-    ooms = waiting_job(dbatch, queue, sig, "dd if=/dev/zero bs=1M count=200 | tail", resourceRequirements=small)
+    exits = waiting_job(dbatch, queue, "exit 5")
+    ooms = waiting_job(dbatch, queue, "dd if=/dev/zero bs=1M count=200 | tail", resourceRequirements=small)
     running_with_output(dbatch, dlogs, exits)
     running_with_output(dbatch, dlogs, ooms)
     # WHEN the server is down while both end
     runtimes.stop(drt)
-    (sig / "go").touch()
     for job_id in (exits, ooms):
+        go(docker_engine, job_id)
         docker_engine.wait(container_of(docker_engine, job_id)["Id"])
     rt = runtimes.start()
     batch, logs = clients("batch", rt.endpoint), clients("logs", rt.endpoint)
@@ -464,14 +454,14 @@ def test_a_container_the_engine_lost_fails_its_attempt_as_a_lost_host(
 ) -> None:
     # GIVEN a running job that retries on a lost host
     queue, _ = setup_queue(dbatch)
-    sig = signal_dir(tmp_path)
     retry = {"attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"}]}
-    job_id = waiting_job(dbatch, queue, sig, "exit 0", retryStrategy=retry)
+    job_id = start_job(
+        dbatch, queue, sh('[ "$AWS_BATCH_JOB_ATTEMPT" = 2 ] && exit 0; ' + WAIT_FOR_GO), retryStrategy=retry
+    )
     running_with_output(dbatch, dlogs, job_id)
     # WHEN its container disappears while the server is down
     runtimes.stop(drt)
     docker_engine.remove_container(container_of(docker_engine, job_id)["Id"], force=True)
-    (sig / "go").touch()
     rt = runtimes.start()
     batch = clients("batch", rt.endpoint)
     # THEN its attempt failed as a lost host, and the retry ran
