@@ -70,6 +70,7 @@ class _Attempt:
     attempt: int
     log_stream: str
     timeout_seconds: int | None
+    grace: float = 30.0  # SIGTERM -> SIGKILL: stopTimeout where the container has one, else the server's
     spec: TaskSpec | None = None  # None for a container re-attached after a restart
     container: str | None = None  # id, once created
     volumes: list[str] = field(default_factory=list)
@@ -126,7 +127,8 @@ class DockerLauncher:
             if spec.key in self._launched:
                 return  # idempotent: this attempt was started already
             self._launched.add(spec.key)
-        a = _Attempt(spec.job_id, spec.attempt, spec.log_stream, spec.timeout_seconds, spec=spec)
+        grace = float(spec.container.get("stopTimeout") or self.grace_seconds)  # (ecsProperties containers have one)
+        a = _Attempt(spec.job_id, spec.attempt, spec.log_stream, spec.timeout_seconds, grace, spec=spec)
         self._watch(a)
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
@@ -156,7 +158,8 @@ class DockerLauncher:
             return True
         labels = info["Config"].get("Labels") or {}
         timeout = labels.get(LABEL_TIMEOUT)
-        a = _Attempt(job_id, attempt, labels.get(LABEL_STREAM, ""), int(timeout) if timeout else None)
+        grace = float(info["Config"].get("StopTimeout") or self.grace_seconds)
+        a = _Attempt(job_id, attempt, labels.get(LABEL_STREAM, ""), int(timeout) if timeout else None, grace)
         a.container = info["Id"]
         a.volumes = [m["Name"] for m in info.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
         a.last_ms = self._last_logged(a.log_stream)
@@ -286,7 +289,7 @@ class DockerLauncher:
             "user": p.user,
             "labels": labels,
             "name": name,
-            "stop_timeout": int(self.grace_seconds),
+            "stop_timeout": int(a.grace),
             "host_config": self.client.create_host_config(**p.host_config),
         }
         for pulled in (False, True):
@@ -355,7 +358,7 @@ class DockerLauncher:
 
         def stop() -> None:
             with contextlib.suppress(DockerException):
-                self.client.stop(container, timeout=int(self.grace_seconds))
+                self.client.stop(container, timeout=int(a.grace))
 
         threading.Thread(target=stop, name=f"stop-{a.key}", daemon=True).start()
 

@@ -201,7 +201,9 @@ def test_memory_is_a_hard_limit_and_an_oom_kill_is_reported_as_aws_does(dbatch: 
     assert job["container"]["reason"] == "OutOfMemoryError: Container killed due to memory usage"
 
 
-def test_vcpus_are_cpu_shares_on_ec2_and_a_hard_quota_on_fargate(dbatch: Client, docker_engine: Any) -> None:
+def test_vcpus_are_cpu_shares_on_ec2_a_hard_quota_on_fargate_and_linux_parameters_apply(
+    dbatch: Client, docker_engine: Any
+) -> None:
     fargate, _ = setup_queue(dbatch)
     ec2 = ec2_queue(dbatch)
     on_ec2 = start_job(
@@ -209,6 +211,7 @@ def test_vcpus_are_cpu_shares_on_ec2_and_a_hard_quota_on_fargate(dbatch: Client,
         ec2,
         ["sleep", "30"],
         resourceRequirements=[{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "256"}],
+        linuxParameters={"initProcessEnabled": True, "maxSwap": 0, "swappiness": 10},
     )
     on_fargate = start_job(
         dbatch,
@@ -221,6 +224,8 @@ def test_vcpus_are_cpu_shares_on_ec2_and_a_hard_quota_on_fargate(dbatch: Client,
     fargate_host = container_of(docker_engine, on_fargate)["HostConfig"]
     assert (ec2_host["CpuShares"], ec2_host["NanoCpus"], ec2_host["Memory"]) == (2048, 0, 256 * 2**20)
     assert (fargate_host["CpuShares"], fargate_host["NanoCpus"], fargate_host["Memory"]) == (0, 500_000_000, 2**30)
+    # linuxParameters: --init, and maxSwap 0 = no swap beyond the memory limit, with its swappiness
+    assert (ec2_host["Init"], ec2_host["MemorySwap"], ec2_host["MemorySwappiness"]) == (True, 256 * 2**20, 10)
     for job_id in (on_ec2, on_fargate):
         dbatch.terminate_job(jobId=job_id, reason="done looking")
     wait_terminal(dbatch, [on_ec2, on_fargate])
