@@ -100,3 +100,9 @@ def test_volumes_host_paths_are_binds_and_others_are_this_attempts_docker_volume
 def test_what_cannot_run_locally_is_refused_with_its_reason(container: dict[str, Any], words: str) -> None:
     with pytest.raises(Refused, match=words):
         plan(spec(**container), "n", {})
+
+
+def test_swap_follows_max_swap_and_swappiness_only_with_it() -> None:
+    assert "memswap_limit" not in plan(spec(linuxParameters={"swappiness": 5}), "n", {}).host_config
+    host = plan(spec(memory=512, linuxParameters={"maxSwap": 256}), "n", {}).host_config
+    assert (host["memswap_limit"], host["mem_swappiness"]) == ("768m", 60)
