@@ -37,6 +37,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from chalicelib.compute import docker_config, docker_engine
 from chalicelib.compute.ecs_events import TASK_FAILED_TO_START, host_terminated_reason
+from chalicelib.compute.local import DOCKER_JOURNAL, LocalLauncher
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskSpec
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
@@ -51,7 +52,7 @@ LABEL_STREAM = "batchplane.log-stream"
 LABEL_TIMEOUT = "batchplane.timeout"
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 LOST_HOST = host_terminated_reason("local")
-JOURNAL = "docker-journal"
+JOURNAL = DOCKER_JOURNAL
 OOM_EXIT = 137
 STOP_TIMEOUT_S = 10  # how long a stop waits for the engine beyond the grace period
 
@@ -98,6 +99,7 @@ class DockerLauncher:
         *,
         grace_seconds: float = 30.0,
         credentials: CredentialVendor | None = None,
+        processes: LocalLauncher | None = None,
     ) -> None:
         self.client = client
         self.state_id = state_id
@@ -105,6 +107,7 @@ class DockerLauncher:
         self.on_event = on_event
         self.grace_seconds = grace_seconds
         self.credentials = credentials
+        self.processes = processes  # the process executor of the same state: recovers the attempts it started
         self._lock = threading.Lock()
         self._attempts: dict[str, _Attempt] = {}  # watched now
         self._launched: set[str] = set()
@@ -150,12 +153,21 @@ class DockerLauncher:
         try:
             info = self.client.inspect_container(self.name(job_id, attempt))
         except NotFound:
+            if self.processes is not None and self.processes.work_dir(job_id, attempt).is_dir():
+                # started by the process executor before a switch of executors: recovered as it would recover it
+                self.processes.recover(job_id, attempt)  # (kills it; an exit 0 it recorded is reported as such)
+                self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST))
+                return True
             if key not in self._journal_keys():
                 with self._lock:
                     self._launched.discard(key)  # never created: the sweep launches it now, under the same key
                 return False
             self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST))
             return True
+        except Exception:  # the engine does not answer: the next sweep asks again
+            with self._lock:
+                self._launched.discard(key)
+            raise
         labels = info["Config"].get("Labels") or {}
         timeout = labels.get(LABEL_TIMEOUT)
         grace = float(info["Config"].get("StopTimeout") or self.grace_seconds)
@@ -208,6 +220,8 @@ class DockerLauncher:
         self._removals.put(None)
         self._remover.join(max(0.0, deadline - time.monotonic()))
         os.close(self._journal)
+        if self.processes is not None:
+            self.processes.shutdown(0.0)
 
     # -- the watcher: one thread per attempt ------------------------------------------------------------------
 

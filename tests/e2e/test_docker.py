@@ -527,3 +527,37 @@ def test_up_with_executor_docker_and_no_engine_refuses_to_start(tmp_path: Path) 
     )
     assert code == 2
     assert any("--executor docker: no Docker engine answers" in line for line in lines), lines
+
+
+# -- switching executors across a restart -----------------------------------------------------------------------
+
+
+def test_attempts_started_by_the_other_executor_are_lost_hosts_never_run_again(
+    state_dir: Path, docker_engine: Any, clients: ClientFactory
+) -> None:
+    # GIVEN a job running as a process, then a restart with the Docker executor
+    processes, containers = Runtimes(state_dir, executor="process"), Runtimes(state_dir, executor="docker")
+    try:
+        rt = processes.start()
+        batch = clients("batch", rt.endpoint)
+        queue, _ = setup_queue(batch)
+        as_process = start_job(batch, queue, ["sleep", "30"])
+        wait_status(batch, [as_process], "RUNNING")
+        processes.stop(rt)
+        rt = containers.start()
+        batch = clients("batch", rt.endpoint)
+        # THEN the process's attempt failed as a lost host, not run again in a container
+        job = wait_terminal(batch, [as_process])[as_process]
+        assert [a["statusReason"] for a in job["attempts"]] == ["Host EC2 (instance local) terminated."]
+        # AND the other way round: a container's attempt is not run again as a process
+        in_container = start_job(batch, queue, ["sleep", "30"])
+        wait_status(batch, [in_container], "RUNNING")
+        containers.stop(rt)
+        rt = processes.start()
+        batch = clients("batch", rt.endpoint)
+        job = wait_terminal(batch, [in_container])[in_container]
+        assert [a["statusReason"] for a in job["attempts"]] == ["Host EC2 (instance local) terminated."]
+    finally:
+        processes.stop_all()
+        containers.stop_all()
+        remove_containers(docker_engine, state_dir)
