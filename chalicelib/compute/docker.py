@@ -268,7 +268,10 @@ class DockerLauncher:
         assert a.container is not None
         if a.stop_reason is not None:  # stopped while its image was pulled: it never runs
             self._discard(a)
-            self._report(a.job_id, TaskStopped(a.attempt, None, status_reason=a.stop_reason), a)
+            with self._lock:
+                self._attempts.pop(a.key, None)
+            event = TaskStopped(a.attempt, None, status_reason=a.stop_reason)
+            self._report(a.job_id, event, a, recorded=lambda: self._removals.put((a, "release")))
             return False
         try:
             self.client.start(a.container)
@@ -320,6 +323,8 @@ class DockerLauncher:
             except APIError as e:
                 if e.status_code == 409:  # the name exists: an earlier run created it (recover() decides)
                     log.warning("container %s exists already: not started again", name)
+                    with self._lock:
+                        self._attempts.pop(a.key, None)
                     return False
                 self._failed_to_start(a, f"CannotCreateContainerError: {docker_engine.engine_message(e)}")
                 return False
