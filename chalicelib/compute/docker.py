@@ -200,6 +200,8 @@ class DockerLauncher:
         numbers = {a.number for a in job.attempts} | ({job.current.number} if job.current else set())
         with self._lock:
             self._launched.difference_update(f"{job.job_id}#{n}" for n in numbers)
+        if self.processes is not None:  # work dirs of attempts the process executor ran before a switch
+            self.processes.forget(job)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """The server goes away: containers keep running (the next start re-attaches to them); nothing more is
