@@ -76,6 +76,8 @@ class Server:
             str(self.port),
             "--state-dir",
             str(self.state_dir),
+            "--executor",
+            "process",
         ]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(

@@ -2,7 +2,8 @@
 
 - The command is an argv list run without a shell (no string is ever built for one), in its own working directory
   `<state>/work/<jobId>/<attempt>` and its own session (process group), so stop and timeout reach its children too.
-- Environment: a small base taken from the server (PATH, HOME, locale, TMPDIR) plus the job's variables and the
+- Environment: a small base taken from the server (PATH, HOME, locale, TMPDIR), what ECS sets in every container
+  (AWS_EXECUTION_ENV, AWS_REGION, AWS_DEFAULT_REGION: `TaskSpec.ecs_environment`), then the job's variables and the
   reserved AWS_BATCH_* ones, which the job cannot override (validation rejects them, and they are applied last).
 - stdout and stderr are captured line by line into the attempt's log stream.
 - Task events are reported like ECS ones: TaskStarted once the process exists, TaskStopped with its exit code
@@ -47,6 +48,7 @@ START_FAILED = "Task failed to start"
 # The journal: one line per record, each written with one append, "pid <jobId>#<attempt> <pid>" by the server once the
 # process exists and "exit <jobId>#<attempt> <status>" by the supervisor when the command ends.
 JOURNAL = "journal"
+DOCKER_JOURNAL = "docker-journal"  # compute/docker.py's: the containers it created
 # Earlier versions kept these in each attempt's work dir; recover() still reads them there.
 PID_FILE = "pid"
 EXIT_FILE = "exit"
@@ -245,7 +247,7 @@ class LocalLauncher:
         if not spec.command:
             self._failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
             return None
-        env = {**self._base_env, **spec.environment}
+        env = {**self._base_env, **spec.ecs_environment, **spec.environment}
         program, path = spec.command[0], env.get("PATH", os.defpath)
         if (program, path) not in self._on_path:
             missing = _not_executable(program, env, workdir)
@@ -303,11 +305,20 @@ class LocalLauncher:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(found, signal.SIGKILL)
             else:
-                return False
+                # started in a container by the Docker executor before a switch of executors (compute/docker.py
+                # journals each container it creates): started, so never launched again under this number
+                return self._docker_created(key)
             _wait_gone(pids, RECOVER_WAIT_S)  # then the exit status, if any, is complete: it was written before
         if self._exit_of(key, workdir) == 0:
             self.on_event(job_id, TaskStopped(attempt, 0))
         return True
+
+    def _docker_created(self, key: str) -> bool:
+        try:
+            text = (self.work_root / DOCKER_JOURNAL).read_text()
+        except OSError:
+            return False
+        return f"created {key}\n" in text
 
     def _exit_of(self, key: str, workdir: Path) -> int | None:
         """The exit status the attempt's supervisor recorded; None if it did not (running, killed, never started)."""

@@ -91,6 +91,8 @@ class Server:
                     str(self.port),
                     "--state-dir",
                     f"./{self.state.name}",  # relative, as `make run` passes it: jobs run in other directories
+                    "--executor",
+                    "process",  # the container twin is tests/e2e (docker-ci)
                 ],
                 cwd=self.state.parent,
                 stdout=out,
