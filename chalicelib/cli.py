@@ -39,6 +39,8 @@ def _up(args: argparse.Namespace) -> int:
         region=args.region,
         account=args.account,
         retention_days=args.retention_days,
+        allow_privileged=args.allow_privileged,
+        allow_host_paths=tuple(args.allow_host_path),
     )
     runtime = LocalRuntime(config)
     stop = threading.Event()
@@ -141,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="remove finished jobs, their logs and work dirs this long after they stopped (0: keep all; default 30,"
         " as DynamoDB's TTL on AWS)",
+    )
+    up.add_argument(
+        "--allow-privileged",
+        action="store_true",
+        help="accept jobs asking for privileged containers or host devices (refused by default: root on this host)",
+    )
+    up.add_argument(
+        "--allow-host-path",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="accept jobs whose volumes mount host paths under PREFIX, symlinks resolved (repeatable; default none)",
     )
     up.set_defaults(func=_up)
 

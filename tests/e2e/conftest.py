@@ -51,8 +51,11 @@ class Runtimes:
     events: list[dict[str, Any]] = field(default_factory=list)
     _running: list[LocalRuntime] = field(default_factory=list)
 
-    def start(self) -> LocalRuntime:
-        config = LocalConfig(state_dir=self.state_dir, port=0, limits=Limits(min_timeout_seconds=1), grace_seconds=1.0)
+    def start(self, **overrides: Any) -> LocalRuntime:
+        """`overrides` are LocalConfig fields (e.g. allow_host_paths, executor)."""
+        config = LocalConfig(
+            state_dir=self.state_dir, port=0, limits=Limits(min_timeout_seconds=1), grace_seconds=1.0, **overrides
+        )
         rt = LocalRuntime(config)
         rt.events.subscribe(self.events.append)
         rt.start()

@@ -11,9 +11,15 @@ import pytest
 from chalicelib.cli import main as cli
 from chalicelib.runtime.local import LocalRuntime
 from demo import pipeline
-from tests.e2e.conftest import ClientFactory, describe, job_log, wait_terminal
+from tests.e2e.conftest import ClientFactory, Runtimes, describe, job_log, wait_terminal
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def runtime(make_runtime: Runtimes, tmp_path: Path) -> LocalRuntime:
+    """A runtime that allows the demo's folder to be mounted, as `make run` does."""
+    return make_runtime.start(allow_host_paths=(str(tmp_path / "data"),))
 
 
 def test_the_pipeline_splits_processes_merges_and_publishes_after_one_retry(
@@ -22,10 +28,10 @@ def test_the_pipeline_splits_processes_merges_and_publishes_after_one_retry(
     batch = clients("batch", runtime.endpoint)
     logs = clients("logs", runtime.endpoint)
     # GIVEN the demo's resources (twice: creating them is idempotent)
-    pipeline.ensure_resources(batch)
-    pipeline.ensure_resources(batch)
+    pipeline.ensure_resources(batch, tmp_path / "data")
+    pipeline.ensure_resources(batch, tmp_path / "data")
     # WHEN the pipeline is submitted and watched to the end
-    run = pipeline.submit(batch, tmp_path / "data", chunks=3, lines=300, seed=1)
+    run = pipeline.submit(batch, tmp_path / "data" / "run-1", chunks=3, lines=300, seed=1)
     assert cli(["watch", run.publish, "--plain", "--interval", "0.2", "--endpoint", runtime.endpoint]) == 0
     # THEN every step succeeded and the report holds the sum of the input
     jobs = describe(batch, [run.split, run.process, run.merge, run.publish])
