@@ -85,7 +85,7 @@ def check(
 def _host_sources(volumes: Iterable[Mapping[str, Any]]) -> Iterable[tuple[int, str]]:
     for i, volume in enumerate(volumes):
         source = (volume.get("host") or {}).get("sourcePath")
-        if source is not None:  # `host: {}` without a path is an engine-managed volume: nothing of the host's
+        if source:  # `host: {}` (or an empty path) is an engine-managed volume, as the launcher makes it
             yield i, str(source)
 
 

@@ -73,6 +73,7 @@ class Server:
     port: int
     logs: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    args: tuple[str, ...] = ()  # more `batchplane up` options (test_kill_restart_docker.py: the executor, allowances)
 
     @property
     def endpoint(self) -> str:
@@ -91,6 +92,7 @@ class Server:
                     str(self.port),
                     "--state-dir",
                     f"./{self.state.name}",  # relative, as `make run` passes it: jobs run in other directories
+                    *self.args,
                 ],
                 cwd=self.state.parent,
                 stdout=out,
