@@ -36,8 +36,8 @@ def run_one(
         if why is not None:
             print(f"bench: {name} skipped: {why}", file=sys.stderr, flush=True)
             return {**result, "skipped": why}
-    # The process executor's workloads stay as they were measured: jobs as host processes, whatever engine answers.
-    executor = containers.SERVER_ARGS if name in containers.WORKLOADS else ["--executor", "process"]
+    # bench.server runs `--executor process` (the process workloads measure what they always did); these override it.
+    executor = containers.SERVER_ARGS if name in containers.WORKLOADS else None
     server = Server(wrap=wrap, keep_dir=keep_dir, profile_out=profile_out, profile_gil=profile_gil, args=executor)
     try:
         if name in IN_PROCESS:  # no server: the workload measures something else (aws-cost: calls on moto)

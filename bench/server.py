@@ -78,7 +78,9 @@ class Server:
             str(self.port),
             "--state-dir",
             str(self.state_dir),
-            *self.args,
+            "--executor",
+            "process",
+            *self.args,  # later options win: a workload's --executor
         ]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(

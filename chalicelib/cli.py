@@ -1,6 +1,6 @@
 """The `batchplane` command.
 
-- `batchplane up`: run the control plane locally (SQLite state, jobs as local processes).
+- `batchplane up`: run the control plane locally (SQLite state, jobs as Docker containers or local processes).
 - `batchplane watch | logs | describe | dag | triggers`: talk to a running batchplane, local or deployed, through
   its API (`--endpoint`, default $BATCHPLANE_ENDPOINT or http://127.0.0.1:8000; `--region`). Output is rich text
   on a terminal and plain text when piped.
@@ -25,6 +25,7 @@ from chalicelib.console.client import Api, CliError, default_endpoint, default_r
 
 
 def _up(args: argparse.Namespace) -> int:
+    from chalicelib.runtime.executor import ExecutorUnavailable
     from chalicelib.runtime.local import LocalConfig, LocalRuntime  # the server's stack, only for `up`
 
     # Absolute: jobs run in their own working directories, and the paths handed to them must still name the state.
@@ -39,10 +40,16 @@ def _up(args: argparse.Namespace) -> int:
         region=args.region,
         account=args.account,
         retention_days=args.retention_days,
+        executor=args.executor,
         allow_privileged=args.allow_privileged,
         allow_host_paths=tuple(args.allow_host_path),
     )
-    runtime = LocalRuntime(config)
+    try:
+        runtime = LocalRuntime(config)
+    except ExecutorUnavailable as e:
+        print(f"batchplane up: --executor docker: {e}", file=sys.stderr)
+        return 2
+    print(runtime.executor_note, flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -127,11 +134,18 @@ def _client_options() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchplane", description="An open, self-hostable AWS Batch.")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="run the control plane locally (SQLite state, local processes)")
+    up = sub.add_parser("up", help="run the control plane locally (SQLite state, jobs in containers or processes)")
     up.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     up.add_argument("--port", type=int, default=8000, help="port to listen on (0 picks a free one)")
     up.add_argument("--state-dir", default="./.batchplane", help="where state, logs and job work dirs live")
     up.add_argument("--region", default="us-east-1", help="region used in ARNs when a request is unsigned")
+    up.add_argument(
+        "--executor",
+        choices=("auto", "docker", "process"),
+        default="auto",
+        help="run jobs in their container images (docker) or as host processes (process); auto (default): docker "
+        "when a Docker engine answers",
+    )
     up.add_argument(
         "--account",
         default=os.environ.get("BATCHPLANE_ACCOUNT_ID", "123456789012"),

@@ -2,7 +2,8 @@
 
 - The command is an argv list run without a shell (no string is ever built for one), in its own working directory
   `<state>/work/<jobId>/<attempt>` and its own session (process group), so stop and timeout reach its children too.
-- Environment: a small base taken from the server (PATH, HOME, locale, TMPDIR) plus the job's variables and the
+- Environment: a small base taken from the server (PATH, HOME, locale, TMPDIR), what ECS sets in every container
+  (AWS_EXECUTION_ENV, AWS_REGION, AWS_DEFAULT_REGION: `TaskSpec.ecs_environment`), then the job's variables and the
   reserved AWS_BATCH_* ones, which the job cannot override (validation rejects them, and they are applied last).
 - stdout and stderr are captured line by line into the attempt's log stream.
 - Task events are reported like ECS ones: TaskStarted once the process exists, TaskStopped with its exit code
@@ -245,7 +246,7 @@ class LocalLauncher:
         if not spec.command:
             self._failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
             return None
-        env = {**self._base_env, **spec.environment}
+        env = {**self._base_env, **spec.ecs_environment, **spec.environment}
         program, path = spec.command[0], env.get("PATH", os.defpath)
         if (program, path) not in self._on_path:
             missing = _not_executable(program, env, workdir)

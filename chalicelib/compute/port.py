@@ -30,6 +30,23 @@ class TaskSpec:
     # needs beyond the command and environment above (image, roles, volumes, resource requirements, ...).
     container: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)  # to put on the task: the job's tags when propagateTags
+    region: str = "us-east-1"  # the job's region (from its ARN)
+    # EC2 | SPOT | FARGATE | FARGATE_SPOT; None: unmanaged or unknown (ECS then runs the task on EC2)
+    compute_environment_type: str | None = None
+
+    @property
+    def fargate(self) -> bool:
+        return self.compute_environment_type in ("FARGATE", "FARGATE_SPOT")
+
+    @property
+    def ecs_environment(self) -> dict[str, str]:
+        """What ECS sets in every container of a task (ECS developer guide, "Amazon ECS environment variables"):
+        a local launcher adds these to the job's environment (on ECS, ECS itself sets them)."""
+        return {
+            "AWS_EXECUTION_ENV": "AWS_ECS_FARGATE" if self.fargate else "AWS_ECS_EC2",
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+        }
 
     @property
     def key(self) -> str:

@@ -1,9 +1,11 @@
-"""The local runtime behind `batchplane up`: SQLite state, local processes, the API on a loopback port.
+"""The local runtime behind `batchplane up`: SQLite state, jobs as containers (or local processes), the API on a
+loopback port.
 
 State directory layout: state.db (SQLite, WAL), logs/ (one file per log stream), work/<jobId>/<attempt>/ (each
 attempt's working directory), work/journal (every attempt's pid and exit status, see compute/local.py),
 events.jsonl (every "Batch Job State Change"), buckets/<bucket>/<key> (the objects of trigger buckets, see
-runtime/triggers.py).
+runtime/triggers.py), executor-id (tells this state's Docker containers from other servers', compute/docker.py),
+work/docker-journal (every container the Docker launcher created).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
@@ -27,12 +29,16 @@ from chalicelib.domain.model import ComputeEnvironment, JobQueue, SchedulingPoli
 from chalicelib.domain.validation import Limits
 from chalicelib.events.local import LocalEventBus
 from chalicelib.runtime import wiring
-from chalicelib.runtime.engine import Engine, WorkQueue
+from chalicelib.runtime.engine import HOST_ID, Engine, WorkQueue
+from chalicelib.runtime.executor import choose_executor, state_id
 from chalicelib.runtime.server import ApiServer
 from chalicelib.runtime.triggers import TriggerRunner
 from chalicelib.store.jobs import RETENTION_SECONDS
 from chalicelib.store.repository import Repository
 from chalicelib.store.sqlite import SqliteItemStore
+
+if TYPE_CHECKING:
+    from chalicelib.compute.docker import DockerLauncher
 
 T = TypeVar("T")
 
@@ -49,6 +55,8 @@ class LocalConfig:
     # Finished jobs, with their logs and work directories, are removed this long after they stopped (0: kept
     # forever); the same 30 days as DynamoDB's TTL on AWS (store/jobs.RETENTION_SECONDS).
     retention_days: float = RETENTION_SECONDS / 86_400
+    # docker | process | auto (docker when an engine answers); `batchplane up` defaults to auto (runtime/executor.py)
+    executor: str = "process"
     # What jobs may reach on this host (domain/host_access.py): `--allow-privileged`, `--allow-host-path PREFIX`.
     allow_privileged: bool = False
     allow_host_paths: tuple[str, ...] = ()
@@ -121,9 +129,23 @@ class LocalRuntime:
         self.events = LocalEventBus(config.state_dir / "events.jsonl", account=config.account, region=config.region)
         self.work = WorkQueue()
         logs = FileLogStore(config.state_dir / "logs")
-        self.launcher = LocalLauncher(
-            config.state_dir / "work", logs, self._on_task_event, grace_seconds=config.grace_seconds
-        )
+        self.executor, self.executor_note, docker_client = choose_executor(config.executor)
+        self.launcher: LocalLauncher | DockerLauncher
+        if docker_client is not None:
+            from chalicelib.compute.docker import DockerLauncher
+
+            self.launcher = DockerLauncher(
+                docker_client,
+                state_id(config.state_dir),
+                config.state_dir / "work",
+                logs,
+                self._on_task_event,
+                grace_seconds=config.grace_seconds,
+            )
+        else:
+            self.launcher = LocalLauncher(
+                config.state_dir / "work", logs, self._on_task_event, grace_seconds=config.grace_seconds
+            )
         self.services = Services(
             repo=LocalRepository(self.store),
             settings=Settings(
@@ -143,14 +165,19 @@ class LocalRuntime:
             wake=lambda: self.engine.wake(),  # late-bound: the engine is built from these services
         )
         self.engine = Engine(
-            self.services, retention_ms=int(config.retention_days * DAY_MS), forget=self.launcher.forget
+            self.services,
+            retention_ms=int(config.retention_days * DAY_MS),
+            forget=self.launcher.forget,
+            lost_host=HOST_ID if self.executor == "process" else None,  # containers are re-attached instead
         )
         self.triggers = TriggerRunner(self.services, config.state_dir / "buckets")
         wiring.configure(self.services)
         self.server = ApiServer(app, config.host, config.port)
 
-    def _on_task_event(self, job_id: str, event: TaskStarted | TaskStopped) -> None:
-        self.engine.report(job_id, event)
+    def _on_task_event(
+        self, job_id: str, event: TaskStarted | TaskStopped, recorded: Callable[[], None] | None = None
+    ) -> None:
+        self.engine.report(job_id, event, recorded)
 
     @property
     def endpoint(self) -> str:

@@ -50,11 +50,16 @@ class Runtimes:
     state_dir: Path
     events: list[dict[str, Any]] = field(default_factory=list)
     _running: list[LocalRuntime] = field(default_factory=list)
+    executor: str = "process"  # these tests run host commands; tests/e2e/test_docker.py runs containers
 
     def start(self, **overrides: Any) -> LocalRuntime:
-        """`overrides` are LocalConfig fields (e.g. allow_host_paths, executor)."""
+        """`overrides` are more LocalConfig fields (e.g. allow_host_paths, executor)."""
         config = LocalConfig(
-            state_dir=self.state_dir, port=0, limits=Limits(min_timeout_seconds=1), grace_seconds=1.0, **overrides
+            state_dir=self.state_dir,
+            port=0,
+            limits=Limits(min_timeout_seconds=1),
+            grace_seconds=1.0,
+            **{"executor": self.executor, **overrides},
         )
         rt = LocalRuntime(config)
         rt.events.subscribe(self.events.append)
@@ -155,7 +160,18 @@ def cli_server() -> Iterator[Callable[[Path], CliServer]]:
     def start(state: Path, timeout: float = 30.0) -> CliServer:
         states.add(state)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chalicelib.cli", "up", "--port", "0", "--state-dir", str(state)],
+            [
+                sys.executable,
+                "-m",
+                "chalicelib.cli",
+                "up",
+                "--port",
+                "0",
+                "--state-dir",
+                str(state),
+                "--executor",
+                "process",
+            ],
             cwd=Path(__file__).resolve().parents[2],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

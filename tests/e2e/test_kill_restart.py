@@ -92,7 +92,9 @@ class Server:
                     str(self.port),
                     "--state-dir",
                     f"./{self.state.name}",  # relative, as `make run` passes it: jobs run in other directories
-                    *self.args,
+                    "--executor",
+                    "process",  # the container twin is tests/e2e (docker-ci)
+                    *self.args,  # later options win: test_kill_restart_docker.py's --executor docker
                 ],
                 cwd=self.state.parent,
                 stdout=out,

@@ -106,6 +106,11 @@ class Up:
         return code
 
 
+def default_executor(extra: tuple[str, ...]) -> tuple[str, ...]:
+    """These tests run host commands: the process executor unless a test chooses."""
+    return () if "--executor" in extra else ("--executor", "process")
+
+
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Any]:
     """start(state_dir, port) -> a running Up; anything still running at teardown is killed."""
@@ -115,7 +120,18 @@ def up(tmp_path: Path) -> Iterator[Any]:
 
     def start(state_dir: Path, port: int, *extra: str) -> Up:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chalicelib.cli", "up", "--port", str(port), "--state-dir", str(state_dir), *extra],
+            [
+                sys.executable,
+                "-m",
+                "chalicelib.cli",
+                "up",
+                "--port",
+                str(port),
+                "--state-dir",
+                str(state_dir),
+                *extra,
+                *default_executor(extra),
+            ],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
