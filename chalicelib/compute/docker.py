@@ -181,6 +181,27 @@ class DockerLauncher:
         self._watch(a, started=info["State"].get("StartedAt"), created=info["State"]["Status"] == "created")
         return True
 
+    def reap_settled(self) -> list[str]:
+        """After the recovery at start: remove this state's ended containers that no active attempt claimed. Their
+        end was recorded before the server died, which then killed it before their removal (found by
+        tests/e2e/test_kill_restart_docker.py). Every active attempt was recovered (`recover` marks it launched),
+        and every later launch is marked before its create, so an unclaimed container is settled. Returns the keys."""
+        filters = {"label": f"{LABEL_STATE}={self.state_id}", "status": ["exited", "dead", "created"]}
+        reaped = []
+        for c in self.client.containers(all=True, filters=filters):
+            labels = c.get("Labels") or {}
+            key = f"{labels.get(LABEL_JOB)}#{labels.get(LABEL_ATTEMPT)}"
+            with self._lock:
+                claimed = key in self._launched or key in self._attempts
+            if claimed or LABEL_JOB not in labels or LABEL_ATTEMPT not in labels:
+                continue
+            a = _Attempt(labels[LABEL_JOB], int(labels[LABEL_ATTEMPT]), labels.get(LABEL_STREAM, ""), None)
+            a.container = c["Id"]
+            a.volumes = [m["Name"] for m in c.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
+            self._removals.put((a, "remove"))
+            reaped.append(key)
+        return reaped
+
     def forget(self, job: Job) -> None:
         """A finished job leaves the store (control/retention.py): forget its attempts."""
         numbers = {a.number for a in job.attempts} | ({job.current.number} if job.current else set())

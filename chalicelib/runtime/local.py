@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
@@ -186,6 +186,8 @@ class LocalRuntime:
     def start(self) -> None:
         self.work.start()
         self.engine.start()
+        if self.executor == "docker":  # containers whose end was recorded just before a crash: removed now
+            cast("DockerLauncher", self.launcher).reap_settled()
         self.triggers.start()
         self.server.start()
 
