@@ -4,6 +4,7 @@ and computes the right answer; `--watch` runs `batchplane watch` to the end."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,15 +12,23 @@ import pytest
 from chalicelib.cli import main as cli
 from chalicelib.runtime.local import LocalRuntime
 from demo import pipeline
+from tests.docker_support import remove_containers
 from tests.e2e.conftest import ClientFactory, Runtimes, describe, job_log, wait_terminal
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def runtime(make_runtime: Runtimes, tmp_path: Path) -> LocalRuntime:
-    """A runtime that allows the demo's folder to be mounted, as `make run` does."""
-    return make_runtime.start(allow_host_paths=(str(tmp_path / "data"),))
+@pytest.fixture(params=["process", "docker"])
+def runtime(request: pytest.FixtureRequest, make_runtime: Runtimes, tmp_path: Path) -> Iterator[LocalRuntime]:
+    """A runtime that allows the demo's folder to be mounted, as `make run` does: with each executor (`make demo`
+    must work with and without an engine)."""
+    engine = request.getfixturevalue("docker_engine") if request.param == "docker" else None
+    rt = make_runtime.start(executor=request.param, allow_host_paths=(str(tmp_path / "data"),))
+    assert rt.executor == request.param
+    yield rt
+    if engine is not None:
+        make_runtime.stop_all()
+        remove_containers(engine, make_runtime.state_dir)
 
 
 def test_the_pipeline_splits_processes_merges_and_publishes_after_one_retry(

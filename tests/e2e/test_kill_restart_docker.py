@@ -89,8 +89,8 @@ def test_containers_outlive_a_sigkilled_server_and_each_job_runs_once(
     ledger_dir.mkdir()
     ledger = ledger_dir / "ledger"
     server.start()
-    # GIVEN a queue on a small compute environment (jobs wait their turn, so kills catch some running) and a definition whose containers sleep 1-3 s, logging to a
-    # ledger on a host volume
+    # GIVEN a queue on a small compute environment (jobs wait their turn, so kills catch some running) and a
+    # definition whose containers sleep 1-3 s, logging to a ledger on a host volume
     batch, queue = client_with_queue(server, max_vcpus=MAX_VCPUS)
     mark = 'echo "$AWS_BATCH_JOB_ID#$AWS_BATCH_JOB_ATTEMPT {}" >> /ledger/ledger'
     batch.register_job_definition(
