@@ -181,26 +181,25 @@ class DockerLauncher:
         self._watch(a, started=info["State"].get("StartedAt"), created=info["State"]["Status"] == "created")
         return True
 
-    def reap_settled(self) -> list[str]:
-        """After the recovery at start: remove this state's ended containers that no active attempt claimed. Their
-        end was recorded before the server died, which then killed it before their removal (found by
-        tests/e2e/test_kill_restart_docker.py). Every active attempt was recovered (`recover` marks it launched),
-        and every later launch is marked before its create, so an unclaimed container is settled. Returns the keys."""
-        filters = {"label": f"{LABEL_STATE}={self.state_id}", "status": ["exited", "dead", "created"]}
-        reaped = []
-        for c in self.client.containers(all=True, filters=filters):
+    def reap(self) -> int:
+        """Remove this state's containers that ended and that nothing watches or will ask about (after the sweep at
+        start has recovered every active attempt): an end recorded just before a crash, before its removal."""
+        label = f"{LABEL_STATE}={self.state_id}"
+        ended = self.client.containers(all=True, filters={"label": label, "status": "exited"})
+        # Read after the list, not before: a launch marks its key before it creates its container, so every
+        # container listed that a launch made is known by now (read first, a job launched since, which ran and
+        # exited before the list came back, would be removed under its watcher, and fail as a lost host).
+        with self._lock:
+            known = self._launched | set(self._attempts)
+        removed = 0
+        for c in ended:
             labels = c.get("Labels") or {}
-            key = f"{labels.get(LABEL_JOB)}#{labels.get(LABEL_ATTEMPT)}"
-            with self._lock:
-                claimed = key in self._launched or key in self._attempts
-            if claimed or LABEL_JOB not in labels or LABEL_ATTEMPT not in labels:
+            if f"{labels.get(LABEL_JOB)}#{labels.get(LABEL_ATTEMPT)}" in known:
                 continue
-            a = _Attempt(labels[LABEL_JOB], int(labels[LABEL_ATTEMPT]), labels.get(LABEL_STREAM, ""), None)
-            a.container = c["Id"]
-            a.volumes = [m["Name"] for m in c.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
-            self._removals.put((a, "remove"))
-            reaped.append(key)
-        return reaped
+            with contextlib.suppress(DockerException):
+                self.client.remove_container(c["Id"], v=True, force=True)
+                removed += 1
+        return removed
 
     def forget(self, job: Job) -> None:
         """A finished job leaves the store (control/retention.py): forget its attempts."""
@@ -247,8 +246,15 @@ class DockerLauncher:
                 self._arm_timeout(a, time.time() - _ms(started.encode()) / 1000)
             self._report(a.job_id, TaskStarted(a.attempt), a)
             self._follow(a)
-        except Exception:  # the sweep at the next start settles what this lost
+        except Exception as e:  # the engine failed us (unreachable, restarted): the attempt must not hang
+            if a.lost:
+                return
             log.exception("watching %s failed", a.key)
+            if a.container is None:
+                self._failed_to_start(a, f"CannotCreateContainerError: {docker_engine.engine_message(e)}")
+            else:  # its end cannot be known: as a lost host, and it must not run on unobserved
+                self._discard(a)
+                self._end(a, TaskStopped(a.attempt, None, status_reason=LOST_HOST))
         finally:
             with self._lock:
                 self._watchers.discard(threading.current_thread())
@@ -275,6 +281,8 @@ class DockerLauncher:
             self._failed_to_start(a, f"CannotStartContainerError: {docker_engine.engine_message(e)}")
             return False
         self._arm_timeout(a, 0.0)
+        if a.stop_reason is not None:  # stopped between the check above and the start
+            self._stop(a)
         return True
 
     def _create(self, a: _Attempt, spec: TaskSpec) -> bool:

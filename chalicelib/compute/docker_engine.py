@@ -116,6 +116,6 @@ def close_stream(client: docker.APIClient, response: Any) -> None:
     """End a log stream another thread may be blocked reading (its read returns at once)."""
     api: Any = client
     with contextlib.suppress(Exception):
-        api._get_raw_response_socket(response).shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(Exception):
-        response.close()
+        raw = api._get_raw_response_socket(response)  # a SocketIO for plain sockets (unix, tcp): its _sock
+        getattr(raw, "_sock", raw).shutdown(socket.SHUT_RDWR)
+    # (not response.close(): it waits for the lock the blocked reader holds)

@@ -10,6 +10,7 @@ work/docker-journal (every container the Docker launcher created).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar
 
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from chalicelib.compute.docker import DockerLauncher
 
 T = TypeVar("T")
+log = logging.getLogger("batchplane.local")
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,12 @@ class LocalRuntime:
     ) -> None:
         self.engine.report(job_id, event, recorded)
 
+    def _reap(self) -> None:
+        try:
+            self.launcher.reap()  # type: ignore[union-attr]
+        except Exception:
+            log.exception("removing ended containers failed")
+
     @property
     def endpoint(self) -> str:
         return self.server.endpoint
@@ -186,14 +194,15 @@ class LocalRuntime:
     def start(self) -> None:
         self.work.start()
         self.engine.start()
-        if self.executor == "docker":  # containers whose end was recorded just before a crash: removed now
-            cast("DockerLauncher", self.launcher).reap_settled()
+        if self.executor == "docker":  # containers whose end was recorded just before a crash
+            threading.Thread(target=self._reap, name="docker-reap", daemon=True).start()
         self.triggers.start()
         self.server.start()
 
     def stop(self) -> None:
         """Stop accepting requests, stop dispatching, stop running processes (their attempts are recovered at the
-        next start, per their retry strategy), then close the store: every acknowledged write is on disk."""
+        next start, per their retry strategy) or let go of running containers (they run on; the next start
+        re-attaches to them), then close the store: every acknowledged write is on disk."""
         self.server.stop()
         self.triggers.stop()
         self.engine.stop()
