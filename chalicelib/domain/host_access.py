@@ -9,7 +9,10 @@ when a trigger submits), a job whose effective container (its definition's `cont
   `batchplane up --allow-privileged`;
 - a volume with a host `sourcePath`, unless that path, symlinks resolved, lies under a prefix given with
   `batchplane up --allow-host-path PREFIX` (repeatable). Paths are compared by components, so `/data` allows
-  `/data/x` but not `/database`; a relative `sourcePath` names no host path and is never allowed.
+  `/data/x` but not `/database`; a relative `sourcePath` names no host path and is never allowed. Symlinks are
+  resolved when the job is submitted and Docker resolves them again when it mounts: whoever can replace a folder
+  under an allowed prefix with a symlink in between can redirect the mount, so allow only folders that the API's
+  callers cannot otherwise write to.
 
 SubmitJob's `containerOverrides` cannot carry any of these (botocore's ContainerOverrides shape has only `command`,
 `environment`, `resourceRequirements`, `vcpus`, `memory`, `instanceType`), so in practice the job definition is what
