@@ -10,20 +10,13 @@
   be created or started: no exit code, reason `CannotPullContainerError: …` / `CannotCreateContainerError: …` /
   `CannotStartContainerError: …`, status reason "Task failed to start" (retry strategies apply).
 
-Crash safety (the recovery protocol of ADR 0016):
-- Every container is named `batchplane-<state id>-<jobId>-<attempt>` and labelled with the job id, the attempt, the
-  state id (the state directory's, so two servers on one engine never touch each other's containers), its log stream
-  and its timeout. The name makes a second create of the same attempt a conflict: an attempt never runs twice.
-- Before creating a container the launcher appends `created <jobId>#<attempt>` to its journal
-  (`<state>/work/docker-journal`), so after a crash a container that is missing can be told from one never made.
-- Containers outlive the server: no auto-remove, nothing tied to our process; `shutdown()` leaves them running.
-- `recover()` at the next start: a container that runs is re-attached (its logs keep flowing from the last line
-  recorded, then its real end is reported); one that ended while the server was down is settled with its real exit
-  code and OOM flag; one never started is started now; one the engine lost (journalled, gone) fails its attempt as a
-  lost host: `Host EC2 (instance local) terminated.`. The engine's sweep runs with `lost_host=None` for this
-  launcher: it reports every end itself.
-- A container (and the Docker volumes made for it) is removed only once its end is recorded in the store: the
-  TaskStopped report carries a callback the engine runs after applying it (runtime/engine.py `Engine.report`).
+Crash safety (the recovery protocol of ADR 0016): each container is named after the state id, job id and attempt
+(a second create conflicts: an attempt never runs twice) and labelled with them; `created <key>` is journalled in
+`<state>/work/docker-journal` before the create. Containers outlive the server (`shutdown()` lets go of them);
+`recover()` re-attaches to a running one, settles one that ended with its real exit code and OOM flag, starts one
+never started, and fails one the engine lost as a lost host. The engine's sweep runs with `lost_host=None` for this
+launcher: it reports every end itself. A container is removed only once its end is recorded (the TaskStopped
+report carries a callback the engine runs after applying it: runtime/engine.py `Engine.report`).
 """
 
 from __future__ import annotations
@@ -36,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,6 +37,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from chalicelib.compute import docker_config, docker_engine
 from chalicelib.compute.ecs_events import TASK_FAILED_TO_START, host_terminated_reason
+from chalicelib.compute.local import DOCKER_JOURNAL, LocalLauncher
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskSpec
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
@@ -59,7 +52,7 @@ LABEL_STREAM = "batchplane.log-stream"
 LABEL_TIMEOUT = "batchplane.timeout"
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 LOST_HOST = host_terminated_reason("local")
-JOURNAL = "docker-journal"
+JOURNAL = DOCKER_JOURNAL
 OOM_EXIT = 137
 STOP_TIMEOUT_S = 10  # how long a stop waits for the engine beyond the grace period
 
@@ -78,6 +71,7 @@ class _Attempt:
     attempt: int
     log_stream: str
     timeout_seconds: int | None
+    grace: float = 30.0  # SIGTERM -> SIGKILL: stopTimeout where the container has one, else the server's
     spec: TaskSpec | None = None  # None for a container re-attached after a restart
     container: str | None = None  # id, once created
     volumes: list[str] = field(default_factory=list)
@@ -94,15 +88,6 @@ class _Attempt:
         return f"{self.job_id}#{self.attempt}"
 
 
-def _ms(stamp: bytes) -> int:
-    """Epoch ms of the engine's RFC 3339 timestamp (nanoseconds: fromisoformat keeps microseconds)."""
-    text = stamp.decode()
-    if "." in text:
-        head, _, frac = text.rstrip("Z").partition(".")
-        text = f"{head}.{frac[:6].ljust(6, '0')}+00:00"
-    return int(datetime.fromisoformat(text).timestamp() * 1000)
-
-
 class DockerLauncher:
     def __init__(
         self,
@@ -114,6 +99,7 @@ class DockerLauncher:
         *,
         grace_seconds: float = 30.0,
         credentials: CredentialVendor | None = None,
+        processes: LocalLauncher | None = None,
     ) -> None:
         self.client = client
         self.state_id = state_id
@@ -121,6 +107,7 @@ class DockerLauncher:
         self.on_event = on_event
         self.grace_seconds = grace_seconds
         self.credentials = credentials
+        self.processes = processes  # the process executor of the same state: recovers the attempts it started
         self._lock = threading.Lock()
         self._attempts: dict[str, _Attempt] = {}  # watched now
         self._launched: set[str] = set()
@@ -143,7 +130,8 @@ class DockerLauncher:
             if spec.key in self._launched:
                 return  # idempotent: this attempt was started already
             self._launched.add(spec.key)
-        a = _Attempt(spec.job_id, spec.attempt, spec.log_stream, spec.timeout_seconds, spec=spec)
+        grace = float(spec.container.get("stopTimeout") or self.grace_seconds)  # (ecsProperties containers have one)
+        a = _Attempt(spec.job_id, spec.attempt, spec.log_stream, spec.timeout_seconds, grace, spec=spec)
         self._watch(a)
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
@@ -165,15 +153,25 @@ class DockerLauncher:
         try:
             info = self.client.inspect_container(self.name(job_id, attempt))
         except NotFound:
+            if self.processes is not None and self.processes.work_dir(job_id, attempt).is_dir():
+                # started by the process executor before a switch of executors: recovered as it would recover it
+                self.processes.recover(job_id, attempt)  # (kills it; an exit 0 it recorded is reported as such)
+                self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST))
+                return True
             if key not in self._journal_keys():
                 with self._lock:
                     self._launched.discard(key)  # never created: the sweep launches it now, under the same key
                 return False
             self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST))
             return True
+        except Exception:  # the engine does not answer: the next sweep asks again
+            with self._lock:
+                self._launched.discard(key)
+            raise
         labels = info["Config"].get("Labels") or {}
         timeout = labels.get(LABEL_TIMEOUT)
-        a = _Attempt(job_id, attempt, labels.get(LABEL_STREAM, ""), int(timeout) if timeout else None)
+        grace = float(info["Config"].get("StopTimeout") or self.grace_seconds)
+        a = _Attempt(job_id, attempt, labels.get(LABEL_STREAM, ""), int(timeout) if timeout else None, grace)
         a.container = info["Id"]
         a.volumes = [m["Name"] for m in info.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
         a.last_ms = self._last_logged(a.log_stream)
@@ -206,6 +204,8 @@ class DockerLauncher:
         numbers = {a.number for a in job.attempts} | ({job.current.number} if job.current else set())
         with self._lock:
             self._launched.difference_update(f"{job.job_id}#{n}" for n in numbers)
+        if self.processes is not None:  # work dirs of attempts the process executor ran before a switch
+            self.processes.forget(job)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """The server goes away: containers keep running (the next start re-attaches to them); nothing more is
@@ -226,6 +226,8 @@ class DockerLauncher:
         self._removals.put(None)
         self._remover.join(max(0.0, deadline - time.monotonic()))
         os.close(self._journal)
+        if self.processes is not None:
+            self.processes.shutdown(0.0)
 
     # -- the watcher: one thread per attempt ------------------------------------------------------------------
 
@@ -243,7 +245,7 @@ class DockerLauncher:
                 if not self._start(a):
                     return
             elif started:  # re-attached: the timeout counts from the container's start
-                self._arm_timeout(a, time.time() - _ms(started.encode()) / 1000)
+                self._arm_timeout(a, time.time() - docker_engine.epoch_ms(started.encode()) / 1000)
             self._report(a.job_id, TaskStarted(a.attempt), a)
             self._follow(a)
         except Exception as e:  # the engine failed us (unreachable, restarted): the attempt must not hang
@@ -272,7 +274,10 @@ class DockerLauncher:
         assert a.container is not None
         if a.stop_reason is not None:  # stopped while its image was pulled: it never runs
             self._discard(a)
-            self._report(a.job_id, TaskStopped(a.attempt, None, status_reason=a.stop_reason), a)
+            with self._lock:
+                self._attempts.pop(a.key, None)
+            event = TaskStopped(a.attempt, None, status_reason=a.stop_reason)
+            self._report(a.job_id, event, a, recorded=lambda: self._removals.put((a, "release")))
             return False
         try:
             self.client.start(a.container)
@@ -307,7 +312,7 @@ class DockerLauncher:
             "user": p.user,
             "labels": labels,
             "name": name,
-            "stop_timeout": int(self.grace_seconds),
+            "stop_timeout": int(a.grace),
             "host_config": self.client.create_host_config(**p.host_config),
         }
         for pulled in (False, True):
@@ -324,6 +329,8 @@ class DockerLauncher:
             except APIError as e:
                 if e.status_code == 409:  # the name exists: an earlier run created it (recover() decides)
                     log.warning("container %s exists already: not started again", name)
+                    with self._lock:
+                        self._attempts.pop(a.key, None)
                     return False
                 self._failed_to_start(a, f"CannotCreateContainerError: {docker_engine.engine_message(e)}")
                 return False
@@ -355,19 +362,7 @@ class DockerLauncher:
         self._end(a, TaskStopped(a.attempt, code, reason=reason, timed_out=a.timed_out))
 
     def _append(self, a: _Attempt, frame: bytes) -> None:
-        lines: list[tuple[int, str]] = []
-        for raw in frame.split(b"\n"):
-            if not raw:
-                continue
-            stamp, _, text = raw.partition(b" ")
-            try:
-                ms = _ms(stamp)
-            except ValueError:
-                ms, text = time.time_ns() // 1_000_000, raw
-            if a.last_ms is not None and ms <= a.last_ms:
-                continue  # recorded before the restart (ADR 0016: a line in the same ms as the last is dropped)
-            lines.append((ms, text.decode("utf-8", "replace").rstrip("\r")))
-        if lines:
+        if lines := docker_engine.log_lines(frame, a.last_ms):
             self.logs.append(a.log_stream, lines)
 
     def _end(self, a: _Attempt, event: TaskStopped) -> None:
@@ -388,7 +383,7 @@ class DockerLauncher:
 
         def stop() -> None:
             with contextlib.suppress(DockerException):
-                self.client.stop(container, timeout=int(self.grace_seconds))
+                self.client.stop(container, timeout=int(a.grace))
 
         threading.Thread(target=stop, name=f"stop-{a.key}", daemon=True).start()
 

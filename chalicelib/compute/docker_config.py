@@ -12,7 +12,7 @@ task definition parameters those fields are passed to):
 - `user`, `readonlyRootFilesystem`, `privileged`, `ulimits` (name, soft, hard), `linuxParameters`:
   `initProcessEnabled` → `--init`, `sharedMemorySize` (MiB) → `--shm-size`, `tmpfs` (size MiB, mountOptions) →
   `--tmpfs`, `devices` (permissions READ/WRITE/MKNOD → rwm), `maxSwap` (MiB; memory+swap is Docker's
-  `--memory-swap`; 0 means no swap), `swappiness` (only with maxSwap, as ECS ignores it otherwise).
+  `--memory-swap`; 0 means no swap), `swappiness` (only with maxSwap, as ECS ignores it otherwise; 60 by default).
 - `volumes` + `mountPoints`: a volume with `host.sourcePath` is a bind mount of that host path; one without a host
   is a Docker volume created for this attempt (ECS: "the Docker daemon assigns a host path for your data volume")
   and removed with its container. `readOnly` is honoured. EFS volumes cannot be mounted locally: refused.
@@ -37,6 +37,7 @@ CPU_SHARES_PER_VCPU = 1024
 MIN_CPU_SHARES = 2  # the smallest value the kernel takes
 HOST_GATEWAY = {"host.docker.internal": "host-gateway"}
 PERMISSIONS = {"READ": "r", "WRITE": "w", "MKNOD": "m"}
+DEFAULT_SWAPPINESS = 60
 
 
 class Refused(Exception):
@@ -114,8 +115,8 @@ def _linux(lp: dict[str, Any], spec: TaskSpec, host: dict[str, Any]) -> None:
         host["devices"] = devices
     if lp.get("maxSwap") is not None and spec.memory:
         host["memswap_limit"] = f"{int(spec.memory) + int(lp['maxSwap'])}m"
-        if lp.get("swappiness") is not None:
-            host["mem_swappiness"] = int(lp["swappiness"])
+        # ECS: 60 when maxSwap is given without swappiness; swappiness alone is ignored
+        host["mem_swappiness"] = int(lp["swappiness"]) if lp.get("swappiness") is not None else DEFAULT_SWAPPINESS
 
 
 def _mounts(c: dict[str, Any], name: str, labels: dict[str, str], host: dict[str, Any]) -> list[str]:

@@ -17,7 +17,9 @@ import contextlib
 import logging
 import re
 import socket
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import docker
@@ -119,3 +121,30 @@ def close_stream(client: docker.APIClient, response: Any) -> None:
         raw = api._get_raw_response_socket(response)  # a SocketIO for plain sockets (unix, tcp): its _sock
         getattr(raw, "_sock", raw).shutdown(socket.SHUT_RDWR)
     # (not response.close(): it waits for the lock the blocked reader holds)
+
+
+def epoch_ms(stamp: bytes) -> int:
+    """Epoch ms of the engine's RFC 3339 timestamp (nanoseconds: fromisoformat keeps microseconds)."""
+    text = stamp.decode()
+    if "." in text:
+        head, _, frac = text.rstrip("Z").partition(".")
+        text = f"{head}.{frac[:6].ljust(6, '0')}+00:00"
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+def log_lines(frame: bytes, after_ms: int | None) -> list[tuple[int, str]]:
+    """The (timestamp ms, message) lines of a log frame; those at or before `after_ms` were recorded before a
+    restart and are left out (ADR 0016: a line in the same ms as the last recorded one is dropped, not doubled)."""
+    lines: list[tuple[int, str]] = []
+    for raw in frame.split(b"\n"):
+        if not raw:
+            continue
+        stamp, _, text = raw.partition(b" ")
+        try:
+            ms = epoch_ms(stamp)
+        except ValueError:
+            ms, text = time.time_ns() // 1_000_000, raw
+        if after_ms is not None and ms <= after_ms:
+            continue
+        lines.append((ms, text.decode("utf-8", "replace").rstrip("\r")))
+    return lines

@@ -48,6 +48,7 @@ START_FAILED = "Task failed to start"
 # The journal: one line per record, each written with one append, "pid <jobId>#<attempt> <pid>" by the server once the
 # process exists and "exit <jobId>#<attempt> <status>" by the supervisor when the command ends.
 JOURNAL = "journal"
+DOCKER_JOURNAL = "docker-journal"  # compute/docker.py's: the containers it created
 # Earlier versions kept these in each attempt's work dir; recover() still reads them there.
 PID_FILE = "pid"
 EXIT_FILE = "exit"
@@ -304,11 +305,20 @@ class LocalLauncher:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(found, signal.SIGKILL)
             else:
-                return False
+                # started in a container by the Docker executor before a switch of executors (compute/docker.py
+                # journals each container it creates): started, so never launched again under this number
+                return self._docker_created(key)
             _wait_gone(pids, RECOVER_WAIT_S)  # then the exit status, if any, is complete: it was written before
         if self._exit_of(key, workdir) == 0:
             self.on_event(job_id, TaskStopped(attempt, 0))
         return True
+
+    def _docker_created(self, key: str) -> bool:
+        try:
+            text = (self.work_root / DOCKER_JOURNAL).read_text()
+        except OSError:
+            return False
+        return f"created {key}\n" in text
 
     def _exit_of(self, key: str, workdir: Path) -> int | None:
         """The exit status the attempt's supervisor recorded; None if it did not (running, killed, never started)."""

@@ -143,6 +143,8 @@ class LocalRuntime:
                 logs,
                 self._on_task_event,
                 grace_seconds=config.grace_seconds,
+                # attempts the process executor started before a switch of executors are recovered its way
+                processes=LocalLauncher(config.state_dir / "work", logs, self._on_task_event),
             )
         else:
             self.launcher = LocalLauncher(

@@ -126,6 +126,14 @@ def run(batch: Client, queue: str, command: list[str] | None, **props: Any) -> d
     return wait_terminal(batch, [job_id], timeout=60)[job_id]
 
 
+def lines_so_far(logs: Client, stream: str) -> list[str]:
+    """The stream's lines; [] before its first line (the stream is created with it)."""
+    try:
+        return log_lines(logs, stream)
+    except logs.exceptions.ResourceNotFoundException:
+        return []
+
+
 def container_of(client: Any, job_id: str) -> dict[str, Any]:
     found = client.containers(all=True, filters={"label": f"batchplane.job-id={job_id}"})
     assert len(found) == 1, found
@@ -194,7 +202,9 @@ def test_memory_is_a_hard_limit_and_an_oom_kill_is_reported_as_aws_does(dbatch: 
     assert job["container"]["reason"] == "OutOfMemoryError: Container killed due to memory usage"
 
 
-def test_vcpus_are_cpu_shares_on_ec2_and_a_hard_quota_on_fargate(dbatch: Client, docker_engine: Any) -> None:
+def test_vcpus_are_cpu_shares_on_ec2_a_hard_quota_on_fargate_and_linux_parameters_apply(
+    dbatch: Client, docker_engine: Any
+) -> None:
     fargate, _ = setup_queue(dbatch)
     ec2 = ec2_queue(dbatch)
     on_ec2 = start_job(
@@ -202,6 +212,7 @@ def test_vcpus_are_cpu_shares_on_ec2_and_a_hard_quota_on_fargate(dbatch: Client,
         ec2,
         ["sleep", "30"],
         resourceRequirements=[{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "256"}],
+        linuxParameters={"initProcessEnabled": True, "maxSwap": 0, "swappiness": 10},
     )
     on_fargate = start_job(
         dbatch,
@@ -214,6 +225,8 @@ def test_vcpus_are_cpu_shares_on_ec2_and_a_hard_quota_on_fargate(dbatch: Client,
     fargate_host = container_of(docker_engine, on_fargate)["HostConfig"]
     assert (ec2_host["CpuShares"], ec2_host["NanoCpus"], ec2_host["Memory"]) == (2048, 0, 256 * 2**20)
     assert (fargate_host["CpuShares"], fargate_host["NanoCpus"], fargate_host["Memory"]) == (0, 500_000_000, 2**30)
+    # linuxParameters: --init, and maxSwap 0 = no swap beyond the memory limit, with its swappiness
+    assert (ec2_host["Init"], ec2_host["MemorySwap"], ec2_host["MemorySwappiness"]) == (True, 256 * 2**20, 10)
     for job_id in (on_ec2, on_fargate):
         dbatch.terminate_job(jobId=job_id, reason="done looking")
     wait_terminal(dbatch, [on_ec2, on_fargate])
@@ -321,7 +334,7 @@ def test_terminate_sends_sigterm_then_kills_after_the_grace_period(dbatch: Clien
     for job_id in (polite, stubborn):
         wait_status(dbatch, [job_id], "RUNNING")
         wait_until(
-            lambda j=job_id: log_lines(dlogs, describe_one(dbatch, j)["container"]["logStreamName"]) != [],
+            lambda j=job_id: lines_so_far(dlogs, describe_one(dbatch, j)["container"]["logStreamName"]) != [],
             "the job to be ready",
         )
         dbatch.terminate_job(jobId=job_id, reason="enough")
@@ -344,7 +357,7 @@ def test_logs_arrive_line_by_line_while_the_container_runs(dbatch: Client, dlogs
     job_id = start_job(dbatch, queue, sh("echo first; sleep 30"))
     wait_status(dbatch, [job_id], "RUNNING")
     stream = describe_one(dbatch, job_id)["container"]["logStreamName"]
-    wait_until(lambda: log_lines(dlogs, stream) == ["first"], "the first line while the job runs")
+    wait_until(lambda: lines_so_far(dlogs, stream) == ["first"], "the first line while the job runs")
     assert describe_one(dbatch, job_id)["status"] == "RUNNING"
     dbatch.terminate_job(jobId=job_id, reason="seen")
     wait_terminal(dbatch, [job_id])
@@ -352,32 +365,24 @@ def test_logs_arrive_line_by_line_while_the_container_runs(dbatch: Client, dlogs
 
 # -- crash safety: containers outlive the server ----------------------------------------------------------------
 
-WAIT_FOR_GO = "echo one; while [ ! -f /sig/go ]; do sleep 0.1; done; echo two; "
+WAIT_FOR_GO = "echo one; while [ ! -f /tmp/go ]; do sleep 0.1; done; echo two; "
 
 
-def signal_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "sig"
-    path.mkdir()
-    path.chmod(0o777)
-    return path
+def waiting_job(batch: Client, queue: str, then: str, **props: Any) -> str:
+    """A job that logs "one", waits for the file /tmp/go in its container (`go`), logs "two" and runs `then`."""
+    return start_job(batch, queue, sh(WAIT_FOR_GO + then), **props)
 
 
-def waiting_job(batch: Client, queue: str, sig: Path, then: str, **props: Any) -> str:
-    """A job that logs "one", waits for the file go in `sig` (mounted at /sig), logs "two" and runs `then`."""
-    return start_job(
-        batch,
-        queue,
-        sh(WAIT_FOR_GO + then),
-        volumes=[{"name": "sig", "host": {"sourcePath": str(sig)}}],
-        mountPoints=[{"sourceVolume": "sig", "containerPath": "/sig", "readOnly": True}],
-        **props,
-    )
+def go(client: Any, job_id: str) -> None:
+    """Lets a waiting job go on (inside its container: no host path, no server needed)."""
+    exec_id = client.exec_create(container_of(client, job_id)["Id"], ["touch", "/tmp/go"])
+    client.exec_start(exec_id)
 
 
 def running_with_output(batch: Client, logs: Client, job_id: str) -> str:
     wait_status(batch, [job_id], "RUNNING")
     stream = describe_one(batch, job_id)["container"]["logStreamName"]
-    wait_until(lambda: log_lines(logs, stream) == ["one"], "the job's first line")
+    wait_until(lambda: lines_so_far(logs, stream) == ["one"], "the job's first line")
     return stream
 
 
@@ -398,15 +403,14 @@ def test_a_container_still_running_at_restart_is_reattached_and_its_real_end_rep
 ) -> None:
     # GIVEN a job running in its container
     queue, _ = setup_queue(dbatch)
-    sig = signal_dir(tmp_path)
-    job_id = waiting_job(dbatch, queue, sig, "exit 7")
+    job_id = waiting_job(dbatch, queue, "exit 7")
     stream = running_with_output(dbatch, dlogs, job_id)
     # WHEN the server stops (its container keeps running) and starts again, and then the job goes on
     runtimes.stop(drt)
     assert container_of(docker_engine, job_id)["State"]["Running"]
     rt = runtimes.start()
     batch, logs = clients("batch", rt.endpoint), clients("logs", rt.endpoint)
-    (sig / "go").touch()
+    go(docker_engine, job_id)
     # THEN its real exit is reported, on its first attempt, and its log has each line once
     job = wait_terminal(batch, [job_id])[job_id]
     assert job["status"] == "FAILED"
@@ -425,16 +429,15 @@ def test_a_container_that_ended_while_the_server_was_down_is_settled_with_its_re
 ) -> None:
     # GIVEN two running jobs: one will exit 5, one will be OOM-killed
     queue = ec2_queue(dbatch)
-    sig = signal_dir(tmp_path)
     small = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}]
-    exits = waiting_job(dbatch, queue, sig, "exit 5")
-    ooms = waiting_job(dbatch, queue, sig, "dd if=/dev/zero bs=1M count=200 | tail", resourceRequirements=small)
+    exits = waiting_job(dbatch, queue, "exit 5")
+    ooms = waiting_job(dbatch, queue, "dd if=/dev/zero bs=1M count=200 | tail", resourceRequirements=small)
     running_with_output(dbatch, dlogs, exits)
     running_with_output(dbatch, dlogs, ooms)
     # WHEN the server is down while both end
     runtimes.stop(drt)
-    (sig / "go").touch()
     for job_id in (exits, ooms):
+        go(docker_engine, job_id)
         docker_engine.wait(container_of(docker_engine, job_id)["Id"])
     rt = runtimes.start()
     batch, logs = clients("batch", rt.endpoint), clients("logs", rt.endpoint)
@@ -457,14 +460,14 @@ def test_a_container_the_engine_lost_fails_its_attempt_as_a_lost_host(
 ) -> None:
     # GIVEN a running job that retries on a lost host
     queue, _ = setup_queue(dbatch)
-    sig = signal_dir(tmp_path)
     retry = {"attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"}]}
-    job_id = waiting_job(dbatch, queue, sig, "exit 0", retryStrategy=retry)
+    job_id = start_job(
+        dbatch, queue, sh('[ "$AWS_BATCH_JOB_ATTEMPT" = 2 ] && exit 0; ' + WAIT_FOR_GO), retryStrategy=retry
+    )
     running_with_output(dbatch, dlogs, job_id)
     # WHEN its container disappears while the server is down
     runtimes.stop(drt)
     docker_engine.remove_container(container_of(docker_engine, job_id)["Id"], force=True)
-    (sig / "go").touch()
     rt = runtimes.start()
     batch = clients("batch", rt.endpoint)
     # THEN its attempt failed as a lost host, and the retry ran
@@ -525,3 +528,37 @@ def test_up_with_executor_docker_and_no_engine_refuses_to_start(tmp_path: Path) 
     )
     assert code == 2
     assert any("--executor docker: no Docker engine answers" in line for line in lines), lines
+
+
+# -- switching executors across a restart -----------------------------------------------------------------------
+
+
+def test_attempts_started_by_the_other_executor_are_lost_hosts_never_run_again(
+    state_dir: Path, docker_engine: Any, clients: ClientFactory
+) -> None:
+    # GIVEN a job running as a process, then a restart with the Docker executor
+    processes, containers = Runtimes(state_dir, executor="process"), Runtimes(state_dir, executor="docker")
+    try:
+        rt = processes.start()
+        batch = clients("batch", rt.endpoint)
+        queue, _ = setup_queue(batch)
+        as_process = start_job(batch, queue, ["sleep", "30"])
+        wait_status(batch, [as_process], "RUNNING")
+        processes.stop(rt)
+        rt = containers.start()
+        batch = clients("batch", rt.endpoint)
+        # THEN the process's attempt failed as a lost host, not run again in a container
+        job = wait_terminal(batch, [as_process])[as_process]
+        assert [a["statusReason"] for a in job["attempts"]] == ["Host EC2 (instance local) terminated."]
+        # AND the other way round: a container's attempt is not run again as a process
+        in_container = start_job(batch, queue, ["sleep", "30"])
+        wait_status(batch, [in_container], "RUNNING")
+        containers.stop(rt)
+        rt = processes.start()
+        batch = clients("batch", rt.endpoint)
+        job = wait_terminal(batch, [in_container])[in_container]
+        assert [a["statusReason"] for a in job["attempts"]] == ["Host EC2 (instance local) terminated."]
+    finally:
+        processes.stop_all()
+        containers.stop_all()
+        remove_containers(docker_engine, state_dir)
