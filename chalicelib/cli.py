@@ -45,6 +45,8 @@ def _up(args: argparse.Namespace) -> int:
         retention_days=args.retention_days,
         auth_file=auth,
         executor=args.executor,
+        allow_privileged=args.allow_privileged,
+        allow_host_paths=tuple(args.allow_host_path),
     )
     try:
         runtime = LocalRuntime(config)
@@ -193,6 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="accept only requests SigV4-signed by a key in FILE (an AWS credentials file; default $"
         f"{AUTH_ENV}); required to listen beyond 127.0.0.1",
+    )
+    up.add_argument(
+        "--allow-privileged",
+        action="store_true",
+        help="accept jobs asking for privileged containers or host devices (refused by default: root on this host)",
+    )
+    up.add_argument(
+        "--allow-host-path",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="accept jobs whose volumes mount host paths under PREFIX, symlinks resolved (repeatable; default none)",
     )
     up.set_defaults(func=_up)
 

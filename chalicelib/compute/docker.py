@@ -182,11 +182,15 @@ class DockerLauncher:
     def reap(self) -> int:
         """Remove this state's containers that ended and that nothing watches or will ask about (after the sweep at
         start has recovered every active attempt): an end recorded just before a crash, before its removal."""
+        label = f"{LABEL_STATE}={self.state_id}"
+        ended = self.client.containers(all=True, filters={"label": label, "status": "exited"})
+        # Read after the list, not before: a launch marks its key before it creates its container, so every
+        # container listed that a launch made is known by now (read first, a job launched since, which ran and
+        # exited before the list came back, would be removed under its watcher, and fail as a lost host).
         with self._lock:
             known = self._launched | set(self._attempts)
         removed = 0
-        label = f"{LABEL_STATE}={self.state_id}"
-        for c in self.client.containers(all=True, filters={"label": label, "status": "exited"}):
+        for c in ended:
             labels = c.get("Labels") or {}
             if f"{labels.get(LABEL_JOB)}#{labels.get(LABEL_ATTEMPT)}" in known:
                 continue

@@ -7,6 +7,7 @@ plain job at four writes over its life (submit, claim, running, done).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from chalicelib.control import resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import arns, job_spec, lifecycle, validation
+from chalicelib.domain import arns, host_access, job_spec, lifecycle, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
@@ -46,6 +47,7 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
         )
     job_spec.validate_share(req.get("shareIdentifier"), queue.scheduling_policy_arn is not None, queue.name)
     container = job_spec.effective_container(jd.spec["containerProperties"], req.get("containerOverrides") or {})
+    check_host_access(svc, container, jd.name, jd.revision)
     vcpus, memory = job_spec.vcpus_and_memory(container)
     size = (req.get("arrayProperties") or {}).get("size")
     depends_on = tuple(Dependency(d.get("jobId"), d.get("type")) for d in req.get("dependsOn") or [])
@@ -97,6 +99,13 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     if pending:
         reactor.settle_pending(saved)
     return saved
+
+
+def check_host_access(svc: Services, container: dict[str, Any], name: str, revision: int) -> None:
+    """The local runtime's refusal of privileged containers, devices and host paths it was not told to allow."""
+    if svc.settings.host_access is not None:
+        what = f"job definition {name}:{revision}"
+        host_access.check(container, svc.settings.host_access, os.path.realpath, what=what)
 
 
 def _check_dependencies(svc: Services, deps: tuple[Dependency, ...], size: int | None) -> list[Job]:

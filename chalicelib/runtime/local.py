@@ -24,6 +24,7 @@ from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.control.context import Services, Settings
 from chalicelib.control.retention import DAY_MS
+from chalicelib.domain.host_access import HostAccess
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.model import ComputeEnvironment, JobQueue, SchedulingPolicy
 from chalicelib.domain.validation import Limits
@@ -62,6 +63,9 @@ class LocalConfig:
     auth_file: Path | None = None
     # docker | process | auto (docker when an engine answers); `batchplane up` defaults to auto (runtime/executor.py)
     executor: str = "process"
+    # What jobs may reach on this host (domain/host_access.py): `--allow-privileged`, `--allow-host-path PREFIX`.
+    allow_privileged: bool = False
+    allow_host_paths: tuple[str, ...] = ()
 
 
 class LocalRepository(Repository):
@@ -155,7 +159,16 @@ class LocalRuntime:
             )
         self.services = Services(
             repo=LocalRepository(self.store),
-            settings=Settings(account=config.account, default_region=config.region, limits=config.limits),
+            settings=Settings(
+                account=config.account,
+                default_region=config.region,
+                limits=config.limits,
+                host_access=HostAccess(
+                    allow_privileged=config.allow_privileged,
+                    # Resolved once: a job's sourcePath is compared with these after its own symlinks are resolved.
+                    host_path_prefixes=tuple(os.path.realpath(p) for p in config.allow_host_paths),
+                ),
+            ),
             events=self.events,
             logs=logs,
             launcher=self.launcher,

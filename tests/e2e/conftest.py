@@ -51,14 +51,16 @@ class Runtimes:
     events: list[dict[str, Any]] = field(default_factory=list)
     _running: list[LocalRuntime] = field(default_factory=list)
     executor: str = "process"  # these tests run host commands; tests/e2e/test_docker.py runs containers
+    allow_host_paths: tuple[str, ...] = ()  # host folders jobs may mount (batchplane up --allow-host-path)
 
-    def start(self) -> LocalRuntime:
+    def start(self, **overrides: Any) -> LocalRuntime:
+        """`overrides` are more LocalConfig fields (e.g. allow_host_paths, executor)."""
         config = LocalConfig(
             state_dir=self.state_dir,
             port=0,
             limits=Limits(min_timeout_seconds=1),
             grace_seconds=1.0,
-            executor=self.executor,
+            **{"executor": self.executor, "allow_host_paths": self.allow_host_paths, **overrides},
         )
         rt = LocalRuntime(config)
         rt.events.subscribe(self.events.append)

@@ -42,7 +42,8 @@ SMALL = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}] 
 
 @pytest.fixture
 def runtimes(state_dir: Path, docker_engine: Any) -> Iterator[Runtimes]:
-    runtimes = Runtimes(state_dir, executor="docker")
+    # the tests' host volumes are in their tmp_path: allowed, as `batchplane up --allow-host-path` would
+    runtimes = Runtimes(state_dir, executor="docker", allow_host_paths=(str(state_dir.parent),))
     try:
         yield runtimes
     finally:

@@ -73,6 +73,7 @@ class Server:
     port: int
     logs: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    args: tuple[str, ...] = ()  # more `batchplane up` options (test_kill_restart_docker.py: the executor, allowances)
 
     @property
     def endpoint(self) -> str:
@@ -93,6 +94,7 @@ class Server:
                     f"./{self.state.name}",  # relative, as `make run` passes it: jobs run in other directories
                     "--executor",
                     "process",  # the container twin is tests/e2e (docker-ci)
+                    *self.args,  # later options win: test_kill_restart_docker.py's --executor docker
                 ],
                 cwd=self.state.parent,
                 stdout=out,
