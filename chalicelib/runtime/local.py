@@ -2,6 +2,7 @@
 
 State directory layout: state.db (SQLite, WAL), logs/ (one file per log stream), work/<jobId>/<attempt>/ (each
 attempt's working directory), work/journal (every attempt's pid and exit status, see compute/local.py),
+credentials.json (the ids of the AWS credentials granted to running containers, see compute/credentials.py),
 events.jsonl (every "Batch Job State Change"), buckets/<bucket>/<key> (the objects of trigger buckets, see
 runtime/triggers.py).
 """
@@ -17,6 +18,9 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+import boto3
+
+from chalicelib.compute.credentials import LocalCredentialVendor
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.control.context import Services, Settings
@@ -117,8 +121,16 @@ class LocalRuntime:
         self.events = LocalEventBus(config.state_dir / "events.jsonl", account=config.account, region=config.region)
         self.work = WorkQueue()
         logs = FileLogStore(config.state_dir / "logs")
+        # Jobs with a jobRoleArn get this server's own AWS credentials the ECS way (docs/adr/0017).
+        self.credentials = LocalCredentialVendor(
+            boto3.session.Session(), grants_file=config.state_dir / "credentials.json"
+        )
         self.launcher = LocalLauncher(
-            config.state_dir / "work", logs, self._on_task_event, grace_seconds=config.grace_seconds
+            config.state_dir / "work",
+            logs,
+            self._on_task_event,
+            grace_seconds=config.grace_seconds,
+            credentials=self.credentials,
         )
         self.services = Services(
             repo=LocalRepository(self.store),
@@ -144,6 +156,7 @@ class LocalRuntime:
         return self.server.endpoint
 
     def start(self) -> None:
+        self.credentials.start()
         self.work.start()
         self.engine.start()
         self.triggers.start()
@@ -156,6 +169,7 @@ class LocalRuntime:
         self.triggers.stop()
         self.engine.stop()
         self.launcher.shutdown()
+        self.credentials.stop()
         self.work.stop()
         wiring.configure(None)
         self.events.close()
