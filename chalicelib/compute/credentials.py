@@ -100,7 +100,7 @@ class LocalCredentialVendor:
         self,
         session: CredentialSession,
         *,
-        docker_client: docker.DockerClient | None = None,
+        docker_client: docker.APIClient | None = None,
         loopback_host: str = "127.0.0.1",
         container_address: str | None = None,
         container_port: int = CONTAINER_PORT,

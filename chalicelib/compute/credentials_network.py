@@ -34,16 +34,16 @@ def _gateways(attrs: dict[str, Any]) -> list[str]:
     return [c.get("Gateway", "") for c in (attrs.get("IPAM") or {}).get("Config") or []]
 
 
-def ensure_network(client: docker.DockerClient, name: str = NETWORK_NAME) -> str:
+def ensure_network(client: docker.APIClient, name: str = NETWORK_NAME) -> str:
     """The id of the credentials network, created when missing; idempotent, and safe when two servers sharing an
     engine race to create it (the loser finds the winner's). Raises NetworkUnavailable when a network of that name
     has another gateway, or another network holds the subnet."""
     reason = ""
     for attempt in range(2):
-        found = client.networks.list(names=[name])
-        exact = [n for n in found if n.name == name]  # `names` filters by substring
+        found: list[dict[str, Any]] = client.networks(names=[name])
+        exact = [n for n in found if n.get("Name") == name]  # `names` filters by substring
         if exact:
-            attrs = exact[0].attrs
+            attrs = exact[0]
             if ECS_CREDENTIALS_ADDRESS not in _gateways(attrs):
                 raise NetworkUnavailable(
                     f"the Docker network {name!r} exists with gateway {_gateways(attrs)} instead of "
@@ -54,11 +54,11 @@ def ensure_network(client: docker.DockerClient, name: str = NETWORK_NAME) -> str
             break
         try:
             ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=SUBNET, gateway=ECS_CREDENTIALS_ADDRESS)])
-            created = client.networks.create(
+            created = client.create_network(
                 name, driver="bridge", ipam=ipam, labels={LABEL: "1"}, check_duplicate=True, attachable=True
             )
             log.info("created the Docker network %s (%s, gateway %s)", name, SUBNET, ECS_CREDENTIALS_ADDRESS)
-            return str(created.id)
+            return str(created["Id"])
         except docker.errors.APIError as e:
             # Another server created it first (409), or another network holds the subnet: look again.
             log.debug("creating the Docker network %s failed: %s", name, e.explanation or e)
@@ -68,18 +68,18 @@ def ensure_network(client: docker.DockerClient, name: str = NETWORK_NAME) -> str
     )
 
 
-def holds_uri(client: docker.DockerClient, network_id: str, address: str, relative_uri: str) -> bool:
+def holds_uri(client: docker.APIClient, network_id: str, address: str, relative_uri: str) -> bool:
     """Is the container at `address` on the network the one given `relative_uri` in its environment?
 
     The launcher puts the URI a grant returned into the environment of the attempt's container, so the container
     holding it is, by construction, the one the credentials were granted to."""
     want = f"{RELATIVE_URI_VAR}={relative_uri}"
     try:
-        endpoints = client.api.inspect_network(network_id).get("Containers") or {}
+        endpoints = client.inspect_network(network_id).get("Containers") or {}
         for container_id, endpoint in endpoints.items():
             if str(endpoint.get("IPv4Address", "")).split("/")[0] != address:
                 continue
-            env = client.api.inspect_container(container_id).get("Config", {}).get("Env") or []
+            env = client.inspect_container(container_id).get("Config", {}).get("Env") or []
             return want in env
     except docker.errors.DockerException as e:
         log.warning("could not ask Docker which container is at %s: %s", address, e)
