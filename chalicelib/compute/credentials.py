@@ -7,9 +7,9 @@ are the server's own AWS session's, fetched at each request (so a refreshed sess
 
 - Containers get `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/<id>`, as ECS sets it; the SDKs fetch it
   from 169.254.170.2, the gateway of the `batchplane-credentials` Docker network (compute/credentials_network.py),
-  where this server listens on port 80. A URI is answered only to the container holding it: the first request's
-  source address is checked against Docker (the container at that address must carry the URI in its environment)
-  and the grant is bound to that address from then on.
+  where this server listens on port 80. A URI is answered only to the container holding it: Docker tells which
+  container has the request's source address, and the first one proven to carry the URI in its environment
+  becomes the grant's only holder.
 - Host processes (the process executor) get `AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:<port>/v2/…`:
   plain http is accepted by the SDKs on a loopback address only.
 - Each attempt gets its own unguessable id (`secrets.token_urlsafe`), answered from its grant until its release.
@@ -66,7 +66,7 @@ class _Grant:
     token: str
     role_arn: str
     container: bool
-    address: str | None = None  # a container grant: the container's address, once a request proved it
+    holder: str | None = None  # a container grant: the id of the container that proved it holds the URI
 
     @property
     def path(self) -> str:
@@ -102,16 +102,12 @@ class LocalCredentialVendor:
         *,
         docker_client: docker.APIClient | None = None,
         loopback_host: str = "127.0.0.1",
-        container_address: str | None = None,
-        container_port: int = CONTAINER_PORT,
         grants_file: Path | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
         self._docker = docker_client
         self._loopback_host = loopback_host
-        self._container_address = container_address
-        self._container_port = container_port
         self._grants_file = grants_file
         self._now = now
         self._lock = threading.Lock()
@@ -222,19 +218,26 @@ class LocalCredentialVendor:
         return 200, body
 
     def _from_holder(self, grant: _Grant, client: str) -> bool:
+        """Is the request from the container the grant was made for? Loopback grants: any local process could
+        connect, the id is the only secret (ADR 0017). Container grants: the container at the request's source
+        address must be the one holding the URI in its environment; the first one proven is the grant's holder, and
+        every later request must come from it (an address freed by an ended container may be given to another)."""
         if not grant.container:
-            return True  # loopback: any local process could connect; the id is the only secret (ADR 0017)
-        if grant.address is None:
-            from chalicelib.compute.credentials_network import holds_uri
+            return True
+        from chalicelib.compute.credentials_network import container_at, holds_uri
 
-            if self._docker is None or self._network_id is None:
-                return False
-            if not holds_uri(self._docker, self._network_id, client, grant.path):
+        if self._docker is None or self._network_id is None:
+            return False
+        container_id = container_at(self._docker, self._network_id, client)
+        if container_id is None:
+            return False
+        if grant.holder is None:
+            if not holds_uri(self._docker, container_id, grant.path):
                 return False
             with self._lock:
-                if grant.address is None:
-                    grant.address = client  # bound: from now on only this address is answered
-        return grant.address == client
+                if grant.holder is None:
+                    grant.holder = container_id
+        return grant.holder == container_id
 
     # -- internals ----------------------------------------------------------------------------------------------
 
@@ -290,17 +293,17 @@ class LocalCredentialVendor:
         except Exception as e:  # the engine went away
             self._container_reason = f"Docker did not answer: {e}"
             return False
-        address = self._container_address or ECS_CREDENTIALS_ADDRESS
+        address = ECS_CREDENTIALS_ADDRESS
         try:
-            self._container = self._serve(address, self._container_port, container=True)
+            self._container = self._serve(address, CONTAINER_PORT, container=True)
         except OSError as e:
             self._container_reason = (
-                f"cannot listen on {address}:{self._container_port} ({e.strerror or e}); another batchplane server "
+                f"cannot listen on {address}:{CONTAINER_PORT} ({e.strerror or e}); another batchplane server "
                 "on this machine may hold it (only one server per machine vends credentials to containers), or "
                 "this server lacks the right to bind port 80"
             )
             return False
-        log.info("AWS credentials for containers served on %s:%d", address, self._container_port)
+        log.info("AWS credentials for containers served on %s:%d", address, CONTAINER_PORT)
         return True
 
     def _serve(self, host: str, port: int, *, container: bool) -> ThreadingHTTPServer:

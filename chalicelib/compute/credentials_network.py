@@ -68,19 +68,26 @@ def ensure_network(client: docker.APIClient, name: str = NETWORK_NAME) -> str:
     )
 
 
-def holds_uri(client: docker.APIClient, network_id: str, address: str, relative_uri: str) -> bool:
-    """Is the container at `address` on the network the one given `relative_uri` in its environment?
-
-    The launcher puts the URI a grant returned into the environment of the attempt's container, so the container
-    holding it is, by construction, the one the credentials were granted to."""
-    want = f"{RELATIVE_URI_VAR}={relative_uri}"
+def container_at(client: docker.APIClient, network_id: str, address: str) -> str | None:
+    """The id of the container at `address` on the network (None: none is, or Docker did not answer)."""
     try:
         endpoints = client.inspect_network(network_id).get("Containers") or {}
-        for container_id, endpoint in endpoints.items():
-            if str(endpoint.get("IPv4Address", "")).split("/")[0] != address:
-                continue
-            env = client.inspect_container(container_id).get("Config", {}).get("Env") or []
-            return want in env
     except docker.errors.DockerException as e:
         log.warning("could not ask Docker which container is at %s: %s", address, e)
-    return False
+        return None
+    for container_id, endpoint in endpoints.items():
+        if str(endpoint.get("IPv4Address", "")).split("/")[0] == address:
+            return str(container_id)
+    return None
+
+
+def holds_uri(client: docker.APIClient, container_id: str, relative_uri: str) -> bool:
+    """Was the container given `relative_uri` in its environment? The launcher puts the URI a grant returned into
+    the environment of the attempt's container, so the container holding it is, by construction, the one the
+    credentials were granted to."""
+    try:
+        env = client.inspect_container(container_id).get("Config", {}).get("Env") or []
+    except docker.errors.DockerException as e:
+        log.warning("could not inspect the container %s: %s", container_id[:12], e)
+        return False
+    return f"{RELATIVE_URI_VAR}={relative_uri}" in env

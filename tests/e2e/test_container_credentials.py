@@ -63,14 +63,19 @@ def vendor(engine: Any) -> Iterator[LocalCredentialVendor]:
         v.stop()
 
 
-def start(engine: Any, env: dict[str, str], script: str) -> str:
-    """A busybox container on the credentials network running `sh -c script`; returns its id."""
+def start(engine: Any, env: dict[str, str], script: str, address: str | None = None) -> str:
+    """A busybox container on the credentials network (at `address` if given) running `sh -c script`; its id."""
+    networking = None
+    if address is not None:
+        endpoint = engine.create_endpoint_config(ipv4_address=address)
+        networking = engine.create_networking_config({NETWORK_NAME: endpoint})
     container = engine.create_container(
         IMAGE,
         command=["sh", "-c", script],
         environment=env,
         labels={LABEL: "credentials"},
         host_config=engine.create_host_config(network_mode=NETWORK_NAME),
+        networking_config=networking,
     )
     engine.start(container["Id"])
     return str(container["Id"])
@@ -145,6 +150,24 @@ def test_a_uri_is_refused_to_a_container_that_does_not_hold_it_even_before_its_o
     # ... and the owner still reads it afterwards
     code, out = finish(engine, start(engine, env_a, f"{FETCH}${RELATIVE_URI_VAR}"))
     assert code == 0 and KEY_ID in out, out
+
+
+def test_a_container_given_the_address_of_an_ended_holder_cannot_read_its_credentials(
+    engine: Any, vendor: LocalCredentialVendor
+) -> None:
+    # GIVEN a container that read its credentials and ended, its grant not yet released (the launcher releases it
+    # once the end is recorded)
+    address = "169.254.170.201"
+    env = vendor.grant(spec(job_id="ended-holder"), container=True)
+    first = start(engine, env, f"{FETCH}${RELATIVE_URI_VAR}", address=address)
+    assert finish(engine, first)[0] == 0
+    engine.remove_container(first, force=True)
+
+    # WHEN a new container gets the same address and asks for that URI
+    code, out = finish(engine, start(engine, {}, f"{FETCH}{env[RELATIVE_URI_VAR]} || echo refused", address=address))
+
+    # THEN it is refused: the grant belongs to the container, not to the address
+    assert code == 0 and "refused" in out and KEY_ID not in out, out
 
 
 def test_a_released_attempts_uri_is_refused_to_its_own_container(engine: Any, vendor: LocalCredentialVendor) -> None:
