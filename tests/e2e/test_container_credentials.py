@@ -19,13 +19,14 @@ from botocore.credentials import Credentials
 
 from chalicelib.compute.credentials import RELATIVE_URI_VAR, LocalCredentialVendor
 from chalicelib.compute.credentials_network import ECS_CREDENTIALS_ADDRESS, NETWORK_NAME
-from tests.functional.test_credentials import KEY_ID, SECRET, TOKEN, FakeSession, spec
+from tests.functional.test_credentials import KEY_ID, SECRET, TOKEN, FakeSession, credentials_log, spec
 
 pytestmark = pytest.mark.e2e
 
 IMAGE = "busybox:latest"  # built locally by scripts/docker-up.sh
 LABEL = "batchplane.test"  # every container this module starts, removed at teardown
 WAIT_S = 30.0
+__all__ = ["credentials_log"]  # a fixture
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +179,7 @@ def test_a_released_attempts_uri_is_refused_to_its_own_container(engine: Any, ve
 
 
 def test_a_second_vendor_reuses_the_network_and_refuses_containers_while_the_first_holds_the_port(
-    engine: Any, vendor: LocalCredentialVendor, caplog: pytest.LogCaptureFixture
+    engine: Any, vendor: LocalCredentialVendor, credentials_log: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN a server serving container credentials; WHEN a second one on the same machine starts
     second = LocalCredentialVendor(FakeSession(Credentials(KEY_ID, SECRET, TOKEN)), docker_client=engine)
@@ -187,7 +188,7 @@ def test_a_second_vendor_reuses_the_network_and_refuses_containers_while_the_fir
         # THEN it finds the network but not the port: its container grants are empty, and it says why
         assert second.network is None
         assert second.grant(spec(job_id="second"), container=True) == {}
-        assert "cannot listen on 169.254.170.2:80" in caplog.text
+        assert "cannot listen on 169.254.170.2:80" in credentials_log.text
         # ... while its host processes still get credentials on their loopback endpoint
         assert second.grant(spec(job_id="second"), container=False)
     finally:

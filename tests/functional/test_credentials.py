@@ -52,6 +52,23 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture
+def credentials_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog, attached to the vendor's logger itself: importing the Chalice app (named "batchplane") turns off
+    propagation from "batchplane" loggers to the root logger, where caplog listens."""
+    logger = logging.getLogger("batchplane.credentials")
+    logger.addHandler(caplog.handler)
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # each record once, whether the app was imported or not
+    try:
+        yield caplog
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture
 def session() -> FakeSession:
     return FakeSession(Credentials(KEY_ID, SECRET, TOKEN))
 
@@ -138,23 +155,22 @@ def test_a_loopback_grant_is_not_answered_on_the_container_side(vendor: LocalCre
 
 
 def test_without_server_credentials_grants_are_empty_and_one_line_says_why(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, credentials_log: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN a server whose AWS session has no credentials
     session = FakeSession(None)
     vendor = LocalCredentialVendor(session)
     vendor.start()
     try:
-        with caplog.at_level(logging.INFO, logger="batchplane.credentials"):
-            # WHEN three jobs with a role start
-            grants = [vendor.grant(spec(job_id=f"j{i}"), container=False) for i in range(3)]
+        # WHEN three jobs with a role start
+        grants = [vendor.grant(spec(job_id=f"j{i}"), container=False) for i in range(3)]
     finally:
         vendor.stop()
 
     # THEN none gets credentials, the session was asked once, and one warning says why
     assert grants == [{}, {}, {}]
     assert session.resolutions == 1
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [r.getMessage() for r in credentials_log.records if r.levelno == logging.WARNING]
     assert warnings == [
         "jobs with a jobRoleArn get no AWS credentials: the server's AWS session has no credentials "
         "(set AWS_PROFILE, AWS_ACCESS_KEY_ID…)"
@@ -162,23 +178,24 @@ def test_without_server_credentials_grants_are_empty_and_one_line_says_why(
 
 
 def test_without_a_docker_engine_containers_get_nothing(
-    vendor: LocalCredentialVendor, caplog: pytest.LogCaptureFixture
+    vendor: LocalCredentialVendor, credentials_log: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="batchplane.credentials"):
-        assert vendor.grant(spec(), container=True) == {}
+    assert vendor.grant(spec(), container=True) == {}
     assert vendor.network is None
-    assert "containers get credentials only with a Docker engine" in caplog.text
+    assert "containers get credentials only with a Docker engine" in credentials_log.text
 
 
-def test_no_secret_and_no_id_is_logged(vendor: LocalCredentialVendor, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG):
-        uri = vendor.grant(spec(), container=False)[FULL_URI_VAR]
-        get(uri)
-        get(uri + "x")
-        vendor.release("job-1#1")
+def test_no_secret_and_no_id_is_logged(
+    vendor: LocalCredentialVendor, credentials_log: pytest.LogCaptureFixture
+) -> None:
+    uri = vendor.grant(spec(), container=False)[FULL_URI_VAR]
+    get(uri)
+    get(uri + "x")
+    vendor.release("job-1#1")
     token = uri.rsplit("/", 1)[1]
+    assert "refused a credentials request from 127.0.0.1" in credentials_log.text  # something was logged
     for secret in (KEY_ID, SECRET, TOKEN, token):
-        assert secret not in caplog.text
+        assert secret not in credentials_log.text
 
 
 def test_botocores_container_provider_resolves_the_credentials(vendor: LocalCredentialVendor) -> None:
