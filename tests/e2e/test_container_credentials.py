@@ -64,18 +64,20 @@ def vendor(engine: Any) -> Iterator[LocalCredentialVendor]:
         v.stop()
 
 
-def start(engine: Any, env: dict[str, str], script: str, address: str | None = None) -> str:
+def start(
+    engine: Any, env: dict[str, str], script: str, address: str | None = None, network: str = NETWORK_NAME
+) -> str:
     """A busybox container on the credentials network (at `address` if given) running `sh -c script`; its id."""
     networking = None
     if address is not None:
         endpoint = engine.create_endpoint_config(ipv4_address=address)
-        networking = engine.create_networking_config({NETWORK_NAME: endpoint})
+        networking = engine.create_networking_config({network: endpoint})
     container = engine.create_container(
         IMAGE,
         command=["sh", "-c", script],
         environment=env,
         labels={LABEL: "credentials"},
-        host_config=engine.create_host_config(network_mode=NETWORK_NAME),
+        host_config=engine.create_host_config(network_mode=network),
         networking_config=networking,
     )
     engine.start(container["Id"])
@@ -169,6 +171,17 @@ def test_a_container_given_the_address_of_an_ended_holder_cannot_read_its_creden
 
     # THEN it is refused: the grant belongs to the container, not to the address
     assert code == 0 and "refused" in out and KEY_ID not in out, out
+
+
+def test_a_container_off_the_network_is_refused_even_with_the_uri(engine: Any, vendor: LocalCredentialVendor) -> None:
+    # GIVEN a container on Docker's default bridge: 169.254.170.2 is a host address, so it can reach the endpoint
+    env = vendor.grant(spec(job_id="off-network"), container=True)
+
+    # WHEN it asks for a URI, even one in its own environment
+    code, out = finish(engine, start(engine, env, f"{FETCH}${RELATIVE_URI_VAR} || echo refused", network="bridge"))
+
+    # THEN it is refused (by the endpoint: 400): only containers on the credentials network are answered
+    assert code == 0 and "refused" in out and "400 Bad Request" in out and KEY_ID not in out, out
 
 
 def test_a_released_attempts_uri_is_refused_to_its_own_container(engine: Any, vendor: LocalCredentialVendor) -> None:
