@@ -335,13 +335,15 @@ class LocalCredentialVendor:
         if self._grants_file is None or not self._grants_file.exists():
             return
         try:
-            rows = json.loads(self._grants_file.read_text())
-        except (OSError, ValueError) as e:
-            log.warning("ignoring the unreadable credentials grants file %s: %s", self._grants_file, e)
+            grants = [
+                _Grant(str(row["key"]), str(row["token"]), str(row["role"]), container=True)
+                for row in json.loads(self._grants_file.read_text())
+            ]
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            log.warning("ignoring the unreadable credentials grants file %s: %s", self._grants_file, type(e).__name__)
             return
         with self._lock:
-            for row in rows:
-                grant = _Grant(row["key"], row["token"], row["role"], container=True)
+            for grant in grants:
                 self._grants[grant.key] = grant
                 self._by_token[grant.token] = grant
 
@@ -351,8 +353,10 @@ class LocalCredentialVendor:
             return
         rows = [{"key": g.key, "token": g.token, "role": g.role_arn} for g in self._grants.values() if g.container]
         tmp = self._grants_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(rows, f)
-        with contextlib.suppress(OSError):
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(rows, f)
             os.replace(tmp, self._grants_file)
+        except OSError as e:  # the grants still answer; only a restart of the server would forget them
+            log.warning("could not record the container credentials grants in %s: %s", self._grants_file, e)

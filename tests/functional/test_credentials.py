@@ -271,3 +271,17 @@ def test_container_grants_outlive_a_restart_in_a_private_file(session: FakeSessi
         assert json.loads(grants_file.read_text()) == []
     finally:
         second.stop()
+
+
+def test_an_unreadable_grants_file_is_ignored_with_a_warning(
+    session: FakeSession, tmp_path: Path, credentials_log: pytest.LogCaptureFixture
+) -> None:
+    grants_file = tmp_path / "credentials.json"
+    grants_file.write_text('[{"key": "job-1#1"}]')  # no token: written by something else, or damaged
+    vendor = LocalCredentialVendor(session, grants_file=grants_file)
+    vendor.start()
+    try:
+        assert vendor.grant(spec(), container=False)  # the vendor works
+    finally:
+        vendor.stop()
+    assert "ignoring the unreadable credentials grants file" in credentials_log.text
