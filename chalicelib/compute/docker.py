@@ -439,14 +439,13 @@ class DockerLauncher:
             a, what = item
             try:
                 if what == "remove" and a.container is not None:
-                    self.client.remove_container(a.container, v=True, force=True)
+                    with contextlib.suppress(NotFound):  # gone already: its credentials still go below
+                        self.client.remove_container(a.container, v=True, force=True)
                     self._remove_volumes(a.volumes)
-                if self.credentials is not None:
-                    self.credentials.release(a.key)
-            except NotFound:
-                pass
             except Exception:
                 log.exception("removing the container of %s failed", a.key)
+            if self.credentials is not None:
+                self.credentials.release(a.key)
 
     def _remove_volumes(self, names: Iterable[str]) -> None:
         for volume in names:

@@ -19,6 +19,8 @@
   lost host: the job's output pipe died with the server, so its failure may be the server's).
 - The journal (`<state>/work/journal`) is one append-only file for every attempt, so launching creates no file: on
   some filesystems creating one (an inode) costs more than everything else a launch does.
+- A job with a `jobRoleArn` gets AWS credentials from the `credentials` vendor (compute/credentials.py) as ECS's
+  container credentials provider, on a loopback address; its grant is released when the attempt ends.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalicelib.compute.logs_port import LogStore
-from chalicelib.compute.port import TaskEventSink, TaskSpec
+from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
@@ -190,8 +192,10 @@ class LocalLauncher:
         on_event: TaskEventSink,
         *,
         grace_seconds: float = 30.0,
+        credentials: CredentialVendor | None = None,
     ) -> None:
         self.work_root = work_root
+        self.credentials = credentials
         self.logs = logs
         self.on_event = on_event
         self.grace_seconds = grace_seconds
@@ -260,7 +264,7 @@ class LocalLauncher:
             return subprocess.Popen(
                 ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", str(self._journal.path), spec.key, *spec.command],
                 cwd=workdir,
-                env=env,
+                env={**env, **self.credentials.grant(spec, container=False)} if self.credentials else env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -349,8 +353,13 @@ class LocalLauncher:
     # -- internals --------------------------------------------------------------------------------------------
 
     def _failed_to_start(self, spec: TaskSpec, reason: str) -> None:
+        self._release(spec.key)
         self.logs.append(spec.log_stream, [(_now_ms(), reason)])
         self.on_event(spec.job_id, TaskStopped(spec.attempt, None, reason=reason, status_reason=START_FAILED))
+
+    def _release(self, key: str) -> None:
+        if self.credentials is not None:
+            self.credentials.release(key)
 
     def _arm(self, running: _Running, seconds: float, action: object) -> None:
         timer = threading.Timer(seconds, action, args=(running,))  # type: ignore[arg-type]
@@ -391,6 +400,7 @@ class LocalLauncher:
             code = exit_code_of(proc.wait())
         for t in running.timers:
             t.cancel()
+        self._release(spec.key)
         with self._lock:
             self._running.pop(spec.key, None)
             lost = running.lost

@@ -3,6 +3,7 @@ loopback port.
 
 State directory layout: state.db (SQLite, WAL), logs/ (one file per log stream), work/<jobId>/<attempt>/ (each
 attempt's working directory), work/journal (every attempt's pid and exit status, see compute/local.py),
+credentials.json (the ids of the AWS credentials granted to running containers, see compute/credentials.py),
 events.jsonl (every "Batch Job State Change"), buckets/<bucket>/<key> (the objects of trigger buckets, see
 runtime/triggers.py), executor-id (tells this state's Docker containers from other servers', compute/docker.py),
 work/docker-journal (every container the Docker launcher created).
@@ -20,6 +21,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+import boto3
+
+from chalicelib.compute.credentials import LocalCredentialVendor
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.control.context import Services, Settings
@@ -139,6 +143,10 @@ class LocalRuntime:
         self.work = WorkQueue()
         logs = FileLogStore(config.state_dir / "logs")
         self.executor, self.executor_note, docker_client = choose_executor(config.executor)
+        # Jobs with a jobRoleArn get this server's own AWS credentials the ECS way (docs/adr/0017).
+        self.credentials = LocalCredentialVendor(
+            boto3.session.Session(), docker_client=docker_client, grants_file=config.state_dir / "credentials.json"
+        )
         self.launcher: LocalLauncher | DockerLauncher
         if docker_client is not None:
             from chalicelib.compute.docker import DockerLauncher
@@ -152,10 +160,15 @@ class LocalRuntime:
                 grace_seconds=config.grace_seconds,
                 # attempts the process executor started before a switch of executors are recovered its way
                 processes=LocalLauncher(config.state_dir / "work", logs, self._on_task_event),
+                credentials=self.credentials,
             )
         else:
             self.launcher = LocalLauncher(
-                config.state_dir / "work", logs, self._on_task_event, grace_seconds=config.grace_seconds
+                config.state_dir / "work",
+                logs,
+                self._on_task_event,
+                grace_seconds=config.grace_seconds,
+                credentials=self.credentials,
             )
         self.services = Services(
             repo=LocalRepository(self.store),
@@ -201,6 +214,7 @@ class LocalRuntime:
         return self.server.endpoint
 
     def start(self) -> None:
+        self.credentials.start()
         self.work.start()
         self.engine.start()
         if self.executor == "docker":  # containers whose end was recorded just before a crash
@@ -216,6 +230,7 @@ class LocalRuntime:
         self.triggers.stop()
         self.engine.stop()
         self.launcher.shutdown()
+        self.credentials.stop()
         self.work.stop()
         wiring.configure(None)
         self.events.close()
