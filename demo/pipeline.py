@@ -97,10 +97,12 @@ def ensure_resources(batch: Any, max_vcpus: int = 4) -> None:
         batch.register_job_definition(
             jobDefinitionName=f"{NAME}-{step}",
             type="container",
+            platformCapabilities=["FARGATE"],  # the queue's compute environment is FARGATE, as on AWS
             containerProperties={
                 "image": "public.ecr.aws/docker/library/busybox:latest",
                 "command": ["sh", "-c", script, step, "Ref::workdir", *extra],
                 "resourceRequirements": RESOURCES,
+                "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
             },
         )
 

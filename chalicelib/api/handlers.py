@@ -147,8 +147,12 @@ def delete_scheduling_policy(svc: Services, ctx: RequestContext, req: dict[str, 
 @operation("DescribeSchedulingPolicies")
 def describe_scheduling_policies(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
     refs = _refs(req, "arns") or []
-    found = (svc.repo.get_sp(resources.name_of(a, "scheduling-policy", "arns")) for a in refs)
-    return {"schedulingPolicies": [render.scheduling_policy(sp) for sp in found if sp is not None]}
+    found = ((a, svc.repo.get_sp(resources.name_of(a, "scheduling-policy", "arns"))) for a in refs)
+    return {
+        "schedulingPolicies": [
+            render.scheduling_policy(sp) for a, sp in found if sp is not None and resources.same_resource(a, sp.arn)
+        ]
+    }
 
 
 @operation("ListSchedulingPolicies")

@@ -104,14 +104,13 @@ def job_detail(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]
     return _compact(detail)
 
 
-def job_summary(job: Job) -> dict[str, Any]:
+def job_summary(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """JobSummary. `counts` are an array parent's children by status (its statusSummary, as in JobDetail)."""
     last = job.current or (job.attempts[-1] if job.attempts else None)
     container = None
     if last is not None and (last.exit_code is not None or last.reason):
         container = _compact({"exitCode": last.exit_code, "reason": last.reason})
-    array = None
-    if job.array is not None:
-        array = {"index": job.array.index} if job.array.index is not None else {"size": job.array.size}
+    array = array_summary(job, counts)
     return _compact(
         {
             "jobArn": job.arn,

@@ -78,8 +78,9 @@ def test_multinode_and_ecs_properties_definitions_are_accepted(batch: BatchClien
         "nodeRangeProperties": [{"targetNodes": "0:1", "container": container()}],
     }
     ecs_properties = {"taskProperties": [{"containers": [{"image": "busybox", "name": "main", "essential": True}]}]}
-    make_jd(batch, "mnp", type="multinode", containerProperties=None, nodeProperties=node_properties)
-    make_jd(batch, "ecs", containerProperties=None, ecsProperties=ecs_properties)
+    mnp, ecs = {"containerProperties": None, "platformCapabilities": None}, {"containerProperties": None}
+    make_jd(batch, "mnp", type="multinode", nodeProperties=node_properties, **mnp)
+    make_jd(batch, "ecs", ecsProperties=ecs_properties, **ecs)
     by_name = {jd["jobDefinitionName"]: jd for jd in describe_jds(batch)}
     assert by_name["mnp"]["type"] == "multinode"
     assert by_name["mnp"]["nodeProperties"] == node_properties

@@ -314,6 +314,10 @@ def test_scheduled_at_is_when_the_latest_attempt_was_placed() -> None:
 
 
 def test_array_properties_in_summaries() -> None:
-    assert job_summary(a_parent(3))["arrayProperties"] == {"size": 3}
+    # An array parent's summary carries its children's statusSummary, as its JobDetail does (issue 12 item 10).
+    parent = job_summary(a_parent(3), {"RUNNING": 1, "PENDING": 2})["arrayProperties"]
+    assert parent["size"] == 3
+    assert parent["statusSummary"]["RUNNING"] == 1 and parent["statusSummary"]["SUCCEEDED"] == 0
+    assert "statusSummaryLastUpdatedAt" in parent
     assert job_summary(a_child("parent", 2))["arrayProperties"] == {"index": 2}
     assert "arrayProperties" not in job_summary(a_job())
