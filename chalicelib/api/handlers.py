@@ -65,7 +65,11 @@ def describe_compute_environments(svc: Services, ctx: RequestContext, req: dict[
     limit = pagination.page_size(req)
     ces = resources.describe_compute_environments(svc, refs, pagination.decode(req.get("nextToken")), limit)
     token = None if refs else _paged(ces, limit, lambda ce: ce.name)
-    return {"computeEnvironments": [render.compute_environment(ce) for ce in ces], "nextToken": token}
+    cluster = svc.settings.ecs_cluster
+    return {
+        "computeEnvironments": [render.compute_environment(ce, render.ecs_cluster_arn(ce, cluster)) for ce in ces],
+        "nextToken": token,
+    }
 
 
 # -- job queues ------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chalicelib.compute.logs_port import LogStore
-from chalicelib.compute.port import Launcher, NullLauncher
+from chalicelib.compute.port import LOCAL_CLUSTER, Launcher, NullLauncher
 from chalicelib.domain.lifecycle import Effect
 from chalicelib.domain.validation import Limits
 from chalicelib.events.port import EventSink, NullSink
@@ -23,6 +23,8 @@ class Settings:
     account: str = "123456789012"
     default_region: str = "us-east-1"
     limits: Limits = field(default_factory=Limits)
+    # The ECS cluster (name or ARN) jobs run in: DescribeComputeEnvironments' ecsClusterArn of every environment.
+    ecs_cluster: str = LOCAL_CLUSTER
 
 
 class Clock(Protocol):

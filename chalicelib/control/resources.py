@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.domain import arns, platform, validation
+from chalicelib.domain import arns, platform, retry, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.model import (
     CE_HEALTHY,
@@ -349,6 +349,8 @@ def register_job_definition(svc: Services, ctx: RequestContext, req: dict[str, A
     validation.job_definition(req, svc.settings.limits)
     name = req["jobDefinitionName"]
     spec = {k: req[k] for k in _JD_SPEC_KEYS if req.get(k) is not None}
+    if "retryStrategy" in spec:
+        spec["retryStrategy"] = retry.normalized(spec["retryStrategy"])
 
     def attempt() -> JobDefinition:
         latest = svc.repo.latest_jd(name)

@@ -133,3 +133,31 @@ def queue_runs(platform: str, ce_platforms: Iterable[str]) -> None:
         # AWS's own words, as SubmitJob answers them (users quote them verbatim); prefixed with the field.
         rule = f"Job Queue is attached to Compute Environment that can not run Jobs with capability {platform}"
         raise _fail("jobQueue:", rule)
+
+
+# -- instance types of EC2 compute environments -----------------------------------------------------------------
+
+# AWS answers an unknown instance type with "Instance type can only be one of [...]" and the list of every family
+# and type of the region (reported from CreateComputeEnvironment in Netflix/metaflow#70, aws/amazon-genomics-cli#209).
+# batchplane has no region catalogue: it accepts AWS's keywords, and a family or family.size of a known instance
+# class, by pattern (docs/adr/0022-platform-rules.md).
+INSTANCE_KEYWORDS = ("optimal", "default_x86_64", "default_arm64")
+INSTANCE_CLASSES = (
+    "a", "c", "d", "dl", "f", "g", "gr", "h", "hpc", "i", "im", "inf", "is", "m", "mac", "p", "r", "t", "trn", "u",
+    "vt", "x", "z",
+)  # fmt: skip
+INSTANCE_TYPE = re.compile(
+    r"(?P<cls>[a-z]+)(-[0-9]+tb)?[0-9]+[a-z0-9-]*(\.(nano|micro|small|medium|large|[0-9]*xlarge|metal(-[0-9]+xl)?))?"
+)
+
+
+def instance_types(values: Iterable[str], field: str) -> None:
+    for i, value in enumerate(values):
+        match = INSTANCE_TYPE.fullmatch(value)
+        if value in INSTANCE_KEYWORDS or (match is not None and match.group("cls") in INSTANCE_CLASSES):
+            continue
+        raise _fail(
+            f"{field}[{i}]",
+            f"Instance type can only be one of [{', '.join(INSTANCE_KEYWORDS)}, an EC2 instance family such as m5 "
+            f"or an instance type such as m5.large]; got {value!r}",
+        )

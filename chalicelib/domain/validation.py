@@ -184,8 +184,9 @@ def compute_resources(res: Mapping[str, Any], field: str, *, update: bool = Fals
             raise fail(f"{field}.instanceTypes", f"is required for {rtype} compute resources")
         if not res.get("instanceRole"):
             raise fail(f"{field}.instanceRole", f"is required for {rtype} compute resources")
-    if res.get("bidPercentage") is not None:
+    if rtype == "SPOT" and res.get("bidPercentage") is not None:  # a Spot price limit: ignored on EC2, as on AWS
         in_range(res["bidPercentage"], 0, 100, f"{field}.bidPercentage")
+    platform.instance_types(res.get("instanceTypes") or [], f"{field}.instanceTypes")
     policy = res.get("scalingPolicy") or {}
     delay = policy.get("minScaleDownDelayMinutes")
     if delay not in (None, 0):

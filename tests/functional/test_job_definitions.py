@@ -59,10 +59,15 @@ def test_a_registered_definition_is_described_exactly(batch: BatchClient) -> Non
     }
     # WHEN it is registered
     batch.register_job_definition(**request)
-    # THEN describe returns it as registered, ACTIVE, revision 1
+    # THEN describe returns it as registered, ACTIVE, revision 1, with AWS's defaults filled in (issue 12 items 16,
+    # 17): empty lists for what the container left out, the LATEST Fargate platform, the action lowercase
     (jd,) = describe_jds(batch, jobDefinitions=["full:1"])
+    defaults = {"mountPoints": [], "ulimits": [], "volumes": [], "secrets": []}
+    fargate = {"fargatePlatformConfiguration": {"platformVersion": "LATEST"}}
     assert jd == {
         **without(request, "jobDefinitionName"),
+        "containerProperties": {**request["containerProperties"], **defaults, **fargate},
+        "retryStrategy": {"attempts": 3, "evaluateOnExit": [{"onExitCode": "1*", "action": "retry"}]},
         "jobDefinitionName": "full",
         "jobDefinitionArn": arn("job-definition", "full:1"),
         "revision": 1,

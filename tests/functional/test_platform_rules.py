@@ -6,6 +6,8 @@ numbers out of its types' range, non-finite values).
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 import pytest
@@ -349,3 +351,42 @@ def _spot() -> dict[str, Any]:
         "instanceRole": "ecsInstanceRole",
         "allocationStrategy": "SPOT_CAPACITY_OPTIMIZED",
     }
+
+
+# -- items 8, 19: the ECS ARNs of an attempt --------------------------------------------------------------------
+
+
+def finished(batch: BatchClient, job_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
+        if job["status"] in ("SUCCEEDED", "FAILED"):
+            return dict(job)
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+TASK_ARN = re.compile(r"arn:aws:ecs:us-east-1:123456789012:task/batchplane-local/[0-9a-f]{32}")
+INSTANCE_ARN = re.compile(r"arn:aws:ecs:us-east-1:123456789012:container-instance/batchplane-local/[0-9a-f]{32}")
+
+
+def test_a_fargate_attempt_shows_its_ecs_task_arn_and_no_container_instance(
+    batch: BatchClient, fargate_queue: str
+) -> None:
+    make_jd(batch, "jd", containerProperties=container(command=["true"]))
+    job = finished(batch, batch.submit_job(jobName="j", jobQueue=fargate_queue, jobDefinition="jd")["jobId"])
+    assert job["status"] == "SUCCEEDED"
+    attempt = job["attempts"][0]["container"]
+    assert TASK_ARN.fullmatch(job["container"]["taskArn"]) and attempt["taskArn"] == job["container"]["taskArn"]
+    assert job["container"]["logStreamName"] == f"jd/default/{attempt['taskArn'].rsplit('/', 1)[1]}"
+    assert attempt["networkInterfaces"] == []
+    assert "containerInstanceArn" not in attempt and "containerInstanceArn" not in job["container"]
+
+
+def test_an_ec2_attempt_names_its_container_instance(batch: BatchClient, ec2_queue: str) -> None:
+    make_jd(batch, "jd", platformCapabilities=None, containerProperties=container(command=["true"]))
+    job = finished(batch, batch.submit_job(jobName="j", jobQueue=ec2_queue, jobDefinition="jd")["jobId"])
+    attempt = job["attempts"][0]["container"]
+    assert TASK_ARN.fullmatch(attempt["taskArn"])
+    assert INSTANCE_ARN.fullmatch(attempt["containerInstanceArn"])
+    assert job["container"]["containerInstanceArn"] == attempt["containerInstanceArn"]

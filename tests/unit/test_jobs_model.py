@@ -199,11 +199,23 @@ def test_an_attempt_renders_like_batchs_attempt_detail() -> None:
     attempt = an_attempt(1, started_at=NOW + 1, stopped_at=NOW + 2, exit_code=0, status_reason="done")
 
     assert attempt_detail(attempt) == {
-        "container": {"taskArn": "task-1", "exitCode": 0, "logStreamName": "sleep/default/task-1"},
+        "container": {
+            "taskArn": "task-1",
+            "exitCode": 0,
+            "logStreamName": "sleep/default/task-1",
+            "networkInterfaces": [],
+        },
         "startedAt": NOW + 1,
         "stoppedAt": NOW + 2,
         "statusReason": "done",
     }
+
+
+def test_an_attempt_names_its_container_instance_on_ec2_only() -> None:
+    instance = "arn:aws:ecs:us-east-1:123456789012:container-instance/c/abc"
+    attempt = an_attempt(1, container_instance_arn=instance)
+    assert attempt_detail(attempt)["container"]["containerInstanceArn"] == instance
+    assert "containerInstanceArn" not in attempt_detail(attempt, ec2=False)["container"]
 
 
 def test_a_running_job_renders_its_current_attempt_in_the_container() -> None:
