@@ -50,6 +50,10 @@ def validate_submit(req: Mapping[str, Any], limits: Limits) -> None:
     platform.resource_requirements(
         overrides.get("resourceRequirements") or [], "containerOverrides.resourceRequirements", None
     )
+    if overrides.get("memory") is not None:
+        validation.in_range(overrides["memory"], platform.MIN_MEMORY_MIB, None, "containerOverrides.memory")
+    if overrides.get("vcpus") is not None:
+        validation.in_range(overrides["vcpus"], 1, None, "containerOverrides.vcpus")
     if req.get("retryStrategy") is not None:
         validation.retry_strategy(req["retryStrategy"], limits)
     if req.get("timeout") is not None:

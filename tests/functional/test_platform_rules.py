@@ -390,3 +390,15 @@ def test_an_ec2_attempt_names_its_container_instance(batch: BatchClient, ec2_que
     assert TASK_ARN.fullmatch(attempt["taskArn"])
     assert INSTANCE_ARN.fullmatch(attempt["containerInstanceArn"])
     assert job["container"]["containerInstanceArn"] == attempt["containerInstanceArn"]
+
+
+@pytest.mark.parametrize(("member", "value", "rule"), [("memory", 3, "at least 4"), ("vcpus", 0, "at least 1")])
+def test_legacy_overrides_keep_their_documented_minimum(
+    batch: BatchClient, ec2_queue: str, member: str, value: int, rule: str
+) -> None:
+    make_jd(batch, "jd", platformCapabilities=None, containerProperties=container(resourceRequirements=[]))
+    overrides = {member: value}
+    message = error_of(
+        batch.submit_job, jobName="j", jobQueue=ec2_queue, jobDefinition="jd", containerOverrides=overrides
+    )
+    assert f"containerOverrides.{member} must be {rule}" in message
