@@ -104,10 +104,12 @@ def ensure_resources(batch: Any, data_dir: Path, max_vcpus: int = 4) -> None:
         batch.register_job_definition(
             jobDefinitionName=f"{NAME}-{step}",
             type="container",
+            platformCapabilities=["FARGATE"],  # the queue's compute environment is FARGATE, as on AWS
             containerProperties={
                 "image": "busybox:latest",  # built locally by scripts/docker-up.sh; Docker Hub's elsewhere
                 "command": ["sh", "-c", script, step, "Ref::workdir", *extra],
                 "resourceRequirements": RESOURCES,
+                "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
                 "volumes": [volume],
                 "mountPoints": [mount],
             },

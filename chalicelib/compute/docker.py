@@ -22,6 +22,7 @@ report carries a callback the engine runs after applying it: runtime/engine.py `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -428,6 +429,11 @@ class DockerLauncher:
     ) -> None:
         if a is not None and a.lost:
             return  # the server shuts down: the next start's recovery reports it
+        if a is not None and a.spec is not None:  # AWS shows ECS ARNs: the task's and the container instance's
+            spec = a.spec
+            event = dataclasses.replace(
+                event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn
+            )
         try:
             self.on_event(job_id, event, recorded)
         except Exception:  # the next start's recovery reports it again

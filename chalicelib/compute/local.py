@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import os
@@ -355,14 +356,16 @@ class LocalLauncher:
     def _failed_to_start(self, spec: TaskSpec, reason: str) -> None:
         self._release(spec.key)
         self.logs.append(spec.log_stream, [(_now_ms(), reason)])
-        self.on_event(spec.job_id, TaskStopped(spec.attempt, None, reason=reason, status_reason=START_FAILED))
+        stopped = TaskStopped(spec.attempt, None, reason, START_FAILED, task_arn=spec.local_task_arn)
+        self.on_event(spec.job_id, stopped)
 
     def _release(self, key: str) -> None:
         if self.credentials is not None:
             self.credentials.release(key)
 
     def _arm(self, running: _Running, seconds: float, action: object) -> None:
-        timer = threading.Timer(seconds, action, args=(running,))  # type: ignore[arg-type]
+        # Bounded by the platform's longest wait (attemptDurationSeconds is a 32-bit integer, beyond some platforms').
+        timer = threading.Timer(min(seconds, threading.TIMEOUT_MAX), action, args=(running,))  # type: ignore[arg-type]
         timer.daemon = True
         running.timers.append(timer)
         timer.start()
@@ -414,6 +417,11 @@ class LocalLauncher:
     def _report(self, running: _Running, event: TaskStarted | TaskStopped) -> None:
         if running.lost:
             return  # killed by shutdown(): recovery at the next start decides
+        # AWS shows ECS ARNs: the task's, and the container instance's (this host, EC2-like capacity)
+        spec = running.spec
+        event = dataclasses.replace(
+            event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn
+        )
         try:
             self.on_event(running.spec.job_id, event)
         except Exception:  # the sweep repairs a lost report (at the latest, the one at the next start)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+
+# The ECS cluster name of batchplane's local compute, in the task and container-instance ARNs it reports.
+LOCAL_CLUSTER = "batchplane-local"
+HOST_INSTANCE_ID = uuid.uuid5(uuid.NAMESPACE_DNS, socket.gethostname()).hex  # stable across restarts
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,24 @@ class TaskSpec:
     def key(self) -> str:
         """The idempotency key of a launch: one attempt of one job starts at most once."""
         return f"{self.job_id}#{self.attempt}"
+
+    @property
+    def local_task_arn(self) -> str:
+        """The ECS-shaped task ARN a launcher without ECS reports for this attempt (AWS's taskArn is the ECS task's
+        ARN): `arn:aws:ecs:<region>:<account>:task/<LOCAL_CLUSTER>/<task id>`, region and account those of the job
+        definition. The last segment is the task id, so the attempt's log stream name is unchanged."""
+        return f"{self._ecs_prefix}:task/{LOCAL_CLUSTER}/{self.task_id}"
+
+    @property
+    def local_container_instance_arn(self) -> str:
+        """This host as an ECS container instance (what AWS reports for jobs on EC2 capacity); one id per host."""
+        return f"{self._ecs_prefix}:container-instance/{LOCAL_CLUSTER}/{HOST_INSTANCE_ID}"
+
+    @property
+    def _ecs_prefix(self) -> str:
+        parts = self.job_definition_arn.split(":")
+        region, account = (parts[3], parts[4]) if len(parts) > 5 else ("us-east-1", "123456789012")
+        return f"arn:aws:ecs:{region}:{account}"
 
     @property
     def revision(self) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chalicelib.compute.logs_port import LogStore
-from chalicelib.compute.port import Launcher, NullLauncher
+from chalicelib.compute.port import LOCAL_CLUSTER, Launcher, NullLauncher
 from chalicelib.domain.host_access import HostAccess
 from chalicelib.domain.lifecycle import Effect
 from chalicelib.domain.validation import Limits
@@ -27,6 +27,8 @@ class Settings:
     # What jobs may reach on the host (domain/host_access.py). The local runtime always sets one (nothing allowed
     # unless `batchplane up --allow-…` says so); None on AWS, where jobs run on ECS and there is no host of ours.
     host_access: HostAccess | None = None
+    # The ECS cluster (name or ARN) jobs run in: DescribeComputeEnvironments' ecsClusterArn of every environment.
+    ecs_cluster: str = LOCAL_CLUSTER
 
 
 class Clock(Protocol):

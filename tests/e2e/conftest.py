@@ -236,6 +236,9 @@ def setup_queue(batch: Client, max_vcpus: int = 2, *, name: str | None = None) -
     return queue, ce
 
 
+EXEC_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
+
+
 def register(batch: Client, name: str, command: list[str], **props: Any) -> str:
     """A container job definition running `command` (1 vCPU); `environment`/`image`/... go to containerProperties,
     the other keywords (parameters, retryStrategy, timeout) to the request. Returns the ARN."""
@@ -244,9 +247,10 @@ def register(batch: Client, name: str, command: list[str], **props: Any) -> str:
         "image": IMAGE,
         "command": command,
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+        "executionRoleArn": EXEC_ROLE,  # a FARGATE definition needs one, as on AWS
     }
     container.update({k: v for k, v in props.items() if k in container_keys})
-    request = {k: v for k, v in props.items() if k not in container_keys}
+    request = {"platformCapabilities": ["FARGATE"], **{k: v for k, v in props.items() if k not in container_keys}}
     resp = batch.register_job_definition(
         jobDefinitionName=name, type="container", containerProperties=container, **request
     )
