@@ -48,6 +48,8 @@ class LocalConfig:
     # Finished jobs, with their logs and work directories, are removed this long after they stopped (0: kept
     # forever); the same 30 days as DynamoDB's TTL on AWS (store/jobs.RETENTION_SECONDS).
     retention_days: float = RETENTION_SECONDS / 86_400
+    # A deleted queue / compute environment is removed this long after its DELETING marker (docs/adr/0021)
+    deletion_grace_seconds: float = Settings.deletion_grace_ms / 1000
 
 
 class LocalRepository(Repository):
@@ -97,6 +99,10 @@ class LocalRepository(Repository):
         with self._writing():
             super().delete_ce(ce)
 
+    def save_ce_if_queues_unchanged(self, ce: ComputeEnvironment, queues: Sequence[JobQueue]) -> None:
+        with self._writing():
+            super().save_ce_if_queues_unchanged(ce, queues)
+
     def save_jq(self, jq: JobQueue, *, requires: Sequence[ComputeEnvironment | SchedulingPolicy] = ()) -> None:
         with self._writing():
             super().save_jq(jq, requires=requires)
@@ -122,7 +128,12 @@ class LocalRuntime:
         )
         self.services = Services(
             repo=LocalRepository(self.store),
-            settings=Settings(account=config.account, default_region=config.region, limits=config.limits),
+            settings=Settings(
+                account=config.account,
+                default_region=config.region,
+                limits=config.limits,
+                deletion_grace_ms=int(config.deletion_grace_seconds * 1000),
+            ),
             events=self.events,
             logs=logs,
             launcher=self.launcher,

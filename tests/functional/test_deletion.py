@@ -68,6 +68,11 @@ def delete_queue(plane: Plane, name: str = "q") -> None:
     plane.call("DeleteJobQueue", jobQueue=name)
 
 
+def past_the_grace(plane: Plane) -> None:
+    """The clock past the deletion grace: a pass may now remove what it finds empty."""
+    plane.clock.now += plane.svc.settings.deletion_grace_ms
+
+
 def run(plane: Plane, job_id: str) -> None:
     plane.reactor.apply(job_id, lifecycle.TaskStarted(1))
     assert plane.job(job_id).status == RUNNING
@@ -114,6 +119,9 @@ def test_deleting_a_queue_terminates_its_waiting_jobs_and_frees_the_name(plane: 
     # WHEN the running job's stop is reported and the sweep runs
     plane.reactor.apply(busy, lifecycle.TaskStopped(1, 143))
     assert (plane.job(busy).status, plane.job(busy).status_reason) == (FAILED, QUEUE_GONE)
+    assert sweep(plane.svc, plane.reactor, plane.clock.now_ms()).deleted == []  # within the grace: still DELETING
+    assert queue_status(plane) == DELETING
+    past_the_grace(plane)
     report = sweep(plane.svc, plane.reactor, plane.clock.now_ms())
 
     # THEN the queue is gone, and a new queue of that name starts empty and runs only its own jobs
@@ -168,6 +176,7 @@ def test_a_big_queue_is_drained_by_the_request_then_the_sweeps(plane: Plane, mon
     # WHEN sweeps run THEN they finish the job, and the queue is gone
     sweep(plane.svc, plane.reactor, plane.clock.now_ms())
     assert (failed(), queue_status(plane)) == (5, DELETING)
+    past_the_grace(plane)
     assert sweep(plane.svc, plane.reactor, plane.clock.now_ms()).deleted == ["q"]
     assert failed() == 7 and queue_status(plane) is None
 
@@ -190,6 +199,7 @@ def test_an_array_in_a_deleted_queue_is_terminated_with_its_children(plane: Plan
     parent = plane.submit("q", jd, "array", arrayProperties={"size": 3})
 
     delete_queue(plane)
+    past_the_grace(plane)
     sweep(plane.svc, plane.reactor, plane.clock.now_ms())
 
     assert plane.job(parent).status == FAILED
@@ -222,6 +232,7 @@ def test_deleting_a_compute_environment_terminates_the_jobs_still_running_on_it(
     # WHEN the stop is reported and the sweep runs THEN the job failed with the reason and the CE is gone
     plane.reactor.apply(job, lifecycle.TaskStopped(1, 143))
     assert (plane.job(job).status, plane.job(job).status_reason) == (FAILED, reason)
+    past_the_grace(plane)
     assert sweep(plane.svc, plane.reactor, plane.clock.now_ms()).deleted == ["ce"]
     assert plane.call("DescribeComputeEnvironments", computeEnvironments=["ce"])["computeEnvironments"] == []
 
@@ -237,6 +248,7 @@ def test_a_compute_environment_of_a_queue_being_deleted_can_be_deleted(plane: Pl
     # WHEN the CE is deleted THEN that queue does not hold it back
     plane.call("DeleteComputeEnvironment", computeEnvironment=ce)
     plane.reactor.apply(job, lifecycle.TaskStopped(1, 143))
+    past_the_grace(plane)
     assert sorted(sweep(plane.svc, plane.reactor, plane.clock.now_ms()).deleted) == ["ce", "q"]
 
 

@@ -35,6 +35,7 @@ def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
         monkeypatch.setenv(name, value)
     for name in AWS_ENV_UNSET:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BATCHPLANE_DELETION_GRACE_SECONDS", "0")  # an empty queue goes at once (no grace)
     with deployed() as d:
         set_up(d)
         d.batch.update_compute_environment(computeEnvironment="spot", state="DISABLED")  # jobs stay RUNNABLE
