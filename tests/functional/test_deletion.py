@@ -18,8 +18,8 @@ from chalicelib.control.dispatch import Dispatcher
 from chalicelib.control.react import Reactor
 from chalicelib.control.sweep import SweepPolicy, sweep
 from chalicelib.domain import lifecycle
-from chalicelib.domain.jobs import DEPENDENCY_FAILED, FAILED, PENDING, RUNNABLE, RUNNING, STARTING
 from chalicelib.domain.errors import StoreUnavailable
+from chalicelib.domain.jobs import DEPENDENCY_FAILED, FAILED, PENDING, RUNNABLE, RUNNING, STARTING
 from chalicelib.domain.model import DELETING
 from chalicelib.store.sqlite import SqliteItemStore
 from tests.functional.plane import Plane, SeqIds
