@@ -666,9 +666,9 @@ class AwsRuntime:
 
     def _work_waiting(self) -> bool:
         """Is a job RUNNABLE in a queue not being deleted (top-level or array child; a DISABLED queue still runs the
-        jobs it holds)? Asked after a job freed capacity, once
-        per stream batch: a job that becomes RUNNABLE later wakes the dispatcher itself. Any doubt (an error) says
-        yes: a wake too many costs a cycle, a wake too few costs up to the sweep's minute."""
+        jobs it holds)? Asked after a job freed capacity, once per stream batch: a job that becomes RUNNABLE later
+        wakes the dispatcher itself. Any doubt (an error) says yes: a wake too many costs a cycle, a wake too few
+        costs up to the sweep's minute."""
         try:
             for queue in self.services.repo.list_jqs():
                 if queue.deleting:
