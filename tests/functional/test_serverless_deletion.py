@@ -111,3 +111,48 @@ def _error(d: Deployment, call: Any) -> str:
     with pytest.raises(d.batch.exceptions.ClientException) as raised:
         call()
     return str(raised.value.response["Error"]["Message"])
+
+
+def test_a_job_waiting_in_a_disabled_queue_is_placed_when_another_job_frees_capacity(deployment: Deployment) -> None:
+    d = deployment
+    # GIVEN a compute environment with room for one job, a job A running on it, and a job B of another queue waiting
+    # for that room; B's queue is then DISABLED (it still runs the jobs it holds)
+    d.batch.create_compute_environment(
+        computeEnvironmentName="tiny",
+        type="MANAGED",
+        computeResources={
+            "type": "FARGATE_SPOT",
+            "maxvCpus": 1,
+            "subnets": [d.world.subnet],
+            "securityGroupIds": [d.world.sg],
+        },
+    )
+    for name in ("a", "b"):
+        d.batch.create_job_queue(
+            jobQueueName=name, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "tiny"}]
+        )
+    d.world.plan.outcomes["first"] = ["ok"]
+    first = submit(d, "first", queue="a", containerOverrides=ONE_VCPU)
+    no_task_events(d)
+    assert jobs(d, first)[first][0] == "STARTING"
+    held = submit(d, "held", queue="b", containerOverrides=ONE_VCPU)
+    no_task_events(d)
+    assert jobs(d, held)[held][0] == "RUNNABLE"
+    d.batch.update_job_queue(jobQueue="b", state="DISABLED")
+
+    # WHEN A runs to its end and everything it causes is delivered (no sweep)
+    d.world.settle()
+
+    # THEN its end woke the dispatcher, which placed B: it ran too
+    assert {j: status for j, (status, _) in jobs(d, first, held).items()} == {first: "SUCCEEDED", held: "SUCCEEDED"}
+
+
+ONE_VCPU = {"resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]}
+
+
+def no_task_events(d: Deployment) -> None:
+    """Deliver stream records and wakes until none is left, holding back every task's progress."""
+    for _ in range(10):
+        if not (d.world.deliver_stream() | d.world.deliver_wakes()):
+            return
+    raise AssertionError("the control plane did not settle")
