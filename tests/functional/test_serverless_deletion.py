@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from chalicelib.control import deletion
+from chalicelib.control.context import SystemClock
 from chalicelib.domain.jobs import DEPENDENCY_FAILED
 from chalicelib.domain.model import DELETING
 from chalicelib.runtime import aws
@@ -156,3 +157,32 @@ def no_task_events(d: Deployment) -> None:
         if not (d.world.deliver_stream() | d.world.deliver_wakes()):
             return
     raise AssertionError("the control plane did not settle")
+
+
+def test_on_aws_an_empty_queue_stays_deleting_until_a_sweep_after_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the AWS runtime with its default deletion grace (a minute), a queue and a job of it, all settled
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in AWS_ENV_UNSET:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("BATCHPLANE_DELETION_GRACE_SECONDS", raising=False)
+    with deployed() as d:
+        set_up(d)
+        d.batch.update_compute_environment(computeEnvironment="spot", state="DISABLED")
+        waiting = submit(d, "waiting")
+        d.world.settle()
+
+        # WHEN the queue is disabled and deleted, and the sweep runs at once
+        d.batch.update_job_queue(jobQueue="q", state="DISABLED")
+        d.batch.delete_job_queue(jobQueue="q")
+        aws.runtime().on_sweep()
+        d.world.settle()
+
+        # THEN its job is terminated, but the queue stays DELETING (a SubmitJob that read it before may still write)
+        assert jobs(d, waiting) == {waiting: ("FAILED", GONE)}
+        assert queues(d)["q"] == DELETING
+        # WHEN the sweep runs a minute later THEN the queue is gone
+        now = SystemClock.now_ms
+        monkeypatch.setattr(SystemClock, "now_ms", lambda self: now(self) + 61_000)
+        aws.runtime().on_sweep()
+        assert "q" not in queues(d)
