@@ -108,7 +108,8 @@ def on_ec2_event(event: CloudWatchEvent) -> None:
 
 @app.schedule(aws.SWEEP_RATE)
 def sweep(event: CloudWatchEvent) -> None:
-    aws.runtime().on_sweep()
+    context: Any = event.context
+    aws.runtime().on_sweep(getattr(context, "get_remaining_time_in_millis", None))
 
 
 @app.schedule(aws.SWEEP_RATE)

@@ -104,3 +104,16 @@ class AsgCapacity:
         except (ClientError, BotoCoreError) as e:
             raise _translate(e, "UpdateAutoScalingGroup") from e
         return wanted.desired
+
+    def release(self, ce: ComputeEnvironment) -> None:
+        """A deleted compute environment's group to zero instances (bounds 0..0, so nothing scales it up again): AWS
+        terminates a deleted CE's instances. A group that does not exist has nothing to release."""
+        current = self.describe([ce.name]).get(ce.name)
+        if current is None or current == GroupSize(0, 0, 0):
+            return
+        try:
+            self.client.update_auto_scaling_group(
+                AutoScalingGroupName=group_name(ce.name), MinSize=0, MaxSize=0, DesiredCapacity=0
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e, "UpdateAutoScalingGroup") from e

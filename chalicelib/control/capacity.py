@@ -30,7 +30,7 @@ from typing import Any
 from chalicelib.control.context import Services
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, RUNNABLE
-from chalicelib.domain.model import CE_HEALTHY, EC2_TYPES, INVALID, VALID, ComputeEnvironment
+from chalicelib.domain.model import CE_HEALTHY, DELETING, EC2_TYPES, INVALID, VALID, ComputeEnvironment
 
 log = logging.getLogger("batchplane.capacity")
 
@@ -160,7 +160,9 @@ def reconcile(svc: Services, autoscaling_client_factory: Callable[[], Any]) -> l
 
     groups = AsgCapacity(autoscaling_client_factory)
     ces = {ce.name: ce for ce in svc.repo.list_ces(None, 1000)}
-    targets = [ce for ce in ces.values() if managed_ec2(ce)]
+    # A CE being deleted is left alone: its deletion releases its group (control/deletion.py), which a reconcile
+    # must not size up again, nor make the CE VALID again (`_health`).
+    targets = [ce for ce in ces.values() if managed_ec2(ce) and ce.status != DELETING]
     if not targets:
         return []
     now = svc.clock.now_ms()

@@ -12,6 +12,7 @@ from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import LOCAL_CLUSTER, Launcher, NullLauncher
 from chalicelib.domain.host_access import HostAccess
 from chalicelib.domain.lifecycle import Effect
+from chalicelib.domain.model import ComputeEnvironment
 from chalicelib.domain.validation import Limits
 from chalicelib.events.port import EventSink, NullSink
 from chalicelib.events.schedules import LocalSchedules, SchedulePort
@@ -29,6 +30,9 @@ class Settings:
     host_access: HostAccess | None = None
     # The ECS cluster (name or ARN) jobs run in: DescribeComputeEnvironments' ecsClusterArn of every environment.
     ecs_cluster: str = LOCAL_CLUSTER
+    # A queue or compute environment being deleted is removed only by a pass that starts this long after its
+    # DELETING marker: longer than any request that may still write a job it read before (docs/adr/0021).
+    deletion_grace_ms: int = 60_000
 
 
 class Clock(Protocol):
@@ -69,6 +73,9 @@ class Services:
     # Where schedule triggers tick: the local runtime's timer reads the store (nothing to register); on AWS an
     # EventBridgeSchedules adapter creates one EventBridge Scheduler schedule per trigger (events/schedules.py).
     schedules: SchedulePort = field(default_factory=LocalSchedules)
+    # Takes a deleted managed EC2/SPOT compute environment's instances away (AWS: its Auto Scaling group to zero,
+    # compute/capacity_aws.py); nothing to do locally, where jobs run as processes (control/deletion.py).
+    release_capacity: Callable[[ComputeEnvironment], None] = field(default=lambda ce: None)
 
     @property
     def jobs(self) -> JobRepository:

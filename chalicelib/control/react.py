@@ -263,10 +263,17 @@ class Reactor:
                 self._create_missing(children, edges)
             after = self.apply(parent_id, lifecycle.ChildrenCreated(end))
             if after is None or after.status != PENDING or after.is_cancelled or after.is_terminated:
-                # Cancelled or finished while this chunk was being written: these children must not run.
+                # Cancelled or finished while this chunk was being written: these children must not run. A PENDING
+                # child's cancel waits for its dependency, which may have finished before the child's edge was
+                # written (no notification will come): settled here, it does not wait for the stale-PENDING sweep.
                 why = (after.status_reason if after else None) or "Array parent job was cancelled"
+                event: lifecycle.Event = (
+                    lifecycle.Terminate(why) if after is not None and after.is_terminated else lifecycle.Cancel(why)
+                )
                 for child in children:
-                    self.apply(child.job_id, lifecycle.Cancel(why))
+                    stopped = self.apply(child.job_id, event)
+                    if stopped is not None and stopped.status == PENDING:
+                        self.settle_pending(stopped)
                 return
             for child in children:
                 if child.pending:

@@ -29,6 +29,7 @@ Everything goes through `Reactor.apply`, so a sweep racing with events or anothe
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chalicelib.compute.ecs_events import TASK_FAILED_TO_START, host_terminated_reason
@@ -53,6 +54,9 @@ class SweepPolicy:
     # capacity (STARTING for long, legitimately) cannot throttle ECS; the rest wait for the next sweep.
     max_checks: int = 200
     lost_host: str | None = None  # attempts the launcher finds (and stops) fail as this host lost; None: observed
+    # The time the sweep has left (the Lambda's get_remaining_time_in_millis); None: unbounded. Deleting queues and
+    # compute environments stops short of it (control/deletion.py).
+    remaining_ms: Callable[[], int] | None = None
 
 
 @dataclass
@@ -97,7 +101,7 @@ def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | No
                 _repair_pending(svc, reactor, job, report)
             except Exception as e:
                 _failed(report, job, e)
-    report.deleted, errors = deletion.drain_all(svc, reactor)
+    report.deleted, errors = deletion.drain_all(svc, reactor, policy.remaining_ms)
     report.errors += errors
     if report.repaired or report.settled or report.recounted:
         svc.wake()

@@ -36,8 +36,8 @@ def validate_submit(req: Mapping[str, Any], limits: Limits) -> None:
         if kind in ("N_TO_N", "SEQUENTIAL") and not is_array:
             # AWS documents `type` for array jobs only (JobDependency; "Job dependencies" in the user guide) and
             # public pipeline code submits {"jobId": X, "type": "SEQUENTIAL"} for plain jobs: a non-array job
-            # waits for the whole job X, whatever the type (`plain_dependency`). Without a jobId there is nothing
-            # to wait for.
+            # waits for the whole job X, whatever the type (control/jobs.py `_check_dependencies`). Without a jobId
+            # there is nothing to wait for.
             if not dep.get("jobId"):
                 raise fail(f"{field}.type", f"{kind} without a jobId is only valid for array jobs")
             continue

@@ -14,6 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from chalicelib.domain import retry
+
+# The effects (domain/effects.py) are part of this module's vocabulary: `lifecycle.Publish`, `lifecycle.Outcome`.
+from chalicelib.domain.effects import (
+    UNCHANGED,
+    CancelChildren,
+    CreateChildren,
+    Effect,
+    Launch,
+    NotifyDependents,
+    NotifyParent,
+    Outcome,
+    Publish,
+    StopTask,
+    WakeDispatcher,
+)
 from chalicelib.domain.jobs import (
     CANCEL_PENDING,
     DEPENDENCY_FAILED,
@@ -31,6 +46,20 @@ from chalicelib.domain.jobs import (
     bitmap_has,
     bitmap_set,
 )
+
+__all__ = [  # the re-exported effects; everything defined below is public as well
+    "UNCHANGED",
+    "CancelChildren",
+    "CreateChildren",
+    "Effect",
+    "Launch",
+    "NotifyDependents",
+    "NotifyParent",
+    "Outcome",
+    "Publish",
+    "StopTask",
+    "WakeDispatcher",
+]
 
 # -- events ----------------------------------------------------------------------------------------------------
 
@@ -135,63 +164,6 @@ Event = (
     | ChildrenCreated
 )
 
-# -- effects ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Publish:
-    """Emit a "Batch Job State Change" event for the new state."""
-
-
-@dataclass(frozen=True)
-class Launch:
-    attempt: int
-
-
-@dataclass(frozen=True)
-class StopTask:
-    attempt: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class NotifyDependents:
-    succeeded: bool
-
-
-@dataclass(frozen=True)
-class NotifyParent:
-    succeeded: bool
-
-
-@dataclass(frozen=True)
-class CreateChildren:
-    """Write the parent's children (from `children_created` on)."""
-
-
-@dataclass(frozen=True)
-class CancelChildren:
-    reason: str
-    terminate: bool
-
-
-@dataclass(frozen=True)
-class WakeDispatcher:
-    pass
-
-
-Effect = (
-    Publish | Launch | StopTask | NotifyDependents | NotifyParent | CreateChildren | CancelChildren | WakeDispatcher
-)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    job: Job | None
-    effects: tuple[Effect, ...] = ()
-
-
-UNCHANGED = Outcome(None)
 
 # Per event: the states it applies in. Anything else is ignored (UNCHANGED). The functions below decide the target.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -246,7 +218,8 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
                 # AWS CancelJob: "A PENDING job is canceled after all dependency jobs are completed"
                 # (https://docs.aws.amazon.com/batch/latest/APIReference/API_CancelJob.html). The request is recorded
                 # (durably: the sweep re-settles PENDING jobs) and `_after_dependencies` carries it out; a dependency
-                # that fails fails the job at once, as it would without the cancel.
+                # that fails fails the job at once, as it would without the cancel, and so does one purged after its
+                # retention before the job learned of its end ("Dependent Job failed: <id> no longer exists").
                 if job.cancel_reason is not None:
                     return UNCHANGED
                 requested = replace(job, cancel_reason=why, status_reason=CANCEL_PENDING + why, updated_at=now)

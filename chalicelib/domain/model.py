@@ -40,6 +40,8 @@ class ComputeEnvironment:
     # Capacity bookkeeping (control/capacity.py), not on the wire: since when a managed EC2/SPOT CE has had no
     # work, for minScaleDownDelayMinutes. None while busy.
     idle_since: int | None = None
+    # When DeleteComputeEnvironment marked it DELETING (epoch ms; control/deletion.py waits a grace after it)
+    deleting_since: int | None = None
     version: int = 0
 
     @property
@@ -82,6 +84,8 @@ class JobQueue:
     job_state_time_limit_actions: tuple[JsonDict, ...] = ()
     job_queue_type: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # When DeleteJobQueue marked it DELETING (epoch ms; control/deletion.py removes it only a grace after this)
+    deleting_since: int | None = None
     version: int = 0
 
     @property

@@ -274,6 +274,9 @@ class AwsConfig:
     ecs_precheck: bool = False
     # Which "Batch Job State Change" events go to EventBridge: ALL, TERMINAL (SUCCEEDED/FAILED) or NONE (ADR 0010)
     state_change_events: str = stream.DEFAULT_STATE_CHANGE_EVENTS
+    # A deleted queue / compute environment is removed this long after its DELETING marker (docs/adr/0021): more
+    # than the API Lambda's timeout (30 s) plus the job index's lag, so no SubmitJob still in flight can land after.
+    deletion_grace_seconds: float = Settings.deletion_grace_ms / 1000
 
     def __post_init__(self) -> None:
         if self.state_change_events not in stream.STATE_CHANGE_EVENTS:
@@ -303,6 +306,9 @@ class AwsConfig:
             state_change_events=(e.get("BATCHPLANE_STATE_CHANGE_EVENTS") or stream.DEFAULT_STATE_CHANGE_EVENTS)
             .strip()
             .upper(),
+            deletion_grace_seconds=float(
+                e.get("BATCHPLANE_DELETION_GRACE_SECONDS") or Settings.deletion_grace_ms / 1000
+            ),
         )
 
 
@@ -466,7 +472,7 @@ class Controls:
     on_ec2_event: EnvelopeHandler = field(
         default_factory=lambda: _late("chalicelib.control.task_events", "on_ec2_event")
     )
-    sweep: Callable[[Services, Reactor, int], object] = field(
+    sweep: Callable[[Services, Reactor, int, Any], object] = field(  # the last: a control.sweep.SweepPolicy
         default_factory=lambda: _late("chalicelib.control.sweep", "sweep")
     )
     reconcile: Callable[[Services, Callable[[], Any]], object] = field(
@@ -530,7 +536,12 @@ class AwsRuntime:
         )
         self.services = Services(
             repo=Repository(self.items),
-            settings=Settings(account=config.account, default_region=config.region, ecs_cluster=config.cluster),
+            settings=Settings(
+                account=config.account,
+                default_region=config.region,
+                ecs_cluster=config.cluster,
+                deletion_grace_ms=int(config.deletion_grace_seconds * 1000),
+            ),
             clock=clock or SystemClock(),
             ids=ids or UuidFactory(),
             wake=self.wake_dispatcher,
@@ -538,6 +549,7 @@ class AwsRuntime:
             launcher=self.launcher,
             stream_effects=stream.STREAM_EFFECTS,
             schedules=self._schedules(),
+            release_capacity=self._release_capacity,
         )
         self.reactor = Reactor(self.services, self.launcher, self.services.defer)
 
@@ -552,6 +564,11 @@ class AwsRuntime:
             region=c.region,
             client=self.clients.lazy("scheduler"),
         )
+
+    def _release_capacity(self, ce: ComputeEnvironment) -> None:
+        from chalicelib.compute.capacity_aws import AsgCapacity  # built lazily, as in control/capacity.py
+
+        AsgCapacity(self.clients.factory("autoscaling")).release(ce)
 
     def reindex_legacy(self) -> int:
         """Move the STARTING and RUNNING jobs an earlier version indexed per status into the shared ACTIVE partition
@@ -649,12 +666,13 @@ class AwsRuntime:
         return {"batchItemFailures": [{"itemIdentifier": sequence}]}
 
     def _work_waiting(self) -> bool:
-        """Is a job RUNNABLE in an enabled queue (top-level or array child)? Asked after a job freed capacity, once
-        per stream batch: a job that becomes RUNNABLE later wakes the dispatcher itself. Any doubt (an error) says
-        yes: a wake too many costs a cycle, a wake too few costs up to the sweep's minute."""
+        """Is a job RUNNABLE in a queue not being deleted (top-level or array child; a DISABLED queue still runs the
+        jobs it holds)? Asked after a job freed capacity, once per stream batch: a job that becomes RUNNABLE later
+        wakes the dispatcher itself. Any doubt (an error) says yes: a wake too many costs a cycle, a wake too few
+        costs up to the sweep's minute."""
         try:
             for queue in self.services.repo.list_jqs():
-                if queue.state != "ENABLED":
+                if queue.deleting:
                     continue
                 for children in (False, True):
                     if self.services.jobs.in_queue(queue.name, RUNNABLE, children=children, limit=1):
@@ -710,9 +728,12 @@ class AwsRuntime:
         self.controls.on_ec2_event(self.services, self.reactor, envelope)
 
     @_invocation
-    def on_sweep(self) -> None:
+    def on_sweep(self, remaining_ms: Callable[[], int] | None = None) -> None:
+        from chalicelib.control.sweep import SweepPolicy
+
         try:
-            self.controls.sweep(self.services, self.reactor, self.services.clock.now_ms())
+            policy = SweepPolicy(remaining_ms=remaining_ms)  # its work stops short of the Lambda's timeout
+            self.controls.sweep(self.services, self.reactor, self.services.clock.now_ms(), policy)
         finally:
             self.wake_dispatcher()  # repairs a wake lost anywhere in the last minute
 

@@ -70,6 +70,8 @@ class LocalConfig:
     # What jobs may reach on this host (domain/host_access.py): `--allow-privileged`, `--allow-host-path PREFIX`.
     allow_privileged: bool = False
     allow_host_paths: tuple[str, ...] = ()
+    # A deleted queue / compute environment is removed this long after its DELETING marker (docs/adr/0021)
+    deletion_grace_seconds: float = Settings.deletion_grace_ms / 1000
 
 
 class LocalRepository(Repository):
@@ -118,6 +120,10 @@ class LocalRepository(Repository):
     def delete_ce(self, ce: ComputeEnvironment) -> None:
         with self._writing():
             super().delete_ce(ce)
+
+    def save_ce_if_queues_unchanged(self, ce: ComputeEnvironment, queues: Sequence[JobQueue]) -> None:
+        with self._writing():
+            super().save_ce_if_queues_unchanged(ce, queues)
 
     def save_jq(self, jq: JobQueue, *, requires: Sequence[ComputeEnvironment | SchedulingPolicy] = ()) -> None:
         with self._writing():
@@ -181,6 +187,7 @@ class LocalRuntime:
                     # Resolved once: a job's sourcePath is compared with these after its own symlinks are resolved.
                     host_path_prefixes=tuple(os.path.realpath(p) for p in config.allow_host_paths),
                 ),
+                deletion_grace_ms=int(config.deletion_grace_seconds * 1000),
             ),
             events=self.events,
             logs=logs,

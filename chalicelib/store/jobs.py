@@ -69,7 +69,9 @@ def order_key(job: Job) -> str:
     return f"{job.created_at:0{TIME_WIDTH}d}#{job.job_id}"
 
 
-_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name != "version")
+# `cancel_reason` is written only when set: None in nearly every job, it would cost every stored body its bytes
+# (and break the run of fields the compression dictionary expects); a body without it reads back as None.
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("version", "cancel_reason"))
 
 
 def job_body(job: Job) -> dict[str, Any]:
@@ -81,6 +83,8 @@ def job_body(job: Job) -> dict[str, Any]:
     body["attempts"] = [dict(vars(a)) for a in job.attempts]
     body["current"] = dict(vars(job.current)) if job.current else None
     body["array"] = dict(vars(job.array)) if job.array else None
+    if job.cancel_reason is not None:
+        body["cancel_reason"] = job.cancel_reason
     return body
 
 

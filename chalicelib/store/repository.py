@@ -109,6 +109,12 @@ class Repository:
     def save_ce(self, ce: ComputeEnvironment) -> ComputeEnvironment:
         return ce_from_item(self.items.put(ce_item(ce), expect_of(ce.version)))
 
+    def save_ce_if_queues_unchanged(self, ce: ComputeEnvironment, queues: Sequence[JobQueue]) -> None:
+        """Write a CE, atomically checking that these queues are still at the versions read (one transaction)."""
+        ops: list[Op] = [Put(ce_item(ce), expect_of(ce.version))]
+        ops += [Check(JQ_PK, q.name, q.version) for q in queues]
+        self.items.transact(ops)
+
     def delete_ce(self, ce: ComputeEnvironment) -> None:
         self.items.delete(CE_PK, ce.name, ce.version)
 

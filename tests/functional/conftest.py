@@ -30,7 +30,9 @@ def boto_session() -> boto3.session.Session:
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0))
+    # No deletion grace: an empty queue or compute environment is gone when its Delete returns, as these tests of
+    # the API's shape expect (test_lifecycle_api.py and test_deletion.py cover the grace, docs/adr/0021).
+    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, deletion_grace_seconds=0))
     rt.start()
     try:
         yield rt

@@ -419,6 +419,8 @@ class World:
             dispatch_queue_url=self.queue_url,
             execution_role_arn=EXEC_ROLE,
             state_change_events=self.deployment.parameters["StateChangeEvents"],  # as the stack's Globals set it
+            # as the Lambdas read it (AwsConfig.from_environment); a test may shorten the grace
+            deletion_grace_seconds=float(os.environ.get("BATCHPLANE_DELETION_GRACE_SECONDS") or 60),
         )
 
     # -- delivering -------------------------------------------------------------------------------------------

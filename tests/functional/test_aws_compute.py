@@ -9,6 +9,7 @@ groups). The dispatcher, the event handlers (control/task_events.py), the sweep 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Iterator
@@ -21,10 +22,11 @@ from moto.ec2 import utils as ec2_utils
 from moto.moto_api import state_manager
 
 from chalicelib.compute import ecs
-from chalicelib.compute.capacity_aws import group_name
+from chalicelib.compute.capacity_aws import AsgCapacity, group_name
 from chalicelib.compute.ecs import EcsLauncher
 from chalicelib.compute.port import TaskSpec
 from chalicelib.control import capacity
+from chalicelib.control.react import Reactor
 from chalicelib.control.sweep import SweepPolicy, sweep
 from chalicelib.control.task_events import on_ec2_event, on_ecs_task_event
 from chalicelib.domain.jobs import RUNNABLE, RUNNING, STARTING
@@ -645,3 +647,32 @@ def describe_ce(plane: Plane, ce: str) -> tuple[str, str]:
 def desired_vcpus(plane: Plane, ce: str) -> int:
     (described,) = plane.call("DescribeComputeEnvironments", computeEnvironments=[ce])["computeEnvironments"]
     return int(described["computeResources"]["desiredvCpus"])
+
+
+def test_a_deleted_ec2_ce_has_its_instances_released_and_the_reconcile_leaves_it_alone(aws: Aws, plane: Plane) -> None:
+    # GIVEN a SPOT CE keeping 4 vCPUs of instances (minvCpus 4), its queue deleted, the CE disabled, and the AWS
+    # runtime's release of a deleted CE's capacity (Services.release_capacity)
+    spot_setup(plane, aws, min_vcpus=4)
+    plane.svc = dataclasses.replace(
+        plane.svc, release_capacity=AsgCapacity(Aws.autoscaling_client).release
+    )  # the sweep below reads it from the services it is given
+    plane.call("UpdateJobQueue", jobQueue="ec2", state="DISABLED")
+    plane.call("DeleteJobQueue", jobQueue="ec2")
+    plane.call("UpdateComputeEnvironment", computeEnvironment="spot", state="DISABLED")
+
+    # WHEN the CE is deleted and a capacity reconcile runs
+    plane.call("DeleteComputeEnvironment", computeEnvironment="spot")
+    assert capacity.reconcile(plane.svc, Aws.autoscaling_client) == []
+
+    # THEN the reconcile left it DELETING (not made VALID again) and did not touch its group
+    assert describe_ce(plane, "spot")[0] == "DELETING"
+    assert aws.group_desired("spot") == 4
+    # WHEN the sweep runs past the deletion grace THEN the group is at zero (bounds too) and the CE is gone
+    plane.clock.advance(plane.svc.settings.deletion_grace_ms)
+    report = sweep(plane.svc, Reactor(plane.svc, plane.launcher), plane.clock.now_ms())
+    assert sorted(report.deleted) == ["ec2", "spot"]
+    (group,) = aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name("spot")])[
+        "AutoScalingGroups"
+    ]
+    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (0, 0, 0)
+    assert plane.call("DescribeComputeEnvironments", computeEnvironments=["spot"])["computeEnvironments"] == []

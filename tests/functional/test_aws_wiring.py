@@ -7,6 +7,7 @@ are injected stand-ins. tests/functional/test_serverless_e2e.py runs the same wi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -864,9 +865,27 @@ def test_a_job_that_frees_capacity_wakes_the_dispatcher_only_when_a_job_waits(ha
     assert len(harness.fake.of("sqs", "send_message")) == 1
 
 
-def test_a_job_waiting_in_a_disabled_queue_needs_no_wake(harness: Harness) -> None:
+def test_a_job_waiting_in_a_disabled_queue_is_woken_for(harness: Harness) -> None:
+    # GIVEN a RUNNABLE job in a DISABLED queue (which still runs the jobs it holds, domain/scheduling.py)
     _queue(harness, "off", state="DISABLED")
     harness.svc.jobs.create_with_edges(a_job("waiting", status=RUNNABLE, queue="off"), [])
+    running = a_running_job(job_id="r", version=2)
+    done, _ = _transition(running, lifecycle.TaskStopped(1, 0))
+
+    # WHEN another job finishes THEN the freed capacity wakes the dispatcher for it
+    harness.invoke("on_job_change", changes((running, done)))
+
+    assert len(harness.fake.of("sqs", "send_message")) == 1
+
+
+def test_a_job_left_in_a_queue_being_deleted_needs_no_wake(harness: Harness) -> None:
+    from chalicelib.domain.model import DELETING
+
+    _queue(harness, "gone", state="DISABLED")
+    jq = harness.svc.repo.get_jq("gone")
+    assert jq is not None
+    harness.svc.repo.save_jq(dataclasses.replace(jq, status=DELETING))
+    harness.svc.jobs.create_with_edges(a_job("waiting", status=RUNNABLE, queue="gone"), [])
     running = a_running_job(job_id="r", version=2)
     done, _ = _transition(running, lifecycle.TaskStopped(1, 0))
 
@@ -1064,8 +1083,9 @@ def test_ec2_events_reach_task_events(harness: Harness) -> None:
 def test_the_sweep_runs_then_wakes_the_dispatcher(harness: Harness) -> None:
     harness.invoke("sweep", harness.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
 
-    ((name, (svc, _, now)),) = harness.recorded.calls
+    ((name, (svc, _, now, policy)),) = harness.recorded.calls
     assert name == "sweep" and svc is harness.svc and isinstance(now, int)
+    assert policy.remaining_ms is not None  # the Lambda's clock: the sweep's deletions stop short of its timeout
     assert len(harness.fake.of("sqs", "send_message")) == 1
 
 

@@ -5,15 +5,19 @@ so nothing here depends on a process; every wait is bounded."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from chalicelib.control import deletion
 from chalicelib.domain.jobs import CANCEL_PENDING, DEPENDENCY_FAILED
 from chalicelib.domain.scheduling import NO_ENABLED_CE
+from chalicelib.runtime.local import LocalConfig, LocalRuntime
 from tests.functional.builders import (
+    REGION,
     BatchClient,
     describe_queue,
     disable_ce,
@@ -22,8 +26,25 @@ from tests.functional.builders import (
     make_jd,
     make_queue,
 )
+from tests.functional.conftest import CLIENT_CONFIG
+from tests.runtimes import stop_runtime
 
 WAIT_S = 10.0
+GRACE_S = 0.2
+
+
+@pytest.fixture
+def make_batch(boto_session: boto3.session.Session) -> Iterator[Callable[[str], BatchClient]]:
+    clients: list[BatchClient] = []
+
+    def build(endpoint: str) -> BatchClient:
+        client = boto_session.client("batch", region_name=REGION, endpoint_url=endpoint, config=CLIENT_CONFIG)
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.close()
 
 
 def wait_for(check: Callable[[], Any], what: str) -> Any:
@@ -144,18 +165,47 @@ def test_a_disabled_queue_still_runs_the_jobs_it_holds(batch: BatchClient, held:
 # -- item 1: DeleteJobQueue ------------------------------------------------------------------------------------
 
 
-def test_deleting_a_queue_terminates_its_jobs_and_frees_the_name(batch: BatchClient, held: str) -> None:
+@pytest.fixture
+def graced(tmp_path: Path) -> Iterator[LocalRuntime]:
+    """The local runtime with a short deletion grace (the default is a minute), so a test sees it run out."""
+    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "graced", port=0, deletion_grace_seconds=GRACE_S))
+    rt.start()
+    try:
+        yield rt
+    finally:
+        stop_runtime(rt, WAIT_S)
+
+
+def test_deleting_a_queue_terminates_its_jobs_and_frees_the_name_after_the_grace(
+    graced: LocalRuntime, make_batch: Callable[[str], BatchClient]
+) -> None:
+    # GIVEN a queue holding a RUNNABLE job and a PENDING one on it
+    batch = make_batch(graced.endpoint)
+    ce = make_ec2_ce(batch, "ce")
+    disable_ce(batch, ce)
+    make_jd(batch, "jd")
+    make_queue(batch, "q", [ce])
     waiting = submit(batch, "waiting")
     pending = submit(batch, "pending", dependsOn=[{"jobId": waiting}])
     status(batch, pending, "PENDING")
     disable_queue(batch, "q")
 
+    # WHEN it is deleted
     batch.delete_job_queue(jobQueue="q")
 
+    # THEN its jobs fail at once with the reason; the queue shows DELETING and keeps its name for the grace (a
+    # request that read it before the delete may still write a job), as AWS shows DELETING for a while
     reason = deletion.queue_deleted_reason("q")
     for job_id in (waiting, pending):
         assert (job(batch, job_id)["status"], job(batch, job_id)["statusReason"]) == ("FAILED", reason)
-    assert describe_queue(batch, "q") is None  # nothing was running: gone at once
+    found = describe_queue(batch, "q")
+    assert found is not None and found["status"] == "DELETING"
+    with pytest.raises(batch.exceptions.ClientException) as raised:
+        make_queue(batch, "q", ["ce"])
+    assert "being deleted" in raised.value.response["Error"]["Message"]
+    # WHEN a sweep pass runs after the grace THEN the queue is gone, and a new one of that name holds no old job
+    wait_for(lambda: deletion.drain_queue(graced.services, graced.engine.reactor, "q"), "the queue removed")
+    assert describe_queue(batch, "q") is None
     make_queue(batch, "q", ["ce"])
     assert batch.list_jobs(jobQueue="q", jobStatus="RUNNABLE")["jobSummaryList"] == []
 

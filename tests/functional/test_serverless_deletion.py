@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from chalicelib.control import deletion
+from chalicelib.control.context import SystemClock
 from chalicelib.domain.jobs import DEPENDENCY_FAILED
 from chalicelib.domain.model import DELETING
 from chalicelib.runtime import aws
@@ -35,6 +36,7 @@ def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
         monkeypatch.setenv(name, value)
     for name in AWS_ENV_UNSET:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BATCHPLANE_DELETION_GRACE_SECONDS", "0")  # an empty queue goes at once (no grace)
     with deployed() as d:
         set_up(d)
         d.batch.update_compute_environment(computeEnvironment="spot", state="DISABLED")  # jobs stay RUNNABLE
@@ -110,3 +112,77 @@ def _error(d: Deployment, call: Any) -> str:
     with pytest.raises(d.batch.exceptions.ClientException) as raised:
         call()
     return str(raised.value.response["Error"]["Message"])
+
+
+def test_a_job_waiting_in_a_disabled_queue_is_placed_when_another_job_frees_capacity(deployment: Deployment) -> None:
+    d = deployment
+    # GIVEN a compute environment with room for one job, a job A running on it, and a job B of another queue waiting
+    # for that room; B's queue is then DISABLED (it still runs the jobs it holds)
+    d.batch.create_compute_environment(
+        computeEnvironmentName="tiny",
+        type="MANAGED",
+        computeResources={
+            "type": "FARGATE_SPOT",
+            "maxvCpus": 1,
+            "subnets": [d.world.subnet],
+            "securityGroupIds": [d.world.sg],
+        },
+    )
+    for name in ("a", "b"):
+        d.batch.create_job_queue(
+            jobQueueName=name, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "tiny"}]
+        )
+    d.world.plan.outcomes["first"] = ["ok"]
+    first = submit(d, "first", queue="a", containerOverrides=ONE_VCPU)
+    no_task_events(d)
+    assert jobs(d, first)[first][0] == "STARTING"
+    held = submit(d, "held", queue="b", containerOverrides=ONE_VCPU)
+    no_task_events(d)
+    assert jobs(d, held)[held][0] == "RUNNABLE"
+    d.batch.update_job_queue(jobQueue="b", state="DISABLED")
+
+    # WHEN A runs to its end and everything it causes is delivered (no sweep)
+    d.world.settle()
+
+    # THEN its end woke the dispatcher, which placed B: it ran too
+    assert {j: status for j, (status, _) in jobs(d, first, held).items()} == {first: "SUCCEEDED", held: "SUCCEEDED"}
+
+
+ONE_VCPU = {"resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]}
+
+
+def no_task_events(d: Deployment) -> None:
+    """Deliver stream records and wakes until none is left, holding back every task's progress."""
+    for _ in range(10):
+        if not (d.world.deliver_stream() | d.world.deliver_wakes()):
+            return
+    raise AssertionError("the control plane did not settle")
+
+
+def test_on_aws_an_empty_queue_stays_deleting_until_a_sweep_after_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the AWS runtime with its default deletion grace (a minute), a queue and a job of it, all settled
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in AWS_ENV_UNSET:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("BATCHPLANE_DELETION_GRACE_SECONDS", raising=False)
+    with deployed() as d:
+        set_up(d)
+        d.batch.update_compute_environment(computeEnvironment="spot", state="DISABLED")
+        waiting = submit(d, "waiting")
+        d.world.settle()
+
+        # WHEN the queue is disabled and deleted, and the sweep runs at once
+        d.batch.update_job_queue(jobQueue="q", state="DISABLED")
+        d.batch.delete_job_queue(jobQueue="q")
+        aws.runtime().on_sweep()
+        d.world.settle()
+
+        # THEN its job is terminated, but the queue stays DELETING (a SubmitJob that read it before may still write)
+        assert jobs(d, waiting) == {waiting: ("FAILED", GONE)}
+        assert queues(d)["q"] == DELETING
+        # WHEN the sweep runs a minute later THEN the queue is gone
+        now = SystemClock.now_ms
+        monkeypatch.setattr(SystemClock, "now_ms", lambda self: now(self) + 61_000)
+        aws.runtime().on_sweep()
+        assert "q" not in queues(d)
