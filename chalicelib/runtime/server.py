@@ -6,11 +6,15 @@ shared/notes/stack-findings.md). We reuse Chalice's LocalGateway, so routing and
 
 With a Gate (`batchplane up --auth`, docs/adr/0019) every request that reaches the gateway must be SigV4-signed by
 one of its keys; the gateway is wrapped per connection, so a refused request is answered 403 before it is routed.
+Before that, every request passes runtime/origin_guard.py (Host, Origin, Sec-Fetch-Site, the preflight header): web
+pages the user opens must not be able to drive the server.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import uuid
 from http.server import ThreadingHTTPServer
 from typing import Any, cast
 
@@ -19,6 +23,7 @@ from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, CustomLocalChalice, ForbiddenError, LocalChalice
 
 from chalicelib import console_web
+from chalicelib.runtime import origin_guard
 from chalicelib.runtime.auth import Gate
 
 
@@ -30,14 +35,34 @@ class _Handler(ChaliceRequestHandler):
 
     def _generic_handle(self) -> None:
         """GET/HEAD of /console/...: the web console's files (chalicelib/console_web), unsigned even with --auth;
-        everything else goes to the API."""
-        if self.command in ("GET", "HEAD") and console_web.handles(self.path):
+        everything else goes to the API. Every request first passes the origin guard."""
+        console = self.command in ("GET", "HEAD") and console_web.handles(self.path)
+        hosts: frozenset[str] | None = getattr(self.server, "hosts", None)
+        why = origin_guard.refusal(self.command, self.headers.items(), hosts, api=not console)
+        if why is not None:
+            self._deny(why)
+        elif console:
             console_web.respond(self, head_only=self.command == "HEAD")
         else:
             super()._generic_handle()
 
-    # Chalice's handler binds its do_* names to its own _generic_handle; the GETs must reach the one above.
-    do_GET = do_HEAD = _generic_handle
+    def _deny(self, message: str) -> None:
+        """403 AccessDeniedException, AWS-style; the connection is closed, since the body is left unread."""
+        is_logs = self.path.split("?", 1)[0] == "/"
+        body = json.dumps({"__type": origin_guard.ACCESS_DENIED, "message": message}).encode()
+        self.close_connection = True
+        self.send_response(403)
+        self.send_header("Content-Type", "application/x-amz-json-1.1" if is_logs else "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amzn-ErrorType", origin_guard.ACCESS_DENIED)
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    # Chalice's handler binds its do_* names to its own _generic_handle; every method must reach the one above.
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 
     def setup(self) -> None:
         super().setup()
@@ -64,6 +89,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     gate: Gate | None = None
+    hosts: frozenset[str] | None = None  # the Host values accepted (None: any; origin_guard)
 
 
 def _make_local(app: Chalice) -> None:
@@ -83,6 +109,8 @@ class ApiServer:
 
         self._server = _Server((host, port), handler)
         self._server.gate = gate
+        # With --auth any Host: every request is signed (docs/adr/0019); without, only names of this server.
+        self._server.hosts = None if gate is not None else origin_guard.host_names(*self.address)
         self._thread: threading.Thread | None = None
 
     @property
