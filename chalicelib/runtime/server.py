@@ -13,6 +13,7 @@ pages the user opens must not be able to drive the server.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from http.server import ThreadingHTTPServer
@@ -25,6 +26,8 @@ from chalice.local import ChaliceRequestHandler, CustomLocalChalice, ForbiddenEr
 from chalicelib import console_web
 from chalicelib.runtime import origin_guard
 from chalicelib.runtime.auth import Gate
+
+log = logging.getLogger("batchplane.http")
 
 
 class _Handler(ChaliceRequestHandler):
@@ -49,13 +52,22 @@ class _Handler(ChaliceRequestHandler):
     def _deny(self, message: str) -> None:
         """403 AccessDeniedException, AWS-style; the connection is closed, since the body is left unread."""
         is_logs = self.path.split("?", 1)[0] == "/"
+        request_id = str(uuid.uuid4())
+        log.warning(
+            "refused %s %s from %s: %s (request %s)",
+            self.command,
+            self.path[:200],
+            self.client_address[0],
+            message,
+            request_id,
+        )
         body = json.dumps({"__type": origin_guard.ACCESS_DENIED, "message": message}).encode()
         self.close_connection = True
         self.send_response(403)
         self.send_header("Content-Type", "application/x-amz-json-1.1" if is_logs else "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("x-amzn-ErrorType", origin_guard.ACCESS_DENIED)
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.send_header("x-amzn-RequestId", request_id)
         self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
