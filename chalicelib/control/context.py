@@ -12,8 +12,7 @@ from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import Launcher, NullLauncher
 from chalicelib.domain.lifecycle import Effect
 from chalicelib.domain.validation import Limits
-from chalicelib.events.port import EventSink, NullSink
-from chalicelib.events.schedules import LocalSchedules, SchedulePort
+from chalicelib.events.port import EventSink, LocalSchedules, NullSink, SchedulePort
 from chalicelib.store.jobs import JobRepository
 from chalicelib.store.repository import Repository
 
