@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.api import pagination
-from chalicelib.api.handlers import operation
+from chalicelib.api.handlers import Handler, table
 from chalicelib.control import jobs, tags
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
@@ -13,6 +13,9 @@ from chalicelib.domain import arns
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.job_detail import job_detail, job_summary
 from chalicelib.domain.jobs import Job
+
+OPERATIONS: dict[str, Handler] = {}  # joined with the other operations in api/operations.py
+operation = table(OPERATIONS)
 
 
 def _reactor(svc: Services) -> Reactor:
