@@ -19,8 +19,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# --allow-host-path: the demo's job definitions mount ./.batchplane-demo (demo/pipeline.py); nothing else of the host.
 run: $(STAMP)
-	$(BIN)/batchplane up --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR)
+	$(BIN)/batchplane up --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR) \
+		--allow-host-path $(CURDIR)/.batchplane-demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check chalicelib app.py tests bench demo

@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from bench import containers
 from bench.client import make_client, set_up
 from bench.server import Server
 from bench.workloads import IN_PROCESS, TARGETS, WORKLOADS, Context, Incomplete, judge
@@ -30,7 +31,14 @@ def run_one(
     result: dict[str, Any] = {"workload": name}
     load_before = os.getloadavg()[0]
     profile_out = profile_dir / f"{name}.collapsed.txt" if profile_dir else None
-    server = Server(wrap=wrap, keep_dir=keep_dir, profile_out=profile_out, profile_gil=profile_gil)
+    if name in containers.WORKLOADS:
+        why = containers.skip_reason()
+        if why is not None:
+            print(f"bench: {name} skipped: {why}", file=sys.stderr, flush=True)
+            return {**result, "skipped": why}
+    # bench.server runs `--executor process` (the process workloads measure what they always did); these override it.
+    executor = containers.SERVER_ARGS if name in containers.WORKLOADS else None
+    server = Server(wrap=wrap, keep_dir=keep_dir, profile_out=profile_out, profile_gil=profile_gil, args=executor)
     try:
         if name in IN_PROCESS:  # no server: the workload measures something else (aws-cost: calls on moto)
             server.dir.rmdir()  # made empty by Server(), never used

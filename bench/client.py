@@ -71,6 +71,7 @@ def set_up(client: Any) -> Setup:
             "image": "public.ecr.aws/docker/library/busybox:latest",
             "command": ["true"],
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+            "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",  # required on FARGATE
         },
     )
     return Setup(ce["computeEnvironmentArn"], q["jobQueueArn"], jd["jobDefinitionArn"])

@@ -46,7 +46,9 @@ class Server:
         keep_dir: bool = False,
         profile_out: Path | None = None,
         profile_gil: bool = False,
+        args: list[str] | None = None,
     ) -> None:
+        self.args = args or []  # more `batchplane up` options (the executor)
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="batchplane-bench-"))
         self.state_dir = self.dir / "state"
@@ -76,6 +78,9 @@ class Server:
             str(self.port),
             "--state-dir",
             str(self.state_dir),
+            "--executor",
+            "process",
+            *self.args,  # later options win: a workload's --executor
         ]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(

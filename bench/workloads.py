@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from bench import containers
 from bench.client import (
     STARTED,
     WAIT_S,
@@ -476,6 +477,8 @@ WORKLOADS: dict[str, Workload] = {
     "api-latency": api_latency,
     "scale": scale,
     "aws-cost": aws_cost,
+    # bench/containers.py: the Docker executor beside plain docker (skipped when no engine answers)
+    **{name: (lambda ctx, run=run: run(ctx.client)) for name, run in containers.WORKLOADS.items()},
 }
 
 # Workloads that run in-process and need no server: the runner calls these without a Context.
@@ -496,6 +499,7 @@ TARGETS: dict[str, dict[str, tuple[float, str]]] = {
         "plain_handler_invocations": (3, "<="),
         "plain_usd_per_million": (5.0, "<="),
     },
+    **containers.TARGETS,
 }
 
 

@@ -1,6 +1,6 @@
 """The `batchplane` command.
 
-- `batchplane up`: run the control plane locally (SQLite state, jobs as local processes).
+- `batchplane up`: run the control plane locally (SQLite state, jobs as Docker containers or local processes).
 - `batchplane console`: the web console (also served by `up` at /console/) for a batchplane at --endpoint.
 - `batchplane watch | logs | describe | dag | triggers`: talk to a running batchplane, local or deployed, through
   its API (`--endpoint`, default $BATCHPLANE_ENDPOINT or http://127.0.0.1:8000; `--region`). Output is rich text
@@ -27,6 +27,7 @@ from chalicelib.runtime.auth import AUTH_ENV, AuthConfigError, readable_by_other
 
 
 def _up(args: argparse.Namespace) -> int:
+    from chalicelib.runtime.executor import ExecutorUnavailable
     from chalicelib.runtime.local import LocalConfig, LocalRuntime  # the server's stack, only for `up`
 
     # Absolute: jobs run in their own working directories, and the paths handed to them must still name the state.
@@ -43,14 +44,21 @@ def _up(args: argparse.Namespace) -> int:
         account=args.account,
         retention_days=args.retention_days,
         auth_file=auth,
+        executor=args.executor,
+        allow_privileged=args.allow_privileged,
+        allow_host_paths=tuple(args.allow_host_path),
     )
     try:
         runtime = LocalRuntime(config)
     except AuthConfigError as e:
         print(f"batchplane up: {e}", file=sys.stderr)
         return 2
+    except ExecutorUnavailable as e:
+        print(f"batchplane up: --executor docker: {e}", file=sys.stderr)
+        return 2
     if auth is not None and readable_by_others(auth):
         print(f"batchplane up: warning: {auth} holds secrets and others can read it (chmod 600 it)", file=sys.stderr)
+    print(runtime.executor_note, flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -157,11 +165,18 @@ def _client_options() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchplane", description="An open, self-hostable AWS Batch.")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="run the control plane locally (SQLite state, local processes)")
+    up = sub.add_parser("up", help="run the control plane locally (SQLite state, jobs in containers or processes)")
     up.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     up.add_argument("--port", type=int, default=8000, help="port to listen on (0 picks a free one)")
     up.add_argument("--state-dir", default="./.batchplane", help="where state, logs and job work dirs live")
     up.add_argument("--region", default="us-east-1", help="region used in ARNs when a request is unsigned")
+    up.add_argument(
+        "--executor",
+        choices=("auto", "docker", "process"),
+        default="auto",
+        help="run jobs in their container images (docker) or as host processes (process); auto (default): docker "
+        "when a Docker engine answers",
+    )
     up.add_argument(
         "--account",
         default=os.environ.get("BATCHPLANE_ACCOUNT_ID", "123456789012"),
@@ -180,6 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="accept only requests SigV4-signed by a key in FILE (an AWS credentials file; default $"
         f"{AUTH_ENV}); required to listen beyond 127.0.0.1",
+    )
+    up.add_argument(
+        "--allow-privileged",
+        action="store_true",
+        help="accept jobs asking for privileged containers or host devices (refused by default: root on this host)",
+    )
+    up.add_argument(
+        "--allow-host-path",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="accept jobs whose volumes mount host paths under PREFIX, symlinks resolved (repeatable; default none)",
     )
     up.set_defaults(func=_up)
 

@@ -8,10 +8,14 @@
 - publish: depends on merge and fails on its first attempt ($AWS_BATCH_JOB_ATTEMPT = 1, as a flaky upload
   would); its retryStrategy retries exit code 1, so the second attempt publishes the report.
 
-Jobs run as processes on the machine batchplane runs on, so the data lives in a local folder (--data-dir) that
-every step reads and writes; the steps are plain `sh` and `awk`. Everything is created idempotently (compute
-environment, queue, job definitions), so the demo can run again. It prints the command to watch the run, or runs
-it (--watch).
+The data lives in a local folder (--data-dir) that every step reads and writes; the steps are plain `sh` and
+`awk`, so they run in a busybox image. The job definitions mount that folder as a host volume at the same path, so
+the steps see the same paths whether batchplane runs them as containers (Docker executor) or as host processes.
+Mounting a host folder is something the server's operator must allow: `make run` starts the server with
+`--allow-host-path <repository>/.batchplane-demo`; with another --data-dir, start it with that folder allowed.
+
+Everything is created idempotently (compute environment, queue, job definitions), so the demo can run again. It
+prints the command to watch the run, or runs it (--watch).
 """
 
 from __future__ import annotations
@@ -72,8 +76,8 @@ def clients(endpoint: str, region: str) -> Any:
     return session.client("batch", endpoint_url=endpoint)
 
 
-def ensure_resources(batch: Any, max_vcpus: int = 4) -> None:
-    """The compute environment, the queue and the four job definitions (idempotent)."""
+def ensure_resources(batch: Any, data_dir: Path, max_vcpus: int = 4) -> None:
+    """The compute environment, the queue and the four job definitions, which mount `data_dir` (idempotent)."""
     try:
         batch.create_compute_environment(
             computeEnvironmentName=NAME,
@@ -92,15 +96,22 @@ def ensure_resources(batch: Any, max_vcpus: int = 4) -> None:
         batch.create_job_queue(
             jobQueueName=NAME, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": NAME}]
         )
+    folder = str(data_dir.resolve())
+    volume = {"name": "demo-data", "host": {"sourcePath": folder}}
+    mount = {"sourceVolume": "demo-data", "containerPath": folder}  # the same path inside: $1 names it in both
     steps = {"split": (SPLIT, ["Ref::chunks"]), "process": (PROCESS, []), "merge": (MERGE, [])}
     for step, (script, extra) in {**steps, "publish": (PUBLISH, [])}.items():
         batch.register_job_definition(
             jobDefinitionName=f"{NAME}-{step}",
             type="container",
+            platformCapabilities=["FARGATE"],  # the queue's compute environment is FARGATE, as on AWS
             containerProperties={
-                "image": "public.ecr.aws/docker/library/busybox:latest",
+                "image": "busybox:latest",  # built locally by scripts/docker-up.sh; Docker Hub's elsewhere
                 "command": ["sh", "-c", script, step, "Ref::workdir", *extra],
                 "resourceRequirements": RESOURCES,
+                "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+                "volumes": [volume],
+                "mountPoints": [mount],
             },
         )
 
@@ -149,8 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     batch = clients(args.endpoint, args.region)
-    ensure_resources(batch)
-    run = submit(batch, Path(args.data_dir) / time.strftime(f"run-%Y%m%d-%H%M%S-{os.getpid()}"), args.chunks)
+    data_dir = Path(args.data_dir)
+    ensure_resources(batch, data_dir)
+    try:
+        run = submit(batch, data_dir / time.strftime(f"run-%Y%m%d-%H%M%S-{os.getpid()}"), args.chunks)
+    except ClientError as e:
+        if "--allow-host-path" not in str(e):
+            raise
+        print(f"demo: the server refuses to mount {data_dir.resolve()} into the jobs ({e})", file=sys.stderr)
+        print(f"  start it with: batchplane up --allow-host-path {data_dir.resolve()}", file=sys.stderr)
+        return 2
     cli = "batchplane"
     print(f"submitted the pipeline; its data is in {run.data_dir.resolve()}")
     print(f"  split    {run.split}")

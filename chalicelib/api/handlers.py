@@ -74,7 +74,11 @@ def describe_compute_environments(svc: Services, ctx: RequestContext, req: dict[
     limit = pagination.page_size(req)
     ces = resources.describe_compute_environments(svc, refs, pagination.decode(req.get("nextToken")), limit)
     token = None if refs else _paged(ces, limit, lambda ce: ce.name)
-    return {"computeEnvironments": [render.compute_environment(ce) for ce in ces], "nextToken": token}
+    cluster = svc.settings.ecs_cluster
+    return {
+        "computeEnvironments": [render.compute_environment(ce, render.ecs_cluster_arn(ce, cluster)) for ce in ces],
+        "nextToken": token,
+    }
 
 
 # -- job queues ------------------------------------------------------------------------------------------------
@@ -156,8 +160,12 @@ def delete_scheduling_policy(svc: Services, ctx: RequestContext, req: dict[str, 
 @operation("DescribeSchedulingPolicies")
 def describe_scheduling_policies(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
     refs = _refs(req, "arns") or []
-    found = (svc.repo.get_sp(resources.name_of(a, "scheduling-policy", "arns")) for a in refs)
-    return {"schedulingPolicies": [render.scheduling_policy(sp) for sp in found if sp is not None]}
+    found = ((a, svc.repo.get_sp(resources.name_of(a, "scheduling-policy", "arns"))) for a in refs)
+    return {
+        "schedulingPolicies": [
+            render.scheduling_policy(sp) for a, sp in found if sp is not None and resources.same_resource(a, sp.arn)
+        ]
+    }
 
 
 @operation("ListSchedulingPolicies")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from chalicelib.api import pagination
@@ -39,11 +41,34 @@ def describe_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> di
 def list_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
     maximum = 100 if req.get("filters") else 1000
     limit = pagination.page_size(req, default=maximum, maximum=maximum)
-    page, cursor = jobs.list_jobs(svc, req, pagination.decode(req.get("nextToken")), limit)
+    query = _query_key(req)
+    page, cursor = jobs.list_jobs(svc, req, _cursor(req.get("nextToken"), query), limit)
+    reactor = _reactor(svc)
     return {
-        "jobSummaryList": [job_summary(j) for j in page],
-        "nextToken": pagination.encode(cursor) if cursor is not None else None,
+        "jobSummaryList": [job_summary(j, reactor.parent_counts(j) if j.is_array_parent else None) for j in page],
+        "nextToken": pagination.encode(f"{query}|{cursor}") if cursor is not None else None,
     }
+
+
+def _query_key(req: dict[str, Any]) -> str:
+    """What a ListJobs nextToken is bound to: the request without its paging members, hashed."""
+    query = {k: v for k, v in req.items() if k not in ("nextToken", "maxResults")}
+    return hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cursor(token: str | None, query: str) -> str | None:
+    """The cursor of a ListJobs token. A token is only valid for the request that issued it: reused with another
+    queue, status or filter it would silently skip jobs, so it is refused (AWS's tokens are opaque and per query)."""
+    wrapped = pagination.decode(token)
+    if wrapped is None:
+        return None
+    issued_for, sep, cursor = str(wrapped).partition("|")
+    if not sep or issued_for != query:
+        raise InvalidRequest(
+            "nextToken was issued for a ListJobs request with other parameters; repeat the same jobQueue, "
+            "arrayJobId, jobStatus and filters to get the next page, or start again without nextToken"
+        )
+    return cursor
 
 
 @operation("CancelJob")

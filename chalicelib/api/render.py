@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from chalicelib.domain.model import ComputeEnvironment, JobDefinition, JobQueue, SchedulingPolicy
@@ -9,6 +10,15 @@ from chalicelib.domain.model import ComputeEnvironment, JobDefinition, JobQueue,
 
 def _compact(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
+
+
+def ecs_cluster_arn(ce: ComputeEnvironment, cluster: str) -> str:
+    """The ECS cluster of a compute environment, managed or unmanaged: batchplane runs every environment in one
+    cluster (AWS creates one per environment). `cluster` is its name or ARN; a name is put in the CE's region."""
+    if cluster.startswith("arn:"):
+        return cluster
+    _, _, _, region, account, _ = ce.arn.split(":", 5)
+    return f"arn:aws:ecs:{region}:{account}:cluster/{cluster}"
 
 
 def compute_environment(ce: ComputeEnvironment, ecs_cluster_arn: str | None = None) -> dict[str, Any]:
@@ -52,7 +62,29 @@ def job_queue(jq: JobQueue) -> dict[str, Any]:
     )
 
 
+# What AWS returns for members a definition's containerProperties left out (botocore's DescribeJobDefinitions
+# example; terraform-provider-aws strips exactly these before comparing).
+_CONTAINER_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("command", []),
+    ("environment", []),
+    ("mountPoints", []),
+    ("ulimits", []),
+    ("volumes", []),
+    ("resourceRequirements", []),
+    ("secrets", []),
+)
+
+
 def job_definition(jd: JobDefinition) -> dict[str, Any]:
+    spec = dict(jd.spec)
+    container = spec.get("containerProperties")
+    if container is not None:
+        filled = {key: value for key, value in _CONTAINER_DEFAULTS if key not in container}
+        if "FARGATE" in (spec.get("platformCapabilities") or ()):
+            filled.setdefault("fargatePlatformConfiguration", {"platformVersion": "LATEST"})
+            if "fargatePlatformConfiguration" in container:
+                del filled["fargatePlatformConfiguration"]
+        spec["containerProperties"] = {**container, **copy.deepcopy(filled)}
     return _compact(
         {
             "jobDefinitionName": jd.name,
@@ -60,9 +92,10 @@ def job_definition(jd: JobDefinition) -> dict[str, Any]:
             "revision": jd.revision,
             "status": jd.status,
             "type": jd.jd_type,
+            "parameters": {},
             "tags": jd.tags,
             "containerOrchestrationType": "ECS",
-            **jd.spec,
+            **spec,
         }
     )
 

@@ -1,8 +1,14 @@
 """The Batch wire model (vendored from botocore, see scripts/vendor_model.py) and request validation against it.
 
 botocore validates types and required members on the client, but any HTTP client can reach us, so the server
-checks the same things again, plus the model's min/max/enum constraints that botocore does not enforce.
-Semantic limits the model does not carry (name patterns, AWS quotas) live in `domain/validation.py`.
+checks the same things again, plus the model's min/max/enum constraints that botocore does not enforce, and the
+width of every number: an `integer` shape is a 32-bit signed integer and a `long` a 64-bit one (the model's
+Integer/Long, Java's int/long on AWS's side), and a `float`/`double` is finite. Semantic limits the model does not
+carry (name patterns, AWS quotas, documented ranges) live in `domain/validation.py`.
+
+Members the input shape does not define are dropped here, at the edge, so no use case sees, stores or echoes them:
+AWS's JSON services ignore unknown members (botocore refuses them client-side, a raw HTTP client can still send
+them), and batchplane does the same (docs/adr/0022-platform-rules.md).
 """
 
 from __future__ import annotations
@@ -66,6 +72,11 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
     "map": (dict,),
 }
 
+# The model's Integer and Long: 32-bit and 64-bit signed (what botocore's shapes map to in AWS's Java services).
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+_WIDTH = {"integer": INT32, "long": INT64}
+
 _TYPE_WORDS = {
     "string": "a string",
     "boolean": "a boolean",
@@ -92,10 +103,10 @@ def _check(shape: dict[str, Any], value: Any, path: str, shape_name: str) -> Non
         members = shape.get("members", {})
         for key in [k for k, v in value.items() if v is None]:
             del value[key]  # JSON null means absent (botocore never sends it; any other client may)
+        for key in [k for k in value if k not in members]:
+            del value[key]  # unknown members are ignored, as AWS ignores them: dropped, never stored or echoed
         for key, member_value in value.items():
-            member = members.get(key)
-            if member is None:
-                continue  # unknown members are ignored, as botocore ignores unknown response members
+            member = members[key]
             if member.get("location") in ("uri", "querystring", "header"):
                 continue
             _check(model()["shapes"][member["shape"]], member_value, _join(path, key), member["shape"])
@@ -120,10 +131,11 @@ def _check(shape: dict[str, Any], value: Any, path: str, shape_name: str) -> Non
         if pattern and not re.fullmatch(pattern, value):
             raise InvalidRequest(f"{field} must match the pattern {pattern}")
     elif kind in ("integer", "long"):
-        if "min" in shape and value < shape["min"]:
-            raise InvalidRequest(f"{field} must be at least {shape['min']}")
-        if "max" in shape and value > shape["max"]:
-            raise InvalidRequest(f"{field} must be at most {shape['max']}")
+        low, high = _WIDTH[kind]
+        if value < shape.get("min", low):
+            raise InvalidRequest(f"{field} must be at least {shape.get('min', low)}")
+        if value > shape.get("max", high):
+            raise InvalidRequest(f"{field} must be at most {shape.get('max', high)}")
 
 
 def _type_ok(kind: str, value: Any) -> bool:

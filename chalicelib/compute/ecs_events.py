@@ -39,7 +39,7 @@ identically, and the state machine ignores events for states/attempts they no lo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.domain.jobs import ESSENTIAL_EXITED, TIMEOUT_REASON
@@ -124,10 +124,12 @@ def task_state(task: Mapping[str, Any]) -> TaskEvent | None:
     raw_arn = task.get("taskArn")
     arn = raw_arn if isinstance(raw_arn, str) and raw_arn else None
     lifecycle_event: TaskStarted | TaskStopped
+    raw_instance = task.get("containerInstanceArn")  # present for tasks on EC2 capacity, absent on Fargate
+    instance = raw_instance if isinstance(raw_instance, str) and raw_instance else None
     if last in _STARTED:
-        lifecycle_event = TaskStarted(attempt, task_arn=arn)
+        lifecycle_event = TaskStarted(attempt, task_arn=arn, container_instance_arn=instance)
     elif last == _STOPPED:
-        lifecycle_event = _stopped(task, attempt, arn)
+        lifecycle_event = replace(_stopped(task, attempt, arn), container_instance_arn=instance)
     else:
         return None
     version = task.get("version")

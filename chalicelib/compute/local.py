@@ -2,7 +2,8 @@
 
 - The command is an argv list run without a shell (no string is ever built for one), in its own working directory
   `<state>/work/<jobId>/<attempt>` and its own session (process group), so stop and timeout reach its children too.
-- Environment: a small base taken from the server (PATH, HOME, locale, TMPDIR) plus the job's variables and the
+- Environment: a small base taken from the server (PATH, HOME, locale, TMPDIR), what ECS sets in every container
+  (AWS_EXECUTION_ENV, AWS_REGION, AWS_DEFAULT_REGION: `TaskSpec.ecs_environment`), then the job's variables and the
   reserved AWS_BATCH_* ones, which the job cannot override (validation rejects them, and they are applied last).
 - stdout and stderr are captured line by line into the attempt's log stream.
 - Task events are reported like ECS ones: TaskStarted once the process exists, TaskStopped with its exit code
@@ -18,11 +19,14 @@
   lost host: the job's output pipe died with the server, so its failure may be the server's).
 - The journal (`<state>/work/journal`) is one append-only file for every attempt, so launching creates no file: on
   some filesystems creating one (an inode) costs more than everything else a launch does.
+- A job with a `jobRoleArn` gets AWS credentials from the `credentials` vendor (compute/credentials.py) as ECS's
+  container credentials provider, on a loopback address; its grant is released when the attempt ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import os
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalicelib.compute.logs_port import LogStore
-from chalicelib.compute.port import TaskEventSink, TaskSpec
+from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
@@ -47,6 +51,7 @@ START_FAILED = "Task failed to start"
 # The journal: one line per record, each written with one append, "pid <jobId>#<attempt> <pid>" by the server once the
 # process exists and "exit <jobId>#<attempt> <status>" by the supervisor when the command ends.
 JOURNAL = "journal"
+DOCKER_JOURNAL = "docker-journal"  # compute/docker.py's: the containers it created
 # Earlier versions kept these in each attempt's work dir; recover() still reads them there.
 PID_FILE = "pid"
 EXIT_FILE = "exit"
@@ -188,8 +193,10 @@ class LocalLauncher:
         on_event: TaskEventSink,
         *,
         grace_seconds: float = 30.0,
+        credentials: CredentialVendor | None = None,
     ) -> None:
         self.work_root = work_root
+        self.credentials = credentials
         self.logs = logs
         self.on_event = on_event
         self.grace_seconds = grace_seconds
@@ -245,7 +252,7 @@ class LocalLauncher:
         if not spec.command:
             self._failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
             return None
-        env = {**self._base_env, **spec.environment}
+        env = {**self._base_env, **spec.ecs_environment, **spec.environment}
         program, path = spec.command[0], env.get("PATH", os.defpath)
         if (program, path) not in self._on_path:
             missing = _not_executable(program, env, workdir)
@@ -258,7 +265,7 @@ class LocalLauncher:
             return subprocess.Popen(
                 ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", str(self._journal.path), spec.key, *spec.command],
                 cwd=workdir,
-                env=env,
+                env={**env, **self.credentials.grant(spec, container=False)} if self.credentials else env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -303,11 +310,20 @@ class LocalLauncher:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(found, signal.SIGKILL)
             else:
-                return False
+                # started in a container by the Docker executor before a switch of executors (compute/docker.py
+                # journals each container it creates): started, so never launched again under this number
+                return self._docker_created(key)
             _wait_gone(pids, RECOVER_WAIT_S)  # then the exit status, if any, is complete: it was written before
         if self._exit_of(key, workdir) == 0:
             self.on_event(job_id, TaskStopped(attempt, 0))
         return True
+
+    def _docker_created(self, key: str) -> bool:
+        try:
+            text = (self.work_root / DOCKER_JOURNAL).read_text()
+        except OSError:
+            return False
+        return f"created {key}\n" in text
 
     def _exit_of(self, key: str, workdir: Path) -> int | None:
         """The exit status the attempt's supervisor recorded; None if it did not (running, killed, never started)."""
@@ -338,11 +354,18 @@ class LocalLauncher:
     # -- internals --------------------------------------------------------------------------------------------
 
     def _failed_to_start(self, spec: TaskSpec, reason: str) -> None:
+        self._release(spec.key)
         self.logs.append(spec.log_stream, [(_now_ms(), reason)])
-        self.on_event(spec.job_id, TaskStopped(spec.attempt, None, reason=reason, status_reason=START_FAILED))
+        stopped = TaskStopped(spec.attempt, None, reason, START_FAILED, task_arn=spec.local_task_arn)
+        self.on_event(spec.job_id, stopped)
+
+    def _release(self, key: str) -> None:
+        if self.credentials is not None:
+            self.credentials.release(key)
 
     def _arm(self, running: _Running, seconds: float, action: object) -> None:
-        timer = threading.Timer(seconds, action, args=(running,))  # type: ignore[arg-type]
+        # Bounded by the platform's longest wait (attemptDurationSeconds is a 32-bit integer, beyond some platforms').
+        timer = threading.Timer(min(seconds, threading.TIMEOUT_MAX), action, args=(running,))  # type: ignore[arg-type]
         timer.daemon = True
         running.timers.append(timer)
         timer.start()
@@ -380,6 +403,7 @@ class LocalLauncher:
             code = exit_code_of(proc.wait())
         for t in running.timers:
             t.cancel()
+        self._release(spec.key)
         with self._lock:
             self._running.pop(spec.key, None)
             lost = running.lost
@@ -393,6 +417,11 @@ class LocalLauncher:
     def _report(self, running: _Running, event: TaskStarted | TaskStopped) -> None:
         if running.lost:
             return  # killed by shutdown(): recovery at the next start decides
+        # AWS shows ECS ARNs: the task's, and the container instance's (this host, EC2-like capacity)
+        spec = running.spec
+        event = dataclasses.replace(
+            event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn
+        )
         try:
             self.on_event(running.spec.job_id, event)
         except Exception:  # the sweep repairs a lost report (at the latest, the one at the next start)

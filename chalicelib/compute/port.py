@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+
+# The ECS cluster name of batchplane's local compute, in the task and container-instance ARNs it reports.
+LOCAL_CLUSTER = "batchplane-local"
+HOST_INSTANCE_ID = uuid.uuid5(uuid.NAMESPACE_DNS, socket.gethostname()).hex  # stable across restarts
 
 
 @dataclass(frozen=True)
@@ -30,11 +36,46 @@ class TaskSpec:
     # needs beyond the command and environment above (image, roles, volumes, resource requirements, ...).
     container: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)  # to put on the task: the job's tags when propagateTags
+    region: str = "us-east-1"  # the job's region (from its ARN)
+    # EC2 | SPOT | FARGATE | FARGATE_SPOT; None: unmanaged or unknown (ECS then runs the task on EC2)
+    compute_environment_type: str | None = None
+
+    @property
+    def fargate(self) -> bool:
+        return self.compute_environment_type in ("FARGATE", "FARGATE_SPOT")
+
+    @property
+    def ecs_environment(self) -> dict[str, str]:
+        """What ECS sets in every container of a task (ECS developer guide, "Amazon ECS environment variables"):
+        a local launcher adds these to the job's environment (on ECS, ECS itself sets them)."""
+        return {
+            "AWS_EXECUTION_ENV": "AWS_ECS_FARGATE" if self.fargate else "AWS_ECS_EC2",
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+        }
 
     @property
     def key(self) -> str:
         """The idempotency key of a launch: one attempt of one job starts at most once."""
         return f"{self.job_id}#{self.attempt}"
+
+    @property
+    def local_task_arn(self) -> str:
+        """The ECS-shaped task ARN a launcher without ECS reports for this attempt (AWS's taskArn is the ECS task's
+        ARN): `arn:aws:ecs:<region>:<account>:task/<LOCAL_CLUSTER>/<task id>`, region and account those of the job
+        definition. The last segment is the task id, so the attempt's log stream name is unchanged."""
+        return f"{self._ecs_prefix}:task/{LOCAL_CLUSTER}/{self.task_id}"
+
+    @property
+    def local_container_instance_arn(self) -> str:
+        """This host as an ECS container instance (what AWS reports for jobs on EC2 capacity); one id per host."""
+        return f"{self._ecs_prefix}:container-instance/{LOCAL_CLUSTER}/{HOST_INSTANCE_ID}"
+
+    @property
+    def _ecs_prefix(self) -> str:
+        parts = self.job_definition_arn.split(":")
+        region, account = (parts[3], parts[4]) if len(parts) > 5 else ("us-east-1", "123456789012")
+        return f"arn:aws:ecs:{region}:{account}"
 
     @property
     def revision(self) -> int:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chalicelib.compute.logs_port import LogStore
-from chalicelib.compute.port import Launcher, NullLauncher
+from chalicelib.compute.port import LOCAL_CLUSTER, Launcher, NullLauncher
+from chalicelib.domain.host_access import HostAccess
 from chalicelib.domain.lifecycle import Effect
 from chalicelib.domain.validation import Limits
 from chalicelib.events.port import EventSink, LocalSchedules, NullSink, SchedulePort
@@ -22,6 +23,11 @@ class Settings:
     account: str = "123456789012"
     default_region: str = "us-east-1"
     limits: Limits = field(default_factory=Limits)
+    # What jobs may reach on the host (domain/host_access.py). The local runtime always sets one (nothing allowed
+    # unless `batchplane up --allow-…` says so); None on AWS, where jobs run on ECS and there is no host of ours.
+    host_access: HostAccess | None = None
+    # The ECS cluster (name or ARN) jobs run in: DescribeComputeEnvironments' ecsClusterArn of every environment.
+    ecs_cluster: str = LOCAL_CLUSTER
 
 
 class Clock(Protocol):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.control.usage import policy_of
-from chalicelib.domain import fairshare, lifecycle, scheduling
+from chalicelib.domain import fairshare, lifecycle, platform, scheduling
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, RUNNABLE, STARTING, Job
 from chalicelib.domain.model import VALID, ComputeEnvironment, JobQueue
@@ -103,6 +103,7 @@ def job_view(job: Job) -> scheduling.JobView:
         scheduling_priority=job.scheduling_priority or 0,
         # A reason written before reason_since existed: its last write is the best estimate.
         reason_since=job.reason_since if job.reason_since is not None else job.updated_at,
+        platform=platform.platform_of(job.platform_capabilities),
     )
 
 

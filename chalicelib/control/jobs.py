@@ -7,6 +7,8 @@ plain job at four writes over its life (submit, claim, running, done).
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 from chalicelib.control import resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import arns, job_spec, lifecycle, validation
+from chalicelib.domain import arns, host_access, job_spec, lifecycle, platform, retry, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
@@ -27,6 +29,7 @@ from chalicelib.domain.jobs import (
     Dependency,
     Job,
 )
+from chalicelib.domain.model import JobQueue
 from chalicelib.store.jobs import order_key
 
 
@@ -45,7 +48,12 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
             "batchplane runs containerProperties jobs"
         )
     job_spec.validate_share(req.get("shareIdentifier"), queue.scheduling_policy_arn is not None, queue.name)
+    on = platform.platform_of(jd.spec.get("platformCapabilities"))
+    platform.queue_runs(on, _queue_platforms(svc, queue))
+    platform.overrides(req.get("containerOverrides") or {}, on)
     container = job_spec.effective_container(jd.spec["containerProperties"], req.get("containerOverrides") or {})
+    check_host_access(svc, container, jd.name, jd.revision)
+    platform.effective_resources(container, on)
     vcpus, memory = job_spec.vcpus_and_memory(container)
     size = (req.get("arrayProperties") or {}).get("size")
     depends_on = tuple(Dependency(d.get("jobId"), d.get("type")) for d in req.get("dependsOn") or [])
@@ -66,7 +74,7 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
         updated_at=now,
         container=container,
         parameters={**(jd.spec.get("parameters") or {}), **(req.get("parameters") or {})},
-        retry_strategy=req.get("retryStrategy") or jd.spec.get("retryStrategy") or {},
+        retry_strategy=retry.normalized(req.get("retryStrategy") or jd.spec.get("retryStrategy") or {}),
         timeout=req.get("timeout") or jd.spec.get("timeout") or {},
         depends_on=depends_on,
         array=ArrayInfo(size=size) if size is not None else None,
@@ -76,7 +84,7 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
         scheduling_priority=req.get("schedulingPriorityOverride", jd.spec.get("schedulingPriority")),
         tags=dict(req.get("tags") or {}),
         propagate_tags=bool(req.get("propagateTags", jd.spec.get("propagateTags", False))),
-        platform_capabilities=tuple(jd.spec.get("platformCapabilities") or ("EC2",)),
+        platform_capabilities=(on,),
     )
 
     # Decide the first state from what the dependencies are now; edges make later completions reach the job.
@@ -97,6 +105,21 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     if pending:
         reactor.settle_pending(saved)
     return saved
+
+
+def check_host_access(svc: Services, container: dict[str, Any], name: str, revision: int) -> None:
+    """The local runtime's refusal of privileged containers, devices and host paths it was not told to allow."""
+    if svc.settings.host_access is not None:
+        what = f"job definition {name}:{revision}"
+        host_access.check(container, svc.settings.host_access, os.path.realpath, what=what)
+
+
+def _queue_platforms(svc: Services, queue: JobQueue) -> list[str]:
+    """The platforms the queue's compute environments run, from its jobQueueType (no read), else from its CEs."""
+    if queue.job_queue_type is not None:
+        return [platform.FARGATE if queue.job_queue_type == "ECS_FARGATE" else platform.EC2]
+    ces = (svc.repo.get_ce(arns.parse(a).resource) for a in queue.ce_arns_in_order())
+    return [platform.ce_platform(ce.resource_type) for ce in ces if ce is not None]
 
 
 def _check_dependencies(svc: Services, deps: tuple[Dependency, ...], size: int | None) -> list[Job]:
@@ -212,6 +235,10 @@ def _filtered(
     if len(values) != 1:
         raise InvalidRequest("filters[0].values must hold exactly one value")
     value = str(values[0])
+    # Every filter lists newest first: botocore's ListJobsRequest.filters says "The results are sorted by the
+    # createdAt field, with the most recent jobs being first". It also says JOB_NAME results are "grouped by the job
+    # name and version"; no AWS answer we could find shows another order, and grouping would read the whole queue
+    # for every page, so the one documented sort is kept (docs/adr/0022-platform-rules.md).
     match = _matcher(name, value)
     statuses = [status] if (status and name == "SHARE_IDENTIFIER") else list(STATUSES)
     # One read per status partition, not one snapshot: a job that changes status between two reads is seen in
@@ -257,8 +284,8 @@ def _matcher(name: str, value: str) -> Any:
             return lambda job: job.job_definition_arn == value
         return lambda job: glob(job.job_definition_name, fold=False)
     if name in ("BEFORE_CREATED_AT", "AFTER_CREATED_AT"):
-        if not value.isdigit():
-            raise InvalidRequest(f"filters[0].values: {name} takes epoch milliseconds; got {value!r}")
+        if not re.fullmatch(r"[0-9]{1,19}", value) or int(value) > validation.INT64_MAX:
+            raise InvalidRequest(f"filters[0].values: {name} takes epoch milliseconds (64-bit); got {value!r}")
         t = int(value)
         return (lambda job: job.created_at < t) if name == "BEFORE_CREATED_AT" else (lambda job: job.created_at > t)
     return lambda job: job.share_identifier == value

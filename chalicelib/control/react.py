@@ -66,6 +66,7 @@ class Reactor:
         self.defer = defer
         self.observe = observe  # called with every job this reactor persists, before its effects run
         self.count_child: CountChild = count_child or self._count_now
+        self._ce_types: dict[str, str | None] = {}
 
     # -- apply ------------------------------------------------------------------------------------------------
 
@@ -169,7 +170,20 @@ class Reactor:
             job_definition_arn=job.job_definition_arn,
             container=dict(job.container),
             tags=dict(job.tags) if job.propagate_tags else {},
+            region=job.arn.split(":")[3] or self.svc.settings.default_region,
+            compute_environment_type=self.ce_type(job.current.compute_environment),
         )
+
+    def ce_type(self, name: str) -> str | None:
+        """The resource type of a compute environment (None: unmanaged, or gone). Read from the list of compute
+        environments, which the local repository keeps between writes (runtime/local.py) and the dispatcher reads
+        anyway; a CE's Fargate-ness cannot change (UpdateComputeEnvironment cannot move it between EC2 and Fargate)."""
+        if name not in self._ce_types:
+            found = [ce for ce in self.svc.repo.list_ces(None, 1000) if ce.name == name]
+            if not found:
+                return None
+            self._ce_types[name] = found[0].resource_type
+        return self._ce_types[name]
 
     # -- dependencies -----------------------------------------------------------------------------------------
 

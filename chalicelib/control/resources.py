@@ -8,11 +8,12 @@ re-decides (`retry_on_conflict`).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.domain import arns, validation
+from chalicelib.domain import arns, platform, retry, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.model import (
     CE_HEALTHY,
@@ -29,6 +30,7 @@ from chalicelib.domain.model import (
 from chalicelib.store.repository import rev_key
 
 T = TypeVar("T")
+REVISION = re.compile(r"[0-9]{1,10}")
 CONFLICT_RETRIES = 8
 
 
@@ -51,13 +53,25 @@ def name_of(ref: str, kind: str, field: str) -> str:
     return arn.resource
 
 
+def same_resource(ref: str, arn: str) -> bool:
+    """A reference by name matches by name; one by ARN must be the resource's own ARN. Names are looked up in the
+    store, so without this an ARN of another account or region would resolve to the local resource of that name;
+    on AWS such a resource is simply not there (docs/adr/0022-platform-rules.md)."""
+    return not arns.looks_like_arn(ref) or ref == arn
+
+
+def same_definition(ref: str, jd: JobDefinition) -> bool:
+    """`same_resource` for job definitions, whose ARN may leave out the revision."""
+    return not arns.looks_like_arn(ref) or ref in (jd.arn, jd.arn.rpartition(":")[0])
+
+
 # -- compute environments --------------------------------------------------------------------------------------
 
 
 def get_ce(svc: Services, ref: str, field: str = "computeEnvironment") -> ComputeEnvironment:
     name = name_of(ref, "compute-environment", field)
     ce = svc.repo.get_ce(name)
-    if ce is None:
+    if ce is None or not same_resource(ref, ce.arn):
         raise NotFound(f"{field}: compute environment {ref} does not exist")
     return ce
 
@@ -164,8 +178,8 @@ def describe_compute_environments(
     svc: Services, refs: list[str] | None, after: str | None, limit: int
 ) -> list[ComputeEnvironment]:
     if refs:
-        found = (svc.repo.get_ce(name_of(r, "compute-environment", "computeEnvironments")) for r in refs)
-        return [ce for ce in found if ce is not None]
+        found = ((r, svc.repo.get_ce(name_of(r, "compute-environment", "computeEnvironments"))) for r in refs)
+        return [ce for r, ce in found if ce is not None and same_resource(r, ce.arn)]
     return svc.repo.list_ces(after, limit)
 
 
@@ -174,7 +188,7 @@ def describe_compute_environments(
 
 def get_jq(svc: Services, ref: str, field: str = "jobQueue") -> JobQueue:
     jq = svc.repo.get_jq(name_of(ref, "job-queue", field))
-    if jq is None:
+    if jq is None or not same_resource(ref, jq.arn):
         raise NotFound(f"{field}: JobQueue {ref} not found")
     return jq
 
@@ -195,10 +209,25 @@ def _order(svc: Services, entries: list[dict[str, Any]]) -> tuple[tuple[ComputeE
     return order, ces
 
 
+def _queue_type(ces: list[ComputeEnvironment], given: str | None) -> str | None:
+    """jobQueueType: "ECS or ECS_FARGATE depending on the compute environment" (JobQueueDetail). It is derived
+    from the queue's compute environments (None while it has none); a given one must agree with them."""
+    derived = None
+    if ces:
+        derived = "ECS_FARGATE" if platform.ce_platform(ces[0].resource_type) == platform.FARGATE else "ECS"
+    if given is not None and given != derived:
+        if given not in ("ECS", "ECS_FARGATE"):
+            raise InvalidRequest(
+                f"jobQueueType: {given} queues are not supported by batchplane; use ECS or ECS_FARGATE"
+            )
+        raise InvalidRequest(f"jobQueueType: {given} does not match the queue's compute environments ({derived})")
+    return derived
+
+
 def _policy(svc: Services, arn: str, field: str = "schedulingPolicyArn") -> SchedulingPolicy:
     name = name_of(arn, "scheduling-policy", field)
     sp = svc.repo.get_sp(name)
-    if sp is None:
+    if sp is None or not same_resource(arn, sp.arn):
         raise NotFound(f"{field}: scheduling policy {arn} does not exist")
     return sp
 
@@ -217,6 +246,7 @@ def create_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) ->
             "support serviceEnvironmentOrder)"
         )
     order, ces = _order(svc, req["computeEnvironmentOrder"])
+    queue_type = _queue_type(ces, req.get("jobQueueType"))
     requires: list[Any] = list(ces)
     policy_arn = req.get("schedulingPolicyArn")
     if policy_arn:
@@ -235,7 +265,7 @@ def create_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) ->
         compute_environment_order=order,
         scheduling_policy_arn=policy_arn,
         job_state_time_limit_actions=tuple(req.get("jobStateTimeLimitActions") or ()),
-        job_queue_type=req.get("jobQueueType"),
+        job_queue_type=queue_type,
         tags=dict(req.get("tags") or {}),
     )
     try:
@@ -268,6 +298,7 @@ def update_job_queue(svc: Services, req: dict[str, Any]) -> JobQueue:
                 changes[attr] = req[wire]
         if req.get("computeEnvironmentOrder") is not None:
             changes["compute_environment_order"], requires = _order(svc, req["computeEnvironmentOrder"])
+            changes["job_queue_type"] = _queue_type(requires, None)
         if req.get("jobStateTimeLimitActions") is not None:
             changes["job_state_time_limit_actions"] = tuple(req["jobStateTimeLimitActions"])
         if req.get("schedulingPolicyArn"):
@@ -290,8 +321,8 @@ def update_job_queue(svc: Services, req: dict[str, Any]) -> JobQueue:
 
 def describe_job_queues(svc: Services, refs: list[str] | None, after: str | None, limit: int) -> list[JobQueue]:
     if refs:
-        found = (svc.repo.get_jq(name_of(r, "job-queue", "jobQueues")) for r in refs)
-        return [jq for jq in found if jq is not None]
+        found = ((r, svc.repo.get_jq(name_of(r, "job-queue", "jobQueues"))) for r in refs)
+        return [jq for r, jq in found if jq is not None and same_resource(r, jq.arn)]
     return svc.repo.list_jqs(after, limit)
 
 
@@ -316,6 +347,8 @@ def register_job_definition(svc: Services, ctx: RequestContext, req: dict[str, A
     validation.job_definition(req, svc.settings.limits)
     name = req["jobDefinitionName"]
     spec = {k: req[k] for k in _JD_SPEC_KEYS if req.get(k) is not None}
+    if "retryStrategy" in spec:
+        spec["retryStrategy"] = retry.normalized(spec["retryStrategy"])
 
     def attempt() -> JobDefinition:
         latest = svc.repo.latest_jd(name)
@@ -343,8 +376,9 @@ def parse_jd_ref(ref: str, field: str = "jobDefinition") -> tuple[str, int | Non
     name, sep, rev = value.partition(":")
     if not sep:
         return name, None
-    if not rev.isdigit() or int(rev) < 1:
-        raise InvalidRequest(f"{field}: revision must be a positive integer; got {rev!r}")
+    # ASCII digits only ("²".isdigit() is True) and a 32-bit revision, so int() never raises.
+    if not REVISION.fullmatch(rev) or not 1 <= int(rev) <= validation.INT32_MAX:
+        raise InvalidRequest(f"{field}: revision must be a positive 32-bit integer; got {rev!r}")
     return name, int(rev)
 
 
@@ -352,7 +386,7 @@ def resolve_job_definition(svc: Services, ref: str, field: str = "jobDefinition"
     """The revision a job runs: the named one, or the latest ACTIVE revision for a bare name."""
     name, revision = parse_jd_ref(ref, field)
     jd = svc.repo.latest_active_jd(name) if revision is None else svc.repo.get_jd(name, revision)
-    if jd is None or jd.status != "ACTIVE":
+    if jd is None or jd.status != "ACTIVE" or not same_definition(ref, jd):
         raise NotFound(f"{field}: JobDefinition {ref} does not exist or is not in ACTIVE status")
     return jd
 
@@ -364,7 +398,7 @@ def deregister_job_definition(svc: Services, req: dict[str, Any]) -> None:
 
     def attempt() -> None:
         jd = svc.repo.get_jd(name, revision)
-        if jd is None:
+        if jd is None or not same_definition(req["jobDefinition"], jd):
             raise NotFound(f"jobDefinition: JobDefinition {req['jobDefinition']} does not exist")
         if jd.status != "INACTIVE":
             svc.repo.save_jd(jd.deregistered())
@@ -387,8 +421,8 @@ def describe_job_definitions(
         for ref in refs:
             ref_name, revision = parse_jd_ref(ref, "jobDefinitions")
             if revision is None:
-                result += svc.repo.list_jd_revisions(ref_name, None, 10_000)
-            elif (jd := svc.repo.get_jd(ref_name, revision)) is not None:
+                result += [j for j in svc.repo.list_jd_revisions(ref_name, None, 10_000) if same_definition(ref, j)]
+            elif (jd := svc.repo.get_jd(ref_name, revision)) is not None and same_definition(ref, jd):
                 result.append(jd)
         return result, None
     name = req.get("jobDefinitionName")

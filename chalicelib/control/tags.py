@@ -54,9 +54,17 @@ def _handlers(arn: str) -> tuple[Loader, Saver]:
     return KINDS[kind]
 
 
+def _loaded(svc: Services, load: Loader, arn: str) -> Any:
+    """The entity of `arn`, which must be its own ARN: one of another account or region is not found."""
+    entity = load(svc, arn)
+    if entity.arn != arn:
+        raise NotFound(f"resourceArn: resource {arn} does not exist")
+    return entity
+
+
 def list_tags(svc: Services, arn: str) -> dict[str, str]:
     load, _ = _handlers(arn)
-    return dict(load(svc, arn).tags)
+    return dict(_loaded(svc, load, arn).tags)
 
 
 def tag_resource(svc: Services, arn: str, tags: dict[str, str]) -> None:
@@ -64,7 +72,7 @@ def tag_resource(svc: Services, arn: str, tags: dict[str, str]) -> None:
     load, save = _handlers(arn)
 
     def attempt() -> None:
-        entity = load(svc, arn)
+        entity = _loaded(svc, load, arn)
         merged = {**entity.tags, **tags}
         if len(merged) > svc.settings.limits.max_tags:
             raise InvalidRequest(f"tags: a resource can have at most {svc.settings.limits.max_tags} tags")
@@ -78,7 +86,7 @@ def untag_resource(svc: Services, arn: str, keys: list[str]) -> None:
     load, save = _handlers(arn)
 
     def attempt() -> None:
-        entity = load(svc, arn)
+        entity = _loaded(svc, load, arn)
         save(svc, dataclasses.replace(entity, tags={k: v for k, v in entity.tags.items() if k not in keys}))
 
     resources.retry_on_conflict(attempt)

@@ -45,7 +45,10 @@ def create(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> Trigger:
     submit = domain.definition_as_submit(req)
     job_spec.validate_submit(submit, svc.settings.limits)
     resources.get_jq(svc, req["jobQueue"])
-    resources.resolve_job_definition(svc, req["jobDefinition"])
+    jd = resources.resolve_job_definition(svc, req["jobDefinition"])
+    if "containerProperties" in jd.spec:  # refused now rather than at every firing (each firing checks again)
+        container = job_spec.effective_container(jd.spec["containerProperties"], submit.get("containerOverrides") or {})
+        jobs.check_host_access(svc, container, jd.name, jd.revision)
     trigger = Trigger(
         name=req["triggerName"],
         arn=arns.build(ctx.region, svc.settings.account, "trigger", req["triggerName"]),

@@ -30,8 +30,10 @@ def parse(value: str, field: str = "resourceArn") -> Arn:
     if len(parts) != 6 or parts[0] != "arn" or parts[2] != "batch" or "/" not in parts[5]:
         raise InvalidRequest(f"{field} must be a Batch ARN (arn:aws:batch:<region>:<account>:<type>/<name>)")
     kind, _, resource = parts[5].partition("/")
-    if kind not in KINDS or not resource:
-        raise InvalidRequest(f"{field} names an unsupported resource type {kind!r}; expected one of {KINDS}")
+    if kind not in KINDS:
+        raise InvalidRequest(f"{field} names an unsupported resource type {kind!r}; expected one of {', '.join(KINDS)}")
+    if not resource:
+        raise InvalidRequest(f"{field} must name a {kind} after '{kind}/'; the ARN ends at the resource type")
     return Arn(region=parts[3], account=parts[4], kind=kind, resource=resource)
 
 

@@ -11,15 +11,20 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
-def attempt_detail(a: Attempt) -> dict[str, Any]:
+def attempt_detail(a: Attempt, ec2: bool = True) -> dict[str, Any]:
+    """AttemptDetail. `ec2`: the job runs on EC2 capacity, where AWS names the container instance (not Fargate)."""
     return _compact(
         {
             "container": _compact(
                 {
                     "taskArn": a.task_id,
+                    "containerInstanceArn": a.container_instance_arn if ec2 else None,
                     "exitCode": a.exit_code,
                     "reason": a.reason,
                     "logStreamName": a.log_stream,
+                    # AWS lists the task's elastic network interfaces (Fargate, awsvpc); batchplane's tasks have
+                    # none it can name, locally or on ECS's events, so the list is empty rather than absent.
+                    "networkInterfaces": [],
                 }
             ),
             "startedAt": a.started_at,
@@ -55,12 +60,17 @@ def container_detail(job: Job) -> dict[str, Any]:
         detail.update(
             {
                 "taskArn": last.task_id,
+                "containerInstanceArn": last.container_instance_arn if _on_ec2(job) else None,
                 "logStreamName": last.log_stream,
                 "exitCode": last.exit_code,
                 "reason": last.reason,
             }
         )
     return _compact(detail)
+
+
+def _on_ec2(job: Job) -> bool:
+    return "FARGATE" not in job.platform_capabilities
 
 
 def array_summary(job: Job, counts: dict[str, int] | None) -> dict[str, Any] | None:
@@ -83,7 +93,7 @@ def job_detail(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]
         "status": job.status,
         "shareIdentifier": job.share_identifier,
         "schedulingPriority": job.scheduling_priority,
-        "attempts": [attempt_detail(a) for a in job.attempts],
+        "attempts": [attempt_detail(a, _on_ec2(job)) for a in job.attempts],
         "statusReason": job.status_reason,
         "createdAt": job.created_at,
         "retryStrategy": job.retry_strategy or None,
@@ -104,14 +114,13 @@ def job_detail(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]
     return _compact(detail)
 
 
-def job_summary(job: Job) -> dict[str, Any]:
+def job_summary(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """JobSummary. `counts` are an array parent's children by status (its statusSummary, as in JobDetail)."""
     last = job.current or (job.attempts[-1] if job.attempts else None)
     container = None
     if last is not None and (last.exit_code is not None or last.reason):
         container = _compact({"exitCode": last.exit_code, "reason": last.reason})
-    array = None
-    if job.array is not None:
-        array = {"index": job.array.index} if job.array.index is not None else {"size": job.array.size}
+    array = array_summary(job, counts)
     return _compact(
         {
             "jobArn": job.arn,

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.domain import validation
+from chalicelib.domain import platform, validation
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.validation import Limits, fail
@@ -53,9 +53,13 @@ def validate_submit(req: Mapping[str, Any], limits: Limits) -> None:
     if overrides.get("command") is not None:
         validation.command(overrides["command"], "containerOverrides.command")
     validation.environment(overrides.get("environment") or [], "containerOverrides.environment")
-    validation.resource_requirements(
-        overrides.get("resourceRequirements") or [], "containerOverrides.resourceRequirements", fargate=False
+    platform.resource_requirements(
+        overrides.get("resourceRequirements") or [], "containerOverrides.resourceRequirements", None
     )
+    if overrides.get("memory") is not None:
+        validation.in_range(overrides["memory"], platform.MIN_MEMORY_MIB, None, "containerOverrides.memory")
+    if overrides.get("vcpus") is not None:
+        validation.in_range(overrides["vcpus"], 1, None, "containerOverrides.vcpus")
     if req.get("retryStrategy") is not None:
         validation.retry_strategy(req["retryStrategy"], limits)
     if req.get("timeout") is not None:
@@ -103,9 +107,13 @@ def effective_container(jd_container: Mapping[str, Any], overrides: Mapping[str,
 
 
 def vcpus_and_memory(container: Mapping[str, Any]) -> tuple[float, int]:
-    reqs = {r["type"]: r["value"] for r in container.get("resourceRequirements") or []}
+    """The job's vCPUs and MiB. The values are checked again: a definition stored before batchplane checked them
+    (e.g. MEMORY "inf") is refused here, not turned into an OverflowError."""
+    reqs = platform.resource_requirements(
+        container.get("resourceRequirements") or [], "jobDefinition containerProperties.resourceRequirements", None
+    )
     vcpus = float(reqs.get("VCPU", container.get("vcpus") or DEFAULT_VCPUS))
-    memory = int(float(reqs.get("MEMORY", container.get("memory") or DEFAULT_MEMORY_MIB)))
+    memory = int(reqs.get("MEMORY", container.get("memory") or DEFAULT_MEMORY_MIB))
     return vcpus, memory
 
 

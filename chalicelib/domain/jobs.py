@@ -42,6 +42,7 @@ class Attempt:
     exit_code: int | None = None
     reason: str | None = None  # the container's reason (e.g. OutOfMemoryError: ...)
     status_reason: str | None = None  # why the task stopped (Essential container in task exited, Host EC2 ...)
+    container_instance_arn: str | None = None  # the ECS container instance it ran on (EC2 capacity; not Fargate)
 
 
 @dataclass(frozen=True)

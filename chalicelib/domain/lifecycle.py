@@ -68,6 +68,7 @@ class TaskStarted:
     attempt: int
     task_arn: str | None = None
     log_stream: str | None = None
+    container_instance_arn: str | None = None  # ECS on EC2 capacity; None on Fargate
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class TaskStopped:
     timed_out: bool = False
     task_arn: str | None = None  # as in TaskStarted: a STOPPED event may be the first one to arrive
     log_stream: str | None = None
+    container_instance_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,9 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
         case TaskStarted(attempt=n):
             if job.current is None or job.current.number != n:
                 return UNCHANGED
-            current = replace(_with_task(job.current, event.task_arn, event.log_stream), started_at=now)
+            current = replace(
+                _with_task(job.current, event.task_arn, event.log_stream, event.container_instance_arn), started_at=now
+            )
             started = replace(job, status=RUNNING, current=current, started_at=job.started_at or now, updated_at=now)
             if job.is_terminated:
                 # Terminated while STARTING: its stop may have come before the task existed, so stop it now.
@@ -316,7 +320,7 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
         stop = replace(stop, timed_out=True, status_reason=None)  # TimedOut marked this attempt earlier
     status_reason = stop.status_reason or (TIMEOUT_REASON if stop.timed_out else ESSENTIAL_EXITED)
     finished = replace(
-        _with_task(current, stop.task_arn, stop.log_stream),
+        _with_task(current, stop.task_arn, stop.log_stream, stop.container_instance_arn),
         stopped_at=now,
         exit_code=stop.exit_code,
         reason=stop.reason,
@@ -337,8 +341,10 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
     return _fail(base, now, status_reason, children=False)
 
 
-def _with_task(attempt: Attempt, task_arn: str | None, log_stream: str | None) -> Attempt:
+def _with_task(attempt: Attempt, task_arn: str | None, log_stream: str | None, instance: str | None) -> Attempt:
     """The attempt with the task the launcher reported (unchanged when it reported none)."""
+    if instance:
+        attempt = replace(attempt, container_instance_arn=instance)
     if task_arn:
         prefix, sep, _ = attempt.log_stream.rpartition("/")
         derived = f"{prefix}/{task_arn.rsplit('/', 1)[-1]}" if sep else attempt.log_stream

@@ -45,3 +45,12 @@ def evaluate(
         if rule_matches(rule, exit_code, reason, status_reason):
             return "RETRY" if str(rule["action"]).upper() == "RETRY" else "EXIT"
     return "RETRY"
+
+
+def normalized(strategy: Mapping[str, Any]) -> dict[str, Any]:
+    """retryStrategy as AWS stores it: evaluateOnExit actions are case-insensitive and returned lowercase
+    ("RETRY" comes back as "retry")."""
+    rules = strategy.get("evaluateOnExit")
+    if not rules:
+        return dict(strategy)
+    return {**strategy, "evaluateOnExit": [{**r, "action": str(r["action"]).lower()} for r in rules]}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from chalicelib.domain.fairshare import ShareOrder, ShareState, reservation_limit
 from chalicelib.domain.model import EC2_TYPES, FARGATE_TYPES
-from chalicelib.domain.validation import FARGATE_MEMORY
+from chalicelib.domain.platform import FARGATE_MEMORY, ce_platform
 
 MAX_RESOURCE = (
     "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s) associated with the job queue cannot meet the CPU "
@@ -36,6 +36,12 @@ MAX_RESOURCE = (
 RESOURCE_REQUIREMENT = (
     "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) is higher than that "
     "can be met by the CE(s) attached to the job queue."
+)
+# AWS documents no reason for a platform mismatch (SubmitJob refuses it; a queue can only change under a queued
+# job); this keeps the JOB_RESOURCE_REQUIREMENT code so jobStateTimeLimitActions on that reason still apply.
+PLATFORM_MISMATCH = (
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job's platform capability {platform} is not supported by the "
+    "CE(s) attached to the job queue."
 )
 NO_VALID_CE = "ACTION_REQUIRED - CE(s) associated with the job queue are invalid."
 # AWS documents no reason for a queue whose compute environments are all DISABLED ("the Batch scheduler doesn't
@@ -97,6 +103,7 @@ class JobView:
     share_identifier: str | None = None
     scheduling_priority: int = 0
     reason_since: int | None = None  # epoch ms: since when status_reason holds
+    platform: str | None = None  # EC2 | FARGATE (the job definition's platformCapabilities); None: not checked
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,10 @@ def requirement_problem(job: JobView, ce: CapacityView) -> str | None:
     - Fargate: the (vCPU, memory) pair must be a Fargate task size (the table validation uses at registration).
     - EC2 / SPOT: the memory must fit the largest instance the CE could launch, maxvCpus vCPUs at 32 GiB each.
     - Unmanaged: batchplane does not know the instances, so nothing is ruled out.
+    Before all: the CE must run the job's platform (EC2 jobs on EC2/SPOT/unmanaged, FARGATE jobs on Fargate).
     """
+    if job.platform is not None and ce_platform(ce.resource_type) != job.platform:
+        return PLATFORM_MISMATCH.format(platform=job.platform)
     if ce.resource_type in FARGATE_TYPES:
         sizes = FARGATE_MEMORY.get(job.vcpus)
         if sizes is None or job.memory not in sizes:

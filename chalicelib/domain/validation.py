@@ -12,8 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.domain import platform
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.model import EC2_TYPES, FARGATE_TYPES
+from chalicelib.domain.platform import FARGATE_MEMORY as FARGATE_MEMORY
 
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
@@ -22,17 +24,9 @@ SHARE_IDENTIFIER = re.compile(r"[A-Za-z0-9]{1,255}\*?")
 EXIT_REASON_PATTERN = re.compile(r"[A-Za-z0-9.: \t]*\*?")
 EXIT_CODE_PATTERN = re.compile(r"[0-9]*\*?")
 RESERVED_ENV_PREFIX = "AWS_BATCH"
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
-FARGATE_MEMORY: dict[float, list[int]] = {
-    0.25: [512, 1024, 2048],
-    0.5: list(range(1024, 4097, 1024)),
-    1: list(range(2048, 8193, 1024)),
-    2: list(range(4096, 16385, 1024)),
-    4: list(range(8192, 30721, 1024)),
-    8: list(range(16384, 61441, 4096)),
-    16: list(range(32768, 122881, 8192)),
-    32: [61440, 122880, 249856],
-}
 TIME_LIMIT_REASONS = (
     "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
     "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
@@ -190,8 +184,9 @@ def compute_resources(res: Mapping[str, Any], field: str, *, update: bool = Fals
             raise fail(f"{field}.instanceTypes", f"is required for {rtype} compute resources")
         if not res.get("instanceRole"):
             raise fail(f"{field}.instanceRole", f"is required for {rtype} compute resources")
-    if res.get("bidPercentage") is not None:
+    if rtype == "SPOT" and res.get("bidPercentage") is not None:  # a Spot price limit: ignored on EC2, as on AWS
         in_range(res["bidPercentage"], 0, 100, f"{field}.bidPercentage")
+    platform.instance_types(res.get("instanceTypes") or [], f"{field}.instanceTypes")
     policy = res.get("scalingPolicy") or {}
     delay = policy.get("minScaleDownDelayMinutes")
     if delay not in (None, 0):
@@ -248,26 +243,6 @@ def environment(env: Iterable[Mapping[str, Any]], field: str) -> None:
 def command(cmd: list[str], field: str) -> None:
     if any(part == "" for part in cmd):
         raise fail(field, "cannot have empty strings")
-
-
-def resource_requirements(reqs: Iterable[Mapping[str, Any]], field: str, *, fargate: bool) -> None:
-    values: dict[str, float] = {}
-    for i, r in enumerate(reqs):
-        try:
-            values[r["type"]] = float(r["value"])
-        except ValueError:
-            raise fail(f"{field}[{i}].value", f"must be a number for {r['type']}; got {r['value']!r}") from None
-        if values[r["type"]] <= 0:
-            raise fail(f"{field}[{i}].value", "must be greater than 0")
-    if fargate and "VCPU" in values and "MEMORY" in values:
-        allowed = FARGATE_MEMORY.get(values["VCPU"])
-        if allowed is None:
-            raise fail(f"{field} VCPU", f"must be one of {sorted(FARGATE_MEMORY)} on Fargate")
-        if int(values["MEMORY"]) not in allowed:
-            raise fail(
-                f"{field} MEMORY",
-                f"{int(values['MEMORY'])} is not valid with {values['VCPU']} vCPU on Fargate",
-            )
 
 
 def retry_strategy(strategy: Mapping[str, Any], limits: Limits, field: str = "retryStrategy") -> None:
@@ -355,11 +330,33 @@ def container_properties(c: Mapping[str, Any], field: str, *, fargate: bool) -> 
     if c.get("command") is not None:
         command(c["command"], f"{field}.command")
     environment(c.get("environment") or [], f"{field}.environment")
-    resource_requirements(c.get("resourceRequirements") or [], f"{field}.resourceRequirements", fargate=fargate)
+    on = platform.FARGATE if fargate else platform.EC2
+    values = platform.resource_requirements(c.get("resourceRequirements") or [], f"{field}.resourceRequirements", on)
+    if c.get("memory") is not None:
+        in_range(c["memory"], platform.MIN_MEMORY_MIB, None, f"{field}.memory")
+    if c.get("vcpus") is not None:
+        in_range(c["vcpus"], 1, None, f"{field}.vcpus")
+    linux_parameters(c.get("linuxParameters") or {}, f"{field}.linuxParameters")
+    storage = (c.get("ephemeralStorage") or {}).get("sizeInGiB")
+    if storage is not None:
+        in_range(storage, 21, 200, f"{field}.ephemeralStorage.sizeInGiB")
     if fargate:
         for key in ("privileged", "ulimits", "instanceType"):
             if c.get(key):
                 raise fail(f"{field}.{key}", "is not supported on FARGATE")
+        platform.fargate_container(c, field, values)
+
+
+def linux_parameters(lp: Mapping[str, Any], field: str) -> None:
+    """The documented ranges of linuxParameters (botocore LinuxParameters, Tmpfs)."""
+    if lp.get("swappiness") is not None:
+        in_range(lp["swappiness"], 0, 100, f"{field}.swappiness")
+    if lp.get("maxSwap") is not None:
+        in_range(lp["maxSwap"], 0, None, f"{field}.maxSwap")
+    if lp.get("sharedMemorySize") is not None:
+        in_range(lp["sharedMemorySize"], 1, None, f"{field}.sharedMemorySize")
+    for i, tmpfs in enumerate(lp.get("tmpfs") or []):
+        in_range(tmpfs["size"], 1, None, f"{field}.tmpfs[{i}].size")
 
 
 # -- scheduling policies ---------------------------------------------------------------------------------------

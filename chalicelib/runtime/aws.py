@@ -533,7 +533,7 @@ class AwsRuntime:
         )
         self.services = Services(
             repo=Repository(self.items),
-            settings=Settings(account=config.account, default_region=config.region),
+            settings=Settings(account=config.account, default_region=config.region, ecs_cluster=config.cluster),
             clock=clock or SystemClock(),
             ids=ids or UuidFactory(),
             wake=self.wake_dispatcher,

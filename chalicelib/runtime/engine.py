@@ -13,6 +13,7 @@ the store at start and on every sweep). Finished array children are counted into
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -47,6 +48,7 @@ COUNT_CHILDREN_SECONDS = 0.05
 # A job waiting for capacity gets its CAPACITY reason once it has waited this long (Dispatcher.reason_grace_ms): in a
 # backlog of short jobs, each reaches the head of its queue and leaves it within milliseconds.
 REASON_GRACE_MS = 250
+Recorded = Callable[[], None] | None  # what to run once a task event is applied (Engine.report)
 
 
 class WorkQueue:
@@ -107,9 +109,18 @@ class Engine:
     0 keeps every job), and `forget` is told of each, for what the launcher keeps per attempt."""
 
     def __init__(
-        self, svc: Services, *, retention_ms: int = 0, forget: Callable[[Job], None] = lambda job: None
+        self,
+        svc: Services,
+        *,
+        retention_ms: int = 0,
+        forget: Callable[[Job], None] = lambda job: None,
+        lost_host: str | None = HOST_ID,
     ) -> None:
         self.svc = svc
+        # The process launcher stops a process it finds unobserved: its attempt fails as this host lost. The Docker
+        # launcher re-attaches and reports every end itself (None): compute/docker.py, docs/adr/0016.
+        self._periodic = dataclasses.replace(PERIODIC, lost_host=lost_host)
+        self._at_start = dataclasses.replace(AT_START, lost_host=lost_host)
         self.retention_ms = retention_ms
         self.forget = forget
         self._wake = threading.Event()  # the loop has something to look at
@@ -128,23 +139,29 @@ class Engine:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._events_lock = threading.Lock()
-        self._events: list[tuple[str, Event]] | None = None  # queued task events; None: applied by the caller
+        # Queued task events, each with what to run once it is applied; None: applied by the caller.
+        self._events: list[tuple[str, Event, Recorded]] | None = None
 
     def wake(self) -> None:
         """Services.wake: a write may have made work schedulable, so the loop runs the dispatch cycles."""
         self._dispatch = True
         self._wake.set()
 
-    def report(self, job_id: str, event: TaskStarted | TaskStopped) -> None:
+    def report(self, job_id: str, event: TaskStarted | TaskStopped, recorded: Recorded = None) -> None:
         """A task event from the launcher. From a task's watcher it is queued for the dispatcher thread. On the
         dispatcher thread itself (a launch that failed, a recovery in the sweep), before start and after stop, it is
-        applied at once: the sweep relies on an attempt's own end being applied before what it decides next."""
+        applied at once: the sweep relies on an attempt's own end being applied before what it decides next.
+
+        `recorded` runs once the event is applied (written, or found stale), on the applying thread: the Docker
+        launcher removes a container only then (compute/docker.py). Not run when applying failed."""
         with self._events_lock:
             if self._events is not None and threading.current_thread() is not self._thread:
-                self._events.append((job_id, event))
+                self._events.append((job_id, event, recorded))
                 self._wake.set()
                 return
         self.reactor.apply(job_id, event)
+        if recorded is not None:
+            recorded()
 
     def _count_child(self, parent_id: str, event: ChildFinished) -> None:
         """A finished array child: counted into its parent with the next batch while the thread runs."""
@@ -188,7 +205,7 @@ class Engine:
                 # In this thread: no claim is between its write and its launch while the sweep looks.
                 last_sweep = time.monotonic()
                 try:
-                    sweep(self.svc, self.reactor, self.svc.clock.now_ms(), PERIODIC)
+                    sweep(self.svc, self.reactor, self.svc.clock.now_ms(), self._periodic)
                 except Exception:
                     log.exception("repair sweep failed")
                 try:  # jobStateTimeLimitActions of queues no event has woken (the cycle below checks them too)
@@ -234,16 +251,25 @@ class Engine:
             due.append(reasons / 1000)
         return min(due)
 
-    def _apply(self, events: list[tuple[str, Event]]) -> None:
+    def _apply(self, events: list[tuple[str, Event, Recorded]]) -> None:
         """Queued task events: one write per job for all of its events, in the order they came."""
         by_job: dict[str, list[Event]] = {}
-        for job_id, event in events:
+        then: dict[str, list[Callable[[], None]]] = {}
+        for job_id, event, recorded in events:
             by_job.setdefault(job_id, []).append(event)
+            if recorded is not None:
+                then.setdefault(job_id, []).append(recorded)
         for job_id, mine in by_job.items():
             try:  # against the job as this thread last wrote it (a write since then is noticed, and it is read)
                 self.reactor.apply_all(job_id, mine, read=self.active.get(job_id))
             except Exception:  # the sweep repairs a lost report
                 log.exception("applying the task events of %s failed", job_id)
+                continue
+            for recorded in then.get(job_id, ()):
+                try:
+                    recorded()
+                except Exception:
+                    log.exception("after recording the task events of %s", job_id)
 
     def _count_children(self) -> None:
         for parent_id, events in self.children.take().items():
@@ -264,4 +290,4 @@ class Engine:
         - PENDING jobs: dependencies that finished while notifications were lost are applied; array parents get
           their missing children and their finished children counted (both idempotent).
         """
-        return sweep(self.svc, self.reactor, self.svc.clock.now_ms(), AT_START)
+        return sweep(self.svc, self.reactor, self.svc.clock.now_ms(), self._at_start)

@@ -1,13 +1,17 @@
-"""The local runtime behind `batchplane up`: SQLite state, local processes, the API on a loopback port.
+"""The local runtime behind `batchplane up`: SQLite state, jobs as containers (or local processes), the API on a
+loopback port.
 
 State directory layout: state.db (SQLite, WAL), logs/ (one file per log stream), work/<jobId>/<attempt>/ (each
 attempt's working directory), work/journal (every attempt's pid and exit status, see compute/local.py),
+credentials.json (the ids of the AWS credentials granted to running containers, see compute/credentials.py),
 events.jsonl (every "Batch Job State Change"), buckets/<bucket>/<key> (the objects of trigger buckets, see
-runtime/triggers.py).
+runtime/triggers.py), executor-id (tells this state's Docker containers from other servers', compute/docker.py),
+work/docker-journal (every container the Docker launcher created).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -15,26 +19,35 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+import boto3
+
+from chalicelib.compute.credentials import LocalCredentialVendor
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.control.context import Services, Settings
 from chalicelib.control.retention import DAY_MS
+from chalicelib.domain.host_access import HostAccess
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.model import ComputeEnvironment, JobQueue, SchedulingPolicy
 from chalicelib.domain.validation import Limits
 from chalicelib.events.local import LocalEventBus
 from chalicelib.runtime import wiring
 from chalicelib.runtime.auth import AuthConfigError, exposure_error, gate_from_file
-from chalicelib.runtime.engine import Engine, WorkQueue
+from chalicelib.runtime.engine import HOST_ID, Engine, WorkQueue
+from chalicelib.runtime.executor import choose_executor, state_id
 from chalicelib.runtime.server import ApiServer
 from chalicelib.runtime.triggers import TriggerRunner
 from chalicelib.store.jobs import RETENTION_SECONDS
 from chalicelib.store.repository import Repository
 from chalicelib.store.sqlite import SqliteItemStore
 
+if TYPE_CHECKING:
+    from chalicelib.compute.docker import DockerLauncher
+
 T = TypeVar("T")
+log = logging.getLogger("batchplane.local")
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,11 @@ class LocalConfig:
     # The keys file of `--auth` (runtime/auth.py): with it every API request must be signed by one of its keys;
     # without it the server binds only loopback addresses.
     auth_file: Path | None = None
+    # docker | process | auto (docker when an engine answers); `batchplane up` defaults to auto (runtime/executor.py)
+    executor: str = "process"
+    # What jobs may reach on this host (domain/host_access.py): `--allow-privileged`, `--allow-host-path PREFIX`.
+    allow_privileged: bool = False
+    allow_host_paths: tuple[str, ...] = ()
 
 
 class LocalRepository(Repository):
@@ -124,12 +142,46 @@ class LocalRuntime:
         self.events = LocalEventBus(config.state_dir / "events.jsonl", account=config.account, region=config.region)
         self.work = WorkQueue()
         logs = FileLogStore(config.state_dir / "logs")
-        self.launcher = LocalLauncher(
-            config.state_dir / "work", logs, self._on_task_event, grace_seconds=config.grace_seconds
+        self.executor, self.executor_note, docker_client = choose_executor(config.executor)
+        # Jobs with a jobRoleArn get this server's own AWS credentials the ECS way (docs/adr/0017).
+        self.credentials = LocalCredentialVendor(
+            boto3.session.Session(), docker_client=docker_client, grants_file=config.state_dir / "credentials.json"
         )
+        self.launcher: LocalLauncher | DockerLauncher
+        if docker_client is not None:
+            from chalicelib.compute.docker import DockerLauncher
+
+            self.launcher = DockerLauncher(
+                docker_client,
+                state_id(config.state_dir),
+                config.state_dir / "work",
+                logs,
+                self._on_task_event,
+                grace_seconds=config.grace_seconds,
+                # attempts the process executor started before a switch of executors are recovered its way
+                processes=LocalLauncher(config.state_dir / "work", logs, self._on_task_event),
+                credentials=self.credentials,
+            )
+        else:
+            self.launcher = LocalLauncher(
+                config.state_dir / "work",
+                logs,
+                self._on_task_event,
+                grace_seconds=config.grace_seconds,
+                credentials=self.credentials,
+            )
         self.services = Services(
             repo=LocalRepository(self.store),
-            settings=Settings(account=config.account, default_region=config.region, limits=config.limits),
+            settings=Settings(
+                account=config.account,
+                default_region=config.region,
+                limits=config.limits,
+                host_access=HostAccess(
+                    allow_privileged=config.allow_privileged,
+                    # Resolved once: a job's sourcePath is compared with these after its own symlinks are resolved.
+                    host_path_prefixes=tuple(os.path.realpath(p) for p in config.allow_host_paths),
+                ),
+            ),
             events=self.events,
             logs=logs,
             launcher=self.launcher,
@@ -137,32 +189,48 @@ class LocalRuntime:
             wake=lambda: self.engine.wake(),  # late-bound: the engine is built from these services
         )
         self.engine = Engine(
-            self.services, retention_ms=int(config.retention_days * DAY_MS), forget=self.launcher.forget
+            self.services,
+            retention_ms=int(config.retention_days * DAY_MS),
+            forget=self.launcher.forget,
+            lost_host=HOST_ID if self.executor == "process" else None,  # containers are re-attached instead
         )
         self.triggers = TriggerRunner(self.services, config.state_dir / "buckets")
         wiring.configure(self.services)
         self.server = ApiServer(app, config.host, config.port, gate)
 
-    def _on_task_event(self, job_id: str, event: TaskStarted | TaskStopped) -> None:
-        self.engine.report(job_id, event)
+    def _on_task_event(
+        self, job_id: str, event: TaskStarted | TaskStopped, recorded: Callable[[], None] | None = None
+    ) -> None:
+        self.engine.report(job_id, event, recorded)
+
+    def _reap(self) -> None:
+        try:
+            self.launcher.reap()  # type: ignore[union-attr]
+        except Exception:
+            log.exception("removing ended containers failed")
 
     @property
     def endpoint(self) -> str:
         return self.server.endpoint
 
     def start(self) -> None:
+        self.credentials.start()
         self.work.start()
         self.engine.start()
+        if self.executor == "docker":  # containers whose end was recorded just before a crash
+            threading.Thread(target=self._reap, name="docker-reap", daemon=True).start()
         self.triggers.start()
         self.server.start()
 
     def stop(self) -> None:
         """Stop accepting requests, stop dispatching, stop running processes (their attempts are recovered at the
-        next start, per their retry strategy), then close the store: every acknowledged write is on disk."""
+        next start, per their retry strategy) or let go of running containers (they run on; the next start
+        re-attaches to them), then close the store: every acknowledged write is on disk."""
         self.server.stop()
         self.triggers.stop()
         self.engine.stop()
         self.launcher.shutdown()
+        self.credentials.stop()
         self.work.stop()
         wiring.configure(None)
         self.events.close()

@@ -50,9 +50,18 @@ class Runtimes:
     state_dir: Path
     events: list[dict[str, Any]] = field(default_factory=list)
     _running: list[LocalRuntime] = field(default_factory=list)
+    executor: str = "process"  # these tests run host commands; tests/e2e/test_docker.py runs containers
+    allow_host_paths: tuple[str, ...] = ()  # host folders jobs may mount (batchplane up --allow-host-path)
 
-    def start(self) -> LocalRuntime:
-        config = LocalConfig(state_dir=self.state_dir, port=0, limits=Limits(min_timeout_seconds=1), grace_seconds=1.0)
+    def start(self, **overrides: Any) -> LocalRuntime:
+        """`overrides` are more LocalConfig fields (e.g. allow_host_paths, executor)."""
+        config = LocalConfig(
+            state_dir=self.state_dir,
+            port=0,
+            limits=Limits(min_timeout_seconds=1),
+            grace_seconds=1.0,
+            **{"executor": self.executor, "allow_host_paths": self.allow_host_paths, **overrides},
+        )
         rt = LocalRuntime(config)
         rt.events.subscribe(self.events.append)
         rt.start()
@@ -152,7 +161,18 @@ def cli_server() -> Iterator[Callable[[Path], CliServer]]:
     def start(state: Path, timeout: float = 30.0) -> CliServer:
         states.add(state)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chalicelib.cli", "up", "--port", "0", "--state-dir", str(state)],
+            [
+                sys.executable,
+                "-m",
+                "chalicelib.cli",
+                "up",
+                "--port",
+                "0",
+                "--state-dir",
+                str(state),
+                "--executor",
+                "process",
+            ],
             cwd=Path(__file__).resolve().parents[2],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -216,6 +236,9 @@ def setup_queue(batch: Client, max_vcpus: int = 2, *, name: str | None = None) -
     return queue, ce
 
 
+EXEC_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
+
+
 def register(batch: Client, name: str, command: list[str], **props: Any) -> str:
     """A container job definition running `command` (1 vCPU); `environment`/`image`/... go to containerProperties,
     the other keywords (parameters, retryStrategy, timeout) to the request. Returns the ARN."""
@@ -224,9 +247,10 @@ def register(batch: Client, name: str, command: list[str], **props: Any) -> str:
         "image": IMAGE,
         "command": command,
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+        "executionRoleArn": EXEC_ROLE,  # a FARGATE definition needs one, as on AWS
     }
     container.update({k: v for k, v in props.items() if k in container_keys})
-    request = {k: v for k, v in props.items() if k not in container_keys}
+    request = {"platformCapabilities": ["FARGATE"], **{k: v for k, v in props.items() if k not in container_keys}}
     resp = batch.register_job_definition(
         jobDefinitionName=name, type="container", containerProperties=container, **request
     )

@@ -4,6 +4,7 @@ and computes the right answer; `--watch` runs `batchplane watch` to the end."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,23 @@ import pytest
 from chalicelib.cli import main as cli
 from chalicelib.runtime.local import LocalRuntime
 from demo import pipeline
-from tests.e2e.conftest import ClientFactory, describe, job_log, wait_terminal
+from tests.docker_support import remove_containers
+from tests.e2e.conftest import ClientFactory, Runtimes, describe, job_log, wait_terminal
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=["process", "docker"])
+def runtime(request: pytest.FixtureRequest, make_runtime: Runtimes, tmp_path: Path) -> Iterator[LocalRuntime]:
+    """A runtime that allows the demo's folder to be mounted, as `make run` does: with each executor (`make demo`
+    must work with and without an engine)."""
+    engine = request.getfixturevalue("docker_engine") if request.param == "docker" else None
+    rt = make_runtime.start(executor=request.param, allow_host_paths=(str(tmp_path / "data"),))
+    assert rt.executor == request.param
+    yield rt
+    if engine is not None:
+        make_runtime.stop_all()
+        remove_containers(engine, make_runtime.state_dir)
 
 
 def test_the_pipeline_splits_processes_merges_and_publishes_after_one_retry(
@@ -22,10 +37,10 @@ def test_the_pipeline_splits_processes_merges_and_publishes_after_one_retry(
     batch = clients("batch", runtime.endpoint)
     logs = clients("logs", runtime.endpoint)
     # GIVEN the demo's resources (twice: creating them is idempotent)
-    pipeline.ensure_resources(batch)
-    pipeline.ensure_resources(batch)
+    pipeline.ensure_resources(batch, tmp_path / "data")
+    pipeline.ensure_resources(batch, tmp_path / "data")
     # WHEN the pipeline is submitted and watched to the end
-    run = pipeline.submit(batch, tmp_path / "data", chunks=3, lines=300, seed=1)
+    run = pipeline.submit(batch, tmp_path / "data" / "run-1", chunks=3, lines=300, seed=1)
     assert cli(["watch", run.publish, "--plain", "--interval", "0.2", "--endpoint", runtime.endpoint]) == 0
     # THEN every step succeeded and the report holds the sum of the input
     jobs = describe(batch, [run.split, run.process, run.merge, run.publish])

@@ -37,7 +37,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.e2e.conftest import TERMINAL, describe, kill_jobs_under, setup_queue, sh
+from tests.e2e.conftest import EXEC_ROLE, TERMINAL, describe, kill_jobs_under, setup_queue, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -73,6 +73,7 @@ class Server:
     port: int
     logs: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    args: tuple[str, ...] = ()  # more `batchplane up` options (test_kill_restart_docker.py: the executor, allowances)
 
     @property
     def endpoint(self) -> str:
@@ -91,6 +92,9 @@ class Server:
                     str(self.port),
                     "--state-dir",
                     f"./{self.state.name}",  # relative, as `make run` passes it: jobs run in other directories
+                    "--executor",
+                    "process",  # the container twin is tests/e2e (docker-ci)
+                    *self.args,  # later options win: test_kill_restart_docker.py's --executor docker
                 ],
                 cwd=self.state.parent,
                 stdout=out,
@@ -258,7 +262,9 @@ def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(server: S
                 "image": "busybox",
                 "command": [*sh(script), "job", "Ref::secs"],
                 "resourceRequirements": resources,
+                "executionRoleArn": EXEC_ROLE,
             },
+            platformCapabilities=["FARGATE"],
             parameters={"secs": "0"},
         )
 
@@ -347,7 +353,9 @@ def test_a_job_that_finishes_while_the_server_is_down_is_not_run_again(server: S
                 "image": "busybox",
                 "command": sh(f"{script}; exit {code}"),
                 "resourceRequirements": resources,
+                "executionRoleArn": EXEC_ROLE,
             },
+            platformCapabilities=["FARGATE"],
         )
     ok = batch.submit_job(jobName="ok", jobQueue=queue, jobDefinition="ok", retryStrategy=RETRY3)["jobId"]
     bad = batch.submit_job(jobName="bad", jobQueue=queue, jobDefinition="bad", retryStrategy={"attempts": 2})["jobId"]

@@ -29,6 +29,7 @@ from botocore.config import Config
 
 from tests.functional.builders import (
     arn,
+    container,
     fairshare,
     make_fargate_ce,
     make_jd,
@@ -106,6 +107,11 @@ class Up:
         return code
 
 
+def default_executor(extra: tuple[str, ...]) -> tuple[str, ...]:
+    """These tests run host commands: the process executor unless a test chooses."""
+    return () if "--executor" in extra else ("--executor", "process")
+
+
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Any]:
     """start(state_dir, port) -> a running Up; anything still running at teardown is killed."""
@@ -115,7 +121,18 @@ def up(tmp_path: Path) -> Iterator[Any]:
 
     def start(state_dir: Path, port: int, *extra: str) -> Up:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chalicelib.cli", "up", "--port", str(port), "--state-dir", str(state_dir), *extra],
+            [
+                sys.executable,
+                "-m",
+                "chalicelib.cli",
+                "up",
+                "--port",
+                str(port),
+                "--state-dir",
+                str(state_dir),
+                *extra,
+                *default_executor(extra),
+            ],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -246,3 +263,39 @@ def test_host_can_be_chosen_explicitly(up: Any, tmp_path: Path) -> None:
         arn = json.loads(resp.read())["jobDefinitionArn"]
     assert arn == "arn:aws:batch:eu-west-1:210987654321:job-definition/jd:1"
     assert server.stop(signal.SIGTERM) == 0
+
+
+def test_the_allow_flags_reach_the_server(up: Any, tmp_path: Path, boto_session: boto3.session.Session) -> None:
+    # GIVEN definitions asking for a privileged container and for a host folder (registered on any server)
+    allowed = tmp_path / "shared"
+    allowed.mkdir()
+    mount = {
+        "volumes": [{"name": "d", "host": {"sourcePath": str(allowed / "in")}}],
+        "mountPoints": [{"sourceVolume": "d", "containerPath": "/d"}],
+    }
+
+    def set_up(batch: Any) -> None:
+        make_fargate_ce(batch, "ce")
+        make_queue(batch, "q", ["ce"])
+        batch.update_compute_environment(computeEnvironment="ce", state="DISABLED")  # nothing needs to run
+        make_jd(batch, "root", containerProperties=container(privileged=True))
+        make_jd(batch, "host", containerProperties=container(**mount))
+
+    # WHEN `batchplane up` runs without the flags THEN both are refused, naming the flag
+    plain = up(tmp_path / "plain", free_port())
+    batch = client(boto_session, plain.endpoint)
+    set_up(batch)
+    for jd, flag in (("root", "--allow-privileged"), ("host", "--allow-host-path PREFIX")):
+        with pytest.raises(batch.exceptions.ClientException, match=flag):
+            batch.submit_job(jobName="j", jobQueue="q", jobDefinition=jd)
+    batch.close()
+    # WHEN it runs with --allow-privileged and --allow-host-path (a relative one, resolved against its directory)
+    cwd = tmp_path / "cwd"
+    (cwd / "link").symlink_to(allowed)
+    opened = up(tmp_path / "open", free_port(), "--allow-privileged", "--allow-host-path", "link")
+    batch = client(boto_session, opened.endpoint)
+    set_up(batch)
+    # THEN both are accepted
+    assert batch.submit_job(jobName="j", jobQueue="q", jobDefinition="root")["jobId"]
+    assert batch.submit_job(jobName="j", jobQueue="q", jobDefinition="host")["jobId"]
+    batch.close()

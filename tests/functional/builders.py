@@ -21,6 +21,7 @@ BatchClient = Any  # botocore builds the client class at runtime; there is no im
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 IMAGE = "public.ecr.aws/docker/library/busybox:latest"
+EXEC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/ecsTaskExecutionRole"
 
 
 def arn(kind: str, name: str, region: str = REGION) -> str:
@@ -130,6 +131,7 @@ def container(**overrides: Any) -> dict[str, Any]:
         "image": IMAGE,
         "command": ["echo", "hello"],
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+        "executionRoleArn": EXEC_ROLE,
     }
     props.update(overrides)
     return props
@@ -138,9 +140,16 @@ def container(**overrides: Any) -> dict[str, Any]:
 def make_jd(batch: BatchClient, name: str, **overrides: Any) -> dict[str, Any]:
     """Register a container job definition; returns {jobDefinitionName, jobDefinitionArn, revision}.
 
-    An override of None removes that member (e.g. containerProperties=None for a multinode definition).
+    FARGATE by default, as the builders' compute environments are (AWS runs a definition without
+    platformCapabilities on EC2 only). An override of None removes that member (e.g. containerProperties=None for a
+    multinode definition, platformCapabilities=None for AWS's EC2 default).
     """
-    request: dict[str, Any] = {"jobDefinitionName": name, "type": "container", "containerProperties": container()}
+    request: dict[str, Any] = {
+        "jobDefinitionName": name,
+        "type": "container",
+        "containerProperties": container(),
+        "platformCapabilities": ["FARGATE"],
+    }
     request.update(overrides)
     resp = batch.register_job_definition(**{k: v for k, v in request.items() if v is not None})
     return {k: resp[k] for k in ("jobDefinitionName", "jobDefinitionArn", "revision")}

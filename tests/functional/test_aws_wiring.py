@@ -413,6 +413,7 @@ def test_a_stock_client_runs_jobs_through_the_function_url(harness: Harness) -> 
         containerProperties={
             "image": "busybox",
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+            "executionRoleArn": "arn:aws:iam::123456789012:role/batchplane-execution",
         },
     )
 
@@ -565,6 +566,7 @@ def test_the_api_runs_on_the_aws_services_and_leaves_effects_to_the_stream(harne
         "containerProperties": {
             "image": "busybox",
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+            "executionRoleArn": "arn:aws:iam::123456789012:role/batchplane-execution",
         },
     }
     assert post("/v1/registerjobdefinition", body=json.dumps(jd), headers=headers).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.functional.builders import (
     BatchClient,
@@ -284,6 +285,11 @@ INVALID_CREATES = [
     ],
     pytest.param(_managed(ec2_resources(spot=True, bidPercentage=101)), "computeResources.bidPercentage", id="bid-101"),
     pytest.param(_managed(ec2_resources(spot=True, bidPercentage=-1)), "computeResources.bidPercentage", id="bid-neg"),
+    pytest.param(
+        _managed(ec2_resources(instanceTypes=["optimal", "unknown"])),
+        "computeResources.instanceTypes[1] Instance type can only be one of [optimal",
+        id="unknown-instance-type",
+    ),
     *[
         pytest.param(
             _managed(ec2_resources(scalingPolicy={"minScaleDownDelayMinutes": minutes})),
@@ -426,7 +432,7 @@ INVALID_UPDATES = [
     pytest.param("ec2", {"computeResources": {"minvCpus": -1}}, "computeResources.minvCpus", id="negative-min"),
     pytest.param("ec2", {"computeResources": {"type": "SPOT"}}, "computeResources.type", id="type-change"),
     pytest.param(
-        "ec2", {"computeResources": {"bidPercentage": 101}}, "computeResources.bidPercentage", id="bid-percentage"
+        "ec2", {"computeResources": {"instanceTypes": ["unknown"]}}, "Instance type can only be one of", id="itype"
     ),
     pytest.param(
         "ec2",
@@ -541,3 +547,22 @@ def test_a_failed_delete_leaves_other_resources_alone(batch: BatchClient) -> Non
         batch.delete_compute_environment(computeEnvironment="a")
     batch.delete_compute_environment(computeEnvironment="b")
     assert [c["computeEnvironmentName"] for c in batch.describe_compute_environments()["computeEnvironments"]] == ["a"]
+
+
+def test_a_bid_percentage_is_a_spot_setting_ignored_on_ec2(batch: BatchClient) -> None:
+    # AWS documents bidPercentage as the Spot price limit; an On-Demand (EC2) environment does not use it, so its
+    # 0-100 range is checked only for SPOT (issue 12 item 13).
+    make_ec2_ce(batch, "ec2", resources={"bidPercentage": 123})
+    batch.update_compute_environment(computeEnvironment="ec2", computeResources={"bidPercentage": 150})
+    with pytest.raises(ClientError):
+        make_ec2_ce(batch, "spot", spot=True, resources={"bidPercentage": 123})
+
+
+def test_every_environment_names_its_ecs_cluster(batch: BatchClient) -> None:
+    make_ec2_ce(batch, "ec2")
+    make_unmanaged_ce(batch, "own")
+    clusters = {
+        c["computeEnvironmentName"]: c["ecsClusterArn"]
+        for c in batch.describe_compute_environments()["computeEnvironments"]
+    }
+    assert clusters == {n: "arn:aws:ecs:us-east-1:123456789012:cluster/batchplane-local" for n in ("ec2", "own")}

@@ -59,10 +59,15 @@ def test_a_registered_definition_is_described_exactly(batch: BatchClient) -> Non
     }
     # WHEN it is registered
     batch.register_job_definition(**request)
-    # THEN describe returns it as registered, ACTIVE, revision 1
+    # THEN describe returns it as registered, ACTIVE, revision 1, with AWS's defaults filled in (issue 12 items 16,
+    # 17): empty lists for what the container left out, the LATEST Fargate platform, the action lowercase
     (jd,) = describe_jds(batch, jobDefinitions=["full:1"])
+    defaults = {"mountPoints": [], "ulimits": [], "volumes": [], "secrets": []}
+    fargate = {"fargatePlatformConfiguration": {"platformVersion": "LATEST"}}
     assert jd == {
         **without(request, "jobDefinitionName"),
+        "containerProperties": {**request["containerProperties"], **defaults, **fargate},
+        "retryStrategy": {"attempts": 3, "evaluateOnExit": [{"onExitCode": "1*", "action": "retry"}]},
         "jobDefinitionName": "full",
         "jobDefinitionArn": arn("job-definition", "full:1"),
         "revision": 1,
@@ -78,8 +83,9 @@ def test_multinode_and_ecs_properties_definitions_are_accepted(batch: BatchClien
         "nodeRangeProperties": [{"targetNodes": "0:1", "container": container()}],
     }
     ecs_properties = {"taskProperties": [{"containers": [{"image": "busybox", "name": "main", "essential": True}]}]}
-    make_jd(batch, "mnp", type="multinode", containerProperties=None, nodeProperties=node_properties)
-    make_jd(batch, "ecs", containerProperties=None, ecsProperties=ecs_properties)
+    mnp, ecs = {"containerProperties": None, "platformCapabilities": None}, {"containerProperties": None}
+    make_jd(batch, "mnp", type="multinode", nodeProperties=node_properties, **mnp)
+    make_jd(batch, "ecs", ecsProperties=ecs_properties, **ecs)
     by_name = {jd["jobDefinitionName"]: jd for jd in describe_jds(batch)}
     assert by_name["mnp"]["type"] == "multinode"
     assert by_name["mnp"]["nodeProperties"] == node_properties

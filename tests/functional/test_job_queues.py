@@ -66,6 +66,7 @@ def test_queue_is_created_valid_with_ce_names_resolved_to_arns(batch: BatchClien
             {"order": 2, "computeEnvironment": ces["fargate-spot"]},
             {"order": 1, "computeEnvironment": ces["fargate"]},
         ],
+        "jobQueueType": "ECS_FARGATE",  # derived from its compute environments, as AWS does
         "tags": {"team": "a"},
     }
 

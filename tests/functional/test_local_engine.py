@@ -31,6 +31,7 @@ from chalicelib.runtime.local import LocalRepository
 from chalicelib.store.port import Item
 from chalicelib.store.sqlite import SqliteItemStore
 
+EXEC_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
 CTX = RequestContext("us-east-1")
 T0 = 1_700_000_000_000
 GRACE_MS = 250
@@ -105,15 +106,15 @@ class Plane:
         )
         self.jd("work", vcpus)
 
-    def jd(self, name: str, vcpus: str = "1", memory: str = "2048") -> None:
+    def jd(self, name: str, vcpus: str = "1", memory: str = "2048", platform: str = "FARGATE") -> None:
         container = {
             "image": "busybox",
             "command": ["true"],
             "resourceRequirements": [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": memory}],
+            "executionRoleArn": EXEC_ROLE,
         }
-        resources.register_job_definition(
-            self.svc, CTX, {"jobDefinitionName": name, "type": "container", "containerProperties": container}
-        )
+        request = {"jobDefinitionName": name, "type": "container", "containerProperties": container}
+        resources.register_job_definition(self.svc, CTX, {**request, "platformCapabilities": [platform]})
 
     def submit(self, jd: str = "work", **extra: Any) -> str:
         self.clock.now += 1

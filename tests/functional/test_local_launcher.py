@@ -51,9 +51,13 @@ def local(tmp_path: Path) -> Iterator[Local]:
 
 
 def test_a_task_that_ends_at_once_reports_its_start_then_its_stop(local: Local) -> None:
-    local.launcher.launch(local.spec())
+    spec = local.spec()
+    local.launcher.launch(spec)
 
-    assert local.wait_events(2) == [("job-1", TaskStarted(1)), ("job-1", TaskStopped(1, 0))]
+    # reported with the ECS-shaped ARNs AWS shows: the task's and this host's as the container instance
+    ecs = {"task_arn": spec.local_task_arn, "container_instance_arn": spec.local_container_instance_arn}
+    assert spec.local_task_arn.startswith("arn:aws:ecs:") and spec.local_task_arn.endswith(f"/{spec.task_id}")
+    assert local.wait_events(2) == [("job-1", TaskStarted(1, **ecs)), ("job-1", TaskStopped(1, 0, **ecs))]
     assert (local.root / "job-1" / "1").is_dir()
     journal = (local.root / "journal").read_text().splitlines()  # the exit may come before the pid
     assert sorted(line.rsplit(" ", 1)[0] for line in journal) == ["exit job-1#1", "pid job-1#1"]
@@ -130,10 +134,12 @@ def test_recover_reads_the_pid_and_exit_files_of_an_earlier_version(local: Local
 
 def test_a_program_that_is_not_on_the_path_fails_to_start(local: Local) -> None:
     local.launcher.launch(local.spec("job-3", ["no-such-program-batchplane"]))
-    local.launcher.launch(local.spec("job-4", ["true"]))
+    ok = local.spec("job-4", ["true"])
+    local.launcher.launch(ok)
+    ecs = {"task_arn": ok.local_task_arn, "container_instance_arn": ok.local_container_instance_arn}
 
     events = local.wait_events(3)
     stopped = next(e for j, e in events if j == "job-3")
     assert isinstance(stopped, TaskStopped) and stopped.exit_code is None
     assert stopped.reason == "CannotStartContainerError: No such file or directory: no-such-program-batchplane"
-    assert [e for j, e in local.wait_events(3) if j == "job-4"] == [TaskStarted(1), TaskStopped(1, 0)]
+    assert [e for j, e in local.wait_events(3) if j == "job-4"] == [TaskStarted(1, **ecs), TaskStopped(1, 0, **ecs)]

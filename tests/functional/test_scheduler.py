@@ -29,12 +29,14 @@ from chalicelib.domain.jobs import ACTIVE, FAILED, RUNNABLE, STARTING, Job
 from chalicelib.domain.scheduling import (
     MAX_RESOURCE,
     NO_ENABLED_CE,
+    PLATFORM_MISMATCH,
     WAITING_FOR_CAPACITY,
 )
 from chalicelib.store.repository import Repository
 from chalicelib.store.sqlite import SqliteItemStore
 from chalicelib.store.usage import UsageRepository
 
+EXEC_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
 CTX = RequestContext("us-east-1")
 T0 = 1_700_000_000_000
 IMAGE = "public.ecr.aws/docker/library/busybox:latest"
@@ -96,15 +98,19 @@ class Plane:
         }
         return resources.create_scheduling_policy(self.svc, CTX, {"name": name, "fairsharePolicy": fairshare}).arn
 
-    def jd(self, name: str = "work", vcpus: str = "1", memory: str = "2048") -> None:
+    def jd(self, name: str = "work", vcpus: str = "1", memory: str = "2048", platform: str = "FARGATE") -> None:
         container = {
             "image": IMAGE,
             "command": ["true"],
             "resourceRequirements": [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": memory}],
+            "executionRoleArn": EXEC_ROLE,
         }
-        resources.register_job_definition(
-            self.svc, CTX, {"jobDefinitionName": name, "type": "container", "containerProperties": container}
-        )
+        request = {"jobDefinitionName": name, "type": "container", "containerProperties": container}
+        resources.register_job_definition(self.svc, CTX, {**request, "platformCapabilities": [platform]})
+
+    def move_queue(self, queue: str, ce: str) -> None:
+        order = [{"order": 1, "computeEnvironment": ce}]
+        resources.update_job_queue(self.svc, {"jobQueue": queue, "computeEnvironmentOrder": order})
 
     # -- jobs --
     def submit(self, queue: str, jd: str = "work", **extra: Any) -> str:
@@ -237,23 +243,26 @@ def test_a_job_larger_than_the_ce_gets_max_resource_and_does_not_block(plane: Pl
     assert plane.started() == [small]
 
 
-def test_a_size_fargate_cannot_run_gets_job_resource_requirement(plane: Plane) -> None:
-    # GIVEN an EC2-style job definition (no FARGATE capability, so registration allows it) on a Fargate queue
+def test_a_job_whose_queue_moved_to_another_platform_gets_a_misconfiguration_reason(plane: Plane) -> None:
+    # GIVEN an EC2 job queued on an EC2 queue (SubmitJob refuses a platform the queue cannot run)
+    plane.ce("ec2", 4, kind="EC2", state="DISABLED")
     plane.ce("fargate", 4)
-    plane.queue("q", "fargate")
-    plane.jd("odd", vcpus="1", memory="512")
-    odd = plane.submit("q", "odd")
-
+    plane.queue("q", "ec2")
+    plane.jd("ec2-work", platform="EC2")
+    job = plane.submit("q", "ec2-work")
+    # WHEN the queue is moved onto a Fargate compute environment before the job was placed
+    plane.move_queue("q", "fargate")
     plane.dispatcher.cycle()
 
-    reason = plane.job(odd).status_reason
-    assert reason is not None and reason.startswith("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT")
+    # THEN it never runs there: it waits with AWS's JOB_RESOURCE_REQUIREMENT code, naming the platform
+    assert plane.started() == []
+    assert plane.job(job).status_reason == PLATFORM_MISMATCH.format(platform="EC2")
 
 
 def test_more_memory_than_an_ec2_ce_could_launch_gets_job_resource_requirement(plane: Plane) -> None:
     plane.ce("ec2", 2, kind="EC2")
     plane.queue("q", "ec2")
-    plane.jd("fat", vcpus="1", memory=str(65 * 1024))
+    plane.jd("fat", vcpus="1", memory=str(65 * 1024), platform="EC2")
     fat = plane.submit("q", "fat")
 
     plane.dispatcher.cycle()
@@ -325,11 +334,14 @@ def test_a_job_blocked_past_max_time_seconds_is_cancelled(plane: Plane) -> None:
 
 
 def test_the_sweep_applies_time_limits_without_placing_anything(plane: Plane) -> None:
+    # GIVEN an EC2 job left on a queue that then moved to Fargate (JOB_RESOURCE_REQUIREMENT: it can never run)
+    plane.ce("ec2", 4, kind="EC2", state="DISABLED")
     plane.ce("fargate", 4)
-    plane.queue("q", "fargate", **limited("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", 900))
-    plane.jd("odd", vcpus="1", memory="512")
+    plane.queue("q", "ec2", **limited("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", 900))
+    plane.jd("odd", platform="EC2")
     plane.jd()
     odd = plane.submit("q", "odd")
+    plane.move_queue("q", "fargate")
     plane.dispatcher.check_time_limits()  # the sweep records the reason, and claims nothing
     normal = plane.submit("q")
     plane.clock.advance(900)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,17 @@ def test_a_server_that_never_goes_idle_is_an_error(monkeypatch: pytest.MonkeyPat
     script_cpu(monkeypatch, srv, [float(i) for i in range(10)])
     with pytest.raises(ServerError, match="still busy"):
         srv.wait_idle(window_s=0.5, cpu_s=0.02, timeout=0.0)
+
+
+def test_container_workloads_are_skipped_with_a_line_when_no_engine_answers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.__main__ import run_one
+
+    # GIVEN no engine at DOCKER_HOST
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    # WHEN a container workload is run THEN it is skipped (not an error), saying how to get an engine
+    result = run_one("docker-independent-200", quick=True, wrap=None, keep_dir=False, profile_dir=None, array_poll_s=1)
+    assert set(result) == {"workload", "skipped"}
+    assert "no Docker engine answers" in result["skipped"] and "scripts/docker-up.sh" in result["skipped"]
+    assert "docker-independent-200 skipped" in capsys.readouterr().err

@@ -231,7 +231,8 @@ def test_ec2_host_terminated_matches_the_batch_retry_pattern() -> None:
     assert translated is not None
     assert (translated.job_id, translated.attempt) == (JOB_ID, 2)
     host_gone = "Host EC2 (instance i-0737c70432d64f82a) terminated."
-    assert translated.event == TaskStopped(2, None, None, host_gone, task_arn=TASK_ARN)
+    instance = "arn:aws:ecs:us-east-1:111122223333:container-instance/batchplane/b54a2a04"  # EC2: kept (item 19)
+    assert translated.event == TaskStopped(2, None, None, host_gone, task_arn=TASK_ARN, container_instance_arn=instance)
     assert isinstance(translated.event, TaskStopped) and translated.event.status_reason
     assert translated.event.status_reason.startswith("Host EC2")  # evaluateOnExit onStatusReason "Host EC2*"
 

@@ -199,11 +199,23 @@ def test_an_attempt_renders_like_batchs_attempt_detail() -> None:
     attempt = an_attempt(1, started_at=NOW + 1, stopped_at=NOW + 2, exit_code=0, status_reason="done")
 
     assert attempt_detail(attempt) == {
-        "container": {"taskArn": "task-1", "exitCode": 0, "logStreamName": "sleep/default/task-1"},
+        "container": {
+            "taskArn": "task-1",
+            "exitCode": 0,
+            "logStreamName": "sleep/default/task-1",
+            "networkInterfaces": [],
+        },
         "startedAt": NOW + 1,
         "stoppedAt": NOW + 2,
         "statusReason": "done",
     }
+
+
+def test_an_attempt_names_its_container_instance_on_ec2_only() -> None:
+    instance = "arn:aws:ecs:us-east-1:123456789012:container-instance/c/abc"
+    attempt = an_attempt(1, container_instance_arn=instance)
+    assert attempt_detail(attempt)["container"]["containerInstanceArn"] == instance
+    assert "containerInstanceArn" not in attempt_detail(attempt, ec2=False)["container"]
 
 
 def test_a_running_job_renders_its_current_attempt_in_the_container() -> None:
@@ -314,6 +326,10 @@ def test_scheduled_at_is_when_the_latest_attempt_was_placed() -> None:
 
 
 def test_array_properties_in_summaries() -> None:
-    assert job_summary(a_parent(3))["arrayProperties"] == {"size": 3}
+    # An array parent's summary carries its children's statusSummary, as its JobDetail does (issue 12 item 10).
+    parent = job_summary(a_parent(3), {"RUNNING": 1, "PENDING": 2})["arrayProperties"]
+    assert parent["size"] == 3
+    assert parent["statusSummary"]["RUNNING"] == 1 and parent["statusSummary"]["SUCCEEDED"] == 0
+    assert "statusSummaryLastUpdatedAt" in parent
     assert job_summary(a_child("parent", 2))["arrayProperties"] == {"index": 2}
     assert "arrayProperties" not in job_summary(a_job())

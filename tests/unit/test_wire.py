@@ -70,8 +70,40 @@ def test_a_missing_body_is_an_empty_request() -> None:
     assert wire.validate_request("DescribeJobQueues", None) == {}
 
 
-def test_unknown_members_are_ignored_and_kept() -> None:
-    assert wire.validate_request("DescribeJobQueues", {"future": [1, {"x": None}]}) == {"future": [1, {"x": None}]}
+def test_unknown_members_are_dropped_at_every_level() -> None:
+    # AWS ignores members its shapes do not define; batchplane drops them so nothing stores or echoes them.
+    assert wire.validate_request("DescribeJobQueues", {"future": [1, {"x": None}]}) == {}
+    body = ce(computeResources={**FARGATE, "gpuCount": 4, "x": {"y": 1}}, extra="z")
+    assert wire.validate_request("CreateComputeEnvironment", body) == CE
+
+
+@pytest.mark.parametrize(
+    ("operation", "body", "message"),
+    [
+        ("CreateJobQueue", {"jobQueueName": "q", "priority": 2**31}, "priority must be at most 2147483647"),
+        ("CreateJobQueue", {"jobQueueName": "q", "priority": 2**53 + 1}, "priority must be at most 2147483647"),
+        ("CreateJobQueue", {"jobQueueName": "q", "priority": -(2**31) - 1}, "priority must be at least -2147483648"),
+        (
+            "RegisterJobDefinition",
+            {"jobDefinitionName": "d", "type": "container", "timeout": {"attemptDurationSeconds": 2**70}},
+            "timeout.attemptDurationSeconds must be at most 2147483647",
+        ),
+        (
+            "UpdateComputeEnvironment",
+            {"computeEnvironment": "c", "updatePolicy": {"jobExecutionTimeoutMinutes": 2**63}},
+            "updatePolicy.jobExecutionTimeoutMinutes must be at most 7200",
+        ),
+        (
+            "CreateSchedulingPolicy",
+            {"name": "p", "fairsharePolicy": {"shareDistribution": [{"shareIdentifier": "a", "weightFactor": 1e400}]}},
+            "fairsharePolicy.shareDistribution[0].weightFactor must be a number",
+        ),
+    ],
+)
+def test_every_number_is_bounded_by_its_model_type(operation: str, body: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        wire.validate_request(operation, body)
+    assert str(err.value) == message
 
 
 def test_null_members_are_dropped_at_every_level_of_structures() -> None:

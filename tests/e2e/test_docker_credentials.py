@@ -1,0 +1,95 @@
+"""Credentials through the Docker executor end to end: a LocalRuntime with `executor="docker"` driven through stock
+boto3 clients; a job with a jobRoleArn reads the server's credentials at 169.254.170.2 from inside its container, as
+on ECS, and one without finds no credentials URI (docs/adr/0017).
+
+Needs the Docker launcher (branch docker-launcher) and its `docker_engine` fixture: skipped until both are merged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("chalicelib.compute.docker", reason="the Docker launcher is not merged yet")
+docker_support = pytest.importorskip("tests.docker_support", reason="the docker_engine fixture is not merged yet")
+
+from tests.e2e.conftest import (  # noqa: E402
+    ClientFactory,
+    Runtimes,
+    job_log,
+    setup_queue,
+    submit,
+    unique,
+    wait_terminal,
+    wait_until,
+)
+from tests.e2e.test_job_credentials import KEY_ID, ROLE, SECRET, server_credentials  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+__all__ = ["server_credentials"]  # a fixture
+
+SMALL = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}]  # a Fargate task size
+URI = "$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
+FETCH = (
+    f"echo uri=${{AWS_CONTAINER_CREDENTIALS_RELATIVE_URI:-none}}; "
+    f"if env | grep -q {SECRET}; then echo secret-in-env; fi; "
+    f'[ -z "{URI}" ] || printf "%s\\n" "$(wget -qO- http://169.254.170.2{URI})"; echo done'
+)
+
+
+@pytest.fixture
+def runtimes(state_dir: Path, docker_engine: Any) -> Iterator[Runtimes]:
+    runtimes = Runtimes(state_dir, executor="docker")  # type: ignore[call-arg,unused-ignore]
+    try:
+        yield runtimes
+    finally:
+        runtimes.stop_all()
+        docker_support.remove_containers(docker_engine, state_dir)
+
+
+def register_fetch(batch: Any, role: str | None) -> str:
+    container: dict[str, Any] = {
+        "image": docker_support.TEST_IMAGE,
+        "command": ["sh", "-c", FETCH],
+        "resourceRequirements": SMALL,
+    }
+    if role:
+        container["jobRoleArn"] = role
+    resp = batch.register_job_definition(
+        jobDefinitionName=unique("fetch"), type="container", containerProperties=container
+    )
+    return str(resp["jobDefinitionArn"])
+
+
+def test_a_container_with_a_role_reads_the_servers_credentials_at_the_ecs_address(
+    server_credentials: None, runtimes: Runtimes, clients: ClientFactory
+) -> None:
+    # GIVEN a server with AWS credentials running jobs in containers
+    runtime = runtimes.start()
+    batch, logs = clients("batch", runtime.endpoint), clients("logs", runtime.endpoint)
+    queue, _ = setup_queue(batch)
+
+    # WHEN a job with a jobRoleArn and one without run
+    with_role = submit(batch, queue, register_fetch(batch, ROLE), "with-role")
+    without_role = submit(batch, queue, register_fetch(batch, None), "without-role")
+    jobs = wait_terminal(batch, [with_role, without_role], timeout=60)
+
+    # THEN the first read the server's credentials from http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI,
+    # with only the relative URI in its environment
+    assert jobs[with_role]["status"] == "SUCCEEDED", jobs[with_role].get("statusReason")
+    # (the log's last lines may be stored just after the job's end is: wait for the job's own last line)
+    wait_until(lambda: job_log(logs, jobs[with_role])[-1:] == ["done"], "the with-role job's whole log")
+    lines = job_log(logs, jobs[with_role])[:-1]
+    assert lines[0].startswith("uri=/v2/credentials/")
+    assert "secret-in-env" not in lines
+    body = json.loads(lines[-1])
+    assert (body["AccessKeyId"], body["SecretAccessKey"], body["RoleArn"]) == (KEY_ID, SECRET, ROLE)
+
+    # AND the second had no credentials URI
+    assert jobs[without_role]["status"] == "SUCCEEDED"
+    wait_until(lambda: job_log(logs, jobs[without_role])[-1:] == ["done"], "the without-role job's whole log")
+    assert job_log(logs, jobs[without_role]) == ["uri=none", "done"]

@@ -1,0 +1,193 @@
+"""The Docker launcher on its own, against the real engine: idempotent launches (in one server, across servers of
+one state, never across states), credentials asked of the CredentialVendor port, a container created but never
+started before a crash, and the removal of ended containers nothing asks about."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.compute.docker import LABEL_JOB, DockerLauncher
+from chalicelib.compute.logs import FileLogStore
+from chalicelib.compute.port import TaskSpec
+from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+from tests.docker_support import TEST_IMAGE
+
+Event = TaskStarted | TaskStopped
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+@dataclass
+class Sink:
+    """Engine.report's shape: every event is recorded at once (then `recorded` runs)."""
+
+    events: list[tuple[str, Event]] = field(default_factory=list)
+
+    def __call__(self, job_id: str, event: Event, recorded: Callable[[], None] | None = None) -> None:
+        self.events.append((job_id, event))
+        if recorded is not None:
+            recorded()
+
+    def stops(self) -> list[TaskStopped]:
+        return [e for _, e in self.events if isinstance(e, TaskStopped)]
+
+
+@dataclass
+class Vendor:
+    """A CredentialVendor (compute/port.py) that records what it was asked."""
+
+    network: str | None
+    granted: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+
+    def grant(self, spec: TaskSpec, *, container: bool) -> dict[str, str]:
+        assert container
+        self.granted.append(spec.key)
+        return {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": f"/creds/{spec.attempt}"}
+
+    def release(self, key: str) -> None:
+        self.released.append(key)
+
+
+@dataclass
+class Launchers:
+    client: Any
+    root: Path
+    made: list[DockerLauncher] = field(default_factory=list)
+
+    def new(self, state_id: str, sink: Sink, **kwargs: Any) -> DockerLauncher:
+        kwargs.setdefault("grace_seconds", 1.0)  # sleep as PID 1 ignores SIGTERM: stops take the grace period
+        launcher = DockerLauncher(
+            self.client, state_id, self.root / state_id, FileLogStore(self.root / state_id / "logs"), sink, **kwargs
+        )
+        self.made.append(launcher)
+        return launcher
+
+
+@pytest.fixture
+def launchers(docker_engine: Any, tmp_path: Path) -> Iterator[Launchers]:
+    made = Launchers(docker_engine, tmp_path)
+    yield made
+    for launcher in made.made:
+        with contextlib.suppress(OSError):
+            launcher.shutdown(1.0)
+        for c in docker_engine.containers(all=True, filters={"label": f"batchplane.state-dir={launcher.state_id}"}):
+            docker_engine.remove_container(c["Id"], force=True)
+
+
+def spec(job_id: str, command: list[str], attempt: int = 1) -> TaskSpec:
+    env = {"AWS_BATCH_JOB_ID": job_id, "AWS_BATCH_JOB_ATTEMPT": str(attempt)}
+    return TaskSpec(
+        job_id, attempt, "task", command, env, f"jd/default/{job_id}", 0.25, 512, "ce", container={"image": TEST_IMAGE}
+    )
+
+
+def ours(client: Any, job_id: str) -> list[dict[str, Any]]:
+    return list(client.containers(all=True, filters={"label": f"{LABEL_JOB}={job_id}"}))
+
+
+def sid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def test_a_launch_is_idempotent_within_a_server_and_across_servers_of_one_state(launchers: Launchers) -> None:
+    state, job = sid(), f"job-{sid()}"
+    first_sink, second_sink = Sink(), Sink()
+    first = launchers.new(state, first_sink)
+    first.launch(spec(job, ["sleep", "30"]))
+    first.launch(spec(job, ["sleep", "30"]))
+    wait_until(lambda: len(first_sink.events) == 1, "the start")
+    # a second server of the same state launching the same attempt conflicts on the container's name
+    second = launchers.new(state, second_sink)
+    second.launch(spec(job, ["sleep", "30"]))
+    time.sleep(0.5)
+    assert len(ours(launchers.client, job)) == 1
+    assert second_sink.events == []
+    first.stop(job, 1, "done")
+    wait_until(lambda: len(first_sink.stops()) == 1, "the stop")
+
+
+def test_servers_of_two_states_never_touch_each_others_containers(launchers: Launchers) -> None:
+    job = f"job-{sid()}"
+    a_sink, b_sink = Sink(), Sink()
+    a, b = launchers.new(sid(), a_sink), launchers.new(sid(), b_sink)
+    a.launch(spec(job, ["sleep", "30"]))
+    wait_until(lambda: len(a_sink.events) == 1, "the start")
+    assert b.recover(job, 1) is False  # b never launched it: it is b's to launch, and it gets its own container
+    b.launch(spec(job, ["true"]))
+    wait_until(lambda: len(b_sink.stops()) == 1, "b's run")
+    assert b_sink.stops()[0].exit_code == 0
+    wait_until(lambda: len(ours(launchers.client, job)) == 1, "b's container removed")
+    assert [c["State"] for c in ours(launchers.client, job)] == ["running"]  # a's, untouched
+    a.stop(job, 1, "done")
+    wait_until(lambda: len(a_sink.stops()) == 1, "a's stop")
+
+
+def test_credentials_are_granted_joined_and_released(launchers: Launchers, docker_engine: Any) -> None:
+    network, job = f"batchplane-test-{sid()}", f"job-{sid()}"
+    docker_engine.create_network(network, labels={"batchplane.test": "1"})
+    try:
+        sink, vendor = Sink(), Vendor(network)
+        launcher = launchers.new(sid(), sink, credentials=vendor)
+        launcher.launch(spec(job, ["sh", "-c", "echo $AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; sleep 30"]))
+        wait_until(lambda: len(sink.events) == 1, "the start")
+        info = docker_engine.inspect_container(ours(docker_engine, job)[0]["Id"])
+        assert list(info["NetworkSettings"]["Networks"]) == [network]
+        assert vendor.granted == [f"{job}#1"] and vendor.released == []
+        launcher.stop(job, 1, "done")
+        wait_until(lambda: vendor.released == [f"{job}#1"], "the release once the end is recorded")
+        assert (
+            launcher.logs.read(f"jd/default/{job}", start_time=None, end_time=None, offset=0, limit=10, from_head=True)[
+                0
+            ][0].message
+            == "/creds/1"
+        )
+    finally:
+        for c in ours(docker_engine, job):
+            docker_engine.remove_container(c["Id"], force=True)
+        docker_engine.remove_network(network)
+
+
+def test_a_container_created_but_never_started_before_a_crash_is_started_by_recovery(launchers: Launchers) -> None:
+    state, job = sid(), f"job-{sid()}"
+    crashed = launchers.new(state, Sink())
+    s = spec(job, ["sh", "-c", "exit 4"])
+    # the crash: the container exists (with its name and labels), it was never started
+    from chalicelib.compute.docker import _Attempt
+
+    crashed._create(_Attempt(job, 1, s.log_stream, None, spec=s), s)
+    assert [c["State"] for c in ours(launchers.client, job)] == ["created"]
+    sink = Sink()
+    restarted = launchers.new(state, sink)
+    assert restarted.recover(job, 1) is True
+    wait_until(lambda: len(sink.stops()) == 1, "its run")
+    assert sink.stops()[0].exit_code == 4
+    wait_until(lambda: not ours(launchers.client, job), "its removal")
+
+
+def test_ended_containers_nothing_asks_about_are_reaped(launchers: Launchers) -> None:
+    state, job = sid(), f"job-{sid()}"
+    crashed = launchers.new(state, Sink())
+    s = spec(job, ["true"])
+    from chalicelib.compute.docker import _Attempt
+
+    a = _Attempt(job, 1, s.log_stream, None, spec=s)
+    crashed._create(a, s)
+    launchers.client.start(a.container)
+    launchers.client.wait(a.container)
+    restarted = launchers.new(state, Sink())
+    assert restarted.reap() == 1
+    assert ours(launchers.client, job) == []
