@@ -12,18 +12,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from chalicelib.api import jobs as _jobs  # noqa: F401 - registers the job operations
 from chalicelib.api import wire
 from chalicelib.api.errors import Response, error_response, ok
-from chalicelib.api.extension import table as _extensions
-from chalicelib.api.handlers import OPERATIONS, Handler
+from chalicelib.api.handlers import Handler
+from chalicelib.api.operations import EXTENSION_PATHS, EXTENSIONS, OPERATIONS
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.domain.errors import InvalidRequest
 
 TAGS_PREFIX = "/v1/tags/"
 _TAG_OPERATIONS = {"GET": "ListTagsForResource", "POST": "TagResource", "DELETE": "UntagResource"}
 _CREDENTIAL_REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
-EXTENSIONS, EXTENSION_PATHS = _extensions()  # batchplane's own operations (triggers, ...), with their own validation
 
 
 def region_of(headers: Mapping[str, str], default: str) -> str:

@@ -9,8 +9,8 @@ control/ code the local runtime runs, with the AWS adapters: DynamoDB (store), E
 | on_job_change | the table's stream (job records in a state that needs a reaction: `stream.filter_patterns`) |
   `on_stream`: publish (`BATCHPLANE_STATE_CHANGE_EVENTS`), dependents, parent, array children, wake if work waits |
 | dispatch | SQS FIFO "wake" queue, one message group | `on_dispatch`: scheduling cycles, one at a time |
-| on_ecs_task_event | EventBridge: ECS Task State Change, RUNNING and STOPPED | control.task_events.on_ecs_task_event |
-| on_ec2_event | EventBridge: EC2 Spot warning, instance terminated | control.task_events.on_ec2_event |
+| on_ecs_task_event | EventBridge: ECS Task State Change, RUNNING and STOPPED | runtime.task_events.on_ecs_task_event |
+| on_ec2_event | EventBridge: EC2 Spot warning, instance terminated | runtime.task_events.on_ec2_event |
 | sweep | schedule, every minute | control.sweep.sweep, then a wake (repairs lost wakes) |
 | reconcile_capacity | schedule, every minute | control.capacity.reconcile |
 | on_object_created | EventBridge: S3 Object Created | control.triggers.on_object_created |
@@ -39,6 +39,8 @@ from urllib.parse import parse_qs
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.compute import ecs_events
+from chalicelib.compute.capacity_aws import AsgCapacity
+from chalicelib.compute.capacity_port import CapacityGroups
 from chalicelib.compute.ecs import DEFAULT_LOG_GROUP, EcsLauncher
 from chalicelib.control.context import Clock, IdFactory, Services, Settings, SystemClock, UuidFactory
 from chalicelib.control.dispatch import Dispatcher
@@ -49,7 +51,8 @@ from chalicelib.domain.job_detail import job_detail
 from chalicelib.domain.jobs import RUNNABLE, Job
 from chalicelib.domain.model import ComputeEnvironment
 from chalicelib.events.eventbridge import Event, EventBridgeSink, EventsUnavailable
-from chalicelib.events.schedules import EventBridgeSchedules, LocalSchedules, SchedulePort
+from chalicelib.events.port import LocalSchedules, SchedulePort
+from chalicelib.events.schedules import EventBridgeSchedules
 from chalicelib.runtime import stream
 from chalicelib.store.port import Index, Item, ItemStore, Op, Put
 from chalicelib.store.repository import CE_PK, JQ_PK, SP_PK, Repository
@@ -467,15 +470,15 @@ class Controls:
     """What each entry point calls in control/. Injected, so tests can replace any of them."""
 
     on_ecs_task_event: EnvelopeHandler = field(
-        default_factory=lambda: _late("chalicelib.control.task_events", "on_ecs_task_event")
+        default_factory=lambda: _late("chalicelib.runtime.task_events", "on_ecs_task_event")
     )
     on_ec2_event: EnvelopeHandler = field(
-        default_factory=lambda: _late("chalicelib.control.task_events", "on_ec2_event")
+        default_factory=lambda: _late("chalicelib.runtime.task_events", "on_ec2_event")
     )
     sweep: Callable[[Services, Reactor, int, Any], object] = field(  # the last: a control.sweep.SweepPolicy
         default_factory=lambda: _late("chalicelib.control.sweep", "sweep")
     )
-    reconcile: Callable[[Services, Callable[[], Any]], object] = field(
+    reconcile: Callable[[Services, CapacityGroups], object] = field(
         default_factory=lambda: _late("chalicelib.control.capacity", "reconcile")
     )
     on_object_created: Callable[[Services, Reactor, str, str, str], list[str]] = field(
@@ -552,6 +555,7 @@ class AwsRuntime:
             release_capacity=self._release_capacity,
         )
         self.reactor = Reactor(self.services, self.launcher, self.services.defer)
+        self.capacity = AsgCapacity(self.clients.factory("autoscaling"))  # the CapacityGroups of reconcile_capacity
 
     def _schedules(self) -> SchedulePort:
         c = self.config
@@ -739,7 +743,7 @@ class AwsRuntime:
 
     @_invocation
     def on_capacity(self) -> None:
-        self.controls.reconcile(self.services, self.clients.factory("autoscaling"))
+        self.controls.reconcile(self.services, self.capacity)
 
     @_invocation
     def on_object_created(self, envelope: Mapping[str, Any]) -> list[str]:
