@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from chalicelib.domain import digits
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
 
@@ -40,7 +41,7 @@ class TaskSpec:
     def revision(self) -> int:
         """The job definition revision (from its ARN; 0 when unknown)."""
         _, _, revision = self.job_definition_arn.rpartition(":")
-        return int(revision) if revision.isdigit() else 0
+        return digits.parse(revision) or 0
 
 
 class CredentialVendor(Protocol):

@@ -14,7 +14,7 @@ from typing import Any
 from chalicelib.control import resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import arns, job_spec, lifecycle, validation
+from chalicelib.domain import arns, digits, job_spec, lifecycle, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
@@ -246,8 +246,9 @@ def _matcher(name: str, value: str) -> Any:
             return lambda job: job.job_definition_arn == value
         return lambda job: glob(job.job_definition_name, fold=False)
     if name in ("BEFORE_CREATED_AT", "AFTER_CREATED_AT"):
-        if not value.isdigit():
-            raise InvalidRequest(f"filters[0].values: {name} takes epoch milliseconds; got {value!r}")
-        t = int(value)
+        parsed = digits.parse(value)
+        if parsed is None:
+            raise InvalidRequest(f"filters[0].values: {name} takes epoch milliseconds; got {value[:40]!r}")
+        t = parsed
         return (lambda job: job.created_at < t) if name == "BEFORE_CREATED_AT" else (lambda job: job.created_at > t)
     return lambda job: job.share_identifier == value

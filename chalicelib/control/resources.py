@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.domain import arns, validation
+from chalicelib.domain import arns, digits, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.model import (
     CE_HEALTHY,
@@ -345,9 +345,10 @@ def parse_jd_ref(ref: str, field: str = "jobDefinition") -> tuple[str, int | Non
     name, sep, rev = value.partition(":")
     if not sep:
         return name, None
-    if not rev.isdigit() or int(rev) < 1:
-        raise InvalidRequest(f"{field}: revision must be a positive integer; got {rev!r}")
-    return name, int(rev)
+    revision = digits.parse(rev)
+    if revision is None or not 1 <= revision <= digits.INT32_MAX:  # the model's revision is an Integer
+        raise InvalidRequest(f"{field}: revision must be a positive integer; got {rev[:40]!r}")
+    return name, revision
 
 
 def resolve_job_definition(svc: Services, ref: str, field: str = "jobDefinition") -> JobDefinition:

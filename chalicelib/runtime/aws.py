@@ -181,12 +181,15 @@ def unknown_route_response(event: Mapping[str, Any]) -> dict[str, Any]:
     """The REST proxy response to a request no route of the app takes (path, or method on it): 404, as API Gateway
     answers a request it has no route for, with an error type botocore reads."""
     context: Mapping[str, Any] = event.get("requestContext") or {}
-    message = f"no such operation: {context.get('httpMethod') or event.get('httpMethod')} {event.get('path')}"
+    path = event.get("path") or context.get("path") or context.get("resourcePath")
+    message = f"no such operation: {context.get('httpMethod') or event.get('httpMethod')} {path}"
+    code = "UnknownOperationException"
+    request_id = str(context.get("requestId") or uuid.uuid4())
     return {
         "statusCode": 404,
-        "headers": {"Content-Type": "application/json", "x-amzn-ErrorType": "UnknownOperationException"},
+        "headers": {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": request_id},
         "multiValueHeaders": {},
-        "body": json.dumps({"message": message}),
+        "body": json.dumps({"__type": code, "message": message}),
     }
 
 
