@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -37,6 +38,8 @@ LOGS_PATH = "/"  # the CloudWatch Logs protocol's one path (app.py)
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _MAX_LINE = 65536  # http.server's own bound on the request line and each header line
 _MAX_TRAILERS = 100
+LINGER_S = 1.0
+LINGER_BYTES = 2 * MAX_BODY_BYTES
 
 
 class Refused(Exception):
@@ -66,6 +69,7 @@ class EdgeHandler(ChaliceRequestHandler):
     def __init__(self, request: Any, client_address: Any, server: Any, **kwargs: Any) -> None:
         self.timeout = getattr(server, "request_timeout", None)  # read by StreamRequestHandler.setup
         self._received_request = False
+        self._scratch = bytearray(65536)
         super().__init__(request, client_address, server, **kwargs)
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -180,6 +184,25 @@ class EdgeHandler(ChaliceRequestHandler):
         if refused.close:  # before the answer, so that it says Connection: close
             self.close_connection = True
         self._send_error_json(refused.status, str(refused), unknown_operation=refused.unknown_operation)
+        if refused.close:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Read (and drop) what the client is still sending before the connection closes: closing a socket with
+        unread input makes the kernel send a reset, which can destroy the answer before the client reads it (the
+        "lingering close" of RFC 9112 section 9.6). Bounded in bytes and time."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_S)
+            drained = 0
+            while drained < LINGER_BYTES:
+                received = self.connection.recv_into(self._scratch)
+                if not received:
+                    break
+                drained += received
+        except OSError:
+            pass  # the client is gone or quiet: nothing more to protect
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (request line, headers, version, method) as JSON; none of them a 5xx."""
