@@ -8,15 +8,8 @@ import json
 
 import pytest
 
-from tests.functional.test_aws_wiring import (  # noqa: F401 - harness is a fixture
-    Harness,
-    _queue,
-    function_url_event,
-    harness,
-    http_api_event,
-    serve,
-    serve_url,
-)
+from tests.functional.test_aws_wiring import _queue, function_url_event, http_api_event, serve, serve_url
+from tests.functional.test_aws_wiring import harness as aws_harness  # noqa: F401 - the fixture, by its other name
 
 NESTED = "[" * 1000 + "]" * 1000
 DEEP_TOKEN = base64.urlsafe_b64encode(b'{"c": ' + b"[" * 1000 + b"]" * 1000 + b"}").decode()
@@ -41,9 +34,9 @@ DEEP_TOKEN = base64.urlsafe_b64encode(b'{"c": ' + b"[" * 1000 + b"]" * 1000 + b"
     ],
 )
 def test_body_level_refusals_are_the_same_through_the_lambda_adapter(
-    harness: Harness, operation: str, body: str, fragment: str
+    request: pytest.FixtureRequest, operation: str, body: str, fragment: str
 ) -> None:
-    _queue(harness)
+    _queue(request.getfixturevalue("aws_harness"))
     for event, answer in (
         (http_api_event("POST", f"/v1/{operation}", "/v1/{operation}", body), serve),
         (function_url_event("POST", f"/v1/{operation}", body), lambda e: _status_body(serve_url(e))),
@@ -53,13 +46,15 @@ def test_body_level_refusals_are_the_same_through_the_lambda_adapter(
         assert parsed["__type"] == "ClientException" and fragment in parsed["message"], parsed
 
 
-def test_logs_refusals_are_the_logs_protocols_through_the_lambda_adapter(harness: Harness) -> None:
+@pytest.mark.usefixtures("aws_harness")
+def test_logs_refusals_are_the_logs_protocols_through_the_lambda_adapter() -> None:
     headers = {"content-type": "application/x-amz-json-1.1", "x-amz-target": "Logs_20140328.GetLogEvents"}
     status, parsed = serve(http_api_event("POST", "/", "/", NESTED, headers))
     assert status == 400 and parsed["__type"] == "SerializationException", parsed
 
 
-def test_an_unknown_route_is_answered_with_a_request_id(harness: Harness) -> None:
+@pytest.mark.usefixtures("aws_harness")
+def test_an_unknown_route_is_answered_with_a_request_id() -> None:
     response = serve_url(function_url_event("GET", "/v1/describejobqueues"))
     assert response["statusCode"] == 404
     assert response["headers"]["x-amzn-ErrorType"] == "UnknownOperationException"
