@@ -200,11 +200,43 @@ def _all_calls(world: World) -> list[tuple[str, str, str, str | None, st.SearchS
     return calls
 
 
+def _anchors(world: World, operation: str) -> dict[str, Any]:
+    """Top-level members set to values that exist (or are free to create), so that a drawn request often passes the
+    first checks and reaches the code behind them."""
+    return {
+        "jobQueue": world.queue,
+        "jobDefinition": world.jd,
+        "jobName": "fuzz-job",
+        "computeEnvironment": world.ce,
+        "computeEnvironmentName": "fuzz-ce-new",
+        "jobQueueName": "fuzz-q-new",
+        "jobDefinitionName": "fuzz-jd-new",
+        "name": "fuzz-sp-new",
+        "type": "container" if operation == "RegisterJobDefinition" else "MANAGED",
+        "computeResources": {"type": "FARGATE", "maxvCpus": 4, "subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]},
+        "jobId": world.job_id,
+        "logGroupName": LOG_GROUP,
+        "logStreamName": world.stream,
+        "containerProperties": {"image": "busybox", "command": ["true"]},
+    }
+
+
 @st.composite
 def calls(draw: st.DrawFn, world: World) -> Call:
     """A well-formed call of any operation (its body may still break the operation's own rules)."""
     name, method, uri, target, body_strategy = draw(st.sampled_from(_all_calls(world)))
     body = draw(body_strategy)
+    if draw(st.booleans()):
+        anchors = _anchors(world, name)
+        for key in [k for k in body if k in anchors]:
+            if isinstance(body[key], dict) and isinstance(anchors[key], dict):
+                body[key].update(copy.deepcopy(anchors[key]))
+            else:
+                body[key] = copy.deepcopy(anchors[key])
+        others = sorted(k for k in body if k not in anchors)
+        if others and draw(st.booleans()):  # and only a few other members: each is one more rule to break
+            kept = set(draw(st.lists(st.sampled_from(others), max_size=2)))
+            body = {k: v for k, v in body.items() if k in anchors or k in kept}
     path = uri
     if "{resourceArn}" in uri:  # the tag operations carry the ARN in the path, URL-encoded as botocore sends it
         arn = body.pop("resourceArn", "") or draw(st.sampled_from(world.pool()))
