@@ -169,7 +169,7 @@ def _send(fuzzed: Fuzzed, call: Call) -> None:
 
 
 def test_every_operation_with_mutated_bodies_over_http(fuzzed: Fuzzed) -> None:
-    @fuzz_settings(400)
+    @fuzz_settings(300)
     @given(st.data())
     def run(data: st.DataObject) -> None:
         call = data.draw(mutated(data.draw(calls(fuzzed.world))))
@@ -180,7 +180,7 @@ def test_every_operation_with_mutated_bodies_over_http(fuzzed: Fuzzed) -> None:
 
 
 def test_raw_http_mutations(fuzzed: Fuzzed) -> None:
-    @fuzz_settings(300)
+    @fuzz_settings(250)
     @given(raw_requests(fuzzed.world))
     def run(request: tuple[str, bytes]) -> None:
         method, data = request
@@ -197,7 +197,7 @@ def test_the_gateway_gives_the_same_answers_without_a_socket(fuzzed: Fuzzed) -> 
     """What the AWS runtime's Lambda runs for a request's body (app.py -> api/gateway or api/logs_api)."""
     svc = fuzzed.runtime.services
 
-    @fuzz_settings(200)
+    @fuzz_settings(150)
     @given(st.data())
     def run(data: st.DataObject) -> None:
         call = data.draw(mutated(data.draw(calls(fuzzed.world))))
