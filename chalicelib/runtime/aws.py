@@ -193,6 +193,36 @@ def unknown_route_response(event: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def typed_error(event: Mapping[str, Any], response: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An error answer Chalice made itself (415 for a content type no route takes, its 500 for an exception outside
+    the gateway), in the AWS form every other answer has: `{"__type", "message"}`, x-amzn-ErrorType and
+    x-amzn-RequestId, typed for the protocol the path speaks (docs/adr/0018-http-edge.md). Other answers unchanged."""
+    headers = {str(k).lower() for k in (response.get("headers") or {})}
+    if int(response.get("statusCode") or 200) < 400 or "x-amzn-errortype" in headers:
+        return response
+    from chalicelib.api.errors import edge_error_type
+
+    context: Mapping[str, Any] = event.get("requestContext") or {}
+    status = int(response["statusCode"])
+    code = edge_error_type(status, (event.get("path") or context.get("path") or context.get("resourcePath")) == "/")
+    try:
+        parsed = json.loads(response.get("body") or "{}")
+    except ValueError:
+        parsed = {}
+    message = parsed.get("Message") or parsed.get("message") if isinstance(parsed, dict) else None
+    return {
+        **response,
+        "headers": {
+            "Content-Type": "application/json",
+            "x-amzn-ErrorType": code,
+            "x-amzn-RequestId": str(context.get("requestId") or uuid.uuid4()),
+        },
+        "multiValueHeaders": {},
+        "body": json.dumps({"__type": code, "message": str(message or "The request was refused")}),
+        "isBase64Encoded": False,
+    }
+
+
 def api_response(event: Mapping[str, Any], response: Mapping[str, Any]) -> dict[str, Any]:
     """Chalice's REST proxy response in the shape the request's front end reads: unchanged for API Gateway's REST
     and 1.0 events; for a 2.0 event, `statusCode`, single-valued `headers` (a multi-valued header comma-joined, as

@@ -29,6 +29,7 @@ from typing import Any
 
 from chalice.local import ChaliceRequestHandler, LocalGatewayException
 
+from chalicelib.api.errors import edge_error_type
 from chalicelib.api.safe_json import MAX_BODY_BYTES
 from chalicelib.domain import digits
 
@@ -50,14 +51,6 @@ class Refused(Exception):
         self.status = status
         self.unknown_operation = unknown_operation
         self.close = close
-
-
-def error_type(status: int, logs: bool, unknown_operation: bool = False) -> str:
-    if unknown_operation:
-        return "UnknownOperationException"
-    if status >= 500:
-        return "ServiceUnavailableException" if logs else "ServerException"
-    return "SerializationException" if logs else "ClientException"
 
 
 class EdgeHandler(ChaliceRequestHandler):
@@ -216,7 +209,7 @@ class EdgeHandler(ChaliceRequestHandler):
     def _send_error_json(
         self, status: int, message: str, *, unknown_operation: bool = False, request_id: str | None = None
     ) -> None:
-        code = error_type(status, self._is_logs(), unknown_operation)
+        code = edge_error_type(status, self._is_logs(), unknown_operation)
         body = json.dumps({"__type": code, "message": message})
         headers = {"x-amzn-ErrorType": code, "x-amzn-RequestId": request_id or str(uuid.uuid4())}
         self._write(status, headers, body.encode(), self._content_type())

@@ -65,3 +65,15 @@ def test_an_unknown_route_is_answered_with_a_request_id() -> None:
 
 def _status_body(response: dict[str, object]) -> tuple[int, dict[str, str]]:
     return int(str(response["statusCode"])), json.loads(str(response["body"]))
+
+
+@pytest.mark.usefixtures("aws_harness")
+def test_chalices_own_refusals_are_typed_with_a_request_id() -> None:
+    # A content type no route takes: Chalice answers 415 {"Code", "Message"} itself, before the gateway
+    for path, error_type in (("/v1/describejobqueues", "ClientException"), ("/", "SerializationException")):
+        event = function_url_event("POST", path, "{}", {"content-type": "application/xml"})
+        response = serve_url(event)
+        assert response["statusCode"] == 415, response
+        assert response["headers"]["x-amzn-ErrorType"] == error_type and response["headers"]["x-amzn-RequestId"]
+        body = json.loads(response["body"])
+        assert body["__type"] == error_type and "application/xml" in body["message"], body
