@@ -61,7 +61,7 @@ class EdgeHandler(ChaliceRequestHandler):
 
     def __init__(self, request: Any, client_address: Any, server: Any, **kwargs: Any) -> None:
         self.timeout = getattr(server, "request_timeout", None)  # read by StreamRequestHandler.setup
-        self._received_request = False
+        self._received_request = self._answering = False
         self._scratch = bytearray(65536)
         super().__init__(request, client_address, server, **kwargs)
 
@@ -73,7 +73,7 @@ class EdgeHandler(ChaliceRequestHandler):
     def handle_one_request(self) -> None:
         """BaseHTTPRequestHandler's, except that a request cut short by the timeout is answered 408 (an idle
         keep-alive connection is closed quietly, as before) and every method is dispatched to `_generic_handle`."""
-        self._received_request = False
+        self._received_request = self._answering = False
         self.command = self.path = self.requestline = ""
         self.request_version = "HTTP/1.1"
         try:
@@ -91,7 +91,7 @@ class EdgeHandler(ChaliceRequestHandler):
             self._generic_handle()
             self.wfile.flush()
         except TimeoutError:
-            if self._received_request:
+            if self._received_request and not self._answering:  # not in the middle of an answer already
                 self._refuse(Refused(408, f"The request was not received within {self.timeout} seconds"))
             self.close_connection = True
 
@@ -234,6 +234,7 @@ class EdgeHandler(ChaliceRequestHandler):
         if self.request_version == "HTTP/0.9" or not self.request_version:
             self.request_version = "HTTP/1.0"  # an answer with a status line and headers, even to a garbled request
             self.close_connection = True
+        self._answering = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
