@@ -148,9 +148,9 @@ class EdgeHandler(ChaliceRequestHandler):
 
     def _generic_handle(self) -> None:
         try:
+            body = self._read_body()  # first, whatever the answer: an unread body would be read as the next request
             if self.command == "OPTIONS":  # Chalice would answer a CORS preflight; no route of the app has CORS
                 raise Refused(404, self._no_such_operation(), unknown_operation=True, close=False)
-            body = self._read_body()
             try:
                 response = self.local_gateway.handle_request(
                     method=self.command, path=self.path, headers=dict(self.headers), body=body

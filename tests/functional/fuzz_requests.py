@@ -342,8 +342,9 @@ def encode_body(body: Any) -> bytes:
 
 
 @st.composite
-def raw_requests(draw: st.DrawFn, world: World) -> tuple[str, bytes]:
-    """(method, the bytes of one request): a call's body in broken framing, or a broken request line or header."""
+def raw_requests(draw: st.DrawFn, world: World, keep_alive: bool = False) -> tuple[str, bytes]:
+    """(method, the bytes of one request): a call's body in broken framing, or a broken request line or header.
+    `keep_alive`: without `Connection: close`, so that another request can follow on the connection."""
     call = draw(mutated(draw(calls(world))))
     method = draw(st.sampled_from([call.method] * 4 + ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "FOO"]))
     path = draw(
@@ -379,7 +380,7 @@ def raw_requests(draw: st.DrawFn, world: World) -> tuple[str, bytes]:
             + ["application/json", "text/plain", "application/xml", "", "application/json; charset=utf-16"]
         )
     )
-    headers = [f"{method} {path} HTTP/1.1", "Host: batchplane", "Connection: close"]
+    headers = [f"{method} {path} HTTP/1.1", "Host: batchplane"] + ([] if keep_alive else ["Connection: close"])
     if content_type:
         headers.append(f"Content-Type: {content_type}")
     if call.target is not None or path == "/":

@@ -67,6 +67,40 @@ def exchange(endpoint: str, data: bytes, method: str = "POST", timeout: float = 
         return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
 
 
+class _Shared:
+    """A socket stand-in whose makefile() is one buffered reader, so several HTTPResponses read one stream in turn."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.fp = sock.makefile("rb")
+
+    def makefile(self, mode: str) -> Any:
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fp, name)
+
+    def close(self) -> None:
+        pass  # HTTPResponse closes its reader after a body; the next answer is read from the same one
+
+
+def exchange_many(endpoint: str, data: bytes, methods: list[str], timeout: float = SOCKET_TIMEOUT_S) -> list[Answer]:
+    """Send `data` (several requests) on one connection and read an answer per method, in order, until the server
+    closes the connection (an answer that says Connection: close ends the list)."""
+    answers: list[Answer] = []
+    with socket.create_connection(address(endpoint), timeout=timeout) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        shared = _Shared(sock)
+        for method in methods:
+            response = http.client.HTTPResponse(shared, method=method)  # type: ignore[arg-type]
+            response.begin()
+            body = response.read()
+            answers.append(Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body))
+            if response.will_close:
+                break
+    return answers
+
+
 def assert_aws_error(
     answer: Answer, status: int | None = None, error_type: str | None = None, *, head: bool = False
 ) -> str:

@@ -35,7 +35,7 @@ from chalicelib.api.logs_api import handle_logs
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
 from tests.functional.conftest import CLIENT_CONFIG
 from tests.functional.fuzz_requests import Call, World, calls, encode_body, mutated, raw_requests
-from tests.functional.raw_http import Answer, exchange
+from tests.functional.raw_http import Answer, exchange, exchange_many
 from tests.runtimes import stop_runtime
 
 EXAMPLES = int(os.environ.get("BATCHPLANE_FUZZ_EXAMPLES", "0"))
@@ -188,6 +188,26 @@ def test_raw_http_mutations(fuzzed: Fuzzed) -> None:
         answer = exchange(fuzzed.runtime.endpoint, data, method="HEAD" if method == "HEAD" else "POST")
         if check_answer(answer, head=method == "HEAD") >= 400:
             assert fuzzed.snapshot() == before, f"refused ({answer.status}) but wrote: {data[:300]!r}"
+
+    run()
+    fuzzed.alive()
+
+
+def test_a_keep_alive_connection_stays_in_step_after_any_request(fuzzed: Fuzzed) -> None:
+    """A request in any framing, then a plain one on the same connection: either the server closes the connection
+    after the first answer, or the second answer is the second request's (a body misread as a request would
+    desynchronise every later answer on the connection)."""
+    follow = _request("POST", "/v1/describejobqueues", b"{}", {"Content-Type": "application/json"})
+    follow = follow.replace(b"Connection: close\r\n", b"")
+
+    @fuzz_settings(150)
+    @given(raw_requests(fuzzed.world, keep_alive=True))
+    def run(request: tuple[str, bytes]) -> None:
+        method, data = request
+        answers = exchange_many(fuzzed.runtime.endpoint, data + follow, [method, "POST"])
+        check_answer(answers[0], head=method == "HEAD")
+        if len(answers) == 2:
+            assert answers[1].status == 200 and "jobQueues" in answers[1].json(), (data[:300], answers[1])
 
     run()
     fuzzed.alive()

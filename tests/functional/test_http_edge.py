@@ -19,7 +19,7 @@ from chalicelib.compute.logs_port import LOG_GROUP, LogStore
 from chalicelib.runtime.local import LocalRuntime
 from chalicelib.runtime.server import ApiServer
 from tests.functional.builders import BatchClient, container, make_fargate_ce, make_jd, make_queue, nothing_written
-from tests.functional.raw_http import Answer, assert_aws_error, exchange, request
+from tests.functional.raw_http import Answer, assert_aws_error, exchange, exchange_many, request
 
 LOGS_TARGET = "Logs_20140328."
 LOGS_TYPE = "application/x-amz-json-1.1"
@@ -291,3 +291,12 @@ def test_the_server_still_answers_after_every_refusal(endpoint: str, batch: Batc
         with contextlib.suppress(TimeoutError):  # b"[" * 10 is half a request line: the server waits for the rest
             exchange(endpoint, data, timeout=2)
     assert batch.describe_job_queues()["jobQueues"] == []
+
+
+def test_a_refused_request_with_a_body_does_not_desynchronise_a_keep_alive_connection(endpoint: str) -> None:
+    # Found by the fuzzer: OPTIONS was refused before its body was read, and the body was read as the next request
+    first = b"OPTIONS /v1/describejobqueues HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\n\r\n{}"
+    second = b"POST /v1/describejobqueues HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    answers = exchange_many(endpoint, first + second, ["OPTIONS", "POST"])
+    assert_aws_error(answers[0], 404, "UnknownOperationException")
+    assert len(answers) == 2 and answers[1].status == 200 and answers[1].json()["jobQueues"] == [], answers
