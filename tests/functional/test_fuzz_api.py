@@ -7,7 +7,9 @@ as raw HTTP to a real server (a LocalRuntime on 127.0.0.1:0), and the body-level
 - it carries x-amzn-RequestId; an error carries x-amzn-ErrorType and a JSON body {"__type", "message"} of that type;
 - a refused request wrote nothing (the store's items before and after are the same, apart from what the engine
   changes in the background: job states, array children, usage);
-and afterwards the server still answers, and nothing was logged as an unhandled error, in the API or the engine.
+a keep-alive connection stays in step (a request in any framing, then a plain one: the second answer is the second
+request's); and afterwards the server still answers, and nothing was logged as an unhandled error, in the API or the
+engine.
 
 Seeded (derandomize) and bounded for `make test`; BATCHPLANE_FUZZ_EXAMPLES=5000 BATCHPLANE_FUZZ_SEED=<n> runs it
 longer with another seed.
