@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from chalicelib.domain import digits
 from chalicelib.domain.jobs import ESSENTIAL_EXITED, TIMEOUT_REASON
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
@@ -91,9 +92,10 @@ def parse_group(group: object) -> tuple[str, int] | None:
     if not isinstance(group, str) or not group.startswith(GROUP_PREFIX):
         return None
     job_id, sep, attempt = group[len(GROUP_PREFIX) :].rpartition(":")
-    if not sep or not job_id or not attempt.isdigit() or int(attempt) < 1:
+    number = digits.parse(attempt)
+    if not sep or not job_id or number is None or number < 1:
         return None
-    return job_id, int(attempt)
+    return job_id, number
 
 
 def log_stream_name(job_definition_name: str, task_arn: str) -> str:

@@ -184,12 +184,45 @@ def unknown_route_response(event: Mapping[str, Any]) -> dict[str, Any]:
     """The REST proxy response to a request no route of the app takes (path, or method on it): 404, as API Gateway
     answers a request it has no route for, with an error type botocore reads."""
     context: Mapping[str, Any] = event.get("requestContext") or {}
-    message = f"no such operation: {context.get('httpMethod') or event.get('httpMethod')} {event.get('path')}"
+    path = event.get("path") or context.get("path") or context.get("resourcePath")
+    message = f"no such operation: {context.get('httpMethod') or event.get('httpMethod')} {path}"
+    code = "UnknownOperationException"
+    request_id = str(context.get("requestId") or uuid.uuid4())
     return {
         "statusCode": 404,
-        "headers": {"Content-Type": "application/json", "x-amzn-ErrorType": "UnknownOperationException"},
+        "headers": {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": request_id},
         "multiValueHeaders": {},
-        "body": json.dumps({"message": message}),
+        "body": json.dumps({"__type": code, "message": message}),
+    }
+
+
+def typed_error(event: Mapping[str, Any], response: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An error answer Chalice made itself (415 for a content type no route takes, its 500 for an exception outside
+    the gateway), in the AWS form every other answer has: `{"__type", "message"}`, x-amzn-ErrorType and
+    x-amzn-RequestId, typed for the protocol the path speaks (docs/adr/0018-http-edge.md). Other answers unchanged."""
+    headers = {str(k).lower() for k in (response.get("headers") or {})}
+    if int(response.get("statusCode") or 200) < 400 or "x-amzn-errortype" in headers:
+        return response
+    from chalicelib.api.errors import edge_error_type
+
+    context: Mapping[str, Any] = event.get("requestContext") or {}
+    status = int(response["statusCode"])
+    code = edge_error_type(status, (event.get("path") or context.get("path") or context.get("resourcePath")) == "/")
+    try:
+        parsed = json.loads(response.get("body") or "{}")
+    except ValueError:
+        parsed = {}
+    message = parsed.get("Message") or parsed.get("message") if isinstance(parsed, dict) else None
+    return {
+        **response,
+        "headers": {
+            "Content-Type": "application/json",
+            "x-amzn-ErrorType": code,
+            "x-amzn-RequestId": str(context.get("requestId") or uuid.uuid4()),
+        },
+        "multiValueHeaders": {},
+        "body": json.dumps({"__type": code, "message": str(message or "The request was refused")}),
+        "isBase64Encoded": False,
     }
 
 

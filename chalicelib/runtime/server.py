@@ -1,5 +1,7 @@
 """The local HTTP front end: Chalice's own local gateway on a threaded server tuned for keep-alive clients.
 
+The request handler is runtime/http_edge.py: Chalice's, with strict framing and AWS-style answers to everything.
+
 Why not `chalice local`: it cannot be embedded with our wiring, and its handler leaves Nagle's algorithm on, which
 costs ~44 ms per keep-alive request from boto3 (headers and body go out in separate sends; see
 shared/notes/stack-findings.md). We reuse Chalice's LocalGateway, so routing and event shapes are Chalice's.
@@ -10,24 +12,25 @@ one of its keys; the gateway is wrapped per connection, so a refused request is 
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from http.server import ThreadingHTTPServer
 from typing import Any, cast
 
 from chalice.app import Chalice
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, CustomLocalChalice, ForbiddenError, LocalChalice
+from chalice.local import CustomLocalChalice, LocalChalice
 
 from chalicelib import console_web
 from chalicelib.runtime.auth import Gate
+from chalicelib.runtime.http_edge import EdgeHandler
+
+log = logging.getLogger("batchplane.http")
+REQUEST_TIMEOUT_S = 60.0  # a read that stalls this long is answered 408; idle keep-alive connections close too
 
 
-class _Handler(ChaliceRequestHandler):
-    disable_nagle_algorithm = True  # TCP_NODELAY: see the module docstring
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # one line per request is noise; errors are logged by the API layer
-
+class _Handler(EdgeHandler):
     def _generic_handle(self) -> None:
         """GET/HEAD of /console/...: the web console's files (chalicelib/console_web), unsigned even with --auth;
         everything else goes to the API."""
@@ -54,9 +57,9 @@ class _GuardedGateway:
 
     def handle_request(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> Any:
         verdict = self._gate.check(method, path, headers, body, self._client)
-        if isinstance(verdict, tuple):
-            _, refusal_headers, payload = verdict  # always 403, Chalice's ForbiddenError
-            raise ForbiddenError(refusal_headers, payload)
+        if isinstance(verdict, tuple):  # a typed 403 (x-amzn-ErrorType set): EdgeHandler sends it as it is
+            status, refusal_headers, payload = verdict
+            return {"statusCode": status, "headers": refusal_headers, "body": payload, "isBase64Encoded": False}
         return self._inner.handle_request(method=method, path=path, headers=headers, body=body)
 
 
@@ -64,6 +67,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     gate: Gate | None = None
+    request_timeout: float | None = REQUEST_TIMEOUT_S  # read by EdgeHandler
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is not an error of ours; anything else is logged, not printed."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        log.error("error serving %s", client_address, exc_info=exc)
 
 
 def _make_local(app: Chalice) -> None:
@@ -74,7 +85,14 @@ def _make_local(app: Chalice) -> None:
 
 
 class ApiServer:
-    def __init__(self, app: Chalice, host: str, port: int, gate: Gate | None = None) -> None:
+    def __init__(
+        self,
+        app: Chalice,
+        host: str,
+        port: int,
+        gate: Gate | None = None,
+        request_timeout: float | None = REQUEST_TIMEOUT_S,
+    ) -> None:
         _make_local(app)
         config = Config(chalice_stage="local", function_name="api_handler")
 
@@ -83,6 +101,7 @@ class ApiServer:
 
         self._server = _Server((host, port), handler)
         self._server.gate = gate
+        self._server.request_timeout = request_timeout
         self._thread: threading.Thread | None = None
 
     @property
