@@ -28,6 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check chalicelib app.py tests bench demo
 	$(BIN)/ruff format --check chalicelib app.py tests bench demo
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: lint
 	$(BIN)/python -m pytest

@@ -28,7 +28,7 @@ class BatchplaneApp(Chalice):
             # Answered here: Chalice would look the path up in its route table, a defaultdict, and so add an entry
             # for every distinct unknown path a warm Lambda is sent (a function URL passes every path and method on).
             return aws.api_response(event, aws.unknown_route_response(rest))
-        return aws.api_response(event, super().__call__(rest, context))
+        return aws.api_response(event, aws.typed_error(rest, super().__call__(rest, context)))
 
 
 app = BatchplaneApp(app_name="batchplane")

@@ -167,6 +167,7 @@ def set_up_docker(client: Any) -> tuple[str, str]:
             "image": IMAGE,
             "command": ["true"],
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": str(MEMORY_MIB)}],
+            "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",  # required on FARGATE
         },
     )
     return str(q["jobQueueArn"]), str(jd["jobDefinitionArn"])

@@ -448,8 +448,8 @@ def scale(ctx: Context) -> dict[str, Any]:
 
 def aws_cost(_: Context | None = None) -> dict[str, Any]:
     """AWS calls and list-price cost per job on the serverless runtime, played on moto by the e2e test's harness
-    (tests/functional/serverless_harness.py; imported here so that moto and Chalice load only for this workload)."""
-    from tests.functional.serverless_harness import LAMBDA_ASSUMED_MS, LAMBDA_MEMORY_MB, PRICES, measure_aws_cost
+    (bench/aws_harness.py, shared with the tests; imported here: moto and Chalice load only for this workload)."""
+    from bench.aws_harness import LAMBDA_ASSUMED_MS, LAMBDA_MEMORY_MB, PRICES, measure_aws_cost
 
     kinds = measure_aws_cost(array_size=10, loaded=20)
     figures: dict[str, Any] = {}

@@ -25,6 +25,16 @@ def error_response(exc: BaseException, request_id: str) -> Response:
     return _error(500, "ServerException", f"Internal error; request id {request_id}", request_id)
 
 
+def edge_error_type(status: int, logs: bool, unknown_operation: bool = False) -> str:
+    """The error type of an answer made at the HTTP edge (framing, routing, media type; ADR 0018), by protocol: the
+    Batch REST-JSON paths, or the CloudWatch Logs JSON 1.1 path `/`."""
+    if unknown_operation:
+        return "UnknownOperationException"
+    if status >= 500:
+        return "ServiceUnavailableException" if logs else "ServerException"
+    return "SerializationException" if logs else "ClientException"
+
+
 def _error(status: int, code: str, message: str, request_id: str) -> Response:
     headers = {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": request_id}
     return status, headers, json.dumps({"__type": code, "message": message})

@@ -2,12 +2,13 @@
 
 The Batch operations are resolved from botocore's model and validated against it (api/wire.py); these are not in
 that model, so each brings its own validation. Errors are the Batch ones (api/errors.py): a bad request is a 400
-ClientException naming the field. `EXTENSIONS` is the table the gateway consults when a path is not a Batch one.
+ClientException naming the field. Their table is `api/operations.EXTENSIONS`, which the gateway consults when a
+path is not a Batch one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +22,3 @@ class Extension:
     path: str  # the request URI (POST)
     validate: Validator
     handler: Handler
-
-
-def table() -> tuple[Mapping[str, Extension], Mapping[tuple[str, str], str]]:
-    """(operation name -> extension, (method, path) -> operation name)."""
-    from chalicelib.api.graph import GRAPH_OPERATIONS
-    from chalicelib.api.triggers import TRIGGER_OPERATIONS
-
-    extensions = {**TRIGGER_OPERATIONS, **GRAPH_OPERATIONS}
-    return extensions, {("POST", ext.path): name for name, ext in extensions.items()}

@@ -5,25 +5,22 @@ Chalice (app.py) and the local server both call `handle`; so does any test that 
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from chalicelib.api import jobs as _jobs  # noqa: F401 - registers the job operations
-from chalicelib.api import wire
+from chalicelib.api import safe_json, wire
 from chalicelib.api.errors import Response, error_response, ok
-from chalicelib.api.extension import table as _extensions
-from chalicelib.api.handlers import OPERATIONS, Handler
+from chalicelib.api.handlers import Handler
+from chalicelib.api.operations import EXTENSION_PATHS, EXTENSIONS, OPERATIONS
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.domain.errors import InvalidRequest
 
 TAGS_PREFIX = "/v1/tags/"
 _TAG_OPERATIONS = {"GET": "ListTagsForResource", "POST": "TagResource", "DELETE": "UntagResource"}
 _CREDENTIAL_REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
-EXTENSIONS, EXTENSION_PATHS = _extensions()  # batchplane's own operations (triggers, ...), with their own validation
 
 
 def region_of(headers: Mapping[str, str], default: str) -> str:
@@ -63,6 +60,9 @@ def handle(
         payload = _parse_body(body)
         if operation == "UntagResource":
             payload["tagKeys"] = list((query or {}).get("tagKeys", []))
+        problem = safe_json.check(uri_members)  # the body was checked as it was parsed; the path and query here
+        if problem is not None:
+            raise InvalidRequest(problem)
         payload.update(uri_members)
         extension = EXTENSIONS.get(operation)
         handler: Handler | None
@@ -84,13 +84,14 @@ def _parse_body(body: bytes | str | None) -> dict[str, Any]:
 
 
 def json_object(body: bytes | str | None, error: Callable[[str], Exception]) -> dict[str, Any]:
-    """A request body as a JSON object ({} when empty); anything else raises `error(message)`."""
+    """A request body as a JSON object ({} when empty); anything else raises `error(message)`: too large, too deep,
+    not JSON, or holding text that is not valid Unicode (api/safe_json.py)."""
     if not body:
         return {}
     try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise error("The request body is not valid JSON") from None
+        parsed = safe_json.loads(body)
+    except safe_json.JsonRejected as exc:
+        raise error(str(exc)) from None
     if not isinstance(parsed, dict):
         raise error("The request body must be a JSON object")
     return parsed

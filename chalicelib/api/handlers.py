@@ -1,7 +1,7 @@
 """One function per Batch operation: validated request -> use case -> wire response.
 
-`OPERATIONS` maps the operation name to its handler; `api/gateway.py` routes to it. Job operations register
-themselves from `api/jobs.py`.
+`OPERATIONS` maps the operation name to its handler: the resource operations here; `api/operations.py` joins it with
+the job operations' table (`api/jobs.py`) into the one `api/gateway.py` routes to.
 """
 
 from __future__ import annotations
@@ -16,15 +16,23 @@ from chalicelib.control.react import Reactor
 from chalicelib.domain.errors import InvalidRequest
 
 Handler = Callable[[Services, RequestContext, dict[str, Any]], dict[str, Any]]
+
+
+def table(operations: dict[str, Handler]) -> Callable[[str], Callable[[Handler], Handler]]:
+    """The `@operation(name)` decorator of a module's own table of operations."""
+
+    def operation(name: str) -> Callable[[Handler], Handler]:
+        def add(fn: Handler) -> Handler:
+            operations[name] = fn
+            return fn
+
+        return add
+
+    return operation
+
+
 OPERATIONS: dict[str, Handler] = {}
-
-
-def operation(name: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        OPERATIONS[name] = fn
-        return fn
-
-    return register
+operation = table(OPERATIONS)
 
 
 def _refs(req: dict[str, Any], key: str, limit: int = 100) -> list[str] | None:

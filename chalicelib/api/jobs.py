@@ -7,14 +7,15 @@ import json
 from typing import Any
 
 from chalicelib.api import pagination
-from chalicelib.api.handlers import operation
-from chalicelib.control import jobs, tags
+from chalicelib.api.handlers import Handler, table
+from chalicelib.control import jobs
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import arns
-from chalicelib.domain.errors import InvalidRequest, NotFound
+from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.job_detail import job_detail, job_summary
-from chalicelib.domain.jobs import Job
+
+OPERATIONS: dict[str, Handler] = {}  # joined with the other operations in api/operations.py
+operation = table(OPERATIONS)
 
 
 def _reactor(svc: Services) -> Reactor:
@@ -90,16 +91,3 @@ def cancel_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict
 def terminate_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
     done = jobs.cancel_many(svc, _reactor(svc), req["jobs"], req["reason"], terminate=True)
     return {"successful": done, "errors": []}
-
-
-def _load_job(svc: Services, arn: str) -> Job:
-    job_id = arns.parse(arn).resource
-    job = svc.jobs.get(job_id)
-    if job is None:
-        raise NotFound(f"resourceArn: job {job_id} does not exist")
-    if job.is_array_child:
-        raise InvalidRequest("resourceArn: array child jobs cannot be tagged; tag the parent job")
-    return job
-
-
-tags.register_kind("job", _load_job, lambda svc, job: svc.jobs.save(job))

@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from chalicelib.api import safe_json
 from chalicelib.api.errors import Response
 from chalicelib.api.gateway import json_object, region_of
 from chalicelib.compute.logs_port import LOG_GROUP, LogEvent, LogStore
 from chalicelib.control.context import Services
+from chalicelib.domain import digits
 
 log = logging.getLogger("batchplane.api.logs")
 
@@ -158,8 +160,8 @@ def _decode_token(token: str | None) -> dict[str, Any] | None:
     if token is None:
         return None
     try:
-        value = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, binascii.Error):
+        value = safe_json.loads(base64.urlsafe_b64decode(token.encode()), "nextToken")
+    except (ValueError, binascii.Error):  # safe_json.JsonRejected is a ValueError
         raise _invalid("The specified nextToken is invalid") from None
     if not isinstance(value, dict):
         raise _invalid("The specified nextToken is invalid")
@@ -182,10 +184,11 @@ def get_log_events(store: LogStore, req: dict[str, Any], scope: _Scope) -> dict[
         forward = _bool(req, "startFromHead")
         offset = 0 if forward else -1
     else:
-        direction, _, digits = token.partition("/")
-        if direction not in ("f", "b") or not digits.isdigit():
+        direction, _, text = token.partition("/")
+        parsed = digits.parse(text)
+        if direction not in ("f", "b") or parsed is None:
             raise _invalid("The specified nextToken is invalid")
-        forward, offset = direction == "f", int(digits)
+        forward, offset = direction == "f", parsed
     try:
         events, ahead, behind = store.read(
             stream, start_time=start, end_time=end, offset=offset, limit=limit, from_head=forward

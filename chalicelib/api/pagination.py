@@ -7,6 +7,7 @@ import binascii
 import json
 from typing import Any
 
+from chalicelib.api import safe_json
 from chalicelib.domain.errors import InvalidRequest
 
 
@@ -24,8 +25,10 @@ def decode(token: str | None, kind: type = str) -> Any:
     if not token:
         return None
     try:
-        cursor = json.loads(base64.urlsafe_b64decode(token.encode()))["c"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        # safe_json: a token is client input like any other (depth, encodable text); token.encode() cannot fail, the
+        # request's strings were checked as the body was parsed.
+        cursor = safe_json.loads(base64.urlsafe_b64decode(token.encode()), "nextToken")["c"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
         cursor = None
     if not isinstance(cursor, kind):
         # A token we did not issue could carry any JSON; only the expected type may reach the store.

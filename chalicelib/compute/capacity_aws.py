@@ -1,4 +1,5 @@
-"""The Auto Scaling adapter of capacity (ADR 0004): one Auto Scaling group per managed EC2/SPOT compute environment.
+"""The Auto Scaling adapter of the CapacityGroups port (compute/capacity_port.py, ADR 0004): one Auto Scaling group
+per managed EC2/SPOT compute environment.
 
 Conventions shared with infra/ (which creates the groups):
 - the group is named like the CE's ECS capacity provider, `batchplane-<ce>` (`ecs.capacity_provider_name`);
@@ -18,12 +19,12 @@ UpdateComputeEnvironment; one call keeps all three consistent. It is skipped whe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.aws_clients import ClientFactory, LazyClient, translate
+from chalicelib.compute.capacity_port import GroupSize
 from chalicelib.compute.ecs import capacity_provider_name
 from chalicelib.domain.errors import BatchplaneError, NotFound
 from chalicelib.domain.model import ComputeEnvironment
@@ -34,13 +35,6 @@ DESCRIBE_PAGE = 100  # DescribeAutoScalingGroups takes at most 100 names per cal
 def group_name(compute_environment: str) -> str:
     """The Auto Scaling group of a managed EC2/SPOT compute environment."""
     return capacity_provider_name(compute_environment)
-
-
-@dataclass(frozen=True)
-class GroupSize:
-    min_size: int
-    max_size: int
-    desired: int
 
 
 def _translate(e: ClientError | BotoCoreError, action: str) -> BatchplaneError:
@@ -59,6 +53,9 @@ class AsgCapacity:
     @property
     def client(self) -> Any:
         return self._client.get()
+
+    def group_name(self, compute_environment: str) -> str:
+        return group_name(compute_environment)
 
     def describe(self, compute_environments: Sequence[str]) -> dict[str, GroupSize]:
         """The current size of each CE's group; CEs without a group are left out."""

@@ -37,12 +37,12 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from chalicelib.compute import docker_config, docker_engine
-from chalicelib.compute.ecs_events import TASK_FAILED_TO_START, host_terminated_reason
 from chalicelib.compute.local import DOCKER_JOURNAL, LocalLauncher
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskSpec
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+from chalicelib.domain.reasons import TASK_FAILED_TO_START, host_terminated_reason
 
 log = logging.getLogger("batchplane.docker")
 

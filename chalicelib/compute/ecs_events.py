@@ -42,8 +42,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from chalicelib.domain import digits
 from chalicelib.domain.jobs import ESSENTIAL_EXITED, TIMEOUT_REASON
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+
+# Batch's reason texts live in the domain (control/ and runtime/ use them too); re-exported here for the ECS code.
+from chalicelib.domain.reasons import FARGATE_SPOT_INTERRUPTED as FARGATE_SPOT_INTERRUPTED
+from chalicelib.domain.reasons import TASK_FAILED_TO_START as TASK_FAILED_TO_START
+from chalicelib.domain.reasons import host_terminated_reason as host_terminated_reason
 
 TASK_STATE_CHANGE = "ECS Task State Change"
 SPOT_INTERRUPTION_WARNING = "EC2 Spot Instance Interruption Warning"
@@ -53,8 +59,6 @@ CONTAINER_NAME = "default"  # the one container of a batchplane task definition 
 GROUP_PREFIX = "batchplane:"
 MAX_GROUP = 255
 
-FARGATE_SPOT_INTERRUPTED = "Your Spot Task was interrupted."
-TASK_FAILED_TO_START = "Task failed to start"
 SPOT_STOP_CODES = ("TerminationNotice", "SpotInterruption")
 
 _STARTED = frozenset({"RUNNING"})
@@ -88,20 +92,16 @@ def parse_group(group: object) -> tuple[str, int] | None:
     if not isinstance(group, str) or not group.startswith(GROUP_PREFIX):
         return None
     job_id, sep, attempt = group[len(GROUP_PREFIX) :].rpartition(":")
-    if not sep or not job_id or not attempt.isdigit() or int(attempt) < 1:
+    number = digits.parse(attempt)
+    if not sep or not job_id or number is None or number < 1:
         return None
-    return job_id, int(attempt)
+    return job_id, number
 
 
 def log_stream_name(job_definition_name: str, task_arn: str) -> str:
     """The awslogs stream of a task: `<prefix>/<container>/<ECS task id>`, the prefix being the job definition name
     (the same form as AWS Batch's `logStreamName`)."""
     return f"{job_definition_name[:200]}/{CONTAINER_NAME}/{task_arn.rsplit('/', 1)[-1]}"
-
-
-def host_terminated_reason(instance_id: str) -> str:
-    """The statusReason of a job whose EC2 host went away (spec §4.7)."""
-    return f"Host EC2 (instance {instance_id}) terminated."
 
 
 # -- ECS task state change ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from chalicelib.domain import digits
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
 # The ECS cluster name of batchplane's local compute, in the task and container-instance ARNs it reports.
@@ -81,7 +82,7 @@ class TaskSpec:
     def revision(self) -> int:
         """The job definition revision (from its ARN; 0 when unknown)."""
         _, _, revision = self.job_definition_arn.rpartition(":")
-        return int(revision) if revision.isdigit() else 0
+        return digits.parse(revision) or 0
 
 
 class CredentialVendor(Protocol):

@@ -12,10 +12,10 @@ turns one CE's running vCPUs and allotted demand into its desiredvCpus:
 FARGATE / FARGATE_SPOT CEs take part in `allot` (demand they can take does not ask for instances) but get no decision:
 their maxvCpus caps running vCPUs in the dispatcher, and there are no instances. Unmanaged CEs are the user's.
 
-`reconcile(svc, autoscaling_client_factory)` reads the store, decides, sets each CE's Auto Scaling group
-(compute/capacity_aws.py), then records desiredvCpus and idle_since on the CE with one conditional write (a lost race
-re-reads and re-decides). Run it periodically (a scheduled Lambda) and it is idempotent: an unchanged decision
-writes nothing.
+`reconcile(svc, groups)` reads the store, decides, sets each CE's group through the CapacityGroups port
+(compute/capacity_port.py; on AWS the Auto Scaling adapter, compute/capacity_aws.py, injected by runtime/aws.py),
+then records desiredvCpus and idle_since on the CE with one conditional write (a lost race re-reads and re-decides).
+Run it periodically (a scheduled Lambda) and it is idempotent: an unchanged decision writes nothing.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from chalicelib.compute.capacity_port import CapacityGroups
 from chalicelib.control.context import Services
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, RUNNABLE
@@ -154,11 +154,8 @@ def managed_ec2(ce: ComputeEnvironment) -> bool:
     return ce.ce_type == "MANAGED" and ce.resource_type in EC2_TYPES
 
 
-def reconcile(svc: Services, autoscaling_client_factory: Callable[[], Any]) -> list[CapacityChange]:
+def reconcile(svc: Services, groups: CapacityGroups) -> list[CapacityChange]:
     """Decide and apply the desired vCPUs of every managed EC2/SPOT compute environment."""
-    from chalicelib.compute.capacity_aws import AsgCapacity  # the adapter, built lazily (no client at import)
-
-    groups = AsgCapacity(autoscaling_client_factory)
     ces = {ce.name: ce for ce in svc.repo.list_ces(None, 1000)}
     # A CE being deleted is left alone: its deletion releases its group (control/deletion.py), which a reconcile
     # must not size up again, nor make the CE VALID again (`_health`).
@@ -175,7 +172,7 @@ def reconcile(svc: Services, autoscaling_client_factory: Callable[[], Any]) -> l
     changes = []
     for ce in targets:
         decision = decisions[ce.name]
-        _health(svc, ce, has_group=ce.name in current)
+        _health(svc, ce, groups.group_name(ce.name), has_group=ce.name in current)
         try:
             group = groups.apply(ce, decision.desired_vcpus, current.get(ce.name))
             _record(svc, ce.name, decision, now)
@@ -227,20 +224,18 @@ def _runnable_vcpus(svc: Services, queue: str, room: float) -> tuple[float, ...]
     return tuple(found)
 
 
-def no_group_reason(ce: str) -> str:
-    from chalicelib.compute.capacity_aws import group_name
-
+def no_group_reason(ce: str, group: str) -> str:
     return (
-        f"CLIENT_ERROR - no Auto Scaling group {group_name(ce)} provides this compute environment's instances; "
+        f"CLIENT_ERROR - no Auto Scaling group {group} provides this compute environment's instances; "
         f"deploy the stack with Ec2ComputeEnvironment={ce} (README, Deploy to AWS)"
     )
 
 
-def _health(svc: Services, ce: ComputeEnvironment, *, has_group: bool) -> None:
+def _health(svc: Services, ce: ComputeEnvironment, group: str, *, has_group: bool) -> None:
     """A managed EC2/SPOT CE without its Auto Scaling group can run nothing: INVALID, saying why (its jobs then wait
     with a reason instead of failing at RunTask), and VALID again once the group exists. A CE made INVALID for
     another reason is left alone."""
-    reason = no_group_reason(ce.name)
+    reason = no_group_reason(ce.name, group)
     if has_group == (ce.status == VALID) or (has_group and ce.status_reason != reason):
         return
     status, status_reason = (VALID, CE_HEALTHY) if has_group else (INVALID, reason)

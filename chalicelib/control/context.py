@@ -14,8 +14,7 @@ from chalicelib.domain.host_access import HostAccess
 from chalicelib.domain.lifecycle import Effect
 from chalicelib.domain.model import ComputeEnvironment
 from chalicelib.domain.validation import Limits
-from chalicelib.events.port import EventSink, NullSink
-from chalicelib.events.schedules import LocalSchedules, SchedulePort
+from chalicelib.events.port import EventSink, LocalSchedules, NullSink, SchedulePort
 from chalicelib.store.jobs import JobRepository
 from chalicelib.store.repository import Repository
 

@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.compute.ecs_events import host_terminated_reason
 from chalicelib.control import resources
 from chalicelib.control.capacity import managed_ec2
 from chalicelib.control.context import Services
@@ -44,6 +43,7 @@ from chalicelib.domain import lifecycle
 from chalicelib.domain.errors import Conflict, InvalidRequest
 from chalicelib.domain.jobs import ACTIVE, PENDING, RUNNABLE, SUBMITTED, Job
 from chalicelib.domain.model import DELETING, ComputeEnvironment
+from chalicelib.domain.reasons import host_terminated_reason
 
 log = logging.getLogger("batchplane.deletion")
 

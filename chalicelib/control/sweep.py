@@ -32,12 +32,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chalicelib.compute.ecs_events import TASK_FAILED_TO_START, host_terminated_reason
 from chalicelib.control import deletion
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import ACTIVE, FAILED, PENDING, RUNNING, STARTING, SUCCEEDED, TIMEOUT_REASON, Job
+from chalicelib.domain.reasons import TASK_FAILED_TO_START, host_terminated_reason
 
 log = logging.getLogger("batchplane.sweep")
 

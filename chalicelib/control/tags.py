@@ -10,6 +10,7 @@ from chalicelib.control import resources
 from chalicelib.control.context import Services
 from chalicelib.domain import arns, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
+from chalicelib.domain.jobs import Job
 
 # Per resource kind: how to load the tagged entity and how to save it back (conditional on its version).
 Loader = Callable[[Services, str], Any]
@@ -28,6 +29,16 @@ def _save_jq(svc: Services, jq: Any) -> None:
     svc.repo.save_jq(jq)
 
 
+def _load_job(svc: Services, arn: str) -> Job:
+    job_id = arns.parse(arn).resource
+    job = svc.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"resourceArn: job {job_id} does not exist")
+    if job.is_array_child:
+        raise InvalidRequest("resourceArn: array child jobs cannot be tagged; tag the parent job")
+    return job
+
+
 KINDS: dict[str, tuple[Loader, Saver]] = {
     "compute-environment": (
         lambda svc, arn: resources.get_ce(svc, arn, "resourceArn"),
@@ -35,16 +46,12 @@ KINDS: dict[str, tuple[Loader, Saver]] = {
     ),
     "job-queue": (lambda svc, arn: resources.get_jq(svc, arn, "resourceArn"), _save_jq),
     "job-definition": (_load_jd, lambda s, e: s.repo.save_jd(e)),
+    "job": (_load_job, lambda s, job: s.jobs.save(job)),
     "scheduling-policy": (
         lambda svc, arn: resources.get_sp(svc, arn, "resourceArn"),
         lambda s, e: s.repo.save_sp(e),
     ),
 }
-
-
-def register_kind(kind: str, loader: Loader, saver: Saver) -> None:
-    """Jobs register themselves here (control/jobs.py) so this module does not depend on them."""
-    KINDS[kind] = (loader, saver)
 
 
 def _handlers(arn: str) -> tuple[Loader, Saver]:

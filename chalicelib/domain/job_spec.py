@@ -85,8 +85,9 @@ def effective_container(jd_container: Mapping[str, Any], overrides: Mapping[str,
     if overrides.get("command") is not None:
         container["command"] = list(overrides["command"])
     if overrides.get("environment"):
-        env = {e["name"]: e.get("value", "") for e in container.get("environment") or []}
-        env.update({e["name"]: e.get("value", "") for e in overrides["environment"]})
+        # .get("name"): a definition registered before names were required may hold a nameless entry; skip it
+        env = {e["name"]: e.get("value", "") for e in container.get("environment") or [] if e.get("name")}
+        env.update({e["name"]: e.get("value", "") for e in overrides["environment"] if e.get("name")})
         container["environment"] = [{"name": k, "value": v} for k, v in env.items()]
     if overrides.get("resourceRequirements"):
         by_type = {r["type"]: r for r in container.get("resourceRequirements") or []}
@@ -130,7 +131,7 @@ def render_command(command: list[str], parameters: Mapping[str, str]) -> list[st
 
 def batch_environment(job: Job, attempt: int, compute_environment: str) -> dict[str, str]:
     """The job's environment: its container's variables plus the reserved AWS_BATCH_* ones (which always win)."""
-    env = {e["name"]: str(e.get("value", "")) for e in job.container.get("environment") or []}
+    env = {e["name"]: str(e.get("value", "")) for e in job.container.get("environment") or [] if e.get("name")}
     env.update(
         {
             "AWS_BATCH_JOB_ID": job.job_id,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.domain import digits
+
 SUBMITTED = "SUBMITTED"
 PENDING = "PENDING"
 RUNNABLE = "RUNNABLE"
@@ -150,6 +152,7 @@ def child_id(parent_id: str, index: int) -> str:
 def split_child_id(job_id: str) -> tuple[str, int] | None:
     """`<parent>:<index>` -> (parent, index); None for a job id that is not an array child's."""
     parent, sep, index = job_id.rpartition(":")
-    if not sep or not (index.isascii() and index.isdigit()):
+    value = digits.parse(index)
+    if not sep or value is None:
         return None
-    return parent, int(index)
+    return parent, value

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from chalicelib.domain import digits
 from chalicelib.domain.errors import InvalidRequest
 
 MINUTE_MS = 60_000
@@ -136,9 +137,9 @@ def _cron(body: str, field: str) -> Cron:
 def _number(token: str, lo: int, hi: int, names: dict[str, int], what: str) -> int:
     value = names.get(token.upper()) if names else None
     if value is None:
-        if not token.isdigit():
-            raise InvalidRequest(f"{what}: {token!r} is not a number{' or a name' if names else ''}")
-        value = int(token)
+        value = digits.parse(token)
+        if value is None:
+            raise InvalidRequest(f"{what}: {token[:40]!r} is not a number{' or a name' if names else ''}")
     if not lo <= value <= hi:
         raise InvalidRequest(f"{what}: {value} is out of range {lo}-{hi}")
     return value
@@ -153,9 +154,10 @@ def _values(text: str, lo: int, hi: int, names: dict[str, int], what: str) -> tu
         span, _, step_text = item.partition("/")
         step = 1
         if step_text:
-            if not step_text.isdigit() or int(step_text) < 1:
-                raise InvalidRequest(f"{what}: the step in {item!r} must be a positive integer")
-            step = int(step_text)
+            parsed = digits.parse(step_text)
+            if parsed is None or parsed < 1:
+                raise InvalidRequest(f"{what}: the step in {item[:40]!r} must be a positive integer")
+            step = parsed
         if span == "*":
             start, end = lo, hi
         elif "-" in span:

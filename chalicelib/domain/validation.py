@@ -236,6 +236,8 @@ def queue_environments(resource_types: Iterable[str | None]) -> None:
 def environment(env: Iterable[Mapping[str, Any]], field: str) -> None:
     for i, var in enumerate(env):
         name = var.get("name") or ""
+        if not name:  # the model makes neither member required; a variable without a name cannot be set
+            raise fail(f"{field}[{i}].name", "is required")
         if name.startswith(RESERVED_ENV_PREFIX):
             raise fail(f"{field}[{i}].name", f"must not start with the reserved prefix {RESERVED_ENV_PREFIX}")
 

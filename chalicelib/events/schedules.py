@@ -1,7 +1,5 @@
-"""The SchedulePort: where schedule triggers tick. Locally the runtime's own timer; on AWS EventBridge Scheduler.
+"""The EventBridge Scheduler adapter of the SchedulePort (events/port.py): where schedule triggers tick on AWS.
 
-- `LocalSchedules`: nothing to register. The local runtime's timer (chalicelib/runtime/triggers.py) reads the
-  trigger definitions from the store, so a created trigger ticks and a deleted one stops without being told.
 - `EventBridgeSchedules`: one EventBridge Scheduler schedule per trigger, named after it, in its own schedule group
   (created when missing). Its target is the Lambda that calls `control.triggers.on_schedule`, with the input
   `{"trigger": <name>}` (what runtime/aws.py reads). The boto3 client is created lazily (never at import), and
@@ -12,31 +10,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any
 
 from chalicelib.aws_clients import LazyClient, error_code, translate
 from chalicelib.domain.errors import BatchplaneError, InvalidRequest
 from chalicelib.domain.triggers import ScheduleSource, Trigger
 
 SCHEDULE_GROUP = "batchplane"
-
-
-class SchedulePort(Protocol):
-    def register(self, trigger: Trigger) -> None:
-        """Make a schedule trigger tick (idempotent; replaces an existing schedule of the same name)."""
-        ...
-
-    def unregister(self, name: str) -> None:
-        """Stop the trigger's schedule; nothing happens when there is none."""
-        ...
-
-
-class LocalSchedules:
-    def register(self, trigger: Trigger) -> None:
-        pass
-
-    def unregister(self, name: str) -> None:
-        pass
 
 
 class EventBridgeSchedules:

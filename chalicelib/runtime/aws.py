@@ -9,8 +9,8 @@ control/ code the local runtime runs, with the AWS adapters: DynamoDB (store), E
 | on_job_change | the table's stream (job records in a state that needs a reaction: `stream.filter_patterns`) |
   `on_stream`: publish (`BATCHPLANE_STATE_CHANGE_EVENTS`), dependents, parent, array children, wake if work waits |
 | dispatch | SQS FIFO "wake" queue, one message group | `on_dispatch`: scheduling cycles, one at a time |
-| on_ecs_task_event | EventBridge: ECS Task State Change, RUNNING and STOPPED | control.task_events.on_ecs_task_event |
-| on_ec2_event | EventBridge: EC2 Spot warning, instance terminated | control.task_events.on_ec2_event |
+| on_ecs_task_event | EventBridge: ECS Task State Change, RUNNING and STOPPED | runtime.task_events.on_ecs_task_event |
+| on_ec2_event | EventBridge: EC2 Spot warning, instance terminated | runtime.task_events.on_ec2_event |
 | sweep | schedule, every minute | control.sweep.sweep, then a wake (repairs lost wakes) |
 | reconcile_capacity | schedule, every minute | control.capacity.reconcile |
 | on_object_created | EventBridge: S3 Object Created | control.triggers.on_object_created |
@@ -39,6 +39,8 @@ from urllib.parse import parse_qs
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.compute import ecs_events
+from chalicelib.compute.capacity_aws import AsgCapacity
+from chalicelib.compute.capacity_port import CapacityGroups
 from chalicelib.compute.ecs import DEFAULT_LOG_GROUP, EcsLauncher
 from chalicelib.control.context import Clock, IdFactory, Services, Settings, SystemClock, UuidFactory
 from chalicelib.control.dispatch import Dispatcher
@@ -49,7 +51,8 @@ from chalicelib.domain.job_detail import job_detail
 from chalicelib.domain.jobs import RUNNABLE, Job
 from chalicelib.domain.model import ComputeEnvironment
 from chalicelib.events.eventbridge import Event, EventBridgeSink, EventsUnavailable
-from chalicelib.events.schedules import EventBridgeSchedules, LocalSchedules, SchedulePort
+from chalicelib.events.port import LocalSchedules, SchedulePort
+from chalicelib.events.schedules import EventBridgeSchedules
 from chalicelib.runtime import stream
 from chalicelib.store.port import Index, Item, ItemStore, Op, Put
 from chalicelib.store.repository import CE_PK, JQ_PK, SP_PK, Repository
@@ -181,12 +184,45 @@ def unknown_route_response(event: Mapping[str, Any]) -> dict[str, Any]:
     """The REST proxy response to a request no route of the app takes (path, or method on it): 404, as API Gateway
     answers a request it has no route for, with an error type botocore reads."""
     context: Mapping[str, Any] = event.get("requestContext") or {}
-    message = f"no such operation: {context.get('httpMethod') or event.get('httpMethod')} {event.get('path')}"
+    path = event.get("path") or context.get("path") or context.get("resourcePath")
+    message = f"no such operation: {context.get('httpMethod') or event.get('httpMethod')} {path}"
+    code = "UnknownOperationException"
+    request_id = str(context.get("requestId") or uuid.uuid4())
     return {
         "statusCode": 404,
-        "headers": {"Content-Type": "application/json", "x-amzn-ErrorType": "UnknownOperationException"},
+        "headers": {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": request_id},
         "multiValueHeaders": {},
-        "body": json.dumps({"message": message}),
+        "body": json.dumps({"__type": code, "message": message}),
+    }
+
+
+def typed_error(event: Mapping[str, Any], response: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An error answer Chalice made itself (415 for a content type no route takes, its 500 for an exception outside
+    the gateway), in the AWS form every other answer has: `{"__type", "message"}`, x-amzn-ErrorType and
+    x-amzn-RequestId, typed for the protocol the path speaks (docs/adr/0018-http-edge.md). Other answers unchanged."""
+    headers = {str(k).lower() for k in (response.get("headers") or {})}
+    if int(response.get("statusCode") or 200) < 400 or "x-amzn-errortype" in headers:
+        return response
+    from chalicelib.api.errors import edge_error_type
+
+    context: Mapping[str, Any] = event.get("requestContext") or {}
+    status = int(response["statusCode"])
+    code = edge_error_type(status, (event.get("path") or context.get("path") or context.get("resourcePath")) == "/")
+    try:
+        parsed = json.loads(response.get("body") or "{}")
+    except ValueError:
+        parsed = {}
+    message = parsed.get("Message") or parsed.get("message") if isinstance(parsed, dict) else None
+    return {
+        **response,
+        "headers": {
+            "Content-Type": "application/json",
+            "x-amzn-ErrorType": code,
+            "x-amzn-RequestId": str(context.get("requestId") or uuid.uuid4()),
+        },
+        "multiValueHeaders": {},
+        "body": json.dumps({"__type": code, "message": str(message or "The request was refused")}),
+        "isBase64Encoded": False,
     }
 
 
@@ -467,15 +503,15 @@ class Controls:
     """What each entry point calls in control/. Injected, so tests can replace any of them."""
 
     on_ecs_task_event: EnvelopeHandler = field(
-        default_factory=lambda: _late("chalicelib.control.task_events", "on_ecs_task_event")
+        default_factory=lambda: _late("chalicelib.runtime.task_events", "on_ecs_task_event")
     )
     on_ec2_event: EnvelopeHandler = field(
-        default_factory=lambda: _late("chalicelib.control.task_events", "on_ec2_event")
+        default_factory=lambda: _late("chalicelib.runtime.task_events", "on_ec2_event")
     )
     sweep: Callable[[Services, Reactor, int, Any], object] = field(  # the last: a control.sweep.SweepPolicy
         default_factory=lambda: _late("chalicelib.control.sweep", "sweep")
     )
-    reconcile: Callable[[Services, Callable[[], Any]], object] = field(
+    reconcile: Callable[[Services, CapacityGroups], object] = field(
         default_factory=lambda: _late("chalicelib.control.capacity", "reconcile")
     )
     on_object_created: Callable[[Services, Reactor, str, str, str], list[str]] = field(
@@ -552,6 +588,7 @@ class AwsRuntime:
             release_capacity=self._release_capacity,
         )
         self.reactor = Reactor(self.services, self.launcher, self.services.defer)
+        self.capacity = AsgCapacity(self.clients.factory("autoscaling"))  # the CapacityGroups of reconcile_capacity
 
     def _schedules(self) -> SchedulePort:
         c = self.config
@@ -739,7 +776,7 @@ class AwsRuntime:
 
     @_invocation
     def on_capacity(self) -> None:
-        self.controls.reconcile(self.services, self.clients.factory("autoscaling"))
+        self.controls.reconcile(self.services, self.capacity)
 
     @_invocation
     def on_object_created(self, envelope: Mapping[str, Any]) -> list[str]:

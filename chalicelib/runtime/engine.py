@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable
 
-from chalicelib.compute.ecs_events import host_terminated_reason
 from chalicelib.control.context import Services
 from chalicelib.control.dispatch import ActiveJobs, Dispatcher
 from chalicelib.control.react import Reactor
@@ -29,6 +28,7 @@ from chalicelib.control.retention import purge
 from chalicelib.control.sweep import SweepPolicy, SweepReport, sweep
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.lifecycle import ChildFinished, Event, TaskStarted, TaskStopped
+from chalicelib.domain.reasons import host_terminated_reason
 
 log = logging.getLogger("batchplane.engine")
 

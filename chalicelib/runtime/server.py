@@ -1,5 +1,7 @@
 """The local HTTP front end: Chalice's own local gateway on a threaded server tuned for keep-alive clients.
 
+The request handler is runtime/http_edge.py: Chalice's, with strict framing and AWS-style answers to everything.
+
 Why not `chalice local`: it cannot be embedded with our wiring, and its handler leaves Nagle's algorithm on, which
 costs ~44 ms per keep-alive request from boto3 (headers and body go out in separate sends; see
 shared/notes/stack-findings.md). We reuse Chalice's LocalGateway, so routing and event shapes are Chalice's.
@@ -12,8 +14,8 @@ pages the user opens must not be able to drive the server.
 
 from __future__ import annotations
 
-import json
 import logging
+import sys
 import threading
 import uuid
 from http.server import ThreadingHTTPServer
@@ -21,21 +23,18 @@ from typing import Any, cast
 
 from chalice.app import Chalice
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, CustomLocalChalice, ForbiddenError, LocalChalice
+from chalice.local import CustomLocalChalice, LocalChalice
 
 from chalicelib import console_web
 from chalicelib.runtime import origin_guard
 from chalicelib.runtime.auth import Gate
+from chalicelib.runtime.http_edge import EdgeHandler, Refused
 
 log = logging.getLogger("batchplane.http")
+REQUEST_TIMEOUT_S = 60.0  # a read that stalls this long is answered 408; idle keep-alive connections close too
 
 
-class _Handler(ChaliceRequestHandler):
-    disable_nagle_algorithm = True  # TCP_NODELAY: see the module docstring
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # one line per request is noise; errors are logged by the API layer
-
+class _Handler(EdgeHandler):
     def _generic_handle(self) -> None:
         """GET/HEAD of /console/...: the web console's files (chalicelib/console_web), unsigned even with --auth;
         everything else goes to the API. Every request first passes the origin guard."""
@@ -50,8 +49,7 @@ class _Handler(ChaliceRequestHandler):
             super()._generic_handle()
 
     def _deny(self, message: str) -> None:
-        """403 AccessDeniedException, AWS-style; the connection is closed, since the body is left unread."""
-        is_logs = self.path.split("?", 1)[0] == "/"
+        """403 AccessDeniedException, AWS-style, before the body is read; the edge drains it and closes."""
         request_id = str(uuid.uuid4())
         log.warning(
             "refused %s %s from %s: %s (request %s)",
@@ -61,20 +59,7 @@ class _Handler(ChaliceRequestHandler):
             message,
             request_id,
         )
-        body = json.dumps({"__type": origin_guard.ACCESS_DENIED, "message": message}).encode()
-        self.close_connection = True
-        self.send_response(403)
-        self.send_header("Content-Type", "application/x-amz-json-1.1" if is_logs else "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-amzn-ErrorType", origin_guard.ACCESS_DENIED)
-        self.send_header("x-amzn-RequestId", request_id)
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    # Chalice's handler binds its do_* names to its own _generic_handle; every method must reach the one above.
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+        self._refuse(Refused(403, message, error_type=origin_guard.ACCESS_DENIED, request_id=request_id))
 
     def setup(self) -> None:
         super().setup()
@@ -91,9 +76,9 @@ class _GuardedGateway:
 
     def handle_request(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> Any:
         verdict = self._gate.check(method, path, headers, body, self._client)
-        if isinstance(verdict, tuple):
-            _, refusal_headers, payload = verdict  # always 403, Chalice's ForbiddenError
-            raise ForbiddenError(refusal_headers, payload)
+        if isinstance(verdict, tuple):  # a typed 403 (x-amzn-ErrorType set): EdgeHandler sends it as it is
+            status, refusal_headers, payload = verdict
+            return {"statusCode": status, "headers": refusal_headers, "body": payload, "isBase64Encoded": False}
         return self._inner.handle_request(method=method, path=path, headers=headers, body=body)
 
 
@@ -102,6 +87,14 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     gate: Gate | None = None
     hosts: frozenset[str] | None = None  # the Host values accepted (None: any; origin_guard)
+    request_timeout: float | None = REQUEST_TIMEOUT_S  # read by EdgeHandler
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is not an error of ours; anything else is logged, not printed."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        log.error("error serving %s", client_address, exc_info=exc)
 
 
 def _make_local(app: Chalice) -> None:
@@ -112,7 +105,14 @@ def _make_local(app: Chalice) -> None:
 
 
 class ApiServer:
-    def __init__(self, app: Chalice, host: str, port: int, gate: Gate | None = None) -> None:
+    def __init__(
+        self,
+        app: Chalice,
+        host: str,
+        port: int,
+        gate: Gate | None = None,
+        request_timeout: float | None = REQUEST_TIMEOUT_S,
+    ) -> None:
         _make_local(app)
         config = Config(chalice_stage="local", function_name="api_handler")
 
@@ -121,6 +121,7 @@ class ApiServer:
 
         self._server = _Server((host, port), handler)
         self._server.gate = gate
+        self._server.request_timeout = request_timeout
         # With --auth any Host: every request is signed (docs/adr/0019); without, only names of this server.
         self._server.hosts = None if gate is not None else origin_guard.host_names(*self.address)
         self._thread: threading.Thread | None = None

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import register, setup_queue, sh, submit, unique, wait_status, wait_terminal
+from chalicelib.domain.jobs import CANCEL_PENDING
+from tests.e2e.conftest import describe, register, setup_queue, sh, submit, unique, wait_status, wait_terminal
 
 pytestmark = pytest.mark.browser
 
@@ -85,12 +86,13 @@ def test_log_lines_appear_while_the_job_runs(
 
 
 def test_cancel_jobs_selected_in_the_list(page: Any, runtime: Any, batch: Any, queue: str, tmp_path: Path) -> None:
-    gate = tmp_path / "never"
+    gate = tmp_path / "go"
     blocker = submit(batch, queue, register(batch, unique("block"), sh(f"while [ ! -e {gate} ]; do sleep 0.1; done")))
-    jd = register(batch, unique("after"), sh("echo never runs"))
+    jd = register(batch, unique("after"), sh("echo after the blocker"))
     first = submit(batch, queue, jd, "cancel-me-1", dependsOn=[{"jobId": blocker}])
     second = submit(batch, queue, jd, "cancel-me-2", dependsOn=[{"jobId": blocker}])
     keep = submit(batch, queue, jd, "keep-me", dependsOn=[{"jobId": blocker}])
+    wait_status(batch, [first, second, keep], "PENDING")
 
     page.goto(f"{runtime.endpoint}/console/jobs?queue={queue}&name=cancel-me")
     page.get_by_role("checkbox", name="Select cancel-me-1").check()
@@ -105,11 +107,25 @@ def test_cancel_jobs_selected_in_the_list(page: Any, runtime: Any, batch: Any, q
     dialog.get_by_role("button", name="Cancel", exact=True).click()
     expect(page.get_by_text("Cancel requested for 2 jobs.")).to_be_visible()
 
-    done = wait_terminal(batch, [first, second])
-    assert {j["status"] for j in done.values()} == {"FAILED"}
-    assert all("not needed any more" in j["statusReason"] for j in done.values())
-    assert batch.describe_jobs(jobs=[keep])["jobs"][0]["status"] == "PENDING"
-    batch.terminate_job(jobId=blocker, reason="test over")
+    # THEN both wait for their dependency, as on AWS ("A PENDING job is canceled after all dependency jobs are
+    # completed"), and the list says the cancel is pending
+    pending = CANCEL_PENDING + "not needed any more"
+    for name in ("cancel-me-1", "cancel-me-2"):
+        expect(page.get_by_role("row").filter(has_text=name)).to_contain_text(pending)
+    jobs = describe(batch, [first, second, keep])
+    assert {(jobs[j]["status"], jobs[j]["statusReason"]) for j in (first, second)} == {("PENDING", pending)}
+    assert jobs[keep]["status"] == "PENDING"
+
+    # WHEN the dependency completes THEN the two fail with the cancel's reason, and the job not selected runs
+    gate.touch()
+    done = wait_terminal(batch, [blocker, first, second, keep])
+    assert done[blocker]["status"] == "SUCCEEDED"
+    assert {(done[j]["status"], done[j]["statusReason"]) for j in (first, second)} == {
+        ("FAILED", "not needed any more")
+    }
+    assert done[keep]["status"] == "SUCCEEDED"
+    for name in ("cancel-me-1", "cancel-me-2"):
+        expect(page.get_by_role("row").filter(has_text=name)).to_contain_text("FAILED")
 
 
 def test_submit_from_the_form(page: Any, runtime: Any, batch: Any, queue: str, shot: Any) -> None:

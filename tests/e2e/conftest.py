@@ -216,20 +216,22 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{next(_counter)}"
 
 
-def setup_queue(batch: Client, max_vcpus: int = 2, *, name: str | None = None) -> tuple[str, str]:
-    """A Fargate CE of `max_vcpus` and a queue on it; returns (queue name, CE name)."""
+def setup_queue(
+    batch: Client, max_vcpus: int = 2, *, name: str | None = None, platform: str = "FARGATE"
+) -> tuple[str, str]:
+    """A CE of `max_vcpus` (FARGATE, or EC2 with `platform="EC2"`) and a queue on it; returns (queue name, CE name).
+    Its jobs' definitions must be of the same platform (`register(..., platform=...)`), as on AWS."""
     ce = name or unique("ce")
     queue = f"{ce}-q"
-    batch.create_compute_environment(
-        computeEnvironmentName=ce,
-        type="MANAGED",
-        computeResources={
-            "type": "FARGATE",
-            "maxvCpus": max_vcpus,
-            "subnets": ["subnet-0a1b2c3d"],
-            "securityGroupIds": ["sg-0a1b2c3d"],
-        },
-    )
+    resources: dict[str, Any] = {
+        "type": platform,
+        "maxvCpus": max_vcpus,
+        "subnets": ["subnet-0a1b2c3d"],
+        "securityGroupIds": ["sg-0a1b2c3d"],
+    }
+    if platform == "EC2":
+        resources.update(minvCpus=0, instanceTypes=["optimal"], instanceRole="ecsInstanceRole")
+    batch.create_compute_environment(computeEnvironmentName=ce, type="MANAGED", computeResources=resources)
     batch.create_job_queue(
         jobQueueName=queue, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
     )
@@ -239,18 +241,24 @@ def setup_queue(batch: Client, max_vcpus: int = 2, *, name: str | None = None) -
 EXEC_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
 
 
-def register(batch: Client, name: str, command: list[str], **props: Any) -> str:
+def register(batch: Client, name: str, command: list[str], *, platform: str = "FARGATE", **props: Any) -> str:
     """A container job definition running `command` (1 vCPU); `environment`/`image`/... go to containerProperties,
-    the other keywords (parameters, retryStrategy, timeout) to the request. Returns the ARN."""
+    the other keywords (parameters, retryStrategy, timeout) to the request. Returns the ARN.
+
+    `platform` "FARGATE" (for the Fargate queues of `setup_queue`) or "EC2": no platformCapabilities, as AWS reads a
+    definition without them, for EC2 / SPOT / unmanaged queues (privileged, devices, ulimits, small memory)."""
     container_keys = {"environment", "image", "resourceRequirements"}
     container: dict[str, Any] = {
         "image": IMAGE,
         "command": command,
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
-        "executionRoleArn": EXEC_ROLE,  # a FARGATE definition needs one, as on AWS
     }
+    if platform == "FARGATE":
+        container["executionRoleArn"] = EXEC_ROLE  # a FARGATE definition needs one, as on AWS
     container.update({k: v for k, v in props.items() if k in container_keys})
-    request = {"platformCapabilities": ["FARGATE"], **{k: v for k, v in props.items() if k not in container_keys}}
+    request = {k: v for k, v in props.items() if k not in container_keys}
+    if platform == "FARGATE":
+        request = {"platformCapabilities": ["FARGATE"], **request}
     resp = batch.register_job_definition(
         jobDefinitionName=name, type="container", containerProperties=container, **request
     )

@@ -78,25 +78,17 @@ def entry_image(docker_engine: Any) -> Iterator[str]:
 
 
 def ec2_queue(batch: Client, max_vcpus: int = 4) -> str:
-    ce = unique("ec2")
-    batch.create_compute_environment(
-        computeEnvironmentName=ce,
-        type="MANAGED",
-        computeResources={
-            "type": "EC2",
-            "minvCpus": 0,
-            "maxvCpus": max_vcpus,
-            "instanceTypes": ["optimal"],
-            "instanceRole": "ecsInstanceRole",
-            "subnets": ["subnet-0a1b2c3d"],
-            "securityGroupIds": ["sg-0a1b2c3d"],
-        },
-    )
-    queue = f"{ce}-q"
-    batch.create_job_queue(
-        jobQueueName=queue, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
-    )
+    """A queue on an EC2 compute environment: for what Fargate refuses (ulimits, host volumes, small memory)."""
+    queue, _ = setup_queue(batch, max_vcpus, name=unique("ec2"), platform="EC2")
     return queue
+
+
+def queue_platform(batch: Client, queue: str) -> str:
+    """FARGATE or EC2: what the queue's (first) compute environment runs, so its jobs' definitions match it."""
+    order = batch.describe_job_queues(jobQueues=[queue])["jobQueues"][0]["computeEnvironmentOrder"]
+    ce = batch.describe_compute_environments(computeEnvironments=[order[0]["computeEnvironment"]])
+    kind = ce["computeEnvironments"][0]["computeResources"]["type"]
+    return "FARGATE" if kind.startswith("FARGATE") else "EC2"
 
 
 def start_job(batch: Client, queue: str, command: list[str] | None, **props: Any) -> str:
@@ -107,14 +99,18 @@ def start_job(batch: Client, queue: str, command: list[str] | None, **props: Any
         for k in list(props)
         if k in ("user", "readonlyRootFilesystem", "ulimits", "linuxParameters", "volumes", "mountPoints")
     }
-    jd = register(batch, unique("jd"), command or [], **props)
+    jd = register(batch, unique("jd"), command or [], platform=queue_platform(batch, queue), **props)
     if container_extra or command is None:
         # register() knows a few containerProperties; the others are given here, on a new revision
         props_now = batch.describe_job_definitions(jobDefinitions=[jd])["jobDefinitions"][0]
         container = {**props_now["containerProperties"], **container_extra}
         if command is None:
             container.pop("command", None)
-        kept = {k: props_now[k] for k in ("retryStrategy", "timeout", "parameters") if props_now.get(k)}
+        kept = {
+            k: props_now[k]
+            for k in ("retryStrategy", "timeout", "parameters", "platformCapabilities")
+            if props_now.get(k)
+        }
         jd = batch.register_job_definition(
             jobDefinitionName=props_now["jobDefinitionName"], type="container", containerProperties=container, **kept
         )["jobDefinitionArn"]
@@ -233,7 +229,7 @@ def test_vcpus_are_cpu_shares_on_ec2_a_hard_quota_on_fargate_and_linux_parameter
 
 
 def test_user_read_only_root_ulimits_tmpfs_and_shared_memory(dbatch: Client, dlogs: Client) -> None:
-    queue, _ = setup_queue(dbatch)
+    queue = ec2_queue(dbatch)  # ulimits, tmpfs and sharedMemorySize are EC2-only on AWS
     script = sh(
         "id -u; touch /root-file 2>/dev/null && echo root writable || echo root read-only; ulimit -n; "
         "echo x > /scratch/f && echo tmpfs writable; df -m /dev/shm | tail -1 | awk '{print $2}'"
@@ -255,7 +251,7 @@ def test_user_read_only_root_ulimits_tmpfs_and_shared_memory(dbatch: Client, dlo
 
 
 def test_volumes_bind_host_paths_and_honour_read_only(dbatch: Client, dlogs: Client, tmp_path: Path) -> None:
-    queue, _ = setup_queue(dbatch)
+    queue = ec2_queue(dbatch)  # Fargate has no host volumes
     host_dir = tmp_path / "shared"
     host_dir.mkdir()
     (host_dir / "in.txt").write_text("from the host\n")

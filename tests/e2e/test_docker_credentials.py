@@ -18,6 +18,7 @@ pytest.importorskip("chalicelib.compute.docker", reason="the Docker launcher is 
 docker_support = pytest.importorskip("tests.docker_support", reason="the docker_engine fixture is not merged yet")
 
 from tests.e2e.conftest import (  # noqa: E402
+    EXEC_ROLE,
     ClientFactory,
     Runtimes,
     job_log,
@@ -56,11 +57,15 @@ def register_fetch(batch: Any, role: str | None) -> str:
         "image": docker_support.TEST_IMAGE,
         "command": ["sh", "-c", FETCH],
         "resourceRequirements": SMALL,
+        "executionRoleArn": EXEC_ROLE,  # a FARGATE definition (setup_queue's queue is Fargate) needs one
     }
     if role:
         container["jobRoleArn"] = role
     resp = batch.register_job_definition(
-        jobDefinitionName=unique("fetch"), type="container", containerProperties=container
+        jobDefinitionName=unique("fetch"),
+        type="container",
+        containerProperties=container,
+        platformCapabilities=["FARGATE"],
     )
     return str(resp["jobDefinitionArn"])
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import (
+    EXEC_ROLE,
     IMAGE,
     Client,
     ClientFactory,
@@ -58,11 +59,15 @@ def register_probe(batch: Client, role: str | None) -> str:
         "command": [sys.executable, "-c", PROBE],
         "environment": NO_OTHER_SOURCE,
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+        "executionRoleArn": EXEC_ROLE,  # a FARGATE definition (setup_queue's queue is Fargate) needs one
     }
     if role:
         container["jobRoleArn"] = role
     resp = batch.register_job_definition(
-        jobDefinitionName=unique("probe"), type="container", containerProperties=container
+        jobDefinitionName=unique("probe"),
+        type="container",
+        containerProperties=container,
+        platformCapabilities=["FARGATE"],
     )
     return str(resp["jobDefinitionArn"])
 

@@ -204,12 +204,12 @@ class Submitter(threading.Thread):
                 self.submit(f"array-{n}", "work", 2, parameters={"secs": "0.5"}, arrayProperties={"size": ARRAY_SIZE})
 
 
-def client_with_queue(server: Server, max_vcpus: int) -> tuple[Any, str]:
-    """A boto3 batch client on the server, and a job queue on a FARGATE compute environment (conftest's
+def client_with_queue(server: Server, max_vcpus: int, platform: str = "FARGATE") -> tuple[Any, str]:
+    """A boto3 batch client on the server, and a job queue on a FARGATE (or EC2) compute environment (conftest's
     `setup_queue`); returns (client, queue name)."""
     session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
     batch = session.client("batch", endpoint_url=server.endpoint, config=CLIENT)
-    queue, _ = setup_queue(batch, max_vcpus, name="ce")
+    queue, _ = setup_queue(batch, max_vcpus, name="ce", platform=platform)
     return batch, queue
 
 

@@ -90,8 +90,9 @@ def test_containers_outlive_a_sigkilled_server_and_each_job_runs_once(
     ledger = ledger_dir / "ledger"
     server.start()
     # GIVEN a queue on a small compute environment (jobs wait their turn, so kills catch some running) and a
-    # definition whose containers sleep 1-3 s, logging to a ledger on a host volume
-    batch, queue = client_with_queue(server, max_vcpus=MAX_VCPUS)
+    # definition whose containers sleep 1-3 s, logging to a ledger on a host volume (an EC2 definition on an EC2
+    # compute environment: Fargate has no host volumes)
+    batch, queue = client_with_queue(server, max_vcpus=MAX_VCPUS, platform="EC2")
     mark = 'echo "$AWS_BATCH_JOB_ID#$AWS_BATCH_JOB_ATTEMPT {}" >> /ledger/ledger'
     batch.register_job_definition(
         jobDefinitionName="sleeper",

@@ -31,6 +31,7 @@ from tests.functional.builders import (
     arn,
     container,
     fairshare,
+    make_ec2_ce,
     make_fargate_ce,
     make_jd,
     make_policy,
@@ -275,11 +276,12 @@ def test_the_allow_flags_reach_the_server(up: Any, tmp_path: Path, boto_session:
     }
 
     def set_up(batch: Any) -> None:
-        make_fargate_ce(batch, "ce")
+        # EC2 (no platformCapabilities) on an EC2 CE: Fargate has no privileged containers or host volumes
+        make_ec2_ce(batch, "ce")
         make_queue(batch, "q", ["ce"])
         batch.update_compute_environment(computeEnvironment="ce", state="DISABLED")  # nothing needs to run
-        make_jd(batch, "root", containerProperties=container(privileged=True))
-        make_jd(batch, "host", containerProperties=container(**mount))
+        make_jd(batch, "root", containerProperties=container(privileged=True), platformCapabilities=None)
+        make_jd(batch, "host", containerProperties=container(**mount), platformCapabilities=None)
 
     # WHEN `batchplane up` runs without the flags THEN both are refused, naming the flag
     plain = up(tmp_path / "plain", free_port())

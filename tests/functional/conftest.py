@@ -67,7 +67,7 @@ def batch(make_client: Callable[[str], BatchClient]) -> BatchClient:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """The serverless e2e test's AWS calls per job, where `make test` shows them (issue 6: it prints the counts)."""
-    from tests.functional.serverless_harness import CALL_REPORT
+    from tests.functional.call_report import CALL_REPORT
 
     lines = config.stash.get(CALL_REPORT, None)
     if lines:

@@ -4,7 +4,7 @@
 Jobs are submitted and described through the real API path (`gateway.handle`). moto cannot emit EventBridge events,
 exit codes or stop codes (docs: /work/shared/notes/stack-findings.md), so each test builds the "ECS Task State
 Change" and EC2 envelopes itself, shaped like the documented ones, for the tasks moto really started (their ARNs and
-groups). The dispatcher, the event handlers (control/task_events.py), the sweep and capacity run as the Lambdas will.
+groups). The dispatcher, the event handlers (runtime/task_events.py), the sweep and capacity run as the Lambdas will.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from chalicelib.compute.port import TaskSpec
 from chalicelib.control import capacity
 from chalicelib.control.react import Reactor
 from chalicelib.control.sweep import SweepPolicy, sweep
-from chalicelib.control.task_events import on_ec2_event, on_ecs_task_event
 from chalicelib.domain.jobs import RUNNABLE, RUNNING, STARTING
 from chalicelib.domain.scheduling import NO_VALID_CE
+from chalicelib.runtime.task_events import on_ec2_event, on_ecs_task_event
 from chalicelib.store.dynamo import DynamoItemStore
 from chalicelib.store.repository import Repository
 from tests.functional.moto_env import aws_env, network  # noqa: F401 - aws_env is a fixture
@@ -43,7 +43,7 @@ TABLE = "batchplane"
 ESSENTIAL_EXITED = "Essential container in task exited"
 SPOT_INTERRUPTED = "Your Spot Task was interrupted."
 TIMEOUT = "Job attempt duration exceeded timeout"
-# The usual Spot rule set, with the Fargate Spot reason next to the EC2 one (control/task_events.py).
+# The usual Spot rule set, with the Fargate Spot reason next to the EC2 one (runtime/task_events.py).
 SPOT_RULES = {
     "attempts": 3,
     "evaluateOnExit": [
@@ -574,7 +574,7 @@ def test_an_ec2_spot_ce_scales_up_for_queued_demand_and_back_to_min_when_idle(aw
     assert (aws.group_desired("spot"), desired_vcpus(plane, "spot")) == (4, 4)
 
     def reconcile() -> dict[str, capacity.CapacityChange]:
-        return {c.compute_environment: c for c in capacity.reconcile(plane.svc, Aws.autoscaling_client)}
+        return {c.compute_environment: c for c in capacity.reconcile(plane.svc, AsgCapacity(Aws.autoscaling_client))}
 
     # WHEN five 2-vCPU jobs queue up
     two_vcpus = plane.job_definition("crunch2", fargate=False, vcpus="2")
@@ -617,13 +617,13 @@ def test_a_ce_without_its_auto_scaling_group_reports_an_error_and_others_still_s
     plane.submit(queue, jd)
     plane.submit("orphans", jd)
 
-    changes = {c.compute_environment: c for c in capacity.reconcile(plane.svc, Aws.autoscaling_client)}
+    changes = {c.compute_environment: c for c in capacity.reconcile(plane.svc, AsgCapacity(Aws.autoscaling_client))}
 
     assert changes["spot"].error is None and aws.group_desired("spot") == 1
     assert changes["orphan"].error is not None and "no Auto Scaling group" in changes["orphan"].error
     # AND the orphan CE says so (INVALID, with the group it lacks), so its queue's job waits with a reason
-    assert describe_ce(plane, "orphan")[:2] == ("INVALID", capacity.no_group_reason("orphan"))
-    assert "batchplane-orphan" in capacity.no_group_reason("orphan")
+    assert describe_ce(plane, "orphan")[:2] == ("INVALID", capacity.no_group_reason("orphan", group_name("orphan")))
+    assert "batchplane-orphan" in capacity.no_group_reason("orphan", group_name("orphan"))
     assert describe_ce(plane, "spot")[:2] == ("VALID", "ComputeEnvironment Healthy")
     aws.container_instance()
     assert plane.dispatch() == 1  # the job of the VALID CE's queue
@@ -632,10 +632,10 @@ def test_a_ce_without_its_auto_scaling_group_reports_an_error_and_others_still_s
 
     # WHEN the group is created THEN the next reconcile makes the CE VALID again, and the one after sizes the group
     aws.spot_capacity("orphan")
-    changes = {c.compute_environment: c for c in capacity.reconcile(plane.svc, Aws.autoscaling_client)}
+    changes = {c.compute_environment: c for c in capacity.reconcile(plane.svc, AsgCapacity(Aws.autoscaling_client))}
     assert changes["orphan"].error is None
     assert describe_ce(plane, "orphan")[:2] == ("VALID", "ComputeEnvironment Healthy")
-    capacity.reconcile(plane.svc, Aws.autoscaling_client)
+    capacity.reconcile(plane.svc, AsgCapacity(Aws.autoscaling_client))
     assert aws.group_desired("orphan") == 1
 
 

@@ -3,7 +3,7 @@
 handler invocations. The other counts are pinned at their measured values so that a change shows: if one moves,
 check that it is intended, then update it here and in docs/performance.md.
 
-Request units follow DynamoDB's size rules (`serverless_harness.TableModel`): the tests at the end pin the model
+Request units follow DynamoDB's size rules (`bench/aws_harness.TableModel`): the tests at the end pin the model
 itself on items of known size."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.functional.serverless_harness import (
+from bench.aws_harness import (
     Call,
     TableModel,
     item_size,
@@ -127,7 +127,7 @@ def test_the_calls_per_job_are_as_measured(costs: dict[str, dict[str, Any]], kin
     assert {k for k in per_job if k.startswith("ecs_") and k != "ecs_task_events"} == {"ecs_RunTask"}, per_job
 
 
-# $ per million jobs at list prices (serverless_harness.PRICES), API requests through the stack's function URL, the
+# $ per million jobs at list prices (bench/aws_harness.PRICES), API requests through the stack's function URL, the
 # functions on arm64
 PINNED_USD = {"plain": 13.388, "plain_loaded": 9.733, "deps3": 25.733, "array_child": 15.228}
 

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from bench.aws_harness import CallCounter, TableModel
 from chalicelib.domain.errors import Conflict
 from chalicelib.runtime import stream
 from chalicelib.store import dynamo
@@ -20,7 +21,6 @@ from chalicelib.store.dynamo import DynamoItemStore
 from chalicelib.store.jobs import EDGE_RETENTION_SECONDS, RETENTION_SECONDS, JobRepository, job_item
 from chalicelib.store.port import Item, Put
 from tests.functional.moto_env import MOTO_ENV
-from tests.functional.serverless_harness import CallCounter, TableModel
 from tests.unit.builders import a_running_job
 
 TABLE = "store-format"

@@ -1043,7 +1043,7 @@ def test_the_ecs_rule_passes_on_only_the_task_states_that_change_a_job() -> None
     # GIVEN the ECS rule as `make package` deploys it, and every state change ECS emits for a task that runs
     from moto.events.models import EventPattern
 
-    from tests.functional.serverless_harness import ECS_TASK_STATES, Template, task_envelope
+    from bench.aws_harness import ECS_TASK_STATES, Template, task_envelope
 
     cluster = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/batchplane"
     rule = EventPattern.load(json.dumps(Template(refs={("Cluster", "Arn"): cluster}).rule_pattern("on_ecs_task_event")))
@@ -1094,9 +1094,9 @@ def test_capacity_is_reconciled_with_an_autoscaling_client(harness: Harness) -> 
         "reconcile_capacity", harness.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
     )
 
-    ((name, (svc, factory)),) = harness.recorded.calls
+    ((name, (svc, groups)),) = harness.recorded.calls
     assert name == "reconcile" and svc is harness.svc
-    factory().describe_auto_scaling_groups()
+    groups.client.describe_auto_scaling_groups()
     assert harness.fake.calls[-1][:2] == ("autoscaling", "describe_auto_scaling_groups")
 
 

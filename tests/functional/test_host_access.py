@@ -20,7 +20,7 @@ from tests.functional.builders import (
     BatchClient,
     assert_client_error,
     container,
-    make_fargate_ce,
+    make_ec2_ce,
     make_jd,
     make_queue,
     raw_operation,
@@ -52,7 +52,7 @@ def start(
         rt.start()
         batch = boto_session.client("batch", region_name=REGION, endpoint_url=rt.endpoint, config=CLIENT_CONFIG)
         started.append((rt, batch))
-        make_fargate_ce(batch, "ce")
+        make_ec2_ce(batch, "ce")  # privileged containers and host devices run on EC2 only, as on AWS
         make_queue(batch, "q", ["ce"])
         batch.update_compute_environment(computeEnvironment="ce", state="DISABLED")
         return rt, batch
@@ -61,6 +61,12 @@ def start(
     for rt, batch in started:
         batch.close()
         stop_runtime(rt, STOP_TIMEOUT_S)
+
+
+def ec2_jd(batch: BatchClient, name: str, **overrides: Any) -> dict[str, Any]:
+    """An EC2 definition (no platformCapabilities), for the EC2 queue `q`: Fargate has no privileged containers,
+    host devices or host volumes."""
+    return make_jd(batch, name, platformCapabilities=None, **overrides)
 
 
 def job_count(batch: BatchClient) -> int:
@@ -97,14 +103,14 @@ def mounting(source: str | Path) -> dict[str, Any]:
 def test_a_privileged_definition_registers_but_its_jobs_are_refused(start: Callable[..., Any]) -> None:
     _, batch = start()
     # GIVEN a privileged definition: registering it is allowed, as on AWS
-    make_jd(batch, "root", containerProperties=container(privileged=True))
+    ec2_jd(batch, "root", containerProperties=container(privileged=True))
     # WHEN a job of it is submitted THEN ClientException names the field, the definition and the flag; no job
     refused(batch, "root", "containerProperties.privileged", "job definition root:1", PRIVILEGED)
 
 
 def test_host_devices_are_refused(start: Callable[..., Any]) -> None:
     _, batch = start()
-    make_jd(
+    ec2_jd(
         batch,
         "dev",
         containerProperties=container(linuxParameters={"devices": [{"hostPath": "/dev/sda"}]}),
@@ -114,8 +120,8 @@ def test_host_devices_are_refused(start: Callable[..., Any]) -> None:
 
 def test_host_paths_are_refused_and_engine_volumes_accepted(start: Callable[..., Any], allowed_dir: Path) -> None:
     _, batch = start()
-    make_jd(batch, "host", containerProperties=mounting(allowed_dir))
-    make_jd(
+    ec2_jd(batch, "host", containerProperties=mounting(allowed_dir))
+    ec2_jd(
         batch,
         "scratch",
         containerProperties=container(
@@ -128,7 +134,7 @@ def test_host_paths_are_refused_and_engine_volumes_accepted(start: Callable[...,
 
 def test_the_refusal_is_a_client_exception_on_the_wire(start: Callable[..., Any]) -> None:
     rt, batch = start()
-    make_jd(batch, "root", containerProperties=container(privileged=True))
+    ec2_jd(batch, "root", containerProperties=container(privileged=True))
 
     resp = raw_operation(rt.endpoint, "SubmitJob", {"jobName": "j", "jobQueue": "q", "jobDefinition": "root"})
 
@@ -140,8 +146,8 @@ def test_the_refusal_is_a_client_exception_on_the_wire(start: Callable[..., Any]
 
 def test_allow_privileged_accepts_privileged_containers_and_devices(start: Callable[..., Any]) -> None:
     _, batch = start(allow_privileged=True)
-    make_jd(batch, "root", containerProperties=container(privileged=True))
-    make_jd(batch, "dev", containerProperties=container(linuxParameters={"devices": [{"hostPath": "/dev/fuse"}]}))
+    ec2_jd(batch, "root", containerProperties=container(privileged=True))
+    ec2_jd(batch, "dev", containerProperties=container(linuxParameters={"devices": [{"hostPath": "/dev/fuse"}]}))
 
     assert accepted(batch, "root") and accepted(batch, "dev")
 
@@ -167,7 +173,7 @@ def test_a_host_path_is_allowed_under_a_prefix_symlinks_resolved(
         "dotdot": f"{allowed_dir}/../allowed-not",
         "relative": "allowed/in",
     }.items():
-        make_jd(batch, name, containerProperties=mounting(source))
+        ec2_jd(batch, name, containerProperties=mounting(source))
 
     # THEN paths that resolve under the prefix are accepted
     assert accepted(batch, "inside") and accepted(batch, "itself") and accepted(batch, "inward")
@@ -188,14 +194,14 @@ TRIGGER = {
 
 def test_triggers_cannot_submit_what_submit_job_refuses(start: Callable[..., Any]) -> None:
     rt, batch = start()
-    make_jd(batch, "root", containerProperties=container(privileged=True))
-    make_jd(batch, "plain")
+    ec2_jd(batch, "root", containerProperties=container(privileged=True))
+    ec2_jd(batch, "plain")
     # WHEN a trigger is created for a privileged definition THEN it is refused at once, naming the flag
     resp = raw_operation(rt.endpoint, "CreateTrigger", {**TRIGGER, "jobDefinition": "root"})
     assert_client_error(resp, "containerProperties.privileged", PRIVILEGED)
     # AND a trigger whose definition becomes privileged after it was created submits nothing when it fires
     assert raw_operation(rt.endpoint, "CreateTrigger", {**TRIGGER, "jobDefinition": "plain"}).status == 200
-    make_jd(batch, "plain", containerProperties=container(privileged=True))  # revision 2, the one a firing uses
+    ec2_jd(batch, "plain", containerProperties=container(privileged=True))  # revision 2, the one a firing uses
     svc = rt.services
     assert control.on_object_created(svc, Reactor(svc, svc.launcher, svc.defer), "data-in", "a.csv", "seq-1") == []
     assert job_count(batch) == 0

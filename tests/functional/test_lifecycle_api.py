@@ -69,7 +69,7 @@ def held(batch: BatchClient) -> str:
     """A queue whose only compute environment is DISABLED: its jobs stay RUNNABLE."""
     ce = make_ec2_ce(batch, "ce")
     disable_ce(batch, ce)
-    make_jd(batch, "jd")
+    make_jd(batch, "jd", platformCapabilities=None)  # an EC2 definition, for the EC2 compute environment
     return make_queue(batch, "q", [ce])
 
 

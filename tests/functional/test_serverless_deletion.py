@@ -10,14 +10,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.control import deletion
-from chalicelib.control.context import SystemClock
-from chalicelib.domain.jobs import DEPENDENCY_FAILED
-from chalicelib.domain.model import DELETING
-from chalicelib.runtime import aws
-from chalicelib.store.dynamo import DynamoItemStore
-from chalicelib.store.repository import Repository
-from tests.functional.serverless_harness import (
+from bench.aws_harness import (
     AWS_ENV,
     AWS_ENV_UNSET,
     REGION,
@@ -26,6 +19,13 @@ from tests.functional.serverless_harness import (
     deployed,
     set_up,
 )
+from chalicelib.control import deletion
+from chalicelib.control.context import SystemClock
+from chalicelib.domain.jobs import DEPENDENCY_FAILED
+from chalicelib.domain.model import DELETING
+from chalicelib.runtime import aws
+from chalicelib.store.dynamo import DynamoItemStore
+from chalicelib.store.repository import Repository
 
 GONE = deletion.queue_deleted_reason("q")
 

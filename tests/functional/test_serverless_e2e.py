@@ -2,7 +2,7 @@
 
 A stock boto3 `batch` client talks HTTP to the Chalice app (the API Lambda's code, served by Chalice's local
 gateway) running on the AWS runtime: DynamoDB (PynamoDB on moto), EventBridge and SQS (moto), ECS (moto's RunTask).
-The harness (`serverless_harness.py`) plays AWS's part, as Lambda's event sources and EventBridge would:
+The harness (`bench/aws_harness.py`) plays AWS's part, as Lambda's event sources and EventBridge would:
 
 - the table's stream: records are read from moto's dynamodbstreams and delivered to `on_job_change` in batches,
   honouring its partial-batch response;
@@ -27,16 +27,16 @@ from typing import Any
 
 import pytest
 
-from tests.functional.serverless_harness import (
+from bench.aws_harness import (
     AWS_ENV,
     AWS_ENV_UNSET,
-    CALL_REPORT,
     SPOT_INTERRUPTED,
     Deployment,
     attribute,
     deployed,
     set_up,
 )
+from tests.functional.call_report import CALL_REPORT
 
 REPORT = Path(__file__).resolve().parents[2] / "build" / "serverless-e2e-calls.json"
 

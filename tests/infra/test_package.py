@@ -133,7 +133,7 @@ def test_every_function_gets_the_stack_settings(cfn: dict[str, Any]) -> None:
 
 
 def test_every_function_runs_on_arm64_and_the_cost_model_prices_arm64(cfn: dict[str, Any]) -> None:
-    from tests.functional.serverless_harness import LAMBDA_ARCHITECTURE, LAMBDA_GB_SECOND, PRICES
+    from bench.aws_harness import LAMBDA_ARCHITECTURE, LAMBDA_GB_SECOND, PRICES
 
     # GIVEN every Lambda function of the deployed stack (after the SAM transform)
     functions = {k: r["Properties"] for k, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}

@@ -1,4 +1,6 @@
-"""Task and host events from AWS (EventBridge) applied to jobs (spec §6.2, §6.3).
+"""Task and host events from AWS (EventBridge) applied to jobs (spec §6.2, §6.3). The AWS runtime's door for them:
+it reads ECS's and EC2's event shapes (compute/ecs_events.py), so it sits in runtime/, not in control/, which
+imports no adapter (issue 15, `make lint`).
 
 - "ECS Task State Change": translated by `compute.ecs_events` (the task's `group` names job and attempt) and applied
   to the job. RUNNING -> TaskStarted, STOPPED -> TaskStopped with the essential container's exit code and reason and
@@ -30,6 +32,7 @@ from chalicelib.compute.port import HostAware
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
+from chalicelib.domain.reasons import host_terminated_reason
 
 log = logging.getLogger("batchplane.task_events")
 
@@ -53,7 +56,7 @@ def on_ec2_event(svc: Services, reactor: Reactor, envelope: Mapping[str, Any]) -
     if not isinstance(launcher, HostAware):
         log.warning("EC2 event for %s ignored: the launcher does not run tasks on EC2 instances", instance)
         return
-    reason = ecs_events.host_terminated_reason(instance)
+    reason = host_terminated_reason(instance)
     for job_id, attempt, task_arn in launcher.attempts_on_instance(instance):
         lost = lifecycle.TaskStopped(attempt, None, status_reason=reason, task_arn=task_arn or None)
         reactor.apply(job_id, lost)

@@ -1,5 +1,6 @@
-"""The serverless runtime on moto, played as AWS would: shared by `test_serverless_e2e.py`, `test_aws_cost.py` and
-the bench's `aws-cost` workload (`python -m bench --workload aws-cost`).
+"""The serverless runtime on moto, played as AWS would: shared by the bench's `aws-cost` workload (`python -m bench
+--workload aws-cost`) and the tests (`tests/functional/test_serverless_e2e.py`, `test_aws_cost.py`, ...). It lives in
+bench/ so that the bench imports nothing from tests/ (`make lint` checks the layering, issue 15).
 
 - `World`: moto's AWS (DynamoDB table with its stream, SQS FIFO dispatch queue, ECS cluster, a VPC) plus the harness
   that delivers what Lambda's event sources and EventBridge would, through the filters `make package` deploys
@@ -35,7 +36,6 @@ from typing import Any
 
 import boto3
 import botocore.handlers
-import pytest
 from botocore.config import Config
 from chalice.local import LambdaContext
 from moto import mock_aws
@@ -59,8 +59,6 @@ SPOT_INTERRUPTED = "Your Spot Task was interrupted."
 TIMEOUTS_S = {"on_job_change": 300, "dispatch": 120, "on_ecs_task_event": 30}
 WRITES = {"PutItem", "DeleteItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem"}
 MAX_ROUNDS = 200
-# The serverless e2e test's table of AWS calls per job, printed in the test run's summary (tests/functional/conftest.py)
-CALL_REPORT = pytest.StashKey[list[str]]()
 
 
 # -- counting AWS calls -----------------------------------------------------------------------------------------------
@@ -595,7 +593,7 @@ def task_envelope(
 
 # -- the deployed event sources -----------------------------------------------------------------------------------
 
-INFRA = Path(__file__).resolve().parents[2] / "infra" / "resources.json"
+INFRA = Path(__file__).resolve().parents[1] / "infra" / "resources.json"
 FUNCTION_RESOURCES = {"on_job_change": "OnJobChange", "on_ecs_task_event": "OnEcsTaskEvent"}
 
 
