@@ -172,7 +172,7 @@ class ConsoleServer:
 
     def __init__(self, api: Api, host: str, port: int) -> None:
         self.token = secrets.token_urlsafe(32)
-        handler = type("Handler", (_Handler,), {"api": api, "token": self.token})
+        handler: type[_Handler] = type("Handler", (_Handler,), {"api": api, "token": self.token})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         handler.hosts = origin_guard.host_names(*self.address)
