@@ -11,9 +11,10 @@ every request is checked before it is routed:
   sign without a key (the signed Host is not tied to this server; ADR 0019).
 - Origin, when present, must be this server's own origin (http://<the Host sent>); Sec-Fetch-Site must not be
   `cross-site` or `same-site`. Both are set by the browser and cannot be forged by a page.
-- An unsigned request that changes anything (every method but GET and HEAD) must carry X-Amz-Date, X-Amz-Target or
-  Authorization: headers a page can add to a cross-origin request only after a CORS preflight, which these servers
-  never grant. botocore and aws4fetch always send X-Amz-Date; the console sends it when unsigned.
+- Without `--auth`, a request that may change anything (every method but GET and HEAD) must carry X-Amz-Date,
+  X-Amz-Target or Authorization: headers a page can add to a cross-origin request only after a CORS preflight, which
+  these servers never grant. botocore and aws4fetch always send X-Amz-Date; the console sends it when unsigned.
+  (With `--auth` the signature check that follows refuses an unsigned request itself.)
 
 Refusals are AWS-style: 403 AccessDeniedException with a message saying why (the callers add the request id).
 """
@@ -50,9 +51,11 @@ def refusal(
     hosts: frozenset[str] | None,
     *,
     api: bool = True,
+    signed: bool = False,
 ) -> str | None:
     """Why this request is refused (None when it is not). `hosts`: the accepted Host values (None: any). `api`: the
-    request reaches the API (not a GET of the console's files, which only the Host check applies to)."""
+    request reaches the API (not a GET of the console's files, which only the Host check applies to). `signed`: a
+    signature check follows (`--auth`), which refuses an unsigned request itself, with the AWS error for it."""
     lower = _lower(headers)
     host = lower.get("host", "").strip().lower()
     if hosts is not None and host not in hosts:
@@ -71,7 +74,7 @@ def refusal(
     site = lower.get("sec-fetch-site", "").strip().lower()
     if site in ("cross-site", "same-site"):
         return f"cross-origin requests are refused (Sec-Fetch-Site: {site})"
-    if method.upper() not in SAFE_METHODS and not any(name in lower for name in PREFLIGHT_HEADERS):
+    if not signed and method.upper() not in SAFE_METHODS and not any(name in lower for name in PREFLIGHT_HEADERS):
         return (
             "an unsigned request must carry an X-Amz-Date header (as every AWS SDK sends): a web page cannot add "
             "it to a cross-origin request, so it proves the request is not one"

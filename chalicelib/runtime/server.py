@@ -40,7 +40,8 @@ class _Handler(EdgeHandler):
         everything else goes to the API. Every request first passes the origin guard."""
         console = self.command in ("GET", "HEAD") and console_web.handles(self.path)
         hosts: frozenset[str] | None = getattr(self.server, "hosts", None)
-        why = origin_guard.refusal(self.command, self.headers.items(), hosts, api=not console)
+        signed = getattr(self.server, "gate", None) is not None
+        why = origin_guard.refusal(self.command, self.headers.items(), hosts, api=not console, signed=signed)
         if why is not None:
             self._deny(why)
         elif console:
