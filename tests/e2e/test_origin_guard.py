@@ -115,6 +115,14 @@ def test_a_non_ascii_authorization_is_refused_not_dropped(runtime: LocalRuntime)
     assert resp.status == 403 and json.loads(body)["__type"] == "AccessDeniedException"
 
 
+def test_an_unknown_path_does_not_echo_the_authorization_header(runtime: LocalRuntime) -> None:
+    secret_looking = "AWS4-HMAC-SHA256 Credential=AKIDSECRET/x, SignedHeaders=host, Signature=deadbeef"
+    headers = {"Authorization": secret_looking, "X-Amz-Date": "20260101T000000Z"}
+    status, got, body = send(runtime, "POST", "/no/such/route", headers, b"{}")
+    assert status == 404 and got["x-amzn-requestid"] and b"AKIDSECRET" not in body and b"deadbeef" not in body
+    assert json.loads(body)["__type"] == "UnknownOperationException"
+
+
 def test_stock_clients_still_work(runtime: LocalRuntime, batch: object, logs: object) -> None:
     assert isinstance(queues(batch), list)
     assert "logGroups" in logs.describe_log_groups()  # type: ignore[attr-defined]
