@@ -21,8 +21,8 @@ from urllib.parse import quote
 from botocore.loaders import Loader
 from hypothesis import strategies as st
 
-from chalicelib.api.operations import EXTENSIONS
 from chalicelib.api.logs_api import TARGET_PREFIX
+from chalicelib.api.operations import EXTENSIONS
 from chalicelib.compute.logs_port import LOG_GROUP
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
