@@ -21,8 +21,8 @@ from urllib.parse import quote
 from botocore.loaders import Loader
 from hypothesis import strategies as st
 
-from chalicelib.api.extension import table
 from chalicelib.api.logs_api import TARGET_PREFIX
+from chalicelib.api.operations import EXTENSIONS
 from chalicelib.compute.logs_port import LOG_GROUP
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -190,7 +190,7 @@ def _all_calls(world: World) -> list[tuple[str, str, str, str | None, st.SearchS
     calls: list[tuple[str, str, str, str | None, st.SearchStrategy[dict[str, Any]]]] = []
     for name, method, uri, body in _batch_calls(pool):
         calls.append((name, method, uri, None, body))
-    extensions, _ = table()
+    extensions = EXTENSIONS
     for name, body in _extension_bodies(pool).items():
         calls.append((name, "POST", extensions[name].path, None, body))
     logs = Shapes("logs", pool)

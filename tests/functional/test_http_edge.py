@@ -14,7 +14,7 @@ import pytest
 
 from app import app
 from chalicelib.api import safe_json, wire
-from chalicelib.api.extension import table
+from chalicelib.api.operations import EXTENSIONS
 from chalicelib.compute.logs_port import LOG_GROUP, LogStore
 from chalicelib.runtime.local import LocalRuntime
 from chalicelib.runtime.server import ApiServer
@@ -24,7 +24,7 @@ from tests.functional.raw_http import Answer, assert_aws_error, exchange, exchan
 LOGS_TARGET = "Logs_20140328."
 LOGS_TYPE = "application/x-amz-json-1.1"
 BATCH_PATHS = sorted(path for (method, path) in wire.operations_by_path() if method == "POST")
-EXTENSION_PATHS = sorted(ext.path for ext in table()[0].values())
+EXTENSION_PATHS = sorted(ext.path for ext in EXTENSIONS.values())
 LOGS_OPERATIONS = ["GetLogEvents", "FilterLogEvents", "DescribeLogStreams", "DescribeLogGroups"]
 STREAM = "jd/default/0000"
 
@@ -147,7 +147,7 @@ def test_a_job_definition_revision_that_is_not_a_decimal_integer_is_a_client_err
 ) -> None:
     body = {"jobName": "a", "jobQueue": "q", "jobDefinition": ref}
     message = assert_aws_error(post(endpoint, "/v1/submitjob", body), 400, "ClientException")
-    assert "revision must be a positive integer" in message
+    assert "revision must be a positive 32-bit integer" in message
     describe = post(endpoint, "/v1/describejobdefinitions", {"jobDefinitions": [ref]})
     assert describe.status < 500, describe
 
