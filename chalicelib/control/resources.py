@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.domain import arns, platform, retry, validation
+from chalicelib.domain import arns, digits, platform, retry, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.model import (
     CE_HEALTHY,
@@ -376,10 +376,10 @@ def parse_jd_ref(ref: str, field: str = "jobDefinition") -> tuple[str, int | Non
     name, sep, rev = value.partition(":")
     if not sep:
         return name, None
-    # ASCII digits only ("²".isdigit() is True) and a 32-bit revision, so int() never raises.
-    if not REVISION.fullmatch(rev) or not 1 <= int(rev) <= validation.INT32_MAX:
-        raise InvalidRequest(f"{field}: revision must be a positive 32-bit integer; got {rev!r}")
-    return name, int(rev)
+    revision = digits.parse(rev)  # ASCII digits only ("²".isdigit() is True), so int() never raises
+    if revision is None or not 1 <= revision <= digits.INT32_MAX:  # the model's revision is an Integer
+        raise InvalidRequest(f"{field}: revision must be a positive 32-bit integer; got {rev[:40]!r}")
+    return name, revision
 
 
 def resolve_job_definition(svc: Services, ref: str, field: str = "jobDefinition") -> JobDefinition:

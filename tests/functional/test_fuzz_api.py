@@ -125,8 +125,11 @@ def _seed_world(runtime: LocalRuntime) -> World:
         "image": "busybox",
         "command": ["true"],
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+        "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",  # a Fargate definition needs one
     }
-    batch.register_job_definition(jobDefinitionName=world.jd, type="container", containerProperties=container)
+    batch.register_job_definition(
+        jobDefinitionName=world.jd, type="container", containerProperties=container, platformCapabilities=["FARGATE"]
+    )
     share = [{"shareIdentifier": "a", "weightFactor": 1.0}]
     batch.create_scheduling_policy(name=world.policy, fairsharePolicy={"shareDistribution": share})
     job_id = batch.submit_job(jobName="seed", jobQueue=world.queue, jobDefinition=world.jd, arrayProperties={"size": 2})

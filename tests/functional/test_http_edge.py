@@ -147,7 +147,7 @@ def test_a_job_definition_revision_that_is_not_a_decimal_integer_is_a_client_err
 ) -> None:
     body = {"jobName": "a", "jobQueue": "q", "jobDefinition": ref}
     message = assert_aws_error(post(endpoint, "/v1/submitjob", body), 400, "ClientException")
-    assert "revision must be a positive integer" in message
+    assert "revision must be a positive 32-bit integer" in message
     describe = post(endpoint, "/v1/describejobdefinitions", {"jobDefinitions": [ref]})
     assert describe.status < 500, describe
 
