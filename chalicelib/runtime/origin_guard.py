@@ -69,7 +69,7 @@ def refusal(
     if not lower.get("authorization", "").isascii():  # Chalice would fail encoding it (a dropped connection)
         return "the Authorization header must be ASCII"
     origin = lower.get("origin")
-    if origin is not None and origin.strip().lower() != f"http://{host}":
+    if origin is not None and origin.strip().lower() not in (f"http://{host}", f"https://{host}"):  # https: a TLS proxy
         return f"cross-origin requests are refused: Origin {origin[:100]!r} is not this server's (http://{host})"
     site = lower.get("sec-fetch-site", "").strip().lower()
     if site in ("cross-site", "same-site"):
