@@ -10,7 +10,7 @@ DATE = {"X-Amz-Date": "20260101T000000Z"}
 
 
 def test_the_names_of_a_loopback_server() -> None:
-    assert HOSTS == {"127.0.0.1:8000", "localhost:8000", "[::1]:8000"}
+    assert {"127.0.0.1:8000", "localhost:8000", "[::1]:8000"} == HOSTS
     assert "[::1]:9000" in host_names("::1", 9000) and "127.0.0.2:1" in host_names("127.0.0.2", 1)
     assert "localhost" in host_names("127.0.0.1", 80)  # port 80 may be left out of Host
 
