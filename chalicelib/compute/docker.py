@@ -28,6 +28,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 LOST_HOST = host_terminated_reason("local")
 JOURNAL = DOCKER_JOURNAL
 OOM_EXIT = 137
+DRAIN_TIMEOUT_S = 10.0  # the read of what the log follow missed, once the container ended
 STOP_TIMEOUT_S = 10  # how long a stop waits for the engine beyond the grace period
 
 
@@ -81,6 +83,8 @@ class _Attempt:
     lost: bool = False  # the server shuts down: nothing more is reported or logged
     since: float | None = None  # re-attached: log lines from this epoch second on (those up to last_ms are known)
     last_ms: int | None = None
+    tail_ms: int | None = None  # the latest timestamp appended by this watcher, and the lines appended at it
+    tail: list[str] = field(default_factory=list)
     streams: list[Any] = field(default_factory=list)
     timers: list[threading.Timer] = field(default_factory=list)
 
@@ -356,6 +360,7 @@ class DockerLauncher:
         except NotFound:  # removed behind our back: as a lost host
             self._end(a, TaskStopped(a.attempt, None, status_reason=LOST_HOST))
             return
+        self._drain(a)
         code = int(status.get("StatusCode", -1))
         reason = TIMEOUT_REASON if a.timed_out else None
         if code == OOM_EXIT and self.client.inspect_container(a.container)["State"].get("OOMKilled"):
@@ -365,6 +370,39 @@ class DockerLauncher:
     def _append(self, a: _Attempt, frame: bytes) -> None:
         if lines := docker_engine.log_lines(frame, a.last_ms):
             self.logs.append(a.log_stream, lines)
+            for ms, text in lines:
+                if a.tail_ms is None or ms > a.tail_ms:
+                    a.tail_ms, a.tail = ms, []
+                if ms == a.tail_ms:
+                    a.tail.append(text)
+
+    def _drain(self, a: _Attempt) -> None:
+        """The container ended: append what the follow missed. dockerd 20.10's follow can end before its json-file
+        logger has written the last line when the output does not end with a newline (the partial line is flushed
+        when the output closes): one more read, from the latest appended timestamp on, skipping the lines already
+        appended at that timestamp (a re-attached watcher that appended nothing skips every line up to last_ms)."""
+        assert a.container is not None
+        after = a.tail_ms if a.tail_ms is not None else a.last_ms
+        appended = Counter(a.tail)
+        missed: list[tuple[int, str]] = []
+        try:
+            frames = docker_engine.logged_since(self.client, a.container, after, DRAIN_TIMEOUT_S)
+        except Exception:  # the end is reported all the same
+            log.exception("reading the last output of %s failed", a.key)
+            return
+        for frame in frames:
+            for ms, text in docker_engine.log_lines(frame, None):
+                if after is not None and ms < after:
+                    continue
+                if ms == after:
+                    if a.tail_ms is None:  # re-attached: a line in last_ms's millisecond is known (ADR 0016)
+                        continue
+                    if appended[text] > 0:  # appended by the follow already
+                        appended[text] -= 1
+                        continue
+                missed.append((ms, text))
+        if missed and not a.lost:
+            self.logs.append(a.log_stream, missed)
 
     def _end(self, a: _Attempt, event: TaskStopped) -> None:
         for t in a.timers:

@@ -114,6 +114,18 @@ def log_frames(client: docker.APIClient, container: str, since: float | None, ho
     yield from api._multiplexed_response_stream_helper(response)
 
 
+def logged_since(client: docker.APIClient, container: str, since_ms: int | None, timeout: float) -> list[bytes]:
+    """One read (no follow) of the frames the engine holds from `since_ms` on (its `since` keeps lines at or after
+    it), within `timeout` seconds a read: what a follow that ended early missed (ADR 0016)."""
+    params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "tail": "all"}
+    if since_ms is not None:  # from the integer ms, not a float: a rounded-up `since` would skip a line
+        params["since"] = f"{since_ms // 1000}.{since_ms % 1000:03d}"
+    api: Any = client
+    response = api._get(api._url("/containers/{0}/logs", container), params=params, timeout=timeout)
+    api._raise_for_status(response)
+    return list(api._multiplexed_buffer_helper(response))
+
+
 def close_stream(client: docker.APIClient, response: Any) -> None:
     """End a log stream another thread may be blocked reading (its read returns at once)."""
     api: Any = client

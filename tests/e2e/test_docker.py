@@ -363,6 +363,23 @@ def test_logs_arrive_line_by_line_while_the_container_runs(dbatch: Client, dlogs
     wait_terminal(dbatch, [job_id])
 
 
+def test_the_last_line_is_logged_before_the_job_ends_even_without_a_newline(dbatch: Client, dlogs: Client) -> None:
+    # GIVEN jobs whose output ends without a newline: the engine's logger flushes that partial line only when the
+    # container's output closes, which may be after the log follow has ended
+    queue, _ = setup_queue(dbatch)
+    few = [start_job(dbatch, queue, sh('printf "first\\nlast-%s" "$AWS_BATCH_JOB_ID"')) for _ in range(6)]
+    burst = start_job(dbatch, queue, sh("seq 1 20000; printf last-of-the-burst"))
+    # WHEN each has SUCCEEDED
+    jobs = wait_terminal(dbatch, [*few, burst], timeout=120)
+    # THEN its log already holds every line, the last one included, each once
+    for job_id in few:
+        assert jobs[job_id]["status"] == "SUCCEEDED", jobs[job_id]
+        assert job_log(dlogs, jobs[job_id]) == ["first", f"last-{job_id}"]
+    lines = job_log(dlogs, jobs[burst])
+    assert lines[-1] == "last-of-the-burst"
+    assert lines == [*map(str, range(1, 20001)), "last-of-the-burst"]
+
+
 # -- crash safety: containers outlive the server ----------------------------------------------------------------
 
 WAIT_FOR_GO = "echo one; while [ ! -f /tmp/go ]; do sleep 0.1; done; echo two; "
