@@ -77,6 +77,10 @@ def entry_image(docker_engine: Any) -> Iterator[str]:
     docker_engine.remove_image(tag, force=True)
 
 
+EC2_QUEUES: set[str] = set()  # start_job registers EC2 definitions (whole vCPUs) for these, Fargate ones otherwise
+EC2_SIZE = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]
+
+
 def ec2_queue(batch: Client, max_vcpus: int = 4) -> str:
     ce = unique("ec2")
     batch.create_compute_environment(
@@ -96,12 +100,15 @@ def ec2_queue(batch: Client, max_vcpus: int = 4) -> str:
     batch.create_job_queue(
         jobQueueName=queue, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
     )
+    EC2_QUEUES.add(queue)
     return queue
 
 
 def start_job(batch: Client, queue: str, command: list[str] | None, **props: Any) -> str:
     props.setdefault("image", TEST_IMAGE)
-    props.setdefault("resourceRequirements", SMALL)
+    if queue in EC2_QUEUES:
+        props.setdefault("platformCapabilities", ["EC2"])
+    props.setdefault("resourceRequirements", EC2_SIZE if queue in EC2_QUEUES else SMALL)
     container_extra = {
         k: props.pop(k)
         for k in list(props)
@@ -114,7 +121,8 @@ def start_job(batch: Client, queue: str, command: list[str] | None, **props: Any
         container = {**props_now["containerProperties"], **container_extra}
         if command is None:
             container.pop("command", None)
-        kept = {k: props_now[k] for k in ("retryStrategy", "timeout", "parameters") if props_now.get(k)}
+        request_keys = ("retryStrategy", "timeout", "parameters", "platformCapabilities")
+        kept = {k: props_now[k] for k in request_keys if props_now.get(k)}
         jd = batch.register_job_definition(
             jobDefinitionName=props_now["jobDefinitionName"], type="container", containerProperties=container, **kept
         )["jobDefinitionArn"]
@@ -233,7 +241,7 @@ def test_vcpus_are_cpu_shares_on_ec2_a_hard_quota_on_fargate_and_linux_parameter
 
 
 def test_user_read_only_root_ulimits_tmpfs_and_shared_memory(dbatch: Client, dlogs: Client) -> None:
-    queue, _ = setup_queue(dbatch)
+    queue = ec2_queue(dbatch)  # ulimits, tmpfs and sharedMemorySize are EC2-only, as on AWS
     script = sh(
         "id -u; touch /root-file 2>/dev/null && echo root writable || echo root read-only; ulimit -n; "
         "echo x > /scratch/f && echo tmpfs writable; df -m /dev/shm | tail -1 | awk '{print $2}'"

@@ -26,6 +26,7 @@ import pytest
 
 from tests.docker_support import remove_containers
 from tests.e2e.conftest import describe, sh
+from tests.e2e.test_docker import ec2_queue
 from tests.e2e.test_kill_restart import Server, client_with_queue, free_port, wait_all_terminal
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +92,8 @@ def test_containers_outlive_a_sigkilled_server_and_each_job_runs_once(
     server.start()
     # GIVEN a queue on a small compute environment (jobs wait their turn, so kills catch some running) and a
     # definition whose containers sleep 1-3 s, logging to a ledger on a host volume
-    batch, queue = client_with_queue(server, max_vcpus=MAX_VCPUS)
+    batch, _ = client_with_queue(server, max_vcpus=MAX_VCPUS)
+    queue = ec2_queue(batch, MAX_VCPUS)  # the definition (EC2: no platformCapabilities) mounts a host volume
     mark = 'echo "$AWS_BATCH_JOB_ID#$AWS_BATCH_JOB_ATTEMPT {}" >> /ledger/ledger'
     batch.register_job_definition(
         jobDefinitionName="sleeper",
