@@ -3,8 +3,9 @@
 - What the container gets (image, command, environment, limits, mounts) is compute/docker_config.py: ECS's way.
 - One thread per attempt (the attempt's "watcher") does everything that waits on the engine, never the caller's
   (the dispatcher's) thread: pull a missing image, create, start, report TaskStarted, copy the log stream line by
-  line into the attempt's log stream, wait for the end, report TaskStopped. Only stop() and the timeout run
-  elsewhere (a short thread per stop: `docker stop` with the grace period, which honours the image's STOPSIGNAL).
+  line into the attempt's log stream, wait for the end, read what the follow missed, report TaskStopped. Only
+  stop() and the timeout run elsewhere (a short thread per stop: `docker stop` with the grace period, which honours
+  the image's STOPSIGNAL).
 - Ends as AWS reports them: the exit code; an OOM kill (exit 137, State.OOMKilled) with the container reason
   `OutOfMemoryError: Container killed due to memory usage`; an image that cannot be pulled, a container that cannot
   be created or started: no exit code, reason `CannotPullContainerError: …` / `CannotCreateContainerError: …` /
@@ -28,7 +29,6 @@ import os
 import queue
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -377,31 +377,16 @@ class DockerLauncher:
                     a.tail.append(text)
 
     def _drain(self, a: _Attempt) -> None:
-        """The container ended: append what the follow missed. dockerd 20.10's follow can end before its json-file
-        logger has written the last line when the output does not end with a newline (the partial line is flushed
-        when the output closes): one more read, from the latest appended timestamp on, skipping the lines already
-        appended at that timestamp (a re-attached watcher that appended nothing skips every line up to last_ms)."""
+        """The container ended: append what the log follow missed (it can end before the engine wrote a last line
+        without a newline: ADR 0016). One read, from the latest timestamp this watcher appended on."""
         assert a.container is not None
-        after = a.tail_ms if a.tail_ms is not None else a.last_ms
-        appended = Counter(a.tail)
-        missed: list[tuple[int, str]] = []
+        after, appended = (a.tail_ms, a.tail) if a.tail_ms is not None else (a.last_ms, None)
         try:
             frames = docker_engine.logged_since(self.client, a.container, after, DRAIN_TIMEOUT_S)
         except Exception:  # the end is reported all the same
             log.exception("reading the last output of %s failed", a.key)
             return
-        for frame in frames:
-            for ms, text in docker_engine.log_lines(frame, None):
-                if after is not None and ms < after:
-                    continue
-                if ms == after:
-                    if a.tail_ms is None:  # re-attached: a line in last_ms's millisecond is known (ADR 0016)
-                        continue
-                    if appended[text] > 0:  # appended by the follow already
-                        appended[text] -= 1
-                        continue
-                missed.append((ms, text))
-        if missed and not a.lost:
+        if (missed := docker_engine.unseen_lines(frames, after, appended)) and not a.lost:
             self.logs.append(a.log_stream, missed)
 
     def _end(self, a: _Attempt, event: TaskStopped) -> None:

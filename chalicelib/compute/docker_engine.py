@@ -18,6 +18,7 @@ import logging
 import re
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -159,4 +160,24 @@ def log_lines(frame: bytes, after_ms: int | None) -> list[tuple[int, str]]:
         if after_ms is not None and ms <= after_ms:
             continue
         lines.append((ms, text.decode("utf-8", "replace").rstrip("\r")))
+    return lines
+
+
+def unseen_lines(frames: list[bytes], after_ms: int | None, appended: list[str] | None) -> list[tuple[int, str]]:
+    """The lines of `frames` (read from `after_ms` on) not appended yet: those after `after_ms`, and those in that
+    millisecond beyond `appended`, the texts appended in it already (counted); `appended` None: none in it is new
+    (a re-attached watcher: lines up to the last recorded millisecond are known, ADR 0016)."""
+    left = Counter(appended or ())
+    lines: list[tuple[int, str]] = []
+    for frame in frames:
+        for ms, text in log_lines(frame, None):
+            if after_ms is not None and ms < after_ms:
+                continue  # not asked for
+            if ms == after_ms:
+                if appended is None:
+                    continue  # known
+                if left[text] > 0:  # appended already
+                    left[text] -= 1
+                    continue
+            lines.append((ms, text))
     return lines
