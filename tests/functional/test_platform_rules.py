@@ -16,7 +16,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib.runtime.local import LocalRuntime
-
 from tests.functional.builders import (
     ACCOUNT,
     BatchClient,

@@ -44,7 +44,7 @@ def test_what_fargate_runs_passes(c: dict[str, Any]) -> None:
         ({"privileged": True}, "containerProperties.privileged must be false or omitted"),
         ({"instanceType": "m5.large"}, "containerProperties.instanceType isn't applicable"),
         ({"ulimits": [{"name": "nofile"}]}, "containerProperties.ulimits isn't applicable"),
-        ({"volumes": [{"name": "a"}, {"host": {"sourcePath": "/x"}}]}, "containerProperties.volumes[1].host.sourcePath"),
+        ({"volumes": [{"name": "a"}, {"host": {"sourcePath": "/x"}}]}, "containerProperties.volumes[1].host."),
         ({"logConfiguration": {"logDriver": "json-file"}}, "containerProperties.logConfiguration.logDriver must be"),
         (
             {"fargatePlatformConfiguration": {"platformVersion": "1.3.0"}, "volumes": [{"efsVolumeConfiguration": {}}]},
