@@ -14,8 +14,13 @@ the steps see the same paths whether batchplane runs them as containers (Docker 
 Mounting a host folder is something the server's operator must allow: `make run` starts the server with
 `--allow-host-path <repository>/.batchplane-demo`; with another --data-dir, start it with that folder allowed.
 
+The compute environment is EC2 (managed), and the job definitions are EC2 ones (no platformCapabilities): AWS
+runs no host volume on Fargate ("Job definitions on Fargate"), and neither does batchplane.
+
 Everything is created idempotently (compute environment, queue, job definitions), so the demo can run again. It
-prints the command to watch the run, or runs it (--watch).
+prints the command to watch the run, or runs it (--watch). A server that ran an older demo holds its FARGATE
+compute environment `demo`, on which the queue `demo` ran: the queue is moved to `demo-ec2`, and `demo` is left
+unused (disable and delete it at will; jobs still queued from that older demo wait, as they would on AWS).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 NAME = "demo"
+COMPUTE_ENVIRONMENT = "demo-ec2"  # not "demo": an older demo created a FARGATE environment of that name
 RESOURCES = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]
 
 # Each step is `sh -c SCRIPT step <workdir>`: the data folder arrives as $1 through the Ref::workdir parameter.
@@ -80,11 +86,14 @@ def ensure_resources(batch: Any, data_dir: Path, max_vcpus: int = 4) -> None:
     """The compute environment, the queue and the four job definitions, which mount `data_dir` (idempotent)."""
     try:
         batch.create_compute_environment(
-            computeEnvironmentName=NAME,
+            computeEnvironmentName=COMPUTE_ENVIRONMENT,
             type="MANAGED",
             computeResources={
-                "type": "FARGATE",
+                "type": "EC2",
+                "minvCpus": 0,
                 "maxvCpus": max_vcpus,
+                "instanceTypes": ["optimal"],
+                "instanceRole": "ecsInstanceRole",
                 "subnets": ["subnet-demo"],
                 "securityGroupIds": ["sg-demo"],
             },
@@ -92,24 +101,26 @@ def ensure_resources(batch: Any, data_dir: Path, max_vcpus: int = 4) -> None:
     except ClientError as e:
         if "already exists" not in str(e):
             raise
-    if not batch.describe_job_queues(jobQueues=[NAME])["jobQueues"]:
-        batch.create_job_queue(
-            jobQueueName=NAME, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": NAME}]
-        )
+    order = [{"order": 1, "computeEnvironment": COMPUTE_ENVIRONMENT}]
+    queues = batch.describe_job_queues(jobQueues=[NAME])["jobQueues"]
+    if not queues:
+        batch.create_job_queue(jobQueueName=NAME, priority=1, computeEnvironmentOrder=order)
+    elif [c["computeEnvironment"].rsplit("/", 1)[-1] for c in queues[0]["computeEnvironmentOrder"]] != [
+        COMPUTE_ENVIRONMENT
+    ]:
+        batch.update_job_queue(jobQueue=NAME, computeEnvironmentOrder=order)  # an older demo's FARGATE queue
     folder = str(data_dir.resolve())
     volume = {"name": "demo-data", "host": {"sourcePath": folder}}
     mount = {"sourceVolume": "demo-data", "containerPath": folder}  # the same path inside: $1 names it in both
     steps = {"split": (SPLIT, ["Ref::chunks"]), "process": (PROCESS, []), "merge": (MERGE, [])}
     for step, (script, extra) in {**steps, "publish": (PUBLISH, [])}.items():
-        batch.register_job_definition(
+        batch.register_job_definition(  # no platformCapabilities: an EC2 definition, as the queue's environment is
             jobDefinitionName=f"{NAME}-{step}",
             type="container",
-            platformCapabilities=["FARGATE"],  # the queue's compute environment is FARGATE, as on AWS
             containerProperties={
                 "image": "busybox:latest",  # built locally by scripts/docker-up.sh; Docker Hub's elsewhere
                 "command": ["sh", "-c", script, step, "Ref::workdir", *extra],
                 "resourceRequirements": RESOURCES,
-                "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
                 "volumes": [volume],
                 "mountPoints": [mount],
             },

@@ -61,7 +61,9 @@ def seed(b: Any) -> dict[str, str]:
             "image": "public.ecr.aws/docker/library/busybox:latest",
             "command": ["sh", "-c", script],
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+            "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",  # required on FARGATE
         }
+        kw = {"platformCapabilities": ["FARGATE"], **kw}  # the queues' environments are FARGATE, as on AWS
         return str(
             b.register_job_definition(jobDefinitionName=name, type="container", containerProperties=props, **kw)[
                 "jobDefinitionArn"

@@ -3,8 +3,9 @@
 - What the container gets (image, command, environment, limits, mounts) is compute/docker_config.py: ECS's way.
 - One thread per attempt (the attempt's "watcher") does everything that waits on the engine, never the caller's
   (the dispatcher's) thread: pull a missing image, create, start, report TaskStarted, copy the log stream line by
-  line into the attempt's log stream, wait for the end, report TaskStopped. Only stop() and the timeout run
-  elsewhere (a short thread per stop: `docker stop` with the grace period, which honours the image's STOPSIGNAL).
+  line into the attempt's log stream, wait for the end, read what the follow missed, report TaskStopped. Only
+  stop() and the timeout run elsewhere (a short thread per stop: `docker stop` with the grace period, which honours
+  the image's STOPSIGNAL).
 - Ends as AWS reports them: the exit code; an OOM kill (exit 137, State.OOMKilled) with the container reason
   `OutOfMemoryError: Container killed due to memory usage`; an image that cannot be pulled, a container that cannot
   be created or started: no exit code, reason `CannotPullContainerError: …` / `CannotCreateContainerError: …` /
@@ -55,6 +56,7 @@ OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 LOST_HOST = host_terminated_reason("local")
 JOURNAL = DOCKER_JOURNAL
 OOM_EXIT = 137
+DRAIN_TIMEOUT_S = 10.0  # the read of what the log follow missed, once the container ended
 STOP_TIMEOUT_S = 10  # how long a stop waits for the engine beyond the grace period
 
 
@@ -81,6 +83,8 @@ class _Attempt:
     lost: bool = False  # the server shuts down: nothing more is reported or logged
     since: float | None = None  # re-attached: log lines from this epoch second on (those up to last_ms are known)
     last_ms: int | None = None
+    tail_ms: int | None = None  # the latest timestamp appended by this watcher, and the lines appended at it
+    tail: list[str] = field(default_factory=list)
     streams: list[Any] = field(default_factory=list)
     timers: list[threading.Timer] = field(default_factory=list)
 
@@ -356,6 +360,7 @@ class DockerLauncher:
         except NotFound:  # removed behind our back: as a lost host
             self._end(a, TaskStopped(a.attempt, None, status_reason=LOST_HOST))
             return
+        self._drain(a)
         code = int(status.get("StatusCode", -1))
         reason = TIMEOUT_REASON if a.timed_out else None
         if code == OOM_EXIT and self.client.inspect_container(a.container)["State"].get("OOMKilled"):
@@ -365,6 +370,24 @@ class DockerLauncher:
     def _append(self, a: _Attempt, frame: bytes) -> None:
         if lines := docker_engine.log_lines(frame, a.last_ms):
             self.logs.append(a.log_stream, lines)
+            for ms, text in lines:
+                if a.tail_ms is None or ms > a.tail_ms:
+                    a.tail_ms, a.tail = ms, []
+                if ms == a.tail_ms:
+                    a.tail.append(text)
+
+    def _drain(self, a: _Attempt) -> None:
+        """The container ended: append what the log follow missed (it can end before the engine wrote a last line
+        without a newline: ADR 0016). One read, from the latest timestamp this watcher appended on."""
+        assert a.container is not None
+        after, appended = (a.tail_ms, a.tail) if a.tail_ms is not None else (a.last_ms, None)
+        try:
+            frames = docker_engine.logged_since(self.client, a.container, after, DRAIN_TIMEOUT_S)
+        except Exception:  # the end is reported all the same
+            log.exception("reading the last output of %s failed", a.key)
+            return
+        if (missed := docker_engine.unseen_lines(frames, after, appended)) and not a.lost:
+            self.logs.append(a.log_stream, missed)
 
     def _end(self, a: _Attempt, event: TaskStopped) -> None:
         for t in a.timers:

@@ -18,6 +18,7 @@ import logging
 import re
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -114,6 +115,18 @@ def log_frames(client: docker.APIClient, container: str, since: float | None, ho
     yield from api._multiplexed_response_stream_helper(response)
 
 
+def logged_since(client: docker.APIClient, container: str, since_ms: int | None, timeout: float) -> list[bytes]:
+    """One read (no follow) of the frames the engine holds from `since_ms` on (its `since` keeps lines at or after
+    it), within `timeout` seconds a read: what a follow that ended early missed (ADR 0016)."""
+    params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "tail": "all"}
+    if since_ms is not None:  # from the integer ms, not a float: a rounded-up `since` would skip a line
+        params["since"] = f"{since_ms // 1000}.{since_ms % 1000:03d}"
+    api: Any = client
+    response = api._get(api._url("/containers/{0}/logs", container), params=params, timeout=timeout)
+    api._raise_for_status(response)
+    return list(api._multiplexed_buffer_helper(response))
+
+
 def close_stream(client: docker.APIClient, response: Any) -> None:
     """End a log stream another thread may be blocked reading (its read returns at once)."""
     api: Any = client
@@ -147,4 +160,24 @@ def log_lines(frame: bytes, after_ms: int | None) -> list[tuple[int, str]]:
         if after_ms is not None and ms <= after_ms:
             continue
         lines.append((ms, text.decode("utf-8", "replace").rstrip("\r")))
+    return lines
+
+
+def unseen_lines(frames: list[bytes], after_ms: int | None, appended: list[str] | None) -> list[tuple[int, str]]:
+    """The lines of `frames` (read from `after_ms` on) not appended yet: those after `after_ms`, and those in that
+    millisecond beyond `appended`, the texts appended in it already (counted); `appended` None: none in it is new
+    (a re-attached watcher: lines up to the last recorded millisecond are known, ADR 0016)."""
+    left = Counter(appended or ())
+    lines: list[tuple[int, str]] = []
+    for frame in frames:
+        for ms, text in log_lines(frame, None):
+            if after_ms is not None and ms < after_ms:
+                continue  # not asked for
+            if ms == after_ms:
+                if appended is None:
+                    continue  # known
+                if left[text] > 0:  # appended already
+                    left[text] -= 1
+                    continue
+            lines.append((ms, text))
     return lines

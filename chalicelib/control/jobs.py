@@ -52,8 +52,8 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     platform.queue_runs(on, _queue_platforms(svc, queue))
     platform.overrides(req.get("containerOverrides") or {}, on)
     container = job_spec.effective_container(jd.spec["containerProperties"], req.get("containerOverrides") or {})
+    platform.effective_resources(container, on)  # before host access: a FARGATE host path is refused on any server
     check_host_access(svc, container, jd.name, jd.revision)
-    platform.effective_resources(container, on)
     vcpus, memory = job_spec.vcpus_and_memory(container)
     size = (req.get("arrayProperties") or {}).get("size")
     depends_on = tuple(Dependency(d.get("jobId"), d.get("type")) for d in req.get("dependsOn") or [])

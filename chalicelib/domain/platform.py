@@ -3,10 +3,14 @@
 AWS applies them at three points, and so does batchplane (docs/adr/0022-platform-rules.md):
 - RegisterJobDefinition: a definition without `platformCapabilities` is EC2. A FARGATE one needs `executionRoleArn`,
   both VCPU and MEMORY in `resourceRequirements` as one of Fargate's task sizes, and no GPU (AWS Batch User Guide,
-  "Job definitions on Fargate"; botocore's ResourceRequirement.value documents the size table).
+  "Job definitions on Fargate"; botocore's ResourceRequirement.value documents the size table); none of the members
+  Fargate does not run: privileged, ulimits, instanceType, linuxParameters devices/maxSwap/sharedMemorySize/
+  swappiness/tmpfs, a volume's host sourcePath, a log driver other than awslogs or splunk, an EFS volume before
+  platform version 1.4.0.
 - SubmitJob: a job whose platform none of its queue's compute environments offers is refused with AWS's own
   message ("Job Queue is attached to Compute Environment that can not run Jobs with capability EC2", the
-  ClientException users report from SubmitJob); containerOverrides are held to the same resource rules.
+  ClientException users report from SubmitJob); containerOverrides are held to the same resource rules, and a
+  FARGATE definition stored before these rules is held to them too.
 - Dispatch: a queue's compute environments can change after a job was queued; a job none of them can run waits
   with a MISCONFIGURATION reason (domain/scheduling.py) instead of running on the wrong platform.
 
@@ -95,8 +99,64 @@ def fargate_size(vcpus: float, memory: float, field: str) -> None:
         )
 
 
+# What Fargate does not run (AWS Batch User Guide "Job definitions on Fargate"; botocore's documentation of
+# ContainerProperties, LinuxParameters, Volume, Host and LogConfiguration says the same, member by member).
+FARGATE_NOT_APPLICABLE = ("instanceType", "ulimits")
+FARGATE_LINUX_NOT_APPLICABLE = ("devices", "maxSwap", "sharedMemorySize", "swappiness", "tmpfs")
+FARGATE_LOG_DRIVERS = ("awslogs", "splunk")
+FARGATE_EFS_MIN_VERSION = (1, 4, 0)
+NOT_ON_FARGATE = "isn't applicable to jobs that run on Fargate resources"
+
+
+def _given(value: Any) -> bool:
+    """An empty list or object is "not provided" (DescribeJobDefinitions echoes `ulimits: []`, `tmpfs: []`, and a
+    described definition is often registered again); a number, even 0, is provided."""
+    return value is not None and value != [] and value != {}
+
+
+def fargate_properties(c: Mapping[str, Any], field: str) -> None:
+    """The container members Fargate does not run: refused by name (registration, and SubmitJob for a definition
+    stored before batchplane applied these rules)."""
+    if c.get("privileged"):
+        raise _fail(f"{field}.privileged", "must be false or omitted for jobs that run on Fargate resources")
+    for key in FARGATE_NOT_APPLICABLE:
+        if _given(c.get(key)):
+            raise _fail(f"{field}.{key}", NOT_ON_FARGATE)
+    lp = c.get("linuxParameters") or {}
+    for key in FARGATE_LINUX_NOT_APPLICABLE:
+        if _given(lp.get(key)):
+            raise _fail(f"{field}.linuxParameters.{key}", NOT_ON_FARGATE)
+    platform_version = (c.get("fargatePlatformConfiguration") or {}).get("platformVersion") or "LATEST"
+    for i, volume in enumerate(c.get("volumes") or []):
+        if (volume.get("host") or {}).get("sourcePath"):
+            raise _fail(
+                f"{field}.volumes[{i}].host.sourcePath",
+                f"{NOT_ON_FARGATE}: Fargate mounts only volumes without a host path, and EFS volumes",
+            )
+        if volume.get("efsVolumeConfiguration") is not None and not _version_at_least(platform_version):
+            raise _fail(
+                f"{field}.volumes[{i}].efsVolumeConfiguration",
+                f"needs fargatePlatformConfiguration.platformVersion 1.4.0 or later on Fargate; got {platform_version}",
+            )
+    driver = (c.get("logConfiguration") or {}).get("logDriver")
+    if driver is not None and driver not in FARGATE_LOG_DRIVERS:
+        raise _fail(
+            f"{field}.logConfiguration.logDriver",
+            f"must be one of {', '.join(FARGATE_LOG_DRIVERS)} for jobs that run on Fargate resources; got {driver!r}",
+        )
+
+
+def _version_at_least(version: str) -> bool:
+    """A Fargate platform version ("LATEST", "1.4.0") is at least 1.4.0; an unparsable one is left to ECS."""
+    parts = version.split(".")
+    if version == "LATEST" or not all(p.isdigit() for p in parts):
+        return True
+    return tuple(int(p) for p in parts) >= FARGATE_EFS_MIN_VERSION
+
+
 def fargate_container(c: Mapping[str, Any], field: str, values: Mapping[str, float]) -> None:
     """A FARGATE job definition's containerProperties (resourceRequirements already checked into `values`)."""
+    fargate_properties(c, field)
     if not c.get("executionRoleArn"):
         raise _fail(f"{field}.executionRoleArn", "is required for jobs that run on Fargate resources")
     for legacy in ("vcpus", "memory"):
@@ -119,9 +179,11 @@ def overrides(o: Mapping[str, Any], platform: str) -> None:
 
 
 def effective_resources(container: Mapping[str, Any], platform: str) -> None:
-    """The job's container after overrides: on Fargate still one task size."""
+    """The job's container after overrides: on Fargate still one task size, and nothing Fargate does not run (a
+    definition registered before batchplane applied these rules is refused here, not run with a host path)."""
     if platform != FARGATE:
         return
+    fargate_properties(container, "jobDefinition containerProperties")
     values = {r["type"]: float(r["value"]) for r in container.get("resourceRequirements") or []}
     fargate_size(values.get("VCPU", 0.0), values.get("MEMORY", 0.0), "containerOverrides.resourceRequirements")
 

@@ -343,9 +343,6 @@ def container_properties(c: Mapping[str, Any], field: str, *, fargate: bool) -> 
     if storage is not None:
         in_range(storage, 21, 200, f"{field}.ephemeralStorage.sizeInGiB")
     if fargate:
-        for key in ("privileged", "ulimits", "instanceType"):
-            if c.get(key):
-                raise fail(f"{field}.{key}", "is not supported on FARGATE")
         platform.fargate_container(c, field, values)
 
 

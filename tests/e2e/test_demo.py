@@ -84,3 +84,24 @@ def test_main_prints_how_to_watch_and_with_watch_runs_it(
     assert report == expected
     batch = clients("batch", runtime.endpoint)
     assert wait_terminal(batch, [publish.group(1)])[publish.group(1)]["status"] == "SUCCEEDED"
+
+
+def test_a_queue_left_by_an_older_fargate_demo_is_moved_to_the_ec2_environment(
+    make_runtime: Runtimes, clients: ClientFactory, tmp_path: Path
+) -> None:
+    rt = make_runtime.start(executor="process", allow_host_paths=(str(tmp_path / "data"),))
+    batch = clients("batch", rt.endpoint)
+    # GIVEN what an older demo created: a FARGATE compute environment `demo` and the queue `demo` on it
+    fargate = {"type": "FARGATE", "maxvCpus": 4, "subnets": ["subnet-demo"], "securityGroupIds": ["sg-demo"]}
+    batch.create_compute_environment(computeEnvironmentName="demo", type="MANAGED", computeResources=fargate)
+    order = [{"order": 1, "computeEnvironment": "demo"}]
+    batch.create_job_queue(jobQueueName="demo", priority=1, computeEnvironmentOrder=order)
+    # WHEN this demo ensures its resources, and its pipeline runs
+    pipeline.ensure_resources(batch, tmp_path / "data")
+    # THEN the queue runs on the EC2 environment, and the pipeline (EC2 definitions, a host folder) completes
+    queue = batch.describe_job_queues(jobQueues=["demo"])["jobQueues"][0]
+    assert [c["computeEnvironment"].rsplit("/", 1)[-1] for c in queue["computeEnvironmentOrder"]] == ["demo-ec2"]
+    assert queue["jobQueueType"] == "ECS"
+    run = pipeline.submit(batch, tmp_path / "data" / "run-1", chunks=2, lines=10, seed=3)
+    assert wait_terminal(batch, [run.publish])[run.publish]["status"] == "SUCCEEDED"
+    assert (run.data_dir / "report.txt").read_text().strip() == run.expected

@@ -77,6 +77,9 @@ def entry_image(docker_engine: Any) -> Iterator[str]:
     docker_engine.remove_image(tag, force=True)
 
 
+EC2_SIZE = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]  # start_job's default on EC2
+
+
 def ec2_queue(batch: Client, max_vcpus: int = 4) -> str:
     """A queue on an EC2 compute environment: for what Fargate refuses (ulimits, host volumes, small memory)."""
     queue, _ = setup_queue(batch, max_vcpus, name=unique("ec2"), platform="EC2")
@@ -93,13 +96,14 @@ def queue_platform(batch: Client, queue: str) -> str:
 
 def start_job(batch: Client, queue: str, command: list[str] | None, **props: Any) -> str:
     props.setdefault("image", TEST_IMAGE)
-    props.setdefault("resourceRequirements", SMALL)
+    platform = queue_platform(batch, queue)
+    props.setdefault("resourceRequirements", EC2_SIZE if platform == "EC2" else SMALL)
     container_extra = {
         k: props.pop(k)
         for k in list(props)
         if k in ("user", "readonlyRootFilesystem", "ulimits", "linuxParameters", "volumes", "mountPoints")
     }
-    jd = register(batch, unique("jd"), command or [], platform=queue_platform(batch, queue), **props)
+    jd = register(batch, unique("jd"), command or [], platform=platform, **props)
     if container_extra or command is None:
         # register() knows a few containerProperties; the others are given here, on a new revision
         props_now = batch.describe_job_definitions(jobDefinitions=[jd])["jobDefinitions"][0]
@@ -357,6 +361,23 @@ def test_logs_arrive_line_by_line_while_the_container_runs(dbatch: Client, dlogs
     assert describe_one(dbatch, job_id)["status"] == "RUNNING"
     dbatch.terminate_job(jobId=job_id, reason="seen")
     wait_terminal(dbatch, [job_id])
+
+
+def test_the_last_line_is_logged_before_the_job_ends_even_without_a_newline(dbatch: Client, dlogs: Client) -> None:
+    # GIVEN jobs whose output ends without a newline: the engine's logger flushes that partial line only when the
+    # container's output closes, which may be after the log follow has ended
+    queue, _ = setup_queue(dbatch)
+    few = [start_job(dbatch, queue, sh('printf "first\\nlast-%s" "$AWS_BATCH_JOB_ID"')) for _ in range(6)]
+    burst = start_job(dbatch, queue, sh("seq 1 20000; printf last-of-the-burst"))
+    # WHEN each has SUCCEEDED
+    jobs = wait_terminal(dbatch, [*few, burst], timeout=120)
+    # THEN its log already holds every line, the last one included, each once
+    for job_id in few:
+        assert jobs[job_id]["status"] == "SUCCEEDED", jobs[job_id]
+        assert job_log(dlogs, jobs[job_id]) == ["first", f"last-{job_id}"]
+    lines = job_log(dlogs, jobs[burst])
+    assert lines[-1] == "last-of-the-burst"
+    assert lines == [*map(str, range(1, 20001)), "last-of-the-burst"]
 
 
 # -- crash safety: containers outlive the server ----------------------------------------------------------------

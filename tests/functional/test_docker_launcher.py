@@ -191,3 +191,31 @@ def test_ended_containers_nothing_asks_about_are_reaped(launchers: Launchers) ->
     restarted = launchers.new(state, Sink())
     assert restarted.reap() == 1
     assert ours(launchers.client, job) == []
+
+
+def test_what_the_log_follow_missed_is_appended_once_before_the_end_is_reported(
+    launchers: Launchers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a log follow that ends early (as dockerd's can before its logger wrote a last line without a newline),
+    # on output whose lines share milliseconds and texts
+    from chalicelib.compute import docker_engine
+
+    follow = docker_engine.log_frames
+
+    def ends_early(*args: Any) -> Iterator[bytes]:
+        for n, frame in enumerate(follow(*args)):
+            if n == 3:
+                return
+            yield frame
+
+    monkeypatch.setattr(docker_engine, "log_frames", ends_early)
+    sink, job = Sink(), f"job-{sid()}"
+    launcher = launchers.new(sid(), sink)
+    # WHEN the container ends
+    launcher.launch(spec(job, ["sh", "-c", "for i in $(seq 1 200); do echo same; done; printf end"]))
+    wait_until(lambda: len(sink.stops()) == 1, "its end")
+    # THEN by the time its end is reported, its log holds every line exactly once
+    events, _, _ = launcher.logs.read(
+        f"jd/default/{job}", start_time=None, end_time=None, offset=0, limit=1000, from_head=True
+    )
+    assert [e.message for e in events] == ["same"] * 200 + ["end"]

@@ -183,7 +183,7 @@ def test_deleting_a_queue_terminates_its_jobs_and_frees_the_name_after_the_grace
     batch = make_batch(graced.endpoint)
     ce = make_ec2_ce(batch, "ce")
     disable_ce(batch, ce)
-    make_jd(batch, "jd")
+    make_jd(batch, "jd", platformCapabilities=None)  # EC2, as the queue's compute environment
     make_queue(batch, "q", [ce])
     waiting = submit(batch, "waiting")
     pending = submit(batch, "pending", dependsOn=[{"jobId": waiting}])

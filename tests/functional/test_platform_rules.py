@@ -6,6 +6,8 @@ numbers out of its types' range, non-finite values).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 import time
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from chalicelib.runtime.local import LocalRuntime
 from tests.functional.builders import (
     ACCOUNT,
     BatchClient,
@@ -118,6 +121,119 @@ def test_fargate_definitions_follow_fargates_rules(batch: BatchClient, props: di
             containerProperties=props,
         )
     assert fragment in message
+
+
+# What Fargate does not run (User Guide "Job definitions on Fargate"; botocore's LinuxParameters, Volume, Host and
+# LogConfiguration documentation): each refused at registration by name, each accepted on EC2.
+NOT_ON_FARGATE = [
+    pytest.param({"privileged": True}, "containerProperties.privileged must be false or omitted", id="privileged"),
+    pytest.param(
+        {"ulimits": [{"name": "nofile", "softLimit": 1, "hardLimit": 2}]},
+        "containerProperties.ulimits isn't applicable to jobs that run on Fargate resources",
+        id="ulimits",
+    ),
+    pytest.param(
+        {"linuxParameters": {"devices": [{"hostPath": "/dev/fuse"}]}},
+        "containerProperties.linuxParameters.devices isn't applicable to jobs that run on Fargate",
+        id="devices",
+    ),
+    pytest.param(
+        {"linuxParameters": {"maxSwap": 0}},
+        "containerProperties.linuxParameters.maxSwap isn't applicable",
+        id="maxSwap-0",
+    ),
+    pytest.param(
+        {"linuxParameters": {"sharedMemorySize": 64}},
+        "containerProperties.linuxParameters.sharedMemorySize isn't applicable",
+        id="sharedMemorySize",
+    ),
+    pytest.param(
+        {"linuxParameters": {"swappiness": 10}},
+        "containerProperties.linuxParameters.swappiness isn't applicable",
+        id="swappiness",
+    ),
+    pytest.param(
+        {"linuxParameters": {"tmpfs": [{"containerPath": "/scratch", "size": 16}]}},
+        "containerProperties.linuxParameters.tmpfs isn't applicable",
+        id="tmpfs",
+    ),
+    pytest.param(
+        {
+            "volumes": [{"name": "scratch"}, {"name": "data", "host": {"sourcePath": "/srv/data"}}],
+            "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}],
+        },
+        "containerProperties.volumes[1].host.sourcePath isn't applicable to jobs that run on Fargate resources: "
+        "Fargate mounts only volumes without a host path, and EFS volumes",
+        id="host-sourcePath",
+    ),
+    pytest.param(
+        {"logConfiguration": {"logDriver": "json-file"}},
+        "containerProperties.logConfiguration.logDriver must be one of awslogs, splunk",
+        id="log-driver",
+    ),
+    pytest.param(
+        {
+            "fargatePlatformConfiguration": {"platformVersion": "1.3.0"},
+            "volumes": [{"name": "efs", "efsVolumeConfiguration": {"fileSystemId": "fs-1"}}],
+        },
+        "containerProperties.volumes[0].efsVolumeConfiguration needs fargatePlatformConfiguration.platformVersion "
+        "1.4.0 or later",
+        id="efs-before-1.4.0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("props", "fragment"), NOT_ON_FARGATE)
+def test_what_fargate_does_not_run_is_refused_by_name_and_accepted_on_ec2(
+    batch: BatchClient, props: dict[str, Any], fragment: str
+) -> None:
+    # WHEN a FARGATE definition asks for it THEN it is refused naming the field and the rule, and nothing is written
+    with nothing_written(batch):
+        message = error_of(
+            batch.register_job_definition,
+            jobDefinitionName="f",
+            type="container",
+            platformCapabilities=["FARGATE"],
+            containerProperties=container(**props),
+        )
+    assert fragment in message
+    # AND an EC2 definition may ask for it
+    ec2 = {k: v for k, v in container(**props).items() if k not in ("executionRoleArn", "fargatePlatformConfiguration")}
+    assert make_jd(batch, "e", platformCapabilities=None, containerProperties=ec2)["revision"] == 1
+
+
+def test_fargate_accepts_what_it_runs(batch: BatchClient, fargate_queue: str) -> None:
+    # GIVEN a FARGATE definition with what Fargate does run: a volume without a host path, EFS on LATEST, awslogs,
+    # an init process, privileged false and the empty lists DescribeJobDefinitions echoes
+    props = container(
+        privileged=False,
+        ulimits=[],
+        linuxParameters={"initProcessEnabled": True, "devices": [], "tmpfs": []},
+        volumes=[{"name": "scratch"}, {"name": "efs", "efsVolumeConfiguration": {"fileSystemId": "fs-1"}}],
+        mountPoints=[{"sourceVolume": "scratch", "containerPath": "/scratch"}],
+        logConfiguration={"logDriver": "awslogs"},
+        fargatePlatformConfiguration={"platformVersion": "LATEST"},
+    )
+    make_jd(batch, "fargate-ok", containerProperties=props)
+    # THEN a job of it is accepted by a Fargate queue
+    assert batch.submit_job(jobName="j", jobQueue=fargate_queue, jobDefinition="fargate-ok")["jobId"]
+
+
+def test_a_fargate_definition_stored_before_the_rules_is_refused_at_submit(
+    batch: BatchClient, runtime: LocalRuntime, fargate_queue: str
+) -> None:
+    # GIVEN a FARGATE definition stored (by an older batchplane) with a host volume and tmpfs
+    make_jd(batch, "old")
+    repo = runtime.services.repo
+    jd = repo.get_jd("old", 1)
+    assert jd is not None
+    spec = copy.deepcopy(jd.spec)
+    spec["containerProperties"]["volumes"] = [{"name": "d", "host": {"sourcePath": "/srv"}}]
+    repo.save_jd(dataclasses.replace(jd, spec=spec))
+    # WHEN a job of it is submitted THEN it is refused naming the definition's field (whatever the host-path policy)
+    message = error_of(batch.submit_job, jobName="j", jobQueue=fargate_queue, jobDefinition="old")
+    assert "jobDefinition containerProperties.volumes[0].host.sourcePath isn't applicable" in message
+    assert batch.list_jobs(jobQueue=fargate_queue, jobStatus="RUNNABLE")["jobSummaryList"] == []
 
 
 def test_an_ec2_definition_may_use_a_gpu_and_any_memory(batch: BatchClient) -> None:

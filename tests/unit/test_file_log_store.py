@@ -11,8 +11,7 @@ import pytest
 from chalicelib.compute import logs as logs_module
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.compute.logs_port import LogEvent
-
-STREAM = "my-jd/default/0123abcd-0000-4000-8000-000000000001"
+from tests.contract.test_log_store import STREAM, _fill, _page_all  # the port suite's paging helpers
 
 
 @pytest.fixture
@@ -24,34 +23,6 @@ def store(tmp_path: Path) -> FileLogStore:
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny read blocks, so lines straddle block boundaries everywhere."""
     monkeypatch.setattr(logs_module, "_BLOCK", 7)
-
-
-def _fill(store: FileLogStore, n: int, stream: str = STREAM) -> None:
-    store.append(stream, [(1_000 + i, f"line {i} " + "x" * (i % 11)) for i in range(n)])
-
-
-def _page_all(store: FileLogStore, forward: bool, limit: int, **window: int | None) -> list[int]:
-    """Every event, paging until the offset repeats (the client contract for tokens)."""
-    offset = 0 if forward else -1
-    seen: list[int] = []
-    for _ in range(10_000):
-        events, ahead, behind = store.read(
-            STREAM,
-            start_time=window.get("start_time"),
-            end_time=window.get("end_time"),
-            offset=offset,
-            limit=limit,
-            from_head=forward,
-        )
-        assert len(events) <= limit
-        timestamps = [e.timestamp for e in events]
-        seen = seen + timestamps if forward else timestamps + seen
-        following = ahead if forward else behind
-        if following == offset:
-            assert events == []
-            return seen
-        offset = following
-    raise AssertionError("paging did not converge")
 
 
 def test_lone_surrogates_do_not_break_the_stream(store: FileLogStore) -> None:
