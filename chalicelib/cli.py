@@ -122,7 +122,15 @@ def _dag(args: argparse.Namespace) -> int:
 
 def _console_web(args: argparse.Namespace) -> int:
     from chalicelib.console_web.proxy import ConsoleServer
+    from chalicelib.runtime.auth import is_loopback
 
+    if not is_loopback(args.host):  # whoever reaches it acts with the user's AWS credentials (docs/adr/0020)
+        print(
+            f"batchplane console: --host {args.host or '(every address)'} is not a loopback address: anyone who "
+            "could reach it would act with your AWS credentials; bind 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
     server = ConsoleServer(_api(args), args.host, args.port)
     server.start()
     print(f"the batchplane console for {args.endpoint}: {server.url}", flush=True)

@@ -152,7 +152,12 @@ class Verifier:
         scope = _check_scope(service_for(target), service, region, terminator)
         if scope is not None:
             return scope
+        # Every x-amz-* header sent must be signed, as AWS requires: otherwise one could be added or changed in
+        # transit. botocore signs every header it sends (but User-Agent, Expect, X-Amzn-Trace-Id), aws4fetch every
+        # one but a few non-x-amz ones; x-amz-content-sha256 included (its value is also checked below).
+        sent = sorted(name for name in lower if name.startswith("x-amz-"))
         required = ["host", "x-amz-date"] + (["x-amz-security-token"] if token is not None else [])
+        required += [name for name in sent if name not in required]
         unsigned = [h for h in required if h not in signed]
         if unsigned:
             return Refusal(INCOMPLETE, f"'{unsigned[0]}' must be a 'SignedHeader' in the AWS Authorization.")

@@ -39,16 +39,22 @@ def resolve(path: str) -> tuple[int, str, bytes, dict[str, str]]:
         return 308, "text/plain; charset=utf-8", b"", {"Location": PREFIX + "/"}
     if p.startswith(ASSETS):
         root = (STATIC / "assets").resolve()
-        target = (STATIC / "assets" / p[len(ASSETS) :]).resolve()
-        if root not in target.parents or not target.is_file():  # no escaping the package directory
+        try:  # a NUL byte (%00) is a ValueError, a name too long an OSError: neither names a file of ours
+            target = (STATIC / "assets" / p[len(ASSETS) :]).resolve()
+            if root not in target.parents or not target.is_file():  # no escaping the package directory
+                return 404, "text/plain; charset=utf-8", b"not found\n", {}
+            return 200, TYPES.get(target.suffix, "application/octet-stream"), target.read_bytes(), {}
+        except (ValueError, OSError):
             return 404, "text/plain; charset=utf-8", b"not found\n", {}
-        return 200, TYPES.get(target.suffix, "application/octet-stream"), target.read_bytes(), {}
     return 200, TYPES[".html"], (STATIC / "index.html").read_bytes(), {}
 
 
-def respond(handler: BaseHTTPRequestHandler, head_only: bool = False) -> None:
+def respond(
+    handler: BaseHTTPRequestHandler, head_only: bool = False, extra_headers: dict[str, str] | None = None
+) -> None:
     """Answer a GET (or HEAD) of a console path on an http.server handler."""
     status, content_type, body, headers = resolve(handler.path)
+    headers = {**headers, **(extra_headers or {})}
     handler.send_response(status)
     handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(len(body)))
@@ -57,8 +63,10 @@ def respond(handler: BaseHTTPRequestHandler, head_only: bool = False) -> None:
     if content_type.startswith("text/html"):
         handler.send_header(
             "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         )
+        handler.send_header("X-Frame-Options", "DENY")  # no framing (clickjacking), for browsers without CSP 2
     for name, value in headers.items():
         handler.send_header(name, value)
     handler.end_headers()

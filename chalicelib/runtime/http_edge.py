@@ -46,11 +46,22 @@ LINGER_BYTES = 2 * MAX_BODY_BYTES
 class Refused(Exception):
     """A request the edge answers itself: HTTP status, whether the protocol's own type applies, message."""
 
-    def __init__(self, status: int, message: str, *, unknown_operation: bool = False, close: bool = True) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        unknown_operation: bool = False,
+        close: bool = True,
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.unknown_operation = unknown_operation
         self.close = close
+        self.error_type = error_type  # instead of the protocol's own (e.g. AccessDeniedException; origin_guard)
+        self.request_id = request_id
 
 
 class EdgeHandler(ChaliceRequestHandler):
@@ -176,7 +187,13 @@ class EdgeHandler(ChaliceRequestHandler):
     def _refuse(self, refused: Refused) -> None:
         if refused.close:  # before the answer, so that it says Connection: close
             self.close_connection = True
-        self._send_error_json(refused.status, str(refused), unknown_operation=refused.unknown_operation)
+        self._send_error_json(
+            refused.status,
+            str(refused),
+            unknown_operation=refused.unknown_operation,
+            error_type=refused.error_type,
+            request_id=refused.request_id,
+        )
         if refused.close:
             self._linger()
 
@@ -207,9 +224,15 @@ class EdgeHandler(ChaliceRequestHandler):
             self._send_error_json(status, message or HTTPStatus(code).phrase)
 
     def _send_error_json(
-        self, status: int, message: str, *, unknown_operation: bool = False, request_id: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        unknown_operation: bool = False,
+        request_id: str | None = None,
+        error_type: str | None = None,
     ) -> None:
-        code = edge_error_type(status, self._is_logs(), unknown_operation)
+        code = error_type or edge_error_type(status, self._is_logs(), unknown_operation)
         body = json.dumps({"__type": code, "message": message})
         headers = {"x-amzn-ErrorType": code, "x-amzn-RequestId": request_id or str(uuid.uuid4())}
         self._write(status, headers, body.encode(), self._content_type())

@@ -8,6 +8,8 @@ shared/notes/stack-findings.md). We reuse Chalice's LocalGateway, so routing and
 
 With a Gate (`batchplane up --auth`, docs/adr/0019) every request that reaches the gateway must be SigV4-signed by
 one of its keys; the gateway is wrapped per connection, so a refused request is answered 403 before it is routed.
+Before that, every request passes runtime/origin_guard.py (Host, Origin, Sec-Fetch-Site, the preflight header): web
+pages the user opens must not be able to drive the server.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import uuid
 from http.server import ThreadingHTTPServer
 from typing import Any, cast
 
@@ -23,8 +26,9 @@ from chalice.config import Config
 from chalice.local import CustomLocalChalice, LocalChalice
 
 from chalicelib import console_web
+from chalicelib.runtime import origin_guard
 from chalicelib.runtime.auth import Gate
-from chalicelib.runtime.http_edge import EdgeHandler
+from chalicelib.runtime.http_edge import EdgeHandler, Refused
 
 log = logging.getLogger("batchplane.http")
 REQUEST_TIMEOUT_S = 60.0  # a read that stalls this long is answered 408; idle keep-alive connections close too
@@ -33,14 +37,30 @@ REQUEST_TIMEOUT_S = 60.0  # a read that stalls this long is answered 408; idle k
 class _Handler(EdgeHandler):
     def _generic_handle(self) -> None:
         """GET/HEAD of /console/...: the web console's files (chalicelib/console_web), unsigned even with --auth;
-        everything else goes to the API."""
-        if self.command in ("GET", "HEAD") and console_web.handles(self.path):
+        everything else goes to the API. Every request first passes the origin guard."""
+        console = self.command in ("GET", "HEAD") and console_web.handles(self.path)
+        hosts: frozenset[str] | None = getattr(self.server, "hosts", None)
+        signed = getattr(self.server, "gate", None) is not None
+        why = origin_guard.refusal(self.command, self.headers.items(), hosts, api=not console, signed=signed)
+        if why is not None:
+            self._deny(why)
+        elif console:
             console_web.respond(self, head_only=self.command == "HEAD")
         else:
             super()._generic_handle()
 
-    # Chalice's handler binds its do_* names to its own _generic_handle; the GETs must reach the one above.
-    do_GET = do_HEAD = _generic_handle
+    def _deny(self, message: str) -> None:
+        """403 AccessDeniedException, AWS-style, before the body is read; the edge drains it and closes."""
+        request_id = str(uuid.uuid4())
+        log.warning(
+            "refused %s %s from %s: %s (request %s)",
+            self.command,
+            self.path[:200],
+            self.client_address[0],
+            message,
+            request_id,
+        )
+        self._refuse(Refused(403, message, error_type=origin_guard.ACCESS_DENIED, request_id=request_id))
 
     def setup(self) -> None:
         super().setup()
@@ -67,6 +87,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     gate: Gate | None = None
+    hosts: frozenset[str] | None = None  # the Host values accepted (None: any; origin_guard)
     request_timeout: float | None = REQUEST_TIMEOUT_S  # read by EdgeHandler
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -102,6 +123,8 @@ class ApiServer:
         self._server = _Server((host, port), handler)
         self._server.gate = gate
         self._server.request_timeout = request_timeout
+        # With --auth any Host: every request is signed (docs/adr/0019); without, only names of this server.
+        self._server.hosts = None if gate is not None else origin_guard.host_names(*self.address)
         self._thread: threading.Thread | None = None
 
     @property

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from chalicelib.console.client import Api
-from chalicelib.console_web.proxy import ConsoleServer, upstream
+from chalicelib.console_web.proxy import COOKIE, ConsoleServer, upstream
 from tests.e2e.conftest import setup_queue, unique
 
 try:
@@ -88,21 +88,36 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
+def base_of(console: ConsoleServer) -> str:
+    return console.url.split("/console/", 1)[0]
+
+
+def cookie(console: ConsoleServer) -> dict[str, str]:
+    return {"Cookie": f"{COOKIE}={console.token}"}
+
+
 def test_calls_are_forwarded_and_signed_with_the_users_credentials(
     creds: None, captured: Any, console_for: Any
 ) -> None:
     endpoint, seen = captured
-    base = console_for(endpoint).url.removesuffix("/console/")
+    console = console_for(endpoint)
+    base = base_of(console)
     body = b'{"jobQueue": "q", "jobStatus": "RUNNING"}'
     browser_auth = "AWS4-HMAC-SHA256 Credential=BROWSER/20260101/us-east-1/batch/aws4_request, Signature=00"
     status, answer = post(
-        f"{base}/v1/listjobs", body, {"Content-Type": "application/json", "Authorization": browser_auth}
+        f"{base}/v1/listjobs",
+        body,
+        {"Content-Type": "application/json", "Authorization": browser_auth, **cookie(console)},
     )
     assert status == 200 and json.loads(answer) == {"ok": True}
     status, _ = post(
         f"{base}/",
         b'{"logGroupName": "/aws/batch/job"}',
-        {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Logs_20140328.GetLogEvents"},
+        {
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "Logs_20140328.GetLogEvents",
+            **cookie(console),
+        },
     )
     assert status == 200
     listed, logs = seen
@@ -113,14 +128,72 @@ def test_calls_are_forwarded_and_signed_with_the_users_credentials(
     assert "/eu-west-1/logs/aws4_request" in logs["headers"]["authorization"]
 
 
-def test_only_the_api_is_forwarded(creds: None, captured: Any, console_for: Any) -> None:
+def test_only_what_the_console_sends_is_forwarded(creds: None, captured: Any, console_for: Any) -> None:
     endpoint, seen = captured
-    base = console_for(endpoint).url.removesuffix("/console/")
-    assert post(f"{base}/admin", b"{}", {})[0] == 404
-    assert post(f"{base}/", b"{}", {"X-Amz-Target": "DynamoDB_20120810.Scan"})[0] == 404
-    assert seen == []
+    console = console_for(endpoint)
+    base, token = base_of(console), cookie(console)
+    date = {"X-Amz-Date": "20260101T000000Z"}
+    assert post(f"{base}/admin", b"{}", {**token, **date})[0] == 403
+    assert post(f"{base}/v1/tags/arn%3Aaws", b"{}", {**token, **date})[0] == 403
+    assert post(f"{base}/v1/ListJobs", b"{}", {**token, **date})[0] == 403
+    assert post(f"{base}/", b"{}", {"X-Amz-Target": "DynamoDB_20120810.Scan", **token})[0] == 403
+    group = b'{"logGroupName": "/aws/batch/job"}'
+    status, answer = post(f"{base}/", group, {"X-Amz-Target": "Logs_20140328.DeleteLogGroup", **token})
+    assert status == 403 and json.loads(answer)["__type"] == "AccessDeniedException"
+    assert b"DeleteLogGroup" in answer
+    other = b'{"logGroupName": "/aws/lambda/prod"}'
+    assert post(f"{base}/", other, {"X-Amz-Target": "Logs_20140328.GetLogEvents", **token})[0] == 403
+    assert post(f"{base}/v1/listjobs", b"{}", {**token, **date})[0] == 200  # the guard is not all there is
+    assert len(seen) == 1 and seen[0]["path"] == "/v1/listjobs"
+    seen.clear()
     with urllib.request.urlopen(f"{base}/console/jobs/some-job", timeout=10) as resp:  # a deep link: the app
         assert resp.status == 200 and b'src="/console/assets/js/app.js"' in resp.read()
+
+
+def test_a_request_without_the_launchs_token_is_refused(creds: None, captured: Any, console_for: Any) -> None:
+    endpoint, seen = captured
+    console = console_for(endpoint)
+    base = base_of(console)
+    headers = {"Content-Type": "application/json", "X-Amz-Date": "20260101T000000Z"}
+    status, answer = post(f"{base}/v1/listjobs", b"{}", headers)
+    assert status == 403 and b"token" in answer
+    assert post(f"{base}/v1/listjobs", b"{}", {**headers, "Cookie": f"{COOKIE}=guessed"})[0] == 403
+    other = console_for(endpoint)  # another launch's token opens only that launch
+    assert post(f"{base}/v1/listjobs", b"{}", {**headers, **cookie(other)})[0] == 403
+    assert seen == []
+    # The printed URL carries the token; loading it sets the cookie (HttpOnly, SameSite=Strict).
+    with urllib.request.urlopen(console.url, timeout=10) as resp:
+        set_cookie = resp.headers["Set-Cookie"]
+    assert set_cookie.startswith(f"{COOKIE}={console.token};")
+    assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
+    with urllib.request.urlopen(f"{base}/console/", timeout=10) as resp:
+        assert resp.status == 200 and resp.headers["Set-Cookie"] is None  # the files are public; the token is not
+
+
+def test_a_page_on_another_site_cannot_use_the_proxy(creds: None, captured: Any, console_for: Any) -> None:
+    endpoint, seen = captured
+    console = console_for(endpoint)
+    base, token = base_of(console), cookie(console)
+    port = base.rsplit(":", 1)[1]
+    simple = {"Content-Type": "text/plain", **token}
+    assert post(f"{base}/v1/submitjob", b"{}", {**simple, "Origin": "http://evil.example"})[0] == 403
+    assert post(f"{base}/v1/submitjob", b"{}", {**simple, "Sec-Fetch-Site": "cross-site"})[0] == 403
+    assert post(f"{base}/v1/submitjob", b"{}", simple)[0] == 403  # no X-Amz-Date: could be a no-cors fetch
+    status, answer = post(f"{base}/v1/listjobs", b"{}", {**token, "Host": f"evil.example:{port}", "X-Amz-Date": "x"})
+    assert status == 403 and b"does not name this server" in answer
+    assert seen == []
+
+
+def test_the_console_command_refuses_a_non_loopback_host(creds: None, captured: Any) -> None:
+    endpoint, _ = captured
+    for host in ("0.0.0.0", ""):
+        done = subprocess.run(
+            [sys.executable, "-m", "chalicelib.cli", "console", "--endpoint", endpoint, "--host", host, "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2 and "not a loopback address" in done.stderr
 
 
 def test_a_deployed_endpoint_is_signed_as_the_cli_signs_it() -> None:
@@ -166,6 +239,7 @@ def test_the_console_command_serves_until_stopped(creds: None, captured: Any) ->
         line = proc.stdout.readline()
         url = line.rsplit(": ", 1)[1].strip()
         assert line.startswith(f"the batchplane console for {endpoint}: http://127.0.0.1:")
+        assert "/console/?token=" in url
         with urllib.request.urlopen(url, timeout=10) as resp:
             assert resp.status == 200 and b"batchplane console" in resp.read()
     finally:

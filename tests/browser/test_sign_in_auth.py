@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from chalicelib.console.client import Api
-from chalicelib.console_web.proxy import ConsoleServer
+from chalicelib.console_web.proxy import COOKIE, ConsoleServer
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
 from tests.e2e.conftest import CLIENT_CONFIG, REGION, register, setup_queue, sh, submit, unique, wait_terminal
 from tests.runtimes import stop_runtime
@@ -81,14 +81,18 @@ def test_the_console_command_signs_for_a_secured_server(secured: LocalRuntime, m
     server = ConsoleServer(Api(secured.endpoint, REGION), "127.0.0.1", 0)
     server.start()
     try:
-        base = server.url.removesuffix("/console/")
-        for path, headers in (
-            ("/v1/describejobqueues", {"Content-Type": "application/json"}),
-            ("/", {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Logs_20140328.DescribeLogGroups"}),
-        ):
-            req = urllib.request.Request(base + path, data=b"{}", method="POST", headers=headers)
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                assert resp.status == 200, path
+        base = server.url.split("/console/", 1)[0]
+        token = {"Cookie": f"{COOKIE}={server.token}", "X-Amz-Date": "20260101T000000Z"}  # as the console sends
+        headers = {"Content-Type": "application/json", **token}
+        req = urllib.request.Request(base + "/v1/describejobqueues", data=b"{}", method="POST", headers=headers)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200
+        headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Logs_20140328.GetLogEvents", **token}
+        body = b'{"logGroupName": "/aws/batch/job", "logStreamName": "no/such/stream"}'
+        req = urllib.request.Request(base + "/", data=body, method="POST", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as missing:  # past the signature check: the stream is not there
+            urllib.request.urlopen(req, timeout=10)
+        assert missing.value.code == 400 and b"ResourceNotFoundException" in missing.value.read()
         unsigned = urllib.request.Request(secured.endpoint + "/v1/describejobqueues", data=b"{}", method="POST")
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(unsigned, timeout=10)

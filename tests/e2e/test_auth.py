@@ -216,6 +216,22 @@ def test_a_tampered_body_is_refused_and_nothing_is_registered(
     assert [d["jobDefinitionName"] for d in alice.describe_job_definitions()["jobDefinitions"]] == ["jd-good"]
 
 
+def test_with_auth_any_host_is_accepted_but_not_another_origin(secured: LocalRuntime) -> None:
+    """--auth: the signature protects, so the Host is not checked (a server reached by another name, e.g. behind a
+    proxy, still answers); a signed request a page on another site replays is still refused (origin_guard)."""
+    request = signed_request(secured.endpoint, "describejobqueues", b"{}")
+    headers = dict(request.headers.items())
+    assert post(request.url, b"{}", headers)[0] == 200
+    status, _, body = post(request.url, b"{}", {**headers, "Origin": "http://evil.example"})
+    assert (status, json.loads(body)["__type"]) == (403, "AccessDeniedException")
+    status, _, body = post(request.url, b"{}", {**headers, "Sec-Fetch-Site": "cross-site"})
+    assert (status, json.loads(body)["__type"]) == (403, "AccessDeniedException")
+    port = secured.endpoint.rsplit(":", 1)[1]
+    renamed = signed_request(f"http://batch.example.internal:{port}", "describejobqueues", b"{}")
+    renamed_headers = {**dict(renamed.headers.items()), "Host": f"batch.example.internal:{port}"}
+    assert post(request.url, b"{}", renamed_headers)[0] == 200  # sent to 127.0.0.1 with the Host it was signed for
+
+
 def test_a_replay_is_answered_within_the_window_and_refused_after_it(
     client: Callable[..., Client], secured: LocalRuntime
 ) -> None:

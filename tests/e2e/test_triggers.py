@@ -49,7 +49,7 @@ def create_trigger(endpoint: str, definition: dict[str, Any]) -> dict[str, Any]:
         f"{endpoint}/v1/createtrigger",
         data=json.dumps(definition).encode(),
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "X-Amz-Date": "20260101T000000Z"},  # as SDKs send it
     )
     with urllib.request.urlopen(request, timeout=10) as resp:
         result: dict[str, Any] = json.loads(resp.read())

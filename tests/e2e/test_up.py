@@ -59,7 +59,7 @@ def port_answers(port: int) -> bool:
         f"http://127.0.0.1:{port}/v1/describejobqueues",
         data=b"{}",
         method="POST",
-        headers={"Content-Type": "application/json", "Connection": "close"},
+        headers={"Content-Type": "application/json", "Connection": "close", "X-Amz-Date": "20260101T000000Z"},
     )
     with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=2) as resp:
         return bool(resp.status == 200)
@@ -258,7 +258,7 @@ def test_host_can_be_chosen_explicitly(up: Any, tmp_path: Path) -> None:
             {"jobDefinitionName": "jd", "type": "container", "containerProperties": {"image": "busybox"}}
         ).encode(),
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "X-Amz-Date": "20260101T000000Z"},  # as SDKs send (unsigned)
     )
     with urllib.request.urlopen(request, timeout=10) as resp:
         arn = json.loads(resp.read())["jobDefinitionArn"]

@@ -235,7 +235,8 @@ def raw_request(
         f"{endpoint}{path}",
         data=data,
         method=method,
-        headers={"Content-Type": "application/json", **(headers or {})},
+        # X-Amz-Date: as every SDK sends; the local server refuses an unsigned change without it (origin_guard)
+        headers={"Content-Type": "application/json", "X-Amz-Date": "20260101T000000Z", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:

@@ -1,6 +1,9 @@
 """HTTP at the byte level, for what no HTTP library would send: broken framing, bad methods, huge headers.
 
 `exchange` writes bytes to a fresh connection and parses the answer with http.client; `request` builds the bytes.
+Both `exchange`s send each request as a stock client would as to what the server's origin guard checks
+(chalicelib/runtime/origin_guard.py): the `Host` line names the server (127.0.0.1:PORT, whatever the bytes said) and
+X-Amz-Date follows it, as every AWS SDK sends; tests of the guard itself use http.client.
 `assert_aws_error` is the contract every refusal meets: a status, x-amzn-RequestId, x-amzn-ErrorType and a JSON body
 {"__type", "message"} of that type (no body after HEAD).
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 SOCKET_TIMEOUT_S = 15.0
+_HOST_LINE = re.compile(rb"\r\nHost: [^\r\n]*\r\n", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,16 @@ def request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
 
 
+def as_client(endpoint: str, data: bytes) -> bytes:
+    """`data` with every request's Host line naming the server at `endpoint`, and X-Amz-Date beside it."""
+    host, port = address(endpoint)
+    return _HOST_LINE.sub(b"\r\nHost: %s:%d\r\nX-Amz-Date: 20260101T000000Z\r\n" % (host.encode(), port), data)
+
+
 def exchange(endpoint: str, data: bytes, method: str = "POST", timeout: float = SOCKET_TIMEOUT_S) -> Answer:
     """Send `data` on a new connection and read one answer. A closed connection without an answer raises
     (http.client.RemoteDisconnected / ConnectionError); a server that never answers raises TimeoutError."""
+    data = as_client(endpoint, data)
     with socket.create_connection(address(endpoint), timeout=timeout) as sock:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(data)  # the server may answer and close before it reads everything; its answer is there
@@ -87,6 +99,7 @@ def exchange_many(endpoint: str, data: bytes, methods: list[str], timeout: float
     """Send `data` (several requests) on one connection and read an answer per method, in order, until the server
     closes the connection (an answer that says Connection: close ends the list)."""
     answers: list[Answer] = []
+    data = as_client(endpoint, data)
     with socket.create_connection(address(endpoint), timeout=timeout) as sock:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(data)

@@ -243,7 +243,10 @@ def test_a_keep_alive_connection_survives_chunked_and_error_answers(endpoint: st
     try:
         for body in (b"{}", b"[", b"{}"):
             conn.request(
-                "POST", "/v1/describejobqueues", body=iter([body]), headers={"Content-Type": "application/json"}
+                "POST",
+                "/v1/describejobqueues",
+                body=iter([body]),
+                headers={"Content-Type": "application/json", "X-Amz-Date": "20260101T000000Z"},
             )
             response = conn.getresponse()
             response.read()

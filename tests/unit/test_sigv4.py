@@ -207,6 +207,20 @@ def test_headers_the_client_did_not_sign_may_change(clock: list[dt.datetime]) ->
     assert isinstance(check(sent), Principal)
 
 
+def test_every_x_amz_header_sent_must_be_signed(clock: list[dt.datetime]) -> None:
+    signed = sign(headers={"X-Amz-Target": "AWSBatch.DescribeJobQueues", "X-Amz-Meta-Note": "a"})
+    assert isinstance(check(signed), Principal)  # botocore signs every x-amz-* header it sends
+    added = Sent(signed.method, signed.target, [*signed.headers, ("X-Amz-Meta-Added", "in transit")], signed.body)
+    result = refused(check(added), INCOMPLETE)
+    assert result.message == "'x-amz-meta-added' must be a 'SignedHeader' in the AWS Authorization."
+    # x-amzn-* (a trace id a proxy adds) is not x-amz-*: it may be unsigned, as AWS allows.
+    traced = Sent(signed.method, signed.target, [*signed.headers, ("X-Amzn-Trace-Id", "Root=1-x")], signed.body)
+    assert isinstance(check(traced), Principal)
+    body = b"{}"
+    hashed = sign(headers={"X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest()})
+    assert isinstance(check(hashed), Principal)  # signed by botocore when sent
+
+
 def test_a_session_token_is_refused_unless_the_key_has_that_token(clock: list[dt.datetime]) -> None:
     refused(check(sign(token="some-token")), UNRECOGNIZED)  # a long-term key with a token
     assert isinstance(check(sign(TEMP.access_key_id, TEMP.secret_access_key, token="the-token")), Principal)
