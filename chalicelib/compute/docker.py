@@ -311,6 +311,9 @@ class DockerLauncher:
         p = docker_config.plan(spec, name, {LABEL_STATE: self.state_id, LABEL_JOB: spec.job_id}, granted)
         if granted and self.credentials is not None and self.credentials.network:
             p.host_config["network_mode"] = self.credentials.network
+            # Without NET_RAW (on in Docker's default set) a container cannot forge its source address or ARP-spoof
+            # its neighbours there, which the credentials server trusts to tell containers apart (ADR 0017).
+            p.host_config["cap_drop"] = [*p.host_config.get("cap_drop", []), "NET_RAW"]
         a.volumes = p.volumes
         os.write(self._journal, f"created {spec.key}\n".encode())  # before the container can exist
         kwargs: dict[str, Any] = {
