@@ -54,7 +54,7 @@ def _up(args: argparse.Namespace) -> int:
         print(f"batchplane up: {e}", file=sys.stderr)
         return 2
     except ExecutorUnavailable as e:
-        print(f"batchplane up: --executor docker: {e}", file=sys.stderr)
+        print(f"batchplane up: --executor {args.executor}: {e}", file=sys.stderr)
         return 2
     if auth is not None and readable_by_others(auth):
         print(f"batchplane up: warning: {auth} holds secrets and others can read it (chmod 600 it)", file=sys.stderr)

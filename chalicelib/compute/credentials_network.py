@@ -55,7 +55,16 @@ def ensure_network(client: docker.APIClient, name: str = NETWORK_NAME) -> str:
         try:
             ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=SUBNET, gateway=ECS_CREDENTIALS_ADDRESS)])
             created = client.create_network(
-                name, driver="bridge", ipam=ipam, labels={LABEL: "1"}, check_duplicate=True, attachable=True
+                name,
+                driver="bridge",
+                ipam=ipam,
+                labels={LABEL: "1"},
+                check_duplicate=True,
+                attachable=True,
+                # no traffic between containers; they still reach the host (the gateway). Not a defence against
+                # forged layer-2 frames (moby#36355): containers on it run without NET_RAW (compute/docker.py).
+                # A network created by an earlier version keeps its options (ICC on) until it is removed.
+                options={"com.docker.network.bridge.enable_icc": "false"},
             )
             log.info("created the Docker network %s (%s, gateway %s)", name, SUBNET, ECS_CREDENTIALS_ADDRESS)
             return str(created["Id"])

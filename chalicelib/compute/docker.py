@@ -58,6 +58,8 @@ JOURNAL = DOCKER_JOURNAL
 OOM_EXIT = 137
 DRAIN_TIMEOUT_S = 10.0  # the read of what the log follow missed, once the container ended
 STOP_TIMEOUT_S = 10  # how long a stop waits for the engine beyond the grace period
+ENGINE_LOST_S = 600.0  # waiting for a container's end: how long the engine may stay unreachable (then: lost host)
+WAIT_BACKOFF_S = (0.5, 10.0)  # the first and the longest pause between two waits while it is unreachable
 
 
 class RecordingSink(Protocol):
@@ -309,6 +311,9 @@ class DockerLauncher:
         p = docker_config.plan(spec, name, {LABEL_STATE: self.state_id, LABEL_JOB: spec.job_id}, granted)
         if granted and self.credentials is not None and self.credentials.network:
             p.host_config["network_mode"] = self.credentials.network
+            # Without NET_RAW (on in Docker's default set) a container cannot forge its source address or ARP-spoof
+            # its neighbours there, which the credentials server trusts to tell containers apart (ADR 0017).
+            p.host_config["cap_drop"] = [*p.host_config.get("cap_drop", []), "NET_RAW"]
         a.volumes = p.volumes
         os.write(self._journal, f"created {spec.key}\n".encode())  # before the container can exist
         kwargs: dict[str, Any] = {
@@ -355,17 +360,49 @@ class DockerLauncher:
             log.exception("reading the output of %s failed", a.key)
         if a.lost:
             return
-        try:
-            status = self.client.wait(a.container, timeout=None)
-        except NotFound:  # removed behind our back: as a lost host
-            self._end(a, TaskStopped(a.attempt, None, status_reason=LOST_HOST))
+        status = self._wait(a)
+        if status is None:
+            if not a.lost:  # the engine lost it, or stayed unreachable: its end cannot be known
+                self._end(a, TaskStopped(a.attempt, None, status_reason=LOST_HOST))
             return
         self._drain(a)
         code = int(status.get("StatusCode", -1))
         reason = TIMEOUT_REASON if a.timed_out else None
-        if code == OOM_EXIT and self.client.inspect_container(a.container)["State"].get("OOMKilled"):
+        if code == OOM_EXIT and self._oom_killed(a):
             reason = OOM_REASON
         self._end(a, TaskStopped(a.attempt, code, reason=reason, timed_out=a.timed_out))
+
+    def _wait(self, a: _Attempt) -> dict[str, Any] | None:
+        """The container's end (`docker wait`); None when the engine lost it (NotFound), when it stays unreachable
+        for ENGINE_LOST_S, or when the server shuts down. An engine that restarts or drops its socket makes the wait
+        fail with requests' ConnectionError (not a DockerException): the wait is retried with a backoff, and the
+        real end (exit code, OOM) is reported once the engine answers again."""
+        assert a.container is not None
+        deadline, pause = time.monotonic() + ENGINE_LOST_S, WAIT_BACKOFF_S[0]
+        while not a.lost:
+            try:
+                return dict(self.client.wait(a.container, timeout=None))
+            except NotFound:  # removed behind our back (or by an engine that lost it)
+                log.warning("the container of %s is gone: its attempt fails as a lost host", a.key)
+                return None
+            except Exception:
+                if time.monotonic() >= deadline:
+                    log.exception("the engine stayed unreachable; %s fails as a lost host", a.key)
+                    return None
+                log.warning("waiting for the end of %s failed; retrying in %.1fs", a.key, pause, exc_info=True)
+            end = time.monotonic() + pause
+            while not a.lost and time.monotonic() < end:
+                time.sleep(min(0.25, pause))
+            pause = min(pause * 2, WAIT_BACKOFF_S[1])
+        return None
+
+    def _oom_killed(self, a: _Attempt) -> bool:
+        assert a.container is not None
+        try:
+            return bool(self.client.inspect_container(a.container)["State"].get("OOMKilled"))
+        except Exception:  # the exit code is reported all the same
+            log.exception("inspecting the end of %s failed", a.key)
+            return False
 
     def _append(self, a: _Attempt, frame: bytes) -> None:
         if lines := docker_engine.log_lines(frame, a.last_ms):
@@ -406,8 +443,10 @@ class DockerLauncher:
             return  # not created yet: _start sees stop_reason and never starts it
 
         def stop() -> None:
-            with contextlib.suppress(DockerException):
+            try:
                 self.client.stop(container, timeout=int(a.grace))
+            except Exception:  # DockerException, or requests' errors when the engine is unreachable
+                log.exception("stopping the container of %s failed", a.key)
 
         threading.Thread(target=stop, name=f"stop-{a.key}", daemon=True).start()
 
@@ -439,8 +478,10 @@ class DockerLauncher:
     def _discard(self, a: _Attempt) -> None:
         """Remove a container that never ran (before its failure is reported: it must not be started later)."""
         if a.container is not None:
-            with contextlib.suppress(DockerException):
+            try:
                 self.client.remove_container(a.container, force=True)
+            except Exception:  # DockerException, or requests' errors when the engine is unreachable
+                log.exception("removing the container of %s failed", a.key)
         self._remove_volumes(a.volumes)
 
     def _report(
@@ -478,7 +519,7 @@ class DockerLauncher:
 
     def _remove_volumes(self, names: Iterable[str]) -> None:
         for volume in names:
-            with contextlib.suppress(DockerException):
+            with contextlib.suppress(Exception):
                 self.client.remove_volume(volume, force=True)
 
     def _journal_keys(self) -> set[str]:

@@ -49,6 +49,10 @@ COUNT_CHILDREN_SECONDS = 0.05
 # backlog of short jobs, each reaches the head of its queue and leaves it within milliseconds.
 REASON_GRACE_MS = 250
 Recorded = Callable[[], None] | None  # what to run once a task event is applied (Engine.report)
+# Task events whose write failed (e.g. SQLite busy) are applied again after 1 s, 2 s, 4 s, ... (about 8 minutes in
+# all), never dropped at the first failure: with the Docker executor no sweep repairs a lost end (lost_host=None).
+APPLY_RETRIES = 9
+APPLY_RETRY_SECONDS = 1.0
 
 
 class WorkQueue:
@@ -141,6 +145,10 @@ class Engine:
         self._events_lock = threading.Lock()
         # Queued task events, each with what to run once it is applied; None: applied by the caller.
         self._events: list[tuple[str, Event, Recorded]] | None = None
+        # Events whose write failed, applied again once due (dispatcher thread only; `_apply`).
+        self._retry: list[tuple[str, Event, Recorded]] = []
+        self._retry_tries: dict[str, int] = {}
+        self._retry_due: float | None = None
 
     def wake(self) -> None:
         """Services.wake: a write may have made work schedulable, so the loop runs the dispatch cycles."""
@@ -184,7 +192,10 @@ class Engine:
         self._thread.join(timeout=10)
         with self._events_lock:
             events, self._events = self._events or [], None
-        self._apply(events)  # what came after the thread's last look; later ones are applied by their caller
+        retried, self._retry = self._retry, []
+        self._apply(retried + events)  # what came after the thread's last look; later ones: applied by their caller
+        if self._retry:  # compute/docker.py's recovery at the next start reports a container's end again
+            log.error("task events not applied at stop: %s", [(j, e) for j, e, _ in self._retry])
         self._count_children()
 
     def _loop(self) -> None:
@@ -231,6 +242,12 @@ class Engine:
                 self._dispatch = True
             with self._events_lock:
                 events, self._events = self._events or [], []
+            if self._retry_due is not None and time.monotonic() >= self._retry_due:
+                events, self._retry, self._retry_due = self._retry + events, [], None
+            elif self._retry:  # a job's later events wait behind its failed ones: applied in the order they came
+                held = [e for e in events if e[0] in self._retry_tries]
+                self._retry.extend(held)
+                events = [e for e in events if e[0] not in self._retry_tries]
             self._apply(events)
             if self.children.due_in() == 0:
                 self._count_children()
@@ -245,6 +262,8 @@ class Engine:
     def _idle_seconds(self) -> float:
         """How long the loop may wait for a wake-up: until the next sweep, batch of children or deferred reason."""
         due = [SWEEP_SECONDS]
+        if self._retry_due is not None:
+            due.append(max(0.0, self._retry_due - time.monotonic()))
         if (children := self.children.due_in()) is not None:
             due.append(children)
         if (reasons := self.dispatcher.reasons_due_in(self.svc.clock.now_ms())) is not None:
@@ -252,24 +271,36 @@ class Engine:
         return min(due)
 
     def _apply(self, events: list[tuple[str, Event, Recorded]]) -> None:
-        """Queued task events: one write per job for all of its events, in the order they came."""
-        by_job: dict[str, list[Event]] = {}
-        then: dict[str, list[Callable[[], None]]] = {}
-        for job_id, event, recorded in events:
-            by_job.setdefault(job_id, []).append(event)
-            if recorded is not None:
-                then.setdefault(job_id, []).append(recorded)
-        for job_id, mine in by_job.items():
+        """Queued task events: one write per job for all of its events, in the order they came. A job's events
+        whose write fails are kept, with their `recorded` callbacks, and applied again later (APPLY_RETRIES)."""
+        by_job: dict[str, list[tuple[str, Event, Recorded]]] = {}
+        for entry in events:
+            by_job.setdefault(entry[0], []).append(entry)
+        for job_id, entries in by_job.items():
+            mine = [event for _, event, _ in entries]
             try:  # against the job as this thread last wrote it (a write since then is noticed, and it is read)
                 self.reactor.apply_all(job_id, mine, read=self.active.get(job_id))
-            except Exception:  # the sweep repairs a lost report
-                log.exception("applying the task events of %s failed", job_id)
+            except Exception:
+                self._failed(job_id, entries)
                 continue
-            for recorded in then.get(job_id, ()):
+            self._retry_tries.pop(job_id, None)
+            for recorded in (r for _, _, r in entries if r is not None):
                 try:
                     recorded()
                 except Exception:
                     log.exception("after recording the task events of %s", job_id)
+
+    def _failed(self, job_id: str, entries: list[tuple[str, Event, Recorded]]) -> None:
+        tries = self._retry_tries.get(job_id, 0) + 1
+        if tries > APPLY_RETRIES:
+            self._retry_tries.pop(job_id, None)
+            log.exception("applying the task events of %s failed %d times; dropped: %s", job_id, tries, entries)
+            return
+        log.exception("applying the task events of %s failed (try %d); applied again later", job_id, tries)
+        self._retry_tries[job_id] = tries
+        self._retry.extend(entries)
+        due = time.monotonic() + APPLY_RETRY_SECONDS * 2 ** (tries - 1)
+        self._retry_due = due if self._retry_due is None else min(self._retry_due, due)
 
     def _count_children(self) -> None:
         for parent_id, events in self.children.take().items():

@@ -148,7 +148,7 @@ class LocalRuntime:
         self.events = LocalEventBus(config.state_dir / "events.jsonl", account=config.account, region=config.region)
         self.work = WorkQueue()
         logs = FileLogStore(config.state_dir / "logs")
-        self.executor, self.executor_note, docker_client = choose_executor(config.executor)
+        self.executor, self.executor_note, docker_client = choose_executor(config.executor, config.state_dir)
         # Jobs with a jobRoleArn get this server's own AWS credentials the ECS way (docs/adr/0017).
         self.credentials = LocalCredentialVendor(
             boto3.session.Session(), docker_client=docker_client, grants_file=config.state_dir / "credentials.json"

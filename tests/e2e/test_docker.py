@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.domain.lifecycle import TaskStopped
 from chalicelib.runtime.local import LocalRuntime
 from tests.docker_support import TEST_IMAGE, remove_containers
 from tests.e2e.conftest import (
@@ -492,6 +493,29 @@ def test_a_container_the_engine_lost_fails_its_attempt_as_a_lost_host(
     assert job["attempts"][0]["statusReason"] == "Host EC2 (instance local) terminated."
     assert job["status"] == "SUCCEEDED", job["attempts"]
     assert len(job["attempts"]) == 2
+
+
+def test_an_end_whose_write_fails_once_is_applied_again_and_its_container_removed(
+    drt: LocalRuntime, dbatch: Client, docker_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a store whose write of the job's end fails once (as SQLite's "database is locked" would)
+    real, failed = drt.engine.reactor.apply_all, []
+
+    def fails_once(job_id: str, events: list[Any], read: Any = None) -> Any:
+        if any(isinstance(e, TaskStopped) for e in events) and not failed:
+            failed.append(job_id)
+            raise RuntimeError("database is locked (simulated)")
+        return real(job_id, events, read=read)
+
+    monkeypatch.setattr(drt.engine.reactor, "apply_all", fails_once)
+    queue, _ = setup_queue(dbatch)
+    # WHEN its container ends
+    job = run(dbatch, queue, ["true"])
+    # THEN the end is applied again: the job succeeds (no sweep repairs it with this executor), its container goes
+    assert failed == [job["jobId"]]
+    assert job["status"] == "SUCCEEDED" and job["container"]["exitCode"] == 0
+    label = f"batchplane.job-id={job['jobId']}"
+    wait_until(lambda: not docker_engine.containers(all=True, filters={"label": label}), "the container removed")
 
 
 # -- choosing the executor --------------------------------------------------------------------------------------

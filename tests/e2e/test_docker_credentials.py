@@ -98,3 +98,32 @@ def test_a_container_with_a_role_reads_the_servers_credentials_at_the_ecs_addres
     assert jobs[without_role]["status"] == "SUCCEEDED"
     wait_until(lambda: job_log(logs, jobs[without_role])[-1:] == ["done"], "the without-role job's whole log")
     assert job_log(logs, jobs[without_role]) == ["uri=none", "done"]
+
+
+def test_a_container_with_a_role_cannot_forge_frames_on_the_credentials_network(
+    server_credentials: None, runtimes: Runtimes, clients: ClientFactory
+) -> None:
+    # GIVEN a server with AWS credentials running jobs in containers
+    runtime = runtimes.start()
+    batch, logs = clients("batch", runtime.endpoint), clients("logs", runtime.endpoint)
+    queue, _ = setup_queue(batch)
+    # WHEN a job with a jobRoleArn (on the credentials network) opens a raw socket, as ARP spoofing needs
+    jd = batch.register_job_definition(
+        jobDefinitionName=unique("arp"),
+        type="container",
+        containerProperties={
+            "image": docker_support.TEST_IMAGE,
+            "command": ["sh", "-c", "arping -c1 -w1 -I eth0 169.254.170.2 2>&1; echo rc=$?"],
+            "resourceRequirements": SMALL,
+            "executionRoleArn": EXEC_ROLE,
+            "jobRoleArn": ROLE,
+        },
+        platformCapabilities=["FARGATE"],
+    )["jobDefinitionArn"]
+    job = wait_terminal(batch, [submit(batch, queue, jd, "arp")], timeout=60)
+    [done] = job.values()
+    # THEN it may not (NET_RAW is dropped)
+    assert done["status"] == "SUCCEEDED", done.get("statusReason")
+    wait_until(lambda: any(line.startswith("rc=") for line in job_log(logs, done)), "the job's whole log")
+    lines = job_log(logs, done)
+    assert "arping: socket: Operation not permitted" in lines and "rc=1" in lines, lines

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
+import requests
 
-from chalicelib.compute.docker import LABEL_JOB, DockerLauncher
+from chalicelib.compute import docker as docker_launcher
+from chalicelib.compute.docker import LABEL_JOB, LOST_HOST, DockerLauncher
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.compute.port import TaskSpec
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
@@ -219,3 +222,53 @@ def test_what_the_log_follow_missed_is_appended_once_before_the_end_is_reported(
         f"jd/default/{job}", start_time=None, end_time=None, offset=0, limit=1000, from_head=True
     )
     assert [e.message for e in events] == ["same"] * 200 + ["end"]
+
+
+class EngineDropsWaits(docker.APIClient):  # type: ignore[misc]
+    """The real client, whose first `failures` waits fail as when dockerd restarts or its socket drops: requests'
+    ConnectionError, not a DockerException. The container runs on the real engine all along."""
+
+    def __init__(self, failures: int, *, loses: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.failures, self.loses, self.waits = failures, loses, 0
+
+    def wait(self, container: str, *args: Any, **kwargs: Any) -> Any:
+        self.waits += 1
+        if self.waits <= self.failures:
+            if self.loses:  # the engine came back without the container
+                super().remove_container(container, force=True)
+            raise requests.exceptions.ConnectionError("engine unreachable (its socket dropped)")
+        return super().wait(container, *args, **kwargs)
+
+
+def test_an_engine_that_drops_the_wait_does_not_lose_the_end(
+    launchers: Launchers, docker_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(docker_launcher, "WAIT_BACKOFF_S", (0.05, 0.2))
+    client = EngineDropsWaits(3, **docker.utils.kwargs_from_env(), timeout=60)
+    sink, state, job = Sink(), sid(), f"job-{sid()}"
+    launcher = DockerLauncher(client, state, launchers.root / state, FileLogStore(launchers.root / "logs"), sink)
+    launchers.made.append(launcher)
+    launcher.launch(spec(job, ["sh", "-c", "sleep 0.5; exit 7"]))
+    wait_until(lambda: len(sink.stops()) == 1, "the end")
+    assert client.waits == 4  # three dropped waits, then the real one
+    [stopped] = sink.stops()
+    assert (stopped.exit_code, stopped.status_reason) == (7, None)
+    wait_until(lambda: not ours(docker_engine, job), "the ended container's removal")
+    time.sleep(0.3)
+    assert len(sink.stops()) == 1  # reported once
+
+
+def test_a_container_an_engine_lost_while_unreachable_fails_as_a_lost_host(
+    launchers: Launchers, docker_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(docker_launcher, "WAIT_BACKOFF_S", (0.05, 0.2))
+    client = EngineDropsWaits(1, loses=True, **docker.utils.kwargs_from_env(), timeout=60)
+    sink, state, job = Sink(), sid(), f"job-{sid()}"
+    launcher = DockerLauncher(client, state, launchers.root / state, FileLogStore(launchers.root / "logs"), sink)
+    launchers.made.append(launcher)
+    launcher.launch(spec(job, ["sleep", "1"]))
+    wait_until(lambda: len(sink.stops()) == 1, "the end")
+    [stopped] = sink.stops()
+    assert (stopped.exit_code, stopped.status_reason) == (None, LOST_HOST)
+    assert client.waits == 2  # the dropped one, then the one that found it gone
