@@ -12,9 +12,12 @@ every request is checked before it is routed:
 - Origin, when present, must be this server's own origin (http://<the Host sent>); Sec-Fetch-Site must not be
   `cross-site` or `same-site`. Both are set by the browser and cannot be forged by a page.
 - Without `--auth`, a request that may change anything (every method but GET and HEAD) must carry X-Amz-Date,
-  X-Amz-Target or Authorization: headers a page can add to a cross-origin request only after a CORS preflight, which
-  these servers never grant. botocore and aws4fetch always send X-Amz-Date; the console sends it when unsigned.
-  (With `--auth` the signature check that follows refuses an unsigned request itself.)
+  X-Amz-Target or Authorization, or a Content-Type that is not one of the Fetch standard's CORS-safelisted ones
+  (text/plain, application/x-www-form-urlencoded, multipart/form-data): a page can send any of these to another
+  origin only after a CORS preflight, which these servers never grant. botocore and aws4fetch send X-Amz-Date when
+  they sign; an unsigned client (`aws --no-sign-request`, boto3 with UNSIGNED) sends `application/json` or
+  `application/x-amz-json-1.1`; the console sends X-Amz-Date when unsigned. A POST without a Content-Type is refused:
+  a page can send one (a typeless Blob body). (With `--auth` the signature check refuses an unsigned request itself.)
 
 Refusals are AWS-style: 403 AccessDeniedException with a message saying why (the callers add the request id).
 """
@@ -27,6 +30,16 @@ ACCESS_DENIED = "AccessDeniedException"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 PREFLIGHT_HEADERS = ("x-amz-date", "x-amz-target", "authorization")
 SAFE_METHODS = ("GET", "HEAD")
+# Fetch standard, "CORS-safelisted request-header": a Content-Type whose essence is one of these needs no preflight.
+SIMPLE_CONTENT_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _needs_preflight(content_type: str | None) -> bool:
+    """Would a browser preflight a cross-origin request with this Content-Type? (None/absent: no.)"""
+    if content_type is None:
+        return False
+    essence = content_type.split(";", 1)[0].strip().lower()
+    return essence not in SIMPLE_CONTENT_TYPES
 
 
 def host_names(bound: str, port: int) -> frozenset[str]:
@@ -74,9 +87,10 @@ def refusal(
     site = lower.get("sec-fetch-site", "").strip().lower()
     if site in ("cross-site", "same-site"):
         return f"cross-origin requests are refused (Sec-Fetch-Site: {site})"
-    if not signed and method.upper() not in SAFE_METHODS and not any(name in lower for name in PREFLIGHT_HEADERS):
+    preflighted = any(name in lower for name in PREFLIGHT_HEADERS) or _needs_preflight(lower.get("content-type"))
+    if not signed and method.upper() not in SAFE_METHODS and not preflighted:
         return (
-            "an unsigned request must carry an X-Amz-Date header (as every AWS SDK sends): a web page cannot add "
-            "it to a cross-origin request, so it proves the request is not one"
+            "an unsigned request must carry an X-Amz-Date header or a JSON Content-Type (as every AWS SDK sends): "
+            "a web page cannot add either to a cross-origin request, so they prove the request is not one"
         )
     return None

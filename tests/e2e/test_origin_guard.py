@@ -11,7 +11,10 @@ import subprocess
 import sys
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
 
 from chalicelib.runtime.local import LocalRuntime
 from tests.e2e.conftest import unique
@@ -98,6 +101,19 @@ def test_an_unsigned_change_needs_x_amz_date(runtime: LocalRuntime, batch: objec
     assert send(runtime, "POST", "/v1/describejobqueues", own, b"{}")[0] == 200
     # A link from another site to the console still opens it (only the API is guarded against cross-site calls).
     assert send(runtime, "GET", "/console/", {"Sec-Fetch-Site": "cross-site"})[0] == 200
+
+
+def test_an_unsigned_sdk_request_without_a_date_is_served(runtime: LocalRuntime) -> None:
+    # GIVEN what `aws --no-sign-request` sends: no signature, no X-Amz-Date, a JSON Content-Type
+    headers = {"Content-Type": "application/json", "amz-sdk-invocation-id": "1"}
+    # WHEN it calls the API THEN it is served: a browser would have to preflight that Content-Type
+    status, _, body = send(runtime, "POST", "/v1/describejobqueues", headers, b"{}")
+    assert status == 200 and "jobQueues" in json.loads(body)
+    # AND the same boto3 client with signing turned off works end to end
+    unsigned = boto3.client(
+        "batch", endpoint_url=runtime.endpoint, region_name="us-east-1", config=Config(signature_version=UNSIGNED)
+    )
+    assert "jobQueues" in unsigned.describe_job_queues()
 
 
 def test_a_non_ascii_authorization_is_refused_not_dropped(runtime: LocalRuntime) -> None:

@@ -46,3 +46,20 @@ def test_with_signatures_any_host_and_no_preflight_header_but_still_no_foreign_o
 def test_the_consoles_files_only_need_the_right_host() -> None:
     link = {"Host": "127.0.0.1:8000", "Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"}
     assert refusal("GET", link, HOSTS, api=False) is None
+
+
+def test_a_content_type_a_browser_would_preflight_proves_an_unsigned_request_is_not_cross_site() -> None:
+    # GIVEN unsigned POSTs without X-Amz-Date (`aws --no-sign-request`, boto3 with UNSIGNED send a JSON type)
+    host = {"Host": "127.0.0.1:8000"}
+    # THEN a JSON (or any non-safelisted) Content-Type passes: a page can send it elsewhere only after a preflight
+    for content_type in ("application/json", "application/x-amz-json-1.1", "application/json; charset=utf-8"):
+        assert refusal("POST", {**host, "Content-Type": content_type}, HOSTS) is None
+    # AND the Fetch standard's safelisted types, or none at all (a typeless Blob body), are still refused
+    for simple in (
+        "text/plain",
+        "TEXT/PLAIN; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        assert "X-Amz-Date" in str(refusal("POST", {**host, "Content-Type": simple}, HOSTS))
+    assert "X-Amz-Date" in str(refusal("POST", host, HOSTS))
