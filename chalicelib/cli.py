@@ -73,7 +73,10 @@ def _up(args: argparse.Namespace) -> int:
     if runtime.server.gate is not None:
         keys = len(runtime.server.gate.verifier)
         print(f"  only requests signed with a key from {auth} are answered ({keys} keys)", flush=True)
-    print(f"  try: aws batch describe-job-queues --endpoint-url {endpoint} --region {args.region}", flush=True)
+    unsigned = "" if runtime.server.gate is not None else " --no-sign-request"  # no AWS credentials needed locally
+    print(
+        f"  try: aws batch describe-job-queues{unsigned} --endpoint-url {endpoint} --region {args.region}", flush=True
+    )
     print("  stop with Ctrl-C", flush=True)
     # Short slices: the main thread must come back to the interpreter for the signal handler to run promptly.
     while not stop.wait(0.5):
