@@ -122,7 +122,7 @@ class DockerLauncher:
         work_root.mkdir(parents=True, exist_ok=True)
         self._journal_path = work_root / JOURNAL
         self._journal = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._journalled: set[str] | None = None  # read at the first recovery
+        self._started: set[str] | None = None  # the journal's `started` lines, read at the first recovery
         self._removals: queue.Queue[tuple[_Attempt, str] | None] = queue.Queue()
         self._remover = threading.Thread(target=self._remove_loop, name="docker-remover", daemon=True)
         self._remover.start()
@@ -165,11 +165,11 @@ class DockerLauncher:
                 self.processes.recover(job_id, attempt)  # (kills it; an exit 0 it recorded is reported as such)
                 self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST))
                 return True
-            if key not in self._journal_keys():
-                with self._lock:
-                    self._launched.discard(key)  # never created: the sweep launches it now, under the same key
+            if key not in self._journal_started():
+                with self._lock:  # never created, or created but never started: it never ran
+                    self._launched.discard(key)  # the sweep launches it now, under the same key
                 return False
-            self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST))
+            self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST))  # it may have run: lost
             return True
         except Exception:  # the engine does not answer: the next sweep asks again
             with self._lock:
@@ -287,6 +287,9 @@ class DockerLauncher:
             self._report(a.job_id, event, a, recorded=lambda: self._removals.put((a, "release")))
             return False
         try:
+            # Before the start: a container missing at recovery without this line never ran (a crash between the
+            # `created` line and the create), and is created again under the same attempt instead of failing.
+            os.write(self._journal, f"started {a.key}\n".encode())
             self.client.start(a.container)
         except DockerException as e:
             self._discard(a)
@@ -522,14 +525,19 @@ class DockerLauncher:
             with contextlib.suppress(Exception):
                 self.client.remove_volume(volume, force=True)
 
-    def _journal_keys(self) -> set[str]:
-        if self._journalled is None:
-            try:
-                text = self._journal_path.read_text()
-            except OSError:
-                text = ""
-            self._journalled = {line[8:] for line in text.splitlines() if line.startswith("created ")}
-        return self._journalled
+    def _journal_started(self) -> set[str]:
+        """Attempts whose container may have been started (`started` lines, written before the start)."""
+        if self._started is None:
+            self._read_journal()
+        assert self._started is not None
+        return self._started
+
+    def _read_journal(self) -> None:
+        try:
+            lines = self._journal_path.read_text().splitlines()
+        except OSError:
+            lines = []
+        self._started = {line[8:] for line in lines if line.startswith("started ")}
 
     def _last_logged(self, stream: str) -> int | None:
         for name, _, _, last in self.logs.streams(stream):

@@ -5,6 +5,7 @@ started before a crash, and the removal of ended containers nothing asks about."
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -179,6 +180,35 @@ def test_a_container_created_but_never_started_before_a_crash_is_started_by_reco
     wait_until(lambda: len(sink.stops()) == 1, "its run")
     assert sink.stops()[0].exit_code == 4
     wait_until(lambda: not ours(launchers.client, job), "its removal")
+
+
+def test_a_crash_between_the_journal_and_the_create_relaunches_the_same_attempt(launchers: Launchers) -> None:
+    # GIVEN a server killed right after journalling `created` for an attempt, before its container existed
+    state, job = sid(), f"job-{sid()}"
+    crashed = launchers.new(state, Sink())
+    os.write(crashed._journal, f"created {job}#1\n".encode())
+    assert not ours(launchers.client, job)
+    # WHEN the restarted server recovers it
+    sink = Sink()
+    restarted = launchers.new(state, sink)
+    # THEN it never ran: nothing is reported and the sweep may launch it again, as the same attempt
+    assert restarted.recover(job, 1) is False
+    assert sink.stops() == []
+    restarted.launch(spec(job, ["sh", "-c", "exit 3"]))
+    wait_until(lambda: len(sink.stops()) == 1, "its run")
+    assert sink.stops()[0].exit_code == 3
+
+
+def test_a_started_container_the_engine_lost_fails_as_a_lost_host(launchers: Launchers) -> None:
+    # GIVEN an attempt journalled as started whose container is gone (the engine lost it)
+    state, job = sid(), f"job-{sid()}"
+    crashed = launchers.new(state, Sink())
+    os.write(crashed._journal, f"created {job}#1\nstarted {job}#1\n".encode())
+    # WHEN the restarted server recovers it THEN it may have run: it fails as a lost host, to be retried
+    sink = Sink()
+    restarted = launchers.new(state, sink)
+    assert restarted.recover(job, 1) is True
+    assert [e.status_reason for e in sink.stops()] == [LOST_HOST]
 
 
 def test_ended_containers_nothing_asks_about_are_reaped(launchers: Launchers) -> None:
