@@ -16,7 +16,7 @@ from typing import Any
 from chalicelib.control import resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import arns, host_access, job_spec, lifecycle, platform, retry, validation
+from chalicelib.domain import arns, host_access, job_spec, lifecycle, platform, retry, unsupported, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
@@ -35,6 +35,7 @@ from chalicelib.store.jobs import order_key
 
 def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, Any]) -> Job:
     limits = svc.settings.limits
+    unsupported.submit(req)
     job_spec.validate_submit(req, limits)
     queue = resources.get_jq(svc, req["jobQueue"])
     if queue.deleting:
