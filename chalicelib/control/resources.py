@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from chalicelib.control import consumables
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.domain import arns, digits, platform, retry, unsupported, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
@@ -348,6 +349,7 @@ _JD_SPEC_KEYS = (
 def register_job_definition(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> JobDefinition:
     unsupported.job_definition(req)
     validation.job_definition(req, svc.settings.limits)
+    consumables.resolve(svc, req.get("consumableResourceProperties"), "consumableResourceProperties")
     name = req["jobDefinitionName"]
     spec = {k: req[k] for k in _JD_SPEC_KEYS if req.get(k) is not None}
     if "retryStrategy" in spec:
