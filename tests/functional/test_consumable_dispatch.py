@@ -115,3 +115,22 @@ def test_non_replenishable_units_are_consumed_for_good(stores: StoreFactory) -> 
     status, _, _ = gateway.handle(plane.svc, "POST", "/v1/updateconsumableresource", {}, json.dumps(body))
     assert status == 200
     assert plane.dispatch() == 1
+
+
+def test_a_resource_in_use_is_not_deleted_and_jobs_waiting_for_a_deleted_one_say_so(stores: StoreFactory) -> None:  # noqa: F811
+    plane = Plane(stores())
+    job_ids = a_plane_with_a_resource(plane, total=1, jobs=2)
+    assert plane.dispatch() == 1
+    held, waiting = sorted(job_ids, key=lambda j: plane.job(j).status != STARTING)
+    body = {"consumableResource": "licence"}
+    status, _, text = gateway.handle(plane.svc, "POST", "/v1/deleteconsumableresource", {}, json.dumps(body))
+    assert status == 400 and "in use" in json.loads(text)["message"]
+
+    # WHEN the job holding it ends, the resource is deleted, and the dispatcher runs
+    plane.on_task_event(held, TaskStarted(1))
+    plane.on_task_event(held, TaskStopped(1, 0))
+    plane.call("DeleteConsumableResource", consumableResource="licence")
+    assert plane.dispatch() == 0
+    # THEN the job that needed it stays RUNNABLE with a MISCONFIGURATION reason naming it
+    job = plane.describe_one(waiting)
+    assert (job["status"], job["statusReason"]) == (RUNNABLE, consumables.RESOURCE_MISSING.format(name="licence"))
