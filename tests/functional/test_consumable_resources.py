@@ -87,10 +87,12 @@ def test_update_sets_adds_and_removes_the_total(batch: BatchClient) -> None:
         cr_arn("r"),
         8,
     )
-    assert batch.update_consumable_resource(consumableResource="r", operation="REMOVE", quantity=6)["totalQuantity"] == 2
-    assert batch.update_consumable_resource(consumableResource=cr_arn("r"), operation="SET", quantity=7)[
-        "totalQuantity"
-    ] == 7
+    removed = batch.update_consumable_resource(consumableResource="r", operation="REMOVE", quantity=6)
+    assert removed["totalQuantity"] == 2
+    assert (
+        batch.update_consumable_resource(consumableResource=cr_arn("r"), operation="SET", quantity=7)["totalQuantity"]
+        == 7
+    )
     # WHEN a REMOVE would go below zero, or the operation is unknown  THEN it is refused and nothing changes
     with pytest.raises(batch.exceptions.ClientException, match="negative"):
         batch.update_consumable_resource(consumableResource="r", operation="REMOVE", quantity=8)

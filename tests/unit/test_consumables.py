@@ -142,7 +142,9 @@ def test_requirements_are_checked_and_kept_in_order() -> None:
     }
     assert consumables.requirements(props, "f") == [(ARN, 2), ("db", 1)]
     assert consumables.requirements(None, "f") == []
-    with pytest.raises(InvalidRequest, match=r"f.consumableResourceList\[1\].consumableResource names arn.*more than once"):
+    with pytest.raises(
+        InvalidRequest, match=r"consumableResourceList\[1\].consumableResource names arn.*more than once"
+    ):
         consumables.requirements(
             {
                 "consumableResourceList": [
