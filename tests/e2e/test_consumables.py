@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from chalicelib.cli import main
+from chalicelib.runtime.local import LocalRuntime
 from tests.e2e.conftest import Client, register, setup_queue, sh, submit, unique, wait_for, wait_terminal
 
 pytestmark = pytest.mark.e2e
@@ -53,3 +55,28 @@ def test_jobs_sharing_a_resource_never_hold_more_units_than_it_has(batch: Client
     assert max_overlap(list(jobs.values())) <= 2
     got = batch.describe_consumable_resource(consumableResource=resource)
     assert (got["totalQuantity"], got["inUseQuantity"], got["availableQuantity"]) == (2, 0, 2)
+
+
+def test_cli_describe_shows_the_resources_a_job_needs_and_what_is_available(
+    batch: Client, runtime: LocalRuntime, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a job needing 3 units of a resource that has 2: it waits RUNNABLE
+    monkeypatch.setenv("COLUMNS", "200")
+    queue, _ = setup_queue(batch)
+    resource = unique("seats")
+    batch.create_consumable_resource(consumableResourceName=resource, totalQuantity=2)
+    jd = register(batch, unique("big"), ["true"])
+    needs = {"consumableResourceList": [{"consumableResource": resource, "quantity": 3}]}
+    job_id = submit(batch, queue, jd, "greedy", consumableResourcePropertiesOverride=needs)
+    wait_for(batch, [job_id], lambda j: "CONSUMABLE_RESOURCE" in str(j.get("statusReason")), "waiting", 15)
+
+    # WHEN `batchplane describe` shows it
+    capsys.readouterr()
+    assert main(["describe", job_id, "--endpoint", runtime.endpoint]) == 0
+    out = capsys.readouterr().out
+
+    # THEN it says why it waits and lists the resource: needs 3, 2 available of 2, REPLENISHABLE
+    assert "CAPACITY:CONSUMABLE_RESOURCE" in out and "Consumable resources" in out
+    row = next(line for line in out.splitlines() if resource in line and "REPLENISHABLE" in line)
+    cells = [cell.strip() for cell in row.split("│") if cell.strip()]
+    assert cells == [resource, "3", "2", "0", "2", "REPLENISHABLE"]
