@@ -5,13 +5,15 @@ NON_REPLENISHABLE resource's units are gone for good. (docs/adr/0026-consumable-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from chalicelib.api import gateway
 from chalicelib.compute.port import NullLauncher
 from chalicelib.domain import consumables
 from chalicelib.domain.jobs import RUNNABLE, STARTING, SUCCEEDED
-from chalicelib.domain.lifecycle import Cancel, TaskStarted, TaskStopped, Terminate
+from chalicelib.domain.lifecycle import Cancel, Claim, TaskStarted, TaskStopped, Terminate
+from chalicelib.store.consumables import ConsumableRepository
 from tests.functional.moto_env import aws_env, network  # noqa: F401 - fixtures
 from tests.functional.plane import Plane
 from tests.functional.test_dispatch_concurrency import StoreFactory, race, stores  # noqa: F401 - a fixture
@@ -29,6 +31,10 @@ def a_plane_with_a_resource(
     props = {"consumableResourceList": [{"consumableResource": "licence", "quantity": units}]}
     jd = plane.job_definition("work", consumableResourceProperties=props)
     return [plane.submit(queue, jd, f"job-{i}") for i in range(jobs)]
+
+
+def consumables_repo(plane: Plane) -> ConsumableRepository:
+    return ConsumableRepository(plane.svc.repo.items)
 
 
 def licence(plane: Plane) -> dict[str, object]:
@@ -134,3 +140,43 @@ def test_a_resource_in_use_is_not_deleted_and_jobs_waiting_for_a_deleted_one_say
     # THEN the job that needed it stays RUNNABLE with a MISCONFIGURATION reason naming it
     job = plane.describe_one(waiting)
     assert (job["status"], job["statusReason"]) == (RUNNABLE, consumables.RESOURCE_MISSING.format(name="licence"))
+
+
+def test_a_claim_whose_units_went_meanwhile_takes_none_of_them(stores: StoreFactory) -> None:  # noqa: F811
+    # GIVEN a job needing one unit of each of two resources, and the second's last unit taken after it was planned
+    plane = Plane(stores())
+    ce = plane.fargate_ce("fargate", "subnet-0a1b2c3d", "sg-0a1b2c3d", spot=False)
+    queue = plane.queue("queue", ce)
+    for name in ("licence", "db"):
+        plane.call("CreateConsumableResource", consumableResourceName=name, totalQuantity=1)
+    both = {"consumableResourceList": [{"consumableResource": n, "quantity": 1} for n in ("licence", "db")]}
+    job_id = plane.submit(queue, plane.job_definition("work", consumableResourceProperties=both), "both")
+    db = consumables_repo(plane).get("db")
+    assert db is not None
+    consumables_repo(plane).save(dataclasses.replace(db, in_use_quantity=1))
+
+    # WHEN its claim is applied (as a dispatcher with a stale snapshot would)
+    after = plane.reactor.apply(job_id, Claim("fargate", "task-1", "work/default/task-1"))
+
+    # THEN the claim is not made, nothing was launched, and the first resource's unit was not taken either
+    assert after is not None and after.status == RUNNABLE
+    assert isinstance(plane.launcher, NullLauncher) and plane.launcher.launched == []
+    assert quantities(plane) == (1, 0, 1)
+
+
+def test_a_retried_attempt_returns_its_units_and_the_next_attempt_takes_them_again(stores: StoreFactory) -> None:  # noqa: F811
+    plane = Plane(stores())
+    ce = plane.fargate_ce("fargate", "subnet-0a1b2c3d", "sg-0a1b2c3d", spot=False)
+    queue = plane.queue("queue", ce)
+    plane.call("CreateConsumableResource", consumableResourceName="licence", totalQuantity=1)
+    needs = {"consumableResourceList": [{"consumableResource": "licence", "quantity": 1}]}
+    jd = plane.job_definition("work", consumableResourceProperties=needs)
+    job_id = plane.submit(queue, jd, "flaky", retryStrategy={"attempts": 2})
+    assert plane.dispatch() == 1 and quantities(plane) == (1, 1, 0)
+    plane.on_task_event(job_id, TaskStarted(1))
+    plane.on_task_event(job_id, TaskStopped(1, 1))  # fails: back to RUNNABLE for attempt 2
+    assert plane.job(job_id).status == RUNNABLE and quantities(plane) == (1, 0, 1)
+    assert plane.dispatch() == 1 and quantities(plane) == (1, 1, 0)
+    plane.on_task_event(job_id, TaskStarted(2))
+    plane.on_task_event(job_id, TaskStopped(2, 0))
+    assert plane.job(job_id).status == SUCCEEDED and quantities(plane) == (1, 0, 1)
