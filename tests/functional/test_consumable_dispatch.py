@@ -180,3 +180,29 @@ def test_a_retried_attempt_returns_its_units_and_the_next_attempt_takes_them_aga
     plane.on_task_event(job_id, TaskStarted(2))
     plane.on_task_event(job_id, TaskStopped(2, 0))
     assert plane.job(job_id).status == SUCCEEDED and quantities(plane) == (1, 0, 1)
+
+
+def test_each_child_of_an_array_takes_its_own_units(stores: StoreFactory) -> None:  # noqa: F811
+    # GIVEN an array of 4 children needing 1 unit each of a resource of 2
+    plane = Plane(stores())
+    ce = plane.fargate_ce("fargate", "subnet-0a1b2c3d", "sg-0a1b2c3d", spot=False)
+    queue = plane.queue("queue", ce)
+    plane.call("CreateConsumableResource", consumableResourceName="licence", totalQuantity=2)
+    needs = {"consumableResourceList": [{"consumableResource": "licence", "quantity": 1}]}
+    parent = plane.submit(
+        queue,
+        plane.job_definition("work"),
+        "array",
+        arrayProperties={"size": 4},
+        consumableResourcePropertiesOverride=needs,
+    )
+    # WHEN the dispatcher runs  THEN two children hold a unit each, the parent none
+    assert plane.dispatch() == 2
+    assert quantities(plane) == (2, 2, 0)
+    children = [f"{parent}:{i}" for i in range(4)]
+    started = [c for c in children if plane.job(c).status == STARTING]
+    assert len(started) == 2
+    # ... and a finished child's unit goes to the next
+    plane.on_task_event(started[0], TaskStarted(1))
+    plane.on_task_event(started[0], TaskStopped(1, 0))
+    assert plane.dispatch() == 1 and quantities(plane) == (2, 2, 0)
