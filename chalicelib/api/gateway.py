@@ -16,6 +16,7 @@ from chalicelib.api.errors import Response, error_response, ok
 from chalicelib.api.handlers import Handler
 from chalicelib.api.operations import EXTENSION_PATHS, EXTENSIONS, OPERATIONS
 from chalicelib.control.context import RequestContext, Services
+from chalicelib.domain import unsupported
 from chalicelib.domain.errors import InvalidRequest
 
 TAGS_PREFIX = "/v1/tags/"
@@ -72,7 +73,7 @@ def handle(
             request = wire.validate_request(operation, payload)
             handler = OPERATIONS.get(operation)
         if handler is None:
-            raise InvalidRequest(f"{operation} is not supported by batchplane")
+            raise InvalidRequest(unsupported.operation_message(operation))
         ctx = RequestContext(region=region_of(headers, svc.settings.default_region))
         return ok(handler(svc, ctx, request), request_id)
     except Exception as exc:

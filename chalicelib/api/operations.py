@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from chalicelib.api import graph, handlers, jobs, triggers
+from chalicelib.api import consumables, graph, handlers, jobs, triggers
 from chalicelib.api.extension import Extension
 from chalicelib.api.handlers import Handler
 
-OPERATIONS: Mapping[str, Handler] = {**handlers.OPERATIONS, **jobs.OPERATIONS}
+OPERATIONS: Mapping[str, Handler] = {**handlers.OPERATIONS, **jobs.OPERATIONS, **consumables.OPERATIONS}
 EXTENSIONS: Mapping[str, Extension] = {**triggers.TRIGGER_OPERATIONS, **graph.GRAPH_OPERATIONS}
 EXTENSION_PATHS: Mapping[tuple[str, str], str] = {("POST", ext.path): name for name, ext in EXTENSIONS.items()}

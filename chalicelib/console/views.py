@@ -49,6 +49,26 @@ def why_waiting(job: dict[str, Any], deps: dict[str, dict[str, Any]]) -> str | N
     return None
 
 
+def consumable_table(api: Api, job: dict[str, Any]) -> Table | None:
+    """The consumable resources a job needs, with what each has available now (None: it needs none)."""
+    needs = (job.get("consumableResourceProperties") or {}).get("consumableResourceList") or []
+    if not needs:
+        return None
+    table = Table(title="Consumable resources", title_justify="left", expand=False)
+    for column in ("Resource", "Needs", "Available", "In use", "Total", "Type"):
+        table.add_column(column)
+    for need in needs:
+        ref = need["consumableResource"]
+        try:
+            r = api.call("DescribeConsumableResource", {"consumableResource": ref})
+        except CliError:
+            table.add_row(ref.rpartition("/")[2], str(need["quantity"]), Text("deleted", "red"), "-", "-", "-")
+            continue
+        row = (r["availableQuantity"], r["inUseQuantity"], r["totalQuantity"])
+        table.add_row(r["consumableResourceName"], str(need["quantity"]), *map(str, row), r["resourceType"])
+    return table
+
+
 def describe(api: Api, console: Console, job_id: str) -> int:
     job = api.job(job_id)
     dep_ids = [d["jobId"] for d in job.get("dependsOn", []) if d.get("jobId")]
@@ -97,6 +117,10 @@ def describe(api: Api, console: Console, job_id: str) -> int:
             status = status_text(dep["status"]) if dep else Text("-")
             table.add_row(name, d.get("jobId", "(previous child)"), d.get("type", "-"), status)
         parts.append(table)
+
+    resources = consumable_table(api, job)
+    if resources is not None:
+        parts.append(resources)
 
     if job.get("attempts"):
         table = Table(title="Attempts", title_justify="left")

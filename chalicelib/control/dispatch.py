@@ -21,10 +21,11 @@ from dataclasses import dataclass, replace
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.control.usage import policy_of
-from chalicelib.domain import fairshare, lifecycle, platform, scheduling
+from chalicelib.domain import consumables, fairshare, lifecycle, platform, scheduling
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, RUNNABLE, STARTING, Job
 from chalicelib.domain.model import VALID, ComputeEnvironment, JobQueue
+from chalicelib.store.consumables import ConsumableRepository
 from chalicelib.store.jobs import order_key
 from chalicelib.store.usage import UsageRepository
 
@@ -104,6 +105,7 @@ def job_view(job: Job) -> scheduling.JobView:
         # A reason written before reason_since existed: its last write is the best estimate.
         reason_since=job.reason_since if job.reason_since is not None else job.updated_at,
         platform=platform.platform_of(job.platform_capabilities),
+        consumables=tuple((consumables.name_of_arn(arn), n) for arn, n in job.consumable_resources.items()),
     )
 
 
@@ -191,6 +193,7 @@ class Snapshot:
     runnable: dict[str, list[Job]]  # per queue, submission order
     narrowed: frozenset[str] = frozenset()  # queues whose narrow read was full: there may be more behind
     full: frozenset[str] = frozenset()  # queues whose read was full (narrow or not): there may be more behind
+    resources: dict[str, int] | None = None  # available units per consumable resource (read when a job names one)
 
 
 def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJobs | None = None) -> Snapshot:
@@ -240,7 +243,10 @@ def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJob
         )
         for ce in ces.values()
     }
-    return Snapshot(views, capacity, runnable, frozenset(narrowed), frozenset(full))
+    resources = None
+    if any(job.consumable_resources for jobs in runnable.values() for job in jobs):
+        resources = {r.name: r.available_quantity for r in ConsumableRepository(svc.repo.items).list_all()}
+    return Snapshot(views, capacity, runnable, frozenset(narrowed), frozenset(full), resources)
 
 
 # -- the cycle -------------------------------------------------------------------------------------------------
@@ -351,7 +357,7 @@ class Dispatcher:
     @staticmethod
     def _plan(snap: Snapshot, now: int) -> scheduling.Plan:
         views = {q: [job_view(j) for j in js] for q, js in snap.runnable.items()}
-        return scheduling.plan(snap.queues, snap.capacity, views, now)
+        return scheduling.plan(snap.queues, snap.capacity, views, now, snap.resources)
 
     def _block(self, job: Job, reason: str, since: int) -> None:
         """Record why a RUNNABLE job waits, and since when (no state change, so no event)."""

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from chalicelib.control import resources
+from chalicelib.control import consumables, resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import arns, host_access, job_spec, lifecycle, platform, retry, validation
+from chalicelib.domain import arns, host_access, job_spec, lifecycle, platform, retry, unsupported, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
@@ -29,12 +29,13 @@ from chalicelib.domain.jobs import (
     Dependency,
     Job,
 )
-from chalicelib.domain.model import JobQueue
+from chalicelib.domain.model import JobDefinition, JobQueue
 from chalicelib.store.jobs import order_key
 
 
 def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, Any]) -> Job:
     limits = svc.settings.limits
+    unsupported.submit(req)
     job_spec.validate_submit(req, limits)
     queue = resources.get_jq(svc, req["jobQueue"])
     if queue.deleting:
@@ -55,6 +56,7 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     platform.effective_resources(container, on)  # before host access: a FARGATE host path is refused on any server
     check_host_access(svc, container, jd.name, jd.revision)
     vcpus, memory = job_spec.vcpus_and_memory(container)
+    needs = _consumables(svc, req, jd)
     size = (req.get("arrayProperties") or {}).get("size")
     depends_on = tuple(Dependency(d.get("jobId"), d.get("type")) for d in req.get("dependsOn") or [])
     plain = _check_dependencies(svc, depends_on, size)
@@ -85,6 +87,7 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
         tags=dict(req.get("tags") or {}),
         propagate_tags=bool(req.get("propagateTags", jd.spec.get("propagateTags", False))),
         platform_capabilities=(on,),
+        consumable_resources=needs,
     )
 
     # Decide the first state from what the dependencies are now; edges make later completions reach the job.
@@ -105,6 +108,16 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     if pending:
         reactor.settle_pending(saved)
     return saved
+
+
+def _consumables(svc: Services, req: dict[str, Any], jd: JobDefinition) -> dict[str, int]:
+    """The units of each consumable resource the job takes: the submit override's list, which replaces the job
+    definition's ("consumableResourcePropertiesOverride"), else the definition's. Each must exist now."""
+    override = req.get("consumableResourcePropertiesOverride")
+    if override is not None:
+        return consumables.resolve(svc, override, "consumableResourcePropertiesOverride")
+    props = jd.spec.get("consumableResourceProperties")
+    return consumables.resolve(svc, props, f"jobDefinition {jd.name}:{jd.revision} consumableResourceProperties")
 
 
 def check_host_access(svc: Services, container: dict[str, Any], name: str, revision: int) -> None:

@@ -19,7 +19,7 @@ from functools import partial
 from chalicelib.compute.port import Launcher, TaskSpec
 from chalicelib.control import usage
 from chalicelib.control.context import Services
-from chalicelib.domain import job_spec, lifecycle
+from chalicelib.domain import consumables, job_spec, lifecycle
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.job_detail import job_detail
 from chalicelib.domain.jobs import (
@@ -98,6 +98,8 @@ class Reactor:
                 saved = self.svc.jobs.save(after)
             except Conflict:
                 continue
+            except consumables.Unavailable:
+                return job  # a claim whose consumable units another job took meanwhile: not made, re-planned
             if self.observe is not None:
                 self.observe(saved)
             for event, outcome in steps:

@@ -12,8 +12,9 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from chalicelib.control import consumables
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.domain import arns, digits, platform, retry, validation
+from chalicelib.domain import arns, digits, platform, retry, unsupported, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.model import (
     CE_HEALTHY,
@@ -77,6 +78,7 @@ def get_ce(svc: Services, ref: str, field: str = "computeEnvironment") -> Comput
 
 
 def create_compute_environment(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> ComputeEnvironment:
+    unsupported.compute_environment(req)
     validation.compute_environment(req)
     validation.tags(req.get("tags"), svc.settings.limits)
     name = req["computeEnvironmentName"]
@@ -122,6 +124,7 @@ def _initial_resources(res: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def update_compute_environment(svc: Services, req: dict[str, Any]) -> ComputeEnvironment:
+    unsupported.compute_environment(req)
     update = req.get("computeResources")
     if update is not None:
         validation.compute_resources(update, "computeResources", update=True)
@@ -236,8 +239,7 @@ def create_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) ->
     validation.resource_name(req["jobQueueName"], "jobQueueName")
     validation.job_queue_common(req, svc.settings.limits)
     validation.tags(req.get("tags"), svc.settings.limits)
-    if req.get("serviceEnvironmentOrder"):
-        raise InvalidRequest("serviceEnvironmentOrder is not supported by batchplane; use computeEnvironmentOrder")
+    unsupported.job_queue(req)
     if not req.get("computeEnvironmentOrder"):
         # AWS CreateJobQueue: "you associate one or more compute environments to the queue" (or service
         # environments, which batchplane does not run). A queue without any could never run a job.
@@ -285,6 +287,7 @@ def create_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) ->
 
 
 def update_job_queue(svc: Services, req: dict[str, Any]) -> JobQueue:
+    unsupported.job_queue(req)
     validation.job_queue_common(req, svc.settings.limits)
 
     def attempt() -> JobQueue:
@@ -344,7 +347,9 @@ _JD_SPEC_KEYS = (
 
 
 def register_job_definition(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> JobDefinition:
+    unsupported.job_definition(req)
     validation.job_definition(req, svc.settings.limits)
+    consumables.resolve(svc, req.get("consumableResourceProperties"), "consumableResourceProperties")
     name = req["jobDefinitionName"]
     spec = {k: req[k] for k in _JD_SPEC_KEYS if req.get(k) is not None}
     if "retryStrategy" in spec:

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.control import resources
+from chalicelib.control import consumables, resources
 from chalicelib.control.context import Services
 from chalicelib.domain import arns, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
@@ -50,6 +50,10 @@ KINDS: dict[str, tuple[Loader, Saver]] = {
     "scheduling-policy": (
         lambda svc, arn: resources.get_sp(svc, arn, "resourceArn"),
         lambda s, e: s.repo.save_sp(e),
+    ),
+    "consumable-resource": (
+        lambda svc, arn: consumables.get(svc, arn, "resourceArn"),
+        lambda s, e: consumables.repo(s).save(e),
     ),
 }
 

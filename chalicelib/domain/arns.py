@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from chalicelib.domain.errors import InvalidRequest
 
-KINDS = ("compute-environment", "job-queue", "job-definition", "job", "scheduling-policy")
+KINDS = ("compute-environment", "job-queue", "job-definition", "job", "scheduling-policy", "consumable-resource")
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,15 @@ def job_detail(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]
         "platformCapabilities": list(job.platform_capabilities),
         "isCancelled": job.is_cancelled or None,
         "isTerminated": job.is_terminated or None,
+        "consumableResourceProperties": (
+            {
+                "consumableResourceList": [
+                    {"consumableResource": arn, "quantity": n} for arn, n in job.consumable_resources.items()
+                ]
+            }
+            if job.consumable_resources
+            else None
+        ),
     }
     return _compact(detail)
 

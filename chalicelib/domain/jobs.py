@@ -104,6 +104,9 @@ class Job:
     is_cancelled: bool = False
     is_terminated: bool = False
     cancel_reason: str | None = None  # a CancelJob of a PENDING job, waiting for its dependencies to complete
+    # The consumable resources the job takes while an attempt is in flight: resource ARN -> units
+    # (domain/consumables.py).
+    consumable_resources: dict[str, int] = field(default_factory=dict)
     updated_at: int = 0
     version: int = 0
 

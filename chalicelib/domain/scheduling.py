@@ -13,6 +13,11 @@
    reason, and blocks the rest of its queue (no backfill); the cycle goes on with the next queue. A queue with no
    usable compute environment gives its head an ACTION_REQUIRED reason: AWS's for invalid ones, batchplane's own
    (NO_ENABLED_CE) when they are valid but DISABLED.
+4b. Consumable resources (domain/consumables.py): a job that fits a compute environment also needs the units of
+   the resources it names. Not available now: it waits at the head of its queue with a CAPACITY reason, as it waits
+   for vCPUs ("the job will wait in RUNNABLE state until all the required resources become available", user guide,
+   resource-aware scheduling). A resource that no longer exists: a MISCONFIGURATION reason, and the job is skipped.
+   The units a placement takes are gone for the rest of the cycle, across queues (resources are account-wide).
 5. Every job the cycle looked at and could not place has a reason; only a changed one is reported (`blocked`),
    so a waiting job is written once, not once per cycle.
 6. jobStateTimeLimitActions (spec §5.6): a job so reported whose reason has matched an action's reason for
@@ -25,6 +30,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from chalicelib.domain import consumables
 from chalicelib.domain.fairshare import ShareOrder, ShareState, reservation_limit
 from chalicelib.domain.model import EC2_TYPES, FARGATE_TYPES
 from chalicelib.domain.platform import FARGATE_MEMORY, ce_platform
@@ -104,6 +110,7 @@ class JobView:
     scheduling_priority: int = 0
     reason_since: int | None = None  # epoch ms: since when status_reason holds
     platform: str | None = None  # EC2 | FARGATE (the job definition's platformCapabilities); None: not checked
+    consumables: tuple[tuple[str, int], ...] = ()  # (consumable resource name, units) the job takes when placed
 
 
 @dataclass(frozen=True)
@@ -194,9 +201,12 @@ def plan(
     capacity: Mapping[str, CapacityView],
     runnable: Mapping[str, Sequence[JobView]],
     now: int | None = None,
+    resources: Mapping[str, int] | None = None,
 ) -> Plan:
-    """One cycle. Without `now`, time-limit actions are not evaluated."""
+    """One cycle. Without `now`, time-limit actions are not evaluated. `resources`: the available units of every
+    consumable resource, by name (a job that names one not in it finds it gone)."""
     used = {name: c.used_vcpus for name, c in capacity.items()}
+    available = dict(resources or {})
     placements: list[Placement] = []
     blocked: list[Blocked] = []
     expired: list[Expired] = []
@@ -233,12 +243,22 @@ def plan(
             if queue_used + job.vcpus > limit:
                 waits(queue, job, WAITING_FOR_RESERVATION)
                 break
+            if job.consumables:
+                short, missing = consumables.missing_or_short(job.consumables, available)
+                if short is not None:
+                    waits(queue, job, short)
+                    if missing is not None:
+                        taking.skip()
+                        continue
+                    break  # the head of this queue waits for units
             target = next((c for c in fitting if used[c.name] + job.vcpus <= c.max_vcpus), None)
             if target is None:
                 waits(queue, job, WAITING_FOR_CAPACITY)
                 break  # the head of this queue waits for capacity
             used[target.name] += job.vcpus
             queue_used += job.vcpus
+            for name, units in job.consumables:
+                available[name] -= units
             placements.append(Placement(job.job_id, target.name))
             taking.take()
     return Plan(tuple(placements), tuple(blocked), tuple(expired))

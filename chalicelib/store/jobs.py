@@ -21,6 +21,7 @@ from typing import Any
 
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, TERMINAL, ArrayInfo, Attempt, Dependency, Job
+from chalicelib.store.consumables import ConsumableRepository, consumer_items
 from chalicelib.store.port import Index, Item, ItemStore, Op, Put
 from chalicelib.store.repository import expect_of
 
@@ -71,7 +72,9 @@ def order_key(job: Job) -> str:
 
 # `cancel_reason` is written only when set: None in nearly every job, it would cost every stored body its bytes
 # (and break the run of fields the compression dictionary expects); a body without it reads back as None.
-_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("version", "cancel_reason"))
+# So is `consumable_resources` (empty in nearly every job).
+_SPARSE = ("cancel_reason", "consumable_resources")
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("version", *_SPARSE))
 
 
 def job_body(job: Job) -> dict[str, Any]:
@@ -85,6 +88,8 @@ def job_body(job: Job) -> dict[str, Any]:
     body["array"] = dict(vars(job.array)) if job.array else None
     if job.cancel_reason is not None:
         body["cancel_reason"] = job.cancel_reason
+    if job.consumable_resources:
+        body["consumable_resources"] = job.consumable_resources
     return body
 
 
@@ -137,13 +142,30 @@ class JobRepository:
         return [job_from_item(i) for i in self.items.batch_get([(job_pk(j), "") for j in job_ids])]
 
     def save(self, job: Job) -> Job:
-        """One conditional write: create (version 0) or compare-and-set on the version read."""
+        """One conditional write: create (version 0) or compare-and-set on the version read. A job that names
+        consumable resources takes or returns its units in the same transaction when its attempt starts or ends
+        (store/consumables.py); `consumables.Unavailable` when the units it would take are not there."""
+        if job.consumable_resources:
+            return self._save_with_units(job)
         return dataclasses.replace(job, version=self.items.put(job_item(job), expect_of(job.version)).version)
+
+    def _save_with_units(self, job: Job) -> Job:
+        expect = expect_of(job.version)
+        stored = self.items.get(job_pk(job.job_id), "")
+        if (stored.version if stored is not None else None) != expect:
+            raise Conflict(job_pk(job.job_id), expect)  # the put would lose its condition anyway
+        before = job_from_item(stored) if stored is not None else None
+        moves = ConsumableRepository(self.items).unit_moves(before, job)
+        if not moves:
+            return dataclasses.replace(job, version=self.items.put(job_item(job), expect).version)
+        self.items.transact([Put(job_item(job), expect), *moves])
+        return dataclasses.replace(job, version=job.version + 1)
 
     def create_with_edges(self, job: Job, dependencies: Sequence[str]) -> Job:
         """The job and its dependency edges, all or nothing."""
         ops: list[Op] = [Put(job_item(job), None)]
         ops += [Put(edge_item(dep, job.job_id, job.created_at), None) for dep in dependencies]
+        ops += [Put(item, None) for item in consumer_items(job, order_key(job))]
         self.items.transact(ops)
         return dataclasses.replace(job, version=1)
 

@@ -22,7 +22,9 @@ def a_busy_job():  # type: ignore[no-untyped-def]
 
 
 def test_body_matches_asdict() -> None:
-    job = dataclasses.replace(a_busy_job(), cancel_reason="not needed")
+    job = dataclasses.replace(
+        a_busy_job(), cancel_reason="not needed", consumable_resources={"arn:aws:batch:r:1:consumable-resource/x": 2}
+    )
     expected = dataclasses.asdict(job)
     expected.pop("version")
     assert json.dumps(job_body(job), sort_keys=True) == json.dumps(expected, sort_keys=True)
@@ -44,3 +46,11 @@ def test_round_trip_through_json() -> None:
     item = job_item(job)
     stored = dataclasses.replace(item, body=json.loads(json.dumps(item.body)), version=7)
     assert job_from_item(stored) == dataclasses.replace(job, version=7)
+
+
+def test_a_job_without_consumable_resources_stores_none_and_one_with_them_round_trips() -> None:
+    assert "consumable_resources" not in job_body(a_busy_job())
+    job = dataclasses.replace(a_busy_job(), consumable_resources={"arn:aws:batch:r:1:consumable-resource/x": 2})
+    item = job_item(job)
+    stored = dataclasses.replace(item, body=json.loads(json.dumps(item.body)), version=2)
+    assert job_from_item(stored) == dataclasses.replace(job, version=2)
