@@ -12,6 +12,7 @@ to, or an attempt number that is no longer current.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from chalicelib.domain import retry
 
@@ -110,6 +111,8 @@ class TaskStopped:
     task_arn: str | None = None  # as in TaskStarted: a STOPPED event may be the first one to arrive
     log_stream: str | None = None
     container_instance_arn: str | None = None
+    # A multi-container task's containers' ends ({"name", "exitCode"?, "reason"?}; domain/ecs_task.py `results`)
+    containers: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,7 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
         exit_code=stop.exit_code,
         reason=stop.reason,
         status_reason=status_reason,
+        containers=stop.containers or current.containers,
     )
     base = replace(job, current=None, attempts=(*job.attempts, finished), updated_at=now)
     if stop.exit_code == 0 and not job.is_terminated and not stop.timed_out:
