@@ -81,8 +81,19 @@ def member_spec(spec: TaskSpec, c: TaskContainer) -> TaskSpec:
 
 
 class GroupRun:
-    def __init__(self, spec: TaskSpec, members: Mapping[str, Member], report: Report, grace: float) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        members: Mapping[str, Member],
+        report: Report,
+        grace: float,
+        *,
+        setup: Callable[[], str | None] | None = None,
+        teardown: Callable[[], None] | None = None,
+    ) -> None:
         self.spec = spec
+        self.setup = setup  # the task's own preparation (e.g. its network), before the members'
+        self.teardown = teardown  # after the members' cleanup
         self.members = dict(members)
         self.report = report
         self.grace = grace
@@ -120,6 +131,11 @@ class GroupRun:
                 self._timer.cancel()
 
     def _run(self) -> None:
+        why = self.setup() if self.setup is not None else None
+        if why is not None:
+            self.states = {c.name: State(NEVER) for c in self.spec.containers}
+            self._finish(None, why, START_FAILED)
+            return
         for c in self.spec.containers:
             why = self.members[c.name].prepare()
             if why is not None:
@@ -225,5 +241,10 @@ class GroupRun:
         for member in self.members.values():
             try:
                 member.cleanup()
+            except Exception:
+                log.exception("cleaning up after %s failed", self.spec.key)
+        if self.teardown is not None:
+            try:
+                self.teardown()
             except Exception:
                 log.exception("cleaning up after %s failed", self.spec.key)
