@@ -117,6 +117,7 @@ class DockerMember:
 
     def wait(self) -> tuple[int | None, str | None]:
         logs, stream = self.group.launcher.logs, self.spec.log_stream
+        assert self.id is not None
         last_ms: int | None = None
         tail: list[str] = []
         try:
@@ -205,7 +206,7 @@ class DockerTask:
             "host_config": launcher.client.create_host_config(**host),
         }
         self.holder, why = _create(launcher, image, kwargs)
-        if why is not None:
+        if why is not None or self.holder is None:
             return why
         try:
             launcher.client.start(self.holder)
