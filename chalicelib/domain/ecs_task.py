@@ -328,3 +328,23 @@ def task_role(ecs: Mapping[str, Any]) -> dict[str, Any]:
     task = ecs["taskProperties"][0]
     roles = {"jobRoleArn": task.get("taskRoleArn"), "executionRoleArn": task.get("executionRoleArn")}
     return {k: v for k, v in roles.items() if v}
+
+
+STOPPED_BY_SIGNAL = (137, 143)  # SIGKILL, SIGTERM: how a container the task's end stopped usually exits
+
+
+def exit_of_stopped_task(ecs: Mapping[str, Any], ends: Sequence[Mapping[str, Any]]) -> tuple[int | None, str | None]:
+    """The job's exit from an ECS task's STOPPED containers, when the order they exited in is unknown (an ECS task
+    state change lists each container's exit code, not when it exited): the first essential container, in definition
+    order, that exited by itself (not 137/143, what the others get when ECS stops them), else the first essential
+    container with an exit code, else the first essential container's reason."""
+    essential = [name_of(c) for c in containers_of(ecs) if is_essential(c)]
+    by_name = {str(e.get("name")): e for e in ends}
+    found = [by_name[n] for n in essential if n in by_name]
+    with_code = [e for e in found if isinstance(e.get("exitCode"), int)]
+    chosen = next((e for e in with_code if e["exitCode"] not in STOPPED_BY_SIGNAL), None)
+    chosen = chosen or (with_code[0] if with_code else (found[0] if found else None))
+    if chosen is None:
+        return None, None
+    code = chosen.get("exitCode")
+    return (code if isinstance(code, int) else None), chosen.get("reason")

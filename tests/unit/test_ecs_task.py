@@ -129,3 +129,70 @@ def test_task_containers_substitute_parameters_and_keep_reserved_variables() -> 
     (a,) = ecs_task.task_containers(ecs, {"AWS_BATCH_JOB_ID": "real"}, {"x": "42"}, "jd/default/t1")
     assert a.command == ["echo", "42"] and a.environment["AWS_BATCH_JOB_ID"] == "real"
     assert a.log_stream == "jd/a/t1" and a.container["volumes"] == [{"name": "v"}] and a.essential
+
+
+ECS = {
+    "taskProperties": [
+        {
+            "containers": [
+                {"name": "side", "image": "i", "essential": False},
+                {"name": "a", "image": "i"},
+                {"name": "b", "image": "i"},
+            ]
+        }
+    ]
+}
+
+
+def test_a_stopped_ecs_task_exits_as_the_essential_container_that_exited_by_itself() -> None:
+    # b exited 0 by itself; a was stopped by ECS (143); the sidecar's failure does not count
+    ends = [{"name": "side", "exitCode": 1}, {"name": "a", "exitCode": 143}, {"name": "b", "exitCode": 0}]
+    assert ecs_task.exit_of_stopped_task(ECS, ends) == (0, None)
+    # a failed by itself: the job fails with its code
+    ends = [{"name": "a", "exitCode": 2, "reason": "x"}, {"name": "b", "exitCode": 143}]
+    assert ecs_task.exit_of_stopped_task(ECS, ends) == (2, "x")
+    # nothing exited (the task failed to start): the first essential container's reason
+    assert ecs_task.exit_of_stopped_task(ECS, [{"name": "a", "reason": "CannotPull"}]) == (None, "CannotPull")
+
+
+def test_the_lifecycle_decides_the_exit_of_an_ecs_task_from_its_containers() -> None:
+    import dataclasses
+
+    from chalicelib.domain import lifecycle
+    from chalicelib.domain.jobs import FAILED, RUNNING
+    from tests.unit.builders import a_job, an_attempt
+
+    job = a_job(status=RUNNING, current=an_attempt(1), ecs_properties=ECS)
+    ends = ({"name": "side", "exitCode": 0}, {"name": "a", "exitCode": 5}, {"name": "b", "exitCode": 143})
+    stop = lifecycle.TaskStopped(1, None, status_reason="Essential container in task exited", containers=ends)
+    outcome = lifecycle.transition(job, dataclasses.replace(stop, decide_exit=True), 10)
+    assert outcome.job is not None and outcome.job.status == FAILED
+    assert outcome.job.attempts[-1].exit_code == 5 and outcome.job.attempts[-1].containers == ends
+    # a single-container job keeps the exit it was given and stores no containers
+    plain = a_job(status=RUNNING, current=an_attempt(1))
+    kept = lifecycle.transition(plain, dataclasses.replace(stop, exit_code=0, decide_exit=True), 10)
+    assert kept.job is not None and kept.job.attempts[-1].exit_code == 0 and kept.job.attempts[-1].containers == ()
+
+
+def test_ecs_events_report_every_container_of_a_multi_container_task() -> None:
+    from chalicelib.compute import ecs_events
+
+    task = {
+        "group": "batchplane:job-1:1",
+        "lastStatus": "STOPPED",
+        "taskArn": "arn:aws:ecs:us-east-1:1:task/c/abc",
+        "stoppedReason": "Essential container in task exited",
+        "containers": [{"name": "side", "exitCode": 143}, {"name": "main", "exitCode": 3, "reason": "r"}],
+    }
+    event = ecs_events.task_state(task)
+    assert event is not None and isinstance(event.event, lifecycle_stopped())
+    assert event.event.decide_exit and event.event.containers == (
+        {"name": "side", "exitCode": 143},
+        {"name": "main", "exitCode": 3, "reason": "r"},
+    )
+
+
+def lifecycle_stopped() -> type:
+    from chalicelib.domain.lifecycle import TaskStopped
+
+    return TaskStopped
