@@ -190,3 +190,26 @@ def test_containers_share_localhost(batch: Client, tmp_path: Path) -> None:
     queue, _ = setup_queue(batch)
     (detail,) = wait_terminal(batch, [submit(batch, queue, jd)]).values()
     assert detail["status"] == "SUCCEEDED", detail
+
+
+def test_a_timeout_stops_every_container(batch: Client) -> None:
+    jd = register_task(batch, container("a", "sleep 60"), container("b", "sleep 60", essential=False))
+    queue, _ = setup_queue(batch)
+    job_id = submit(batch, queue, jd, timeout={"attemptDurationSeconds": 1})
+    detail = wait_terminal(batch, [job_id])[job_id]
+    assert detail["status"] == "FAILED" and detail["statusReason"] == "Job attempt duration exceeded timeout"
+    assert {c.get("exitCode") for c in containers_of(detail).values()} <= {143, 137}
+
+
+def test_parameters_and_reserved_variables_reach_every_container(batch: Client, logs: Client) -> None:
+    echo = {"command": ["sh", "-c", 'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JQ_NAME $0"', "Ref::w"]}
+    jd = register_task(
+        batch,
+        {**container("a", "", essential=False), **echo},
+        container("b", "true", dependsOn=[{"containerName": "a", "condition": "SUCCESS"}]),
+    )
+    queue, _ = setup_queue(batch)
+    job_id = submit(batch, queue, jd, parameters={"w": "word"})
+    detail = wait_terminal(batch, [job_id])[job_id]
+    assert detail["status"] == "SUCCEEDED"
+    assert log_lines(logs, containers_of(detail)["a"]["logStreamName"]) == [f"{job_id} {queue} word"]
