@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 
+from chalicelib.runtime.local import LocalRuntime
 from tests.e2e.conftest import (
     EXEC_ROLE,
     IMAGE,
     Client,
+    ClientFactory,
+    Runtimes,
     log_lines,
     setup_queue,
     sh,
@@ -21,6 +24,7 @@ from tests.e2e.conftest import (
     unique,
     wait_status,
     wait_terminal,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -213,3 +217,30 @@ def test_parameters_and_reserved_variables_reach_every_container(batch: Client, 
     detail = wait_terminal(batch, [job_id])[job_id]
     assert detail["status"] == "SUCCEEDED"
     assert log_lines(logs, containers_of(detail)["a"]["logStreamName"]) == [f"{job_id} {queue} word"]
+
+
+def test_a_task_running_at_a_clean_stop_is_a_lost_host_at_the_next_start_and_is_retried(
+    make_runtime: Runtimes, runtime: LocalRuntime, clients: ClientFactory, tmp_path: Path
+) -> None:
+    # GIVEN a task whose essential container blocks on its first attempt only (and a sidecar that sleeps)
+    batch = clients("batch", runtime.endpoint)
+    marks = tmp_path / "attempts"
+    jd = register_task(
+        batch,
+        container("side", "sleep 60", essential=False),
+        container("main", f'echo "$AWS_BATCH_JOB_ATTEMPT" >> {marks}; [ "$AWS_BATCH_JOB_ATTEMPT" = 2 ] || sleep 60'),
+    )
+    queue, _ = setup_queue(batch)
+    retry = {"attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"}]}
+    job_id = submit(batch, queue, jd, retryStrategy=retry)
+    wait_status(batch, [job_id], "RUNNING")
+    wait_until(lambda: marks.exists() and marks.read_text().split() == ["1"], "the first attempt to run")
+    # WHEN the server stops (its processes are killed) and starts again
+    make_runtime.stop(runtime)
+    again = make_runtime.start()
+    batch = clients("batch", again.endpoint)
+    job = wait_terminal(batch, [job_id])[job_id]
+    # THEN the first attempt ended as a lost host and the second ran the whole task again, once
+    assert job["status"] == "SUCCEEDED", job.get("statusReason")
+    assert job["attempts"][0]["statusReason"].startswith("Host EC2")
+    assert marks.read_text().split() == ["1", "2"]
