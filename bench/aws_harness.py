@@ -494,6 +494,10 @@ class World:
                 identity = ecs_events.parse_group(task["group"])
                 assert identity is not None, task["group"]
                 job_id, attempt = identity
+                definition = self.ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])
+                names = [c["name"] for c in definition["taskDefinition"]["containerDefinitions"]]
+                if len(names) > 1:  # moto's task lists the first container only; ECS lists every one
+                    task["containers"] = [{**task["containers"][0], "name": n} for n in names]
                 self.tasks[task["taskArn"]] = TaskProgress(task, self.plan.outcome(self.names.get(job_id, ""), attempt))
         moved = False
         for progress in self.tasks.values():
@@ -578,6 +582,16 @@ def task_envelope(
             detail.update(stopCode="EssentialContainerExited", stoppedReason="Essential container in task exited")
             container["exitCode"] = 0 if outcome == "ok" else 1
     detail["containers"] = [container]
+    if len(task.get("containers") or []) > 1:  # a multi-container task: outcome "exit:<name>=<code>,..." (else 0)
+        codes = dict(p.split("=") for p in outcome[5:].split(",") if "=" in p) if outcome.startswith("exit:") else {}
+        exited = desired == "STOPPED" and last_status != "RUNNING"
+        detail["containers"] = []
+        for c in json.loads(json.dumps(task["containers"], default=str)):
+            c.pop("exitCode", None)
+            c["lastStatus"] = container["lastStatus"]
+            if exited:
+                c["exitCode"] = int(codes.get(c["name"], 0))
+            detail["containers"].append(c)
     return {
         "version": "0",
         "id": "00000000-0000-0000-0000-000000000000",

@@ -107,7 +107,7 @@ def _watch(args: argparse.Namespace) -> int:
 def _logs(args: argparse.Namespace) -> int:
     from chalicelib.console import views
 
-    return views.logs(_api(args), _console(), args.job_id, args.follow, args.attempt)
+    return views.logs(_api(args), _console(), args.job_id, args.follow, args.attempt, args.container)
 
 
 def _describe(args: argparse.Namespace) -> int:
@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("job_id", metavar="JOBID")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     logs.add_argument("--attempt", type=int, help="which attempt (1-based; default: the latest)")
+    logs.add_argument("--container", help="which container of a multi-container job (default: its first essential one)")
     logs.set_defaults(func=_logs)
 
     describe = sub.add_parser("describe", parents=[common], help="a job, its attempts, and why it waits")

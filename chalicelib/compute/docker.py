@@ -38,6 +38,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from chalicelib.compute import docker_config, docker_engine
+from chalicelib.compute.docker_group import DockerGroups
 from chalicelib.compute.local import DOCKER_JOURNAL, LocalLauncher
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskSpec
@@ -126,6 +127,7 @@ class DockerLauncher:
         self._removals: queue.Queue[tuple[_Attempt, str] | None] = queue.Queue()
         self._remover = threading.Thread(target=self._remove_loop, name="docker-remover", daemon=True)
         self._remover.start()
+        self._groups = DockerGroups(self)  # multi-container attempts
 
     def name(self, job_id: str, attempt: int) -> str:
         return f"batchplane-{self.state_id}-{job_id.replace(':', '_')}-{attempt}"
@@ -137,11 +139,16 @@ class DockerLauncher:
             if spec.key in self._launched:
                 return  # idempotent: this attempt was started already
             self._launched.add(spec.key)
+        if spec.containers:  # a multi-container job (docs/adr/0028)
+            self._groups.launch(spec)
+            return
         grace = float(spec.container.get("stopTimeout") or self.grace_seconds)  # (ecsProperties containers have one)
         a = _Attempt(spec.job_id, spec.attempt, spec.log_stream, spec.timeout_seconds, grace, spec=spec)
         self._watch(a)
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
+        if self._groups.stop(f"{job_id}#{attempt}", reason):
+            return
         with self._lock:
             a = self._attempts.get(f"{job_id}#{attempt}")
         if a is None or a.stop_reason is not None:
@@ -158,6 +165,8 @@ class DockerLauncher:
                 return True  # this server started it and watches it (or has reported its end)
             self._launched.add(key)
         try:
+            if self._groups.recover(job_id, attempt):
+                return True
             info = self.client.inspect_container(self.name(job_id, attempt))
         except NotFound:
             if self.processes is not None and self.processes.work_dir(job_id, attempt).is_dir():
@@ -217,6 +226,7 @@ class DockerLauncher:
     def shutdown(self, timeout: float = 5.0) -> None:
         """The server goes away: containers keep running (the next start re-attaches to them); nothing more is
         reported or logged. Waits (bounded) for the watchers to let go of their log streams."""
+        self._groups.shutdown()
         with self._lock:
             attempts = list(self._attempts.values())
             for a in attempts:

@@ -170,6 +170,12 @@ def task_definition_request(
     execution_role_arn: str | None = None,
 ) -> JsonDict:
     """RegisterTaskDefinition parameters for a job-definition revision on one platform."""
+    if spec.containers:  # a multi-container job (docs/adr/0028)
+        from chalicelib.compute import ecs_group
+
+        return ecs_group.task_definition_request(
+            spec, fargate=fargate, region=region, log_group=log_group, execution_role_arn=execution_role_arn
+        )
     c = spec.container
     jd = spec.job_definition_name or "job"
     vcpus, memory, gpus = _resources(c)
@@ -242,6 +248,10 @@ def run_task_request(spec: TaskSpec, ce: ComputeEnvironment, task_definition_arn
         _, _, gpus = _resources(spec.container)
         if gpus:
             override["resourceRequirements"] = [{"type": "GPU", "value": str(gpus)}]
+    if spec.containers:  # a multi-container job: every container's overrides (docs/adr/0028)
+        from chalicelib.compute import ecs_group
+
+        overrides = ecs_group.overrides(spec, fargate=fargate)
     try:
         group = ecs_events.task_group(spec.job_id, spec.attempt)
     except ValueError as e:

@@ -153,7 +153,32 @@ def essential_container(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return containers[0] if containers else None
 
 
+def _container_ends(task: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    """A multi-container task's containers' ends ({"name", "exitCode"?, "reason"?}); () for batchplane's
+    single-container tasks (one container named `default`)."""
+    containers = [c for c in task.get("containers") or [] if isinstance(c, Mapping)]
+    if len(containers) <= 1 and all(c.get("name") == CONTAINER_NAME for c in containers):
+        return ()
+    ends = []
+    for c in containers:
+        end: dict[str, Any] = {"name": str(c.get("name"))}
+        if isinstance(c.get("exitCode"), int) and not isinstance(c.get("exitCode"), bool):
+            end["exitCode"] = c["exitCode"]
+        if isinstance(c.get("reason"), str) and c["reason"]:
+            end["reason"] = c["reason"][:255]
+        ends.append(end)
+    return tuple(ends)
+
+
 def _stopped(task: Mapping[str, Any], attempt: int, task_arn: str | None) -> TaskStopped:
+    stopped = _single_stopped(task, attempt, task_arn)
+    ends = _container_ends(task)
+    # A multi-container job's task: the job's exit follows its essential containers, which only the job's definition
+    # names (the lifecycle decides; for a single-container job it keeps the exit of `default`).
+    return replace(stopped, containers=ends, decide_exit=True) if ends else stopped
+
+
+def _single_stopped(task: Mapping[str, Any], attempt: int, task_arn: str | None) -> TaskStopped:
     container = essential_container(task) or {}
     code = container.get("exitCode")
     exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None

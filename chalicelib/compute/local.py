@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chalicelib.compute.local_group import ProcessGroups
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
@@ -170,6 +171,9 @@ def _not_executable(program: str, env: dict[str, str], cwd: Path) -> str | None:
     return None if shutil.which(program, path=env.get("PATH", os.defpath)) else "No such file or directory"
 
 
+not_executable = _not_executable  # also for compute/local_group.py
+
+
 def _quick_exit(proc: subprocess.Popen[bytes]) -> int | None:
     """The exit code if the process closes its output without writing any and exits within START_REPORT_S; None
     when it runs on or writes output (the caller reads and logs that)."""
@@ -205,6 +209,8 @@ class LocalLauncher:
         self._launched: set[str] = set()
         self._watchers: set[threading.Thread] = set()  # one per process, until its exit is reported
         self._base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+        self.base_env = self._base_env
+        self._groups = ProcessGroups(self)  # multi-container attempts (docs/adr/0028)
         self._on_path: set[tuple[str, str]] = set()  # (program, PATH) found runnable (a miss is looked up again)
         work_root.mkdir(parents=True, exist_ok=True)
         # Absolute: the supervisors append to it from their own working directories.
@@ -233,6 +239,9 @@ class LocalLauncher:
             os.mkdir(workdir)
         except FileExistsError:
             return  # an earlier run of the server launched it (recover() decides about that attempt)
+        if spec.containers:
+            self._groups.launch(spec, workdir)
+            return
         proc = self._spawn(spec, workdir)
         if proc is None:
             return
@@ -276,6 +285,8 @@ class LocalLauncher:
             return None
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
+        if self._groups.stop(f"{job_id}#{attempt}", reason):
+            return
         with self._lock:
             running = self._running.get(f"{job_id}#{attempt}")
         if running is None:
@@ -346,6 +357,7 @@ class LocalLauncher:
             for t in r.timers:
                 t.cancel()
             self._signal(r, signal.SIGKILL)
+        self._groups.shutdown(timeout)
         deadline = time.monotonic() + timeout
         for w in watchers:
             w.join(max(0.0, deadline - time.monotonic()))

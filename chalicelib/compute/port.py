@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from chalicelib.domain import digits
+from chalicelib.domain.ecs_task import TaskContainer
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
 # The ECS cluster name of batchplane's local compute, in the task and container-instance ARNs it reports.
@@ -40,6 +41,8 @@ class TaskSpec:
     region: str = "us-east-1"  # the job's region (from its ARN)
     # EC2 | SPOT | FARGATE | FARGATE_SPOT; None: unmanaged or unknown (ECS then runs the task on EC2)
     compute_environment_type: str | None = None
+    # A multi-container job's containers (docs/adr/0028); empty for a single-container job, which runs `command`.
+    containers: tuple[TaskContainer, ...] = ()
 
     @property
     def fargate(self) -> bool:

@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from chalicelib.console import containers
 from chalicelib.console.client import TERMINAL, Api, CliError, short
 from chalicelib.console.dag import STATUS_STYLE, progress_of
 from chalicelib.domain.jobs import CANCEL_PENDING
@@ -106,6 +107,8 @@ def describe(api: Api, console: Console, job_id: str) -> int:
     elif "index" in array:
         facts.add_row("Array index", str(array["index"]))
     parts: list[Any] = [facts]
+    if containers.of(job):  # a multi-container job (ecsProperties)
+        parts.append(containers.table(job))
 
     if job.get("dependsOn"):
         table = Table(title="Depends on", title_justify="left", expand=False)
@@ -130,9 +133,10 @@ def describe(api: Api, console: Console, job_id: str) -> int:
             container = a.get("container", {})
             exit_code = container.get("exitCode")
             reason = a.get("statusReason", "") + (f" ({container['reason']})" if container.get("reason") else "")
+            ends = containers.summary(a)  # a multi-container job's attempt: every container's exit
             table.add_row(
                 str(i),
-                "-" if exit_code is None else str(exit_code),
+                ends or ("-" if exit_code is None else str(exit_code)),
                 reason,
                 when(a.get("startedAt")),
                 took(a.get("startedAt"), a.get("stoppedAt")),
@@ -147,26 +151,28 @@ def describe(api: Api, console: Console, job_id: str) -> int:
 # -- logs ------------------------------------------------------------------------------------------------------
 
 
-def stream_of(job: dict[str, Any], attempt: int | None) -> str | None:
-    """The log stream of an attempt (1-based; None: the latest), None while it has not started."""
+def stream_of(job: dict[str, Any], attempt: int | None, container: str | None = None) -> str | None:
+    """The log stream of an attempt (1-based; None: the latest), None while it has not started. `container`: which
+    container of a multi-container job (default: its first essential one)."""
     attempts = job.get("attempts", [])
     running = job["status"] in ("STARTING", "RUNNING")
     count = len(attempts) + (1 if running else 0)
     if attempt is None:
-        return (job.get("container") or {}).get("logStreamName") if count else None
+        return containers.stream(job, job, container) if count else None
     if not 1 <= attempt <= max(count, 1) or (count == 0 and attempt == 1 and job["status"] in TERMINAL):
         raise CliError(f"job {job['jobId']} has no attempt {attempt} (it has {count})")
     if attempt <= len(attempts):
-        stream: str | None = attempts[attempt - 1].get("container", {}).get("logStreamName")
-        return stream
-    return (job.get("container") or {}).get("logStreamName") if running else None
+        return containers.stream(job, attempts[attempt - 1], container)
+    return containers.stream(job, job, container) if running else None
 
 
-def logs(api: Api, console: Console, job_id: str, follow: bool, attempt: int | None) -> int:
+def logs(
+    api: Api, console: Console, job_id: str, follow: bool, attempt: int | None, container: str | None = None
+) -> int:
     job = api.job(job_id)
     if "size" in (job.get("arrayProperties") or {}):
         raise CliError(f"job {job_id} is an array job; its children have the logs: {job_id}:<index>")
-    stream = stream_of(job, attempt)
+    stream = stream_of(job, attempt, container)
     while stream is None:
         if job["status"] in TERMINAL:
             reason = job.get("statusReason", job["status"])
@@ -177,7 +183,7 @@ def logs(api: Api, console: Console, job_id: str, follow: bool, attempt: int | N
             return 0
         time.sleep(FOLLOW_POLL_S)
         job = api.job(job_id)
-        stream = stream_of(job, attempt)
+        stream = stream_of(job, attempt, container)
     token: str | None = None
     out = console.file or sys.stdout
     while True:
@@ -187,7 +193,7 @@ def logs(api: Api, console: Console, job_id: str, follow: bool, attempt: int | N
         if count:
             continue
         job = api.job(job_id)
-        latest = stream_of(job, None)
+        latest = stream_of(job, None, container)
         if attempt is None and latest is not None and latest != stream:  # retried: follow the new attempt
             token, _ = _page_all(api, stream, token, out)
             stream, token = latest, None

@@ -21,7 +21,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from chalicelib.console import dag
+from chalicelib.console import containers, dag
 from chalicelib.console.client import ACTIVE, STATUSES, TERMINAL, Api, short
 from chalicelib.console.views import status_text, took
 
@@ -59,8 +59,9 @@ def dag_view(graph: dag.Graph) -> RenderableType:
         summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
         running += summary.get("RUNNING", 0) + (1 if job["status"] == "RUNNING" else 0)
         marker = " ◀" if node == graph.root else ""
+        ends = containers.summary(job)  # a multi-container job: its containers' exits
         table.add_row(
-            job["jobName"] + marker,
+            job["jobName"] + marker + (f" [{ends}]" if ends else ""),
             short(node),
             status_text(job["status"]),
             _bar(d, t) if t > 1 else Text(""),
@@ -79,7 +80,10 @@ def dag_line(graph: dag.Graph) -> str:
         job = graph.jobs[node]
         d, t = dag.progress_of(job)
         done, total = done + d, total + t
-        parts.append(f"{job['jobName']} {job['status']}" + (f" {d}/{t}" if t > 1 else ""))
+        ends = containers.summary(job)
+        parts.append(
+            f"{job['jobName']} {job['status']}" + (f" {d}/{t}" if t > 1 else "") + (f" [{ends}]" if ends else "")
+        )
     return f"DAG {done}/{total} | " + " | ".join(parts)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from chalicelib.control import consumables, resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import arns, host_access, job_spec, lifecycle, platform, retry, unsupported, validation
+from chalicelib.domain import arns, ecs_task, host_access, job_spec, lifecycle, platform, retry, unsupported, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
@@ -43,19 +43,27 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     if queue.state != "ENABLED":
         raise InvalidRequest(f"jobQueue: job queue {queue.name} is DISABLED and does not accept new jobs")
     jd = resources.resolve_job_definition(svc, req["jobDefinition"])
-    if jd.jd_type != "container" or "containerProperties" not in jd.spec:
+    ecs = jd.spec.get("ecsProperties")
+    if jd.jd_type != "container" or ("containerProperties" not in jd.spec and ecs is None):
         raise InvalidRequest(
-            f"jobDefinition: {jd.name}:{jd.revision} is not a single-container job definition; "
-            "batchplane runs containerProperties jobs"
+            f"jobDefinition: {jd.name}:{jd.revision} is neither a containerProperties nor an ecsProperties job "
+            "definition; batchplane runs those"
         )
     job_spec.validate_share(req.get("shareIdentifier"), queue.scheduling_policy_arn is not None, queue.name)
     on = platform.platform_of(jd.spec.get("platformCapabilities"))
     platform.queue_runs(on, _queue_platforms(svc, queue))
-    platform.overrides(req.get("containerOverrides") or {}, on)
-    container = job_spec.effective_container(jd.spec["containerProperties"], req.get("containerOverrides") or {})
-    platform.effective_resources(container, on)  # before host access: a FARGATE host path is refused on any server
-    check_host_access(svc, container, jd.name, jd.revision)
-    vcpus, memory = job_spec.vcpus_and_memory(container)
+    ecs_properties = None
+    if ecs is not None:  # a multi-container job (docs/adr/0028)
+        ecs_properties, vcpus, memory = _multi_container(svc, req, ecs, jd.name, jd.revision)
+        container: dict[str, Any] = {}
+    else:
+        if req.get("ecsPropertiesOverride") is not None:
+            raise InvalidRequest("ecsPropertiesOverride: is only valid for an ecsProperties job definition")
+        platform.overrides(req.get("containerOverrides") or {}, on)
+        container = job_spec.effective_container(jd.spec["containerProperties"], req.get("containerOverrides") or {})
+        platform.effective_resources(container, on)  # before host access: a FARGATE host path is refused anywhere
+        check_host_access(svc, container, jd.name, jd.revision)
+        vcpus, memory = job_spec.vcpus_and_memory(container)
     needs = _consumables(svc, req, jd)
     size = (req.get("arrayProperties") or {}).get("size")
     depends_on = tuple(Dependency(d.get("jobId"), d.get("type")) for d in req.get("dependsOn") or [])
@@ -75,6 +83,7 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
         created_at=now,
         updated_at=now,
         container=container,
+        ecs_properties=ecs_properties,
         parameters={**(jd.spec.get("parameters") or {}), **(req.get("parameters") or {})},
         retry_strategy=retry.normalized(req.get("retryStrategy") or jd.spec.get("retryStrategy") or {}),
         timeout=req.get("timeout") or jd.spec.get("timeout") or {},
@@ -125,6 +134,24 @@ def check_host_access(svc: Services, container: dict[str, Any], name: str, revis
     if svc.settings.host_access is not None:
         what = f"job definition {name}:{revision}"
         host_access.check(container, svc.settings.host_access, os.path.realpath, what=what)
+
+
+def _multi_container(
+    svc: Services, req: dict[str, Any], ecs: dict[str, Any], name: str, revision: int
+) -> tuple[dict[str, Any], float, int]:
+    """The effective ecsProperties of a multi-container job and the vCPUs and MiB its task reserves."""
+    if any(v for v in (req.get("containerOverrides") or {}).values()):
+        raise InvalidRequest(
+            "containerOverrides: is not valid for an ecsProperties job definition; use ecsPropertiesOverride"
+        )
+    override = req.get("ecsPropertiesOverride") or {}
+    ecs_task.validate_override(override)
+    effective = ecs_task.effective_properties(ecs, override)
+    task = effective["taskProperties"][0]
+    for c in task["containers"]:
+        check_host_access(svc, {**c, "volumes": task.get("volumes") or []}, name, revision)
+    vcpus, memory = ecs_task.task_resources(task["containers"], "ecsPropertiesOverride.taskProperties[0].containers")
+    return effective, vcpus, memory
 
 
 def _queue_platforms(svc: Services, queue: JobQueue) -> list[str]:

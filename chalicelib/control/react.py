@@ -19,7 +19,7 @@ from functools import partial
 from chalicelib.compute.port import Launcher, TaskSpec
 from chalicelib.control import usage
 from chalicelib.control.context import Services
-from chalicelib.domain import consumables, job_spec, lifecycle
+from chalicelib.domain import consumables, ecs_task, job_spec, lifecycle
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.job_detail import job_detail
 from chalicelib.domain.jobs import (
@@ -170,11 +170,19 @@ class Reactor:
             timeout_seconds=int(seconds) if seconds else None,
             job_definition_name=job.job_definition_name,
             job_definition_arn=job.job_definition_arn,
-            container=dict(job.container),
+            container=ecs_task.task_role(job.ecs_properties) if job.ecs_properties else dict(job.container),
+            containers=self._containers(job, attempt),
             tags=dict(job.tags) if job.propagate_tags else {},
             region=job.arn.split(":")[3] or self.svc.settings.default_region,
             compute_environment_type=self.ce_type(job.current.compute_environment),
         )
+
+    def _containers(self, job: Job, attempt: int) -> tuple[ecs_task.TaskContainer, ...]:
+        """A multi-container job's containers (docs/adr/0028); () for a single-container one."""
+        if job.ecs_properties is None or job.current is None:
+            return ()
+        reserved = job_spec.batch_environment(job, attempt, job.current.compute_environment)
+        return ecs_task.task_containers(job.ecs_properties, reserved, job.parameters, job.current.log_stream)
 
     def ce_type(self, name: str) -> str | None:
         """The resource type of a compute environment (None: unmanaged, or gone). Read from the list of compute

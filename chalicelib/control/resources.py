@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from chalicelib.control import consumables
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.domain import arns, digits, platform, retry, unsupported, validation
+from chalicelib.domain import arns, digits, ecs_task, platform, retry, unsupported, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.model import (
     CE_HEALTHY,
@@ -350,6 +350,9 @@ def register_job_definition(svc: Services, ctx: RequestContext, req: dict[str, A
     unsupported.job_definition(req)
     validation.job_definition(req, svc.settings.limits)
     consumables.resolve(svc, req.get("consumableResourceProperties"), "consumableResourceProperties")
+    if req.get("ecsProperties") is not None:
+        fargate = "FARGATE" in (req.get("platformCapabilities") or [])
+        ecs_task.validate_properties(req["ecsProperties"], fargate=fargate)
     name = req["jobDefinitionName"]
     spec = {k: req[k] for k in _JD_SPEC_KEYS if req.get(k) is not None}
     if "retryStrategy" in spec:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.domain import ecs_task
 from chalicelib.domain.jobs import STATUSES, Attempt, Job
 
 
@@ -32,6 +33,67 @@ def attempt_detail(a: Attempt, ec2: bool = True) -> dict[str, Any]:
             "statusReason": a.status_reason,
         }
     )
+
+
+def _multi_attempt_detail(a: Attempt, ec2: bool) -> dict[str, Any]:
+    """AttemptDetail of a multi-container job: its task and containers (AttemptEcsTaskDetails) instead of
+    `container`."""
+    containers = [
+        _compact(
+            {
+                "name": c["name"],
+                "exitCode": c.get("exitCode"),
+                "reason": c.get("reason"),
+                "logStreamName": ecs_task.log_stream(a.log_stream, c["name"]),
+                "networkInterfaces": [],
+            }
+        )
+        for c in a.containers
+    ]
+    task = _compact(
+        {
+            "taskArn": a.task_id,
+            "containerInstanceArn": a.container_instance_arn if ec2 else None,
+            "containers": containers,
+        }
+    )
+    return _compact(
+        {
+            "taskProperties": [task],
+            "startedAt": a.started_at,
+            "stoppedAt": a.stopped_at,
+            "statusReason": a.status_reason,
+        }
+    )
+
+
+def ecs_properties_detail(job: Job) -> dict[str, Any]:
+    """EcsPropertiesDetail: the task the job runs, each container with its latest attempt's log stream and end."""
+    assert job.ecs_properties is not None
+    task = dict(job.ecs_properties["taskProperties"][0])
+    last = job.current or (job.attempts[-1] if job.attempts else None)
+    ends = {c["name"]: c for c in last.containers} if last is not None else {}
+    containers = []
+    for c in task.get("containers") or []:
+        detail = dict(c)
+        detail.setdefault("essential", True)
+        if last is not None:
+            end = ends.get(c["name"], {})
+            detail.update(
+                {
+                    "logStreamName": ecs_task.log_stream(last.log_stream, c["name"]),
+                    "exitCode": end.get("exitCode"),
+                    "reason": end.get("reason"),
+                    "networkInterfaces": [],
+                }
+            )
+        containers.append(_compact(detail))
+    task["containers"] = containers
+    if last is not None:
+        task["taskArn"] = last.task_id
+        if _on_ec2(job) and last.container_instance_arn:
+            task["containerInstanceArn"] = last.container_instance_arn
+    return {"taskProperties": [task]}
 
 
 def container_detail(job: Job) -> dict[str, Any]:
@@ -93,7 +155,10 @@ def job_detail(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]
         "status": job.status,
         "shareIdentifier": job.share_identifier,
         "schedulingPriority": job.scheduling_priority,
-        "attempts": [attempt_detail(a, _on_ec2(job)) for a in job.attempts],
+        "attempts": [
+            _multi_attempt_detail(a, _on_ec2(job)) if job.ecs_properties else attempt_detail(a, _on_ec2(job))
+            for a in job.attempts
+        ],
         "statusReason": job.status_reason,
         "createdAt": job.created_at,
         "retryStrategy": job.retry_strategy or None,
@@ -102,7 +167,8 @@ def job_detail(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]
         "dependsOn": [_compact({"jobId": d.job_id, "type": d.type}) for d in job.depends_on],
         "jobDefinition": job.job_definition_arn,
         "parameters": job.parameters,
-        "container": None if job.is_array_parent else container_detail(job),
+        "container": None if job.is_array_parent or job.ecs_properties else container_detail(job),
+        "ecsProperties": ecs_properties_detail(job) if job.ecs_properties else None,
         "arrayProperties": array_summary(job, counts),
         "timeout": job.timeout or None,
         "tags": job.tags,

@@ -45,6 +45,8 @@ class Attempt:
     reason: str | None = None  # the container's reason (e.g. OutOfMemoryError: ...)
     status_reason: str | None = None  # why the task stopped (Essential container in task exited, Host EC2 ...)
     container_instance_arn: str | None = None  # the ECS container instance it ran on (EC2 capacity; not Fargate)
+    # A multi-container job's containers' ends: ({"name", "exitCode"?, "reason"?}, ...) (domain/ecs_task.py)
+    containers: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class Job:
     created_at: int
     # What the job runs: the job definition's containerProperties with the submit overrides applied.
     container: dict[str, Any] = field(default_factory=dict)
+    # A multi-container job runs these instead: the definition's ecsProperties with ecsPropertiesOverride applied.
+    ecs_properties: dict[str, Any] | None = None
     parameters: dict[str, str] = field(default_factory=dict)
     retry_strategy: dict[str, Any] = field(default_factory=dict)
     timeout: dict[str, Any] = field(default_factory=dict)

@@ -12,8 +12,9 @@ to, or an attempt number that is no longer current.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
-from chalicelib.domain import retry
+from chalicelib.domain import ecs_task, retry
 
 # The effects (domain/effects.py) are part of this module's vocabulary: `lifecycle.Publish`, `lifecycle.Outcome`.
 from chalicelib.domain.effects import (
@@ -110,6 +111,11 @@ class TaskStopped:
     task_arn: str | None = None  # as in TaskStarted: a STOPPED event may be the first one to arrive
     log_stream: str | None = None
     container_instance_arn: str | None = None
+    # A multi-container task's containers' ends ({"name", "exitCode"?, "reason"?}; domain/ecs_task.py `results`)
+    containers: tuple[dict[str, Any], ...] = ()
+    # The exit code and reason are to be derived from `containers` and the job's essential containers (an ECS task
+    # state change does not say which container ended the task: domain/ecs_task.py `exit_of_stopped_task`).
+    decide_exit: bool = False
 
 
 @dataclass(frozen=True)
@@ -289,6 +295,9 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
     current = job.current
     if current is None or current.number != stop.attempt:
         return UNCHANGED
+    if stop.decide_exit and job.ecs_properties is not None:
+        code, reason = ecs_task.exit_of_stopped_task(job.ecs_properties, stop.containers)
+        stop = replace(stop, exit_code=code, reason=reason)
     if current.status_reason == TIMEOUT_REASON and not stop.timed_out:
         stop = replace(stop, timed_out=True, status_reason=None)  # TimedOut marked this attempt earlier
     status_reason = stop.status_reason or (TIMEOUT_REASON if stop.timed_out else ESSENTIAL_EXITED)
@@ -298,6 +307,7 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
         exit_code=stop.exit_code,
         reason=stop.reason,
         status_reason=status_reason,
+        containers=(stop.containers or current.containers) if job.ecs_properties is not None else (),
     )
     base = replace(job, current=None, attempts=(*job.attempts, finished), updated_at=now)
     if stop.exit_code == 0 and not job.is_terminated and not stop.timed_out:

@@ -72,9 +72,23 @@ def order_key(job: Job) -> str:
 
 # `cancel_reason` is written only when set: None in nearly every job, it would cost every stored body its bytes
 # (and break the run of fields the compression dictionary expects); a body without it reads back as None.
-# So is `consumable_resources` (empty in nearly every job).
-_SPARSE = ("cancel_reason", "consumable_resources")
+# So are `consumable_resources` (empty in nearly every job), `ecs_properties` (multi-container jobs only) and an
+# attempt's `containers`.
+_SPARSE = ("cancel_reason", "consumable_resources", "ecs_properties")
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("version", *_SPARSE))
+
+
+def _attempt_body(a: Attempt) -> dict[str, Any]:
+    body = dict(vars(a))
+    if not a.containers:
+        del body["containers"]
+    return body
+
+
+def _attempt(a: dict[str, Any]) -> Attempt:
+    if "containers" in a:
+        a = {**a, "containers": tuple(a["containers"])}
+    return Attempt(**a)
 
 
 def job_body(job: Job) -> dict[str, Any]:
@@ -83,13 +97,15 @@ def job_body(job: Job) -> dict[str, Any]:
     once and jobs are immutable, so sharing their dicts is safe."""
     body = {name: getattr(job, name) for name in _JOB_FIELDS}
     body["depends_on"] = [dict(vars(d)) for d in job.depends_on]
-    body["attempts"] = [dict(vars(a)) for a in job.attempts]
-    body["current"] = dict(vars(job.current)) if job.current else None
+    body["attempts"] = [_attempt_body(a) for a in job.attempts]
+    body["current"] = _attempt_body(job.current) if job.current else None
     body["array"] = dict(vars(job.array)) if job.array else None
     if job.cancel_reason is not None:
         body["cancel_reason"] = job.cancel_reason
     if job.consumable_resources:
         body["consumable_resources"] = job.consumable_resources
+    if job.ecs_properties is not None:
+        body["ecs_properties"] = job.ecs_properties
     return body
 
 
@@ -119,8 +135,8 @@ def job_from_item(item: Item) -> Job:
     b: dict[str, Any] = dict(item.body)
     b["depends_on"] = tuple(Dependency(**d) for d in b["depends_on"])
     b["pending"] = tuple(b["pending"])
-    b["attempts"] = tuple(Attempt(**a) for a in b["attempts"])
-    b["current"] = Attempt(**b["current"]) if b["current"] else None
+    b["attempts"] = tuple(_attempt(a) for a in b["attempts"])
+    b["current"] = _attempt(b["current"]) if b["current"] else None
     b["array"] = ArrayInfo(**b["array"]) if b["array"] else None
     b["platform_capabilities"] = tuple(b["platform_capabilities"])
     return Job(**b, version=item.version)

@@ -21,12 +21,24 @@ def a_busy_job():  # type: ignore[no-untyped-def]
     )
 
 
+def a_multi_container_job():  # type: ignore[no-untyped-def]
+    ends = ({"name": "main", "exitCode": 0}, {"name": "side", "exitCode": 143, "reason": "stopped"})
+    return dataclasses.replace(
+        a_busy_job(),
+        ecs_properties={"taskProperties": [{"containers": [{"name": "main", "image": "i"}]}]},
+        attempts=(dataclasses.replace(an_attempt(1), containers=ends),),
+    )
+
+
 def test_body_matches_asdict() -> None:
     job = dataclasses.replace(
-        a_busy_job(), cancel_reason="not needed", consumable_resources={"arn:aws:batch:r:1:consumable-resource/x": 2}
+        a_multi_container_job(),
+        cancel_reason="not needed",
+        consumable_resources={"arn:aws:batch:r:1:consumable-resource/x": 2},
     )
     expected = dataclasses.asdict(job)
     expected.pop("version")
+    del expected["current"]["containers"]  # an attempt without containers' ends stores none (bytes in every item)
     assert json.dumps(job_body(job), sort_keys=True) == json.dumps(expected, sort_keys=True)
 
 
@@ -35,6 +47,8 @@ def test_a_job_without_a_pending_cancel_stores_no_cancel_reason() -> None:
     job = a_busy_job()
     body = job_body(job)
     assert "cancel_reason" not in body
+    assert "ecs_properties" not in body  # nor the fields of multi-container jobs
+    assert all("containers" not in a for a in body["attempts"]) and "containers" not in body["current"]
     # ... and both that body and one an earlier version wrote (cancel_reason: null) read back as the same job
     for stored in (body, {**body, "cancel_reason": None}):
         item = dataclasses.replace(job_item(job), body=json.loads(json.dumps(stored)), version=3)
@@ -51,6 +65,13 @@ def test_round_trip_through_json() -> None:
 def test_a_job_without_consumable_resources_stores_none_and_one_with_them_round_trips() -> None:
     assert "consumable_resources" not in job_body(a_busy_job())
     job = dataclasses.replace(a_busy_job(), consumable_resources={"arn:aws:batch:r:1:consumable-resource/x": 2})
+    item = job_item(job)
+    stored = dataclasses.replace(item, body=json.loads(json.dumps(item.body)), version=2)
+    assert job_from_item(stored) == dataclasses.replace(job, version=2)
+
+
+def test_a_multi_container_job_round_trips() -> None:
+    job = a_multi_container_job()
     item = job_item(job)
     stored = dataclasses.replace(item, body=json.loads(json.dumps(item.body)), version=2)
     assert job_from_item(stored) == dataclasses.replace(job, version=2)

@@ -1,0 +1,75 @@
+"""The CLI on multi-container jobs: `describe` lists the containers, `logs --container` reads one container's stream,
+`watch` shows the containers' exits (docs/adr/0028)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.runtime.local import LocalRuntime
+from tests.e2e.conftest import EXEC_ROLE, IMAGE, Client, setup_queue, sh, submit, unique, wait_terminal
+from tests.e2e.test_cli import Cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+
+
+@pytest.fixture
+def cli(runtime: LocalRuntime, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(runtime.endpoint, capsys)
+
+
+def test_describe_logs_and_watch_show_the_containers(batch: Client, cli: Cli) -> None:
+    # GIVEN a finished job of two containers, the sidecar failing (non-essential)
+    size = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}]
+    jd = batch.register_job_definition(
+        jobDefinitionName=unique("clim"),
+        type="container",
+        platformCapabilities=["FARGATE"],
+        ecsProperties={
+            "taskProperties": [
+                {
+                    "executionRoleArn": EXEC_ROLE,
+                    "containers": [
+                        {
+                            "name": "side",
+                            "image": IMAGE,
+                            "command": sh("echo side-out; exit 5"),
+                            "essential": False,
+                            "resourceRequirements": size,
+                        },
+                        {
+                            "name": "main",
+                            "image": IMAGE,
+                            "command": sh("echo main-out"),
+                            "resourceRequirements": size,
+                            "dependsOn": [{"containerName": "side", "condition": "COMPLETE"}],
+                        },
+                    ],
+                }
+            ]
+        },
+    )["jobDefinitionArn"]
+    queue, _ = setup_queue(batch)
+    job_id = submit(batch, queue, jd)
+    assert wait_terminal(batch, [job_id])[job_id]["status"] == "SUCCEEDED"
+    # WHEN / THEN describe lists both containers with their exits and dependencies
+    code, out, _ = cli("describe", job_id)
+    assert code == 0
+    rows = out[out.index("Containers") :].splitlines()
+    side = next(r for r in rows if "│ side" in r)
+    main = next(r for r in rows if "│ main" in r)
+    assert "│ no " in side and "│ 5 " in side
+    assert "side COMPLETE" in main and "│ 0 " in main
+    assert "main=0" in out[out.index("Attempts") :]
+    # ... logs reads the first essential container by default, another with --container
+    assert cli("logs", job_id)[:2] == (0, "main-out\n")
+    assert cli("logs", job_id, "--container", "side")[:2] == (0, "side-out\n")
+    code, _, err = cli("logs", job_id, "--container", "nope")
+    assert code == 1 and "no container 'nope' (it has side, main)" in err
+    # ... and watch shows the containers' exits
+    code, out, _ = cli("watch", job_id, "--plain", "--once")
+    assert code == 0 and "[side=5 main=0]" in out

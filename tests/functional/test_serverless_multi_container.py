@@ -1,0 +1,101 @@
+"""Multi-container jobs on the serverless runtime, on moto (the harness of test_serverless_e2e.py): one ECS task
+definition holding every container (essential and dependsOn passed to ECS), the job's exit following its essential
+containers as the STOPPED task state change reports them (docs/adr/0028)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bench.aws_harness import AWS_ENV, AWS_ENV_UNSET, CLUSTER, EXEC_ROLE, IMAGE, Deployment, deployed, set_up
+
+
+@pytest.fixture
+def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in AWS_ENV_UNSET:
+        monkeypatch.delenv(name, raising=False)
+    with deployed() as d:
+        yield d
+
+
+QUARTER = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}]
+
+
+def register(deployment: Deployment) -> None:
+    deployment.batch.register_job_definition(
+        jobDefinitionName="pair",
+        type="container",
+        platformCapabilities=["FARGATE"],
+        ecsProperties={
+            "taskProperties": [
+                {
+                    "executionRoleArn": EXEC_ROLE,
+                    "containers": [
+                        {"name": "side", "image": IMAGE, "essential": False, "resourceRequirements": QUARTER},
+                        {
+                            "name": "main",
+                            "image": IMAGE,
+                            "command": ["echo", "Ref::word"],
+                            "resourceRequirements": QUARTER,
+                            "dependsOn": [{"containerName": "side", "condition": "START"}],
+                        },
+                    ],
+                }
+            ]
+        },
+        parameters={"word": "hello"},
+    )
+
+
+def containers_of(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in job["ecsProperties"]["taskProperties"][0]["containers"]}
+
+
+def test_a_multi_container_job_runs_as_one_ecs_task(deployment: Deployment) -> None:
+    world, batch = deployment.world, deployment.batch
+    # GIVEN a Fargate Spot queue and a two-container definition
+    set_up(deployment)
+    register(deployment)
+
+    def submit(name: str) -> str:
+        job_id = str(batch.submit_job(jobName=name, jobQueue="q", jobDefinition="pair")["jobId"])
+        world.names[job_id] = name
+        return job_id
+
+    # WHEN one job's containers all exit 0 and another's essential container exits 3 (its sidecar is stopped: 143)
+    world.plan.outcomes = {"bad": ["exit:main=3,side=143"]}
+    good, bad = submit("good"), submit("bad")
+    world.settle()
+
+    # THEN ECS ran one task per job, from one task definition with both containers as defined
+    arns = world.ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
+    arns += world.ecs.list_tasks(cluster=CLUSTER)["taskArns"]
+    tasks = world.ecs.describe_tasks(cluster=CLUSTER, tasks=list(dict.fromkeys(arns)))["tasks"]
+    assert len(tasks) == 2
+    definition = world.ecs.describe_task_definition(taskDefinition=tasks[0]["taskDefinitionArn"])["taskDefinition"]
+    by_name = {c["name"]: c for c in definition["containerDefinitions"]}
+    assert by_name["side"]["essential"] is False and by_name["main"]["essential"] is True
+    assert by_name["main"]["dependsOn"] == [{"containerName": "side", "condition": "START"}]
+    assert by_name["main"]["logConfiguration"]["options"]["awslogs-stream-prefix"] == "pair"
+    assert definition["cpu"] == "512" and definition["memory"] == "1024"  # the sum of the containers
+    overrides = {o["name"]: o for o in tasks[0]["overrides"]["containerOverrides"]}
+    assert overrides["main"]["command"] == ["echo", "hello"]  # Ref:: parameters substituted
+    env = {e["name"]: e["value"] for e in overrides["side"]["environment"]}
+    assert env["AWS_BATCH_JQ_NAME"] == "q" and env["AWS_BATCH_JOB_ATTEMPT"] == "1"
+
+    # ... the good job succeeded, the bad one failed with its essential container's exit code
+    jobs = {j["jobName"]: j for j in batch.describe_jobs(jobs=[good, bad])["jobs"]}
+    assert jobs["good"]["status"] == "SUCCEEDED", jobs["good"].get("statusReason")
+    assert jobs["bad"]["status"] == "FAILED"
+    assert jobs["bad"]["statusReason"] == "Essential container in task exited"
+    bad_containers = containers_of(jobs["bad"])
+    assert bad_containers["main"]["exitCode"] == 3 and bad_containers["side"]["exitCode"] == 143
+    task = jobs["bad"]["ecsProperties"]["taskProperties"][0]
+    task_id = task["taskArn"].rsplit("/", 1)[1]
+    assert bad_containers["main"]["logStreamName"] == f"pair/main/{task_id}"
+    attempt = jobs["bad"]["attempts"][0]["taskProperties"][0]
+    assert {c["name"]: c["exitCode"] for c in attempt["containers"]} == {"side": 143, "main": 3}
