@@ -16,7 +16,7 @@ from typing import Any
 from chalicelib.control import resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import arns, host_access, job_spec, lifecycle, platform, retry, validation
+from chalicelib.domain import arns, host_access, job_spec, lifecycle, platform, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
@@ -74,8 +74,8 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
         updated_at=now,
         container=container,
         parameters={**(jd.spec.get("parameters") or {}), **(req.get("parameters") or {})},
-        retry_strategy=retry.normalized(req.get("retryStrategy") or jd.spec.get("retryStrategy") or {}),
-        timeout=req.get("timeout") or jd.spec.get("timeout") or {},
+        retry_strategy=job_spec.retry_strategy(req, jd.spec),
+        timeout=job_spec.timeout(req, jd.spec),
         depends_on=depends_on,
         array=ArrayInfo(size=size) if size is not None else None,
         vcpus=vcpus,

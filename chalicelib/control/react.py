@@ -154,7 +154,6 @@ class Reactor:
 
     def task_spec(self, job: Job, attempt: int) -> TaskSpec:
         assert job.current is not None
-        seconds = job.timeout.get("attemptDurationSeconds")
         return TaskSpec(
             job_id=job.job_id,
             attempt=attempt,
@@ -165,7 +164,6 @@ class Reactor:
             vcpus=job.vcpus,
             memory=job.memory,
             compute_environment=job.current.compute_environment,
-            timeout_seconds=int(seconds) if seconds else None,
             job_definition_name=job.job_definition_name,
             job_definition_arn=job.job_definition_arn,
             container=dict(job.container),
