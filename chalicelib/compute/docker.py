@@ -276,7 +276,7 @@ class DockerLauncher:
             self._discard(a)
             with self._lock:
                 self._attempts.pop(a.key, None)
-            event = TaskStopped(a.attempt, None, status_reason=a.stop_reason)
+            event = TaskStopped(a.attempt, None, status_reason=a.stop_reason, timed_out=a.stop_reason == TIMEOUT_REASON)
             self._report(a.job_id, event, a, recorded=lambda: self._removals.put((a, "release")))
             return False
         try:

@@ -281,7 +281,9 @@ class Engine:
         for job_id, attempt in self.active.deadlines.due(now):
             job = self.active.get(job_id)
             if job is None or job.current is None or job.current.number != attempt or not job.timed_out(now):
-                continue
+                continue  # ended, retried or changed since (a later deadline is held for it)
+            if job.timeout_marked:
+                continue  # asked already; the periodic sweep asks again until the stop is reported
             try:
                 self.reactor.apply_all(job_id, [TimedOut(attempt)], read=job)
             except Exception:  # the periodic sweep finds it again
