@@ -4,8 +4,9 @@
 - One thread per attempt (the attempt's "watcher") does everything that waits on the engine, never the caller's
   (the dispatcher's) thread: pull a missing image, create, start, report TaskStarted, copy the log stream line by
   line into the attempt's log stream, wait for the end, read what the follow missed, report TaskStopped. Only
-  stop() and the timeout run elsewhere (a short thread per stop: `docker stop` with the grace period, which honours
-  the image's STOPSIGNAL).
+  stop() runs elsewhere (a short thread per stop: `docker stop` with the grace period, which honours the image's
+  STOPSIGNAL). The launcher times nothing: the control plane stops an attempt past its deadline like any other stop
+  (control/timeouts.py, docs/adr/0025); the stop's reason is reported with the end, as ECS reports stoppedReason.
 - Ends as AWS reports them: the exit code; an OOM kill (exit 137, State.OOMKilled) with the container reason
   `OutOfMemoryError: Container killed due to memory usage`; an image that cannot be pulled, a container that cannot
   be created or started: no exit code, reason `CannotPullContainerError: …` / `CannotCreateContainerError: …` /
@@ -52,7 +53,8 @@ LABEL_JOB = "batchplane.job-id"
 LABEL_ATTEMPT = "batchplane.attempt"
 LABEL_STATE = "batchplane.state-dir"
 LABEL_STREAM = "batchplane.log-stream"
-LABEL_TIMEOUT = "batchplane.timeout"
+# Containers created before docs/adr/0025 carry their attempt's timeout in label "batchplane.timeout"; it is ignored
+# (the control plane times the attempt from its startedAt).
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 LOST_HOST = host_terminated_reason("local")
 JOURNAL = DOCKER_JOURNAL
@@ -76,20 +78,17 @@ class _Attempt:
     job_id: str
     attempt: int
     log_stream: str
-    timeout_seconds: int | None
     grace: float = 30.0  # SIGTERM -> SIGKILL: stopTimeout where the container has one, else the server's
     spec: TaskSpec | None = None  # None for a container re-attached after a restart
     container: str | None = None  # id, once created
     volumes: list[str] = field(default_factory=list)
     stop_reason: str | None = None
-    timed_out: bool = False
     lost: bool = False  # the server shuts down: nothing more is reported or logged
     since: float | None = None  # re-attached: log lines from this epoch second on (those up to last_ms are known)
     last_ms: int | None = None
     tail_ms: int | None = None  # the latest timestamp appended by this watcher, and the lines appended at it
     tail: list[str] = field(default_factory=list)
     streams: list[Any] = field(default_factory=list)
-    timers: list[threading.Timer] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -143,7 +142,7 @@ class DockerLauncher:
             self._groups.launch(spec)
             return
         grace = float(spec.container.get("stopTimeout") or self.grace_seconds)  # (ecsProperties containers have one)
-        a = _Attempt(spec.job_id, spec.attempt, spec.log_stream, spec.timeout_seconds, grace, spec=spec)
+        a = _Attempt(spec.job_id, spec.attempt, spec.log_stream, grace, spec=spec)
         self._watch(a)
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
@@ -185,14 +184,13 @@ class DockerLauncher:
                 self._launched.discard(key)
             raise
         labels = info["Config"].get("Labels") or {}
-        timeout = labels.get(LABEL_TIMEOUT)
         grace = float(info["Config"].get("StopTimeout") or self.grace_seconds)
-        a = _Attempt(job_id, attempt, labels.get(LABEL_STREAM, ""), int(timeout) if timeout else None, grace)
+        a = _Attempt(job_id, attempt, labels.get(LABEL_STREAM, ""), grace)
         a.container = info["Id"]
         a.volumes = [m["Name"] for m in info.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
         a.last_ms = self._last_logged(a.log_stream)
         a.since = a.last_ms / 1000 if a.last_ms else None
-        self._watch(a, started=info["State"].get("StartedAt"), created=info["State"]["Status"] == "created")
+        self._watch(a, created=info["State"]["Status"] == "created")
         return True
 
     def reap(self) -> int:
@@ -233,8 +231,6 @@ class DockerLauncher:
                 a.lost = True
             watchers = list(self._watchers)
         for a in attempts:
-            for t in a.timers:
-                t.cancel()
             for response in list(a.streams):
                 docker_engine.close_stream(self.client, response)
         deadline = time.monotonic() + timeout
@@ -248,21 +244,18 @@ class DockerLauncher:
 
     # -- the watcher: one thread per attempt ------------------------------------------------------------------
 
-    def _watch(self, a: _Attempt, *, started: str | None = None, created: bool = False) -> None:
+    def _watch(self, a: _Attempt, *, created: bool = False) -> None:
         with self._lock:
             self._attempts[a.key] = a
-        thread = threading.Thread(target=self._run, args=(a, started, created), name=f"task-{a.key}", daemon=True)
+        thread = threading.Thread(target=self._run, args=(a, created), name=f"task-{a.key}", daemon=True)
         with self._lock:
             self._watchers.add(thread)
         thread.start()
 
-    def _run(self, a: _Attempt, started: str | None, created: bool) -> None:
+    def _run(self, a: _Attempt, created: bool) -> None:
         try:
-            if a.container is None or created:
-                if not self._start(a):
-                    return
-            elif started:  # re-attached: the timeout counts from the container's start
-                self._arm_timeout(a, time.time() - docker_engine.epoch_ms(started.encode()) / 1000)
+            if (a.container is None or created) and not self._start(a):
+                return
             self._report(a.job_id, TaskStarted(a.attempt), a)
             self._follow(a)
         except Exception as e:  # the engine failed us (unreachable, restarted): the attempt must not hang
@@ -293,7 +286,7 @@ class DockerLauncher:
             self._discard(a)
             with self._lock:
                 self._attempts.pop(a.key, None)
-            event = TaskStopped(a.attempt, None, status_reason=a.stop_reason)
+            event = TaskStopped(a.attempt, None, status_reason=a.stop_reason, timed_out=a.stop_reason == TIMEOUT_REASON)
             self._report(a.job_id, event, a, recorded=lambda: self._removals.put((a, "release")))
             return False
         try:
@@ -305,7 +298,6 @@ class DockerLauncher:
             self._discard(a)
             self._failed_to_start(a, f"CannotStartContainerError: {docker_engine.engine_message(e)}")
             return False
-        self._arm_timeout(a, 0.0)
         if a.stop_reason is not None:  # stopped between the check above and the start
             self._stop(a)
         return True
@@ -318,8 +310,6 @@ class DockerLauncher:
             LABEL_STATE: self.state_id,
             LABEL_STREAM: spec.log_stream,
         }
-        if spec.timeout_seconds:
-            labels[LABEL_TIMEOUT] = str(spec.timeout_seconds)
         granted = self.credentials.grant(spec, container=True) if self.credentials is not None else {}
         p = docker_config.plan(spec, name, {LABEL_STATE: self.state_id, LABEL_JOB: spec.job_id}, granted)
         if granted and self.credentials is not None and self.credentials.network:
@@ -380,10 +370,9 @@ class DockerLauncher:
             return
         self._drain(a)
         code = int(status.get("StatusCode", -1))
-        reason = TIMEOUT_REASON if a.timed_out else None
-        if code == OOM_EXIT and self._oom_killed(a):
-            reason = OOM_REASON
-        self._end(a, TaskStopped(a.attempt, code, reason=reason, timed_out=a.timed_out))
+        reason = OOM_REASON if code == OOM_EXIT and self._oom_killed(a) else None
+        why = a.stop_reason
+        self._end(a, TaskStopped(a.attempt, code, reason=reason, status_reason=why, timed_out=why == TIMEOUT_REASON))
 
     def _wait(self, a: _Attempt) -> dict[str, Any] | None:
         """The container's end (`docker wait`); None when the engine lost it (NotFound), when it stays unreachable
@@ -440,13 +429,11 @@ class DockerLauncher:
             self.logs.append(a.log_stream, missed)
 
     def _end(self, a: _Attempt, event: TaskStopped) -> None:
-        for t in a.timers:
-            t.cancel()
         with self._lock:
             self._attempts.pop(a.key, None)
         self._report(a.job_id, event, a, recorded=lambda: self._removals.put((a, "remove")))
 
-    # -- stop and timeout -------------------------------------------------------------------------------------
+    # -- stop ---------------------------------------------------------------------------------------------------
 
     def _stop(self, a: _Attempt) -> None:
         """`docker stop`: the image's stop signal (SIGTERM), then SIGKILL after the grace period, as ECS stops a
@@ -462,22 +449,6 @@ class DockerLauncher:
                 log.exception("stopping the container of %s failed", a.key)
 
         threading.Thread(target=stop, name=f"stop-{a.key}", daemon=True).start()
-
-    def _arm_timeout(self, a: _Attempt, elapsed: float) -> None:
-        if not a.timeout_seconds:
-            return
-        timer = threading.Timer(max(0.0, a.timeout_seconds - elapsed), self._timeout, args=(a,))
-        timer.daemon = True
-        a.timers.append(timer)
-        timer.start()
-
-    def _timeout(self, a: _Attempt) -> None:
-        if a.lost or a.stop_reason is not None:
-            return
-        a.timed_out = True
-        a.stop_reason = TIMEOUT_REASON
-        self.logs.append(a.log_stream, [(time.time_ns() // 1_000_000, f"batchplane: {TIMEOUT_REASON}; stopping")])
-        self._stop(a)
 
     # -- internals --------------------------------------------------------------------------------------------
 

@@ -7,8 +7,10 @@
   reserved AWS_BATCH_* ones, which the job cannot override (validation rejects them, and they are applied last).
 - stdout and stderr are captured line by line into the attempt's log stream.
 - Task events are reported like ECS ones: TaskStarted once the process exists, TaskStopped with its exit code
-  (128+N for a signal, as Docker reports it) when it ends. A process that ends without output within
-  START_REPORT_S has both reported together, so the control plane can apply them with one write.
+  (128+N for a signal, as Docker reports it) when it ends, and the reason of the stop that ended it (a stop with
+  the timeout reason is reported timed out, as ECS's stoppedReason is translated). A process that ends without
+  output within START_REPORT_S has both reported together, so the control plane can apply them with one write.
+  The launcher times nothing: the control plane stops an attempt past its deadline (control/timeouts.py, ADR 0025).
 - The attempt's working directory is created (exclusively: an attempt launches once, across restarts too) before
   its process is spawned, and the pid is recorded in the journal once the process exists, so after a crash of the
   server the process can be found and stopped (`recover`): an attempt is never left running unobserved, and never
@@ -69,7 +71,6 @@ START_REPORT_S = 0.05  # TaskStarted waits this long for the end of a task witho
 class _Running:
     spec: TaskSpec
     proc: subprocess.Popen[bytes]
-    timed_out: bool = False
     stop_reason: str | None = None
     lost: bool = False  # killed by shutdown(): the exit is not reported; recovery at the next start decides
     timers: list[threading.Timer] = field(default_factory=list)
@@ -249,8 +250,6 @@ class LocalLauncher:
         running = _Running(spec, proc)
         with self._lock:
             self._running[spec.key] = running
-        if spec.timeout_seconds:
-            self._arm(running, spec.timeout_seconds, self._timeout)
         watcher = threading.Thread(target=self._watch, args=(running,), name=f"task-{spec.key}", daemon=True)
         with self._lock:
             self._watchers.add(watcher)
@@ -289,8 +288,8 @@ class LocalLauncher:
             return
         with self._lock:
             running = self._running.get(f"{job_id}#{attempt}")
-        if running is None:
-            return
+        if running is None or running.stop_reason is not None:
+            return  # not running here, or stopping already (its SIGKILL is armed)
         running.stop_reason = reason
         self._signal(running, signal.SIGTERM)
         self._arm(running, self.grace_seconds, lambda r: self._signal(r, signal.SIGKILL))
@@ -376,19 +375,11 @@ class LocalLauncher:
             self.credentials.release(key)
 
     def _arm(self, running: _Running, seconds: float, action: object) -> None:
-        # Bounded by the platform's longest wait (attemptDurationSeconds is a 32-bit integer, beyond some platforms').
+        # Bounded by the platform's longest wait.
         timer = threading.Timer(min(seconds, threading.TIMEOUT_MAX), action, args=(running,))  # type: ignore[arg-type]
         timer.daemon = True
         running.timers.append(timer)
         timer.start()
-
-    def _timeout(self, running: _Running) -> None:
-        if running.proc.poll() is not None:
-            return
-        running.timed_out = True
-        self.logs.append(running.spec.log_stream, [(_now_ms(), f"batchplane: {TIMEOUT_REASON}; sending SIGTERM")])
-        self._signal(running, signal.SIGTERM)
-        self._arm(running, self.grace_seconds, lambda r: self._signal(r, signal.SIGKILL))
 
     def _signal(self, running: _Running, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -421,10 +412,8 @@ class LocalLauncher:
             lost = running.lost
         if lost:
             return
-        reason = None
-        if running.timed_out:
-            reason = TIMEOUT_REASON
-        self._report(running, TaskStopped(spec.attempt, code, reason=reason, timed_out=running.timed_out))
+        why = running.stop_reason
+        self._report(running, TaskStopped(spec.attempt, code, status_reason=why, timed_out=why == TIMEOUT_REASON))
 
     def _report(self, running: _Running, event: TaskStarted | TaskStopped) -> None:
         if running.lost:

@@ -20,7 +20,8 @@ HOST_INSTANCE_ID = uuid.uuid5(uuid.NAMESPACE_DNS, socket.gethostname()).hex  # s
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """Everything a launcher needs to start one attempt; built by `Reactor.task_spec` from the job."""
+    """Everything a launcher needs to start one attempt; built by `Reactor.task_spec` from the job. No timeout: the
+    control plane times attempts and stops them like any other stop (control/timeouts.py, docs/adr/0025)."""
 
     job_id: str
     attempt: int
@@ -31,7 +32,6 @@ class TaskSpec:
     vcpus: float
     memory: int
     compute_environment: str  # name
-    timeout_seconds: int | None = None
     job_definition_name: str = ""
     job_definition_arn: str = ""  # …:job-definition/<name>:<revision>
     # The job's containerProperties (job definition + SubmitJob overrides), wire shape: what a container runtime

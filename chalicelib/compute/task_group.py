@@ -70,7 +70,6 @@ def member_spec(spec: TaskSpec, c: TaskContainer) -> TaskSpec:
         vcpus=c.vcpus or spec.vcpus,
         memory=c.memory or spec.memory,
         compute_environment=spec.compute_environment,
-        timeout_seconds=None,  # the group times the task, not each member
         job_definition_name=spec.job_definition_name,
         job_definition_arn=spec.job_definition_arn,
         container={**spec.container, **c.container},
@@ -105,16 +104,17 @@ class GroupRun:
         self._lock = threading.Lock()
         self._stopping = False
         self._started_reported = False
-        self._timer: threading.Timer | None = None
 
     # -- from other threads -------------------------------------------------------------------------------------
 
-    def stop(self, reason: str, *, timed_out: bool = False) -> None:
+    def stop(self, reason: str) -> None:
+        """Stop the task; the control plane times attempts (docs/adr/0025) and stops a late one with the timeout
+        reason, which is how the group knows it timed out."""
         with self._lock:
             if self.stop_reason is not None:
                 return
             self.stop_reason = reason
-            self.timed_out = timed_out
+            self.timed_out = reason == TIMEOUT_REASON
         self._events.put(None)  # wakes the coordinator
 
     # -- the coordinator (one thread per attempt) ---------------------------------------------------------------
@@ -126,9 +126,6 @@ class GroupRun:
             log.exception("the task group %s failed", self.spec.key)
             self._stop_running()
             self._finish(None, "CannotStartContainerError: the executor failed", START_FAILED)
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
 
     def _run(self) -> None:
         why = self.setup() if self.setup is not None else None
@@ -143,13 +140,6 @@ class GroupRun:
                     self.states[other.name] = State(NEVER, reason=why if other.name == c.name else None)
                 self._finish(None, why, START_FAILED)
                 return
-        if self.spec.timeout_seconds:
-            self._timer = threading.Timer(
-                min(self.spec.timeout_seconds, threading.TIMEOUT_MAX),
-                lambda: self.stop(TIMEOUT_REASON, timed_out=True),
-            )
-            self._timer.daemon = True
-            self._timer.start()
         containers = self.spec.containers
         ended_by: str | None = None
         while True:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
+from chalicelib.control.timeouts import Deadlines
 from chalicelib.control.usage import policy_of
 from chalicelib.domain import consumables, fairshare, lifecycle, platform, scheduling
 from chalicelib.domain.errors import Conflict
@@ -145,12 +146,14 @@ class ActiveJobs:
         self._held: dict[str, Job] | None = None
         self._gone: dict[str, int] = {}  # job id -> version of its removal, since the last rebuild
         self._gone_before: dict[str, int] = {}  # ... and in the interval before it
+        self.deadlines = Deadlines()  # of the held RUNNING attempts (control/timeouts.py)
 
     def rebuild(self, svc: Services) -> None:
         read = [job for queue in svc.repo.list_jqs() for job in active_jobs(svc, queue.name) if job.current is not None]
         with self._lock:
             self._held = {job.job_id: job for job in read if self._removed_at(job.job_id) < job.version}
             self._gone_before, self._gone = self._gone, {}
+            self.deadlines.rebuild(self._held.values())
 
     def _removed_at(self, job_id: str) -> int:
         return max(self._gone.get(job_id, -1), self._gone_before.get(job_id, -1))
@@ -164,6 +167,7 @@ class ActiveJobs:
                 return  # an older report than one already seen
             if job.status in ACTIVE and job.current is not None:
                 self._held[job.job_id] = job
+                self.deadlines.changed(job)
             else:
                 self._held.pop(job.job_id, None)
                 self._gone[job.job_id] = job.version

@@ -16,7 +16,7 @@ from typing import Any
 from chalicelib.control import consumables, resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import arns, ecs_task, host_access, job_spec, lifecycle, platform, retry, unsupported, validation
+from chalicelib.domain import arns, ecs_task, host_access, job_spec, lifecycle, platform, unsupported, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
@@ -85,8 +85,8 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
         container=container,
         ecs_properties=ecs_properties,
         parameters={**(jd.spec.get("parameters") or {}), **(req.get("parameters") or {})},
-        retry_strategy=retry.normalized(req.get("retryStrategy") or jd.spec.get("retryStrategy") or {}),
-        timeout=req.get("timeout") or jd.spec.get("timeout") or {},
+        retry_strategy=job_spec.retry_strategy(req, jd.spec),
+        timeout=job_spec.timeout(req, jd.spec),
         depends_on=depends_on,
         array=ArrayInfo(size=size) if size is not None else None,
         vcpus=vcpus,

@@ -156,7 +156,6 @@ class Reactor:
 
     def task_spec(self, job: Job, attempt: int) -> TaskSpec:
         assert job.current is not None
-        seconds = job.timeout.get("attemptDurationSeconds")
         return TaskSpec(
             job_id=job.job_id,
             attempt=attempt,
@@ -167,7 +166,6 @@ class Reactor:
             vcpus=job.vcpus,
             memory=job.memory,
             compute_environment=job.current.compute_environment,
-            timeout_seconds=int(seconds) if seconds else None,
             job_definition_name=job.job_definition_name,
             job_definition_arn=job.job_definition_arn,
             container=ecs_task.task_role(job.ecs_properties) if job.ecs_properties else dict(job.container),

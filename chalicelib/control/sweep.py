@@ -15,7 +15,8 @@ every SWEEP_SECONDS; on AWS a scheduled Lambda runs `sweep(svc, reactor, now_ms)
      unobserved) the attempt fails as `Host EC2 (instance <lost_host>) terminated.`; retry rules such as
      `onStatusReason: "Host EC2*"` apply as on AWS.
 2. RUNNING attempts past `attemptDurationSeconds` (from the attempt's startedAt): `TimedOut`, which marks the attempt
-   and asks the launcher to stop it; asked again on every sweep until the stop is reported.
+   and asks the launcher to stop it; asked again on every sweep until the stop is reported. On AWS this is the only
+   timeout check; the local engine also wakes at each deadline (control/timeouts.py, docs/adr/0025).
 3. PENDING jobs not updated for `pending_stale_ms` (at a restart: all): dependencies that finished while their
    notification was lost are applied; array parents get their missing children and recount finished ones (both
    idempotent); a job with nothing pending is evaluated.
@@ -36,7 +37,7 @@ from chalicelib.control import deletion
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
-from chalicelib.domain.jobs import ACTIVE, FAILED, PENDING, RUNNING, STARTING, SUCCEEDED, TIMEOUT_REASON, Job
+from chalicelib.domain.jobs import ACTIVE, FAILED, PENDING, RUNNING, STARTING, SUCCEEDED, Job
 from chalicelib.domain.reasons import TASK_FAILED_TO_START, host_terminated_reason
 
 log = logging.getLogger("batchplane.sweep")
@@ -113,15 +114,6 @@ def _failed(report: SweepReport, job: Job, e: Exception) -> None:
     report.errors.append(f"{job.job_id}: {type(e).__name__}: {e}")
 
 
-def timed_out(job: Job, now_ms: int) -> bool:
-    """Has the current attempt run past attemptDurationSeconds (counted from its startedAt)?"""
-    seconds = job.timeout.get("attemptDurationSeconds")
-    current = job.current
-    if not seconds or current is None or current.started_at is None:
-        return False
-    return now_ms >= current.started_at + int(seconds) * 1000
-
-
 def _repair_active(reactor: Reactor, job: Job, now_ms: int, policy: SweepPolicy, report: SweepReport) -> None:
     current = job.current
     if current is None:
@@ -129,8 +121,8 @@ def _repair_active(reactor: Reactor, job: Job, now_ms: int, policy: SweepPolicy,
     n, key = current.number, f"{job.job_id}#{current.number}"
     if not policy.restart:
         if job.status == RUNNING:
-            if timed_out(job, now_ms):
-                if current.status_reason != TIMEOUT_REASON:
+            if job.timed_out(now_ms):
+                if not job.timeout_marked:
                     report.timed_out.append(key)
                 reactor.apply(job.job_id, lifecycle.TimedOut(n))
             return

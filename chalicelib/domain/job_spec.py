@@ -8,9 +8,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.domain import platform, validation
+from chalicelib.domain import platform, retry, validation
 from chalicelib.domain.errors import InvalidRequest
-from chalicelib.domain.jobs import Job
+from chalicelib.domain.jobs import Job, Timeout
+from chalicelib.domain.retry import RetryStrategy
 from chalicelib.domain.validation import Limits, fail
 
 DEFAULT_VCPUS = 1.0
@@ -68,6 +69,17 @@ def validate_submit(req: Mapping[str, Any], limits: Limits) -> None:
     validation.tags(req.get("tags"), limits)
     if req.get("nodeOverrides") is not None:
         raise fail("nodeOverrides", "is not supported: batchplane does not run multi-node parallel jobs")
+
+
+def retry_strategy(req: Mapping[str, Any], jd_spec: Mapping[str, Any]) -> RetryStrategy | None:
+    """The job's retry strategy, typed: the submit's (validated by `validate_submit`), else the job definition's;
+    actions lowercase, as AWS returns them."""
+    return RetryStrategy.from_wire(retry.normalized(req.get("retryStrategy") or jd_spec.get("retryStrategy") or {}))
+
+
+def timeout(req: Mapping[str, Any], jd_spec: Mapping[str, Any]) -> Timeout | None:
+    """The job's timeout, typed: the submit's, else the job definition's."""
+    return Timeout.from_wire(req.get("timeout") or jd_spec.get("timeout"))
 
 
 def validate_share(share: str | None, fair_share_queue: bool, queue: str) -> None:

@@ -6,10 +6,12 @@ write. `attempts` holds finished attempts (Batch's `attempts[]`); the attempt in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.domain import digits
+from chalicelib.domain.retry import RetryStrategy
 
 SUBMITTED = "SUBMITTED"
 PENDING = "PENDING"
@@ -28,6 +30,27 @@ TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 # The statusReason of a PENDING job whose cancel waits for its dependencies (lifecycle.py, Cancel); the cancel's own
 # reason follows, and becomes the statusReason once the job fails.
 CANCEL_PENDING = "Cancel requested; the job fails once its dependencies complete. Reason: "
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """A job's timeout. `attempt_duration_seconds` None: not given. Built from the wire at submit (`from_wire`) and
+    rendered back unchanged (`to_wire`), like the retry strategy (docs/adr/0025)."""
+
+    attempt_duration_seconds: int | None = None
+
+    @classmethod
+    def from_wire(cls, timeout: Mapping[str, Any] | None) -> Timeout | None:
+        """The typed timeout of a wire (or stored) JobTimeout; None for none or an empty one (`{}`)."""
+        if not timeout:
+            return None
+        seconds = timeout.get("attemptDurationSeconds")
+        return cls(int(seconds) if seconds is not None else None)
+
+    def to_wire(self) -> dict[str, Any]:
+        if self.attempt_duration_seconds is None:
+            return {}
+        return {"attemptDurationSeconds": self.attempt_duration_seconds}
 
 
 @dataclass(frozen=True)
@@ -87,8 +110,8 @@ class Job:
     # A multi-container job runs these instead: the definition's ecsProperties with ecsPropertiesOverride applied.
     ecs_properties: dict[str, Any] | None = None
     parameters: dict[str, str] = field(default_factory=dict)
-    retry_strategy: dict[str, Any] = field(default_factory=dict)
-    timeout: dict[str, Any] = field(default_factory=dict)
+    retry_strategy: RetryStrategy | None = None
+    timeout: Timeout | None = None
     depends_on: tuple[Dependency, ...] = ()
     pending: tuple[str, ...] = ()  # ids of dependencies not yet SUCCEEDED
     array: ArrayInfo | None = None
@@ -133,7 +156,32 @@ class Job:
 
     @property
     def max_attempts(self) -> int:
-        return int(self.retry_strategy.get("attempts") or 1)
+        return self.retry_strategy.max_attempts if self.retry_strategy else 1
+
+    @property
+    def attempt_seconds(self) -> int | None:
+        """How long an attempt may run (the timeout's attemptDurationSeconds); None: unlimited."""
+        return self.timeout.attempt_duration_seconds if self.timeout else None
+
+    @property
+    def deadline(self) -> int | None:
+        """Epoch ms at which the current attempt times out: its startedAt plus attemptDurationSeconds, as AWS counts
+        it. None while no attempt runs (a STARTING attempt's clock has not started) or without a timeout. Derived
+        from what is stored, so no timer is lost when the control plane restarts (docs/adr/0025)."""
+        seconds, current = self.attempt_seconds, self.current
+        if not seconds or current is None or current.started_at is None:
+            return None
+        return current.started_at + seconds * 1000
+
+    def timed_out(self, now_ms: int) -> bool:
+        """The job is RUNNING past its current attempt's deadline (marked already or not)."""
+        deadline = self.deadline
+        return self.status == RUNNING and deadline is not None and now_ms >= deadline
+
+    @property
+    def timeout_marked(self) -> bool:
+        """The current attempt was found past its deadline and asked to stop (lifecycle.TimedOut)."""
+        return self.current is not None and self.current.status_reason == TIMEOUT_REASON
 
 
 def bitmap_has(bits: str, index: int) -> bool:

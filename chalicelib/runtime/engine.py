@@ -27,7 +27,7 @@ from chalicelib.control.react import Reactor
 from chalicelib.control.retention import purge
 from chalicelib.control.sweep import SweepPolicy, SweepReport, sweep
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.lifecycle import ChildFinished, Event, TaskStarted, TaskStopped
+from chalicelib.domain.lifecycle import ChildFinished, Event, TaskStarted, TaskStopped, TimedOut
 from chalicelib.domain.reasons import host_terminated_reason
 
 log = logging.getLogger("batchplane.engine")
@@ -249,6 +249,7 @@ class Engine:
                 self._retry.extend(held)
                 events = [e for e in events if e[0] not in self._retry_tries]
             self._apply(events)
+            self._expire_attempts()
             if self.children.due_in() == 0:
                 self._count_children()
             if self._dispatch or self.dispatcher.reasons_due_in(self.svc.clock.now_ms()) == 0:
@@ -268,7 +269,25 @@ class Engine:
             due.append(children)
         if (reasons := self.dispatcher.reasons_due_in(self.svc.clock.now_ms())) is not None:
             due.append(reasons / 1000)
+        if (deadline := self.active.deadlines.next_due()) is not None:
+            due.append(max(0.0, (deadline - self.svc.clock.now_ms()) / 1000))
         return min(due)
+
+    def _expire_attempts(self) -> None:
+        """Attempts whose deadline passed are timed out (control/timeouts.py): marked, and their launcher asked to
+        stop them. Checked against the job as held, so an attempt that ended meanwhile is left alone; applied on this
+        thread, which is the only one that claims or stops jobs."""
+        now = self.svc.clock.now_ms()
+        for job_id, attempt in self.active.deadlines.due(now):
+            job = self.active.get(job_id)
+            if job is None or job.current is None or job.current.number != attempt or not job.timed_out(now):
+                continue  # ended, retried or changed since (a later deadline is held for it)
+            if job.timeout_marked:
+                continue  # asked already; the periodic sweep asks again until the stop is reported
+            try:
+                self.reactor.apply_all(job_id, [TimedOut(attempt)], read=job)
+            except Exception:  # the periodic sweep finds it again
+                log.exception("timing out %s#%d failed", job_id, attempt)
 
     def _apply(self, events: list[tuple[str, Event, Recorded]]) -> None:
         """Queued task events: one write per job for all of its events, in the order they came. A job's events

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from chalicelib.domain.errors import Conflict
-from chalicelib.domain.jobs import ACTIVE, TERMINAL, ArrayInfo, Attempt, Dependency, Job
+from chalicelib.domain.jobs import ACTIVE, TERMINAL, ArrayInfo, Attempt, Dependency, Job, Timeout
+from chalicelib.domain.retry import RetryStrategy
 from chalicelib.store.consumables import ConsumableRepository, consumer_items
 from chalicelib.store.port import Index, Item, ItemStore, Op, Put
 from chalicelib.store.repository import expect_of
@@ -96,6 +97,10 @@ def job_body(job: Job) -> dict[str, Any]:
     it was the largest CPU cost of the local engine (3 s of 10 s for a 500-child array). The body is serialised at
     once and jobs are immutable, so sharing their dicts is safe."""
     body = {name: getattr(job, name) for name in _JOB_FIELDS}
+    # The retry strategy and timeout are stored in their wire form, as when Job held them as dicts: bodies written
+    # before and after read the same, and the compression dictionary (store/dynamo.py) still finds them.
+    body["retry_strategy"] = job.retry_strategy.to_wire() if job.retry_strategy else {}
+    body["timeout"] = job.timeout.to_wire() if job.timeout else {}
     body["depends_on"] = [dict(vars(d)) for d in job.depends_on]
     body["attempts"] = [_attempt_body(a) for a in job.attempts]
     body["current"] = _attempt_body(job.current) if job.current else None
@@ -133,6 +138,8 @@ def expires_at(job: Job) -> int | None:
 
 def job_from_item(item: Item) -> Job:
     b: dict[str, Any] = dict(item.body)
+    b["retry_strategy"] = RetryStrategy.from_wire(b.get("retry_strategy"))
+    b["timeout"] = Timeout.from_wire(b.get("timeout"))
     b["depends_on"] = tuple(Dependency(**d) for d in b["depends_on"])
     b["pending"] = tuple(b["pending"])
     b["attempts"] = tuple(_attempt(a) for a in b["attempts"])

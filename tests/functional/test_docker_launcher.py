@@ -181,7 +181,7 @@ def test_a_container_created_but_never_started_before_a_crash_is_started_by_reco
     # the crash: the container exists (with its name and labels), it was never started
     from chalicelib.compute.docker import _Attempt
 
-    crashed._create(_Attempt(job, 1, s.log_stream, None, spec=s), s)
+    crashed._create(_Attempt(job, 1, s.log_stream, spec=s), s)
     assert [c["State"] for c in ours(launchers.client, job)] == ["created"]
     sink = Sink()
     restarted = launchers.new(state, sink)
@@ -226,7 +226,7 @@ def test_ended_containers_nothing_asks_about_are_reaped(launchers: Launchers) ->
     s = spec(job, ["true"])
     from chalicelib.compute.docker import _Attempt
 
-    a = _Attempt(job, 1, s.log_stream, None, spec=s)
+    a = _Attempt(job, 1, s.log_stream, spec=s)
     crashed._create(a, s)
     launchers.client.start(a.container)
     launchers.client.wait(a.container)

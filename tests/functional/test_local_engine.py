@@ -23,7 +23,7 @@ from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.dispatch import ActiveJobs, Dispatcher
 from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
-from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, RUNNING, STARTING, SUCCEEDED, Job
+from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, RUNNING, STARTING, SUCCEEDED, TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.scheduling import MAX_RESOURCE, WAITING_FOR_CAPACITY
 from chalicelib.runtime.engine import ChildCounts, Engine
@@ -420,6 +420,41 @@ def test_before_the_engine_starts_a_report_is_applied_at_once(tmp_path: Path) ->
 
     assert plane.job(job_id).status == RUNNING
     store.close()
+
+
+def test_the_engine_times_out_a_running_attempt_at_its_deadline_without_waiting_for_a_sweep(tmp_path: Path) -> None:
+    # GIVEN a job allowed 60 s per attempt, RUNNING under the engine (its clock is the control plane's, a fake one)
+    store = CountingStore(str(tmp_path / "state.db"))
+    clock, launcher = FakeClock(), NullLauncher()
+    svc = Services(repo=LocalRepository(store), clock=clock, ids=SequentialIds(), launcher=launcher)
+    engine = Engine(replace(svc, wake=lambda: engine.wake()))
+    plane = Plane(engine.svc, store, clock, engine.reactor, engine.dispatcher, launcher, Published(), engine.active)
+    plane.setup()
+    job_id = plane.submit(timeout={"attemptDurationSeconds": 60}, retryStrategy={"attempts": 3})
+    engine.start()
+    try:
+        wait_until(lambda: bool(launcher.launched), "the job to be claimed")
+        engine.report(job_id, TaskStarted(1))
+        wait_until(lambda: plane.job(job_id).status == RUNNING, "the start to be applied")
+        assert launcher.stopped == []
+
+        # WHEN the clock passes startedAt + 60 s and the engine looks (any wake-up; its next sweep is far off)
+        clock.now += 60_000
+        engine.wake()
+
+        # THEN the attempt is marked and its launcher asked to stop it with the timeout reason, once
+        wait_until(lambda: launcher.stopped != [], "the attempt to be stopped")
+        assert launcher.stopped == [(job_id, 1, TIMEOUT_REASON)]
+        job = plane.job(job_id)
+        assert job.current is not None and job.current.status_reason == TIMEOUT_REASON
+        # ... and its stop, as the launcher reports it, fails the job without a retry
+        engine.report(job_id, TaskStopped(1, 143, status_reason=TIMEOUT_REASON, timed_out=True))
+        wait_until(lambda: plane.job(job_id).status == FAILED, "the stop to be applied")
+        assert plane.job(job_id).status_reason == TIMEOUT_REASON
+        assert len(plane.job(job_id).attempts) == 1
+    finally:
+        engine.stop()
+        store.close()
 
 
 # -- the repository ------------------------------------------------------------------------------------------------

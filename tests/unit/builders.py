@@ -16,9 +16,11 @@ from chalicelib.domain.jobs import (
     ArrayInfo,
     Attempt,
     Job,
+    Timeout,
     bitmap_set,
     child_id,
 )
+from chalicelib.domain.retry import RetryStrategy
 from chalicelib.domain.scheduling import CapacityView, JobView, QueueView
 
 ACCOUNT = "123456789012"
@@ -50,6 +52,12 @@ def a_job(job_id: str = "job-1", **overrides: Any) -> Job:
         "container": {"image": IMAGE, "command": ["sleep", "1"]},
     }
     fields.update(overrides)
+    # A retry strategy or timeout may be given in its wire form (`retries(3)`, {"attemptDurationSeconds": 60}): the
+    # job holds it typed, as submit builds it.
+    if isinstance(fields.get("retry_strategy"), Mapping):
+        fields["retry_strategy"] = RetryStrategy.from_wire(fields["retry_strategy"])
+    if isinstance(fields.get("timeout"), Mapping):
+        fields["timeout"] = Timeout.from_wire(fields["timeout"])
     return Job(**fields)
 
 

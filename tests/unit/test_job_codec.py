@@ -1,11 +1,16 @@
-"""The job record codec: what is stored is exactly what `dataclasses.asdict` would give, and it round-trips."""
+"""The job record codec: what is stored is what `dataclasses.asdict` would give, except the retry strategy and
+timeout, stored in their wire form (as when Job held them as dicts: docs/adr/0025); and it round-trips."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
-from chalicelib.domain.jobs import ArrayInfo, Dependency
+import pytest
+
+from chalicelib.domain.jobs import ArrayInfo, Dependency, Timeout
+from chalicelib.domain.retry import ExitRule, RetryStrategy
 from chalicelib.store.jobs import job_body, job_from_item, job_item
 from tests.unit.builders import a_job, an_attempt
 
@@ -18,6 +23,8 @@ def a_busy_job():  # type: ignore[no-untyped-def]
         depends_on=(Dependency("x", None), Dependency(None, "SEQUENTIAL")),
         pending=("x",),
         container={"image": "i", "environment": [{"name": "A", "value": "1"}]},
+        retry_strategy=RetryStrategy(2, (ExitRule("retry", on_status_reason="Host EC2*"), ExitRule("exit", "*"))),
+        timeout=Timeout(3600),
     )
 
 
@@ -30,6 +37,12 @@ def a_multi_container_job():  # type: ignore[no-untyped-def]
     )
 
 
+WIRE_RETRY = {
+    "attempts": 2,
+    "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "retry"}, {"onStatusReason": "*", "action": "exit"}],
+}
+
+
 def test_body_matches_asdict() -> None:
     job = dataclasses.replace(
         a_multi_container_job(),
@@ -39,6 +52,7 @@ def test_body_matches_asdict() -> None:
     expected = dataclasses.asdict(job)
     expected.pop("version")
     del expected["current"]["containers"]  # an attempt without containers' ends stores none (bytes in every item)
+    expected.update(retry_strategy=WIRE_RETRY, timeout={"attemptDurationSeconds": 3600})
     assert json.dumps(job_body(job), sort_keys=True) == json.dumps(expected, sort_keys=True)
 
 
@@ -75,3 +89,29 @@ def test_a_multi_container_job_round_trips() -> None:
     item = job_item(job)
     stored = dataclasses.replace(item, body=json.loads(json.dumps(item.body)), version=2)
     assert job_from_item(stored) == dataclasses.replace(job, version=2)
+
+
+@pytest.mark.parametrize(
+    ("retry", "timeout"),
+    [
+        ({}, {}),  # what every job without either stored
+        ({"attempts": 3}, {"attemptDurationSeconds": 60}),
+        (
+            {"attempts": 3, "evaluateOnExit": [{"onExitCode": "1*", "onReason": "*", "action": "RETRY"}]},
+            {},
+        ),  # an action stored uppercase (before submit normalised it) is kept as stored
+        ({"evaluateOnExit": []}, {}),  # an empty list given renders back as given
+    ],
+)
+def test_a_body_with_the_wire_dicts_an_earlier_version_wrote_reads_typed_and_writes_back_the_same(
+    retry: dict[str, Any], timeout: dict[str, Any]
+) -> None:
+    # GIVEN a body as an earlier version wrote it: Job.retry_strategy and Job.timeout were these dicts
+    body = {**job_body(a_busy_job()), "retry_strategy": retry, "timeout": timeout}
+    item = dataclasses.replace(job_item(a_busy_job()), body=json.loads(json.dumps(body)), version=2)
+    # WHEN it is read
+    job = job_from_item(item)
+    # THEN the job holds them typed, and writing it again stores the same dicts (keys in the model's order)
+    assert job.retry_strategy == RetryStrategy.from_wire(retry)
+    assert job.timeout == Timeout.from_wire(timeout)
+    assert json.dumps(job_body(job), sort_keys=True) == json.dumps(body, sort_keys=True)

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
-from chalicelib.domain.retry import evaluate, glob_match, rule_matches
+from chalicelib.domain import retry
+from chalicelib.domain.retry import Decision, ExitRule, RetryStrategy, glob_match
 from tests.unit.builders import a_rule, retries
 
 HOST_GONE = "Host EC2 (instance i-0737c70432d64f82a) terminated."
 OOM = "OutOfMemoryError: Container killed due to memory usage"
 EXITED = "Essential container in task exited"
+
+
+def rule_matches(rule: Mapping[str, Any], exit_code: int | None, reason: str | None, status_reason: str | None) -> bool:
+    """The typed rule of a wire evaluateOnExit entry, matched."""
+    return ExitRule.from_wire(rule).matches(exit_code, reason, status_reason)
+
+
+def evaluate(
+    strategy: Mapping[str, Any] | None, attempt: int, exit_code: int | None, reason: str | None, status_reason: str
+) -> Decision:
+    """The decision of the typed strategy of a wire retryStrategy (as submit builds it)."""
+    return retry.evaluate(RetryStrategy.from_wire(strategy), attempt, exit_code, reason, status_reason)
+
 
 # -- glob_match ------------------------------------------------------------------------------------------------
 
@@ -92,6 +109,7 @@ def test_conditions_set_to_none_are_not_stated() -> None:
 
 
 def test_without_a_strategy_there_is_one_attempt() -> None:
+    assert evaluate(None, 1, 1, None, EXITED) == "EXIT"
     assert evaluate({}, 1, 1, None, EXITED) == "EXIT"
 
 
@@ -137,3 +155,28 @@ def test_the_action_is_case_insensitive(action: str, decision: str) -> None:
     strategy = retries(3, a_rule(action, onExitCode="*"), a_rule(opposite, onExitCode="*"))
 
     assert evaluate(strategy, 1, 1, None, EXITED) == decision
+
+
+# -- the typed strategy --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {"attempts": 1},
+        {"attempts": 3, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "retry"}]},
+        {
+            "attempts": 2,
+            "evaluateOnExit": [{"onStatusReason": "a", "onReason": "b*", "onExitCode": "1", "action": "exit"}],
+        },
+        {"evaluateOnExit": []},
+    ],
+)
+def test_a_strategy_renders_back_to_the_wire_form_it_was_built_from(wire: dict[str, Any]) -> None:
+    typed = RetryStrategy.from_wire(wire)
+    assert typed is not None and typed.to_wire() == wire
+
+
+def test_no_strategy_or_an_empty_one_is_none() -> None:
+    assert RetryStrategy.from_wire(None) is None
+    assert RetryStrategy.from_wire({}) is None
