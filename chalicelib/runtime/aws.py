@@ -46,6 +46,7 @@ from chalicelib.control.context import Clock, IdFactory, Services, Settings, Sys
 from chalicelib.control.dispatch import Dispatcher
 from chalicelib.control.react import STATE_CHANGE, Reactor
 from chalicelib.domain import lifecycle
+from chalicelib.domain.effects import effects_of
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.job_detail import job_detail
 from chalicelib.domain.jobs import RUNNABLE, Job
@@ -539,6 +540,43 @@ def _invocation(entry: Callable[Concatenate[AwsRuntime, _P], _R]) -> Callable[Co
     return run
 
 
+class StreamBatch:
+    """How the stream handler delivers Publish and WakeDispatcher (control/react.py `Delivery`): collected per
+    record, kept once the record's other effects all ran, then sent for the whole batch: one PutEvents call for the
+    state changes `BATCHPLANE_STATE_CHANGE_EVENTS` keeps, at most one wake (docs/adr/0009, 0010)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.published: list[tuple[int, Event]] = []  # (record, event)
+        self.wakes: list[tuple[int, bool]] = []  # (record, whether it made a job RUNNABLE)
+
+    def record(self, index: int, before: Job | None) -> _RecordDelivery:
+        return _RecordDelivery(self.mode, index, before)
+
+    def done(self, delivery: _RecordDelivery) -> None:
+        self.published += delivery.published
+        self.wakes += delivery.wakes
+
+
+class _RecordDelivery:
+    def __init__(self, mode: str, index: int, before: Job | None) -> None:
+        self.mode, self.index, self.before = mode, index, before
+        self.published: list[tuple[int, Event]] = []
+        self.wakes: list[tuple[int, bool]] = []
+
+    def publish(self, job: Job) -> None:
+        if stream.publishes(self.mode, job):
+            self.published.append((self.index, Event(STATE_CHANGE, [job.arn], job_detail(job))))
+
+    def wake(self, job: Job) -> None:
+        """New work (the job became RUNNABLE) always wakes; a job that left RUNNABLE, STARTING or RUNNING freed
+        capacity or a queue head, which wakes only if work waits; a job that ends from PENDING frees nothing."""
+        if job.status == RUNNABLE:
+            self.wakes.append((self.index, True))
+        elif self.before is not None and self.before.status in stream.SCHEDULED:
+            self.wakes.append((self.index, False))
+
+
 class AwsRuntime:
     def __init__(
         self,
@@ -583,7 +621,7 @@ class AwsRuntime:
             wake=self.wake_dispatcher,
             events=self.sink,
             launcher=self.launcher,
-            stream_effects=stream.STREAM_EFFECTS,
+            effects_from_stream=True,  # the table's stream is the outbox: on_stream runs what each change carries
             schedules=self._schedules(),
             release_capacity=self._release_capacity,
         )
@@ -656,37 +694,32 @@ class AwsRuntime:
 
     @_invocation
     def on_stream(self, event: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
-        """One batch of the table's stream. Returns Lambda's partial-batch response: the first record whose effects
-        did not all happen (it and every later record of the shard are delivered again)."""
+        """One batch of the table's stream: each job record's effects (`effects_of(old, new)`) run through the
+        reactor's one executor, state changes published and the dispatcher woken once for the batch (`StreamBatch`).
+        Returns Lambda's partial-batch response: the first record whose effects did not all happen (it and every
+        later record of the shard are delivered again)."""
         records = list(event.get("Records") or [])
         changes = [stream.decode(r) for r in records]
-        published: list[tuple[int, Event]] = []
-        wakes: list[tuple[int, bool]] = []  # (record, whether it made a job RUNNABLE)
+        batch = StreamBatch(self.config.state_change_events)
         failed: int | None = None
         for i, change in enumerate(changes):
             if change is None or change.new is None:
                 continue
-            derived = stream.effects(change.old, change.new)
+            delivery = batch.record(i, change.old)
             try:
-                for effect in derived:
-                    if not isinstance(effect, lifecycle.Publish | lifecycle.WakeDispatcher):
-                        self._carry_out(change.new, effect)
+                self.reactor.run_effects(change.new, effects_of(change.old, change.new), delivery)
             except Exception:
                 log.exception("effects of %s (record %s) failed", change.new.job_id, change.sequence)
                 failed = i
                 break
-            if any(isinstance(e, lifecycle.Publish) for e in derived) and stream.publishes(
-                self.config.state_change_events, change.new
-            ):
-                published.append((i, Event(STATE_CHANGE, [change.new.arn], job_detail(change.new))))
-            if any(isinstance(e, lifecycle.WakeDispatcher) for e in derived):
-                wakes.append((i, change.new.status == RUNNABLE))
+            batch.done(delivery)
         try:
-            self.sink.publish_all([e for _, e in published])
+            self.sink.publish_all([e for _, e in batch.published])
         except EventsUnavailable as e:
             log.exception("publishing job state changes failed")
-            failed = min(failed, published[e.index][0]) if failed is not None else published[e.index][0]
-        wakes = [w for w in wakes if failed is None or w[0] < failed]
+            first = batch.published[e.index][0]
+            failed = min(failed, first) if failed is not None else first
+        wakes = [w for w in batch.wakes if failed is None or w[0] < failed]
         # A job that became RUNNABLE needs a dispatch cycle. One that left RUNNABLE/STARTING/RUNNING freed capacity
         # or a queue's head, which only matters to jobs waiting for it: none waiting, no wake (docs/adr/0009).
         if wakes and (any(new_work for _, new_work in wakes) or self._work_waiting()):
@@ -718,20 +751,6 @@ class AwsRuntime:
             log.exception("checking for RUNNABLE jobs failed; waking the dispatcher")
             return True
         return False
-
-    def _carry_out(self, job: Job, effect: lifecycle.Effect) -> None:
-        match effect:
-            case lifecycle.NotifyDependents(succeeded=ok):
-                self.reactor.notify_dependents(job.job_id, ok)
-            case lifecycle.NotifyParent(succeeded=ok):
-                assert job.array is not None and job.array.parent_id is not None and job.array.index is not None
-                self.reactor.apply(job.array.parent_id, lifecycle.ChildFinished(job.array.index, ok))
-            case lifecycle.CreateChildren():
-                self.reactor.create_children(job.job_id)
-            case lifecycle.CancelChildren(reason=why, terminate=term):
-                self.reactor.cancel_children(job.job_id, why, term)
-            case _:  # pragma: no cover - Launch/StopTask never come from the stream
-                raise AssertionError(f"{type(effect).__name__} is not a stream effect")
 
     @_invocation
     def on_dispatch(self, remaining_ms: Callable[[], int] | None = None) -> int:

@@ -22,6 +22,7 @@ from chalicelib.compute import ecs_events
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
+from chalicelib.domain.effects import CARRIED, effects_of
 from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, RUNNING, STARTING, SUCCEEDED, ArrayInfo, Job
 from chalicelib.runtime import aws, stream
 from chalicelib.runtime.aws import AwsConfig, AwsRuntime, Clients, Controls
@@ -640,16 +641,14 @@ def test_the_stream_derives_what_the_state_machine_decided(name: str, job: Job, 
     new, decided = _transition(old, event)
 
     # WHEN the stream handler derives effects from the record's two images
-    derived = stream.effects(old, new)
+    derived = effects_of(old, new)
 
     # THEN it finds every effect the stream carries, and only those (Launch/StopTask stay inline) ...
-    expected = {type(e).__name__ for e in decided if type(e) in stream.STREAM_EFFECTS}
-    if new.status in (FAILED, SUCCEEDED) and old.status not in ("RUNNABLE", STARTING, RUNNING):
-        expected.discard("WakeDispatcher")  # ... except a wake for a job that never held capacity or a queue head
+    expected = {type(e).__name__ for e in decided if type(e) in CARRIED}
     assert kinds(derived) == expected, name
     # ... with the same parameters
     assert [e for e in derived if not isinstance(e, lifecycle.WakeDispatcher)] == [
-        e for e in decided if type(e) in stream.STREAM_EFFECTS and not isinstance(e, lifecycle.WakeDispatcher)
+        e for e in decided if type(e) in CARRIED and not isinstance(e, lifecycle.WakeDispatcher)
     ]
 
 
@@ -678,7 +677,7 @@ def test_every_record_the_stream_handler_acts_on_passes_the_stream_filter(mode: 
 
     for old, new in changes_:
         # WHEN the handler would act on the record: an effect besides Publish, or a Publish the mode keeps
-        derived = stream.effects(old, new)
+        derived = effects_of(old, new)
         publishes = any(isinstance(e, lifecycle.Publish) for e in derived) and stream.publishes(mode, new)
         acts = publishes or any(not isinstance(e, lifecycle.Publish) for e in derived)
         passes = _passes_the_filter(mode, record(old, new))
@@ -715,23 +714,23 @@ def test_the_stream_handler_publishes_the_state_changes_the_stack_asks_for(
 
 
 def test_a_submitted_job_is_published_and_a_runnable_one_wakes_the_dispatcher() -> None:
-    assert kinds(stream.effects(None, a_job(status=RUNNABLE, version=1))) == {"Publish", "WakeDispatcher"}
-    assert kinds(stream.effects(None, a_job(status=PENDING, pending=("d",), version=1))) == {"Publish"}
-    assert kinds(stream.effects(None, a_job(status=FAILED, version=1))) == {"Publish"}  # nobody depends on it yet
+    assert kinds(effects_of(None, a_job(status=RUNNABLE, version=1))) == {"Publish", "WakeDispatcher"}
+    assert kinds(effects_of(None, a_job(status=PENDING, pending=("d",), version=1))) == {"Publish"}
+    assert kinds(effects_of(None, a_job(status=FAILED, version=1))) == {"Publish"}  # nobody depends on it yet
 
 
 def test_a_change_without_a_new_state_derives_nothing() -> None:
     job = a_job(status=RUNNABLE, version=2)
-    assert stream.effects(job, replace(job, status_reason="MISCONFIGURATION: ...", version=3)) == ()
+    assert effects_of(job, replace(job, status_reason="MISCONFIGURATION: ...", version=3)) == ()
 
 
 def test_a_parent_with_children_left_to_write_creates_them_on_every_change() -> None:
     # (lifecycle decides CreateChildren once; the stream re-derives it until all exist, which makes creation resumable)
     parent = a_parent(500, created=100, version=4)
     more = replace(parent, array=ArrayInfo(size=500, children_created=200), version=5)
-    assert kinds(stream.effects(parent, more)) == {"CreateChildren"}
+    assert kinds(effects_of(parent, more)) == {"CreateChildren"}
     done = replace(parent, array=ArrayInfo(size=500, children_created=500))
-    assert stream.effects(done, replace(done, version=5)) == ()
+    assert effects_of(done, replace(done, version=5)) == ()
 
 
 def test_records_of_other_items_are_skipped() -> None:
@@ -1220,7 +1219,7 @@ def test_with_stream_effects_the_reactor_runs_only_launch_and_stop_inline(tmp_pa
         events=Sink(),
         launcher=launcher,
         wake=lambda: woken.append(1),
-        stream_effects=stream.STREAM_EFFECTS,
+        effects_from_stream=True,
     )
     reactor = Reactor(svc, launcher)
     job = svc.jobs.create_with_edges(a_job(status=RUNNABLE), [])
