@@ -82,6 +82,13 @@ class InlineDelivery:
         self.svc.wake()
 
 
+def reactor_for(
+    svc: Services, *, observe: Callable[[Job], None] | None = None, count_child: CountChild | None = None
+) -> Reactor:
+    """The one way the runtimes and the API build a reactor: on the Services' launcher and work queue."""
+    return Reactor(svc, svc.launcher, svc.defer, observe=observe, count_child=count_child)
+
+
 class Reactor:
     def __init__(
         self,

@@ -25,6 +25,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from app import app
 from chalicelib.compute.logs_port import LOG_GROUP
 from chalicelib.domain.validation import Limits
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
@@ -62,7 +63,7 @@ class Runtimes:
             grace_seconds=1.0,
             **{"executor": self.executor, "allow_host_paths": self.allow_host_paths, **overrides},
         )
-        rt = LocalRuntime(config)
+        rt = LocalRuntime(config, app)
         rt.events.subscribe(self.events.append)
         rt.start()
         self._running.append(rt)

@@ -32,6 +32,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from app import app
 from chalicelib.cli import main
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
 from tests.e2e.conftest import REGION, register, setup_queue, sh, submit, wait_terminal
@@ -65,7 +66,7 @@ def keys_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def secured(tmp_path: Path, keys_file: Path) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, auth_file=keys_file, grace_seconds=1.0))
+    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, auth_file=keys_file, grace_seconds=1.0), app)
     rt.start()
     try:
         yield rt

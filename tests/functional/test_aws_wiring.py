@@ -24,8 +24,9 @@ from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
 from chalicelib.domain.effects import CARRIED, effects_of
 from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, RUNNING, STARTING, SUCCEEDED, ArrayInfo, Job
-from chalicelib.runtime import aws, stream
+from chalicelib.runtime import aws, plane, stream
 from chalicelib.runtime.aws import AwsConfig, AwsRuntime, Clients, Controls
+from chalicelib.runtime.aws import runtime as aws_runtime
 from chalicelib.store import dynamo
 from chalicelib.store.jobs import job_item
 from chalicelib.store.sqlite import SqliteItemStore
@@ -123,12 +124,12 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     )
     store = SqliteItemStore(str(tmp_path / "state.db"))
     rt = AwsRuntime(config, Clients(REGION, lambda: fake), store=store, controls=recorded.controls())
-    aws.configure(rt)
+    plane.configure_aws(rt)
     try:
         with Client(app) as client:
             yield Harness(rt, fake, recorded, client)
     finally:
-        aws.configure(None)
+        plane.configure_aws(None)
         store.close()
 
 
@@ -987,7 +988,7 @@ class Cycles:
 def test_dispatch_cycles_until_nothing_more_is_placed(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     cycles = Cycles([3, 1, 0])
     monkeypatch.setattr(harness.rt, "dispatcher", lambda: cycles)
-    monkeypatch.setattr(aws, "RESERVE_MS", 0)  # chalice.test's Lambda context has 3 s
+    monkeypatch.setattr(aws_runtime, "RESERVE_MS", 0)  # chalice.test's Lambda context has 3 s
 
     harness.invoke("dispatch", harness.client.events.generate_sqs_event(['{"wake": true}'] * 3))
 
@@ -1175,8 +1176,8 @@ def test_no_aws_client_is_made_until_an_entry_point_needs_one(tmp_path: Path) ->
 
 
 def test_the_local_runtime_is_not_the_aws_one() -> None:
-    aws.configure(None)
-    assert aws.active() is False
+    plane.configure_aws(None)
+    assert plane.aws_active() is False
 
 
 def test_cancelling_an_array_parent_reaches_its_children_through_the_stream(harness: Harness) -> None:
@@ -1273,10 +1274,10 @@ def test_a_new_container_reindexes_active_jobs_of_an_earlier_version_before_serv
     harness.rt.store.put(replace(item, gsi1=("Q#q#RUNNING", item.gsi1[1])), None)
     assert [j.job_id for j in harness.svc.jobs.iter_statuses("q", (RUNNING,))] == []  # invisible to the dispatcher
     # WHEN a Lambda container creates its runtime
-    aws.configure(None)
-    monkeypatch.setattr(aws, "AwsRuntime", lambda config: harness.rt)
-    monkeypatch.setattr(aws.AwsConfig, "from_environment", classmethod(lambda cls: harness.rt.config))
-    assert aws.runtime() is harness.rt
+    plane.configure_aws(None)
+    monkeypatch.setattr(plane, "AwsRuntime", lambda config: harness.rt)
+    monkeypatch.setattr(plane.AwsConfig, "from_environment", classmethod(lambda cls: harness.rt.config))
+    assert plane.aws_runtime() is harness.rt
     # THEN the job is active again for everything that reads the active jobs, before the first sweep
     assert [j.job_id for j in harness.svc.jobs.iter_statuses("q", (RUNNING,))] == ["old"]
     assert harness.rt.reindex_legacy() == 0  # nothing left to move
