@@ -209,6 +209,7 @@ def test_triggers_cannot_submit_what_submit_job_refuses(start: Callable[..., Any
 
 
 def test_the_aws_runtime_has_no_host_to_protect() -> None:
-    from chalicelib.runtime.wiring import settings_from_environment
+    from chalicelib.runtime.aws import AwsConfig
 
-    assert settings_from_environment().host_access is None
+    settings_from_environment = AwsConfig.from_environment({"BATCHPLANE_TABLE": "batchplane"}).settings
+    assert settings_from_environment.host_access is None
