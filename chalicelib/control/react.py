@@ -320,10 +320,9 @@ class Reactor:
                         self.settle_pending(stopped)
                 return
             for child in children:
+                self.committed(None, child)  # its first state published, as the AWS stream does for the insert
                 if child.pending:
                     self.settle_pending(child)
-                else:
-                    self.committed(None, child)
             self.svc.wake()
             if after is None or after.array is None or after.array.children_created < end:
                 return
