@@ -134,7 +134,12 @@ def on_schedule(event: dict[str, Any], context: Any) -> str | None:
 
 
 def batchplane() -> int:
-    """The `batchplane` command (pyproject [project.scripts]): the CLI, handed this app for `batchplane up` to serve."""
+    """The `batchplane` command (pyproject [project.scripts]; also `python -m app`): the CLI, handed this app for
+    `batchplane up` to serve."""
     from chalicelib.cli import main
 
     return main(app=app)
+
+
+if __name__ == "__main__":
+    raise SystemExit(batchplane())

@@ -155,7 +155,7 @@ class CliServer:
 
 @pytest.fixture
 def cli_server() -> Iterator[Callable[[Path], CliServer]]:
-    """Starts `python -m chalicelib.cli up --port 0 --state-dir D`; every server still alive is killed at teardown."""
+    """Starts `python -m app up --port 0 --state-dir D`; every server still alive is killed at teardown."""
     procs: list[subprocess.Popen[str]] = []
     states: set[Path] = set()
 
@@ -165,7 +165,7 @@ def cli_server() -> Iterator[Callable[[Path], CliServer]]:
             [
                 sys.executable,
                 "-m",
-                "chalicelib.cli",
+                "app",
                 "up",
                 "--port",
                 "0",

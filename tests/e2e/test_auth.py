@@ -386,7 +386,7 @@ UP_LINE = re.compile(r"the AWS Batch API at (http://\S+)")
 
 def run_up(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "chalicelib.cli", "up", "--port", "0", *args],
+        [sys.executable, "-m", "app", "up", "--port", "0", *args],
         cwd=Path(__file__).resolve().parents[2],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
