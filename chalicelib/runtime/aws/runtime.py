@@ -216,9 +216,7 @@ class AwsRuntime:
         )
 
     def _release_capacity(self, ce: ComputeEnvironment) -> None:
-        from chalicelib.compute.capacity_aws import AsgCapacity  # built lazily, as in control/capacity.py
-
-        AsgCapacity(self.clients.factory("autoscaling")).release(ce)
+        self.capacity.release(ce)  # its Auto Scaling client is made on first use
 
     def reindex_legacy(self) -> int:
         """Move the STARTING and RUNNING jobs an earlier version indexed per status into the shared ACTIVE partition
