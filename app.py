@@ -1,7 +1,8 @@
 """The Chalice app: routes and event handlers only. Parse what arrives, hand it to chalicelib, render the answer.
 
-The same `app` serves AWS (API Gateway and event sources -> Lambda, wired in chalicelib/runtime/aws.py) and
-`batchplane up` (chalicelib/runtime/server.py, HTTP routes only). On AWS every route requires IAM (SigV4 for
+The same `app` serves AWS (API Gateway and event sources -> Lambda, wired in chalicelib/runtime/aws/) and
+`batchplane up` (chalicelib/runtime/server.py, HTTP routes only); which plane it serves is decided and built by the
+composition root, chalicelib/runtime/plane.py. On AWS every route requires IAM (SigV4 for
 `execute-api` through the REST API or the HTTP API, for `lambda` through the function URL; chalicelib/auth_plugin.py
 lets stock Batch clients sign that way). Locally there is no API Gateway: the server binds 127.0.0.1, or checks
 SigV4 signatures itself with `batchplane up --auth` (docs/adr/0001, 0007, 0019).
@@ -15,7 +16,7 @@ from chalice.app import Chalice, CloudWatchEvent, DynamoDBEvent, Response, SQSEv
 
 from chalicelib.api import gateway, logs_api
 from chalicelib.control.context import Services
-from chalicelib.runtime import aws, wiring
+from chalicelib.runtime import aws, plane
 
 
 class BatchplaneApp(Chalice):
@@ -29,6 +30,10 @@ class BatchplaneApp(Chalice):
             # for every distinct unknown path a warm Lambda is sent (a function URL passes every path and method on).
             return aws.api_response(event, aws.unknown_route_response(rest))
         return aws.api_response(event, aws.typed_error(rest, super().__call__(rest, context)))
+
+    def serve(self, services: Services | None) -> None:
+        """The local runtime hands over the plane it built (`batchplane up`); None when it stops."""
+        plane.serve_local(services)
 
 
 app = BatchplaneApp(app_name="batchplane")
@@ -44,7 +49,7 @@ CONTENT_TYPES = [
 
 
 def _services() -> Services:
-    return aws.runtime().services if aws.active() else wiring.services()
+    return plane.services()
 
 
 def _serve(path: str) -> Response:
@@ -86,43 +91,55 @@ def logs_operation() -> Response:
 @app.on_dynamodb_record(stream_arn=aws.STREAM_ARN, batch_size=100, starting_position="TRIM_HORIZON")
 def on_job_change(event: DynamoDBEvent) -> dict[str, Any]:
     """The effect log: every committed job change (docs/adr/0006). Partial-batch response on failure."""
-    return aws.runtime().on_stream(event.to_dict())
+    return plane.aws_runtime().on_stream(event.to_dict())
 
 
 @app.on_sqs_message(queue_arn=aws.DISPATCH_QUEUE_ARN, batch_size=10)
 def dispatch(event: SQSEvent) -> None:
     """Wake-ups for the dispatcher (FIFO, one message group: one cycle at a time); the batch is one wake."""
     context: Any = event.context
-    aws.runtime().on_dispatch(getattr(context, "get_remaining_time_in_millis", None))
+    plane.aws_runtime().on_dispatch(getattr(context, "get_remaining_time_in_millis", None))
 
 
 @app.on_cw_event(aws.ECS_TASK_PATTERN)
 def on_ecs_task_event(event: CloudWatchEvent) -> None:
-    aws.runtime().on_ecs_task_event(event.to_dict())
+    plane.aws_runtime().on_ecs_task_event(event.to_dict())
 
 
 @app.on_cw_event(aws.EC2_PATTERN)
 def on_ec2_event(event: CloudWatchEvent) -> None:
-    aws.runtime().on_ec2_event(event.to_dict())
+    plane.aws_runtime().on_ec2_event(event.to_dict())
 
 
 @app.schedule(aws.SWEEP_RATE)
 def sweep(event: CloudWatchEvent) -> None:
     context: Any = event.context
-    aws.runtime().on_sweep(getattr(context, "get_remaining_time_in_millis", None))
+    plane.aws_runtime().on_sweep(getattr(context, "get_remaining_time_in_millis", None))
 
 
 @app.schedule(aws.SWEEP_RATE)
 def reconcile_capacity(event: CloudWatchEvent) -> None:
-    aws.runtime().on_capacity()
+    plane.aws_runtime().on_capacity()
 
 
 @app.on_cw_event(aws.S3_OBJECT_CREATED_PATTERN)
 def on_object_created(event: CloudWatchEvent) -> list[str]:
-    return aws.runtime().on_object_created(event.to_dict())
+    return plane.aws_runtime().on_object_created(event.to_dict())
 
 
 @app.lambda_function()
 def on_schedule(event: dict[str, Any], context: Any) -> str | None:
     """EventBridge Scheduler's target: input {"trigger": "<name>"}."""
-    return aws.runtime().on_schedule(event)
+    return plane.aws_runtime().on_schedule(event)
+
+
+def batchplane() -> int:
+    """The `batchplane` command (pyproject [project.scripts]; also `python -m app`): the CLI, handed this app for
+    `batchplane up` to serve."""
+    from chalicelib.cli import main
+
+    return main(app=app)
+
+
+if __name__ == "__main__":
+    raise SystemExit(batchplane())

@@ -44,7 +44,7 @@ from moto.events.models import EventPattern
 from app import app
 from chalicelib.compute import ecs, ecs_events
 from chalicelib.events.eventbridge import entry_size
-from chalicelib.runtime import aws
+from chalicelib.runtime import plane
 from chalicelib.runtime.aws import AwsConfig, AwsRuntime
 from chalicelib.runtime.server import ApiServer
 from chalicelib.store.dynamo import DynamoItemStore
@@ -726,7 +726,7 @@ def deployed(parameters: dict[str, str] | None = None) -> Iterator[Deployment]:
         world = World(counter, parameters)
         with counter.installed():
             rt = AwsRuntime(world.config())
-            aws.configure(rt)
+            plane.configure_aws(rt)
             server = ApiServer(app, "127.0.0.1", 0)
             server.start()
             batch = boto3.session.Session(region_name=REGION).client(
@@ -736,7 +736,7 @@ def deployed(parameters: dict[str, str] | None = None) -> Iterator[Deployment]:
                 yield Deployment(world, counter, batch)
             finally:
                 server.stop()
-                aws.configure(None)
+                plane.configure_aws(None)
 
 
 def set_up(deployment: Deployment) -> None:

@@ -72,7 +72,7 @@ class Server:
             *self.wrap,
             sys.executable,
             "-m",
-            "chalicelib.cli",
+            "app",
             "up",
             "--port",
             str(self.port),

@@ -34,12 +34,13 @@ def main() -> int:
     argv = sys.argv[1:]
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    # argv is "<python> -m chalicelib.cli up ...": run the module in this process.
+    # argv is "<python> -m app up ...": run the `batchplane` command in this process.
     i = argv.index("-m")
     sys.argv = [argv[i + 1], *argv[i + 2 :]]
+    from app import app
     from chalicelib.cli import main as cli_main
 
-    return cli_main(sys.argv[1:])
+    return cli_main(sys.argv[1:], app=app)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ ClientFactory = Callable[[], Any]  # returns a boto3 client; called once, on fir
 
 
 class LazyClient:
+    """A boto3 client made on first use: `get()` it, or call its methods on this stand-in (for adapters that take a
+    client, not a factory). The one lazy-client wrapper of the AWS adapters and the AWS runtime."""
+
     def __init__(self, factory: ClientFactory) -> None:
         self._factory = factory
         self._client: Any = None
@@ -23,6 +26,11 @@ class LazyClient:
                 if self._client is None:
                     self._client = self._factory()
         return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # never for its own state (before __init__ set it, e.g. while copying)
+            raise AttributeError(name)
+        return getattr(self.get(), name)
 
 
 # Throttling error codes across the services batchplane calls (botocore's retry config lists the same family).

@@ -48,8 +48,13 @@ def _up(args: argparse.Namespace) -> int:
         allow_privileged=args.allow_privileged,
         allow_host_paths=tuple(args.allow_host_path),
     )
+    if args.app is None:
+        print(
+            "batchplane up: no app to serve: run it through the `batchplane` command (app:batchplane)", file=sys.stderr
+        )
+        return 2
     try:
-        runtime = LocalRuntime(config)
+        runtime = LocalRuntime(config, args.app)
     except AuthConfigError as e:
         print(f"batchplane up: {e}", file=sys.stderr)
         return 2
@@ -265,8 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, app: Any = None) -> int:
+    """`app`: the Chalice app `batchplane up` serves (app.py's `batchplane` entry point hands it over)."""
     args = build_parser().parse_args(argv)
+    args.app = app
     func: Callable[[argparse.Namespace], Any] = args.func
     try:
         result: int = func(args)

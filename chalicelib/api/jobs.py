@@ -10,7 +10,7 @@ from chalicelib.api import pagination
 from chalicelib.api.handlers import Handler, table
 from chalicelib.control import jobs
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.control.react import Reactor
+from chalicelib.control.react import Reactor, reactor_for
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.job_detail import job_detail, job_summary
 
@@ -19,7 +19,7 @@ operation = table(OPERATIONS)
 
 
 def _reactor(svc: Services) -> Reactor:
-    return Reactor(svc, svc.launcher, svc.defer)
+    return reactor_for(svc)
 
 
 @operation("SubmitJob")

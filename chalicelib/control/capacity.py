@@ -13,7 +13,7 @@ FARGATE / FARGATE_SPOT CEs take part in `allot` (demand they can take does not a
 their maxvCpus caps running vCPUs in the dispatcher, and there are no instances. Unmanaged CEs are the user's.
 
 `reconcile(svc, groups)` reads the store, decides, sets each CE's group through the CapacityGroups port
-(compute/capacity_port.py; on AWS the Auto Scaling adapter, compute/capacity_aws.py, injected by runtime/aws.py),
+(compute/capacity_port.py; on AWS the Auto Scaling adapter, compute/capacity_aws.py, injected by runtime/aws),
 then records desiredvCpus and idle_since on the CE with one conditional write (a lost race re-reads and re-decides).
 Run it periodically (a scheduled Lambda) and it is idempotent: an unchanged decision writes nothing.
 """

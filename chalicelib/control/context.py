@@ -11,7 +11,6 @@ from typing import Protocol
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import LOCAL_CLUSTER, Launcher, NullLauncher
 from chalicelib.domain.host_access import HostAccess
-from chalicelib.domain.lifecycle import Effect
 from chalicelib.domain.model import ComputeEnvironment
 from chalicelib.domain.validation import Limits
 from chalicelib.events.port import EventSink, LocalSchedules, NullSink, SchedulePort
@@ -65,10 +64,10 @@ class Services:
     launcher: Launcher = field(default_factory=NullLauncher)
     # Runs deferred work (fan-out to dependents, array children): a worker thread locally, inline by default.
     defer: Callable[[Callable[[], None]], None] = field(default=lambda work: work())
-    # Effect types the reactor leaves to another component. Empty locally (every effect runs in-process); on AWS
-    # the DynamoDB stream handler derives Publish, notifications, children and wake-ups from each persisted change
-    # (chalicelib/runtime/stream.py, docs/adr/0006-aws-event-path.md), so only Launch and StopTask run inline.
-    stream_effects: frozenset[type[Effect]] = frozenset()
+    # Where the effects a committed change carries (`domain.effects.effects_of`) run. False: in-process, right after
+    # the write (the local runtime). True (AWS): from the table's stream record, the durable outbox (runtime/aws,
+    # docs/adr/0006, 0023); only commands (Launch, StopTask) run where the event was applied.
+    effects_from_stream: bool = False
     # Where schedule triggers tick: the local runtime's timer reads the store (nothing to register); on AWS an
     # EventBridgeSchedules adapter creates one EventBridge Scheduler schedule per trigger (events/schedules.py).
     schedules: SchedulePort = field(default_factory=LocalSchedules)

@@ -108,12 +108,12 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     if failed is not None:
         job = replace(job, status=FAILED, status_reason=f"{DEPENDENCY_FAILED}: {failed.job_id}", stopped_at=now)
         saved = svc.jobs.create_with_edges(job, edges)
-        reactor.publish(saved)
+        reactor.committed(None, saved)
         return saved
     outcome = lifecycle.transition(replace(job, pending=pending), lifecycle.Evaluate(), now)
     assert outcome.job is not None
     saved = svc.jobs.create_with_edges(outcome.job, edges)
-    reactor.run_effects(saved, outcome.effects)
+    reactor.committed(None, saved)  # an insert: its effects are those of the change (Evaluate decides no command)
     if pending:
         reactor.settle_pending(saved)
     return saved

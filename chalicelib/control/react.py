@@ -1,8 +1,12 @@
-"""Apply events to jobs and carry out the effects the state machine decides ("decide, then do").
+"""Apply events to jobs and carry out their effects ("decide, then do"): the one executor of every effect.
 
 `Reactor.apply(job_id, event)`: read the job, `lifecycle.transition`, persist the new job with one conditional
-write (a lost race re-reads and re-decides), then run the effects. Effects that may fan out (dependents, array
-children) go to `defer`, the runtime's work queue, so no request or task event waits on them.
+write (a lost race re-reads and re-decides), then run the effects: the outcome's commands (Launch, StopTask) at once,
+and what the committed change carries (`effects.effects_of(old, new)`) either here too (the local runtime) or, when
+`Services.effects_from_stream` says the store's change stream is the outbox (AWS), from the stream record, through
+this same `run_effects` (runtime/aws/runtime.py `on_stream`; docs/adr/0023-one-effects-pipeline.md). Effects that may
+fan out (dependents, array children) go to `defer`, the runtime's work queue, so no request or task event waits on
+them. A new effect type is one `case` in `run_effects` (mypy fails until it has one).
 
 `Reactor.apply_all(job_id, events)` does the same for several events of one job with one write: the local engine
 applies a task's start and stop together when both are pending, and a batch of finished children to their parent.
@@ -15,11 +19,13 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from typing import Protocol, assert_never
 
 from chalicelib.compute.port import Launcher, TaskSpec
 from chalicelib.control import usage
 from chalicelib.control.context import Services
 from chalicelib.domain import consumables, ecs_task, job_spec, lifecycle
+from chalicelib.domain.effects import commands, effects_of, in_order
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.job_detail import job_detail
 from chalicelib.domain.jobs import (
@@ -51,6 +57,38 @@ def run_now(work: Callable[[], None]) -> None:
     work()
 
 
+class Delivery(Protocol):
+    """Where the two effects that leave the control plane go: a state-change event, and a dispatcher wake-up."""
+
+    def publish(self, job: Job) -> None: ...
+
+    def wake(self, job: Job) -> None: ...
+
+
+class InlineDelivery:
+    """At once: to the Services' event sink (a failure is logged: it must not undo a committed transition), and
+    `Services.wake`. The AWS stream handler batches both instead (runtime/aws/runtime.py `StreamBatch`)."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def publish(self, job: Job) -> None:
+        try:
+            self.svc.events.publish(STATE_CHANGE, [job.arn], job_detail(job))
+        except Exception:
+            log.exception("publishing the state change of %s failed", job.job_id)
+
+    def wake(self, job: Job) -> None:
+        self.svc.wake()
+
+
+def reactor_for(
+    svc: Services, *, observe: Callable[[Job], None] | None = None, count_child: CountChild | None = None
+) -> Reactor:
+    """The one way the runtimes and the API build a reactor: on the Services' launcher and work queue."""
+    return Reactor(svc, svc.launcher, svc.defer, observe=observe, count_child=count_child)
+
+
 class Reactor:
     def __init__(
         self,
@@ -66,6 +104,7 @@ class Reactor:
         self.defer = defer
         self.observe = observe  # called with every job this reactor persists, before its effects run
         self.count_child: CountChild = count_child or self._count_now
+        self.delivery: Delivery = InlineDelivery(svc)
         self._ce_types: dict[str, str | None] = {}
 
     # -- apply ------------------------------------------------------------------------------------------------
@@ -90,9 +129,9 @@ class Reactor:
                 outcome = lifecycle.transition(after, event, now)
                 after = outcome.job or after
                 steps.append((event, outcome))
-            if after is job:
+            if after is job:  # nothing to write: only commands (a repeated stop) can be asked for
                 for _, outcome in steps:
-                    self.run_effects(job, outcome.effects)
+                    self.run_effects(job, commands(outcome.effects))
                 return job
             try:
                 saved = self.svc.jobs.save(after)
@@ -107,22 +146,33 @@ class Reactor:
                     self.record_usage(saved, event.attempt)  # before the effects wake the dispatcher
             current = job
             for _, outcome in steps:
+                before = current
                 if outcome.job is not None:
                     current = saved if outcome.job is after else outcome.job
-                self.run_effects(current, outcome.effects)
+                carried = self.carried(before, current) if outcome.job is not None else ()
+                self.run_effects(current, in_order(carried, commands(outcome.effects)))
             return saved
         raise Conflict(job_pk(job_id), None)
 
     def _count_now(self, parent_id: str, event: lifecycle.ChildFinished) -> None:
         self.apply(parent_id, event)
 
-    def run_effects(self, job: Job, effects: Iterable[lifecycle.Effect]) -> None:
+    def carried(self, before: Job | None, after: Job) -> tuple[lifecycle.Effect, ...]:
+        """The effects a committed change carries, to run here: none when the store's change stream runs them."""
+        return () if self.svc.effects_from_stream else effects_of(before, after)
+
+    def committed(self, before: Job | None, job: Job) -> None:
+        """A job written outside `apply` (inserted by SubmitJob, an array child): run what the change carries."""
+        self.run_effects(job, self.carried(before, job))
+
+    def run_effects(self, job: Job, effects: Iterable[lifecycle.Effect], delivery: Delivery | None = None) -> None:
+        """Carry out effects on `job` (as the change that asked for them left it): the one executor of every effect
+        type, in-process and from the AWS stream. `delivery`: where Publish and WakeDispatcher go (default: at once)."""
+        out = delivery or self.delivery
         for effect in effects:
-            if type(effect) in self.svc.stream_effects:
-                continue  # carried out by the change stream, from the persisted job (Services.stream_effects)
             match effect:
                 case lifecycle.Publish():
-                    self.publish(job)
+                    out.publish(job)
                 case lifecycle.Launch(attempt=n):
                     self.launcher.launch(self.task_spec(job, n))
                 case lifecycle.StopTask(attempt=n, reason=why):
@@ -137,7 +187,9 @@ class Reactor:
                 case lifecycle.CancelChildren(reason=why, terminate=term):
                     self.defer(partial(self.cancel_children, job.job_id, why, term))
                 case lifecycle.WakeDispatcher():
-                    self.svc.wake()
+                    out.wake(job)
+                case _:
+                    assert_never(effect)
 
     def record_usage(self, job: Job, attempt: int) -> None:
         """Fair share: a stopped attempt's vCPU-seconds join its share's history (control/usage.py)."""
@@ -145,14 +197,6 @@ class Reactor:
             usage.record_attempt(self.svc, job, attempt)
         except Exception:  # usage is advisory: it must not undo a committed transition
             log.exception("recording the fair-share usage of %s failed", job.job_id)
-
-    def publish(self, job: Job) -> None:
-        if lifecycle.Publish in self.svc.stream_effects:
-            return  # the change stream publishes every persisted state change
-        try:
-            self.svc.events.publish(STATE_CHANGE, [job.arn], job_detail(job))
-        except Exception:  # a sink failure must not undo a committed transition
-            log.exception("publishing the state change of %s failed", job.job_id)
 
     def task_spec(self, job: Job, attempt: int) -> TaskSpec:
         assert job.current is not None
@@ -284,10 +328,9 @@ class Reactor:
                         self.settle_pending(stopped)
                 return
             for child in children:
+                self.committed(None, child)  # its first state published, as the AWS stream does for the insert
                 if child.pending:
                     self.settle_pending(child)
-                else:
-                    self.publish(child)
             self.svc.wake()
             if after is None or after.array is None or after.array.children_created < end:
                 return

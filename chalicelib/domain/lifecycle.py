@@ -2,7 +2,10 @@
 
 `transition(job, event, now)` is the one function that decides a job's next state. It returns an `Outcome`: the new
 job (None when the event changes nothing: a duplicate, a stale attempt, a state the event does not apply to) and
-the effects `control/` must carry out after persisting it with one conditional write.
+the effects `control/` must carry out after persisting it with one conditional write. Of those, the commands
+(Launch, StopTask) are run from the outcome; the others are carried by the committed change and run, in both
+runtimes, from `effects.effects_of(old, new)`, which tests/unit/test_effects.py holds equal to what this
+module lists for every transition (docs/adr/0023-one-effects-pipeline.md).
 
 `TRANSITIONS` lists, per event, the states it applies in; everything else is ignored. Ignoring is how duplicate and
 out-of-order events become harmless: an event that already took effect finds the job in a state it does not apply

@@ -2,7 +2,7 @@
 
 - `EventBridgeSchedules`: one EventBridge Scheduler schedule per trigger, named after it, in its own schedule group
   (created when missing). Its target is the Lambda that calls `control.triggers.on_schedule`, with the input
-  `{"trigger": <name>}` (what runtime/aws.py reads). The boto3 client is created lazily (never at import), and
+  `{"trigger": <name>}` (what runtime/aws/runtime.py reads). The boto3 client is created lazily (never at import), and
   botocore errors come back as domain errors: an expression AWS refuses is InvalidRequest naming the field;
   throttling is Throttled.
 """

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from chalicelib.control.context import Services
 from chalicelib.control.dispatch import ActiveJobs, Dispatcher
-from chalicelib.control.react import Reactor
+from chalicelib.control.react import reactor_for
 from chalicelib.control.retention import purge
 from chalicelib.control.sweep import SweepPolicy, SweepReport, sweep
 from chalicelib.domain.jobs import Job
@@ -131,7 +131,7 @@ class Engine:
         self._dispatch = False  # ... and that includes a write that may make work schedulable (`wake`)
         self.active = ActiveJobs()
         self.children = ChildCounts(self._wake.set)
-        self.reactor = Reactor(svc, svc.launcher, svc.defer, observe=self.active.changed, count_child=self._count_child)
+        self.reactor = reactor_for(svc, observe=self.active.changed, count_child=self._count_child)
         self.dispatcher = Dispatcher(
             svc,
             self.reactor,

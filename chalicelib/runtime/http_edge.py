@@ -12,7 +12,7 @@ replaces the framing around it (docs/adr/0018-http-edge.md):
 - a read that stalls for `timeout` seconds is answered 408 (the socket timeout also ends idle keep-alive connections);
 - every answer is JSON `{"__type", "message"}` with `x-amzn-ErrorType` and `x-amzn-RequestId`, typed for the protocol
   the path speaks (Batch REST-JSON: ClientException; CloudWatch Logs JSON 1.1 at `/`: SerializationException); a path
-  or method no route takes is 404 UnknownOperationException, as the AWS runtime answers it (runtime/aws.py);
+  or method no route takes is 404 UnknownOperationException, as the AWS runtime answers it (runtime/aws/http.py);
 - nothing a client sends is a 5xx: http.server's 501 (unknown method) is that 404 and its 505 (HTTP version) a 400;
 - HEAD answers carry no body.
 """

@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 import boto3
+from chalice.app import Chalice
 
 from chalicelib.compute.credentials import LocalCredentialVendor
 from chalicelib.compute.local import LocalLauncher
@@ -33,7 +34,6 @@ from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.model import ComputeEnvironment, JobQueue, SchedulingPolicy
 from chalicelib.domain.validation import Limits
 from chalicelib.events.local import LocalEventBus
-from chalicelib.runtime import wiring
 from chalicelib.runtime.auth import AuthConfigError, exposure_error, gate_from_file
 from chalicelib.runtime.engine import HOST_ID, Engine, WorkQueue
 from chalicelib.runtime.executor import choose_executor, state_id
@@ -134,11 +134,16 @@ class LocalRepository(Repository):
             super().delete_jq(jq)
 
 
-class LocalRuntime:
-    def __init__(self, config: LocalConfig) -> None:
-        from app import app  # the Chalice app module (installed as a top-level module)
+class ServedApp(Protocol):
+    """The Chalice app `batchplane up` serves (app.py's BatchplaneApp): handed the plane built here."""
 
+    def serve(self, services: Services | None) -> None: ...
+
+
+class LocalRuntime:
+    def __init__(self, config: LocalConfig, app: ServedApp) -> None:
         self.config = config
+        self.app = app
         gate = gate_from_file(config.auth_file) if config.auth_file is not None else None
         if gate is None and (why := exposure_error(config.host)):
             raise AuthConfigError(why)
@@ -202,8 +207,8 @@ class LocalRuntime:
             lost_host=HOST_ID if self.executor == "process" else None,  # containers are re-attached instead
         )
         self.triggers = TriggerRunner(self.services, config.state_dir / "buckets")
-        wiring.configure(self.services)
-        self.server = ApiServer(app, config.host, config.port, gate)
+        app.serve(self.services)
+        self.server = ApiServer(cast(Chalice, app), config.host, config.port, gate)
 
     def _on_task_event(
         self, job_id: str, event: TaskStarted | TaskStopped, recorded: Callable[[], None] | None = None
@@ -239,6 +244,6 @@ class LocalRuntime:
         self.launcher.shutdown()
         self.credentials.stop()
         self.work.stop()
-        wiring.configure(None)
+        self.app.serve(None)
         self.events.close()
         self.store.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from chalicelib.control import triggers as control
 from chalicelib.control.context import Clock, Services
-from chalicelib.control.react import Reactor
+from chalicelib.control.react import reactor_for
 from chalicelib.domain import triggers as domain
 from chalicelib.domain.triggers import S3Source, ScheduleSource, Trigger
 
@@ -43,7 +43,7 @@ class TriggerRunner:
         self.buckets = buckets
         self.poll_seconds = poll_seconds
         self.clock: Clock = svc.clock
-        self.reactor = Reactor(svc, svc.launcher, svc.defer)
+        self.reactor = reactor_for(svc)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="triggers", daemon=True)

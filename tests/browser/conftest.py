@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
+from app import app
 from chalicelib.domain.validation import Limits
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
 from tests.e2e.conftest import CLIENT_CONFIG, REGION, kill_jobs_under
@@ -61,7 +62,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     state = tmp_path_factory.mktemp("console") / "state"
-    rt = LocalRuntime(LocalConfig(state_dir=state, port=0, limits=Limits(min_timeout_seconds=1), grace_seconds=1.0))
+    rt = LocalRuntime(
+        LocalConfig(state_dir=state, port=0, limits=Limits(min_timeout_seconds=1), grace_seconds=1.0), app
+    )
     rt.start()
     try:
         yield rt

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
+from app import app
 from chalicelib.console.client import Api
 from chalicelib.console_web.proxy import COOKIE, ConsoleServer
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
@@ -34,7 +35,7 @@ def secured(tmp_path: Path) -> Iterator[LocalRuntime]:
     keys = tmp_path / "keys"
     keys.write_text(f"[alice]\naws_access_key_id = {KEY[0]}\naws_secret_access_key = {KEY[1]}\n")
     keys.chmod(0o600)
-    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, auth_file=keys, grace_seconds=1.0))
+    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, auth_file=keys, grace_seconds=1.0), app)
     rt.start()
     try:
         yield rt

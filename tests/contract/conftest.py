@@ -1,6 +1,7 @@
 """Every adapter of a port runs the same contract tests: add an adapter by adding an entry to the port's table.
 
-- ItemStore (`store`): SQLite, DynamoDB on moto.
+- ItemStore (`store`): SQLite, DynamoDB on moto, and the AWS runtime's invocation cache (over SQLite, every test
+  inside one invocation's scope, where it answers resource reads from memory).
 - EventSink (`sink`): the local event bus, EventBridge on moto (read back through a rule to an SQS queue). NullSink,
   the runtime's default that drops every event, is no adapter of the port's promise (delivery) and is left out.
 - LogStore (`logs`): the local runtime's files. On AWS the jobs' logs are CloudWatch Logs itself (the awslogs driver
@@ -64,7 +65,17 @@ def _dynamo(tmp_path: Path) -> Iterator[ItemStore]:
         store.close()
 
 
-ADAPTERS = {"sqlite": _sqlite, "dynamo": _dynamo}
+def _invocation_cache(tmp_path: Path) -> Iterator[ItemStore]:
+    """The AWS runtime's store (store/invocation_cache.py) within one invocation: it must keep the port's promises."""
+    from chalicelib.store.invocation_cache import InvocationCache
+
+    cache = InvocationCache(SqliteItemStore(str(tmp_path / "state.db")))
+    with cache.scope():
+        yield cache
+    cache.close()
+
+
+ADAPTERS = {"sqlite": _sqlite, "dynamo": _dynamo, "invocation_cache": _invocation_cache}
 
 
 @pytest.fixture(params=sorted(ADAPTERS))

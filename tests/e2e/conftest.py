@@ -25,6 +25,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from app import app
 from chalicelib.compute.logs_port import LOG_GROUP
 from chalicelib.domain.validation import Limits
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
@@ -62,7 +63,7 @@ class Runtimes:
             grace_seconds=1.0,
             **{"executor": self.executor, "allow_host_paths": self.allow_host_paths, **overrides},
         )
-        rt = LocalRuntime(config)
+        rt = LocalRuntime(config, app)
         rt.events.subscribe(self.events.append)
         rt.start()
         self._running.append(rt)
@@ -154,7 +155,7 @@ class CliServer:
 
 @pytest.fixture
 def cli_server() -> Iterator[Callable[[Path], CliServer]]:
-    """Starts `python -m chalicelib.cli up --port 0 --state-dir D`; every server still alive is killed at teardown."""
+    """Starts `python -m app up --port 0 --state-dir D`; every server still alive is killed at teardown."""
     procs: list[subprocess.Popen[str]] = []
     states: set[Path] = set()
 
@@ -164,7 +165,7 @@ def cli_server() -> Iterator[Callable[[Path], CliServer]]:
             [
                 sys.executable,
                 "-m",
-                "chalicelib.cli",
+                "app",
                 "up",
                 "--port",
                 "0",

@@ -32,6 +32,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from app import app
 from chalicelib.cli import main
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
 from tests.e2e.conftest import REGION, register, setup_queue, sh, submit, wait_terminal
@@ -65,7 +66,7 @@ def keys_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def secured(tmp_path: Path, keys_file: Path) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, auth_file=keys_file, grace_seconds=1.0))
+    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, auth_file=keys_file, grace_seconds=1.0), app)
     rt.start()
     try:
         yield rt
@@ -385,7 +386,7 @@ UP_LINE = re.compile(r"the AWS Batch API at (http://\S+)")
 
 def run_up(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "chalicelib.cli", "up", "--port", "0", *args],
+        [sys.executable, "-m", "app", "up", "--port", "0", *args],
         cwd=Path(__file__).resolve().parents[2],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,

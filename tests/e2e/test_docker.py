@@ -525,7 +525,7 @@ def up_output(state: Path, *args: str, env: dict[str, str] | None = None) -> tup
     """Start `batchplane up` with `args`; returns (its exit code if it exited, else None, the lines it printed up
     to the line that says it is up)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chalicelib.cli", "up", "--port", "0", "--state-dir", str(state), *args],
+        [sys.executable, "-m", "app", "up", "--port", "0", "--state-dir", str(state), *args],
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -86,7 +86,7 @@ class Server:
                 [
                     sys.executable,
                     "-m",
-                    "chalicelib.cli",
+                    "app",
                     "up",
                     "--port",
                     str(self.port),

@@ -1,6 +1,6 @@
 """`batchplane up` as a user runs it: a real process on a real port, state surviving SIGTERM and SIGKILL.
 
-The server is `python -m chalicelib.cli up` (the `batchplane` console script's module), started from a scratch
+The server is `python -m app up` (the `batchplane` console script's module), started from a scratch
 directory so nothing depends on the repository being the working directory.
 """
 
@@ -125,7 +125,7 @@ def up(tmp_path: Path) -> Iterator[Any]:
             [
                 sys.executable,
                 "-m",
-                "chalicelib.cli",
+                "app",
                 "up",
                 "--port",
                 str(port),

@@ -14,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from bench.aws_harness import CallCounter, TableModel
+from chalicelib.domain.effects import effects_of
 from chalicelib.domain.errors import Conflict
 from chalicelib.runtime import stream
 from chalicelib.store import dynamo
@@ -149,7 +150,7 @@ def test_a_finished_job_expires_after_the_retention_and_a_live_one_never(
     assert dynamo.image_item(dynamo.image(stored_finished)).expires_at == stored_finished.expires_at
     removed = {"dynamodb": {"Keys": {"pk": {"S": stored_finished.pk}}, "OldImage": dynamo.image(stored_finished)}}
     change = stream.decode(removed)
-    assert change is not None and change.new is None and stream.effects(change.old, change.new) == ()
+    assert change is not None and change.new is None and effects_of(change.old, change.new) == ()
 
 
 def test_dependency_edges_expire_long_after_their_dependent_was_submitted(

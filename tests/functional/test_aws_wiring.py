@@ -22,9 +22,11 @@ from chalicelib.compute import ecs_events
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
+from chalicelib.domain.effects import CARRIED, effects_of
 from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, RUNNING, STARTING, SUCCEEDED, ArrayInfo, Job
-from chalicelib.runtime import aws, stream
+from chalicelib.runtime import aws, plane, stream
 from chalicelib.runtime.aws import AwsConfig, AwsRuntime, Clients, Controls
+from chalicelib.runtime.aws import runtime as aws_runtime
 from chalicelib.store import dynamo
 from chalicelib.store.jobs import job_item
 from chalicelib.store.sqlite import SqliteItemStore
@@ -122,12 +124,12 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     )
     store = SqliteItemStore(str(tmp_path / "state.db"))
     rt = AwsRuntime(config, Clients(REGION, lambda: fake), store=store, controls=recorded.controls())
-    aws.configure(rt)
+    plane.configure_aws(rt)
     try:
         with Client(app) as client:
             yield Harness(rt, fake, recorded, client)
     finally:
-        aws.configure(None)
+        plane.configure_aws(None)
         store.close()
 
 
@@ -640,16 +642,14 @@ def test_the_stream_derives_what_the_state_machine_decided(name: str, job: Job, 
     new, decided = _transition(old, event)
 
     # WHEN the stream handler derives effects from the record's two images
-    derived = stream.effects(old, new)
+    derived = effects_of(old, new)
 
     # THEN it finds every effect the stream carries, and only those (Launch/StopTask stay inline) ...
-    expected = {type(e).__name__ for e in decided if type(e) in stream.STREAM_EFFECTS}
-    if new.status in (FAILED, SUCCEEDED) and old.status not in ("RUNNABLE", STARTING, RUNNING):
-        expected.discard("WakeDispatcher")  # ... except a wake for a job that never held capacity or a queue head
+    expected = {type(e).__name__ for e in decided if type(e) in CARRIED}
     assert kinds(derived) == expected, name
     # ... with the same parameters
     assert [e for e in derived if not isinstance(e, lifecycle.WakeDispatcher)] == [
-        e for e in decided if type(e) in stream.STREAM_EFFECTS and not isinstance(e, lifecycle.WakeDispatcher)
+        e for e in decided if type(e) in CARRIED and not isinstance(e, lifecycle.WakeDispatcher)
     ]
 
 
@@ -678,7 +678,7 @@ def test_every_record_the_stream_handler_acts_on_passes_the_stream_filter(mode: 
 
     for old, new in changes_:
         # WHEN the handler would act on the record: an effect besides Publish, or a Publish the mode keeps
-        derived = stream.effects(old, new)
+        derived = effects_of(old, new)
         publishes = any(isinstance(e, lifecycle.Publish) for e in derived) and stream.publishes(mode, new)
         acts = publishes or any(not isinstance(e, lifecycle.Publish) for e in derived)
         passes = _passes_the_filter(mode, record(old, new))
@@ -715,23 +715,23 @@ def test_the_stream_handler_publishes_the_state_changes_the_stack_asks_for(
 
 
 def test_a_submitted_job_is_published_and_a_runnable_one_wakes_the_dispatcher() -> None:
-    assert kinds(stream.effects(None, a_job(status=RUNNABLE, version=1))) == {"Publish", "WakeDispatcher"}
-    assert kinds(stream.effects(None, a_job(status=PENDING, pending=("d",), version=1))) == {"Publish"}
-    assert kinds(stream.effects(None, a_job(status=FAILED, version=1))) == {"Publish"}  # nobody depends on it yet
+    assert kinds(effects_of(None, a_job(status=RUNNABLE, version=1))) == {"Publish", "WakeDispatcher"}
+    assert kinds(effects_of(None, a_job(status=PENDING, pending=("d",), version=1))) == {"Publish"}
+    assert kinds(effects_of(None, a_job(status=FAILED, version=1))) == {"Publish"}  # nobody depends on it yet
 
 
 def test_a_change_without_a_new_state_derives_nothing() -> None:
     job = a_job(status=RUNNABLE, version=2)
-    assert stream.effects(job, replace(job, status_reason="MISCONFIGURATION: ...", version=3)) == ()
+    assert effects_of(job, replace(job, status_reason="MISCONFIGURATION: ...", version=3)) == ()
 
 
 def test_a_parent_with_children_left_to_write_creates_them_on_every_change() -> None:
     # (lifecycle decides CreateChildren once; the stream re-derives it until all exist, which makes creation resumable)
     parent = a_parent(500, created=100, version=4)
     more = replace(parent, array=ArrayInfo(size=500, children_created=200), version=5)
-    assert kinds(stream.effects(parent, more)) == {"CreateChildren"}
+    assert kinds(effects_of(parent, more)) == {"CreateChildren"}
     done = replace(parent, array=ArrayInfo(size=500, children_created=500))
-    assert stream.effects(done, replace(done, version=5)) == ()
+    assert effects_of(done, replace(done, version=5)) == ()
 
 
 def test_records_of_other_items_are_skipped() -> None:
@@ -988,7 +988,7 @@ class Cycles:
 def test_dispatch_cycles_until_nothing_more_is_placed(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     cycles = Cycles([3, 1, 0])
     monkeypatch.setattr(harness.rt, "dispatcher", lambda: cycles)
-    monkeypatch.setattr(aws, "RESERVE_MS", 0)  # chalice.test's Lambda context has 3 s
+    monkeypatch.setattr(aws_runtime, "RESERVE_MS", 0)  # chalice.test's Lambda context has 3 s
 
     harness.invoke("dispatch", harness.client.events.generate_sqs_event(['{"wake": true}'] * 3))
 
@@ -1176,8 +1176,8 @@ def test_no_aws_client_is_made_until_an_entry_point_needs_one(tmp_path: Path) ->
 
 
 def test_the_local_runtime_is_not_the_aws_one() -> None:
-    aws.configure(None)
-    assert aws.active() is False
+    plane.configure_aws(None)
+    assert plane.aws_active() is False
 
 
 def test_cancelling_an_array_parent_reaches_its_children_through_the_stream(harness: Harness) -> None:
@@ -1220,7 +1220,7 @@ def test_with_stream_effects_the_reactor_runs_only_launch_and_stop_inline(tmp_pa
         events=Sink(),
         launcher=launcher,
         wake=lambda: woken.append(1),
-        stream_effects=stream.STREAM_EFFECTS,
+        effects_from_stream=True,
     )
     reactor = Reactor(svc, launcher)
     job = svc.jobs.create_with_edges(a_job(status=RUNNABLE), [])
@@ -1274,10 +1274,10 @@ def test_a_new_container_reindexes_active_jobs_of_an_earlier_version_before_serv
     harness.rt.store.put(replace(item, gsi1=("Q#q#RUNNING", item.gsi1[1])), None)
     assert [j.job_id for j in harness.svc.jobs.iter_statuses("q", (RUNNING,))] == []  # invisible to the dispatcher
     # WHEN a Lambda container creates its runtime
-    aws.configure(None)
-    monkeypatch.setattr(aws, "AwsRuntime", lambda config: harness.rt)
-    monkeypatch.setattr(aws.AwsConfig, "from_environment", classmethod(lambda cls: harness.rt.config))
-    assert aws.runtime() is harness.rt
+    plane.configure_aws(None)
+    monkeypatch.setattr(plane, "AwsRuntime", lambda config: harness.rt)
+    monkeypatch.setattr(plane.AwsConfig, "from_environment", classmethod(lambda cls: harness.rt.config))
+    assert plane.aws_runtime() is harness.rt
     # THEN the job is active again for everything that reads the active jobs, before the first sweep
     assert [j.job_id for j in harness.svc.jobs.iter_statuses("q", (RUNNING,))] == ["old"]
     assert harness.rt.reindex_legacy() == 0  # nothing left to move

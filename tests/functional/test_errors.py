@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chalicelib.control.context import Services
-from chalicelib.runtime import wiring
+from chalicelib.runtime import plane
 from chalicelib.runtime.local import LocalRuntime
 from chalicelib.store.repository import Repository
 from tests.functional.builders import (
@@ -409,11 +409,11 @@ class _BrokenItemStore:
 
 @pytest.fixture
 def broken_store(runtime: LocalRuntime) -> Iterator[None]:
-    wiring.configure(Services(repo=Repository(_BrokenItemStore()), settings=runtime.services.settings))
+    plane.serve_local(Services(repo=Repository(_BrokenItemStore()), settings=runtime.services.settings))
     try:
         yield
     finally:
-        wiring.configure(runtime.services)
+        plane.serve_local(runtime.services)
 
 
 def test_a_store_failure_is_a_server_exception(endpoint: str, broken_store: None) -> None:
@@ -436,12 +436,12 @@ def test_boto3_raises_server_exception_without_retrying(batch: BatchClient, brok
 
 def test_the_service_recovers_when_the_store_does(batch: BatchClient, runtime: LocalRuntime) -> None:
     make_policy(batch, "before")
-    wiring.configure(Services(repo=Repository(_BrokenItemStore()), settings=runtime.services.settings))
+    plane.serve_local(Services(repo=Repository(_BrokenItemStore()), settings=runtime.services.settings))
     try:
         with pytest.raises(batch.exceptions.ServerException):
             make_policy(batch, "during")
     finally:
-        wiring.configure(runtime.services)
+        plane.serve_local(runtime.services)
     make_policy(batch, "after")
     assert [p["arn"].rsplit("/", 1)[1] for p in batch.list_scheduling_policies()["schedulingPolicies"]] == [
         "after",

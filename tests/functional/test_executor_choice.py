@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("docker")
 
+from app import app
 from chalicelib import cli
 from chalicelib.runtime import executor
 from chalicelib.runtime.executor import ExecutorUnavailable, choose_executor
@@ -43,7 +44,7 @@ def test_auto_refuses_a_state_directory_with_containers_when_no_engine_answers(n
 
 def test_batchplane_up_exits_2_and_says_why(no_engine: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = with_containers(no_engine)
-    assert cli.main(["up", "--state-dir", str(state), "--port", "0", "--executor", "auto"]) == 2
+    assert cli.main(["up", "--state-dir", str(state), "--port", "0", "--executor", "auto"], app=app) == 2
     err = capsys.readouterr().err
     assert "--executor auto" in err and "this state directory has containers" in err
 

@@ -32,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from app import app
 from chalicelib.api import gateway
 from chalicelib.api.logs_api import handle_logs
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
@@ -98,7 +99,7 @@ class Fuzzed:
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     state = tmp_path_factory.mktemp("fuzz") / "state"
-    runtime = LocalRuntime(LocalConfig(state_dir=state, port=0))
+    runtime = LocalRuntime(LocalConfig(state_dir=state, port=0), app)
     errors = _Errors()
     logger = logging.getLogger("batchplane")
     with pytest.MonkeyPatch.context() as patch:

@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from app import app
 from chalicelib.control import triggers as control
 from chalicelib.control.react import Reactor
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
@@ -48,7 +49,7 @@ def start(
     started: list[tuple[LocalRuntime, BatchClient]] = []
 
     def build(**allow: Any) -> tuple[LocalRuntime, BatchClient]:
-        rt = LocalRuntime(LocalConfig(state_dir=tmp_path / f"state-{len(started)}", port=0, **allow))
+        rt = LocalRuntime(LocalConfig(state_dir=tmp_path / f"state-{len(started)}", port=0, **allow), app)
         rt.start()
         batch = boto_session.client("batch", region_name=REGION, endpoint_url=rt.endpoint, config=CLIENT_CONFIG)
         started.append((rt, batch))
@@ -208,6 +209,7 @@ def test_triggers_cannot_submit_what_submit_job_refuses(start: Callable[..., Any
 
 
 def test_the_aws_runtime_has_no_host_to_protect() -> None:
-    from chalicelib.runtime.wiring import settings_from_environment
+    from chalicelib.runtime.aws import AwsConfig
 
-    assert settings_from_environment().host_access is None
+    settings_from_environment = AwsConfig.from_environment({"BATCHPLANE_TABLE": "batchplane"}).settings
+    assert settings_from_environment.host_access is None

@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from app import app
 from chalicelib.control import deletion
 from chalicelib.domain.jobs import CANCEL_PENDING, DEPENDENCY_FAILED
 from chalicelib.domain.scheduling import NO_ENABLED_CE
@@ -168,7 +169,7 @@ def test_a_disabled_queue_still_runs_the_jobs_it_holds(batch: BatchClient, held:
 @pytest.fixture
 def graced(tmp_path: Path) -> Iterator[LocalRuntime]:
     """The local runtime with a short deletion grace (the default is a minute), so a test sees it run out."""
-    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "graced", port=0, deletion_grace_seconds=GRACE_S))
+    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "graced", port=0, deletion_grace_seconds=GRACE_S), app)
     rt.start()
     try:
         yield rt

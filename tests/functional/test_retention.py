@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from app import app
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.control.retention import DAY_MS, purge
 from chalicelib.domain import lifecycle
@@ -124,7 +125,7 @@ def test_the_local_runtime_removes_a_finished_job_its_logs_and_work_dir_after_th
 ) -> None:
     # GIVEN a local control plane keeping finished jobs for 2 seconds, sweeping every 0.2 s (30 s in production)
     monkeypatch.setattr(engine, "SWEEP_SECONDS", 0.2)
-    runtime = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, retention_days=2 / 86_400))
+    runtime = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, retention_days=2 / 86_400), app)
     runtime.start()
     try:
         batch = boto_session.client("batch", endpoint_url=runtime.endpoint, config=CLIENT_CONFIG)

@@ -23,7 +23,7 @@ from chalicelib.control import deletion
 from chalicelib.control.context import SystemClock
 from chalicelib.domain.jobs import DEPENDENCY_FAILED
 from chalicelib.domain.model import DELETING
-from chalicelib.runtime import aws
+from chalicelib.runtime import plane
 from chalicelib.store.dynamo import DynamoItemStore
 from chalicelib.store.repository import Repository
 
@@ -100,7 +100,7 @@ def test_a_deletion_interrupted_after_its_marker_is_finished_by_the_sweep(deploy
     assert "being deleted" in _error(d, lambda: submit(d, "late"))
 
     # WHEN the scheduled sweep runs
-    aws.runtime().on_sweep()
+    plane.aws_runtime().on_sweep()
     d.world.settle()
 
     # THEN the jobs are terminated and the queue is gone
@@ -175,7 +175,7 @@ def test_on_aws_an_empty_queue_stays_deleting_until_a_sweep_after_the_grace(monk
         # WHEN the queue is disabled and deleted, and the sweep runs at once
         d.batch.update_job_queue(jobQueue="q", state="DISABLED")
         d.batch.delete_job_queue(jobQueue="q")
-        aws.runtime().on_sweep()
+        plane.aws_runtime().on_sweep()
         d.world.settle()
 
         # THEN its job is terminated, but the queue stays DELETING (a SubmitJob that read it before may still write)
@@ -184,5 +184,5 @@ def test_on_aws_an_empty_queue_stays_deleting_until_a_sweep_after_the_grace(monk
         # WHEN the sweep runs a minute later THEN the queue is gone
         now = SystemClock.now_ms
         monkeypatch.setattr(SystemClock, "now_ms", lambda self: now(self) + 61_000)
-        aws.runtime().on_sweep()
+        plane.aws_runtime().on_sweep()
         assert "q" not in queues(d)
