@@ -40,6 +40,11 @@ class TaskSpec:
     region: str = "us-east-1"  # the job's region (from its ARN)
     # EC2 | SPOT | FARGATE | FARGATE_SPOT; None: unmanaged or unknown (ECS then runs the task on EC2)
     compute_environment_type: str | None = None
+    # A multi-node parallel job's attempt: one spec per node (each its own task), launched by compute/nodes.py; the
+    # main node's index. `network`: the Docker network a node's container joins (set by compute/nodes.py).
+    nodes: tuple[TaskSpec, ...] = ()
+    main_node: int = 0
+    network: str | None = None
 
     @property
     def fargate(self) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 from chalicelib.control import resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import arns, host_access, job_spec, lifecycle, platform, retry, validation
+from chalicelib.domain import arns, digits, host_access, job_spec, lifecycle, nodes, platform, retry, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
@@ -42,19 +42,31 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     if queue.state != "ENABLED":
         raise InvalidRequest(f"jobQueue: job queue {queue.name} is DISABLED and does not accept new jobs")
     jd = resources.resolve_job_definition(svc, req["jobDefinition"])
-    if jd.jd_type != "container" or "containerProperties" not in jd.spec:
+    multinode = jd.jd_type == "multinode" and "nodeProperties" in jd.spec
+    if not multinode and (jd.jd_type != "container" or "containerProperties" not in jd.spec):
         raise InvalidRequest(
-            f"jobDefinition: {jd.name}:{jd.revision} is not a single-container job definition; "
-            "batchplane runs containerProperties jobs"
+            f"jobDefinition: {jd.name}:{jd.revision} is not a single-container or multi-node job definition; "
+            "batchplane runs containerProperties and nodeProperties jobs"
         )
     job_spec.validate_share(req.get("shareIdentifier"), queue.scheduling_policy_arn is not None, queue.name)
     on = platform.platform_of(jd.spec.get("platformCapabilities"))
+    node_properties = _node_properties(svc, queue, jd.spec, req) if multinode else None
+    if not multinode and req.get("nodeOverrides") is not None:
+        raise InvalidRequest(
+            f"nodeOverrides: job definition {jd.name}:{jd.revision} is not a multi-node job definition"
+        )
     platform.queue_runs(on, _queue_platforms(svc, queue))
     platform.overrides(req.get("containerOverrides") or {}, on)
-    container = job_spec.effective_container(jd.spec["containerProperties"], req.get("containerOverrides") or {})
-    platform.effective_resources(container, on)  # before host access: a FARGATE host path is refused on any server
-    check_host_access(svc, container, jd.name, jd.revision)
-    vcpus, memory = job_spec.vcpus_and_memory(container)
+    if node_properties is not None:
+        container: dict[str, Any] = {}
+        for i in range(nodes.num_nodes(node_properties)):  # every node's container, as a single job's is
+            check_host_access(svc, nodes.container_of(node_properties, i), jd.name, jd.revision)
+        vcpus, memory = nodes.totals(node_properties)
+    else:
+        container = job_spec.effective_container(jd.spec["containerProperties"], req.get("containerOverrides") or {})
+        platform.effective_resources(container, on)  # before host access: a FARGATE host path is refused anywhere
+        check_host_access(svc, container, jd.name, jd.revision)
+        vcpus, memory = job_spec.vcpus_and_memory(container)
     size = (req.get("arrayProperties") or {}).get("size")
     depends_on = tuple(Dependency(d.get("jobId"), d.get("type")) for d in req.get("dependsOn") or [])
     plain = _check_dependencies(svc, depends_on, size)
@@ -85,6 +97,7 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
         tags=dict(req.get("tags") or {}),
         propagate_tags=bool(req.get("propagateTags", jd.spec.get("propagateTags", False))),
         platform_capabilities=(on,),
+        node_properties=node_properties,
     )
 
     # Decide the first state from what the dependencies are now; edges make later completions reach the job.
@@ -105,6 +118,24 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     if pending:
         reactor.settle_pending(saved)
     return saved
+
+
+def _node_properties(svc: Services, queue: JobQueue, spec: dict[str, Any], req: dict[str, Any]) -> dict[str, Any]:
+    """A multi-node job's nodeProperties after nodeOverrides; refused where AWS does not run such jobs."""
+    for key in ("arrayProperties", "containerOverrides"):
+        if req.get(key) is not None:
+            what = "an array job" if key == "arrayProperties" else "given; use nodeOverrides"
+            raise InvalidRequest(f"{key}: a multi-node parallel job cannot be {what}")
+    if platform.FARGATE in _queue_platforms(svc, queue):
+        # "AWS Fargate doesn't support multi-node parallel jobs" (AWS Batch user guide); AWS's SubmitJob wording
+        # for this case is not documented: batchplane names the rule (docs/adr/0027).
+        raise InvalidRequest(
+            f"jobQueue: job queue {queue.name} runs on Fargate compute environments, "
+            "which do not support multi-node parallel jobs"
+        )
+    np = nodes.effective(spec["nodeProperties"], req.get("nodeOverrides"))
+    nodes.validate(np, field="nodeOverrides")
+    return np
 
 
 def check_host_access(svc: Services, container: dict[str, Any], name: str, revision: int) -> None:
@@ -155,7 +186,16 @@ def describe(svc: Services, job_ids: list[str]) -> list[Job]:
     limit = svc.settings.limits.max_describe_jobs
     if len(job_ids) > limit:
         raise InvalidRequest(f"jobs: Maximum number of jobs supported is {limit}")
-    return svc.jobs.get_many(list(dict.fromkeys(job_ids)))
+    wanted = list(dict.fromkeys(job_ids))
+    node_ids = {j: parsed for j in wanted if (parsed := nodes.split_node_id(j)) is not None}
+    found = {j.job_id: j for j in svc.jobs.get_many([j for j in wanted if j not in node_ids])}
+    parents = {p.job_id: p for p in svc.jobs.get_many(list({parent for parent, _ in node_ids.values()}))}
+    for job_id, (parent_id, index) in node_ids.items():  # node jobs are views of their job (domain/nodes.py)
+        parent = parents.get(parent_id)
+        np = parent.node_properties if parent is not None and parent.is_multinode else None
+        if parent is not None and np is not None and index < nodes.num_nodes(np):
+            found[job_id] = nodes.node_view(parent, index)
+    return [found[j] for j in wanted if j in found]
 
 
 def cancel(svc: Services, reactor: Reactor, job_id: str, reason: str) -> None:
@@ -200,9 +240,16 @@ def list_jobs(svc: Services, req: dict[str, Any], cursor: Any, limit: int) -> tu
     targets = [k for k in ("jobQueue", "arrayJobId", "multiNodeJobId") if req.get(k)]
     if len(targets) != 1:
         raise InvalidRequest("exactly one of jobQueue, arrayJobId or multiNodeJobId must be given")
-    if req.get("multiNodeJobId"):
-        raise InvalidRequest("multiNodeJobId: batchplane does not run multi-node parallel jobs")
     status = req.get("jobStatus") or RUNNING
+    if req.get("multiNodeJobId"):
+        parent = get_job(svc, req["multiNodeJobId"], "multiNodeJobId")
+        if not parent.is_multinode:
+            raise InvalidRequest(f"multiNodeJobId: job {parent.job_id} is not a multi-node parallel job")
+        views = nodes.node_views(parent, status)
+        start = (digits.parse(str(cursor)) or 0) if cursor else 0  # the node index to go on from
+        page = [v for v in views if (v.node_index or 0) >= start][:limit]
+        more = len(page) == limit and page[-1] is not views[-1]
+        return page, (str((page[-1].node_index or 0) + 1) if more else None)
     filters = req.get("filters") or []
     if len(filters) > 1:
         raise InvalidRequest("filters: only one filter can be given at a time")

@@ -16,10 +16,11 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
+from chalicelib.compute.nodes import attempt_spec
 from chalicelib.compute.port import Launcher, TaskSpec
 from chalicelib.control import usage
 from chalicelib.control.context import Services
-from chalicelib.domain import job_spec, lifecycle
+from chalicelib.domain import job_spec, lifecycle, nodes
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.job_detail import job_detail
 from chalicelib.domain.jobs import (
@@ -121,6 +122,8 @@ class Reactor:
             match effect:
                 case lifecycle.Publish():
                     self.publish(job)
+                case lifecycle.PublishNode(index=i):
+                    self.publish_node(job, i)
                 case lifecycle.Launch(attempt=n):
                     self.launcher.launch(self.task_spec(job, n))
                 case lifecycle.StopTask(attempt=n, reason=why):
@@ -151,11 +154,21 @@ class Reactor:
             self.svc.events.publish(STATE_CHANGE, [job.arn], job_detail(job))
         except Exception:  # a sink failure must not undo a committed transition
             log.exception("publishing the state change of %s failed", job.job_id)
+        if job.is_multinode and job.node_properties is not None:
+            for index in range(nodes.num_nodes(job.node_properties)):  # node jobs emit their own state changes
+                self.publish_node(job, index)
+
+    def publish_node(self, job: Job, index: int) -> None:
+        view = nodes.node_view(job, index)
+        try:
+            self.svc.events.publish(STATE_CHANGE, [view.arn], job_detail(view))
+        except Exception:
+            log.exception("publishing the state change of %s failed", view.job_id)
 
     def task_spec(self, job: Job, attempt: int) -> TaskSpec:
         assert job.current is not None
         seconds = job.timeout.get("attemptDurationSeconds")
-        return TaskSpec(
+        spec = TaskSpec(
             job_id=job.job_id,
             attempt=attempt,
             task_id=job.current.task_id,
@@ -173,6 +186,9 @@ class Reactor:
             region=job.arn.split(":")[3] or self.svc.settings.default_region,
             compute_environment_type=self.ce_type(job.current.compute_environment),
         )
+        if job.is_multinode:
+            return attempt_spec(job, spec)
+        return spec
 
     def ce_type(self, name: str) -> str | None:
         """The resource type of a compute environment (None: unmanaged, or gone). Read from the list of compute

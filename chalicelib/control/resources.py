@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.domain import arns, digits, platform, retry, validation
+from chalicelib.domain import arns, digits, nodes, platform, retry, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.model import (
     CE_HEALTHY,
@@ -345,6 +345,8 @@ _JD_SPEC_KEYS = (
 
 def register_job_definition(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> JobDefinition:
     validation.job_definition(req, svc.settings.limits)
+    if req["type"] == "multinode":
+        nodes.validate(req["nodeProperties"])
     name = req["jobDefinitionName"]
     spec = {k: req[k] for k in _JD_SPEC_KEYS if req.get(k) is not None}
     if "retryStrategy" in spec:

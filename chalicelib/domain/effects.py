@@ -16,6 +16,13 @@ class Publish:
 
 
 @dataclass(frozen=True)
+class PublishNode:
+    """Emit a "Batch Job State Change" event for one node job of a multi-node parallel job (domain/nodes.py)."""
+
+    index: int
+
+
+@dataclass(frozen=True)
 class Launch:
     attempt: int
 
@@ -53,7 +60,15 @@ class WakeDispatcher:
 
 
 Effect = (
-    Publish | Launch | StopTask | NotifyDependents | NotifyParent | CreateChildren | CancelChildren | WakeDispatcher
+    Publish
+    | PublishNode
+    | Launch
+    | StopTask
+    | NotifyDependents
+    | NotifyParent
+    | CreateChildren
+    | CancelChildren
+    | WakeDispatcher
 )
 
 

@@ -66,8 +66,6 @@ def validate_submit(req: Mapping[str, Any], limits: Limits) -> None:
         validation.timeout(req["timeout"], limits)
     validation.scheduling_priority(req.get("schedulingPriorityOverride"), "schedulingPriorityOverride")
     validation.tags(req.get("tags"), limits)
-    if req.get("nodeOverrides") is not None:
-        raise fail("nodeOverrides", "is not supported: batchplane does not run multi-node parallel jobs")
 
 
 def validate_share(share: str | None, fair_share_queue: bool, queue: str) -> None:

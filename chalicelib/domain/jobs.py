@@ -45,6 +45,9 @@ class Attempt:
     reason: str | None = None  # the container's reason (e.g. OutOfMemoryError: ...)
     status_reason: str | None = None  # why the task stopped (Essential container in task exited, Host EC2 ...)
     container_instance_arn: str | None = None  # the ECS container instance it ran on (EC2 capacity; not Fargate)
+    # A multi-node parallel job's nodes that ended, by index ("0"): {"exitCode", "reason", "statusReason",
+    # "stoppedAt", "withMain": stopped because the main node ended} (domain/nodes.py). None for other jobs.
+    nodes: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,10 @@ class Job:
     is_cancelled: bool = False
     is_terminated: bool = False
     cancel_reason: str | None = None  # a CancelJob of a PENDING job, waiting for its dependencies to complete
+    # A multi-node parallel job: its nodeProperties (definition + nodeOverrides; domain/nodes.py). On a node job
+    # (a view, never stored), the node's index as well.
+    node_properties: dict[str, Any] | None = None
+    node_index: int | None = None
     updated_at: int = 0
     version: int = 0
 
@@ -114,6 +121,11 @@ class Job:
     @property
     def is_array_child(self) -> bool:
         return self.array is not None and self.array.index is not None
+
+    @property
+    def is_multinode(self) -> bool:
+        """A multi-node parallel job (the parent: its nodes are views of it, domain/nodes.py)."""
+        return self.node_properties is not None and self.node_index is None
 
     @property
     def terminal(self) -> bool:

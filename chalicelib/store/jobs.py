@@ -71,7 +71,9 @@ def order_key(job: Job) -> str:
 
 # `cancel_reason` is written only when set: None in nearly every job, it would cost every stored body its bytes
 # (and break the run of fields the compression dictionary expects); a body without it reads back as None.
-_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("version", "cancel_reason"))
+# So are a multi-node job's `node_properties` and its attempts' `nodes` (node views' `node_index` is never stored).
+_SPARSE = ("version", "cancel_reason", "node_properties", "node_index")
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in _SPARSE)
 
 
 def job_body(job: Job) -> dict[str, Any]:
@@ -80,11 +82,20 @@ def job_body(job: Job) -> dict[str, Any]:
     once and jobs are immutable, so sharing their dicts is safe."""
     body = {name: getattr(job, name) for name in _JOB_FIELDS}
     body["depends_on"] = [dict(vars(d)) for d in job.depends_on]
-    body["attempts"] = [dict(vars(a)) for a in job.attempts]
-    body["current"] = dict(vars(job.current)) if job.current else None
+    body["attempts"] = [_attempt_body(a) for a in job.attempts]
+    body["current"] = _attempt_body(job.current) if job.current else None
     body["array"] = dict(vars(job.array)) if job.array else None
     if job.cancel_reason is not None:
         body["cancel_reason"] = job.cancel_reason
+    if job.node_properties is not None:
+        body["node_properties"] = job.node_properties
+    return body
+
+
+def _attempt_body(a: Attempt) -> dict[str, Any]:
+    body = dict(vars(a))
+    if body["nodes"] is None:
+        del body["nodes"]
     return body
 
 
