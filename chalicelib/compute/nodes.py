@@ -281,7 +281,7 @@ class NodeLauncher:
 
     def _main_started(self, group: _Group) -> None:
         spec = group.spec
-        main_spec = spec.nodes[group.main]
+        main_spec = replace(spec.nodes[group.main], network=group.network)
         self.sink(spec.job_id, TaskStarted(spec.attempt, spec.local_task_arn, main_spec.log_stream))
         try:
             address = self.network.address(main_spec)
