@@ -144,3 +144,29 @@ def test_a_node_whose_image_cannot_be_pulled_fails_the_attempt(dbatch: Client) -
     job = wait_terminal(dbatch, [job_id], timeout=90)[job_id]
     assert job["status"] == "FAILED"
     assert job["statusReason"].startswith("Node 1 failed to start: CannotPullContainerError"), job["statusReason"]
+
+
+def test_a_server_restart_mid_run_fails_the_attempt_and_the_retry_runs_every_node_again(
+    runtimes: Runtimes, clients: ClientFactory, docker_engine: Any, state_dir: Path
+) -> None:
+    # GIVEN a 2-node job whose first attempt runs until stopped, on a server that then goes away and comes back
+    first = runtimes.start()
+    batch = clients("batch", first.endpoint)
+    queue, _ = setup_queue(batch, 4, platform="EC2")
+    script = sh('[ "$AWS_BATCH_JOB_ATTEMPT" = 1 ] && sleep 600; exit 0')
+    jd = register_nodes(batch, 2, 0, ("0:", script), retryStrategy={"attempts": 2})
+    job_id = submit(batch, queue, jd)
+    wait_until(
+        lambda: len(batch.list_jobs(multiNodeJobId=job_id, jobStatus="RUNNING")["jobSummaryList"]) == 2,
+        "both nodes to run",
+    )
+    runtimes.stop(first)  # the containers run on without their server
+    second = runtimes.start()
+    batch = clients("batch", second.endpoint)
+    # WHEN the server recovers the attempt THEN it stops its nodes, fails it, and the retry runs both nodes again
+    job = wait_terminal(batch, [job_id], timeout=90)[job_id]
+    assert job["status"] == "SUCCEEDED", job.get("statusReason")
+    assert len(job["attempts"]) == 2
+    assert job["attempts"][0]["statusReason"].startswith("Task failed: the server restarted")
+    assert [describe_one(batch, f"{job_id}#{i}")["status"] for i in (0, 1)] == ["SUCCEEDED", "SUCCEEDED"]
+    wait_until(lambda: not node_networks(docker_engine, state_dir), "the node networks to be removed")
