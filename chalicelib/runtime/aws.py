@@ -45,7 +45,7 @@ from chalicelib.compute.ecs import DEFAULT_LOG_GROUP, EcsLauncher
 from chalicelib.control.context import Clock, IdFactory, Services, Settings, SystemClock, UuidFactory
 from chalicelib.control.dispatch import Dispatcher
 from chalicelib.control.react import STATE_CHANGE, Reactor
-from chalicelib.domain import lifecycle
+from chalicelib.domain import lifecycle, nodes
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.job_detail import job_detail
 from chalicelib.domain.jobs import RUNNABLE, Job
@@ -679,6 +679,7 @@ class AwsRuntime:
                 self.config.state_change_events, change.new
             ):
                 published.append((i, Event(STATE_CHANGE, [change.new.arn], job_detail(change.new))))
+                published += [(i, Event(STATE_CHANGE, [n.arn], job_detail(n))) for n in nodes.node_views(change.new)]
             if any(isinstance(e, lifecycle.WakeDispatcher) for e in derived):
                 wakes.append((i, change.new.status == RUNNABLE))
         try:
