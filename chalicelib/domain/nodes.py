@@ -229,12 +229,14 @@ def node_status(job: Job, index: int, attempt: Attempt | None) -> str:
     return job.status
 
 
-def _node_attempt(a: Attempt, index: int) -> Attempt:
+def _node_attempt(a: Attempt, index: int, main: bool = False) -> Attempt:
+    """A node's part of an attempt. The attempt's task is the main node's (its ARN and log stream); another node's
+    task id is derived from it (`node_task_id`), as the local launchers name it."""
     ended = (a.nodes or {}).get(str(index)) or {}
     return replace(
         a,
-        task_id=_node_arn(a.task_id, index),
-        log_stream=node_stream(a.log_stream, a.task_id, index),
+        task_id=a.task_id if main else _node_arn(a.task_id, index),
+        log_stream=a.log_stream if main else node_stream(a.log_stream, a.task_id, index),
         exit_code=ended.get("exitCode"),
         reason=ended.get("reason"),
         status_reason=ended.get("statusReason", a.status_reason),
@@ -254,7 +256,7 @@ def node_view(job: Job, index: int) -> Job:
     np = job.node_properties
     last = job.current or (job.attempts[-1] if job.attempts else None)
     main = index == main_node(np)
-    attempts = tuple(_node_attempt(a, index) for a in job.attempts)
+    attempts = tuple(_node_attempt(a, index, main) for a in job.attempts)
     if main:  # the main node's end is the attempt's end
         attempts = tuple(
             replace(n, exit_code=a.exit_code, reason=a.reason) for n, a in zip(attempts, job.attempts, strict=True)
@@ -267,7 +269,7 @@ def node_view(job: Job, index: int) -> Job:
         status=status,
         container=container_of(np, index),
         attempts=attempts,
-        current=_node_attempt(job.current, index) if job.current is not None else None,
+        current=_node_attempt(job.current, index, main) if job.current is not None else None,
         node_index=index,
         vcpus=job_spec.vcpus_and_memory(container_of(np, index))[0],
     )
