@@ -104,6 +104,7 @@ def job_view(job: Job) -> scheduling.JobView:
         # A reason written before reason_since existed: its last write is the best estimate.
         reason_since=job.reason_since if job.reason_since is not None else job.updated_at,
         platform=platform.platform_of(job.platform_capabilities),
+        multinode=job.is_multinode,
     )
 
 

@@ -318,3 +318,13 @@ def test_a_job_needing_more_than_the_environment_has_waits_runnable(batch: Batch
     job_id = batch.submit_job(jobName="j", jobQueue=queue, jobDefinition=register(batch, "mnp", props))["jobId"]
     time.sleep(0.5)
     assert describe(batch, job_id)[0]["status"] == "RUNNABLE"
+
+
+def test_a_multinode_job_waits_on_a_spot_environment_with_a_reason(batch: BatchClient) -> None:
+    # "Multi-node parallel jobs aren't supported on compute environments that use Spot Instances"
+    queue = make_queue(batch, "sq", [make_ec2_ce(batch, "spot", spot=True)])
+    job_id = batch.submit_job(jobName="j", jobQueue=queue, jobDefinition=register(batch, "mnp", node_props(
+        2, 0, ("0:", node(["true"])))))["jobId"]  # fmt: skip
+    job = wait_for(lambda: [j for j in describe(batch, job_id) if j.get("statusReason")], "a reason")[0]
+    assert job["status"] == "RUNNABLE"
+    assert "not supported on SPOT or UNMANAGED" in job["statusReason"]
