@@ -222,6 +222,8 @@ def node_status(job: Job, index: int, attempt: Attempt | None) -> str:
     finished job, the other nodes stopped with the main one (they take the job's status, as the main node decides
     it: "The final job status ... is determined by the final job status of the main node")."""
     ended = (attempt.nodes or {}).get(str(index)) if attempt is not None else None
+    if job.node_properties is not None and index == main_node(job.node_properties):
+        return job.status  # the job's status is the main node's
     if job.status in (STARTING, RUNNING) and ended is not None:
         return SUCCEEDED if ended.get("exitCode") == 0 else FAILED
     if job.status in TERMINAL and ended is not None and not ended.get("withMain"):

@@ -107,3 +107,11 @@ def test_listing_nodes_by_status() -> None:
     assert [v.node_index for v in nodes.node_views(job, RUNNING)] == [1, 2]
     assert [v.node_index for v in nodes.node_views(job, SUCCEEDED)] == [0]
     assert nodes.node_views(replace(job, node_properties=None)) == []
+
+
+def test_the_main_node_always_has_the_jobs_status() -> None:
+    # GIVEN a terminated job whose main node exited 0 on its SIGTERM  THEN the main node failed with the job
+    job = a_multinode_job(status=RUNNING, current=an_attempt(1, started_at=1), is_terminated=True)
+    done = transition(job, TaskStopped(1, 0, nodes={"1": {"exitCode": 0}}), LATER).job
+    assert done is not None and done.status == FAILED
+    assert nodes.node_view(done, 1).status == FAILED
