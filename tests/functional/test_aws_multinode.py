@@ -5,6 +5,7 @@ EventBridge delivers them (tests/functional/test_aws_compute.py explains why) fo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,12 +15,16 @@ from moto import mock_aws
 from chalicelib.compute import ecs
 from chalicelib.compute.ecs import EcsLauncher
 from chalicelib.compute.ecs_nodes import EcsNodeLauncher
+from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import FAILED, RUNNING, STARTING, SUCCEEDED
+from chalicelib.domain.nodes import effective
 from chalicelib.store.dynamo import DynamoItemStore
 from chalicelib.store.repository import Repository
 from tests.functional.moto_env import aws_env  # noqa: F401 - a fixture
 from tests.functional.plane import Plane
 from tests.functional.test_aws_compute import ACCOUNT, CLUSTER, ESSENTIAL_EXITED, REGION, TABLE, Aws, deliver
+from tests.functional.test_aws_wiring import Harness, _transition, changes, harness  # noqa: F401 - a fixture
+from tests.unit.builders import a_job
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 IMAGE = "public.ecr.aws/docker/library/busybox:latest"
@@ -174,3 +179,19 @@ def test_terminate_stops_every_node_task(aws: Aws, plane: Plane) -> None:
     deliver(plane, node_event(aws, tasks[0], "STOPPED", version=3, exit_code=143))
     job = plane.describe_one(job_id)
     assert (job["status"], job["statusReason"]) == (FAILED, "enough")
+
+
+# -- the stream handler publishes the node jobs' state changes ----------------------------------------------------
+
+
+def test_the_stream_handler_publishes_each_node_jobs_state_change(harness: Harness) -> None:  # noqa: F811
+    c = {"image": "busybox", "command": ["true"]}
+    np = effective({"numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:", "container": c}]}, None)
+    runnable = a_job("mnp", status="RUNNABLE", node_properties=np, version=1)
+    claimed, _ = _transition(runnable, lifecycle.Claim("ce", "t", "hello/default/t"))
+
+    harness.invoke("on_job_change", changes((runnable, claimed)))
+
+    details = [json.loads(e["Detail"]) for e in harness.fake.published()]
+    assert [(d["jobId"], d["status"]) for d in details] == [("mnp", STARTING), ("mnp#0", STARTING), ("mnp#1", STARTING)]
+    assert details[2]["nodeDetails"] == {"nodeIndex": 1, "isMainNode": False}
