@@ -21,7 +21,10 @@ def test_a_restart_mid_run_fails_the_attempt_as_a_lost_host_and_the_retry_runs_e
     batch = clients("batch", first.endpoint)
     queue, _ = make_queue(batch, 4, platform="EC2")
     script = f'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT" >> {ledger}; '
-    script += '[ "$AWS_BATCH_JOB_ATTEMPT" = 1 ] && sleep 600; exit 0'
+    script += '[ "$AWS_BATCH_JOB_ATTEMPT" = 1 ] && sleep 600; '
+    # the main node of attempt 2 waits (bounded) for the other node's line: it would be stopped with the main node
+    script += '[ "$AWS_BATCH_JOB_NODE_INDEX" = 0 ] && for i in $(seq 300); do '
+    script += f'[ "$(wc -l < {ledger})" -ge 4 ] && break; sleep 0.1; done; exit 0'
     node = {"image": "busybox", "command": sh(script), "resourceRequirements": [{"type": "VCPU", "value": "1"}]}
     props = {"numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:", "container": node}]}
     jd = batch.register_job_definition(
