@@ -18,6 +18,7 @@ from chalicelib.compute.ecs_nodes import EcsNodeLauncher
 from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import FAILED, RUNNING, STARTING, SUCCEEDED
 from chalicelib.domain.nodes import effective
+from chalicelib.runtime.task_events import apply_task_event
 from chalicelib.store.dynamo import DynamoItemStore
 from chalicelib.store.repository import Repository
 from tests.functional.moto_env import aws_env  # noqa: F401 - a fixture
@@ -42,11 +43,12 @@ def plane(aws: Aws) -> Plane:
     repo = Repository(store)
     launcher = EcsNodeLauncher(EcsLauncher(Aws.ecs_client, CLUSTER, repo.get_ce), Aws.ec2_client)
     p = Plane(store, launcher)  # type: ignore[arg-type]
-    launcher.on_event = p.on_task_event
+    # as the AWS runtime wires it: a task ECS refused is reported to its job (a node's: to the multi-node job)
+    launcher.on_event = lambda job_id, event: apply_task_event(p.svc, p.reactor, job_id, event) and None
     return p
 
 
-def setup(plane: Plane, aws: Aws, num: int, main: int) -> tuple[str, str]:
+def setup(plane: Plane, aws: Aws, num: int, main: int, **ranges: Any) -> tuple[str, str]:
     aws.spot_capacity("ec2")  # the stack's EC2 capacity: an Auto Scaling group and its capacity provider
     resources = {
         "type": "EC2",
@@ -62,7 +64,12 @@ def setup(plane: Plane, aws: Aws, num: int, main: int) -> tuple[str, str]:
     )
     queue = plane.queue("q", ce["computeEnvironmentArn"])
     node = {"image": IMAGE, "command": ["sh", "-c", "true"], "resourceRequirements": [{"type": "VCPU", "value": "1"}]}
-    props = {"numNodes": num, "mainNode": main, "nodeRangeProperties": [{"targetNodes": "0:", "container": node}]}
+    extra = [{"targetNodes": t.removeprefix("n"), "container": {**node, **c}} for t, c in ranges.items()]
+    props = {
+        "numNodes": num,
+        "mainNode": main,
+        "nodeRangeProperties": [{"targetNodes": "0:", "container": node}, *extra],
+    }
     jd = plane.call("RegisterJobDefinition", jobDefinitionName="mnp", type="multinode", nodeProperties=props)
     return queue, str(jd["jobDefinitionArn"])
 
@@ -195,3 +202,20 @@ def test_the_stream_handler_publishes_each_node_jobs_state_change(harness: Harne
     details = [json.loads(e["Detail"]) for e in harness.fake.published()]
     assert [(d["jobId"], d["status"]) for d in details] == [("mnp", STARTING), ("mnp#0", STARTING), ("mnp#1", STARTING)]
     assert details[2]["nodeDetails"] == {"nodeIndex": 1, "isMainNode": False}
+
+
+def test_a_node_ecs_refuses_to_start_fails_the_attempt_and_stops_the_main_node(aws: Aws, plane: Plane) -> None:
+    # GIVEN a 2-node job whose node 1 has a command too long for RunTask's overrides (ECS would refuse it)
+    queue, jd = setup(plane, aws, 2, 0, n1={"command": ["echo", "x" * 9000]})
+    aws.container_instance()
+    job_id = plane.submit(queue, jd)
+    assert plane.dispatch() == 1
+    main = node_tasks(aws, job_id)[0]
+    # WHEN the main node runs and node 1 is launched THEN the attempt fails and the main node is asked to stop
+    deliver(plane, node_event(aws, main, "RUNNING", version=2))
+    job = plane.describe_one(job_id)
+    assert job["status"] == FAILED
+    assert job["statusReason"].startswith("Node 1 failed to start:")
+    (task,) = aws.ecs.describe_tasks(cluster=CLUSTER, tasks=[main["taskArn"]])["tasks"]
+    assert task["desiredStatus"] == "STOPPED"
+    assert sorted(node_tasks(aws, job_id)) == [0]
