@@ -105,7 +105,8 @@ class DockerNodes:
 
     def create(self, spec: TaskSpec) -> str | None:
         name = self.name(spec)
-        if not self.client.networks(names=[name]):  # (a relaunch after a crash finds it)
+        found = self.client.networks(names=[name])  # (a relaunch after a crash finds it; `names` matches parts)
+        if not any(n.get("Name") == name for n in found):
             labels = {self.label: self.state_id, LABEL_NODES: spec.job_id}
             self.client.create_network(name, driver="bridge", labels=labels)
         return name
