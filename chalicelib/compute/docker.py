@@ -129,7 +129,7 @@ class DockerLauncher:
         self._groups = DockerGroups(self)  # multi-container attempts
 
     def name(self, job_id: str, attempt: int) -> str:
-        return f"batchplane-{self.state_id}-{job_id.replace(':', '_')}-{attempt}"
+        return f"batchplane-{self.state_id}-{job_id.replace(':', '_').replace('#', '.node')}-{attempt}"
 
     # -- the Launcher port ------------------------------------------------------------------------------------
 
@@ -317,6 +317,8 @@ class DockerLauncher:
             # Without NET_RAW (on in Docker's default set) a container cannot forge its source address or ARP-spoof
             # its neighbours there, which the credentials server trusts to tell containers apart (ADR 0017).
             p.host_config["cap_drop"] = [*p.host_config.get("cap_drop", []), "NET_RAW"]
+        if spec.network:  # a node of a multi-node job: on its job's network (compute/nodes.py)
+            p.host_config["network_mode"] = spec.network
         a.volumes = p.volumes
         os.write(self._journal, f"created {spec.key}\n".encode())  # before the container can exist
         kwargs: dict[str, Any] = {

@@ -47,6 +47,7 @@ from chalicelib import aws_clients
 from chalicelib.aws_clients import ClientFactory, LazyClient, error_code
 from chalicelib.compute import ecs_events
 from chalicelib.compute.port import TaskEventSink, TaskSpec
+from chalicelib.domain import nodes
 from chalicelib.domain.errors import BatchplaneError, InvalidRequest, NotFound, Throttled
 from chalicelib.domain.lifecycle import TaskStopped
 from chalicelib.domain.model import FARGATE_TYPES, ComputeEnvironment
@@ -265,7 +266,7 @@ def run_task_request(spec: TaskSpec, ce: ComputeEnvironment, task_definition_arn
         "cluster": cluster,
         "taskDefinition": task_definition_arn,
         "count": 1,
-        "startedBy": started_by(spec.job_id, spec.attempt),
+        "startedBy": started_by(_owner(spec.job_id), spec.attempt),  # a node's task: its job's (ecs_nodes.py)
         "group": group,
         "clientToken": client_token(spec.key),
         "overrides": overrides,
@@ -285,6 +286,12 @@ def run_task_request(spec: TaskSpec, ce: ComputeEnvironment, task_definition_arn
         platform = (spec.container.get("fargatePlatformConfiguration") or {}).get("platformVersion")
         request["platformVersion"] = platform or "LATEST"
     return request
+
+
+def _owner(job_id: str) -> str:
+    """The job a task belongs to: a multi-node job's node (`<jobId>#<index>`) belongs to `<jobId>`."""
+    parsed = nodes.split_node_id(job_id)
+    return parsed[0] if parsed is not None else job_id
 
 
 def _task_tags(spec: TaskSpec) -> list[dict[str, str]]:
@@ -347,7 +354,7 @@ class EcsLauncher:
         if self._cached(spec.key) is not None:
             return
         token = started_by(spec.job_id, spec.attempt)
-        if self.precheck:
+        if self.precheck and _owner(spec.job_id) == spec.job_id:  # (a node's: its client token keeps it single)
             existing = self._task_arns(token, ("RUNNING", "STOPPED"))
             if existing:
                 self._remember(spec.key, existing[0])

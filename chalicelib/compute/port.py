@@ -43,6 +43,11 @@ class TaskSpec:
     compute_environment_type: str | None = None
     # A multi-container job's containers (docs/adr/0028); empty for a single-container job, which runs `command`.
     containers: tuple[TaskContainer, ...] = ()
+    # A multi-node parallel job's attempt: one spec per node (each its own task), launched by compute/nodes.py; the
+    # main node's index. `network`: the Docker network a node's container joins (set by compute/nodes.py).
+    nodes: tuple[TaskSpec, ...] = ()
+    main_node: int = 0
+    network: str | None = None
 
     @property
     def fargate(self) -> bool:

@@ -43,9 +43,12 @@ SVG_STROKE = {"SUCCEEDED": "#2f9e44", "FAILED": "#e03131", "RUNNING": "#1c7ed6",
 
 
 def job_level(job_id: str) -> str:
-    """An array child's id -> its parent's; any other id unchanged."""
-    parent, sep, index = job_id.rpartition(":")
-    return parent if sep and index.isdigit() else job_id
+    """An array child's or a node job's id -> its parent's; any other id unchanged."""
+    for mark in (":", "#"):
+        parent, sep, index = job_id.rpartition(mark)
+        if sep and parent and index.isascii() and index.isdigit():
+            return parent
+    return job_id
 
 
 @dataclass
@@ -54,6 +57,16 @@ class Graph:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     parents: dict[str, list[str]] = field(default_factory=dict)  # job -> the jobs it depends on
     children: dict[str, list[str]] = field(default_factory=dict)  # job -> the jobs depending on it
+    nodes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # multi-node job -> its node jobs
+
+
+def refresh_nodes(api: Api, graph: Graph) -> None:
+    """The node jobs (`<jobId>#<index>`) of the graph's multi-node parallel jobs."""
+    for job_id, job in graph.jobs.items():
+        count = int((job.get("nodeProperties") or {}).get("numNodes") or 0)
+        if count:
+            found = api.describe([f"{job_id}#{i}" for i in range(count)])
+            graph.nodes[job_id] = [found[f"{job_id}#{i}"] for i in range(count) if f"{job_id}#{i}" in found]
 
 
 def _link(graph: Graph, parent: str, child: str) -> None:
@@ -99,6 +112,7 @@ def build(api: Api, job_id: str, max_nodes: int = MAX_NODES) -> Graph:
         for found_id, found in api.describe(new).items():
             graph.jobs[found_id] = found
             down.append(found_id)
+    refresh_nodes(api, graph)
     return graph
 
 
@@ -122,6 +136,9 @@ def label(job: dict[str, Any]) -> Text:
     if "size" in array:
         done, total = progress_of(job)
         text.append(f"  array {done}/{total}", style="dim")
+    nodes = job.get("nodeProperties") or {}
+    if "numNodes" in nodes:
+        text.append(f"  {nodes['numNodes']} nodes, main node {nodes.get('mainNode', 0)}", style="dim")
     return text
 
 

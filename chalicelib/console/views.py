@@ -106,9 +106,16 @@ def describe(api: Api, console: Console, job_id: str) -> int:
         facts.add_row("Array", f"{done}/{total} children finished ({counts})")
     elif "index" in array:
         facts.add_row("Array index", str(array["index"]))
+    node_props, node = job.get("nodeProperties") or {}, job.get("nodeDetails")
+    if node is not None:
+        facts.add_row("Node", f"{node.get('nodeIndex')}{' (the main node)' if node.get('isMainNode') else ''}")
+    elif "numNodes" in node_props:
+        facts.add_row("Nodes", f"{node_props['numNodes']}, main node {node_props.get('mainNode', 0)}")
     parts: list[Any] = [facts]
     if containers.of(job):  # a multi-container job (ecsProperties)
         parts.append(containers.table(job))
+    if node is None and "numNodes" in node_props:
+        parts.append(nodes_table(api, job))
 
     if job.get("dependsOn"):
         table = Table(title="Depends on", title_justify="left", expand=False)
@@ -151,6 +158,31 @@ def describe(api: Api, console: Console, job_id: str) -> int:
 # -- logs ------------------------------------------------------------------------------------------------------
 
 
+def nodes_table(api: Api, job: dict[str, Any]) -> Table:
+    """A multi-node parallel job's node jobs (`<jobId>#<index>`): status, exit and log stream of each."""
+    count = int(job["nodeProperties"]["numNodes"])
+    ids = [f"{job['jobId']}#{i}" for i in range(count)]
+    found = api.describe(ids)
+    table = Table(title="Nodes", title_justify="left")
+    for column in ("Node", "Id", "Status", "Exit", "Log stream"):
+        table.add_column(column)
+    for i, node_id in enumerate(ids):
+        n = found.get(node_id)
+        if n is None:
+            continue
+        container = n.get("container") or {}
+        main = " (main)" if (n.get("nodeDetails") or {}).get("isMainNode") else ""
+        exit_code = container.get("exitCode")
+        table.add_row(
+            f"{i}{main}",
+            node_id,
+            status_text(n["status"]),
+            "-" if exit_code is None else str(exit_code),
+            container.get("logStreamName", "-"),
+        )
+    return table
+
+
 def stream_of(job: dict[str, Any], attempt: int | None, container: str | None = None) -> str | None:
     """The log stream of an attempt (1-based; None: the latest), None while it has not started. `container`: which
     container of a multi-container job (default: its first essential one)."""
@@ -172,6 +204,8 @@ def logs(
     job = api.job(job_id)
     if "size" in (job.get("arrayProperties") or {}):
         raise CliError(f"job {job_id} is an array job; its children have the logs: {job_id}:<index>")
+    if "numNodes" in (job.get("nodeProperties") or {}) and not job.get("nodeDetails"):
+        raise CliError(f"job {job_id} is a multi-node parallel job; its nodes have the logs: {job_id}#<index>")
     stream = stream_of(job, attempt, container)
     while stream is None:
         if job["status"] in TERMINAL:

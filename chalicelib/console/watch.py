@@ -68,6 +68,18 @@ def dag_view(graph: dag.Graph) -> RenderableType:
             str(len(job.get("attempts", []))) if t == 1 else "",
             Text(job.get("statusReason", "") if job["status"] != "SUCCEEDED" else "", style="dim"),
         )
+        for n in graph.nodes.get(node, []):  # a multi-node job's nodes, under it
+            details = n.get("nodeDetails") or {}
+            main = " (main)" if details.get("isMainNode") else ""
+            exit_code = (n.get("container") or {}).get("exitCode")
+            table.add_row(
+                f"  node {details.get('nodeIndex')}{main}",
+                short(n["jobId"]),
+                status_text(n["status"]),
+                Text(""),
+                "" if exit_code is None else f"exit {exit_code}",
+                Text(n.get("statusReason", "") if n["status"] == "FAILED" else "", style="dim"),
+            )
     head = Table.grid(padding=(0, 1))
     head.add_row(Text("DAG", style="bold"), _bar(done, total, 40), Text(f"{running} running", style="cyan"))
     return Group(head, table)
@@ -102,6 +114,7 @@ def watch_job(
                 graph = dag.build(api, job_id)
             else:
                 graph.jobs.update(api.describe(list(graph.jobs)))
+                dag.refresh_nodes(api, graph)
             polls += 1
             finished = all(j["status"] in TERMINAL for j in graph.jobs.values())
             if live is not None:

@@ -107,6 +107,7 @@ def job_view(job: Job) -> scheduling.JobView:
         reason_since=job.reason_since if job.reason_since is not None else job.updated_at,
         platform=platform.platform_of(job.platform_capabilities),
         consumables=tuple((consumables.name_of_arn(arn), n) for arn, n in job.consumable_resources.items()),
+        multinode=job.is_multinode,
     )
 
 

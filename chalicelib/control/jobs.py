@@ -16,7 +16,18 @@ from typing import Any
 from chalicelib.control import consumables, resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import arns, ecs_task, host_access, job_spec, lifecycle, platform, unsupported, validation
+from chalicelib.domain import (
+    arns,
+    digits,
+    ecs_task,
+    host_access,
+    job_spec,
+    lifecycle,
+    nodes,
+    platform,
+    unsupported,
+    validation,
+)
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import (
     DEPENDENCY_FAILED,
@@ -44,18 +55,28 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
         raise InvalidRequest(f"jobQueue: job queue {queue.name} is DISABLED and does not accept new jobs")
     jd = resources.resolve_job_definition(svc, req["jobDefinition"])
     ecs = jd.spec.get("ecsProperties")
-    if jd.jd_type != "container" or ("containerProperties" not in jd.spec and ecs is None):
+    multinode = jd.jd_type == "multinode" and "nodeProperties" in jd.spec
+    if not multinode and (jd.jd_type != "container" or ("containerProperties" not in jd.spec and ecs is None)):
         raise InvalidRequest(
-            f"jobDefinition: {jd.name}:{jd.revision} is neither a containerProperties nor an ecsProperties job "
-            "definition; batchplane runs those"
+            f"jobDefinition: {jd.name}:{jd.revision} is not a single-container, multi-container or multi-node job "
+            "definition; batchplane runs containerProperties, ecsProperties and nodeProperties jobs"
         )
     job_spec.validate_share(req.get("shareIdentifier"), queue.scheduling_policy_arn is not None, queue.name)
     on = platform.platform_of(jd.spec.get("platformCapabilities"))
+    node_properties = _node_properties(svc, queue, jd.spec, req) if multinode else None
+    if not multinode and req.get("nodeOverrides") is not None:
+        raise InvalidRequest(
+            f"nodeOverrides: job definition {jd.name}:{jd.revision} is not a multi-node job definition"
+        )
     platform.queue_runs(on, _queue_platforms(svc, queue))
     ecs_properties = None
-    if ecs is not None:  # a multi-container job (docs/adr/0028)
+    container: dict[str, Any] = {}  # a multi-node or multi-container job's containers are in its properties
+    if node_properties is not None:
+        for i in range(nodes.num_nodes(node_properties)):  # every node's container, as a single job's is
+            check_host_access(svc, nodes.container_of(node_properties, i), jd.name, jd.revision)
+        vcpus, memory = nodes.totals(node_properties)
+    elif ecs is not None:  # a multi-container job (docs/adr/0028)
         ecs_properties, vcpus, memory = _multi_container(svc, req, ecs, jd.name, jd.revision)
-        container: dict[str, Any] = {}
     else:
         if req.get("ecsPropertiesOverride") is not None:
             raise InvalidRequest("ecsPropertiesOverride: is only valid for an ecsProperties job definition")
@@ -97,6 +118,7 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
         propagate_tags=bool(req.get("propagateTags", jd.spec.get("propagateTags", False))),
         platform_capabilities=(on,),
         consumable_resources=needs,
+        node_properties=node_properties,
     )
 
     # Decide the first state from what the dependencies are now; edges make later completions reach the job.
@@ -127,6 +149,24 @@ def _consumables(svc: Services, req: dict[str, Any], jd: JobDefinition) -> dict[
         return consumables.resolve(svc, override, "consumableResourcePropertiesOverride")
     props = jd.spec.get("consumableResourceProperties")
     return consumables.resolve(svc, props, f"jobDefinition {jd.name}:{jd.revision} consumableResourceProperties")
+
+
+def _node_properties(svc: Services, queue: JobQueue, spec: dict[str, Any], req: dict[str, Any]) -> dict[str, Any]:
+    """A multi-node job's nodeProperties after nodeOverrides; refused where AWS does not run such jobs."""
+    for key in ("arrayProperties", "containerOverrides"):
+        if req.get(key) is not None:
+            what = "an array job" if key == "arrayProperties" else "given; use nodeOverrides"
+            raise InvalidRequest(f"{key}: a multi-node parallel job cannot be {what}")
+    if platform.FARGATE in _queue_platforms(svc, queue):
+        # "AWS Fargate doesn't support multi-node parallel jobs" (AWS Batch user guide); AWS's SubmitJob wording
+        # for this case is not documented: batchplane names the rule (docs/adr/0027).
+        raise InvalidRequest(
+            f"jobQueue: job queue {queue.name} runs on Fargate compute environments, "
+            "which do not support multi-node parallel jobs"
+        )
+    np = nodes.effective(spec["nodeProperties"], req.get("nodeOverrides"))
+    nodes.validate(np, field="nodeOverrides")
+    return np
 
 
 def check_host_access(svc: Services, container: dict[str, Any], name: str, revision: int) -> None:
@@ -195,7 +235,16 @@ def describe(svc: Services, job_ids: list[str]) -> list[Job]:
     limit = svc.settings.limits.max_describe_jobs
     if len(job_ids) > limit:
         raise InvalidRequest(f"jobs: Maximum number of jobs supported is {limit}")
-    return svc.jobs.get_many(list(dict.fromkeys(job_ids)))
+    wanted = list(dict.fromkeys(job_ids))
+    node_ids = {j: parsed for j in wanted if (parsed := nodes.split_node_id(j)) is not None}
+    found = {j.job_id: j for j in svc.jobs.get_many([j for j in wanted if j not in node_ids])}
+    parents = {p.job_id: p for p in svc.jobs.get_many(list({parent for parent, _ in node_ids.values()}))}
+    for job_id, (parent_id, index) in node_ids.items():  # node jobs are views of their job (domain/nodes.py)
+        parent = parents.get(parent_id)
+        np = parent.node_properties if parent is not None and parent.is_multinode else None
+        if parent is not None and np is not None and index < nodes.num_nodes(np):
+            found[job_id] = nodes.node_view(parent, index)
+    return [found[j] for j in wanted if j in found]
 
 
 def cancel(svc: Services, reactor: Reactor, job_id: str, reason: str) -> None:
@@ -240,9 +289,16 @@ def list_jobs(svc: Services, req: dict[str, Any], cursor: Any, limit: int) -> tu
     targets = [k for k in ("jobQueue", "arrayJobId", "multiNodeJobId") if req.get(k)]
     if len(targets) != 1:
         raise InvalidRequest("exactly one of jobQueue, arrayJobId or multiNodeJobId must be given")
-    if req.get("multiNodeJobId"):
-        raise InvalidRequest("multiNodeJobId: batchplane does not run multi-node parallel jobs")
     status = req.get("jobStatus") or RUNNING
+    if req.get("multiNodeJobId"):
+        parent = get_job(svc, req["multiNodeJobId"], "multiNodeJobId")
+        if not parent.is_multinode:
+            raise InvalidRequest(f"multiNodeJobId: job {parent.job_id} is not a multi-node parallel job")
+        views = nodes.node_views(parent, status)
+        start = (digits.parse(str(cursor)) or 0) if cursor else 0  # the node index to go on from
+        page = [v for v in views if (v.node_index or 0) >= start][:limit]
+        more = len(page) == limit and page[-1] is not views[-1]
+        return page, (str((page[-1].node_index or 0) + 1) if more else None)
     filters = req.get("filters") or []
     if len(filters) > 1:
         raise InvalidRequest("filters: only one filter can be given at a time")

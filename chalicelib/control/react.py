@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Protocol, assert_never
 
+from chalicelib.compute.nodes import attempt_spec
 from chalicelib.compute.port import Launcher, TaskSpec
 from chalicelib.control import usage
 from chalicelib.control.context import Services
-from chalicelib.domain import consumables, ecs_task, job_spec, lifecycle
+from chalicelib.domain import consumables, ecs_task, job_spec, lifecycle, nodes
 from chalicelib.domain.effects import commands, effects_of, in_order
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.job_detail import job_detail
@@ -173,6 +174,10 @@ class Reactor:
             match effect:
                 case lifecycle.Publish():
                     out.publish(job)
+                    for view in nodes.node_views(job):  # a multi-node job's node jobs emit their own state changes
+                        out.publish(view)
+                case lifecycle.PublishNode(index=i):
+                    out.publish(nodes.node_view(job, i))
                 case lifecycle.Launch(attempt=n):
                     self.launcher.launch(self.task_spec(job, n))
                 case lifecycle.StopTask(attempt=n, reason=why):
@@ -200,7 +205,7 @@ class Reactor:
 
     def task_spec(self, job: Job, attempt: int) -> TaskSpec:
         assert job.current is not None
-        return TaskSpec(
+        spec = TaskSpec(
             job_id=job.job_id,
             attempt=attempt,
             task_id=job.current.task_id,
@@ -218,6 +223,9 @@ class Reactor:
             region=job.arn.split(":")[3] or self.svc.settings.default_region,
             compute_environment_type=self.ce_type(job.current.compute_environment),
         )
+        if job.is_multinode:
+            return attempt_spec(job, spec)
+        return spec
 
     def _containers(self, job: Job, attempt: int) -> tuple[ecs_task.TaskContainer, ...]:
         """A multi-container job's containers (docs/adr/0028); () for a single-container one."""

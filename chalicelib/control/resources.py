@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from chalicelib.control import consumables
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.domain import arns, digits, ecs_task, platform, retry, unsupported, validation
+from chalicelib.domain import arns, digits, ecs_task, nodes, platform, retry, unsupported, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.model import (
     CE_HEALTHY,
@@ -353,6 +353,8 @@ def register_job_definition(svc: Services, ctx: RequestContext, req: dict[str, A
     if req.get("ecsProperties") is not None:
         fargate = "FARGATE" in (req.get("platformCapabilities") or [])
         ecs_task.validate_properties(req["ecsProperties"], fargate=fargate)
+    if req["type"] == "multinode":
+        nodes.validate(req["nodeProperties"])
     name = req["jobDefinitionName"]
     spec = {k: req[k] for k in _JD_SPEC_KEYS if req.get(k) is not None}
     if "retryStrategy" in spec:

@@ -17,6 +17,13 @@ class Publish:
 
 
 @dataclass(frozen=True)
+class PublishNode:
+    """Emit a "Batch Job State Change" event for one node job of a multi-node parallel job (domain/nodes.py)."""
+
+    index: int
+
+
+@dataclass(frozen=True)
 class Launch:
     attempt: int
 
@@ -54,7 +61,15 @@ class WakeDispatcher:
 
 
 Effect = (
-    Publish | Launch | StopTask | NotifyDependents | NotifyParent | CreateChildren | CancelChildren | WakeDispatcher
+    Publish
+    | PublishNode
+    | Launch
+    | StopTask
+    | NotifyDependents
+    | NotifyParent
+    | CreateChildren
+    | CancelChildren
+    | WakeDispatcher
 )
 
 
@@ -76,7 +91,7 @@ UNCHANGED = Outcome(None)
 
 COMMANDS: frozenset[type[Effect]] = frozenset({Launch, StopTask})
 CARRIED: frozenset[type[Effect]] = frozenset(
-    {Publish, NotifyDependents, NotifyParent, CreateChildren, CancelChildren, WakeDispatcher}
+    {Publish, PublishNode, NotifyDependents, NotifyParent, CreateChildren, CancelChildren, WakeDispatcher}
 )
 
 
@@ -85,7 +100,8 @@ def effects_of(old: Job | None, new: Job | None) -> tuple[Effect, ...]:
 
     | change (old -> new) | effect |
     |---|---|
-    | inserted, or status changed | Publish |
+    | inserted, or status changed | Publish (a multi-node job's node jobs publish with it) |
+    | a node of a multi-node job ended on its own (recorded in the attempt's `nodes`) | PublishNode |
     | became SUCCEEDED/FAILED (not on insert: nothing can depend on a job yet) | NotifyDependents |
     | ... and the job is an array child | NotifyParent |
     | array parent PENDING, no pending dependency, not stopped, children left to write | CreateChildren |
@@ -109,9 +125,20 @@ def effects_of(old: Job | None, new: Job | None) -> tuple[Effect, ...]:
             out.append(NotifyParent(ok))
     if new.is_array_parent:
         out += _parent_effects(old, new)
+    out += _node_ends(old, new)
     if status_changed and (new.status == RUNNABLE or newly_terminal):
         out.append(WakeDispatcher())
     return tuple(out)
+
+
+def _node_ends(old: Job | None, new: Job) -> list[Effect]:
+    """A multi-node job's nodes that ended on their own in this change (lifecycle `NodeStopped`, once per node)."""
+    now = new.current
+    if now is None or not now.nodes:
+        return []
+    was = old.current if old is not None else None
+    before = (was.nodes or {}) if was is not None and was.number == now.number else {}
+    return [PublishNode(int(i)) for i in sorted(now.nodes, key=int) if i not in before]
 
 
 def _parent_effects(old: Job | None, new: Job) -> list[Effect]:

@@ -167,8 +167,10 @@ def job_detail(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]
         "dependsOn": [_compact({"jobId": d.job_id, "type": d.type}) for d in job.depends_on],
         "jobDefinition": job.job_definition_arn,
         "parameters": job.parameters,
-        "container": None if job.is_array_parent or job.ecs_properties else container_detail(job),
+        "container": None if job.is_array_parent or job.is_multinode or job.ecs_properties else container_detail(job),
         "ecsProperties": ecs_properties_detail(job) if job.ecs_properties else None,
+        "nodeProperties": job.node_properties if job.is_multinode else None,
+        "nodeDetails": _node_details(job),
         "arrayProperties": array_summary(job, counts),
         "timeout": job.timeout.to_wire() or None if job.timeout else None,
         "tags": job.tags,
@@ -187,6 +189,28 @@ def job_detail(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]
         ),
     }
     return _compact(detail)
+
+
+def _main_node(job: Job) -> int | None:
+    return int(job.node_properties["mainNode"]) if job.node_properties is not None else None
+
+
+def _node_details(job: Job) -> dict[str, Any] | None:
+    """NodeDetails, on a node job only."""
+    if job.node_index is None:
+        return None
+    return {"nodeIndex": job.node_index, "isMainNode": job.node_index == _main_node(job)}
+
+
+def _node_summary(job: Job) -> dict[str, Any] | None:
+    """NodePropertiesSummary: on a multi-node job its numNodes; on a node job also its index and whether it is the
+    main node."""
+    if job.node_properties is None:
+        return None
+    summary: dict[str, Any] = {"numNodes": int(job.node_properties["numNodes"])}
+    if job.node_index is not None:
+        summary.update({"nodeIndex": job.node_index, "isMainNode": job.node_index == _main_node(job)})
+    return summary
 
 
 def job_summary(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any]:
@@ -210,6 +234,7 @@ def job_summary(job: Job, counts: dict[str, int] | None = None) -> dict[str, Any
             "shareIdentifier": job.share_identifier,
             "container": container,
             "arrayProperties": array,
+            "nodeProperties": _node_summary(job),
             "jobDefinition": job.job_definition_arn,
             "capacityUsage": [{"capacityUnit": "VCPU", "quantity": job.vcpus}],
             "isCancelled": job.is_cancelled or None,

@@ -67,8 +67,6 @@ def validate_submit(req: Mapping[str, Any], limits: Limits) -> None:
         validation.timeout(req["timeout"], limits)
     validation.scheduling_priority(req.get("schedulingPriorityOverride"), "schedulingPriorityOverride")
     validation.tags(req.get("tags"), limits)
-    if req.get("nodeOverrides") is not None:
-        raise fail("nodeOverrides", "is not supported: batchplane does not run multi-node parallel jobs")
 
 
 def retry_strategy(req: Mapping[str, Any], jd_spec: Mapping[str, Any]) -> RetryStrategy | None:

@@ -70,6 +70,9 @@ class Attempt:
     container_instance_arn: str | None = None  # the ECS container instance it ran on (EC2 capacity; not Fargate)
     # A multi-container job's containers' ends: ({"name", "exitCode"?, "reason"?}, ...) (domain/ecs_task.py)
     containers: tuple[dict[str, Any], ...] = ()
+    # A multi-node parallel job's nodes that ended, by index ("0"): {"exitCode", "reason", "statusReason",
+    # "stoppedAt", "withMain": stopped because the main node ended} (domain/nodes.py). None for other jobs.
+    nodes: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,10 @@ class Job:
     # The consumable resources the job takes while an attempt is in flight: resource ARN -> units
     # (domain/consumables.py).
     consumable_resources: dict[str, int] = field(default_factory=dict)
+    # A multi-node parallel job: its nodeProperties (definition + nodeOverrides; domain/nodes.py). On a node job
+    # (a view, never stored), the node's index as well.
+    node_properties: dict[str, Any] | None = None
+    node_index: int | None = None
     updated_at: int = 0
     version: int = 0
 
@@ -144,6 +151,11 @@ class Job:
     @property
     def is_array_child(self) -> bool:
         return self.array is not None and self.array.index is not None
+
+    @property
+    def is_multinode(self) -> bool:
+        """A multi-node parallel job (the parent: its nodes are views of it, domain/nodes.py)."""
+        return self.node_properties is not None and self.node_index is None
 
     @property
     def terminal(self) -> bool:

@@ -30,6 +30,7 @@ from chalicelib.domain.effects import (
     NotifyParent,
     Outcome,
     Publish,
+    PublishNode,
     StopTask,
     WakeDispatcher,
 )
@@ -61,6 +62,7 @@ __all__ = [  # the re-exported effects; everything defined below is public as we
     "NotifyParent",
     "Outcome",
     "Publish",
+    "PublishNode",
     "StopTask",
     "WakeDispatcher",
 ]
@@ -119,6 +121,18 @@ class TaskStopped:
     # The exit code and reason are to be derived from `containers` and the job's essential containers (an ECS task
     # state change does not say which container ended the task: domain/ecs_task.py `exit_of_stopped_task`).
     decide_exit: bool = False
+    nodes: dict[str, dict[str, Any]] | None = None  # a multi-node job: its nodes' ends (Attempt.nodes)
+
+
+@dataclass(frozen=True)
+class NodeStopped:
+    """A node of a multi-node parallel job ended while its main node runs on (the job goes on)."""
+
+    attempt: int
+    index: int
+    exit_code: int | None
+    reason: str | None = None
+    status_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +179,7 @@ Event = (
     | Claim
     | TaskStarted
     | TaskStopped
+    | NodeStopped
     | Cancel
     | Terminate
     | TimedOut
@@ -182,6 +197,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "Claim": frozenset({RUNNABLE}),
     "TaskStarted": frozenset({STARTING}),
     "TaskStopped": frozenset({STARTING, RUNNING}),
+    "NodeStopped": frozenset({STARTING, RUNNING}),
     "Cancel": frozenset({SUBMITTED, PENDING, RUNNABLE}),
     "Terminate": frozenset({SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING}),
     "TimedOut": frozenset({RUNNING}),
@@ -222,6 +238,8 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
             return Outcome(started, (Publish(),))
         case TaskStopped():
             return _stopped(job, event, now)
+        case NodeStopped():
+            return _node_stopped(job, event, now)
         case Cancel(reason=why):
             if job.status == PENDING and job.pending:
                 # AWS CancelJob: "A PENDING job is canceled after all dependency jobs are completed"
@@ -306,6 +324,9 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
     status_reason = stop.status_reason or (TIMEOUT_REASON if stop.timed_out else ESSENTIAL_EXITED)
     finished = replace(
         _with_task(current, stop.task_arn, stop.log_stream, stop.container_instance_arn),
+        nodes={**(stop.nodes or {}), **(current.nodes or {})}
+        if current.nodes or stop.nodes
+        else None,  # (own ends first)
         stopped_at=now,
         exit_code=stop.exit_code,
         reason=stop.reason,
@@ -325,6 +346,17 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
         again = replace(base, status=RUNNABLE, status_reason=status_reason)
         return Outcome(again, (Publish(), WakeDispatcher()))
     return _fail(base, now, status_reason, children=False)
+
+
+def _node_stopped(job: Job, stop: NodeStopped, now: int) -> Outcome:
+    """Record a node's own end in the attempt (once: a duplicate report changes nothing)."""
+    current = job.current
+    if current is None or current.number != stop.attempt or str(stop.index) in (current.nodes or {}):
+        return UNCHANGED
+    ended = {"exitCode": stop.exit_code, "reason": stop.reason, "stoppedAt": now}
+    ended["statusReason"] = stop.status_reason or ESSENTIAL_EXITED
+    nodes = {**(current.nodes or {}), str(stop.index): {k: v for k, v in ended.items() if v is not None}}
+    return Outcome(replace(job, current=replace(current, nodes=nodes), updated_at=now), (PublishNode(stop.index),))
 
 
 def _with_task(attempt: Attempt, task_arn: str | None, log_stream: str | None, instance: str | None) -> Attempt:

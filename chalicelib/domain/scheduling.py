@@ -111,6 +111,7 @@ class JobView:
     reason_since: int | None = None  # epoch ms: since when status_reason holds
     platform: str | None = None  # EC2 | FARGATE (the job definition's platformCapabilities); None: not checked
     consumables: tuple[tuple[str, int], ...] = ()  # (consumable resource name, units) the job takes when placed
+    multinode: bool = False  # a multi-node parallel job (vcpus/memory: all its nodes together)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,12 @@ def dispatch_order(queue: QueueView, jobs: Sequence[JobView]) -> list[JobView]:
     return ordered
 
 
+MULTINODE_UNSUPPORTED = (
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - Multi-node parallel jobs are not supported on SPOT or UNMANAGED "
+    "compute environments."
+)
+
+
 def requirement_problem(job: JobView, ce: CapacityView) -> str | None:
     """Why a compute environment big enough in vCPUs can still never run the job (None: it can).
 
@@ -184,6 +191,10 @@ def requirement_problem(job: JobView, ce: CapacityView) -> str | None:
     """
     if job.platform is not None and ce_platform(ce.resource_type) != job.platform:
         return PLATFORM_MISMATCH.format(platform=job.platform)
+    if job.multinode and ce.resource_type not in ("EC2", "FARGATE", "FARGATE_SPOT"):
+        # "Multi-node parallel jobs aren't supported on UNMANAGED compute environments" / "... on compute
+        # environments that use Spot Instances" (User Guide, MNP compute environments); the reason is batchplane's.
+        return MULTINODE_UNSUPPORTED
     if ce.resource_type in FARGATE_TYPES:
         sizes = FARGATE_MEMORY.get(job.vcpus)
         if sizes is None or job.memory not in sizes:

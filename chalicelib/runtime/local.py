@@ -27,6 +27,7 @@ from chalice.app import Chalice
 from chalicelib.compute.credentials import LocalCredentialVendor
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
+from chalicelib.compute.nodes import DockerNodes, Loopback, NodeLauncher
 from chalicelib.control.context import Services, Settings
 from chalicelib.control.retention import DAY_MS
 from chalicelib.domain.host_access import HostAccess
@@ -159,6 +160,8 @@ class LocalRuntime:
             boto3.session.Session(), docker_client=docker_client, grants_file=config.state_dir / "credentials.json"
         )
         self.launcher: LocalLauncher | DockerLauncher
+        # Multi-node parallel jobs: one task per node, on either executor (compute/nodes.py); it reports the rest.
+        self.nodes = NodeLauncher(self._on_task_event, config.state_dir / "work")
         if docker_client is not None:
             from chalicelib.compute.docker import DockerLauncher
 
@@ -167,19 +170,27 @@ class LocalRuntime:
                 state_id(config.state_dir),
                 config.state_dir / "work",
                 logs,
-                self._on_task_event,
+                self.nodes.on_event,
                 grace_seconds=config.grace_seconds,
                 # attempts the process executor started before a switch of executors are recovered its way
-                processes=LocalLauncher(config.state_dir / "work", logs, self._on_task_event),
+                processes=LocalLauncher(config.state_dir / "work", logs, self.nodes.on_event),
                 credentials=self.credentials,
             )
         else:
             self.launcher = LocalLauncher(
                 config.state_dir / "work",
                 logs,
-                self._on_task_event,
+                self.nodes.on_event,
                 grace_seconds=config.grace_seconds,
                 credentials=self.credentials,
+            )
+        if isinstance(self.launcher, LocalLauncher):
+            self.nodes.attach(self.launcher, Loopback())
+        else:
+            from chalicelib.compute.docker import LABEL_STATE
+
+            self.nodes.attach(
+                self.launcher, DockerNodes(docker_client, state_id(config.state_dir), self.launcher.name, LABEL_STATE)
             )
         self.services = Services(
             repo=LocalRepository(self.store),
@@ -196,14 +207,14 @@ class LocalRuntime:
             ),
             events=self.events,
             logs=logs,
-            launcher=self.launcher,
+            launcher=self.nodes,
             defer=self.work.submit,
             wake=lambda: self.engine.wake(),  # late-bound: the engine is built from these services
         )
         self.engine = Engine(
             self.services,
             retention_ms=int(config.retention_days * DAY_MS),
-            forget=self.launcher.forget,
+            forget=self.nodes.forget,
             lost_host=HOST_ID if self.executor == "process" else None,  # containers are re-attached instead
         )
         self.triggers = TriggerRunner(self.services, config.state_dir / "buckets")
@@ -218,6 +229,7 @@ class LocalRuntime:
     def _reap(self) -> None:
         try:
             self.launcher.reap()  # type: ignore[union-attr]
+            self.nodes.reap()
         except Exception:
             log.exception("removing ended containers failed")
 
@@ -241,7 +253,7 @@ class LocalRuntime:
         self.server.stop()
         self.triggers.stop()
         self.engine.stop()
-        self.launcher.shutdown()
+        self.nodes.shutdown()  # (and the executor's launcher)
         self.credentials.stop()
         self.work.stop()
         self.app.serve(None)

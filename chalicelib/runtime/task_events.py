@@ -28,11 +28,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.compute import ecs_events
+from chalicelib.compute.ecs_nodes import EcsNodeLauncher
 from chalicelib.compute.port import HostAware
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
-from chalicelib.domain import lifecycle
-from chalicelib.domain.reasons import host_terminated_reason
+from chalicelib.domain import lifecycle, nodes
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.reasons import TASK_FAILED_TO_START, host_terminated_reason
 
 log = logging.getLogger("batchplane.task_events")
 
@@ -42,9 +44,56 @@ def on_ecs_task_event(svc: Services, reactor: Reactor, envelope: Mapping[str, An
     translated = ecs_events.task_event(envelope)
     if translated is None:
         return
-    after = reactor.apply(translated.job_id, translated.event)
+    after = apply_task_event(svc, reactor, translated.job_id, translated.event, envelope.get("detail") or {})
     if after is None:
         log.info("task event for unknown job %s ignored", translated.job_id)
+
+
+def apply_task_event(
+    svc: Services,
+    reactor: Reactor,
+    job_id: str,
+    event: lifecycle.TaskStarted | lifecycle.TaskStopped,
+    task: Mapping[str, Any] | None = None,
+) -> Job | None:
+    """Apply a task's event to its job; a multi-node job's node task (`<jobId>#<index>`, docs/adr/0027) to its job:
+    the main node RUNNING starts the job and launches the other nodes with its address; the main node STOPPED ends
+    the job and stops the others; another node that stops is the node's own end (NodeStopped), or, when it could not
+    start, the attempt's failure (all nodes run, or none)."""
+    parsed = nodes.split_node_id(job_id)
+    if parsed is None:
+        return reactor.apply(job_id, event)
+    parent_id, index = parsed
+    job = svc.jobs.get(parent_id)
+    if job is None or job.node_properties is None:
+        return None
+    current = job.current
+    if current is None or current.number != event.attempt:
+        return job  # an attempt that is over (its nodes stopped with it)
+    launcher = reactor.launcher
+    main = nodes.main_node(job.node_properties)
+    if isinstance(event, lifecycle.TaskStarted):
+        if index != main:
+            return job
+        after = reactor.apply(parent_id, event)
+        if after is None or after.current is None or after.current.number != event.attempt:
+            return after
+        address = launcher.address(task or {}) if isinstance(launcher, EcsNodeLauncher) else None
+        if address is None or not isinstance(launcher, EcsNodeLauncher):
+            why = "CannotStartContainerError: the main node's private address is unknown"
+            launcher.stop(parent_id, event.attempt, why)
+            return reactor.apply(parent_id, lifecycle.TaskStopped(event.attempt, None, status_reason=why))
+        launcher.launch_others(reactor.task_spec(after, event.attempt), address)
+        return after
+    if index == main:
+        launcher.stop(parent_id, event.attempt, nodes.STOPPED_WITH_MAIN)
+        return reactor.apply(parent_id, event)
+    if event.status_reason == TASK_FAILED_TO_START:
+        why = f"Node {index} failed to start: {event.reason or event.status_reason}"
+        launcher.stop(parent_id, event.attempt, why)
+        return reactor.apply(parent_id, lifecycle.TaskStopped(event.attempt, None, status_reason=why))
+    node_end = lifecycle.NodeStopped(event.attempt, index, event.exit_code, event.reason, event.status_reason)
+    return reactor.apply(parent_id, node_end)
 
 
 def on_ec2_event(svc: Services, reactor: Reactor, envelope: Mapping[str, Any]) -> None:

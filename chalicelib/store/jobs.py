@@ -73,9 +73,10 @@ def order_key(job: Job) -> str:
 
 # `cancel_reason` is written only when set: None in nearly every job, it would cost every stored body its bytes
 # (and break the run of fields the compression dictionary expects); a body without it reads back as None.
-# So are `consumable_resources` (empty in nearly every job), `ecs_properties` (multi-container jobs only) and an
-# attempt's `containers`.
-_SPARSE = ("cancel_reason", "consumable_resources", "ecs_properties")
+# So are `consumable_resources` (empty in nearly every job), `ecs_properties` (multi-container jobs only), a
+# multi-node job's `node_properties`, and an attempt's `containers` and `nodes` (node views' `node_index` is never
+# stored).
+_SPARSE = ("cancel_reason", "consumable_resources", "ecs_properties", "node_properties", "node_index")
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("version", *_SPARSE))
 
 
@@ -83,6 +84,8 @@ def _attempt_body(a: Attempt) -> dict[str, Any]:
     body = dict(vars(a))
     if not a.containers:
         del body["containers"]
+    if a.nodes is None:
+        del body["nodes"]
     return body
 
 
@@ -111,6 +114,8 @@ def job_body(job: Job) -> dict[str, Any]:
         body["consumable_resources"] = job.consumable_resources
     if job.ecs_properties is not None:
         body["ecs_properties"] = job.ecs_properties
+    if job.node_properties is not None:
+        body["node_properties"] = job.node_properties
     return body
 
 

@@ -364,3 +364,29 @@ def test_up_refuses_a_retention_that_is_not_a_finite_positive_number(
     assert main(["up", "--retention-days", days, "--state-dir", str(tmp_path / "s"), "--port", "0"]) == 2
     assert "--retention-days must be 0 (keep every job) or a positive number" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()  # refused before anything was created
+
+
+# -- multi-node parallel jobs ------------------------------------------------------------------------------------
+
+
+def test_describe_watch_and_dag_show_a_multi_node_jobs_nodes(batch: Client, cli: Cli) -> None:
+    queue, _ = setup_queue(batch, 4, platform="EC2")
+    node = {"image": "busybox", "command": sh("echo node $AWS_BATCH_JOB_NODE_INDEX"), "resourceRequirements": []}
+    props = {"numNodes": 2, "mainNode": 1, "nodeRangeProperties": [{"targetNodes": "0:", "container": node}]}
+    jd = batch.register_job_definition(jobDefinitionName="mnp", type="multinode", nodeProperties=props)
+    job_id = submit(batch, queue, jd["jobDefinitionArn"], "gang")
+    wait_terminal(batch, [job_id])
+    code, out, _ = cli("describe", job_id)
+    assert code == 0
+    assert "Nodes" in out and "2, main node 1" in out
+    assert f"{job_id}#0" in out and f"{job_id}#1" in out and "1 (main)" in out
+    code, out, _ = cli("describe", f"{job_id}#1")
+    assert code == 0 and "the main node" in out
+    code, out, _ = cli("logs", f"{job_id}#1")  # the main node (node 0 may be stopped before it printed)
+    assert code == 0 and out.splitlines() == ["node 1"]
+    code, _, err = cli("logs", job_id)
+    assert code != 0 and f"its nodes have the logs: {job_id}#<index>" in err
+    code, out, _ = cli("watch", job_id, "--interval", "0.2")
+    assert code == 0 and "node 0" in out and "node 1 (main)" in out
+    code, out, _ = cli("dag", f"{job_id}#0")  # a node job stands for its job
+    assert code == 0 and out.splitlines()[0].startswith("gang (") and "2 nodes, main node 1" in out

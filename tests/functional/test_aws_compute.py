@@ -74,6 +74,10 @@ class Aws:
         return boto3.client("ecs", region_name=REGION)
 
     @staticmethod
+    def ec2_client() -> Any:
+        return boto3.client("ec2", region_name=REGION)
+
+    @staticmethod
     def autoscaling_client() -> Any:
         return boto3.client("autoscaling", region_name=REGION)
 

@@ -53,6 +53,10 @@ def test_body_matches_asdict() -> None:
     expected.pop("version")
     del expected["current"]["containers"]  # an attempt without containers' ends stores none (bytes in every item)
     expected.update(retry_strategy=WIRE_RETRY, timeout={"attemptDurationSeconds": 3600})
+    for sparse in ("node_properties", "node_index"):  # None: not stored (a multi-node job's, below)
+        expected.pop(sparse)
+    for attempt in (*expected["attempts"], expected["current"]):
+        attempt.pop("nodes")
     assert json.dumps(job_body(job), sort_keys=True) == json.dumps(expected, sort_keys=True)
 
 
@@ -115,3 +119,14 @@ def test_a_body_with_the_wire_dicts_an_earlier_version_wrote_reads_typed_and_wri
     assert job.retry_strategy == RetryStrategy.from_wire(retry)
     assert job.timeout == Timeout.from_wire(timeout)
     assert json.dumps(job_body(job), sort_keys=True) == json.dumps(body, sort_keys=True)
+
+
+def test_a_multinode_job_round_trips_with_its_nodes() -> None:
+    # GIVEN a multi-node job whose attempt recorded a node's own end WHEN stored and read back THEN it is the same
+    np = {"numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:1", "container": {"image": "i"}}]}
+    nodes = {"1": {"exitCode": 5, "stoppedAt": 3}}
+    job = a_job(node_properties=np, current=dataclasses.replace(an_attempt(1), nodes=nodes))
+    item = job_item(job)
+    assert "node_index" not in item.body and item.body["node_properties"] == np
+    stored = dataclasses.replace(item, body=json.loads(json.dumps(item.body)), version=2)
+    assert job_from_item(stored) == dataclasses.replace(job, version=2)

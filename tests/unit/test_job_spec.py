@@ -393,10 +393,6 @@ def test_tags_are_1_to_50() -> None:
     rejects(a_submit_request(tags={f"k{i}": "v" for i in range(51)}), "tags")
 
 
-def test_node_overrides_are_not_supported() -> None:
-    rejects(a_submit_request(nodeOverrides={"numNodes": 2}), "nodeOverrides")
-
-
 def test_the_request_is_at_most_30_kib() -> None:
     rejects(a_submit_request(parameters={"blob": "x" * 31 * 1024}), "request")
 

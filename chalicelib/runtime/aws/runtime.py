@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.compute.capacity_aws import AsgCapacity
 from chalicelib.compute.capacity_port import CapacityGroups
 from chalicelib.compute.ecs import EcsLauncher
+from chalicelib.compute.ecs_nodes import EcsNodeLauncher
 from chalicelib.control.context import Clock, IdFactory, Services, SystemClock, UuidFactory
 from chalicelib.control.dispatch import Dispatcher
 from chalicelib.control.react import STATE_CHANGE, Reactor, reactor_for
@@ -179,7 +180,7 @@ class AwsRuntime:
         self.items = InvocationCache(store)
         self.sink = EventBridgeSink(self.clients.factory("events"), bus=config.event_bus, source=config.event_source)
         self._ces: dict[str, tuple[float, ComputeEnvironment | None]] = {}
-        self.launcher = EcsLauncher(
+        ecs_launcher = EcsLauncher(
             self.clients.factory("ecs"),
             config.cluster,
             self._compute_environment,
@@ -188,6 +189,8 @@ class AwsRuntime:
             log_group=config.log_group,
             execution_role_arn=config.execution_role_arn,
         )
+        # multi-node jobs: one task per node (compute/ecs_nodes.py, docs/adr/0027)
+        self.launcher = EcsNodeLauncher(ecs_launcher, self.clients.factory("ec2"))
         self.services = Services(
             repo=Repository(self.items),
             settings=config.settings,
@@ -227,7 +230,8 @@ class AwsRuntime:
         return sum(self.services.jobs.move_legacy_active(q.name) for q in self.services.repo.list_jqs())
 
     def _task_event(self, job_id: str, event: lifecycle.TaskStarted | lifecycle.TaskStopped) -> None:
-        self.reactor.apply(job_id, event)
+        # (a multi-node job's node task: to its job, runtime/task_events.py)
+        _late("chalicelib.runtime.task_events", "apply_task_event")(self.services, self.reactor, job_id, event)
 
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(self.services, self.reactor, lambda: uuid.uuid4().hex)

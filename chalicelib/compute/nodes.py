@@ -1,0 +1,377 @@
+"""Multi-node parallel jobs on a local launcher (docs/adr/0027): one attempt, one task per node.
+
+`NodeLauncher` wraps the process or Docker launcher. A job's attempt is launched as its main node first; once the
+main node runs, its address is known and the other nodes are launched with it in
+`AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS` (AWS Batch: "the main node ... is launched first. After the main node
+is up, the child nodes are launched"). The nodes report to this wrapper (their job ids are `<jobId>#<index>`), which
+reports the job's own events: started when the main node started; a node that ended on its own as `NodeStopped`;
+stopped once the main node ended and the others were stopped ("The job is finished only if the main node exits.
+All child nodes are then stopped."). A node that fails to start fails the attempt: all nodes run, or none.
+
+Addresses: with the process executor every node is a process on 127.0.0.1; with Docker the nodes are containers on
+a bridge network of their own per attempt (`batchplane-<state>-<jobId>-<attempt>-nodes`, labelled with the state),
+removed when the attempt ends, and by `reap` when a crash left it behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from chalicelib.compute.port import Launcher, TaskSpec
+from chalicelib.domain import job_spec, nodes
+from chalicelib.domain.jobs import Job
+from chalicelib.domain.lifecycle import NodeStopped, TaskStarted, TaskStopped
+
+log = logging.getLogger("batchplane.nodes")
+
+MAIN_ADDRESS = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
+LABEL_NODES = "batchplane.nodes-of"  # on a job's node network: the job id
+RESTARTED = "Task failed: the server restarted while the multi-node job ran"
+JOURNAL = "nodes.journal"  # "<jobId>#<attempt> <numNodes> <mainNode>" per multi-node attempt launched
+
+Sink = Callable[..., None]  # RecordingSink: (job_id, event, recorded=None)
+
+
+def attempt_spec(job: Job, spec: TaskSpec) -> TaskSpec:
+    """A multi-node job's attempt: the job's spec with one spec per node (its container, command, environment,
+    resources, task id and log stream)."""
+    assert job.node_properties is not None
+    np = job.node_properties
+    specs = []
+    for i in range(nodes.num_nodes(np)):
+        container = nodes.container_of(np, i)
+        vcpus, memory = job_spec.vcpus_and_memory(container)
+        specs.append(
+            replace(
+                spec,
+                job_id=nodes.node_id(job.job_id, i),
+                task_id=nodes.node_task_id(spec.task_id, i),
+                command=job_spec.render_command(list(container.get("command") or []), job.parameters),
+                environment=nodes.node_environment(job, i, spec.attempt, spec.compute_environment),
+                log_stream=nodes.node_stream(spec.log_stream, spec.task_id, i),
+                vcpus=vcpus,
+                memory=memory,
+                container=container,
+            )
+        )
+    return replace(spec, nodes=tuple(specs), main_node=nodes.main_node(np))
+
+
+class NodeNetwork(Protocol):
+    def create(self, spec: TaskSpec) -> str | None:
+        """The network the attempt's node containers join (None: processes on this host)."""
+        ...
+
+    def address(self, node: TaskSpec) -> str:
+        """The started node's IPv4 address, as its peers reach it."""
+        ...
+
+    def remove(self, spec: TaskSpec) -> None: ...
+
+
+class Loopback:
+    """The process executor: every node is a process of this host, at 127.0.0.1."""
+
+    def create(self, spec: TaskSpec) -> str | None:
+        return None
+
+    def address(self, node: TaskSpec) -> str:
+        return "127.0.0.1"
+
+    def remove(self, spec: TaskSpec) -> None:
+        return None
+
+
+class DockerNodes:
+    """The Docker executor: a bridge network per attempt; a node's address is its container's on that network."""
+
+    def __init__(self, client: Any, state_id: str, container_name: Callable[[str, int], str], label: str) -> None:
+        self.client = client
+        self.state_id = state_id
+        self.container_name = container_name
+        self.label = label  # the label naming the server's state (docker.LABEL_STATE)
+
+    def name(self, spec: TaskSpec) -> str:
+        return f"batchplane-{self.state_id}-{spec.job_id.replace(':', '_')}-{spec.attempt}-nodes"
+
+    def create(self, spec: TaskSpec) -> str | None:
+        name = self.name(spec)
+        found = self.client.networks(names=[name])  # (a relaunch after a crash finds it; `names` matches parts)
+        if not any(n.get("Name") == name for n in found):
+            labels = {self.label: self.state_id, LABEL_NODES: spec.job_id}
+            self.client.create_network(name, driver="bridge", labels=labels)
+        return name
+
+    def address(self, node: TaskSpec) -> str:
+        info = self.client.inspect_container(self.container_name(node.job_id, node.attempt))
+        return str(info["NetworkSettings"]["Networks"][node.network]["IPAddress"])
+
+    def remove(self, spec: TaskSpec) -> None:
+        self.client.remove_network(self.name(spec))
+
+    def reap(self) -> int:
+        """Remove node networks a crash left behind (those still in use by a running container stay)."""
+        removed = 0
+        for n in self.client.networks(filters={"label": [f"{self.label}={self.state_id}", LABEL_NODES]}):
+            try:
+                self.client.remove_network(n["Id"])
+                removed += 1
+            except Exception:
+                log.debug("node network %s still in use", n.get("Name"))
+        return removed
+
+
+@dataclass
+class _Group:
+    spec: TaskSpec
+    network: str | None = None
+    launched: set[int] = field(default_factory=set)
+    started: set[int] = field(default_factory=set)
+    ended: dict[int, TaskStopped] = field(default_factory=dict)
+    main_end: TaskStopped | None = None
+    early: set[int] = field(default_factory=set)  # nodes that ended on their own while the main node ran
+    failure: str | None = None  # a node failed to start, or the server restarted: the attempt fails
+    stop_reason: str | None = None
+    ending: bool = False
+    recovered: bool = False
+    done: bool = False
+
+    @property
+    def main(self) -> int:
+        return self.spec.main_node
+
+
+class NodeLauncher:
+    """The Launcher port for every job: a multi-node attempt is run here, any other goes to the wrapped launcher."""
+
+    def __init__(self, sink: Sink, state_dir: Path) -> None:
+        self.sink = sink
+        self.inner: Any = None  # LocalLauncher | DockerLauncher, given by `attach` (it reports to `on_event`)
+        self.network: NodeNetwork = Loopback()
+        self._lock = threading.Lock()
+        self._groups: dict[str, _Group] = {}
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._journal_path = state_dir / JOURNAL
+        self._journal = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def attach(self, inner: Launcher, network: NodeNetwork) -> None:
+        self.inner, self.network = inner, network
+
+    # -- the Launcher port --------------------------------------------------------------------------------------
+
+    def launch(self, spec: TaskSpec) -> None:
+        if not spec.nodes:
+            self.inner.launch(spec)
+            return
+        with self._lock:
+            if spec.key in self._groups:
+                return
+            group = self._groups[spec.key] = _Group(spec)
+        os.write(self._journal, f"{spec.key} {len(spec.nodes)} {spec.main_node}\n".encode())
+        try:
+            group.network = self.network.create(spec)
+        except Exception as e:
+            log.exception("creating the node network of %s failed", spec.key)
+            self._finish(group, TaskStopped(spec.attempt, None, status_reason=f"CannotCreateContainerError: {e}"))
+            return
+        self._launch_node(group, group.main, None)
+
+    def stop(self, job_id: str, attempt: int, reason: str) -> None:
+        with self._lock:
+            group = self._groups.get(f"{job_id}#{attempt}")
+        if group is None:
+            self.inner.stop(job_id, attempt, reason)
+            return
+        group.stop_reason = group.stop_reason or reason
+        self._stop_nodes(group, reason, include_main=True)
+
+    def recover(self, job_id: str, attempt: int) -> bool:
+        key = f"{job_id}#{attempt}"
+        with self._lock:
+            if key in self._groups:
+                return True
+        shape = self._journalled(key)
+        if shape is None:
+            return bool(self.inner.recover(job_id, attempt))
+        num, main = shape
+        spec = TaskSpec(job_id, attempt, "", [], {}, "", 0, 0, "", main_node=main)
+        spec = replace(spec, nodes=tuple(replace(spec, job_id=nodes.node_id(job_id, i)) for i in range(num)))
+        group = _Group(spec, recovered=True, failure=RESTARTED, ending=True)
+        with self._lock:
+            self._groups[key] = group
+        found = [i for i in range(num) if self.inner.recover(nodes.node_id(job_id, i), attempt)]
+        if not found:
+            with self._lock:
+                self._groups.pop(key, None)
+            return False  # never started: launched again, under the same key
+        group.launched.update(found)
+        with self._lock:
+            for i in range(num):
+                if i not in found:
+                    group.ended.setdefault(i, TaskStopped(attempt, None, status_reason=RESTARTED))
+        self._stop_nodes(group, RESTARTED, include_main=True)
+        self._maybe_finish(group)
+        return True
+
+    def forget(self, job: Job) -> None:
+        self.inner.forget(job)
+        if job.node_properties is not None:
+            for i in range(nodes.num_nodes(job.node_properties)):
+                self.inner.forget(replace(job, job_id=nodes.node_id(job.job_id, i)))
+
+    # -- the nodes' events --------------------------------------------------------------------------------------
+
+    def on_event(
+        self, job_id: str, event: TaskStarted | TaskStopped, recorded: Callable[[], None] | None = None
+    ) -> None:
+        parsed = nodes.split_node_id(job_id)
+        if parsed is None:
+            self.sink(job_id, event, recorded)
+            return
+        try:
+            self._node_event(parsed[0], parsed[1], event)
+        finally:
+            if recorded is not None:
+                recorded()
+
+    def _node_event(self, job_id: str, index: int, event: TaskStarted | TaskStopped) -> None:
+        with self._lock:
+            group = self._groups.get(f"{job_id}#{event.attempt}")
+        if group is None or group.done:
+            if isinstance(event, TaskStarted):  # a node nothing waits for (an attempt already settled)
+                self.inner.stop(nodes.node_id(job_id, index), event.attempt, RESTARTED)
+            return
+        if isinstance(event, TaskStarted):
+            with self._lock:
+                group.started.add(index)
+                launch_others = index == group.main and not group.ending and not group.recovered
+            if group.ending:
+                self.inner.stop(nodes.node_id(job_id, index), event.attempt, group.stop_reason or RESTARTED)
+            if launch_others:
+                self._main_started(group)
+            return
+        with self._lock:
+            group.ended.setdefault(index, event)
+            main_ended = index == group.main and group.main_end is None
+            if main_ended:
+                group.main_end = event
+            early = not main_ended and not group.ending
+            if early and index not in group.started:
+                why = event.reason or event.status_reason or "unknown"
+                group.failure = f"Node {index} failed to start: {why}"
+            first_end = (main_ended or group.failure is not None) and not group.ending
+            if first_end:
+                group.ending = True
+        if early and group.failure is None:
+            with self._lock:
+                group.early.add(index)
+            node = NodeStopped(event.attempt, index, event.exit_code, event.reason, event.status_reason)
+            self.sink(job_id, node)
+        if first_end:
+            self._stop_nodes(group, group.failure or nodes.STOPPED_WITH_MAIN, include_main=group.failure is not None)
+        self._maybe_finish(group)
+
+    def _main_started(self, group: _Group) -> None:
+        spec = group.spec
+        main_spec = replace(spec.nodes[group.main], network=group.network)
+        self.sink(spec.job_id, TaskStarted(spec.attempt, spec.local_task_arn, main_spec.log_stream))
+        try:
+            address = self.network.address(main_spec)
+        except Exception as e:
+            log.exception("the address of %s's main node is unknown", spec.key)
+            with self._lock:
+                group.failure, group.ending = f"CannotStartContainerError: main node address: {e}", True
+            self._stop_nodes(group, group.failure or "", include_main=True)
+            return
+        for i in range(len(spec.nodes)):
+            if i != group.main and not group.ending:
+                self._launch_node(group, i, address)
+
+    def _launch_node(self, group: _Group, index: int, address: str | None) -> None:
+        node = group.spec.nodes[index]
+        if address is not None:
+            node = replace(node, environment={**node.environment, MAIN_ADDRESS: address})
+        with self._lock:
+            group.launched.add(index)
+        self.inner.launch(replace(node, network=group.network))
+
+    def _stop_nodes(self, group: _Group, reason: str, *, include_main: bool) -> None:
+        with self._lock:
+            targets = [i for i in group.launched if i not in group.ended and (include_main or i != group.main)]
+        for i in targets:
+            try:
+                self.inner.stop(nodes.node_id(group.spec.job_id, i), group.spec.attempt, reason)
+            except Exception:
+                log.exception("stopping node %d of %s failed", i, group.spec.key)
+
+    def _maybe_finish(self, group: _Group) -> None:
+        with self._lock:
+            if group.done or not group.ending or any(i not in group.ended for i in group.launched):
+                return
+            if group.main_end is None and group.main in group.launched:
+                return
+            group.done = True
+        spec = group.spec
+        ends: dict[str, dict[str, Any]] = {}
+        for i in range(len(spec.nodes)):
+            e = group.ended.get(i)
+            ends[str(i)] = {
+                k: v
+                for k, v in {
+                    "exitCode": e.exit_code if e else None,
+                    "reason": e.reason if e else None,
+                    "statusReason": (e.status_reason if e else None) or nodes.STOPPED_WITH_MAIN,
+                    "withMain": i != group.main and i not in group.early,
+                }.items()
+                if v is not None
+            }
+        main = group.main_end or TaskStopped(spec.attempt, None, status_reason=group.failure)
+        status_reason = group.failure or main.status_reason
+        exit_code = None if group.failure else main.exit_code
+        stopped = TaskStopped(
+            spec.attempt,
+            exit_code,
+            reason=main.reason,
+            status_reason=status_reason,
+            timed_out=main.timed_out,
+            task_arn=spec.local_task_arn if spec.task_id else None,
+            log_stream=spec.nodes[group.main].log_stream or None,
+            nodes=ends,
+        )
+        self._finish(group, stopped)
+
+    def _finish(self, group: _Group, stopped: TaskStopped) -> None:
+        group.done = True
+        with self._lock:
+            self._groups.pop(group.spec.key, None)
+        with contextlib.suppress(Exception):
+            self.network.remove(group.spec)
+        self.sink(group.spec.job_id, stopped)
+
+    def _journalled(self, key: str) -> tuple[int, int] | None:
+        try:
+            lines = self._journal_path.read_text().splitlines()
+        except OSError:
+            return None
+        for line in reversed(lines):
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == key and parts[1].isascii() and parts[1].isdigit():
+                return int(parts[1]), int(parts[2])
+        return None
+
+    def reap(self) -> int:
+        """Node networks a crash left behind (Docker)."""
+        reap = getattr(self.network, "reap", None)
+        return int(reap()) if reap is not None else 0
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self.inner.shutdown(timeout)
+        with contextlib.suppress(OSError):
+            os.close(self._journal)

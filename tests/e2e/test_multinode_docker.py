@@ -1,0 +1,172 @@
+"""Multi-node parallel jobs on the Docker executor, end to end: real busybox containers on a network of their own per
+job, a non-main node reaching the main node at AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS, the network removed
+when the job ends; terminate and failures. Needs the `docker_engine` fixture (tests/docker_support.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.runtime.local import LocalRuntime
+from tests.docker_support import TEST_IMAGE, remove_containers
+from tests.e2e.conftest import (
+    Client,
+    ClientFactory,
+    Runtimes,
+    describe_one,
+    job_log,
+    setup_queue,
+    sh,
+    submit,
+    unique,
+    wait_status,
+    wait_terminal,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+SMALL = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "128"}]
+MAIN = sh('echo "main $AWS_BATCH_JOB_NODE_INDEX"; msg=$(nc -l -p 7000); echo "got $msg"')
+PEER = sh(
+    "until echo from-$AWS_BATCH_JOB_NODE_INDEX | nc -w 2 $AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS 7000;"
+    " do sleep 0.2; done; echo main at $AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
+)
+
+
+@pytest.fixture
+def runtimes(state_dir: Path, docker_engine: Any) -> Iterator[Runtimes]:
+    runtimes = Runtimes(state_dir, executor="docker")
+    try:
+        yield runtimes
+    finally:
+        runtimes.stop_all()
+        remove_containers(docker_engine, state_dir)
+        for n in node_networks(docker_engine, state_dir):
+            docker_engine.remove_network(n["Id"])
+
+
+def node_networks(client: Any, state_dir: Path) -> list[dict[str, Any]]:
+    path = state_dir / "executor-id"
+    if not path.exists():
+        return []
+    label = f"batchplane.state-dir={path.read_text().strip()}"
+    return list(client.networks(filters={"label": [label, "batchplane.nodes-of"]}))
+
+
+@pytest.fixture
+def drt(runtimes: Runtimes) -> LocalRuntime:
+    return runtimes.start()
+
+
+@pytest.fixture
+def dbatch(drt: LocalRuntime, clients: ClientFactory) -> Client:
+    return clients("batch", drt.endpoint)
+
+
+@pytest.fixture
+def dlogs(drt: LocalRuntime, clients: ClientFactory) -> Client:
+    return clients("logs", drt.endpoint)
+
+
+def container(command: list[str]) -> dict[str, Any]:
+    return {"image": TEST_IMAGE, "command": command, "resourceRequirements": SMALL}
+
+
+def register_nodes(batch: Client, num: int, main: int, *ranges: tuple[str, list[str]], **extra: Any) -> str:
+    props = {
+        "numNodes": num,
+        "mainNode": main,
+        "nodeRangeProperties": [{"targetNodes": t, "container": container(c)} for t, c in ranges],
+    }
+    jd = batch.register_job_definition(jobDefinitionName=unique("mnp"), type="multinode", nodeProperties=props, **extra)
+    return str(jd["jobDefinitionArn"])
+
+
+def test_a_node_reaches_the_main_node_by_address_on_the_job_network(
+    dbatch: Client, dlogs: Client, docker_engine: Any, state_dir: Path
+) -> None:
+    queue, _ = setup_queue(dbatch, 4, platform="EC2")
+    jd = register_nodes(dbatch, 2, 0, ("0", MAIN), ("1", PEER))
+    job_id = submit(dbatch, queue, jd)
+    wait_until(lambda: bool(node_networks(docker_engine, state_dir)), "the job's node network")
+    job = wait_terminal(dbatch, [job_id], timeout=60)[job_id]
+    assert job["status"] == "SUCCEEDED", job.get("statusReason")
+    main, peer = describe_one(dbatch, f"{job_id}#0"), describe_one(dbatch, f"{job_id}#1")
+    assert job_log(dlogs, main) == ["main 0", "got from-1"]  # the peer connected to the main node's address
+    peer_log = job_log(dlogs, peer)
+    address = peer_log[-1].removeprefix("main at ")
+    assert address.count(".") == 3 and address != "127.0.0.1"  # an address on the job's own network
+    wait_until(lambda: not node_networks(docker_engine, state_dir), "the node network to be removed")
+
+
+def test_terminate_stops_every_node_container(dbatch: Client, docker_engine: Any, state_dir: Path) -> None:
+    queue, _ = setup_queue(dbatch, 4, platform="EC2")
+    jd = register_nodes(dbatch, 2, 0, ("0:", sh("sleep 600")))
+    job_id = submit(dbatch, queue, jd)
+    wait_status(dbatch, [job_id], "RUNNING", timeout=60)
+    wait_until(
+        lambda: len(dbatch.list_jobs(multiNodeJobId=job_id, jobStatus="RUNNING")["jobSummaryList"]) == 2,
+        "both nodes to run",
+    )
+    dbatch.terminate_job(jobId=job_id, reason="stop it")
+    job = wait_terminal(dbatch, [job_id], timeout=60)[job_id]
+    assert job["status"] == "FAILED" and job["statusReason"] == "stop it"
+    wait_until(lambda: not node_networks(docker_engine, state_dir), "the node network to be removed")
+
+
+def test_a_main_node_that_fails_fails_the_job_and_stops_the_others(dbatch: Client) -> None:
+    queue, _ = setup_queue(dbatch, 4, platform="EC2")
+    jd = register_nodes(dbatch, 2, 1, ("0", sh("sleep 600")), ("1", sh("sleep 1; exit 4")))
+    job_id = submit(dbatch, queue, jd)
+    job = wait_terminal(dbatch, [job_id], timeout=60)[job_id]
+    assert job["status"] == "FAILED"
+    assert job["attempts"][-1]["container"]["exitCode"] == 4
+    other = describe_one(dbatch, f"{job_id}#0")
+    assert other["status"] == "FAILED" and other["attempts"][-1]["statusReason"].startswith("Main node exited")
+
+
+def test_a_node_whose_image_cannot_be_pulled_fails_the_attempt(dbatch: Client) -> None:
+    queue, _ = setup_queue(dbatch, 4, platform="EC2")
+    props = {
+        "numNodes": 2,
+        "mainNode": 0,
+        "nodeRangeProperties": [
+            {"targetNodes": "0", "container": container(sh("sleep 600"))},
+            {"targetNodes": "1", "container": {**container(sh("true")), "image": "batchplane-no-such-image:1"}},
+        ],
+    }
+    jd = dbatch.register_job_definition(jobDefinitionName=unique("mnp"), type="multinode", nodeProperties=props)
+    job_id = submit(dbatch, queue, str(jd["jobDefinitionArn"]))
+    job = wait_terminal(dbatch, [job_id], timeout=90)[job_id]
+    assert job["status"] == "FAILED"
+    assert job["statusReason"].startswith("Node 1 failed to start: CannotPullContainerError"), job["statusReason"]
+
+
+def test_a_server_restart_mid_run_fails_the_attempt_and_the_retry_runs_every_node_again(
+    runtimes: Runtimes, clients: ClientFactory, docker_engine: Any, state_dir: Path
+) -> None:
+    # GIVEN a 2-node job whose first attempt runs until stopped, on a server that then goes away and comes back
+    first = runtimes.start()
+    batch = clients("batch", first.endpoint)
+    queue, _ = setup_queue(batch, 4, platform="EC2")
+    script = sh('[ "$AWS_BATCH_JOB_ATTEMPT" = 1 ] && sleep 600; exit 0')
+    jd = register_nodes(batch, 2, 0, ("0:", script), retryStrategy={"attempts": 2})
+    job_id = submit(batch, queue, jd)
+    wait_until(
+        lambda: len(batch.list_jobs(multiNodeJobId=job_id, jobStatus="RUNNING")["jobSummaryList"]) == 2,
+        "both nodes to run",
+    )
+    runtimes.stop(first)  # the containers run on without their server
+    second = runtimes.start()
+    batch = clients("batch", second.endpoint)
+    # WHEN the server recovers the attempt THEN it stops its nodes, fails it, and the retry runs both nodes again
+    job = wait_terminal(batch, [job_id], timeout=90)[job_id]
+    assert job["status"] == "SUCCEEDED", job.get("statusReason")
+    assert len(job["attempts"]) == 2
+    assert job["attempts"][0]["statusReason"].startswith("Task failed: the server restarted")
+    assert [describe_one(batch, f"{job_id}#{i}")["status"] for i in (0, 1)] == ["SUCCEEDED", "SUCCEEDED"]
+    wait_until(lambda: not node_networks(docker_engine, state_dir), "the node networks to be removed")

@@ -1,0 +1,117 @@
+"""Multi-node parallel jobs, the pure parts (domain/nodes.py): node ranges, the job's node properties after
+nodeOverrides, the resources of all nodes, and the node jobs as views of the stored job."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from chalicelib.domain import nodes
+from chalicelib.domain.errors import InvalidRequest
+from chalicelib.domain.jobs import FAILED, RUNNING, SUCCEEDED
+from chalicelib.domain.lifecycle import NodeStopped, PublishNode, TaskStopped, transition
+from tests.unit.builders import a_job, an_attempt
+
+LATER = 1_700_000_100_000
+
+
+def c(command: str, vcpus: str = "1", memory: str = "1024") -> dict[str, Any]:
+    reqs = [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": memory}]
+    return {"image": "busybox", "command": [command], "resourceRequirements": reqs}
+
+
+def props(num: int, main: int, *ranges: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "numNodes": num,
+        "mainNode": main,
+        "nodeRangeProperties": [{"targetNodes": t, "container": x} for t, x in ranges],
+    }
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"), [("0:3", (0, 3)), (":2", (0, 2)), ("4:", (4, 9)), ("7", (7, 7)), ("9:9", (9, 9))]
+)
+def test_node_ranges_read_as_aws_documents_them(target: str, expected: tuple[int, int]) -> None:
+    assert nodes.parse_range(target, 10, "targetNodes") == expected
+
+
+@pytest.mark.parametrize("target", ["", "a:", "3:1", "0:10", "10", "-1:2", "²:3", None])
+def test_bad_node_ranges_are_refused_naming_the_field(target: Any) -> None:
+    with pytest.raises(InvalidRequest, match=r"^targetNodes "):
+        nodes.parse_range(target, 10, "targetNodes")
+
+
+def test_a_narrower_range_overrides_the_wider_one_it_nests_in() -> None:
+    np = nodes.effective(props(6, 0, ("0:5", c("wide")), ("2:3", c("narrow"))), None)
+    assert [nodes.container_of(np, i)["command"] for i in range(6)] == [["wide"]] * 2 + [["narrow"]] * 2 + [
+        ["wide"]
+    ] * 2
+    assert [r["targetNodes"] for r in np["nodeRangeProperties"]] == ["0:1", "2:3", "4:5"]
+
+
+def test_node_overrides_change_the_count_and_the_containers_of_their_range() -> None:
+    o = {"numNodes": 4, "nodePropertyOverrides": [{"targetNodes": "3:", "containerOverrides": {"command": ["x"]}}]}
+    np = nodes.effective(props(2, 1, ("0:", c("all"))), o)
+    assert np["numNodes"] == 4 and np["mainNode"] == 1
+    assert [nodes.container_of(np, i)["command"] for i in range(4)] == [["all"]] * 3 + [["x"]]
+
+
+def test_node_overrides_cannot_leave_the_main_node_out() -> None:
+    with pytest.raises(InvalidRequest, match=r"^nodeOverrides.numNodes "):
+        nodes.effective(props(3, 2, ("0:", c("all"))), {"numNodes": 2})
+
+
+def test_the_job_needs_the_resources_of_all_its_nodes_at_once() -> None:
+    np = nodes.effective(props(3, 0, ("0", c("m", "2", "4096")), ("1:", c("w", "0.5", "512"))), None)
+    assert nodes.totals(np) == (3.0, 5120)
+
+
+def test_node_ids() -> None:
+    assert nodes.node_id("abc", 2) == "abc#2"
+    assert nodes.split_node_id("abc#2") == ("abc", 2)
+    assert nodes.split_node_id("abc:2") is None and nodes.split_node_id("#2") is None
+    assert nodes.split_node_id("abc#x") is None
+
+
+def a_multinode_job(**overrides: Any) -> Any:
+    np = nodes.effective(props(3, 1, ("0:", c("n"))), None)
+    return a_job(node_properties=np, **overrides)
+
+
+def test_nodes_follow_the_job_and_a_node_that_ended_on_its_own_keeps_its_end() -> None:
+    job = a_multinode_job(status=RUNNING, current=an_attempt(1, started_at=1))
+    assert [nodes.node_view(job, i).status for i in range(3)] == [RUNNING] * 3
+    # GIVEN node 2 exits 5 while the main node runs
+    outcome = transition(job, NodeStopped(1, 2, 5), LATER)
+    assert outcome.effects == (PublishNode(2),)
+    assert outcome.job is not None
+    assert transition(outcome.job, NodeStopped(1, 2, 5), LATER).job is None  # a duplicate changes nothing
+    views = [nodes.node_view(outcome.job, i) for i in range(3)]
+    assert [v.status for v in views] == [RUNNING, RUNNING, FAILED]
+    # WHEN the main node ends with 0 and node 0 was stopped with it
+    ends = {"0": {"exitCode": 143, "withMain": True, "statusReason": nodes.STOPPED_WITH_MAIN}, "2": {"exitCode": 0}}
+    done = transition(outcome.job, TaskStopped(1, 0, nodes=ends), LATER).job
+    assert done is not None and done.status == SUCCEEDED
+    # THEN node 0 takes the job's status, node 2 keeps the end it had on its own
+    views = [nodes.node_view(done, i) for i in range(3)]
+    assert [v.status for v in views] == [SUCCEEDED, SUCCEEDED, FAILED]
+    assert [v.attempts[0].exit_code for v in views] == [143, 0, 5]
+    assert views[1].node_index == 1 and views[1].job_id == f"{job.job_id}#1"
+    assert len({v.attempts[0].log_stream for v in views}) == 3
+
+
+def test_listing_nodes_by_status() -> None:
+    job = a_multinode_job(status=RUNNING, current=an_attempt(1, nodes={"0": {"exitCode": 0}}))
+    assert [v.node_index for v in nodes.node_views(job, RUNNING)] == [1, 2]
+    assert [v.node_index for v in nodes.node_views(job, SUCCEEDED)] == [0]
+    assert nodes.node_views(replace(job, node_properties=None)) == []
+
+
+def test_the_main_node_always_has_the_jobs_status() -> None:
+    # GIVEN a terminated job whose main node exited 0 on its SIGTERM  THEN the main node failed with the job
+    job = a_multinode_job(status=RUNNING, current=an_attempt(1, started_at=1), is_terminated=True)
+    done = transition(job, TaskStopped(1, 0, nodes={"1": {"exitCode": 0}}), LATER).job
+    assert done is not None and done.status == FAILED
+    assert nodes.node_view(done, 1).status == FAILED
