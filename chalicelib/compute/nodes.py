@@ -189,7 +189,11 @@ class NodeLauncher:
         if group is None:
             self.inner.stop(job_id, attempt, reason)
             return
-        group.stop_reason = group.stop_reason or reason
+        with self._lock:
+            group.stop_reason = group.stop_reason or reason
+            # ending: a node the main node's start is still launching is not launched, and one that reports its
+            # start after this is stopped at once (the nodes launched so far are stopped below)
+            group.ending = True
         self._stop_nodes(group, reason, include_main=True)
 
     def recover(self, job_id: str, attempt: int) -> bool:
