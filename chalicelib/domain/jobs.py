@@ -137,6 +137,9 @@ class Job:
     # The consumable resources the job takes while an attempt is in flight: resource ARN -> units
     # (domain/consumables.py).
     consumable_resources: dict[str, int] = field(default_factory=dict)
+    # The concurrency caps (scope -> limit, domain/caps.py) the current or last attempt was claimed under: its
+    # claim took one from each scope's running count and its end gives it back (store/caps.py).
+    caps: dict[str, int] = field(default_factory=dict)
     # A multi-node parallel job: its nodeProperties (definition + nodeOverrides; domain/nodes.py). On a node job
     # (a view, never stored), the node's index as well.
     node_properties: dict[str, Any] | None = None

@@ -93,6 +93,7 @@ class Claim:
     compute_environment: str
     task_id: str
     log_stream: str
+    caps: tuple[tuple[str, int], ...] = ()  # the concurrency caps the job starts under (domain/caps.py)
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,7 @@ def _claim(job: Job, claim: Claim, now: int) -> Outcome:
         log_stream=claim.log_stream,
         created_at=now,
     )
-    claimed = replace(job, status=STARTING, current=attempt, status_reason=None, updated_at=now)
+    claimed = replace(job, status=STARTING, current=attempt, status_reason=None, updated_at=now, caps=dict(claim.caps))
     return Outcome(claimed, (Publish(), Launch(attempt.number)))
 
 

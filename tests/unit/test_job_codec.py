@@ -48,6 +48,7 @@ def test_body_matches_asdict() -> None:
         a_multi_container_job(),
         cancel_reason="not needed",
         consumable_resources={"arn:aws:batch:r:1:consumable-resource/x": 2},
+        caps={"Q#queue": 3},
     )
     expected = dataclasses.asdict(job)
     expected.pop("version")
