@@ -35,7 +35,6 @@ def test_a_capped_queue_and_a_capped_array_hold_jobs_back_on_the_serverless_runt
         f"CAPACITY:CONCURRENCY_LIMIT - The array job {parent} is at its limit of 1 running job(s) (tag {CAP})."
     )
 
-
     # WHEN two more plain jobs come  THEN one takes the queue's third place and the other waits with its reason
     more = [batch.submit_job(jobName=f"more{i}", jobQueue="q", jobDefinition="step")["jobId"] for i in range(2)]
     _dispatch_without_running(deployment)
