@@ -348,7 +348,11 @@ class Dispatcher:
             job = jobs[placement.job_id]
             task_id = self.new_task_id()
             claim = lifecycle.Claim(
-                placement.compute_environment, task_id, log_stream_name(job, task_id), snap.caps.get(job.job_id, ())
+                placement.compute_environment,
+                task_id,
+                log_stream_name(job, task_id),
+                snap.caps.get(job.job_id, ()),
+                snap.capacity[placement.compute_environment].resource_type,
             )
             after = self.reactor.apply_all(job.job_id, (claim,), read=job if self.consistent_reads else None)
             if after is not None and after.status == STARTING and after.current and after.current.task_id == task_id:

@@ -73,6 +73,9 @@ class Attempt:
     # A multi-node parallel job's nodes that ended, by index ("0"): {"exitCode", "reason", "statusReason",
     # "stoppedAt", "withMain": stopped because the main node ended} (domain/nodes.py). None for other jobs.
     nodes: dict[str, dict[str, Any]] | None = None
+    # The capacity it was placed on (its compute environment's FARGATE | FARGATE_SPOT | EC2 | SPOT; None:
+    # unmanaged or unknown), what its cost is priced at (domain/cost.py).
+    capacity: str | None = None
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,8 @@ def _attempt_body(a: Attempt) -> dict[str, Any]:
         del body["containers"]
     if a.nodes is None:
         del body["nodes"]
+    if a.capacity is None:
+        del body["capacity"]
     return body
 
 
