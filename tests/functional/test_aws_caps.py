@@ -1,10 +1,15 @@
-"""Concurrency caps on the serverless runtime (moto, bench/aws_harness.py): a stock boto3 `batch` client against the
-Chalice app on DynamoDB, SQS and ECS. A queue or an array at its cap holds its jobs back with the cap's reason; the
-place is taken in the dispatch Lambda's claim transaction and given back by the ECS task event's write."""
+"""Concurrency caps and cost per job on the serverless runtime (moto, bench/aws_harness.py): a stock boto3 `batch`
+client against the Chalice app on DynamoDB, SQS and ECS. A queue or an array at its cap holds its jobs back with the
+cap's reason; the place is taken in the dispatch Lambda's claim transaction and given back by the ECS task event's
+write. A finished job is priced at the capacity it ran on."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench.aws_harness import Deployment, set_up
+from chalicelib.console.client import Api
+from chalicelib.domain import cost
 from tests.functional.test_aws_consumables import _dispatch_without_running, aws_env, deployment  # noqa: F401
 
 CAP = "batchplane:maxRunning"
@@ -48,3 +53,26 @@ def test_a_capped_queue_and_a_capped_array_hold_jobs_back_on_the_serverless_runt
     deployment.world.settle()
     done = batch.describe_jobs(jobs=[*children, plain, *more])["jobs"]
     assert [j["status"] for j in done] == ["SUCCEEDED"] * 6
+
+
+def test_a_finished_job_is_priced_at_its_capacity_on_the_serverless_runtime(deployment: Deployment) -> None:  # noqa: F811
+    # GIVEN a 0.25 vCPU / 512 MiB job on the Fargate Spot environment of set_up, run to the end
+    batch = deployment.batch
+    set_up(deployment)
+    job_id = batch.submit_job(jobName="priced", jobQueue="q", jobDefinition="step")["jobId"]
+    deployment.world.settle()
+    assert batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "SUCCEEDED"
+
+    # WHEN the JSON itself is read (as `batchplane describe` does; boto3 drops the member)
+    detail = Api(batch.meta.endpoint_url, "us-east-1").describe([job_id])[job_id]
+
+    # THEN its resource-seconds match its attempt, priced as the Fargate Spot estimate (at least Fargate's minute)
+    attempt = detail["attempts"][0]
+    seconds = (attempt["stoppedAt"] - attempt["startedAt"]) / 1000
+    got = detail["batchplaneCost"]
+    assert got["vcpuSeconds"] == pytest.approx(0.25 * seconds, abs=0.001)
+    assert got["memoryGiBSeconds"] == pytest.approx(0.5 * seconds, abs=0.001)
+    hours = max(seconds, cost.MINIMUM_SECONDS) / 3600
+    on_demand = (0.25 * 0.04048 + 0.5 * 0.004445) * hours
+    assert got["costUsd"] == pytest.approx(on_demand * cost.FARGATE_SPOT_FRACTION, abs=1e-6)
+    assert got["estimated"] is True and got["priceRegion"] == "us-east-1"
