@@ -5,9 +5,15 @@ asserted on the startedAt/stoppedAt batchplane records, never on wall-clock spee
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import pytest
 
+from chalicelib.runtime.local import LocalRuntime
 from tests.e2e.conftest import Client, register, setup_queue, sh, submit, unique, wait_for, wait_terminal
+from tests.e2e.test_auth import aws_cli
 from tests.e2e.test_consumables import max_overlap
 
 pytestmark = pytest.mark.e2e
@@ -47,5 +53,25 @@ def test_a_queue_capped_at_one_runs_its_jobs_one_at_a_time(batch: Client) -> Non
     jd = register(batch, unique("nap"), sh("sleep 0.5"))
     ids = [submit(batch, queue, jd, f"j{i}") for i in range(3)]
     jobs = wait_terminal(batch, ids, timeout=60)
+    assert {j["status"] for j in jobs.values()} == {"SUCCEEDED"}
+    assert max_overlap(list(jobs.values())) == 1
+
+
+def test_the_aws_cli_sets_an_array_cap_with_its_tags_shorthand(batch: Client, runtime: LocalRuntime) -> None:
+    # GIVEN a queue, and an array of 4 children submitted by the AWS CLI with --tags batchplane:maxRunning=1
+    queue, _ = setup_queue(batch, max_vcpus=4)
+    jd = register(batch, unique("nap"), sh("sleep 0.3"))
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "AWS_PAGER": ""}
+    env.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    argv = [aws_cli(), "batch", "submit-job", "--job-name", "array", "--job-queue", queue, "--job-definition", jd]
+    argv += ["--array-properties", "size=4", "--tags", f"{CAP}=1", "--endpoint-url", runtime.endpoint]
+    done = subprocess.run([*argv, "--output", "json"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    parent = json.loads(done.stdout)["jobId"]
+
+    # THEN the children run one at a time
+    children = [f"{parent}:{i}" for i in range(4)]
+    jobs = wait_terminal(batch, children, timeout=60)
     assert {j["status"] for j in jobs.values()} == {"SUCCEEDED"}
     assert max_overlap(list(jobs.values())) == 1
