@@ -136,9 +136,10 @@ def member(job: Job, region: str | None) -> dict[str, Any]:
 
 def total(members: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """The sum of extension members (as a client reads them back): vCPU-, GiB-, GPU-seconds and cost where given."""
-    out = {"vcpuSeconds": 0.0, "memoryGiBSeconds": 0.0, "gpuSeconds": 0.0}
+    keys = ("vcpuSeconds", "memoryGiBSeconds", "gpuSeconds")
+    out = dict.fromkeys(keys, 0.0)
     for m in members:
-        for key in out:
+        for key in keys:
             out[key] += float(m.get(key, 0.0))
         if "costUsd" in m:
             out["costUsd"] = out.get("costUsd", 0.0) + float(m["costUsd"])
