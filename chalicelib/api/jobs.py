@@ -11,6 +11,7 @@ from chalicelib.api.handlers import Handler, table
 from chalicelib.control import jobs
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor, reactor_for
+from chalicelib.domain import cost
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.job_detail import job_detail, job_summary
 
@@ -32,7 +33,19 @@ def submit_job(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[
 def describe_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
     reactor = _reactor(svc)
     found = jobs.describe(svc, req["jobs"])
-    return {"jobs": [job_detail(j, reactor.parent_counts(j) if j.is_array_parent else None) for j in found]}
+    region = _price_region(svc, ctx)
+    return {
+        "jobs": [
+            {**job_detail(j, reactor.parent_counts(j) if j.is_array_parent else None), **cost.member(j, region)}
+            for j in found
+        ]
+    }
+
+
+def _price_region(svc: Services, ctx: RequestContext) -> str | None:
+    """The region jobs' costs are priced in (the extension member batchplaneCost, domain/cost.py); None: not priced
+    (the local runtime)."""
+    return ctx.region if svc.settings.price_jobs else None
 
 
 @operation("ListJobs")
@@ -42,8 +55,12 @@ def list_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[s
     query = _query_key(req)
     page, cursor = jobs.list_jobs(svc, req, _cursor(req.get("nextToken"), query), limit)
     reactor = _reactor(svc)
+    region = _price_region(svc, ctx)
     return {
-        "jobSummaryList": [job_summary(j, reactor.parent_counts(j) if j.is_array_parent else None) for j in page],
+        "jobSummaryList": [
+            {**job_summary(j, reactor.parent_counts(j) if j.is_array_parent else None), **cost.member(j, region)}
+            for j in page
+        ],
         "nextToken": pagination.encode(f"{query}|{cursor}") if cursor is not None else None,
     }
 

@@ -120,10 +120,9 @@ class Api:
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(job_ids))
         for i in range(0, len(unique), 100):
-            try:
-                resp = self.batch.describe_jobs(jobs=unique[i : i + 100])
-            except Exception as e:
-                raise CliError(_client_message(e, self.endpoint)) from None
+            # The JSON itself, not boto3's describe_jobs: botocore drops the members its model does not have, and
+            # batchplane's batchplaneCost is one (domain/cost.py).
+            resp = self.call("DescribeJobs", {"jobs": unique[i : i + 100]})
             for job in resp["jobs"]:
                 found[job["jobId"]] = job
         return found
@@ -151,17 +150,17 @@ class Api:
     def queue_jobs(self, queue: str, status: str, limit: int) -> Iterator[dict[str, Any]]:
         """Job summaries of a queue in one status, at most `limit`."""
         seen = 0
-        try:
-            for page in self.batch.get_paginator("list_jobs").paginate(jobQueue=queue, jobStatus=status):
-                for summary in page["jobSummaryList"]:
-                    if seen >= limit:
-                        return
-                    seen += 1
-                    yield summary
-        except CliError:
-            raise
-        except Exception as e:
-            raise CliError(_client_message(e, self.endpoint)) from None
+        body: dict[str, Any] = {"jobQueue": queue, "jobStatus": status}
+        while True:  # the JSON itself, as in `describe`: the summaries' batchplaneCost
+            page = self.call("ListJobs", body)
+            for summary in page.get("jobSummaryList", []):
+                if seen >= limit:
+                    return
+                seen += 1
+                yield summary
+            if not page.get("nextToken"):
+                return
+            body["nextToken"] = page["nextToken"]
 
 
 def _error_message(operation: str, status: int, payload: bytes) -> str:

@@ -15,6 +15,7 @@ from rich.text import Text
 from chalicelib.console import containers
 from chalicelib.console.client import TERMINAL, Api, CliError, short
 from chalicelib.console.dag import STATUS_STYLE, progress_of
+from chalicelib.domain import cost
 from chalicelib.domain.jobs import CANCEL_PENDING
 
 LOG_GROUP = "/aws/batch/job"
@@ -48,6 +49,20 @@ def why_waiting(job: dict[str, Any], deps: dict[str, dict[str, Any]]) -> str | N
         if waiting:
             return "waiting for " + ", ".join(f"{d['jobName']} ({short(d['jobId'])}, {d['status']})" for d in waiting)
     return None
+
+
+def cost_text(member: dict[str, Any]) -> str:
+    """A job's (or a total's) batchplaneCost for a person: resource-seconds, and the price where there is one."""
+    parts = [
+        f"{cost.fmt_seconds(float(member.get('vcpuSeconds', 0)))} vCPU",
+        f"{cost.fmt_seconds(float(member.get('memoryGiBSeconds', 0)))} GiB",
+    ]
+    if float(member.get("gpuSeconds", 0)):
+        parts.append(f"{cost.fmt_seconds(float(member['gpuSeconds']))} GPU")
+    text = " · ".join(parts)
+    if "costUsd" in member:
+        text += f" · {cost.fmt_usd(float(member['costUsd']))}{' (estimate)' if member.get('estimated') else ''}"
+    return text
 
 
 def consumable_table(api: Api, job: dict[str, Any]) -> Table | None:
@@ -96,6 +111,8 @@ def describe(api: Api, console: Console, job_id: str) -> int:
     facts.add_row("Stopped", f"{when(job.get('stoppedAt'))}   (ran {took(job.get('startedAt'), job.get('stoppedAt'))})")
     if job.get("parameters"):
         facts.add_row("Parameters", ", ".join(f"{k}={v}" for k, v in sorted(job["parameters"].items())))
+    if cost.MEMBER in job:
+        facts.add_row("Cost", cost_text(job[cost.MEMBER]))
     retry = (job.get("retryStrategy") or {}).get("attempts")
     facts.add_row("Attempts", f"{len(job.get('attempts', []))} of at most {retry or 1}")
     array = job.get("arrayProperties") or {}

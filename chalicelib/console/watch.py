@@ -4,7 +4,8 @@
   per array (children finished) and one for the whole DAG (arrays count as their size). Exits when every job of
   the DAG is terminal: status 0 when all SUCCEEDED, 1 otherwise. New descendants are looked for as it goes.
 - --queue Q: the queue's jobs counted by state (up to COUNT_LIMIT per state) and its active jobs, with why a
-  RUNNABLE job is not running. Runs until Ctrl-C (or one snapshot with --once).
+  RUNNABLE job is not running, and what the jobs listed cost (batchplaneCost, domain/cost.py) per share identifier
+  and in all. Runs until Ctrl-C (or one snapshot with --once).
 - --plain: no live screen; a line per change of state (logs, CI, tests).
 """
 
@@ -23,9 +24,11 @@ from rich.text import Text
 
 from chalicelib.console import containers, dag
 from chalicelib.console.client import ACTIVE, STATUSES, TERMINAL, Api, short
-from chalicelib.console.views import status_text, took
+from chalicelib.console.views import cost_text, status_text, took
+from chalicelib.domain import cost
 
 COUNT_LIMIT = 1000
+ALL = "\0all"  # the key of the queue's total among the per-share costs
 ACTIVE_ROWS = 15
 REDISCOVER_EVERY = 10  # polls between looks for new descendants
 
@@ -141,42 +144,81 @@ def watch_job(
 
 
 def queue_snapshot(api: Api, queue: str) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    counts, active, _ = queue_state(api, queue)
+    return counts, active
+
+
+def queue_state(api: Api, queue: str) -> tuple[dict[str, int], list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """The queue's counts per status, its RUNNABLE/STARTING/RUNNING jobs, and the cost of the jobs listed (at most
+    COUNT_LIMIT per status) summed per share identifier ("" for jobs without one) and in all (key ALL)."""
     counts: dict[str, int] = {}
     active: list[dict[str, Any]] = []
+    by_share: dict[str, list[dict[str, Any]]] = {}
     for status in STATUSES:
         jobs = list(api.queue_jobs(queue, status, COUNT_LIMIT))
         counts[status] = len(jobs)
         if status in ACTIVE and status not in ("SUBMITTED", "PENDING"):
             active += jobs
+        for job in jobs:
+            if cost.MEMBER in job:
+                by_share.setdefault(job.get("shareIdentifier") or "", []).append(job[cost.MEMBER])
     order = {"RUNNING": 0, "STARTING": 1, "RUNNABLE": 2}
     active.sort(key=lambda j: (order.get(j["status"], 3), j.get("createdAt", 0)))
-    return counts, active
+    totals = {share: cost.total(members) for share, members in by_share.items()}
+    if totals:
+        totals[ALL] = cost.total(m for members in by_share.values() for m in members)
+    return counts, active, totals
 
 
 def _count(n: int) -> str:
     return f"{n}+" if n >= COUNT_LIMIT else str(n)
 
 
-def queue_view(queue: str, counts: dict[str, int], active: list[dict[str, Any]]) -> RenderableType:
+def cost_table(costs: dict[str, dict[str, float]]) -> Table:
+    """The cost of the jobs listed, per share identifier and in all."""
+    table = Table(title="cost of the jobs listed (finished attempts)", title_justify="left")
+    for column in ("Share", "Jobs' cost"):
+        table.add_column(column)
+    for share in sorted(s for s in costs if s != ALL):
+        table.add_row(share or "(no share)", cost_text(costs[share]))
+    table.add_row(Text("queue total", style="bold"), cost_text(costs[ALL]))
+    return table
+
+
+def queue_view(
+    queue: str, counts: dict[str, int], active: list[dict[str, Any]], costs: dict[str, dict[str, float]] | None = None
+) -> RenderableType:
     totals = Table(title=f"queue {queue}", title_justify="left")
     for status in STATUSES:
         totals.add_column(status, justify="right", style=dag.STATUS_STYLE.get(status, ""))
     totals.add_row(*(_count(counts[s]) for s in STATUSES))
+    parts: list[RenderableType] = [totals]
+    if costs:
+        parts.append(cost_table(costs))
     if not active:
-        return Group(totals, Text("no job is RUNNABLE, STARTING or RUNNING", style="dim"))
+        return Group(*parts, Text("no job is RUNNABLE, STARTING or RUNNING", style="dim"))
     jobs = Table(title=f"active jobs (first {ACTIVE_ROWS})", title_justify="left")
-    for column in ("Job", "Id", "Status", "Running for", "Why not running"):
+    for column in ("Job", "Id", "Status", "Running for", "Cost so far", "Why not running"):
         jobs.add_column(column)
     for job in active[:ACTIVE_ROWS]:
         why = job.get("statusReason", "waiting for capacity") if job["status"] == "RUNNABLE" else ""
+        spent = cost_text(job[cost.MEMBER]) if cost.MEMBER in job else "-"
         jobs.add_row(
-            job["jobName"], short(job["jobId"]), status_text(job["status"]), took(job.get("startedAt"), None), why
+            job["jobName"],
+            short(job["jobId"]),
+            status_text(job["status"]),
+            took(job.get("startedAt"), None),
+            spent,
+            why,
         )
-    return Group(totals, jobs)
+    return Group(*parts, jobs)
 
 
-def queue_line(queue: str, counts: dict[str, int]) -> str:
-    return f"{queue}: " + " ".join(f"{s}={_count(counts[s])}" for s in STATUSES)
+def queue_line(queue: str, counts: dict[str, int], costs: dict[str, dict[str, float]] | None = None) -> str:
+    line = f"{queue}: " + " ".join(f"{s}={_count(counts[s])}" for s in STATUSES)
+    if costs:
+        line += " | " + cost_text(costs[ALL])
+    return line
 
 
 def watch_queue(
@@ -188,11 +230,11 @@ def watch_queue(
         if live is not None:
             live.start()
         while True:
-            counts, active = queue_snapshot(api, queue)
+            counts, active, costs = queue_state(api, queue)
             if live is not None:
-                live.update(queue_view(queue, counts, active), refresh=True)
+                live.update(queue_view(queue, counts, active, costs), refresh=True)
             else:
-                line = queue_line(queue, counts)
+                line = queue_line(queue, counts, costs)
                 if line != last:
                     console.print(f"{datetime.now():%H:%M:%S}  {line}", markup=False, highlight=False, soft_wrap=True)
                     last = line

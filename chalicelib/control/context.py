@@ -31,6 +31,9 @@ class Settings:
     # A queue or compute environment being deleted is removed only by a pass that starts this long after its
     # DELETING marker: longer than any request that may still write a job it read before (docs/adr/0021).
     deletion_grace_ms: int = 60_000
+    # Price finished attempts in US dollars (domain/cost.py): on AWS, where the jobs ran on AWS's capacity; the
+    # local runtime reports resource-seconds only.
+    price_jobs: bool = False
 
 
 class Clock(Protocol):

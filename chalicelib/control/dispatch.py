@@ -16,16 +16,17 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.control.timeouts import Deadlines
-from chalicelib.control.usage import policy_of
-from chalicelib.domain import consumables, fairshare, lifecycle, platform, scheduling
+from chalicelib.control.usage import policy_of, scheduling_policy
+from chalicelib.domain import caps, consumables, fairshare, lifecycle, platform, scheduling
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, RUNNABLE, STARTING, Job
-from chalicelib.domain.model import VALID, ComputeEnvironment, JobQueue
+from chalicelib.domain.model import VALID, ComputeEnvironment, FairsharePolicy, JobQueue
+from chalicelib.store.caps import CapRepository
 from chalicelib.store.consumables import ConsumableRepository
 from chalicelib.store.jobs import order_key
 from chalicelib.store.usage import UsageRepository
@@ -64,10 +65,13 @@ def runnable_jobs(svc: Services, queue: str, limit: int) -> list[Job]:
     return sorted(top + kids, key=order_key)[:limit]
 
 
-def share_state(svc: Services, queue: JobQueue, active: Iterable[Job], now: int) -> fairshare.ShareState | None:
-    """A fair-share queue's usage as of `now`; None for a FIFO queue."""
-    policy = policy_of(svc, queue)
-    if policy is None:
+def share_state(
+    svc: Services, queue: JobQueue, active: Iterable[Job], now: int, policy: FairsharePolicy | bool | None = True
+) -> fairshare.ShareState | None:
+    """A fair-share queue's usage as of `now`; None for a FIFO queue. `policy`: the queue's, when already read."""
+    if policy is True:
+        policy = policy_of(svc, queue)
+    if not isinstance(policy, FairsharePolicy):
         return None
     running: dict[str, float] = {}
     for job in active:
@@ -95,7 +99,7 @@ def queue_view(
     )
 
 
-def job_view(job: Job) -> scheduling.JobView:
+def job_view(job: Job, capped: tuple[tuple[str, int], ...] = ()) -> scheduling.JobView:
     return scheduling.JobView(
         job.job_id,
         job.vcpus,
@@ -108,6 +112,7 @@ def job_view(job: Job) -> scheduling.JobView:
         platform=platform.platform_of(job.platform_capabilities),
         consumables=tuple((consumables.name_of_arn(arn), n) for arn, n in job.consumable_resources.items()),
         multinode=job.is_multinode,
+        caps=capped,
     )
 
 
@@ -199,6 +204,8 @@ class Snapshot:
     narrowed: frozenset[str] = frozenset()  # queues whose narrow read was full: there may be more behind
     full: frozenset[str] = frozenset()  # queues whose read was full (narrow or not): there may be more behind
     resources: dict[str, int] | None = None  # available units per consumable resource (read when a job names one)
+    caps: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)  # job id -> its caps (if any)
+    running: dict[str, int] | None = None  # running count per cap scope the jobs name (read when one does)
 
 
 def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJobs | None = None) -> Snapshot:
@@ -223,8 +230,10 @@ def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJob
     runnable: dict[str, list[Job]] = {}
     narrowed: set[str] = set()
     full: set[str] = set()
+    capped: dict[str, tuple[tuple[str, int], ...]] = {}
     for q in queues:
-        state = share_state(svc, q, actives[q.name], now)
+        sp = scheduling_policy(svc, q)
+        state = share_state(svc, q, actives[q.name], now, sp.fairshare if sp is not None else None)
         views.append(queue_view(q, ces, state))
         if not q.deleting:
             free = None
@@ -233,6 +242,7 @@ def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJob
                 free = max(0.0, sum(float(ce.max_vcpus) - used[ce.name] for ce in mine))
             limit = window(state, free)
             runnable[q.name] = runnable_jobs(svc, q.name, limit)
+            capped.update((j.job_id, c) for j in runnable[q.name] if (c := caps.of_job(j, q, sp)))
             if len(runnable[q.name]) == limit:
                 full.add(q.name)
                 if free and limit < WINDOW and state is None:
@@ -251,7 +261,8 @@ def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJob
     resources = None
     if any(job.consumable_resources for jobs in runnable.values() for job in jobs):
         resources = {r.name: r.available_quantity for r in ConsumableRepository(svc.repo.items).list_all()}
-    return Snapshot(views, capacity, runnable, frozenset(narrowed), frozenset(full), resources)
+    running = CapRepository(svc.repo.items).running(s for c in capped.values() for s, _ in c) if capped else None
+    return Snapshot(views, capacity, runnable, frozenset(narrowed), frozenset(full), resources, capped, running)
 
 
 # -- the cycle -------------------------------------------------------------------------------------------------
@@ -336,7 +347,13 @@ class Dispatcher:
         for placement in result.placements:
             job = jobs[placement.job_id]
             task_id = self.new_task_id()
-            claim = lifecycle.Claim(placement.compute_environment, task_id, log_stream_name(job, task_id))
+            claim = lifecycle.Claim(
+                placement.compute_environment,
+                task_id,
+                log_stream_name(job, task_id),
+                snap.caps.get(job.job_id, ()),
+                snap.capacity[placement.compute_environment].resource_type,
+            )
             after = self.reactor.apply_all(job.job_id, (claim,), read=job if self.consistent_reads else None)
             if after is not None and after.status == STARTING and after.current and after.current.task_id == task_id:
                 claimed.append(placement)
@@ -361,8 +378,8 @@ class Dispatcher:
 
     @staticmethod
     def _plan(snap: Snapshot, now: int) -> scheduling.Plan:
-        views = {q: [job_view(j) for j in js] for q, js in snap.runnable.items()}
-        return scheduling.plan(snap.queues, snap.capacity, views, now, snap.resources)
+        views = {q: [job_view(j, snap.caps.get(j.job_id, ())) for j in js] for q, js in snap.runnable.items()}
+        return scheduling.plan(snap.queues, snap.capacity, views, now, snap.resources, snap.running)
 
     def _block(self, job: Job, reason: str, since: int) -> None:
         """Record why a RUNNABLE job waits, and since when (no state change, so no event)."""

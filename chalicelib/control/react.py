@@ -25,7 +25,7 @@ from chalicelib.compute.nodes import attempt_spec
 from chalicelib.compute.port import Launcher, TaskSpec
 from chalicelib.control import usage
 from chalicelib.control.context import Services
-from chalicelib.domain import consumables, ecs_task, job_spec, lifecycle, nodes
+from chalicelib.domain import caps, consumables, ecs_task, job_spec, lifecycle, nodes
 from chalicelib.domain.effects import commands, effects_of, in_order
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.job_detail import job_detail
@@ -138,8 +138,8 @@ class Reactor:
                 saved = self.svc.jobs.save(after)
             except Conflict:
                 continue
-            except consumables.Unavailable:
-                return job  # a claim whose consumable units another job took meanwhile: not made, re-planned
+            except (consumables.Unavailable, caps.AtLimit):
+                return job  # a claim whose units or cap place another job took meanwhile: not made, re-planned
             if self.observe is not None:
                 self.observe(saved)
             for event, outcome in steps:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from chalicelib.control import consumables
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.domain import arns, digits, ecs_task, nodes, platform, retry, unsupported, validation
+from chalicelib.domain import arns, caps, digits, ecs_task, nodes, platform, retry, unsupported, validation
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.model import (
     CE_HEALTHY,
@@ -239,6 +239,7 @@ def create_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) ->
     validation.resource_name(req["jobQueueName"], "jobQueueName")
     validation.job_queue_common(req, svc.settings.limits)
     validation.tags(req.get("tags"), svc.settings.limits)
+    caps.check_tags(req.get("tags"), "tags")
     unsupported.job_queue(req)
     if not req.get("computeEnvironmentOrder"):
         # AWS CreateJobQueue: "you associate one or more compute environments to the queue" (or service
@@ -477,6 +478,7 @@ def _fairshare(wire: dict[str, Any] | None) -> FairsharePolicy | None:
 def create_scheduling_policy(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> SchedulingPolicy:
     validation.scheduling_policy(req)
     validation.tags(req.get("tags"), svc.settings.limits)
+    caps.check_tags(req.get("tags"), "tags", shares=True)
     name = req["name"]
     sp = SchedulingPolicy(
         name=name,

@@ -8,7 +8,7 @@ from typing import Any
 
 from chalicelib.control import consumables, resources
 from chalicelib.control.context import Services
-from chalicelib.domain import arns, validation
+from chalicelib.domain import arns, caps, validation
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import Job
 
@@ -80,6 +80,7 @@ def list_tags(svc: Services, arn: str) -> dict[str, str]:
 
 def tag_resource(svc: Services, arn: str, tags: dict[str, str]) -> None:
     validation.tags(tags, svc.settings.limits)
+    caps.check_tags(tags, "tags", shares=arns.parse(arn).kind == "scheduling-policy")
     load, save = _handlers(arn)
 
     def attempt() -> None:

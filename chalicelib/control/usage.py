@@ -5,15 +5,20 @@ from __future__ import annotations
 from chalicelib.control.context import Services
 from chalicelib.domain import arns
 from chalicelib.domain.jobs import Job
-from chalicelib.domain.model import FairsharePolicy, JobQueue
+from chalicelib.domain.model import FairsharePolicy, JobQueue, SchedulingPolicy
 from chalicelib.store.usage import UsageRepository
+
+
+def scheduling_policy(svc: Services, queue: JobQueue) -> SchedulingPolicy | None:
+    """The queue's scheduling policy; None for a FIFO queue (or a policy that vanished)."""
+    if not queue.scheduling_policy_arn:
+        return None
+    return svc.repo.get_sp(arns.parse(queue.scheduling_policy_arn, "schedulingPolicyArn").resource)
 
 
 def policy_of(svc: Services, queue: JobQueue) -> FairsharePolicy | None:
     """The queue's fair-share policy; None for a FIFO queue (or a policy that vanished)."""
-    if not queue.scheduling_policy_arn:
-        return None
-    sp = svc.repo.get_sp(arns.parse(queue.scheduling_policy_arn, "schedulingPolicyArn").resource)
+    sp = scheduling_policy(svc, queue)
     return sp.fairshare if sp is not None else None
 
 

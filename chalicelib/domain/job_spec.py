@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.domain import platform, retry, validation
+from chalicelib.domain import caps, platform, retry, validation
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.jobs import Job, Timeout
 from chalicelib.domain.retry import RetryStrategy
@@ -67,6 +67,7 @@ def validate_submit(req: Mapping[str, Any], limits: Limits) -> None:
         validation.timeout(req["timeout"], limits)
     validation.scheduling_priority(req.get("schedulingPriorityOverride"), "schedulingPriorityOverride")
     validation.tags(req.get("tags"), limits)
+    caps.check_tags(req.get("tags"), "tags")
 
 
 def retry_strategy(req: Mapping[str, Any], jd_spec: Mapping[str, Any]) -> RetryStrategy | None:

@@ -73,6 +73,9 @@ class Attempt:
     # A multi-node parallel job's nodes that ended, by index ("0"): {"exitCode", "reason", "statusReason",
     # "stoppedAt", "withMain": stopped because the main node ended} (domain/nodes.py). None for other jobs.
     nodes: dict[str, dict[str, Any]] | None = None
+    # The capacity it was placed on (its compute environment's FARGATE | FARGATE_SPOT | EC2 | SPOT; None:
+    # unmanaged or unknown), what its cost is priced at (domain/cost.py).
+    capacity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ class Job:
     # The consumable resources the job takes while an attempt is in flight: resource ARN -> units
     # (domain/consumables.py).
     consumable_resources: dict[str, int] = field(default_factory=dict)
+    # The concurrency caps (scope -> limit, domain/caps.py) the current or last attempt was claimed under: its
+    # claim took one from each scope's running count and its end gives it back (store/caps.py).
+    caps: dict[str, int] = field(default_factory=dict)
     # A multi-node parallel job: its nodeProperties (definition + nodeOverrides; domain/nodes.py). On a node job
     # (a view, never stored), the node's index as well.
     node_properties: dict[str, Any] | None = None

@@ -93,6 +93,8 @@ class Claim:
     compute_environment: str
     task_id: str
     log_stream: str
+    caps: tuple[tuple[str, int], ...] = ()  # the concurrency caps the job starts under (domain/caps.py)
+    capacity: str | None = None  # the compute environment's resource type (what domain/cost.py prices)
 
 
 @dataclass(frozen=True)
@@ -307,8 +309,9 @@ def _claim(job: Job, claim: Claim, now: int) -> Outcome:
         compute_environment=claim.compute_environment,
         log_stream=claim.log_stream,
         created_at=now,
+        capacity=claim.capacity,
     )
-    claimed = replace(job, status=STARTING, current=attempt, status_reason=None, updated_at=now)
+    claimed = replace(job, status=STARTING, current=attempt, status_reason=None, updated_at=now, caps=dict(claim.caps))
     return Outcome(claimed, (Publish(), Launch(attempt.number)))
 
 

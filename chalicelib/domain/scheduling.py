@@ -18,6 +18,11 @@
    for vCPUs ("the job will wait in RUNNABLE state until all the required resources become available", user guide,
    resource-aware scheduling). A resource that no longer exists: a MISCONFIGURATION reason, and the job is skipped.
    The units a placement takes are gone for the rest of the cycle, across queues (resources are account-wide).
+4c. Concurrency caps (domain/caps.py): a job under a cap whose scope already runs its limit waits with a
+   CAPACITY:CONCURRENCY_LIMIT reason. A queue at its cap blocks the queue (nothing behind may start either); an
+   array or a share at its cap is skipped, so the rest of the queue goes on (Slurm's `%N` does not hold other
+   jobs back). Checked before vCPUs, so a capped job does not wait for capacity it could not use. A placement adds
+   one to each of its scopes for the rest of the cycle.
 5. Every job the cycle looked at and could not place has a reason; only a changed one is reported (`blocked`),
    so a waiting job is written once, not once per cycle.
 6. jobStateTimeLimitActions (spec §5.6): a job so reported whose reason has matched an action's reason for
@@ -30,7 +35,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from chalicelib.domain import consumables
+from chalicelib.domain import caps, consumables
 from chalicelib.domain.fairshare import ShareOrder, ShareState, reservation_limit
 from chalicelib.domain.model import EC2_TYPES, FARGATE_TYPES
 from chalicelib.domain.platform import FARGATE_MEMORY, ce_platform
@@ -112,6 +117,7 @@ class JobView:
     platform: str | None = None  # EC2 | FARGATE (the job definition's platformCapabilities); None: not checked
     consumables: tuple[tuple[str, int], ...] = ()  # (consumable resource name, units) the job takes when placed
     multinode: bool = False  # a multi-node parallel job (vcpus/memory: all its nodes together)
+    caps: tuple[tuple[str, int], ...] = ()  # (scope, limit) of the concurrency caps it is under (domain/caps.py)
 
 
 @dataclass(frozen=True)
@@ -213,11 +219,14 @@ def plan(
     runnable: Mapping[str, Sequence[JobView]],
     now: int | None = None,
     resources: Mapping[str, int] | None = None,
+    running: Mapping[str, int] | None = None,
 ) -> Plan:
     """One cycle. Without `now`, time-limit actions are not evaluated. `resources`: the available units of every
-    consumable resource, by name (a job that names one not in it finds it gone)."""
+    consumable resource, by name (a job that names one not in it finds it gone). `running`: the jobs running under
+    each concurrency-cap scope the jobs name (a scope not in it runs none)."""
     used = {name: c.used_vcpus for name, c in capacity.items()}
     available = dict(resources or {})
+    counts = dict(running or {})
     placements: list[Placement] = []
     blocked: list[Blocked] = []
     expired: list[Expired] = []
@@ -251,6 +260,12 @@ def plan(
                 waits(queue, job, MAX_RESOURCE if not big_enough else next(p for p in problems if p))
                 taking.skip()
                 continue
+            if (full := caps.at_limit(job.caps, counts)) is not None:
+                waits(queue, job, caps.reason(*full))
+                if full[0].startswith(caps.QUEUE + "#"):
+                    break  # the queue runs its limit: nothing behind the head may start either
+                taking.skip()
+                continue
             if queue_used + job.vcpus > limit:
                 waits(queue, job, WAITING_FOR_RESERVATION)
                 break
@@ -270,6 +285,8 @@ def plan(
             queue_used += job.vcpus
             for name, units in job.consumables:
                 available[name] -= units
+            for scope, _ in job.caps:
+                counts[scope] = counts.get(scope, 0) + 1
             placements.append(Placement(job.job_id, target.name))
             taking.take()
     return Plan(tuple(placements), tuple(blocked), tuple(expired))

@@ -22,6 +22,7 @@ from typing import Any
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, TERMINAL, ArrayInfo, Attempt, Dependency, Job, Timeout
 from chalicelib.domain.retry import RetryStrategy
+from chalicelib.store.caps import CapRepository
 from chalicelib.store.consumables import ConsumableRepository, consumer_items
 from chalicelib.store.port import Index, Item, ItemStore, Op, Put
 from chalicelib.store.repository import expect_of
@@ -76,7 +77,7 @@ def order_key(job: Job) -> str:
 # So are `consumable_resources` (empty in nearly every job), `ecs_properties` (multi-container jobs only), a
 # multi-node job's `node_properties`, and an attempt's `containers` and `nodes` (node views' `node_index` is never
 # stored).
-_SPARSE = ("cancel_reason", "consumable_resources", "ecs_properties", "node_properties", "node_index")
+_SPARSE = ("cancel_reason", "consumable_resources", "caps", "ecs_properties", "node_properties", "node_index")
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("version", *_SPARSE))
 
 
@@ -86,6 +87,8 @@ def _attempt_body(a: Attempt) -> dict[str, Any]:
         del body["containers"]
     if a.nodes is None:
         del body["nodes"]
+    if a.capacity is None:
+        del body["capacity"]
     return body
 
 
@@ -112,6 +115,8 @@ def job_body(job: Job) -> dict[str, Any]:
         body["cancel_reason"] = job.cancel_reason
     if job.consumable_resources:
         body["consumable_resources"] = job.consumable_resources
+    if job.caps:
+        body["caps"] = job.caps
     if job.ecs_properties is not None:
         body["ecs_properties"] = job.ecs_properties
     if job.node_properties is not None:
@@ -172,8 +177,9 @@ class JobRepository:
     def save(self, job: Job) -> Job:
         """One conditional write: create (version 0) or compare-and-set on the version read. A job that names
         consumable resources takes or returns its units in the same transaction when its attempt starts or ends
-        (store/consumables.py); `consumables.Unavailable` when the units it would take are not there."""
-        if job.consumable_resources:
+        (store/consumables.py); `consumables.Unavailable` when the units it would take are not there. So does a job
+        under concurrency caps with its places (store/caps.py; `caps.AtLimit`)."""
+        if job.consumable_resources or job.caps:
             return self._save_with_units(job)
         return dataclasses.replace(job, version=self.items.put(job_item(job), expect_of(job.version)).version)
 
@@ -183,7 +189,8 @@ class JobRepository:
         if (stored.version if stored is not None else None) != expect:
             raise Conflict(job_pk(job.job_id), expect)  # the put would lose its condition anyway
         before = job_from_item(stored) if stored is not None else None
-        moves = ConsumableRepository(self.items).unit_moves(before, job)
+        moves = ConsumableRepository(self.items).unit_moves(before, job) if job.consumable_resources else []
+        moves += CapRepository(self.items).cap_moves(before, job) if job.caps else []
         if not moves:
             return dataclasses.replace(job, version=self.items.put(job_item(job), expect).version)
         self.items.transact([Put(job_item(job), expect), *moves])

@@ -50,6 +50,8 @@ def test_dashboard_to_a_failed_job_and_its_log(page: Any, runtime: Any, batch: A
     expect(log).to_contain_text("about to fail")
     expect(log).to_contain_text("boom")
     expect(page.get_by_role("table", name=re.compile("Attempts"))).to_contain_text("3")  # the exit code
+    # its finished attempt's resource-seconds (batchplaneCost; nothing is priced locally)
+    expect(page.get_by_text(re.compile(r"^\d+\.\d s vCPU · \d+\.\d s GiB$"))).to_be_visible()
     page.reload()  # a deep link survives a reload
     expect(page.get_by_role("heading", level=1)).to_contain_text("nightly-report")
     expect(page.get_by_role("button", name="Cancel")).to_be_disabled()

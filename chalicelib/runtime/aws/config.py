@@ -84,4 +84,5 @@ class AwsConfig:
             default_region=self.region,
             ecs_cluster=self.cluster,
             deletion_grace_ms=int(self.deletion_grace_seconds * 1000),
+            price_jobs=True,
         )

@@ -126,6 +126,14 @@ export async function mount(main, ctx) {
   }
 
   // -- drawing ----------------------------------------------------------------------------------------------
+  // batchplane's batchplaneCost (docs/adr/0030): the finished attempts' resource-seconds, priced on AWS.
+  function costText(c) {
+    const secs = (n) => (n < 3600 ? `${n.toFixed(1)} s` : `${(n / 3600).toFixed(2)} h`);
+    const parts = [`${secs(c.vcpuSeconds || 0)} vCPU`, `${secs(c.memoryGiBSeconds || 0)} GiB`];
+    if (c.gpuSeconds) parts.push(`${secs(c.gpuSeconds)} GPU`);
+    if (c.costUsd !== undefined) parts.push(`$${c.costUsd < 0.01 ? c.costUsd.toFixed(6) : c.costUsd.toFixed(2)}${c.estimated ? ' (estimate)' : ''}`);
+    return parts.join(' · ');
+  }
   let deps = {};
   function drawJob() {
     replace(heading, job.jobName, ' ', badge(job.status));
@@ -143,6 +151,7 @@ export async function mount(main, ctx) {
       ['Created', when(job.createdAt)], ['Started', when(job.startedAt)],
       ['Stopped', job.stoppedAt ? `${when(job.stoppedAt)} (ran ${took(job.startedAt, job.stoppedAt)})` : '–'],
       ['Attempts', `${attemptsOf(job).length} of at most ${retry}`],
+      job.batchplaneCost && ['Cost', costText(job.batchplaneCost)],
       job.shareIdentifier && ['Share', job.shareIdentifier],
       job.schedulingPriority !== undefined && ['Scheduling priority', String(job.schedulingPriority)],
       array.index !== undefined && ['Array child', [`index ${array.index} of `,
