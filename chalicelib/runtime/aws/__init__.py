@@ -6,6 +6,7 @@ composition root (runtime/plane.py). The names app.py, bench and the tests use a
 
 from __future__ import annotations
 
+from chalicelib.runtime.aws.adapters import DISPATCH_GROUP
 from chalicelib.runtime.aws.clients import Clients
 from chalicelib.runtime.aws.config import ENV_RUNTIME, AwsConfig
 from chalicelib.runtime.aws.http import (
@@ -25,7 +26,7 @@ from chalicelib.runtime.aws.lambdas import (
     STREAM_ARN,
     SWEEP_RATE,
 )
-from chalicelib.runtime.aws.runtime import DISPATCH_GROUP, MAX_CYCLES, RESERVE_MS, AwsRuntime, Controls, StreamBatch
+from chalicelib.runtime.aws.runtime import MAX_CYCLES, RESERVE_MS, AwsRuntime, Controls, StreamBatch
 from chalicelib.store.invocation_cache import InvocationCache
 
 __all__ = [
