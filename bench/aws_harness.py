@@ -45,7 +45,7 @@ from app import app
 from chalicelib.compute import ecs, ecs_events
 from chalicelib.events.eventbridge import entry_size
 from chalicelib.runtime import plane
-from chalicelib.runtime.aws import AwsConfig, AwsRuntime
+from chalicelib.runtime.aws import AwsConfig
 from chalicelib.runtime.server import ApiServer
 from chalicelib.store.dynamo import DynamoItemStore
 
@@ -725,7 +725,7 @@ def deployed(parameters: dict[str, str] | None = None) -> Iterator[Deployment]:
         counter = CallCounter()
         world = World(counter, parameters)
         with counter.installed():
-            rt = AwsRuntime(world.config())
+            rt = plane.build_aws(world.config())
             plane.configure_aws(rt)
             server = ApiServer(app, "127.0.0.1", 0)
             server.start()

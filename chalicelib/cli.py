@@ -28,7 +28,8 @@ from chalicelib.runtime.auth import AUTH_ENV, AuthConfigError, readable_by_other
 
 def _up(args: argparse.Namespace) -> int:
     from chalicelib.runtime.executor import ExecutorUnavailable
-    from chalicelib.runtime.local import LocalConfig, LocalRuntime  # the server's stack, only for `up`
+    from chalicelib.runtime.local import LocalConfig  # the server's stack, only for `up`
+    from chalicelib.runtime.plane import build_local
 
     # Absolute: jobs run in their own working directories, and the paths handed to them must still name the state.
     state_dir = Path(args.state_dir).resolve()
@@ -54,7 +55,7 @@ def _up(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        runtime = LocalRuntime(config, args.app)
+        runtime = build_local(config, args.app)
     except AuthConfigError as e:
         print(f"batchplane up: {e}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from typing import Any
 from chalicelib.api import pagination, render
 from chalicelib.control import deletion, resources, snapshot, tags
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.control.react import reactor_for
+from chalicelib.control.react import reactor_of
 from chalicelib.domain.errors import InvalidRequest
 
 Handler = Callable[[Services, RequestContext, dict[str, Any]], dict[str, Any]]
@@ -64,7 +64,7 @@ def update_compute_environment(svc: Services, ctx: RequestContext, req: dict[str
 
 @operation("DeleteComputeEnvironment")
 def delete_compute_environment(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    deletion.delete_compute_environment(svc, reactor_for(svc), req)
+    deletion.delete_compute_environment(svc, reactor_of(svc), req)
     return {}
 
 
@@ -98,7 +98,7 @@ def update_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) ->
 
 @operation("DeleteJobQueue")
 def delete_job_queue(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    deletion.delete_job_queue(svc, reactor_for(svc), req)
+    deletion.delete_job_queue(svc, reactor_of(svc), req)
     return {}
 
 

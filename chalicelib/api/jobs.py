@@ -10,7 +10,7 @@ from chalicelib.api import pagination
 from chalicelib.api.handlers import Handler, table
 from chalicelib.control import jobs
 from chalicelib.control.context import RequestContext, Services
-from chalicelib.control.react import Reactor, reactor_for
+from chalicelib.control.react import reactor_of
 from chalicelib.domain import cost
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.job_detail import job_detail, job_summary
@@ -19,19 +19,15 @@ OPERATIONS: dict[str, Handler] = {}  # joined with the other operations in api/o
 operation = table(OPERATIONS)
 
 
-def _reactor(svc: Services) -> Reactor:
-    return reactor_for(svc)
-
-
 @operation("SubmitJob")
 def submit_job(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    job = jobs.submit(svc, _reactor(svc), ctx, req)
+    job = jobs.submit(svc, reactor_of(svc), ctx, req)
     return {"jobArn": job.arn, "jobName": job.name, "jobId": job.job_id}
 
 
 @operation("DescribeJobs")
 def describe_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    reactor = _reactor(svc)
+    reactor = reactor_of(svc)
     found = jobs.describe(svc, req["jobs"])
     region = _price_region(svc, ctx)
     return {
@@ -54,7 +50,7 @@ def list_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[s
     limit = pagination.page_size(req, default=maximum, maximum=maximum)
     query = _query_key(req)
     page, cursor = jobs.list_jobs(svc, req, _cursor(req.get("nextToken"), query), limit)
-    reactor = _reactor(svc)
+    reactor = reactor_of(svc)
     region = _price_region(svc, ctx)
     return {
         "jobSummaryList": [
@@ -88,23 +84,23 @@ def _cursor(token: str | None, query: str) -> str | None:
 
 @operation("CancelJob")
 def cancel_job(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    jobs.cancel(svc, _reactor(svc), req["jobId"], req["reason"])
+    jobs.cancel(svc, reactor_of(svc), req["jobId"], req["reason"])
     return {}
 
 
 @operation("TerminateJob")
 def terminate_job(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    jobs.terminate(svc, _reactor(svc), req["jobId"], req["reason"])
+    jobs.terminate(svc, reactor_of(svc), req["jobId"], req["reason"])
     return {}
 
 
 @operation("CancelJobs")
 def cancel_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    done = jobs.cancel_many(svc, _reactor(svc), req["jobs"], req["reason"], terminate=False)
+    done = jobs.cancel_many(svc, reactor_of(svc), req["jobs"], req["reason"], terminate=False)
     return {"successful": done, "errors": []}
 
 
 @operation("TerminateJobs")
 def terminate_jobs(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    done = jobs.cancel_many(svc, _reactor(svc), req["jobs"], req["reason"], terminate=True)
+    done = jobs.cancel_many(svc, reactor_of(svc), req["jobs"], req["reason"], terminate=True)
     return {"successful": done, "errors": []}

@@ -21,7 +21,6 @@ import hmac
 import json
 import re
 import secrets
-import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -36,6 +35,7 @@ from botocore.awsrequest import AWSRequest
 from chalicelib import auth_plugin, console_web
 from chalicelib.console.client import Api
 from chalicelib.runtime import origin_guard
+from chalicelib.runtime.background import BackgroundServer
 
 MAX_BODY = 10 * 1024 * 1024
 FORWARDED = ("Content-Type", "X-Amz-Target")
@@ -167,21 +167,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-class ConsoleServer:
+class ConsoleServer(BackgroundServer):
     """The console and its signing proxy on host:port (port 0 picks a free one)."""
 
     def __init__(self, api: Api, host: str, port: int) -> None:
         self.token = secrets.token_urlsafe(32)
         handler: type[_Handler] = type("Handler", (_Handler,), {"api": api, "token": self.token})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        server = ThreadingHTTPServer((host, port), handler)
+        server.daemon_threads = True
+        super().__init__(server, "console")
         handler.hosts = origin_guard.host_names(*self.address)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
 
     @property
     def url(self) -> str:
@@ -189,13 +184,3 @@ class ConsoleServer:
         host, port = self.address
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/console/?token={self.token}"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="console", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

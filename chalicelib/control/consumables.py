@@ -5,9 +5,9 @@ ListJobsByConsumableResource, and resolving the resources a job definition or a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeVar
 
+from chalicelib.control.conflicts import retry_on_conflict
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.domain import arns, consumables, validation
 from chalicelib.domain.consumables import ConsumableResource
@@ -16,17 +16,6 @@ from chalicelib.domain.jobs import STATUSES, Job
 from chalicelib.store.consumables import ConsumableRepository
 
 T = TypeVar("T")
-CONFLICT_RETRIES = 8
-
-
-def retry_on_conflict(fn: Callable[[], T]) -> T:
-    """As control/resources.py's (which imports this module, so it is not imported from there)."""
-    for _ in range(CONFLICT_RETRIES - 1):
-        try:
-            return fn()
-        except Conflict:
-            continue
-    return fn()
 
 
 def repo(svc: Services) -> ConsumableRepository:

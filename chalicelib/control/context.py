@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import LOCAL_CLUSTER, Launcher, NullLauncher
@@ -16,6 +16,9 @@ from chalicelib.domain.validation import Limits
 from chalicelib.events.port import EventSink, LocalSchedules, NullSink, SchedulePort
 from chalicelib.store.jobs import JobRepository
 from chalicelib.store.repository import Repository
+
+if TYPE_CHECKING:
+    from chalicelib.control.react import Reactor
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ class Services:
     # Takes a deleted managed EC2/SPOT compute environment's instances away (AWS: its Auto Scaling group to zero,
     # compute/capacity_aws.py); nothing to do locally, where jobs run as processes (control/deletion.py).
     release_capacity: Callable[[ComputeEnvironment], None] = field(default=lambda ce: None)
+    # The plane's one reactor, which the composition root (runtime/plane.py) builds from these Services and so hands
+    # over late-bound, like `wake`; None (Services a test builds bare): `react.reactor_of` builds one per use.
+    plane_reactor: Callable[[], Reactor] | None = None
 
     @property
     def jobs(self) -> JobRepository:

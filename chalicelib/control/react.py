@@ -86,8 +86,19 @@ class InlineDelivery:
 def reactor_for(
     svc: Services, *, observe: Callable[[Job], None] | None = None, count_child: CountChild | None = None
 ) -> Reactor:
-    """The one way the runtimes and the API build a reactor: on the Services' launcher and work queue."""
+    """The one way a reactor is built: on the Services' launcher and work queue. The composition root
+    (runtime/plane.py) builds one per plane; everything else asks for that one (`reactor_of`)."""
     return Reactor(svc, svc.launcher, svc.defer, observe=observe, count_child=count_child)
+
+
+def reactor_of(svc: Services) -> Reactor:
+    """The plane's reactor (`Services.plane_reactor`), for the API and the trigger handlers. Services a test built
+    without a plane, or replaced (`dataclasses.replace`) from a plane's, get a reactor of their own."""
+    if svc.plane_reactor is not None:
+        reactor = svc.plane_reactor()
+        if reactor.svc is svc:
+            return reactor
+    return reactor_for(svc)
 
 
 class Reactor:

@@ -18,12 +18,11 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
 from chalicelib.control.context import Services
 from chalicelib.control.dispatch import ActiveJobs, Dispatcher
-from chalicelib.control.react import reactor_for
+from chalicelib.control.react import Reactor
 from chalicelib.control.retention import purge
 from chalicelib.control.sweep import SweepPolicy, SweepReport, sweep
 from chalicelib.domain.jobs import Job
@@ -45,9 +44,6 @@ AT_START = SweepPolicy(restart=True, lost_host=HOST_ID)
 # How long finished array children wait to be counted into their parent, so that one write counts many. A crash
 # loses nothing: the sweep at start recounts every PENDING parent's finished children.
 COUNT_CHILDREN_SECONDS = 0.05
-# A job waiting for capacity gets its CAPACITY reason once it has waited this long (Dispatcher.reason_grace_ms): in a
-# backlog of short jobs, each reaches the head of its queue and leaves it within milliseconds.
-REASON_GRACE_MS = 250
 Recorded = Callable[[], None] | None  # what to run once a task event is applied (Engine.report)
 # Task events whose write failed (e.g. SQLite busy) are applied again after 1 s, 2 s, 4 s, ... (about 8 minutes in
 # all), never dropped at the first failure: with the Docker executor no sweep repairs a lost end (lost_host=None).
@@ -109,17 +105,24 @@ class ChildCounts:
 
 
 class Engine:
-    """`retention_ms`: finished jobs older than this leave the store after each periodic sweep (control/retention.py;
+    """The local runtime's driver of the plane the composition root built (runtime/plane.py `local_engine`): its
+    reactor, whose `count_child` is this engine's, and its dispatcher, the only one, which keeps the capacity in use
+    in memory (`Dispatcher.active`).
+
+    `retention_ms`: finished jobs older than this leave the store after each periodic sweep (control/retention.py;
     0 keeps every job), and `forget` is told of each, for what the launcher keeps per attempt."""
 
     def __init__(
         self,
         svc: Services,
+        reactor: Reactor,
+        dispatcher: Dispatcher,
         *,
         retention_ms: int = 0,
         forget: Callable[[Job], None] = lambda job: None,
         lost_host: str | None = HOST_ID,
     ) -> None:
+        assert dispatcher.active is not None, "the local engine's dispatcher keeps the capacity in use (ActiveJobs)"
         self.svc = svc
         # The process launcher stops a process it finds unobserved: its attempt fails as this host lost. The Docker
         # launcher re-attaches and reports every end itself (None): compute/docker.py, docs/adr/0016.
@@ -129,17 +132,10 @@ class Engine:
         self.forget = forget
         self._wake = threading.Event()  # the loop has something to look at
         self._dispatch = False  # ... and that includes a write that may make work schedulable (`wake`)
-        self.active = ActiveJobs()
+        self.active: ActiveJobs = dispatcher.active
         self.children = ChildCounts(self._wake.set)
-        self.reactor = reactor_for(svc, observe=self.active.changed, count_child=self._count_child)
-        self.dispatcher = Dispatcher(
-            svc,
-            self.reactor,
-            lambda: uuid.uuid4().hex,
-            active=self.active,
-            reason_grace_ms=REASON_GRACE_MS,
-            consistent_reads=True,  # the local store is SQLite
-        )
+        self.reactor = reactor
+        self.dispatcher = dispatcher
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._events_lock = threading.Lock()
@@ -171,8 +167,9 @@ class Engine:
         if recorded is not None:
             recorded()
 
-    def _count_child(self, parent_id: str, event: ChildFinished) -> None:
-        """A finished array child: counted into its parent with the next batch while the thread runs."""
+    def count_child(self, parent_id: str, event: ChildFinished) -> None:
+        """The reactor's `count_child`: a finished array child, counted into its parent with the next batch while
+        the thread runs."""
         with self._events_lock:
             if self._events is not None:
                 self.children.add(parent_id, event)

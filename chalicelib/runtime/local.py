@@ -12,32 +12,22 @@ work/docker-journal (every container the Docker launcher created).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar, cast
-
-import boto3
-from chalice.app import Chalice
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from chalicelib.compute.credentials import LocalCredentialVendor
 from chalicelib.compute.local import LocalLauncher
-from chalicelib.compute.logs import FileLogStore
-from chalicelib.compute.nodes import DockerNodes, Loopback, NodeLauncher
+from chalicelib.compute.nodes import NodeLauncher
 from chalicelib.control.context import Services, Settings
-from chalicelib.control.retention import DAY_MS
-from chalicelib.domain.host_access import HostAccess
-from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.model import ComputeEnvironment, JobQueue, SchedulingPolicy
 from chalicelib.domain.validation import Limits
 from chalicelib.events.local import LocalEventBus
-from chalicelib.runtime.auth import AuthConfigError, exposure_error, gate_from_file
-from chalicelib.runtime.engine import HOST_ID, Engine, WorkQueue
-from chalicelib.runtime.executor import choose_executor, state_id
+from chalicelib.runtime.engine import Engine, WorkQueue
 from chalicelib.runtime.server import ApiServer
 from chalicelib.runtime.triggers import TriggerRunner
 from chalicelib.store.jobs import RETENTION_SECONDS
@@ -141,90 +131,26 @@ class ServedApp(Protocol):
     def serve(self, services: Services | None) -> None: ...
 
 
+@dataclass
 class LocalRuntime:
-    def __init__(self, config: LocalConfig, app: ServedApp) -> None:
-        self.config = config
-        self.app = app
-        gate = gate_from_file(config.auth_file) if config.auth_file is not None else None
-        if gate is None and (why := exposure_error(config.host)):
-            raise AuthConfigError(why)
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(config.state_dir, 0o700)
-        self.store = SqliteItemStore(str(config.state_dir / "state.db"))
-        self.events = LocalEventBus(config.state_dir / "events.jsonl", account=config.account, region=config.region)
-        self.work = WorkQueue()
-        logs = FileLogStore(config.state_dir / "logs")
-        self.executor, self.executor_note, docker_client = choose_executor(config.executor, config.state_dir)
-        # Jobs with a jobRoleArn get this server's own AWS credentials the ECS way (docs/adr/0017).
-        self.credentials = LocalCredentialVendor(
-            boto3.session.Session(), docker_client=docker_client, grants_file=config.state_dir / "credentials.json"
-        )
-        self.launcher: LocalLauncher | DockerLauncher
-        # Multi-node parallel jobs: one task per node, on either executor (compute/nodes.py); it reports the rest.
-        self.nodes = NodeLauncher(self._on_task_event, config.state_dir / "work")
-        if docker_client is not None:
-            from chalicelib.compute.docker import DockerLauncher
+    """`batchplane up`: the driver of the plane the composition root built (runtime/plane.py `build_local`). It starts
+    and stops, in order, what runs on threads: the credentials endpoint, the work queue, the engine's loop (the
+    dispatcher thread), the Docker reaper, the trigger runner and the HTTP server."""
 
-            self.launcher = DockerLauncher(
-                docker_client,
-                state_id(config.state_dir),
-                config.state_dir / "work",
-                logs,
-                self.nodes.on_event,
-                grace_seconds=config.grace_seconds,
-                # attempts the process executor started before a switch of executors are recovered its way
-                processes=LocalLauncher(config.state_dir / "work", logs, self.nodes.on_event),
-                credentials=self.credentials,
-            )
-        else:
-            self.launcher = LocalLauncher(
-                config.state_dir / "work",
-                logs,
-                self.nodes.on_event,
-                grace_seconds=config.grace_seconds,
-                credentials=self.credentials,
-            )
-        if isinstance(self.launcher, LocalLauncher):
-            self.nodes.attach(self.launcher, Loopback())
-        else:
-            from chalicelib.compute.docker import LABEL_STATE
-
-            self.nodes.attach(
-                self.launcher, DockerNodes(docker_client, state_id(config.state_dir), self.launcher.name, LABEL_STATE)
-            )
-        self.services = Services(
-            repo=LocalRepository(self.store),
-            settings=Settings(
-                account=config.account,
-                default_region=config.region,
-                limits=config.limits,
-                host_access=HostAccess(
-                    allow_privileged=config.allow_privileged,
-                    # Resolved once: a job's sourcePath is compared with these after its own symlinks are resolved.
-                    host_path_prefixes=tuple(os.path.realpath(p) for p in config.allow_host_paths),
-                ),
-                deletion_grace_ms=int(config.deletion_grace_seconds * 1000),
-            ),
-            events=self.events,
-            logs=logs,
-            launcher=self.nodes,
-            defer=self.work.submit,
-            wake=lambda: self.engine.wake(),  # late-bound: the engine is built from these services
-        )
-        self.engine = Engine(
-            self.services,
-            retention_ms=int(config.retention_days * DAY_MS),
-            forget=self.nodes.forget,
-            lost_host=HOST_ID if self.executor == "process" else None,  # containers are re-attached instead
-        )
-        self.triggers = TriggerRunner(self.services, config.state_dir / "buckets")
-        app.serve(self.services)
-        self.server = ApiServer(cast(Chalice, app), config.host, config.port, gate)
-
-    def _on_task_event(
-        self, job_id: str, event: TaskStarted | TaskStopped, recorded: Callable[[], None] | None = None
-    ) -> None:
-        self.engine.report(job_id, event, recorded)
+    config: LocalConfig
+    app: ServedApp
+    store: SqliteItemStore
+    events: LocalEventBus
+    work: WorkQueue
+    executor: str  # docker | process (runtime/executor.py)
+    executor_note: str
+    credentials: LocalCredentialVendor
+    launcher: LocalLauncher | DockerLauncher
+    nodes: NodeLauncher  # the launcher the Services use: multi-node jobs, then the executor's launcher
+    services: Services
+    engine: Engine
+    triggers: TriggerRunner
+    server: ApiServer
 
     def _reap(self) -> None:
         try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import uuid
 from http.server import ThreadingHTTPServer
 from typing import Any, cast
@@ -28,6 +27,7 @@ from chalice.local import CustomLocalChalice, LocalChalice
 from chalicelib import console_web
 from chalicelib.runtime import origin_guard
 from chalicelib.runtime.auth import Gate
+from chalicelib.runtime.background import BackgroundServer
 from chalicelib.runtime.http_edge import EdgeHandler, Refused
 
 log = logging.getLogger("batchplane.http")
@@ -105,7 +105,7 @@ def _make_local(app: Chalice) -> None:
         app.__class__ = CustomLocalChalice
 
 
-class ApiServer:
+class ApiServer(BackgroundServer):
     def __init__(
         self,
         app: Chalice,
@@ -120,33 +120,19 @@ class ApiServer:
         def handler(request: Any, client_address: Any, server: Any) -> _Handler:
             return _Handler(request, client_address, server, app_object=app, config=config)
 
-        self._server = _Server((host, port), handler)
-        self._server.gate = gate
-        self._server.request_timeout = request_timeout
+        server = _Server((host, port), handler)
+        super().__init__(server, "api")
+        server.gate = gate
+        server.request_timeout = request_timeout
         # With --auth any Host: every request is signed (docs/adr/0019); without, only names of this server.
-        self._server.hosts = None if gate is not None else origin_guard.host_names(*self.address)
-        self._thread: threading.Thread | None = None
+        server.hosts = None if gate is not None else origin_guard.host_names(*self.address)
+        self._api = server
 
     @property
     def gate(self) -> Gate | None:
-        return self._server.gate
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._api.gate
 
     @property
     def endpoint(self) -> str:
         host, port = self.address
         return f"http://{host}:{port}"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="api", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

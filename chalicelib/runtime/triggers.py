@@ -25,7 +25,7 @@ from pathlib import Path
 
 from chalicelib.control import triggers as control
 from chalicelib.control.context import Clock, Services
-from chalicelib.control.react import reactor_for
+from chalicelib.control.react import Reactor
 from chalicelib.domain import triggers as domain
 from chalicelib.domain.triggers import S3Source, ScheduleSource, Trigger
 
@@ -38,12 +38,12 @@ CTIME_SLACK_MS = 2_000
 
 
 class TriggerRunner:
-    def __init__(self, svc: Services, buckets: Path, *, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, svc: Services, reactor: Reactor, buckets: Path, *, poll_seconds: float = POLL_SECONDS) -> None:
         self.svc = svc
         self.buckets = buckets
         self.poll_seconds = poll_seconds
         self.clock: Clock = svc.clock
-        self.reactor = reactor_for(svc)
+        self.reactor = reactor  # the plane's (runtime/plane.py)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="triggers", daemon=True)

@@ -21,6 +21,7 @@ import pytest
 from app import app
 from chalicelib.domain.validation import Limits
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from chalicelib.runtime.plane import build_local
 from tests.e2e.conftest import CLIENT_CONFIG, REGION, kill_jobs_under
 from tests.runtimes import stop_runtime
 
@@ -62,9 +63,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     state = tmp_path_factory.mktemp("console") / "state"
-    rt = LocalRuntime(
-        LocalConfig(state_dir=state, port=0, limits=Limits(min_timeout_seconds=1), grace_seconds=1.0), app
-    )
+    rt = build_local(LocalConfig(state_dir=state, port=0, limits=Limits(min_timeout_seconds=1), grace_seconds=1.0), app)
     rt.start()
     try:
         yield rt

@@ -17,6 +17,7 @@ from app import app
 from chalicelib.console.client import Api
 from chalicelib.console_web.proxy import COOKIE, ConsoleServer
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from chalicelib.runtime.plane import build_local
 from tests.e2e.conftest import CLIENT_CONFIG, REGION, register, setup_queue, sh, submit, unique, wait_terminal
 from tests.runtimes import stop_runtime
 
@@ -35,7 +36,7 @@ def secured(tmp_path: Path) -> Iterator[LocalRuntime]:
     keys = tmp_path / "keys"
     keys.write_text(f"[alice]\naws_access_key_id = {KEY[0]}\naws_secret_access_key = {KEY[1]}\n")
     keys.chmod(0o600)
-    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, auth_file=keys, grace_seconds=1.0), app)
+    rt = build_local(LocalConfig(state_dir=tmp_path / "state", port=0, auth_file=keys, grace_seconds=1.0), app)
     rt.start()
     try:
         yield rt

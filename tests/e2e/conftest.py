@@ -29,6 +29,7 @@ from app import app
 from chalicelib.compute.logs_port import LOG_GROUP
 from chalicelib.domain.validation import Limits
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from chalicelib.runtime.plane import build_local
 from tests.runtimes import stop_runtime
 
 Client = Any  # botocore builds client classes at runtime
@@ -63,7 +64,7 @@ class Runtimes:
             grace_seconds=1.0,
             **{"executor": self.executor, "allow_host_paths": self.allow_host_paths, **overrides},
         )
-        rt = LocalRuntime(config, app)
+        rt = build_local(config, app)
         rt.events.subscribe(self.events.append)
         rt.start()
         self._running.append(rt)

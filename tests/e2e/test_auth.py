@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 from app import app
 from chalicelib.cli import main
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from chalicelib.runtime.plane import build_local
 from tests.e2e.conftest import REGION, register, setup_queue, sh, submit, wait_terminal
 from tests.runtimes import stop_runtime
 
@@ -66,7 +67,7 @@ def keys_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def secured(tmp_path: Path, keys_file: Path) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, auth_file=keys_file, grace_seconds=1.0), app)
+    rt = build_local(LocalConfig(state_dir=tmp_path / "state", port=0, auth_file=keys_file, grace_seconds=1.0), app)
     rt.start()
     try:
         yield rt

@@ -18,17 +18,21 @@ pytest.importorskip("chalicelib.compute.docker", reason="the Docker launcher is 
 docker_support = pytest.importorskip("tests.docker_support", reason="the docker_engine fixture is not merged yet")
 
 from tests.e2e.conftest import (  # noqa: E402
-    EXEC_ROLE,
     ClientFactory,
     Runtimes,
     job_log,
-    setup_queue,
     submit,
-    unique,
     wait_terminal,
     wait_until,
 )
-from tests.e2e.test_job_credentials import KEY_ID, ROLE, SECRET, server_credentials  # noqa: E402
+from tests.e2e.test_job_credentials import (  # noqa: E402
+    KEY_ID,
+    ROLE,
+    SECRET,
+    register_with_role,
+    server_credentials,
+    started,
+)
 
 pytestmark = pytest.mark.e2e
 __all__ = ["server_credentials"]  # a fixture
@@ -53,30 +57,15 @@ def runtimes(state_dir: Path, docker_engine: Any) -> Iterator[Runtimes]:
 
 
 def register_fetch(batch: Any, role: str | None) -> str:
-    container: dict[str, Any] = {
-        "image": docker_support.TEST_IMAGE,
-        "command": ["sh", "-c", FETCH],
-        "resourceRequirements": SMALL,
-        "executionRoleArn": EXEC_ROLE,  # a FARGATE definition (setup_queue's queue is Fargate) needs one
-    }
-    if role:
-        container["jobRoleArn"] = role
-    resp = batch.register_job_definition(
-        jobDefinitionName=unique("fetch"),
-        type="container",
-        containerProperties=container,
-        platformCapabilities=["FARGATE"],
-    )
-    return str(resp["jobDefinitionArn"])
+    container = {"image": docker_support.TEST_IMAGE, "command": ["sh", "-c", FETCH], "resourceRequirements": SMALL}
+    return register_with_role(batch, "fetch", container, role)
 
 
 def test_a_container_with_a_role_reads_the_servers_credentials_at_the_ecs_address(
     server_credentials: None, runtimes: Runtimes, clients: ClientFactory
 ) -> None:
     # GIVEN a server with AWS credentials running jobs in containers
-    runtime = runtimes.start()
-    batch, logs = clients("batch", runtime.endpoint), clients("logs", runtime.endpoint)
-    queue, _ = setup_queue(batch)
+    batch, logs, queue = started(runtimes, clients)
 
     # WHEN a job with a jobRoleArn and one without run
     with_role = submit(batch, queue, register_fetch(batch, ROLE), "with-role")
@@ -104,22 +93,11 @@ def test_a_container_with_a_role_cannot_forge_frames_on_the_credentials_network(
     server_credentials: None, runtimes: Runtimes, clients: ClientFactory
 ) -> None:
     # GIVEN a server with AWS credentials running jobs in containers
-    runtime = runtimes.start()
-    batch, logs = clients("batch", runtime.endpoint), clients("logs", runtime.endpoint)
-    queue, _ = setup_queue(batch)
+    batch, logs, queue = started(runtimes, clients)
     # WHEN a job with a jobRoleArn (on the credentials network) opens a raw socket, as ARP spoofing needs
-    jd = batch.register_job_definition(
-        jobDefinitionName=unique("arp"),
-        type="container",
-        containerProperties={
-            "image": docker_support.TEST_IMAGE,
-            "command": ["sh", "-c", "arping -c1 -w1 -I eth0 169.254.170.2 2>&1; echo rc=$?"],
-            "resourceRequirements": SMALL,
-            "executionRoleArn": EXEC_ROLE,
-            "jobRoleArn": ROLE,
-        },
-        platformCapabilities=["FARGATE"],
-    )["jobDefinitionArn"]
+    arping = ["sh", "-c", "arping -c1 -w1 -I eth0 169.254.170.2 2>&1; echo rc=$?"]
+    container = {"image": docker_support.TEST_IMAGE, "command": arping, "resourceRequirements": SMALL}
+    jd = register_with_role(batch, "arp", container, ROLE)
     job = wait_terminal(batch, [submit(batch, queue, jd, "arp")], timeout=60)
     [done] = job.values()
     # THEN it may not (NET_RAW is dropped)

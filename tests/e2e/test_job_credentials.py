@@ -53,23 +53,36 @@ def server_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
+def register_with_role(batch: Client, name: str, container: dict[str, Any], role: str | None) -> str:
+    """A Fargate job definition (setup_queue's queue is Fargate) of `container`, with `role` as its jobRoleArn."""
+    container = {**container, "executionRoleArn": EXEC_ROLE}  # a FARGATE definition needs one
+    if role:
+        container["jobRoleArn"] = role
+    resp = batch.register_job_definition(
+        jobDefinitionName=unique(name),
+        type="container",
+        containerProperties=container,
+        platformCapabilities=["FARGATE"],
+    )
+    return str(resp["jobDefinitionArn"])
+
+
 def register_probe(batch: Client, role: str | None) -> str:
     container: dict[str, Any] = {
         "image": IMAGE,
         "command": [sys.executable, "-c", PROBE],
         "environment": NO_OTHER_SOURCE,
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
-        "executionRoleArn": EXEC_ROLE,  # a FARGATE definition (setup_queue's queue is Fargate) needs one
     }
-    if role:
-        container["jobRoleArn"] = role
-    resp = batch.register_job_definition(
-        jobDefinitionName=unique("probe"),
-        type="container",
-        containerProperties=container,
-        platformCapabilities=["FARGATE"],
-    )
-    return str(resp["jobDefinitionArn"])
+    return register_with_role(batch, "probe", container, role)
+
+
+def started(runtimes: Runtimes, clients: ClientFactory) -> tuple[Client, Client, str]:
+    """A started runtime's batch and logs clients, and a queue (setup_queue's)."""
+    runtime = runtimes.start()
+    batch, logs = clients("batch", runtime.endpoint), clients("logs", runtime.endpoint)
+    queue, _ = setup_queue(batch)
+    return batch, logs, queue
 
 
 def probe_output(logs: Client, job: dict[str, Any]) -> dict[str, str]:
@@ -89,9 +102,7 @@ def test_a_job_with_a_role_reads_the_servers_credentials_and_a_job_without_gets_
     server_credentials: None, make_runtime: Runtimes, clients: ClientFactory
 ) -> None:
     # GIVEN a server with AWS credentials, and two job definitions: one with a jobRoleArn, one without
-    runtime = make_runtime.start()
-    batch, logs = clients("batch", runtime.endpoint), clients("logs", runtime.endpoint)
-    queue, _ = setup_queue(batch)
+    batch, logs, queue = started(make_runtime, clients)
     with_role = submit(batch, queue, register_probe(batch, ROLE), "with-role")
     without_role = submit(batch, queue, register_probe(batch, None), "without-role")
 
@@ -127,9 +138,7 @@ def test_a_server_without_credentials_runs_a_job_with_a_role_without_any(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    runtime = make_runtime.start()
-    batch, logs = clients("batch", runtime.endpoint), clients("logs", runtime.endpoint)
-    queue, _ = setup_queue(batch)
+    batch, logs, queue = started(make_runtime, clients)
 
     # WHEN a job with a role runs
     job_id = submit(batch, queue, register_probe(batch, ROLE))

@@ -14,6 +14,7 @@ from botocore.config import Config
 
 from app import app
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from chalicelib.runtime.plane import build_local
 from tests.functional.builders import REGION, BatchClient
 from tests.runtimes import stop_runtime
 
@@ -33,7 +34,7 @@ def boto_session() -> boto3.session.Session:
 def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
     # No deletion grace: an empty queue or compute environment is gone when its Delete returns, as these tests of
     # the API's shape expect (test_lifecycle_api.py and test_deletion.py cover the grace, docs/adr/0021).
-    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, deletion_grace_seconds=0), app)
+    rt = build_local(LocalConfig(state_dir=tmp_path / "state", port=0, deletion_grace_seconds=0), app)
     rt.start()
     try:
         yield rt

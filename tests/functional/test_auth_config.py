@@ -8,7 +8,8 @@ import pytest
 
 from app import app
 from chalicelib.runtime.auth import AuthConfigError, exposure_error, is_loopback, load_keys, readable_by_others
-from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from chalicelib.runtime.local import LocalConfig
+from chalicelib.runtime.plane import build_local
 
 
 def keys(tmp_path: Path, text: str) -> Path:
@@ -81,5 +82,5 @@ def test_any_other_address_needs_keys(host: str) -> None:
 def test_the_runtime_refuses_a_public_address_without_keys_before_creating_anything(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with pytest.raises(AuthConfigError, match=r"refusing to listen on 0\.0\.0\.0"):
-        LocalRuntime(LocalConfig(state_dir=state, host="0.0.0.0", port=0), app)
+        build_local(LocalConfig(state_dir=state, host="0.0.0.0", port=0), app)
     assert not state.exists()

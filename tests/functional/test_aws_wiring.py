@@ -123,7 +123,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         state_change_events="ALL",  # every change published, as AWS Batch does (the stack's default is TERMINAL)
     )
     store = SqliteItemStore(str(tmp_path / "state.db"))
-    rt = AwsRuntime(config, Clients(REGION, lambda: fake), store=store, controls=recorded.controls())
+    rt = plane.build_aws(config, Clients(REGION, lambda: fake), store=store, controls=recorded.controls())
     plane.configure_aws(rt)
     try:
         with Client(app) as client:
@@ -1169,7 +1169,7 @@ def test_no_aws_client_is_made_until_an_entry_point_needs_one(tmp_path: Path) ->
 
     store = SqliteItemStore(str(tmp_path / "s.db"))
     config = AwsConfig(table="t", region=REGION, account=ACCOUNT, cluster="c", dispatch_queue_url=QUEUE_URL)
-    AwsRuntime(config, Clients(REGION, Session), store=store)
+    plane.build_aws(config, Clients(REGION, Session), store=store)
     store.close()
 
     assert made == []
@@ -1253,7 +1253,7 @@ def test_schedule_triggers_are_registered_with_eventbridge_scheduler(tmp_path: P
         }
     )
     store = SqliteItemStore(str(tmp_path / "s.db"))
-    rt = AwsRuntime(config, Clients(REGION, lambda: fake), store=store)
+    rt = plane.build_aws(config, Clients(REGION, lambda: fake), store=store)
 
     schedules = rt.services.schedules
     assert isinstance(schedules, EventBridgeSchedules)
@@ -1275,7 +1275,7 @@ def test_a_new_container_reindexes_active_jobs_of_an_earlier_version_before_serv
     assert [j.job_id for j in harness.svc.jobs.iter_statuses("q", (RUNNING,))] == []  # invisible to the dispatcher
     # WHEN a Lambda container creates its runtime
     plane.configure_aws(None)
-    monkeypatch.setattr(plane, "AwsRuntime", lambda config: harness.rt)
+    monkeypatch.setattr(plane, "build_aws", lambda config: harness.rt)
     monkeypatch.setattr(plane.AwsConfig, "from_environment", classmethod(lambda cls: harness.rt.config))
     assert plane.aws_runtime() is harness.rt
     # THEN the job is active again for everything that reads the active jobs, before the first sweep

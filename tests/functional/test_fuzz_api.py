@@ -36,6 +36,7 @@ from app import app
 from chalicelib.api import gateway
 from chalicelib.api.logs_api import handle_logs
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from chalicelib.runtime.plane import build_local
 from tests.functional.conftest import CLIENT_CONFIG
 from tests.functional.fuzz_requests import Call, World, calls, encode_body, mutated, raw_requests
 from tests.functional.raw_http import Answer, exchange, exchange_many
@@ -99,7 +100,7 @@ class Fuzzed:
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     state = tmp_path_factory.mktemp("fuzz") / "state"
-    runtime = LocalRuntime(LocalConfig(state_dir=state, port=0), app)
+    runtime = build_local(LocalConfig(state_dir=state, port=0), app)
     errors = _Errors()
     logger = logging.getLogger("batchplane")
     with pytest.MonkeyPatch.context() as patch:

@@ -16,6 +16,7 @@ from app import app
 from chalicelib.control import triggers as control
 from chalicelib.control.react import Reactor
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from chalicelib.runtime.plane import build_local
 from tests.functional.builders import (
     REGION,
     BatchClient,
@@ -49,7 +50,7 @@ def start(
     started: list[tuple[LocalRuntime, BatchClient]] = []
 
     def build(**allow: Any) -> tuple[LocalRuntime, BatchClient]:
-        rt = LocalRuntime(LocalConfig(state_dir=tmp_path / f"state-{len(started)}", port=0, **allow), app)
+        rt = build_local(LocalConfig(state_dir=tmp_path / f"state-{len(started)}", port=0, **allow), app)
         rt.start()
         batch = boto_session.client("batch", region_name=REGION, endpoint_url=rt.endpoint, config=CLIENT_CONFIG)
         started.append((rt, batch))

@@ -17,6 +17,7 @@ from chalicelib.control import deletion
 from chalicelib.domain.jobs import CANCEL_PENDING, DEPENDENCY_FAILED
 from chalicelib.domain.scheduling import NO_ENABLED_CE
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from chalicelib.runtime.plane import build_local
 from tests.functional.builders import (
     REGION,
     BatchClient,
@@ -169,7 +170,7 @@ def test_a_disabled_queue_still_runs_the_jobs_it_holds(batch: BatchClient, held:
 @pytest.fixture
 def graced(tmp_path: Path) -> Iterator[LocalRuntime]:
     """The local runtime with a short deletion grace (the default is a minute), so a test sees it run out."""
-    rt = LocalRuntime(LocalConfig(state_dir=tmp_path / "graced", port=0, deletion_grace_seconds=GRACE_S), app)
+    rt = build_local(LocalConfig(state_dir=tmp_path / "graced", port=0, deletion_grace_seconds=GRACE_S), app)
     rt.start()
     try:
         yield rt

@@ -26,8 +26,9 @@ from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, RUNNING, STARTING, SUCCEEDED, TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.scheduling import MAX_RESOURCE, WAITING_FOR_CAPACITY
-from chalicelib.runtime.engine import ChildCounts, Engine
-from chalicelib.runtime.local import LocalRepository
+from chalicelib.runtime.engine import ChildCounts
+from chalicelib.runtime.local import LocalConfig, LocalRepository
+from chalicelib.runtime.plane import local_engine
 from chalicelib.store.port import Item
 from chalicelib.store.sqlite import SqliteItemStore
 
@@ -383,7 +384,7 @@ def test_the_engine_applies_reported_task_events_on_its_thread(tmp_path: Path) -
     store = CountingStore(str(tmp_path / "state.db"))
     launcher, published = NullLauncher(), Published()
     svc = Services(repo=LocalRepository(store), ids=SequentialIds(), launcher=launcher, events=published)
-    engine = Engine(replace(svc, wake=lambda: engine.wake()))
+    engine = local_engine(replace(svc, wake=lambda: engine.wake()), LocalConfig(state_dir=tmp_path))
     plane = Plane(engine.svc, store, FakeClock(), engine.reactor, engine.dispatcher, launcher, published, engine.active)
     plane.setup()
     job_id = plane.submit()
@@ -410,7 +411,7 @@ def test_before_the_engine_starts_a_report_is_applied_at_once(tmp_path: Path) ->
     store = CountingStore(str(tmp_path / "state.db"))
     launcher = NullLauncher()
     svc = Services(repo=LocalRepository(store), ids=SequentialIds(), launcher=launcher)
-    engine = Engine(svc)
+    engine = local_engine(svc, LocalConfig(state_dir=tmp_path))
     plane = Plane(svc, store, FakeClock(), engine.reactor, engine.dispatcher, launcher, Published(), engine.active)
     plane.setup()
     job_id = plane.submit()
@@ -427,7 +428,7 @@ def test_the_engine_times_out_a_running_attempt_at_its_deadline_without_waiting_
     store = CountingStore(str(tmp_path / "state.db"))
     clock, launcher = FakeClock(), NullLauncher()
     svc = Services(repo=LocalRepository(store), clock=clock, ids=SequentialIds(), launcher=launcher)
-    engine = Engine(replace(svc, wake=lambda: engine.wake()))
+    engine = local_engine(replace(svc, wake=lambda: engine.wake()), LocalConfig(state_dir=tmp_path))
     plane = Plane(engine.svc, store, clock, engine.reactor, engine.dispatcher, launcher, Published(), engine.active)
     plane.setup()
     job_id = plane.submit(timeout={"attemptDurationSeconds": 60}, retryStrategy={"attempts": 3})

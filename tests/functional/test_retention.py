@@ -20,7 +20,8 @@ from chalicelib.control.retention import DAY_MS, purge
 from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import RUNNING, SUCCEEDED, Job, child_id
 from chalicelib.runtime import engine
-from chalicelib.runtime.local import LocalConfig, LocalRuntime
+from chalicelib.runtime.local import LocalConfig
+from chalicelib.runtime.plane import build_local
 from chalicelib.store.jobs import job_pk
 from chalicelib.store.sqlite import SqliteItemStore
 from tests.functional.builders import make_fargate_ce, make_jd, make_queue
@@ -125,7 +126,7 @@ def test_the_local_runtime_removes_a_finished_job_its_logs_and_work_dir_after_th
 ) -> None:
     # GIVEN a local control plane keeping finished jobs for 2 seconds, sweeping every 0.2 s (30 s in production)
     monkeypatch.setattr(engine, "SWEEP_SECONDS", 0.2)
-    runtime = LocalRuntime(LocalConfig(state_dir=tmp_path / "state", port=0, retention_days=2 / 86_400), app)
+    runtime = build_local(LocalConfig(state_dir=tmp_path / "state", port=0, retention_days=2 / 86_400), app)
     runtime.start()
     try:
         batch = boto_session.client("batch", endpoint_url=runtime.endpoint, config=CLIENT_CONFIG)

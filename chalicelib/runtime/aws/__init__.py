@@ -1,11 +1,13 @@
 """The AWS runtime, by concern: `http` (HTTP API 1.0 and function URL 2.0 events as Chalice's REST events, and back),
-`config` (AwsConfig: every setting, read once), `clients` (boto3 clients made on first use), `lambdas` (what app.py's
-decorators carry), `runtime` (AwsRuntime: the Services, the reactor and every Lambda entry point). The invocation
-cache sits next to the store (store/invocation_cache.py); the one runtime per Lambda container is built by the
-composition root (runtime/plane.py). The names app.py, bench and the tests use are re-exported here."""
+`config` (AwsConfig: every setting, read once), `clients` (boto3 clients made on first use), `adapters` (the SQS wake
+queue, the ECS launcher's CE cache), `lambdas` (what app.py's decorators carry), `runtime` (AwsRuntime: every Lambda
+entry point, driving the plane it is handed). The composition root (runtime/plane.py `build_aws`) builds that plane,
+one per Lambda container; the invocation cache sits next to the store (store/invocation_cache.py). The names app.py,
+bench and the tests use are re-exported here."""
 
 from __future__ import annotations
 
+from chalicelib.runtime.aws.adapters import DISPATCH_GROUP
 from chalicelib.runtime.aws.clients import Clients
 from chalicelib.runtime.aws.config import ENV_RUNTIME, AwsConfig
 from chalicelib.runtime.aws.http import (
@@ -25,7 +27,7 @@ from chalicelib.runtime.aws.lambdas import (
     STREAM_ARN,
     SWEEP_RATE,
 )
-from chalicelib.runtime.aws.runtime import DISPATCH_GROUP, MAX_CYCLES, RESERVE_MS, AwsRuntime, Controls, StreamBatch
+from chalicelib.runtime.aws.runtime import MAX_CYCLES, RESERVE_MS, AwsRuntime, Controls, StreamBatch
 from chalicelib.store.invocation_cache import InvocationCache
 
 __all__ = [

@@ -1,7 +1,9 @@
-"""The AWS runtime: the Services, reactor and entry points behind every Lambda of app.py (docs/adr/0006).
+"""The AWS runtime: the entry points behind every Lambda of app.py (docs/adr/0006), driving the plane the composition
+root built (runtime/plane.py `build_aws`: the DynamoDB store, the EventBridge sink, the ECS launcher, the Services,
+the reactor and the dispatcher).
 
 app.py only parses what Lambda hands it and calls one method here; this module ties the entry points to the same
-control/ code the local runtime runs, with the AWS adapters: DynamoDB (store), EventBridge (events), ECS (compute).
+control/ code the local runtime runs.
 
 | Lambda (app.py) | trigger | runs |
 |---|---|---|
@@ -25,45 +27,33 @@ no more than that: docs/adr/0009.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
-import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from chalicelib.compute.capacity_aws import AsgCapacity
 from chalicelib.compute.capacity_port import CapacityGroups
-from chalicelib.compute.ecs import EcsLauncher
-from chalicelib.compute.ecs_nodes import EcsNodeLauncher
-from chalicelib.control.context import Clock, IdFactory, Services, SystemClock, UuidFactory
+from chalicelib.control.context import Services
 from chalicelib.control.dispatch import Dispatcher
-from chalicelib.control.react import STATE_CHANGE, Reactor, reactor_for
-from chalicelib.domain import lifecycle
+from chalicelib.control.react import STATE_CHANGE, Reactor
 from chalicelib.domain.effects import effects_of
 from chalicelib.domain.errors import StoreUnavailable
 from chalicelib.domain.job_detail import job_detail
 from chalicelib.domain.jobs import RUNNABLE, Job
-from chalicelib.domain.model import ComputeEnvironment
 from chalicelib.events.eventbridge import Event, EventBridgeSink, EventsUnavailable
-from chalicelib.events.port import LocalSchedules, SchedulePort
-from chalicelib.events.schedules import EventBridgeSchedules
 from chalicelib.runtime import stream
+from chalicelib.runtime.aws.adapters import WakeQueue
 from chalicelib.runtime.aws.clients import Clients
 from chalicelib.runtime.aws.config import AwsConfig
 from chalicelib.store.invocation_cache import InvocationCache
 from chalicelib.store.port import ItemStore
-from chalicelib.store.repository import Repository
 
 log = logging.getLogger("batchplane.aws")
 
-DISPATCH_GROUP = "dispatch"  # the one message group of the FIFO wake queue: one dispatcher at a time
 MAX_CYCLES = 50  # per dispatch invocation; a busy queue hands over to the next invocation with a fresh wake
 RESERVE_MS = 20_000  # stop cycling when less than this is left of the invocation
-CE_CACHE_SECONDS = 60.0
+
+__all__ = ["AwsRuntime", "Controls", "StreamBatch"]
 
 # -- the control functions the entry points call ------------------------------------------------------------------
 
@@ -159,113 +149,55 @@ class _RecordDelivery:
 
 
 class AwsRuntime:
+    """The Lambda entry points: the driver of the AWS plane the composition root built (runtime/plane.py
+    `build_aws`), one per Lambda container."""
+
     def __init__(
         self,
         config: AwsConfig,
-        clients: Clients | None = None,
         *,
-        store: ItemStore | None = None,
+        clients: Clients,
+        store: ItemStore,
+        items: InvocationCache,
+        services: Services,
+        reactor: Reactor,
+        dispatcher: Dispatcher,
+        sink: EventBridgeSink,
+        wakes: WakeQueue,
+        capacity: CapacityGroups,
         controls: Controls | None = None,
-        clock: Clock | None = None,
-        ids: IdFactory | None = None,
     ) -> None:
         self.config = config
-        self.clients = clients or Clients(config.region)
-        self.controls = controls or Controls()
-        if store is None:
-            from chalicelib.store.dynamo import DynamoItemStore
-
-            store = DynamoItemStore(config.table, region=config.region, host=config.dynamodb_endpoint)
+        self.clients = clients
         self.store = store
-        self.items = InvocationCache(store)
-        self.sink = EventBridgeSink(self.clients.factory("events"), bus=config.event_bus, source=config.event_source)
-        self._ces: dict[str, tuple[float, ComputeEnvironment | None]] = {}
-        ecs_launcher = EcsLauncher(
-            self.clients.factory("ecs"),
-            config.cluster,
-            self._compute_environment,
-            on_event=self._task_event,  # a task ECS refused to start: its attempt's TaskStopped
-            precheck=config.ecs_precheck,
-            log_group=config.log_group,
-            execution_role_arn=config.execution_role_arn,
-        )
-        # multi-node jobs: one task per node (compute/ecs_nodes.py, docs/adr/0027)
-        self.launcher = EcsNodeLauncher(ecs_launcher, self.clients.factory("ec2"))
-        self.services = Services(
-            repo=Repository(self.items),
-            settings=config.settings,
-            clock=clock or SystemClock(),
-            ids=ids or UuidFactory(),
-            wake=self.wake_dispatcher,
-            events=self.sink,
-            launcher=self.launcher,
-            effects_from_stream=True,  # the table's stream is the outbox: on_stream runs what each change carries
-            schedules=self._schedules(),
-            release_capacity=self._release_capacity,
-        )
-        self.reactor = reactor_for(self.services)
-        self.capacity = AsgCapacity(self.clients.factory("autoscaling"))  # the CapacityGroups of reconcile_capacity
-
-    def _schedules(self) -> SchedulePort:
-        c = self.config
-        if not c.schedule_target_arn or not c.scheduler_role_arn:
-            return LocalSchedules()  # nothing can invoke on_schedule: schedule triggers are stored, never fired
-        return EventBridgeSchedules(
-            c.schedule_target_arn,
-            c.scheduler_role_arn,
-            group=c.schedule_group,
-            region=c.region,
-            client=self.clients.lazy("scheduler"),
-        )
-
-    def _release_capacity(self, ce: ComputeEnvironment) -> None:
-        self.capacity.release(ce)  # its Auto Scaling client is made on first use
+        self.items = items  # every entry point runs in a scope of it (`_invocation`)
+        self.services = services
+        self.launcher = services.launcher
+        self.reactor = reactor
+        self._dispatcher = dispatcher
+        self.sink = sink
+        self.wakes = wakes
+        self.capacity = capacity  # the CapacityGroups of reconcile_capacity
+        self.controls = controls or Controls()
 
     def reindex_legacy(self) -> int:
         """Move the STARTING and RUNNING jobs an earlier version indexed per status into the shared ACTIVE partition
-        (docs/adr/0013). Run once per Lambda container before it serves anything (`runtime()`): every reader of the
-        active jobs (dispatch, capacity reconcile, array summaries) would otherwise not see them until the next
-        sweep, and the reconcile could scale an EC2 group in under them. The sweep still moves them every minute,
-        for jobs a container of the previous version wrote during a deployment. Returns the jobs moved."""
+        (docs/adr/0013). Run once per Lambda container before it serves anything (`plane.aws_runtime()`): every
+        reader of the active jobs (dispatch, capacity reconcile, array summaries) would otherwise not see them until
+        the next sweep, and the reconcile could scale an EC2 group in under them. The sweep still moves them every
+        minute, for jobs a container of the previous version wrote during a deployment. Returns the jobs moved."""
         return sum(self.services.jobs.move_legacy_active(q.name) for q in self.services.repo.list_jqs())
 
-    def _task_event(self, job_id: str, event: lifecycle.TaskStarted | lifecycle.TaskStopped) -> None:
-        # (a multi-node job's node task: to its job, runtime/task_events.py)
-        _late("chalicelib.runtime.task_events", "apply_task_event")(self.services, self.reactor, job_id, event)
-
     def dispatcher(self) -> Dispatcher:
-        return Dispatcher(self.services, self.reactor, lambda: uuid.uuid4().hex)
-
-    def _compute_environment(self, name: str) -> ComputeEnvironment | None:
-        """The launcher's CE lookup, cached briefly: a dispatch cycle launches many jobs on the same few CEs."""
-        now = time.monotonic()
-        hit = self._ces.get(name)
-        if hit is not None and now - hit[0] < CE_CACHE_SECONDS:
-            return hit[1]
-        ce = self.services.repo.get_ce(name)
-        self._ces[name] = (now, ce)
-        return ce
-
-    # -- waking the dispatcher --------------------------------------------------------------------------------
+        return self._dispatcher
 
     def send_wake(self, dedup: str | None = None) -> None:
         """Ask for a dispatch cycle. Raises StoreUnavailable when SQS does not take the message."""
-        try:
-            self.clients.client("sqs").send_message(
-                QueueUrl=self.config.dispatch_queue_url,
-                MessageBody=json.dumps({"wake": True}),
-                MessageGroupId=DISPATCH_GROUP,
-                MessageDeduplicationId=dedup or uuid.uuid4().hex,
-            )
-        except (ClientError, BotoCoreError) as e:
-            raise StoreUnavailable(f"SQS SendMessage (dispatch wake) failed: {e}") from e
+        self.wakes.send(dedup)
 
     def wake_dispatcher(self) -> None:
         """Services.wake: best effort (the write that asked for it is committed; the sweep wakes every minute)."""
-        try:
-            self.send_wake()
-        except StoreUnavailable:
-            log.exception("waking the dispatcher failed; the sweep will")
+        self.wakes.wake()
 
     # -- entry points -------------------------------------------------------------------------------------------
 
