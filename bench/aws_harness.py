@@ -39,6 +39,7 @@ import botocore.handlers
 from botocore.config import Config
 from chalice.local import LambdaContext
 from moto import mock_aws
+from moto.ec2 import utils as ec2_utils
 from moto.events.models import EventPattern
 
 from app import app
@@ -56,6 +57,7 @@ CLUSTER = "batchplane"
 IMAGE = "public.ecr.aws/docker/library/busybox:latest"
 EXEC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/batchplane-execution"
 SPOT_INTERRUPTED = "Your Spot Task was interrupted."
+ESSENTIAL_EXITED = "Essential container in task exited"
 TIMEOUTS_S = {"on_job_change": 300, "dispatch": 120, "on_ecs_task_event": 30}
 WRITES = {"PutItem", "DeleteItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem"}
 MAX_ROUNDS = 200
@@ -364,7 +366,9 @@ def attribute(counter: CallCounter, jobs: dict[str, str]) -> dict[str, Counter[s
 
 @dataclass
 class Plan:
-    """What each attempt's task does, by job name: "ok" (exit 0), "fail" (exit 1), "spot" (Fargate Spot reclaimed)."""
+    """What each attempt's task does, by job name: "ok" (exit 0), "fail" (exit 1), "spot" (Fargate Spot reclaimed);
+    a node of a multi-node job by `<name>#<index>` (`World.name_of`). A task someone stops (StopTask) goes down
+    with that stop instead, whatever its plan."""
 
     outcomes: dict[str, list[str]] = field(default_factory=dict)
 
@@ -383,7 +387,8 @@ class World:
         self.streams = self.session.client("dynamodbstreams")
         self.ecs = self.session.client("ecs")
         self.sqs = self.session.client("sqs")
-        ec2 = self.session.client("ec2")
+        self.ec2 = ec2 = self.session.client("ec2")
+        self.autoscaling = self.session.client("autoscaling")
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
         self.subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
@@ -420,6 +425,54 @@ class World:
             # as the Lambdas read it (AwsConfig.from_environment); a test may shorten the grace
             deletion_grace_seconds=float(os.environ.get("BATCHPLANE_DELETION_GRACE_SECONDS") or 60),
         )
+
+    def ec2_capacity(self, ce: str, *, instances: int = 1, max_vcpus: int = 64) -> list[str]:
+        """What infra/ creates for a managed EC2 compute environment `ce` (ADR 0004: a launch template, an Auto
+        Scaling group whose unit is one vCPU, an ECS capacity provider `batchplane-<ce>` on it with managed scaling
+        off, added to the cluster), and `instances` EC2 instances registered to the cluster as container instances
+        (what the group's instances do when they boot the ECS agent; moto's Auto Scaling starts instances but does not
+        register them). moto's RunTask places an EC2 task on a registered container instance with room for it.
+        Returns the instances' private IPv4 addresses, in registration order."""
+        name = ecs.capacity_provider_name(ce)
+        self.ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData={"ImageId": "ami-12c6146b"})
+        self.autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            MinSize=0,
+            MaxSize=max_vcpus,
+            DesiredCapacity=0,
+            VPCZoneIdentifier=self.subnet,
+            MixedInstancesPolicy={
+                "LaunchTemplate": {
+                    "LaunchTemplateSpecification": {"LaunchTemplateName": name, "Version": "$Latest"},
+                    "Overrides": [{"InstanceType": "c5.xlarge", "WeightedCapacity": "4"}],
+                },
+                "InstancesDistribution": {"OnDemandPercentageAboveBaseCapacity": 100},
+            },
+        )
+        group = self.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+        self.ecs.create_capacity_provider(
+            name=name,
+            autoScalingGroupProvider={
+                "autoScalingGroupArn": group["AutoScalingGroupARN"],
+                "managedScaling": {"status": "DISABLED"},
+                "managedTerminationProtection": "DISABLED",
+            },
+        )
+        providers = self.ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0].get("capacityProviders") or []
+        self.ecs.put_cluster_capacity_providers(
+            cluster=CLUSTER,
+            capacityProviders=sorted({"FARGATE", "FARGATE_SPOT", *providers, name}),
+            defaultCapacityProviderStrategy=[],
+        )
+        addresses = []
+        resource = self.session.resource("ec2")
+        for instance in resource.create_instances(
+            ImageId="ami-12c6146b", MinCount=instances, MaxCount=instances, SubnetId=self.subnet
+        ):
+            document = json.dumps(ec2_utils.generate_instance_identity_document(instance))
+            self.ecs.register_container_instance(cluster=CLUSTER, instanceIdentityDocument=document)
+            addresses.append(str(instance.private_ip_address))
+        return addresses
 
     # -- delivering -------------------------------------------------------------------------------------------
 
@@ -498,19 +551,53 @@ class World:
                 names = [c["name"] for c in definition["taskDefinition"]["containerDefinitions"]]
                 if len(names) > 1:  # moto's task lists the first container only; ECS lists every one
                     task["containers"] = [{**task["containers"][0], "name": n} for n in names]
-                self.tasks[task["taskArn"]] = TaskProgress(task, self.plan.outcome(self.names.get(job_id, ""), attempt))
+                self.tasks[task["taskArn"]] = TaskProgress(task, self.plan.outcome(self.name_of(job_id), attempt))
+        self._note_stops()
         moved = False
         for progress in self.tasks.values():
             if progress.step == len(ECS_TASK_STATES):
                 continue
+            if progress.stopped is not None and progress.step < STOPPING_STEP:
+                # StopTask: the task goes down from where it is (a task that never ran goes down without RUNNING)
+                progress.ran = progress.step > RUNNING_STEP
+                progress.step = STOPPING_STEP if progress.ran else STOPPING_STEP + 1
             last, desired = ECS_TASK_STATES[progress.step]
+            if desired == "STOPPED" and progress.stopped is None and not progress.exiting:
+                # it ends on its own: moto's task too (its instance's resources freed, no longer listed RUNNING),
+                # unless it was stopped earlier in this round
+                (now,) = self.ecs.describe_tasks(cluster=CLUSTER, tasks=[progress.task["taskArn"]])["tasks"]
+                if now.get("desiredStatus") == "STOPPED":
+                    progress.stopped = str(now.get("stoppedReason") or "Task stopped by user")
             progress.step += 1
             moved = True
-            envelope = task_envelope(progress.task, last, progress.outcome, desired=desired, version=progress.step)
+            if desired == "STOPPED" and progress.stopped is None and not progress.exiting:
+                progress.exiting = True
+                reason = SPOT_INTERRUPTED if progress.outcome == "spot" else ESSENTIAL_EXITED
+                self.ecs.stop_task(cluster=CLUSTER, task=progress.task["taskArn"], reason=reason)
+            stop_exit = "143" if progress.ran else ""  # SIGTERM, if its container ran
+            outcome = progress.outcome if progress.stopped is None else f"stopped:{stop_exit}:{progress.stopped}"
+            envelope = task_envelope(progress.task, last, outcome, desired=desired, version=progress.step)
             self.emitted["ecs_task_events"] += 1
             if self.task_rule.matches_event(envelope):
                 self.invoke("on_ecs_task_event", envelope)
         return moved
+
+    def name_of(self, job_id: str) -> str:
+        """A job's name as the test named it (`names`); a node job `<jobId>#<i>`: `<name>#<i>`, so that a Plan can
+        script a node's task on its own (unscripted, it is "ok")."""
+        if job_id in self.names:
+            return self.names[job_id]
+        parent, sep, index = job_id.rpartition("#")
+        return f"{self.names[parent]}#{index}" if sep and parent in self.names else ""
+
+    def _note_stops(self) -> None:
+        """Tasks someone stopped (StopTask: moto marks them STOPPED at once with the reason) go down as ECS takes them
+        down: stopCode UserInitiated, the StopTask reason, the container killed by SIGTERM (143) if it ran."""
+        live = [arn for arn, p in self.tasks.items() if p.stopped is None and not p.exiting]
+        for i in range(0, len(live), 100):
+            for task in self.ecs.describe_tasks(cluster=CLUSTER, tasks=live[i : i + 100])["tasks"]:
+                if task.get("desiredStatus") == "STOPPED":
+                    self.tasks[task["taskArn"]].stopped = str(task.get("stoppedReason") or "Task stopped by user")
 
     def settle(self) -> int:
         """Deliver until nothing moves: the control plane is quiescent. Returns the rounds it took."""
@@ -553,11 +640,18 @@ ECS_TASK_STATES = (
 )
 
 
+RUNNING_STEP = ECS_TASK_STATES.index(("RUNNING", "RUNNING"))
+STOPPING_STEP = ECS_TASK_STATES.index(("RUNNING", "STOPPED"))
+
+
 @dataclass
 class TaskProgress:
     task: dict[str, Any]  # as DescribeTasks returned it when the harness first saw it
     outcome: str  # Plan.outcome of its attempt
     step: int = 0  # the next ECS_TASK_STATES entry to emit
+    stopped: str | None = None  # the StopTask reason, once someone stopped it
+    ran: bool = True  # whether it had reached RUNNING when it was stopped
+    exiting: bool = False  # it ends on its own (its plan's outcome), moto's task marked stopped
 
 
 def task_envelope(
@@ -574,12 +668,17 @@ def task_envelope(
     container.pop("exitCode", None)
     if desired == "STOPPED":
         exited = last_status != "RUNNING"  # a Spot task keeps running for two minutes after the notice
-        if outcome == "spot":
+        if outcome.startswith("stopped:"):  # "stopped:<exit code or nothing>:<reason>": StopTask (stopCode
+            _, code, reason = outcome.split(":", 2)  # UserInitiated, the reason given; SIGTERM if it ran)
+            detail.update(stopCode="UserInitiated", stoppedReason=reason)
+            if exited and code:
+                container["exitCode"] = int(code)
+        elif outcome == "spot":
             detail.update(stopCode="TerminationNotice", stoppedReason=SPOT_INTERRUPTED)
             if exited:
                 container["exitCode"] = 143
         else:
-            detail.update(stopCode="EssentialContainerExited", stoppedReason="Essential container in task exited")
+            detail.update(stopCode="EssentialContainerExited", stoppedReason=ESSENTIAL_EXITED)
             container["exitCode"] = 0 if outcome == "ok" else 1
     detail["containers"] = [container]
     if len(task.get("containers") or []) > 1:  # a multi-container task: outcome "exit:<name>=<code>,..." (else 0)

@@ -312,12 +312,19 @@ class DockerLauncher:
         }
         granted = self.credentials.grant(spec, container=True) if self.credentials is not None else {}
         p = docker_config.plan(spec, name, {LABEL_STATE: self.state_id, LABEL_JOB: spec.job_id}, granted)
-        if granted and self.credentials is not None and self.credentials.network:
+        on_credentials = bool(granted and self.credentials is not None and self.credentials.network)
+        if on_credentials and self.credentials is not None:
             p.host_config["network_mode"] = self.credentials.network
             # Without NET_RAW (on in Docker's default set) a container cannot forge its source address or ARP-spoof
             # its neighbours there, which the credentials server trusts to tell containers apart (ADR 0017).
             p.host_config["cap_drop"] = [*p.host_config.get("cap_drop", []), "NET_RAW"]
-        if spec.network:  # a node of a multi-node job: on its job's network (compute/nodes.py)
+        also: str | None = None  # a second network the container is connected to before it starts
+        if spec.network and on_credentials:
+            # A node of a multi-node job with a role: on the credentials network (its requests to 169.254.170.2
+            # leave from its address there, which the credentials server identifies it by) and on its job's network
+            # (its peers reach it there: the main node's address is the one on that network, compute/nodes.py).
+            also = spec.network
+        elif spec.network:  # a node of a multi-node job: on its job's network (compute/nodes.py)
             p.host_config["network_mode"] = spec.network
         a.volumes = p.volumes
         os.write(self._journal, f"created {spec.key}\n".encode())  # before the container can exist
@@ -333,7 +340,7 @@ class DockerLauncher:
         for pulled in (False, True):
             try:
                 a.container = self.client.create_container(p.image, **kwargs)["Id"]
-                return True
+                return also is None or self._connect(a, also)
             except ImageNotFound:
                 if pulled:
                     raise
@@ -350,6 +357,17 @@ class DockerLauncher:
                 self._failed_to_start(a, f"CannotCreateContainerError: {docker_engine.engine_message(e)}")
                 return False
         return False
+
+    def _connect(self, a: _Attempt, network: str) -> bool:
+        """Connect the created container to a second network; a failure fails its start (the container removed)."""
+        assert a.container is not None
+        try:
+            self.client.connect_container_to_network(a.container, network)
+            return True
+        except DockerException as e:
+            self._discard(a)
+            self._failed_to_start(a, f"CannotCreateContainerError: {docker_engine.engine_message(e)}")
+            return False
 
     def _follow(self, a: _Attempt) -> None:
         """Copy the container's output into the log stream until it ends, then report its end."""

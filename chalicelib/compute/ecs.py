@@ -452,6 +452,11 @@ class EcsLauncher:
         except BotoCoreError as e:
             raise translate(e, action) from e
 
+    def launched(self, key: str) -> bool:
+        """Whether this process launched (or found) the task of a launch key (`TaskSpec.key`); False after ECS
+        refused it."""
+        return self._cached(key) is not None
+
     def _cached(self, key: str) -> str | None:
         with self._lock:
             return self._launched.get(key)

@@ -2,7 +2,8 @@
 
 `EcsNodeLauncher` wraps the `EcsLauncher`. A multi-node attempt's Launch runs the main node's task only; when its
 "ECS Task State Change" RUNNING arrives, `runtime/task_events.py` learns the main node's private address from the
-task (`address`) and launches the other nodes with it (`launch_others`). Every node's task carries the group
+task (`address`) and applies the main node's TaskStarted with it; the lifecycle decides the other nodes' launch
+(LaunchNodes), which `Reactor.run_effects` carries out here (`launch_nodes`). Every node's task carries the group
 `batchplane:<jobId>#<index>:<attempt>` (its events name the node) and the `startedBy` of the job's attempt (compute/
 ecs.py), so `stop`, `recover` and `task_arns` of the job reach every node's task. Each node's RunTask has its own
 client token (`<jobId>#<index>#<attempt>`): a redelivered event launches no node twice.
@@ -49,12 +50,18 @@ class EcsNodeLauncher:
         if not spec.nodes:
             self.ecs.launch(spec)
             return
-        self.ecs.launch(spec.nodes[spec.main_node])  # the others once it runs (launch_others)
+        self.ecs.launch(spec.nodes[spec.main_node])  # the others once it runs (launch_nodes)
 
-    def launch_others(self, spec: TaskSpec, address: str) -> None:
+    def launch_nodes(self, spec: TaskSpec, main_address: str) -> None:
+        """The LaunchNodes effect: every node's task but the main node's, with its address. Each node's RunTask has
+        its own client token, so asking twice starts nothing twice. A node ECS refuses fails the attempt (reported
+        through `on_event`): the nodes after it are not launched (the attempt's tasks are being stopped)."""
         for i, node in enumerate(spec.nodes):
-            if i != spec.main_node:
-                self.ecs.launch(replace(node, environment={**node.environment, MAIN_ADDRESS: address}))
+            if i == spec.main_node:
+                continue
+            self.ecs.launch(replace(node, environment={**node.environment, MAIN_ADDRESS: main_address}))
+            if not self.ecs.launched(node.key):
+                return
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
         self.ecs.stop(job_id, attempt, reason)  # every node's task: they share the attempt's startedBy

@@ -215,6 +215,12 @@ class NodeLauncher:
             with self._lock:
                 self._groups.pop(key, None)
             return False  # never started: launched again, under the same key
+        if isinstance(self.network, Loopback):
+            # The process executor's recover killed the nodes' processes and reports no end of them: nothing would
+            # ever finish this group. The attempt is reported lost by the caller (control/sweep.py, as a lost host).
+            with self._lock:
+                self._groups.pop(key, None)
+            return True
         group.launched.update(found)
         with self._lock:
             for i in range(num):
@@ -303,8 +309,15 @@ class NodeLauncher:
         if address is not None:
             node = replace(node, environment={**node.environment, MAIN_ADDRESS: address})
         with self._lock:
+            if group.ending and index != group.main:
+                return  # the main node ended meanwhile: this node is not to run
             group.launched.add(index)
         self.inner.launch(replace(node, network=group.network))
+        with self._lock:
+            late = group.ending and index != group.main
+        if late:  # the main node ended while this node was being launched: its stop may have missed the task
+            why = group.failure or group.stop_reason or nodes.STOPPED_WITH_MAIN
+            self.inner.stop(nodes.node_id(group.spec.job_id, index), group.spec.attempt, why)
 
     def _stop_nodes(self, group: _Group, reason: str, *, include_main: bool) -> None:
         with self._lock:

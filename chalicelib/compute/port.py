@@ -143,6 +143,16 @@ class HostAware(Protocol):
         ...
 
 
+@runtime_checkable
+class NodeAware(Protocol):
+    """A launcher that starts a multi-node attempt's main node alone and its other nodes when told where the main
+    node runs (ECS: compute/ecs_nodes.py; the LaunchNodes effect, docs/adr/0027)."""
+
+    def launch_nodes(self, spec: TaskSpec, main_address: str) -> None:
+        """Launch every node of the attempt but the main one, with the main node's address (idempotent)."""
+        ...
+
+
 class NullLauncher:
     """Starts nothing: for deployments where another component launches tasks, and for tests.
 

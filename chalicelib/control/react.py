@@ -22,7 +22,7 @@ from functools import partial
 from typing import Protocol, assert_never
 
 from chalicelib.compute.nodes import attempt_spec
-from chalicelib.compute.port import Launcher, TaskSpec
+from chalicelib.compute.port import Launcher, NodeAware, TaskSpec
 from chalicelib.control import usage
 from chalicelib.control.context import Services
 from chalicelib.domain import caps, consumables, ecs_task, job_spec, lifecycle, nodes
@@ -193,6 +193,8 @@ class Reactor:
                     self.launcher.launch(self.task_spec(job, n))
                 case lifecycle.StopTask(attempt=n, reason=why):
                     self.launcher.stop(job.job_id, n, why)
+                case lifecycle.LaunchNodes(attempt=n, main_address=address):
+                    self.launch_nodes(job, n, address)
                 case lifecycle.NotifyDependents(succeeded=ok):
                     self.defer(partial(self.notify_dependents, job.job_id, ok))
                 case lifecycle.NotifyParent(succeeded=ok):
@@ -206,6 +208,15 @@ class Reactor:
                     out.wake(job)
                 case _:
                     assert_never(effect)
+
+    def launch_nodes(self, job: Job, attempt: int, address: str) -> None:
+        """A multi-node attempt's other nodes, once its main node runs at `address` (docs/adr/0027)."""
+        if not isinstance(self.launcher, NodeAware):
+            log.error("%s: the launcher cannot launch nodes on their own; attempt %d stopped", job.job_id, attempt)
+            self.launcher.stop(job.job_id, attempt, "CannotStartContainerError: the nodes cannot be launched")
+            return
+        if job.current is not None and job.current.number == attempt:
+            self.launcher.launch_nodes(self.task_spec(job, attempt), address)
 
     def record_usage(self, job: Job, attempt: int) -> None:
         """Fair share: a stopped attempt's vCPU-seconds join its share's history (control/usage.py)."""

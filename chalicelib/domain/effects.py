@@ -35,6 +35,16 @@ class StopTask:
 
 
 @dataclass(frozen=True)
+class LaunchNodes:
+    """A multi-node job's main node runs at `main_address`: launch the attempt's other nodes with it (docs/adr/0027;
+    the launcher's `launch_nodes`, compute/port.py NodeAware). Asked again by a repeated RUNNING of the main node,
+    which launches nothing twice (each node's launch is idempotent) and repairs a launch a crash cut short."""
+
+    attempt: int
+    main_address: str
+
+
+@dataclass(frozen=True)
 class NotifyDependents:
     succeeded: bool
 
@@ -65,6 +75,7 @@ Effect = (
     | PublishNode
     | Launch
     | StopTask
+    | LaunchNodes
     | NotifyDependents
     | NotifyParent
     | CreateChildren
@@ -83,13 +94,14 @@ UNCHANGED = Outcome(None)
 
 
 # -- what a committed change carries ---------------------------------------------------------------------------
-# An effect is either a command, bound to the event that asked for it (Launch, StopTask: they run inline where the
-# event was applied, and a repeated Terminate or TimedOut asks for one without any write), or carried by the change:
+# An effect is either a command, bound to the event that asked for it (Launch, StopTask, LaunchNodes: they run inline
+# where the event was applied, and a repeated Terminate, TimedOut or main node start asks for one without any write),
+# or carried by the change:
 # a function of the job before and after one committed write, `effects_of(old, new)`. Both runtimes run the carried
 # effects from that one function, through the one executor (control/react.py `Reactor.run_effects`): locally right
 # after the write, on AWS from the table's stream record, the durable outbox (docs/adr/0023-one-effects-pipeline.md).
 
-COMMANDS: frozenset[type[Effect]] = frozenset({Launch, StopTask})
+COMMANDS: frozenset[type[Effect]] = frozenset({Launch, StopTask, LaunchNodes})
 CARRIED: frozenset[type[Effect]] = frozenset(
     {Publish, PublishNode, NotifyDependents, NotifyParent, CreateChildren, CancelChildren, WakeDispatcher}
 )

@@ -26,6 +26,7 @@ from chalicelib.domain.effects import (
     CreateChildren,
     Effect,
     Launch,
+    LaunchNodes,
     NotifyDependents,
     NotifyParent,
     Outcome,
@@ -58,6 +59,7 @@ __all__ = [  # the re-exported effects; everything defined below is public as we
     "CreateChildren",
     "Effect",
     "Launch",
+    "LaunchNodes",
     "NotifyDependents",
     "NotifyParent",
     "Outcome",
@@ -106,6 +108,9 @@ class TaskStarted:
     task_arn: str | None = None
     log_stream: str | None = None
     container_instance_arn: str | None = None  # ECS on EC2 capacity; None on Fargate
+    # A multi-node job's main node runs at this address: the other nodes are to be launched with it (LaunchNodes;
+    # None where the launcher runs the nodes itself, compute/nodes.py)
+    main_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,9 @@ class TaskStopped:
     # state change does not say which container ended the task: domain/ecs_task.py `exit_of_stopped_task`).
     decide_exit: bool = False
     nodes: dict[str, dict[str, Any]] | None = None  # a multi-node job: its nodes' ends (Attempt.nodes)
+    # A multi-node job's attempt ends with this event while other nodes' tasks may run: stop them with this reason
+    # (StopTask; None where the launcher stops the nodes itself, compute/nodes.py)
+    stop_nodes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +205,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "DependencySucceeded": frozenset({SUBMITTED, PENDING}),
     "DependencyFailed": frozenset({SUBMITTED, PENDING}),
     "Claim": frozenset({RUNNABLE}),
-    "TaskStarted": frozenset({STARTING}),
+    "TaskStarted": frozenset({STARTING, RUNNING}),  # RUNNING: a multi-node job's repeated main node start
     "TaskStopped": frozenset({STARTING, RUNNING}),
     "NodeStopped": frozenset({STARTING, RUNNING}),
     "Cancel": frozenset({SUBMITTED, PENDING, RUNNABLE}),
@@ -230,6 +238,8 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
         case TaskStarted(attempt=n):
             if job.current is None or job.current.number != n:
                 return UNCHANGED
+            if job.status == RUNNING:
+                return _main_node_again(job, event)
             current = replace(
                 _with_task(job.current, event.task_arn, event.log_stream, event.container_instance_arn), started_at=now
             )
@@ -237,9 +247,14 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
             if job.is_terminated:
                 # Terminated while STARTING: its stop may have come before the task existed, so stop it now.
                 return Outcome(started, (Publish(), StopTask(n, job.status_reason or "")))
+            if event.main_address is not None and job.node_properties is not None:
+                return Outcome(started, (Publish(), LaunchNodes(n, event.main_address)))
             return Outcome(started, (Publish(),))
-        case TaskStopped():
-            return _stopped(job, event, now)
+        case TaskStopped(stop_nodes=why):
+            stopped = _stopped(job, event, now)
+            if why is None or stopped.job is None:
+                return stopped
+            return Outcome(stopped.job, (*stopped.effects, StopTask(event.attempt, why)))
         case NodeStopped():
             return _node_stopped(job, event, now)
         case Cancel(reason=why):
@@ -349,6 +364,16 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
         again = replace(base, status=RUNNABLE, status_reason=status_reason)
         return Outcome(again, (Publish(), WakeDispatcher()))
     return _fail(base, now, status_reason, children=False)
+
+
+def _main_node_again(job: Job, started: TaskStarted) -> Outcome:
+    """A RUNNING multi-node job's main node reported running again (a redelivered event): ask for its other nodes'
+    launch again, without a write (a launch a crash cut short is completed; the launches are idempotent), unless
+    the attempt is being stopped (terminated, timed out)."""
+    assert job.current is not None
+    if started.main_address is None or job.node_properties is None or job.is_terminated or job.current.status_reason:
+        return UNCHANGED
+    return Outcome(None, (LaunchNodes(started.attempt, started.main_address),))
 
 
 def _node_stopped(job: Job, stop: NodeStopped, now: int) -> Outcome:

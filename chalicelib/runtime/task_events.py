@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from chalicelib.compute import ecs_events
@@ -56,10 +57,11 @@ def apply_task_event(
     event: lifecycle.TaskStarted | lifecycle.TaskStopped,
     task: Mapping[str, Any] | None = None,
 ) -> Job | None:
-    """Apply a task's event to its job; a multi-node job's node task (`<jobId>#<index>`, docs/adr/0027) to its job:
-    the main node RUNNING starts the job and launches the other nodes with its address; the main node STOPPED ends
-    the job and stops the others; another node that stops is the node's own end (NodeStopped), or, when it could not
-    start, the attempt's failure (all nodes run, or none)."""
+    """Apply a task's event to its job; a multi-node job's node task (`<jobId>#<index>`, docs/adr/0027) to its job.
+    This only translates: the lifecycle decides, `Reactor.run_effects` does (ADR 0023). The main node RUNNING is
+    the job's TaskStarted with the main node's address (the lifecycle asks LaunchNodes: the other nodes' tasks); the
+    main node STOPPED is the job's TaskStopped asking the other nodes' tasks be stopped; another node that stops is
+    the node's own end (NodeStopped), or, when it could not start, the attempt's failure (all nodes run, or none)."""
     parsed = nodes.split_node_id(job_id)
     if parsed is None:
         return reactor.apply(job_id, event)
@@ -70,28 +72,24 @@ def apply_task_event(
     current = job.current
     if current is None or current.number != event.attempt:
         return job  # an attempt that is over (its nodes stopped with it)
-    launcher = reactor.launcher
     main = nodes.main_node(job.node_properties)
     if isinstance(event, lifecycle.TaskStarted):
         if index != main:
             return job
-        after = reactor.apply(parent_id, event)
-        if after is None or after.current is None or after.current.number != event.attempt:
-            return after
+        launcher = reactor.launcher
         address = launcher.address(task or {}) if isinstance(launcher, EcsNodeLauncher) else None
-        if address is None or not isinstance(launcher, EcsNodeLauncher):
+        if address is None:
             why = "CannotStartContainerError: the main node's private address is unknown"
-            launcher.stop(parent_id, event.attempt, why)
-            return reactor.apply(parent_id, lifecycle.TaskStopped(event.attempt, None, status_reason=why))
-        launcher.launch_others(reactor.task_spec(after, event.attempt), address)
-        return after
-    if index == main:
-        launcher.stop(parent_id, event.attempt, nodes.STOPPED_WITH_MAIN)
-        return reactor.apply(parent_id, event)
+            failed = lifecycle.TaskStopped(event.attempt, None, status_reason=why, stop_nodes=why)
+            return reactor.apply_all(parent_id, (event, failed), read=job)
+        return reactor.apply(parent_id, replace(event, main_address=address))
+    if index == main:  # the others end with it (their own STOPPED events come after the job's end: ignored)
+        with_main = {"statusReason": nodes.STOPPED_WITH_MAIN, "withMain": True}
+        others = {str(i): with_main for i in range(nodes.num_nodes(job.node_properties)) if i != main}
+        return reactor.apply(parent_id, replace(event, stop_nodes=nodes.STOPPED_WITH_MAIN, nodes=others))
     if event.status_reason == TASK_FAILED_TO_START:
         why = f"Node {index} failed to start: {event.reason or event.status_reason}"
-        launcher.stop(parent_id, event.attempt, why)
-        return reactor.apply(parent_id, lifecycle.TaskStopped(event.attempt, None, status_reason=why))
+        return reactor.apply(parent_id, lifecycle.TaskStopped(event.attempt, None, status_reason=why, stop_nodes=why))
     node_end = lifecycle.NodeStopped(event.attempt, index, event.exit_code, event.reason, event.status_reason)
     return reactor.apply(parent_id, node_end)
 

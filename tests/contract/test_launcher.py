@@ -19,6 +19,11 @@ The timeout is the control plane's (docs/adr/0025): a job RUNNING past startedAt
 clock moves past it; nothing here depends on wall-clock time) is found by the sweep, which asks the launcher to
 stop it with the timeout reason; each launcher reports that stop like any other, and the job fails with that reason.
 
+The multi-node wrappers (compute/nodes.py NodeLauncher, compute/ecs_nodes.py EcsNodeLauncher) stand in front of
+every launcher in the runtimes, so they are held to the same contract for a single-container job ("process-nodes",
+"ecs-nodes"); their multi-node behaviour is tested in tests/functional/test_multinode*.py, test_aws_multinode.py and
+test_serverless_multinode.py.
+
 Add a launcher by adding an entry to LAUNCHERS.
 """
 
@@ -30,13 +35,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from chalicelib.compute.ecs_nodes import EcsNodeLauncher
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
+from chalicelib.compute.nodes import Loopback, NodeLauncher
 from chalicelib.compute.port import Launcher, TaskSpec
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
@@ -128,14 +136,21 @@ def _reported_of(reported: Reported) -> Callable[[str, int], list[Event]]:
     return lambda job_id, attempt: [e for j, e in list(reported.events) if j == job_id and e.attempt == attempt]
 
 
-def _process(tmp_path: Path) -> Iterator[Subject]:
+def _process(tmp_path: Path, *, nodes: bool = False) -> Iterator[Subject]:
+    """Host processes; with `nodes`, behind the multi-node wrapper the local runtime puts in front of every launcher
+    (compute/nodes.py NodeLauncher: a single-container job's attempt must go through it unchanged)."""
     logs = FileLogStore(tmp_path / "logs")
     reported = Reported()
-    made: list[LocalLauncher] = []
+    made: list[Any] = []
 
-    def new() -> LocalLauncher:
-        made.append(LocalLauncher(tmp_path / "work", logs, reported, grace_seconds=1.0))
-        return made[-1]
+    def new() -> Launcher:
+        if not nodes:
+            made.append(LocalLauncher(tmp_path / "work", logs, reported, grace_seconds=1.0))
+            return made[-1]
+        wrapper = NodeLauncher(reported, tmp_path / "work")
+        wrapper.attach(LocalLauncher(tmp_path / "work", logs, wrapper.on_event, grace_seconds=1.0), Loopback())
+        made.append(wrapper)
+        return wrapper
 
     def output(spec: TaskSpec) -> list[str]:
         return _log_lines(logs, spec.log_stream)
@@ -186,7 +201,8 @@ def _docker(tmp_path: Path, docker_engine: Any) -> Iterator[Subject]:
             docker_engine.remove_container(c["Id"], v=True, force=True)
 
 
-def _ecs(tmp_path: Path) -> Iterator[Subject]:
+def _ecs(tmp_path: Path, *, nodes: bool = False) -> Iterator[Subject]:
+    """ECS on moto; with `nodes`, behind the multi-node wrapper the AWS runtime uses (compute/ecs_nodes.py)."""
     import boto3
     from moto.ecs.models import ecs_backends
     from moto.moto_api import state_manager
@@ -226,8 +242,11 @@ def _ecs(tmp_path: Path) -> Iterator[Subject]:
 
         reported = Reported()
 
-        def new() -> EcsLauncher:
-            return EcsLauncher(factory, CLUSTER, {"ce": ce}.get, on_event=reported)
+        def new() -> Launcher:
+            launcher = EcsLauncher(factory, CLUSTER, {"ce": ce}.get, on_event=reported)
+            if nodes:
+                return EcsNodeLauncher(launcher, lambda: boto3.client("ec2", region_name=REGION))
+            return launcher
 
         def tasks(job_id: str, attempt: int) -> list[dict[str, Any]]:
             token = started_by(job_id, attempt)
@@ -286,7 +305,13 @@ def _ecs(tmp_path: Path) -> Iterator[Subject]:
             state_manager.unset_transition(model_name="ecs::task")
 
 
-LAUNCHERS = {"process": _process, "docker": _docker, "ecs": _ecs}
+LAUNCHERS: dict[str, Callable[[Path], Iterator[Subject]]] = {
+    "process": _process,
+    "docker": _docker,  # type: ignore[dict-item]  # (its engine comes from a fixture: see `subject`)
+    "ecs": _ecs,
+    "process-nodes": partial(_process, nodes=True),
+    "ecs-nodes": partial(_ecs, nodes=True),
+}
 
 
 @pytest.fixture(params=sorted(LAUNCHERS))

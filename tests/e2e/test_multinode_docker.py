@@ -26,8 +26,10 @@ from tests.e2e.conftest import (
     wait_terminal,
     wait_until,
 )
+from tests.e2e.test_job_credentials import ROLE, server_credentials
 
 pytestmark = pytest.mark.e2e
+__all__ = ["server_credentials"]  # a fixture
 
 SMALL = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "128"}]
 MAIN = sh('echo "main $AWS_BATCH_JOB_NODE_INDEX"; msg=$(nc -l -p 7000); echo "got $msg"')
@@ -96,7 +98,10 @@ def test_a_node_reaches_the_main_node_by_address_on_the_job_network(
     job = wait_terminal(dbatch, [job_id], timeout=60)[job_id]
     assert job["status"] == "SUCCEEDED", job.get("statusReason")
     main, peer = describe_one(dbatch, f"{job_id}#0"), describe_one(dbatch, f"{job_id}#1")
+    # (a log's last lines may be stored just after the job's end is: wait for each node's last line)
+    wait_until(lambda: job_log(dlogs, main)[-1:] == ["got from-1"], "the main node's whole log")
     assert job_log(dlogs, main) == ["main 0", "got from-1"]  # the peer connected to the main node's address
+    wait_until(lambda: job_log(dlogs, peer)[-1:][0].startswith("main at ") if job_log(dlogs, peer) else False, "log")
     peer_log = job_log(dlogs, peer)
     address = peer_log[-1].removeprefix("main at ")
     assert address.count(".") == 3 and address != "127.0.0.1"  # an address on the job's own network
@@ -170,3 +175,36 @@ def test_a_server_restart_mid_run_fails_the_attempt_and_the_retry_runs_every_nod
     assert job["attempts"][0]["statusReason"].startswith("Task failed: the server restarted")
     assert [describe_one(batch, f"{job_id}#{i}")["status"] for i in (0, 1)] == ["SUCCEEDED", "SUCCEEDED"]
     wait_until(lambda: not node_networks(docker_engine, state_dir), "the node networks to be removed")
+
+
+def test_the_nodes_of_a_job_with_a_role_get_its_credentials_and_still_reach_each_other(
+    server_credentials: None, dbatch: Client, dlogs: Client
+) -> None:
+    # GIVEN a 2-node job with a jobRoleArn: each node fetches its credentials at the ECS address, then the peer
+    # connects to the main node on the job's network
+    fetch = 'wget -qO- http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI | grep -o \'"RoleArn": *"[^"]*"\'; '
+    main = sh(fetch + 'msg=$(nc -l -p 7000); echo "got $msg"')
+    peer = sh(
+        fetch + "until echo from-$AWS_BATCH_JOB_NODE_INDEX | nc -w 2 $AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
+        " 7000; do sleep 0.2; done; echo sent"
+    )
+    queue, _ = setup_queue(dbatch, 4, platform="EC2")
+    props = {
+        "numNodes": 2,
+        "mainNode": 0,
+        "nodeRangeProperties": [
+            {"targetNodes": "0", "container": {**container(main), "jobRoleArn": ROLE}},
+            {"targetNodes": "1", "container": {**container(peer), "jobRoleArn": ROLE}},
+        ],
+    }
+    jd = dbatch.register_job_definition(jobDefinitionName=unique("mnp"), type="multinode", nodeProperties=props)
+    job_id = submit(dbatch, queue, str(jd["jobDefinitionArn"]))
+    # WHEN it runs THEN both nodes read the role's credentials and the peer reached the main node
+    job = wait_terminal(dbatch, [job_id], timeout=60)[job_id]
+    assert job["status"] == "SUCCEEDED", job.get("statusReason")
+    role_line = f'"RoleArn": "{ROLE}"'
+    main_node, peer_node = describe_one(dbatch, f"{job_id}#0"), describe_one(dbatch, f"{job_id}#1")
+    wait_until(lambda: job_log(dlogs, main_node)[-1:] == ["got from-1"], "the main node's whole log")
+    assert job_log(dlogs, main_node) == [role_line, "got from-1"]
+    wait_until(lambda: job_log(dlogs, peer_node)[-1:] == ["sent"], "the peer's whole log")
+    assert job_log(dlogs, peer_node) == [role_line, "sent"]

@@ -123,6 +123,10 @@ EXPECTED: dict[tuple[str, str], tuple[str | None, tuple[Effect, ...]]] = {
     ("DependencyFailed", PENDING): (FAILED, FAILED_EFFECTS),
     ("Claim", RUNNABLE): (STARTING, (Publish(), Launch(1))),
     ("TaskStarted", STARTING): (RUNNING, (Publish(),)),
+    ("TaskStarted", RUNNING): (
+        None,
+        (),
+    ),  # only a multi-node job's repeated main node start asks something (LaunchNodes)
     ("TaskStopped", STARTING): (SUCCEEDED, SUCCEEDED_EFFECTS),
     ("TaskStopped", RUNNING): (SUCCEEDED, SUCCEEDED_EFFECTS),
     ("NodeStopped", STARTING): (STARTING, (PublishNode(1),)),

@@ -10,8 +10,18 @@ import pytest
 
 from chalicelib.domain import nodes
 from chalicelib.domain.errors import InvalidRequest
-from chalicelib.domain.jobs import FAILED, RUNNING, SUCCEEDED
-from chalicelib.domain.lifecycle import NodeStopped, PublishNode, TaskStopped, transition
+from chalicelib.domain.jobs import FAILED, RUNNABLE, RUNNING, STARTING, SUCCEEDED, TIMEOUT_REASON
+from chalicelib.domain.lifecycle import (
+    LaunchNodes,
+    NodeStopped,
+    Publish,
+    PublishNode,
+    StopTask,
+    TaskStarted,
+    TaskStopped,
+    transition,
+)
+from chalicelib.domain.retry import RetryStrategy
 from tests.unit.builders import a_job, an_attempt
 
 LATER = 1_700_000_100_000
@@ -115,3 +125,49 @@ def test_the_main_node_always_has_the_jobs_status() -> None:
     done = transition(job, TaskStopped(1, 0, nodes={"1": {"exitCode": 0}}), LATER).job
     assert done is not None and done.status == FAILED
     assert nodes.node_view(done, 1).status == FAILED
+
+
+# -- the other nodes' launch and stop, decided here (LaunchNodes, StopTask), carried out by Reactor.run_effects ------
+
+
+def test_the_main_node_running_at_an_address_asks_the_other_nodes_launch() -> None:
+    job = a_multinode_job(status=STARTING, current=an_attempt(1))
+    # WHEN the main node's task runs at 10.0.1.7 (ECS: the launcher does not run the others itself)
+    outcome = transition(job, TaskStarted(1, "arn:task/main", main_address="10.0.1.7"), LATER)
+    # THEN the job runs, and the other nodes are to be launched with that address
+    assert outcome.job is not None and outcome.job.status == RUNNING
+    assert outcome.effects == (Publish(), LaunchNodes(1, "10.0.1.7"))
+    # AND a redelivered start asks again without a write (a launch a crash cut short completes; launches are
+    # idempotent), a start without an address (the local launchers run the nodes themselves) asks nothing
+    again = transition(outcome.job, TaskStarted(1, main_address="10.0.1.7"), LATER)
+    assert (again.job, again.effects) == (None, (LaunchNodes(1, "10.0.1.7"),))
+    assert transition(job, TaskStarted(1), LATER).effects == (Publish(),)
+    assert transition(outcome.job, TaskStarted(1), LATER).effects == ()
+
+
+def test_no_node_is_launched_for_an_attempt_that_is_over_or_being_stopped() -> None:
+    running = a_multinode_job(status=RUNNING, current=an_attempt(1, started_at=1))
+    start = TaskStarted(1, main_address="10.0.1.7")
+    assert transition(running, TaskStarted(2, main_address="10.0.1.7"), LATER).effects == ()  # not its attempt
+    assert transition(replace(running, is_terminated=True), start, LATER).effects == ()
+    timed_out = replace(running, current=an_attempt(1, started_at=1, status_reason=TIMEOUT_REASON))
+    assert transition(timed_out, start, LATER).effects == ()
+    done = transition(running, TaskStopped(1, 0), LATER).job
+    assert done is not None and transition(done, start, LATER).effects == ()
+    # a single-container job's repeated start asks nothing either
+    assert transition(a_job(status=RUNNING, current=an_attempt(1)), start, LATER).effects == ()
+
+
+def test_the_attempts_end_asks_its_other_nodes_be_stopped() -> None:
+    running = a_multinode_job(status=RUNNING, current=an_attempt(1, started_at=1))
+    ended = transition(running, TaskStopped(1, 0, stop_nodes=nodes.STOPPED_WITH_MAIN), LATER)
+    assert ended.job is not None and ended.job.status == SUCCEEDED
+    assert ended.effects[-1] == StopTask(1, nodes.STOPPED_WITH_MAIN)
+    # a node that failed to start fails the attempt (retried: RUNNABLE), and the nodes are stopped
+    retried = replace(running, retry_strategy=RetryStrategy(attempts=2))
+    why = "Node 1 failed to start: no"
+    failed = transition(retried, TaskStopped(1, None, status_reason=why, stop_nodes=why), LATER)
+    assert failed.job is not None and failed.job.status == RUNNABLE
+    assert failed.effects[-1] == StopTask(1, why)
+    # a duplicate (the attempt is over) asks nothing
+    assert transition(ended.job, TaskStopped(1, 0, stop_nodes=nodes.STOPPED_WITH_MAIN), LATER).effects == ()
