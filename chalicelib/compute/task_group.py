@@ -105,6 +105,11 @@ class GroupRun:
         self._stopping = False
         self._started_reported = False
 
+    def let_go(self) -> None:
+        """The server shuts down: nothing more is reported, the coordinator returns and cleans nothing up."""
+        self.lost = True
+        self._events.put(None)
+
     # -- from other threads -------------------------------------------------------------------------------------
 
     def stop(self, reason: str) -> None:
@@ -140,9 +145,35 @@ class GroupRun:
                     self.states[other.name] = State(NEVER, reason=why if other.name == c.name else None)
                 self._finish(None, why, START_FAILED)
                 return
+        self._coordinate()
+
+    def resume(self, states: Mapping[str, State]) -> None:
+        """After a restart (docs/adr/0028): carry on coordinating members prepared (and some started) by an earlier
+        run of the server, in the states they were found in (the caller settled those that ended meanwhile)."""
+        try:
+            self.states.update(states)
+            started = [n for n, s in self.states.items() if s.status in (RUNNING, EXITED)]
+            if started:
+                self._started_reported = True
+                if not self.lost:  # (ignored by the lifecycle when it saw the first one)
+                    self.report(TaskStarted(self.spec.attempt))
+            for name in started:
+                if self.states[name].status == RUNNING:
+                    threading.Thread(
+                        target=self._wait, args=(name,), name=f"{self.spec.key}-{name}", daemon=True
+                    ).start()
+            self._coordinate()
+        except Exception:
+            log.exception("the task group %s failed", self.spec.key)
+            self._stop_running()
+            self._finish(None, "CannotStartContainerError: the executor failed", START_FAILED)
+
+    def _coordinate(self) -> None:
         containers = self.spec.containers
         ended_by: str | None = None
         while True:
+            if self.lost:
+                return  # the server shuts down: its members are left as they are (the next start decides)
             if self.stop_reason is not None and not self._stopping:
                 self._stopping = True
                 self._stop_running()
@@ -182,6 +213,8 @@ class GroupRun:
     def _advance(self) -> bool:
         """Start what can start, rule out what never can; True when something changed."""
         containers, changed = self.spec.containers, False
+        if ecs_task.ending(containers, self.states) is not None:
+            return False  # (an essential container ended while the server was down: nothing more starts)
         for name in ecs_task.startable(containers, self.states):
             changed = True
             why = self.members[name].start()
@@ -226,8 +259,9 @@ class GroupRun:
             timed_out=self.timed_out,
             containers=ecs_task.results(self.spec.containers, self.states),
         )
-        if not self.lost:
-            self.report(event)
+        if self.lost:
+            return  # the server shuts down: what its members are is the next start's to decide
+        self.report(event)
         for member in self.members.values():
             try:
                 member.cleanup()
