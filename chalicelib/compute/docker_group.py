@@ -104,6 +104,7 @@ class DockerMember:
         host = dict(p.host_config)
         host.pop("extra_hosts", None)  # the holder's: a member cannot set its own in another's namespace
         host["network_mode"] = f"container:{g.holder}"
+        host.update(namespaces(self.c.container, g.holder))
         if g.granted:
             host["cap_drop"] = [*host.get("cap_drop", []), "NET_RAW"]  # as docker.py does (ADR 0017)
         self.volumes = p.volumes
@@ -113,7 +114,7 @@ class DockerMember:
             "user": p.user,
             "labels": _labels(g.launcher, g.spec, self.c.name),
             "name": f"{g.name}-{self.c.name}",
-            "stop_timeout": int(g.grace),
+            "stop_timeout": int(task_group.grace_of(self.c, g.grace)),
             "host_config": self.client.create_host_config(**host),
         }
         self.id, why = _create(g.launcher, p.image, kwargs)
@@ -219,6 +220,8 @@ class DockerTask:
         credentials = launcher.credentials
         self.granted = credentials.grant(spec, container=True) if credentials is not None else {}
         host: dict[str, Any] = {"extra_hosts": dict(docker_config.HOST_GATEWAY)}
+        if spec.containers[0].container.get("ipcMode") == "task":
+            host["ipc_mode"] = "shareable"  # the members join its IPC namespace
         if self.granted and credentials is not None and credentials.network:
             host["network_mode"] = credentials.network
             host["cap_drop"] = ["NET_RAW"]
@@ -353,6 +356,19 @@ class DockerGroups:
             for m in task.members.values():
                 for response in list(m.streams):
                     docker_engine.close_stream(self.launcher.client, response)
+
+
+def namespaces(props: dict[str, Any], holder: str | None) -> dict[str, str]:
+    """A member's IPC and PID namespaces from the task's ipcMode/pidMode (ECS's): `task` is the holder's (shared by
+    every member), `host` the host's (refused at SubmitJob without --allow-privileged), `none` a private IPC."""
+    out: dict[str, str] = {}
+    for key, option in (("ipcMode", "ipc_mode"), ("pidMode", "pid_mode")):
+        mode = props.get(key)
+        if mode == "task":
+            out[option] = f"container:{holder}"
+        elif mode in ("host", "none"):
+            out[option] = str(mode)
+    return out
 
 
 def task_label(spec: TaskSpec) -> str:

@@ -79,6 +79,12 @@ def member_spec(spec: TaskSpec, c: TaskContainer) -> TaskSpec:
     )
 
 
+def grace_of(c: TaskContainer, default: float) -> float:
+    """SIGTERM -> SIGKILL for a container: its stopTimeout (ECS's), else the server's grace period."""
+    seconds = c.container.get("stopTimeout")
+    return float(seconds) if isinstance(seconds, int) and not isinstance(seconds, bool) else default
+
+
 class GroupRun:
     def __init__(
         self,
@@ -97,10 +103,12 @@ class GroupRun:
         self.report = report
         self.grace = grace
         self.states: dict[str, State] = {c.name: State() for c in spec.containers}
+        self.by_name = {c.name: c for c in spec.containers}
+        self._timers: list[threading.Timer] = []
         self.stop_reason: str | None = None
         self.timed_out = False
         self.lost = False  # the server shuts down: nothing more is reported
-        self._events: queue.Queue[tuple[str, int | None, str | None] | None] = queue.Queue()
+        self._events: queue.Queue[tuple[str, int | None, str | None] | str | None] = queue.Queue()
         self._lock = threading.Lock()
         self._stopping = False
         self._started_reported = False
@@ -171,6 +179,7 @@ class GroupRun:
     def _coordinate(self) -> None:
         containers = self.spec.containers
         ended_by: str | None = None
+        self._arm_start_timeouts()
         while True:
             if self.lost:
                 return  # the server shuts down: its members are left as they are (the next start decides)
@@ -197,7 +206,10 @@ class GroupRun:
             ):
                 break  # nothing runs and nothing can start (cannot happen with a valid definition; never hang)
             event = self._events.get()
-            if event is not None:
+            if isinstance(event, str):  # a container's startTimeout passed: who still waits on it never starts
+                for waiting, why in ecs_task.gave_up_on(containers, self.states, event).items():
+                    self.states[waiting] = State(NEVER, reason=why)
+            elif event is not None:
                 name, code, reason = event
                 self.states[name] = State(EXITED, code, reason)
         code, reason = ecs_task.job_exit(containers, self.states, ended_by)
@@ -209,6 +221,16 @@ class GroupRun:
             )
         else:
             self._finish(code, reason, None)
+
+    def _arm_start_timeouts(self) -> None:
+        """ECS's startTimeout, on the container depended on: the time its dependents wait for its condition."""
+        for c in self.spec.containers:
+            seconds = c.container.get("startTimeout")
+            if isinstance(seconds, int) and any(d == c.name for x in self.spec.containers for d, _ in x.depends_on):
+                timer = threading.Timer(seconds, self._events.put, args=(c.name,))
+                timer.daemon = True
+                self._timers.append(timer)
+                timer.start()
 
     def _advance(self) -> bool:
         """Start what can start, rule out what never can; True when something changed."""
@@ -246,7 +268,7 @@ class GroupRun:
         for name, s in self.states.items():
             if s.status == RUNNING:
                 try:
-                    self.members[name].stop(self.grace)
+                    self.members[name].stop(grace_of(self.by_name[name], self.grace))
                 except Exception:
                     log.exception("stopping %s of %s failed", name, self.spec.key)
 
@@ -259,6 +281,8 @@ class GroupRun:
             timed_out=self.timed_out,
             containers=ecs_task.results(self.spec.containers, self.states),
         )
+        for timer in self._timers:
+            timer.cancel()
         if self.lost:
             return  # the server shuts down: what its members are is the next start's to decide
         self.report(event)

@@ -143,3 +143,24 @@ def test_terminate_stops_every_container(dbatch: Client, docker_engine: Any) -> 
     assert {c.get("exitCode") for c in containers_of(job).values()} <= {137, 143}
     label = {"label": f"batchplane.job-id={job_id}"}
     wait_until(lambda: not docker_engine.containers(all=True, filters=label), "the task's containers removed")
+
+
+def test_pid_mode_task_shares_the_process_namespace(dbatch: Client, dlogs: Client) -> None:
+    # GIVEN a task with pidMode task: a container sleeping, another listing the processes it can see
+    sleeper = container("sleeper", "exec sleep 120", essential=False)
+    looker = container(
+        "looker",
+        "ps -o args | grep -q '[s]leep 120' && echo seen",
+        dependsOn=[{"containerName": "sleeper", "condition": "START"}],
+    )
+    jd = dbatch.register_job_definition(
+        jobDefinitionName=unique("pid"),
+        type="container",
+        ecsProperties={"taskProperties": [{"containers": [sleeper, looker], "pidMode": "task", "ipcMode": "task"}]},
+    )["jobDefinitionArn"]
+    queue, _ = setup_queue(dbatch, 4, name=unique("ec2"), platform="EC2")
+    job_id = submit(dbatch, queue, jd)
+    job = wait_terminal(dbatch, [job_id], timeout=90)[job_id]
+    # THEN the looker saw the sleeper's process
+    assert job["status"] == "SUCCEEDED", (job.get("statusReason"), containers_of(job))
+    assert log_lines(dlogs, containers_of(job)["looker"]["logStreamName"]) == ["seen"]
