@@ -77,8 +77,14 @@ def _create(launcher: DockerLauncher, image: str, kwargs: dict[str, Any]) -> tup
             if why is not None:
                 return None, f"CannotPullContainerError: {why}"
         except APIError as e:
+            if e.status_code == 409:  # the name exists: the attempt was created already
+                raise Exists(kwargs.get("name", "")) from e
             return None, f"CannotCreateContainerError: {docker_engine.engine_message(e)}"
     return None, f"CannotPullContainerError: {image} not found"
+
+
+class Exists(Exception):
+    """A container of that name exists already."""
 
 
 class DockerMember:
@@ -234,7 +240,14 @@ class DockerTask:
             "name": f"{self.name}-net",
             "host_config": launcher.client.create_host_config(**host),
         }
-        self.holder, why = _create(launcher, image, kwargs)
+        try:
+            self.holder, why = _create(launcher, image, kwargs)
+        except Exists:  # launched by another server of this state (a retried launch): that one runs and reports it
+            log.warning("the task of %s exists already: not started again", spec.key)
+            self.run.let_go()
+            if credentials is not None:
+                credentials.release(spec.key)
+            return "launched elsewhere"
         if why is not None or self.holder is None:
             return why
         try:

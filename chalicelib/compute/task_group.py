@@ -216,9 +216,8 @@ class GroupRun:
         if ended_by is not None and self.states[ended_by].status == NEVER and not self._started_reported:
             self._finish(code, reason, START_FAILED)
         elif self.stop_reason is not None and ended_by is None:
-            self._finish(
-                code, TIMEOUT_REASON if self.timed_out else reason, self.stop_reason if not self.timed_out else None
-            )
+            # As a single container's launcher reports a stop (the timeout's too): the stop's reason is the task's
+            self._finish(code, reason, self.stop_reason)
         else:
             self._finish(code, reason, None)
 

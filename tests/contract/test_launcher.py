@@ -19,6 +19,10 @@ The timeout is the control plane's (docs/adr/0025): a job RUNNING past startedAt
 clock moves past it; nothing here depends on wall-clock time) is found by the sweep, which asks the launcher to
 stop it with the timeout reason; each launcher reports that stop like any other, and the job fails with that reason.
 
+The multi-container task group (compute/task_group.py; docs/adr/0028) is held to the same contract on the process
+and Docker executors (TASK_LAUNCHERS): the job is a task whose essential container runs the test's command beside a
+non-essential sidecar that sleeps; the task's exit is the essential container's, a stop or a timeout stops both.
+
 Add a launcher by adding an entry to LAUNCHERS.
 """
 
@@ -97,6 +101,9 @@ class Subject:
     # Ends a running attempt as its command would with this exit code (ECS on moto: the harness does what the
     # container would; the real launchers: nothing, their command exits by itself).
     exits: Callable[[TaskSpec, int], None] = lambda spec, code: None
+    # A multi-container launcher (docs/adr/0028): its jobs are tasks of an essential container running the test's
+    # command and a non-essential sidecar that sleeps until the task's end stops it.
+    task: bool = False
 
     def started(self, job_id: str, attempt: int = 1) -> TaskStarted:
         found = wait_for(lambda: next(iter(self._of(job_id, attempt, TaskStarted)), None), "TaskStarted")
@@ -128,7 +135,12 @@ def _reported_of(reported: Reported) -> Callable[[str, int], list[Event]]:
     return lambda job_id, attempt: [e for j, e in list(reported.events) if j == job_id and e.attempt == attempt]
 
 
-def _process(tmp_path: Path) -> Iterator[Subject]:
+def _main_stream(spec: TaskSpec) -> str:
+    """The log stream of what the test's command printed: the task's essential container's, or the attempt's."""
+    return spec.containers[0].log_stream if spec.containers else spec.log_stream
+
+
+def _process(tmp_path: Path, *, task: bool = False) -> Iterator[Subject]:
     logs = FileLogStore(tmp_path / "logs")
     reported = Reported()
     made: list[LocalLauncher] = []
@@ -138,7 +150,7 @@ def _process(tmp_path: Path) -> Iterator[Subject]:
         return made[-1]
 
     def output(spec: TaskSpec) -> list[str]:
-        return _log_lines(logs, spec.log_stream)
+        return _log_lines(logs, _main_stream(spec))
 
     yield Subject(
         new(),
@@ -148,12 +160,13 @@ def _process(tmp_path: Path) -> Iterator[Subject]:
         output,
         lambda spec: _printed_env(output(spec)),
         lambda spec: output(spec).count("ran"),
+        task=task,
     )
     for launcher in made:
         launcher.shutdown(5.0)
 
 
-def _docker(tmp_path: Path, docker_engine: Any) -> Iterator[Subject]:
+def _docker(tmp_path: Path, docker_engine: Any, *, task: bool = False) -> Iterator[Subject]:
     from chalicelib.compute.docker import DockerLauncher
 
     logs = FileLogStore(tmp_path / "logs")
@@ -167,7 +180,7 @@ def _docker(tmp_path: Path, docker_engine: Any) -> Iterator[Subject]:
         return made[-1]
 
     def output(spec: TaskSpec) -> list[str]:
-        return _log_lines(logs, spec.log_stream)
+        return _log_lines(logs, _main_stream(spec))
 
     yield Subject(
         new(),
@@ -177,6 +190,7 @@ def _docker(tmp_path: Path, docker_engine: Any) -> Iterator[Subject]:
         output,
         lambda spec: _printed_env(output(spec)),
         lambda spec: output(spec).count("ran"),
+        task=task,
     )
     for launcher in made:
         with contextlib.suppress(OSError):
@@ -287,12 +301,16 @@ def _ecs(tmp_path: Path) -> Iterator[Subject]:
 
 
 LAUNCHERS = {"process": _process, "docker": _docker, "ecs": _ecs}
+# The multi-container task group of the local executors (compute/task_group.py): the same launchers, given tasks.
+TASK_LAUNCHERS = {"process-task": _process, "docker-task": _docker}
 
 
-@pytest.fixture(params=sorted(LAUNCHERS))
+@pytest.fixture(params=sorted(LAUNCHERS) + sorted(TASK_LAUNCHERS))
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]:
-    if request.param == "docker":
-        yield from _docker(tmp_path, request.getfixturevalue("docker_engine"))
+    if request.param.startswith("docker"):
+        yield from _docker(tmp_path, request.getfixturevalue("docker_engine"), task=request.param in TASK_LAUNCHERS)
+    elif request.param in TASK_LAUNCHERS:
+        yield from TASK_LAUNCHERS[request.param](tmp_path, task=True)
     else:
         yield from LAUNCHERS[request.param](tmp_path)
 
@@ -307,12 +325,18 @@ class Control:
     svc: Services
     clock: FakeClock
     reactor: Reactor
+    task: bool = False  # the jobs are multi-container tasks (Subject.task)
 
     def job(self, command: list[str], **overrides: Any) -> Job:
         """A job claimed (STARTING, attempt 1) on compute environment `ce`, stored."""
         job_id = f"job-{uuid.uuid4().hex[:12]}"
         attempt = an_attempt(1, task_id=uuid.uuid4().hex, compute_environment="ce", log_stream=f"jd/default/{job_id}")
         fields = {"container": {"image": TEST_IMAGE, "command": command}, **overrides}
+        if self.task:  # the container becomes the task's essential one, beside a sidecar
+            main = {"name": "main", "image": TEST_IMAGE, "command": command, **fields.pop("container")}
+            side = {"name": "side", "image": TEST_IMAGE, "command": ["sleep", "600"], "essential": False}
+            fields["ecs_properties"] = {"taskProperties": [{"containers": [main, side]}]}
+            fields["container"] = {}
         job = a_job(job_id, status=STARTING, current=attempt, **fields)
         return self.svc.jobs.create_with_edges(job, [])
 
@@ -328,7 +352,7 @@ def control(subject: Subject, tmp_path: Path) -> Iterator[Control]:
     # the queue of the jobs (a_job's): the sweep reads the active jobs queue by queue
     queue_arn = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/high"
     svc.repo.save_jq(JobQueue("high", queue_arn, 1, "ENABLED", "VALID", "JobQueue Healthy", created_at=1))
-    yield Control(svc, clock, Reactor(svc, subject.launcher))
+    yield Control(svc, clock, Reactor(svc, subject.launcher), task=subject.task)
     store.close()
 
 
