@@ -164,8 +164,12 @@ class DockerLauncher:
                 return True  # this server started it and watches it (or has reported its end)
             self._launched.add(key)
         try:
-            if self._groups.recover(job_id, attempt):
-                return True
+            grouped = self._groups.recover(job_id, attempt)  # a multi-container attempt (docs/adr/0028)
+            if grouped is not None:
+                if not grouped:
+                    with self._lock:
+                        self._launched.discard(key)  # the sweep launches it now, under the same key
+                return grouped
             info = self.client.inspect_container(self.name(job_id, attempt))
         except NotFound:
             if self.processes is not None and self.processes.work_dir(job_id, attempt).is_dir():
@@ -203,6 +207,8 @@ class DockerLauncher:
         # exited before the list came back, would be removed under its watcher, and fail as a lost host).
         with self._lock:
             known = self._launched | set(self._attempts)
+        # The network holders of multi-container tasks ended while the server was down (they never exit by themselves)
+        ended += self.client.containers(all=True, filters={"label": [label, "batchplane.container=-net"]})
         removed = 0
         for c in ended:
             labels = c.get("Labels") or {}

@@ -11,15 +11,22 @@ namespace (localhost between them, as ECS's awsvpc gives), sharing the task's vo
   attempt, mounted by every member that names it.
 - Coordination (dependsOn, essential, stop, timeout) is compute/task_group.py's. Each member's output goes to its own
   log stream, `<jd>/<container>/<task id>`.
-- Recovery after a restart: the attempt's containers are found by label, removed, and the attempt ends as a lost
-  host (they are not re-attached); a `started` journal line, written before the first start, keeps an attempt whose
-  containers are gone from running twice.
+- Recovery after a restart (as compute/docker.py recovers a single container, ADR 0016): containers outlive the
+  server. The attempt's containers are found by label; the holder's `batchplane.task` label carries what the
+  coordination needs (each container's name, essential, dependsOn and log stream), so the task is re-attached: a
+  running member's log is followed on from the last line recorded, one that ended meanwhile is settled with its
+  real exit code (and OOM flag) and its missed output, one never started waits for its dependsOn as before, and the
+  coordinator carries on (an essential container that ended while the server was down ends the task now). A task
+  of which nothing was started yet (a crash while preparing) is removed and launched again under the same attempt;
+  one without the label (an earlier version's) is removed and ends as a lost host. A `started` journal line,
+  written before anything is created, keeps an attempt whose containers are gone from running twice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import threading
@@ -29,7 +36,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 
 from chalicelib.compute import docker_config, docker_engine, task_group
 from chalicelib.compute.port import TaskSpec
-from chalicelib.domain.ecs_task import TaskContainer
+from chalicelib.domain.ecs_task import EXITED, NEVER, RUNNING, WAITING, State, TaskContainer
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
 if TYPE_CHECKING:
@@ -38,6 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("batchplane.docker")
 
 LABEL_CONTAINER = "batchplane.container"  # the task container's name ("-net" for the holder)
+LABEL_TASK = "batchplane.task"  # on the holder: what a restart needs to carry on coordinating (task_label)
+HOLDER = "-net"
+GONE_REASON = "CannotInspectContainerError: the container is gone"
 HOLDER_COMMAND = ["sleep", "2147483647"]
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 DRAIN_TIMEOUT_S = 5.0
@@ -67,8 +77,14 @@ def _create(launcher: DockerLauncher, image: str, kwargs: dict[str, Any]) -> tup
             if why is not None:
                 return None, f"CannotPullContainerError: {why}"
         except APIError as e:
+            if e.status_code == 409:  # the name exists: the attempt was created already
+                raise Exists(kwargs.get("name", "")) from e
             return None, f"CannotCreateContainerError: {docker_engine.engine_message(e)}"
     return None, f"CannotPullContainerError: {image} not found"
+
+
+class Exists(Exception):
+    """A container of that name exists already."""
 
 
 class DockerMember:
@@ -79,6 +95,7 @@ class DockerMember:
         self.id: str | None = None
         self.volumes: list[str] = []
         self.streams: list[Any] = []
+        self.last_ms: int | None = None  # re-attached after a restart: the last log line recorded
 
     @property
     def client(self) -> Any:
@@ -93,6 +110,7 @@ class DockerMember:
         host = dict(p.host_config)
         host.pop("extra_hosts", None)  # the holder's: a member cannot set its own in another's namespace
         host["network_mode"] = f"container:{g.holder}"
+        host.update(namespaces(self.c.container, g.holder))
         if g.granted:
             host["cap_drop"] = [*host.get("cap_drop", []), "NET_RAW"]  # as docker.py does (ADR 0017)
         self.volumes = p.volumes
@@ -102,7 +120,7 @@ class DockerMember:
             "user": p.user,
             "labels": _labels(g.launcher, g.spec, self.c.name),
             "name": f"{g.name}-{self.c.name}",
-            "stop_timeout": int(g.grace),
+            "stop_timeout": int(task_group.grace_of(self.c, g.grace)),
             "host_config": self.client.create_host_config(**host),
         }
         self.id, why = _create(g.launcher, p.image, kwargs)
@@ -118,24 +136,39 @@ class DockerMember:
     def wait(self) -> tuple[int | None, str | None]:
         logs, stream = self.group.launcher.logs, self.spec.log_stream
         assert self.id is not None
+        known = self.last_ms  # re-attached: the lines up to it were recorded before the restart
         last_ms: int | None = None
         tail: list[str] = []
         try:
-            for frame in docker_engine.log_frames(self.client, self.id, None, self.streams):
-                if lines := docker_engine.log_lines(frame, None):
+            since = known / 1000 if known else None
+            for frame in docker_engine.log_frames(self.client, self.id, since, self.streams):
+                if self.group.run.lost:
+                    return None, None
+                if lines := docker_engine.log_lines(frame, known):
                     logs.append(stream, lines)
                     for ms, text in lines:
                         if last_ms is None or ms > last_ms:
                             last_ms, tail = ms, []
                         tail.append(text)
         except Exception:  # a log failure must not lose the exit
-            log.exception("reading the output of %s failed", stream)
+            if not self.group.run.lost:  # (else: shutdown() closed the stream)
+                log.exception("reading the output of %s failed", stream)
+        if self.group.run.lost:
+            return None, None  # the server shuts down (its log stream was closed): the next start re-attaches
         status = dict(self.client.wait(self.id, timeout=None))
-        with contextlib.suppress(Exception):  # what the follow missed (ADR 0016)
-            frames = docker_engine.logged_since(self.client, self.id, last_ms, DRAIN_TIMEOUT_S)
-            if missed := docker_engine.unseen_lines(frames, last_ms, tail if last_ms is not None else None):
-                logs.append(stream, missed)
-        code = int(status.get("StatusCode", -1))
+        self.drain(last_ms if last_ms is not None else known, tail if last_ms is not None else None)
+        return self.end(int(status.get("StatusCode", -1)))
+
+    def drain(self, after_ms: int | None, appended: list[str] | None) -> None:
+        """Append what the log follow missed (ADR 0016), or, re-attached to a container that ended while the server
+        was down, its output since the last line recorded."""
+        assert self.id is not None
+        with contextlib.suppress(Exception):
+            frames = docker_engine.logged_since(self.client, self.id, after_ms, DRAIN_TIMEOUT_S)
+            if missed := docker_engine.unseen_lines(frames, after_ms, appended):
+                self.group.launcher.logs.append(self.spec.log_stream, missed)
+
+    def end(self, code: int) -> tuple[int, str | None]:
         reason = None
         if code == 137:
             with contextlib.suppress(Exception):
@@ -193,6 +226,8 @@ class DockerTask:
         credentials = launcher.credentials
         self.granted = credentials.grant(spec, container=True) if credentials is not None else {}
         host: dict[str, Any] = {"extra_hosts": dict(docker_config.HOST_GATEWAY)}
+        if spec.containers[0].container.get("ipcMode") == "task":
+            host["ipc_mode"] = "shareable"  # the members join its IPC namespace
         if self.granted and credentials is not None and credentials.network:
             host["network_mode"] = credentials.network
             host["cap_drop"] = ["NET_RAW"]
@@ -201,11 +236,18 @@ class DockerTask:
         kwargs = {
             "command": HOLDER_COMMAND,
             "entrypoint": [],
-            "labels": _labels(launcher, spec, "-net"),
+            "labels": {**_labels(launcher, spec, HOLDER), LABEL_TASK: task_label(spec)},
             "name": f"{self.name}-net",
             "host_config": launcher.client.create_host_config(**host),
         }
-        self.holder, why = _create(launcher, image, kwargs)
+        try:
+            self.holder, why = _create(launcher, image, kwargs)
+        except Exists:  # launched by another server of this state (a retried launch): that one runs and reports it
+            log.warning("the task of %s exists already: not started again", spec.key)
+            self.run.let_go()
+            if credentials is not None:
+                credentials.release(spec.key)
+            return "launched elsewhere"
         if why is not None or self.holder is None:
             return why
         try:
@@ -251,30 +293,134 @@ class DockerGroups:
         task.run.stop(reason)
         return True
 
-    def recover(self, job_id: str, attempt: int) -> bool:
-        """After a restart: the containers of a multi-container attempt are removed and it ends as a lost host.
-        False when it has none (not a multi-container attempt, or nothing of it exists: the caller decides)."""
+    def recover(self, job_id: str, attempt: int) -> bool | None:
+        """After a restart: re-attach to a multi-container attempt (see the module's notes). True: it is watched
+        again (or ended as a lost host); False: nothing of it ever started, what was prepared is removed and the
+        caller launches it again; None: no container of it exists (not a multi-container attempt, or gone)."""
         from chalicelib.compute.docker import LABEL_ATTEMPT, LABEL_JOB, LABEL_STATE, LOST_HOST
 
+        launcher, client = self.launcher, self.launcher.client
         filters = {
-            "label": [
-                f"{LABEL_STATE}={self.launcher.state_id}",
-                f"{LABEL_JOB}={job_id}",
-                f"{LABEL_ATTEMPT}={attempt}",
-                LABEL_CONTAINER,
-            ]
+            "label": [f"{LABEL_STATE}={launcher.state_id}", f"{LABEL_JOB}={job_id}", f"{LABEL_ATTEMPT}={attempt}"]
         }
-        found = self.launcher.client.containers(all=True, filters=filters)
+        found = [c for c in client.containers(all=True, filters=filters) if LABEL_CONTAINER in (c.get("Labels") or {})]
         if not found:
-            return False
-        for c in found:
-            with contextlib.suppress(Exception):
-                self.launcher.client.remove_container(c["Id"], v=True, force=True)
-        self.launcher.on_event(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST), None)
+            return None
+        labels = {c["Labels"][LABEL_CONTAINER]: c for c in found}
+        holder = labels.pop(HOLDER, None)
+        spec = spec_of(job_id, attempt, holder["Labels"].get(LABEL_TASK)) if holder is not None else None
+        if spec is None:  # an earlier version's task (no label), or its holder is gone: its end cannot be followed
+            self._remove(found, [])
+            launcher.on_event(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST), None)
+            return True
+        assert holder is not None
+        task = DockerTask(launcher, spec)
+        task.holder = holder["Id"]
+        states: dict[str, State] = {}
+        for c in spec.containers:
+            states[c.name] = self._reattach(task.members[c.name], labels.get(c.name))
+        if not any(st.status in (RUNNING, EXITED) for st in states.values()):
+            self._remove(found, [v for m in task.members.values() for v in m.volumes])
+            return False  # prepared, never started: it never ran
+        with self._lock:
+            self._tasks[spec.key] = task
+        threading.Thread(target=self._resume, args=(task, states), name=f"task-{spec.key}", daemon=True).start()
         return True
 
+    def _reattach(self, m: DockerMember, found: dict[str, Any] | None) -> State:
+        """The state a member of a re-attached task is in (one that ended meanwhile: its output drained)."""
+        if found is None:
+            return State(NEVER, reason=GONE_REASON)
+        info = m.client.inspect_container(found["Id"])
+        m.id = str(info["Id"])
+        m.volumes = [x["Name"] for x in info.get("Mounts") or [] if x.get("Type") == "volume" and x.get("Name")]
+        m.last_ms = self.launcher._last_logged(m.spec.log_stream)
+        status = info["State"]["Status"]
+        if status == "created":
+            return State(WAITING)
+        if status in ("running", "paused", "restarting"):
+            return State(RUNNING)
+        m.drain(m.last_ms, None)
+        code, reason = m.end(int(info["State"].get("ExitCode", -1)))
+        return State(EXITED, code, reason)
+
+    def _resume(self, task: DockerTask, states: dict[str, State]) -> None:
+        try:
+            task.run.resume(states)
+        finally:
+            with self._lock:
+                self._tasks.pop(task.spec.key, None)
+
+    def _remove(self, containers: list[dict[str, Any]], volumes: list[str]) -> None:
+        for c in containers:
+            with contextlib.suppress(Exception):
+                self.launcher.client.remove_container(c["Id"], v=True, force=True)
+        for v in volumes:
+            with contextlib.suppress(Exception):
+                self.launcher.client.remove_volume(v, force=True)
+
     def shutdown(self) -> None:
-        """The server goes away: nothing more is reported (the next start's recovery ends the attempts)."""
+        """The server goes away: its containers keep running (the next start re-attaches to them); nothing more is
+        reported, the log follows are ended."""
         with self._lock:
-            for task in self._tasks.values():
-                task.run.lost = True
+            tasks = list(self._tasks.values())
+        for task in tasks:
+            task.run.let_go()
+            for m in task.members.values():
+                for response in list(m.streams):
+                    docker_engine.close_stream(self.launcher.client, response)
+
+
+def namespaces(props: dict[str, Any], holder: str | None) -> dict[str, str]:
+    """A member's IPC and PID namespaces from the task's ipcMode/pidMode (ECS's): `task` is the holder's (shared by
+    every member), `host` the host's (refused at SubmitJob without --allow-privileged), `none` a private IPC."""
+    out: dict[str, str] = {}
+    for key, option in (("ipcMode", "ipc_mode"), ("pidMode", "pid_mode")):
+        mode = props.get(key)
+        if mode == "task":
+            out[option] = f"container:{holder}"
+        elif mode in ("host", "none"):
+            out[option] = str(mode)
+    return out
+
+
+def task_label(spec: TaskSpec) -> str:
+    """What a restart needs to carry on coordinating the task (the holder's LABEL_TASK)."""
+    return json.dumps(
+        {
+            "taskId": spec.task_id,
+            "jobDefinitionArn": spec.job_definition_arn,
+            "region": spec.region,
+            "containers": [
+                [c.name, c.essential, [list(d) for d in c.depends_on], c.log_stream] for c in spec.containers
+            ],
+        },
+        separators=(",", ":"),
+    )
+
+
+def spec_of(job_id: str, attempt: int, label: str | None) -> TaskSpec | None:
+    """The spec of a re-attached task, from its holder's label (None without a readable one): enough to coordinate
+    its members and report its end, not to create them."""
+    try:
+        t = json.loads(label or "")
+        containers = tuple(
+            TaskContainer(str(n), bool(e), tuple((str(a), str(b)) for a, b in d), [], {}, str(ls), 0, 0)
+            for n, e, d, ls in t["containers"]
+        )
+        return TaskSpec(
+            job_id=job_id,
+            attempt=attempt,
+            task_id=str(t["taskId"]),
+            command=[],
+            environment={},
+            log_stream="",
+            vcpus=0,
+            memory=0,
+            compute_environment="",
+            job_definition_arn=str(t["jobDefinitionArn"]),
+            region=str(t["region"]),
+            containers=containers,
+        )
+    except (ValueError, TypeError, KeyError):
+        return None

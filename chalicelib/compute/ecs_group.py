@@ -8,6 +8,8 @@
   `<jd>/<container name>/<task id>`, as AWS Batch names them.
 - Resources: each container's VCPU (EC2: cpu units) and MEMORY as given; the task's size is their sum (on Fargate
   the task-level cpu/memory, which must be a Fargate size: refused at RegisterJobDefinition otherwise).
+- Per container `startTimeout`/`stopTimeout`, and the task's `ipcMode`, `pidMode`, `ephemeralStorage` and
+  `runtimePlatform` go to ECS unchanged (they are ECS's own).
 - RunTask overrides every container's command and environment (the job's, with the reserved AWS_BATCH_* variables).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.compute.port import TaskSpec
+from chalicelib.domain import ecs_task
 
 JsonDict = dict[str, Any]
 
@@ -32,6 +35,7 @@ def task_definition_request(
         props = c.container
         d: JsonDict = {"name": c.name, "essential": c.essential}
         d.update({k: props[k] for k in ecs._PASS_THROUGH if props.get(k) is not None})
+        d.update({k: props[k] for k in ("startTimeout", "stopTimeout") if props.get(k) is not None})
         if c.depends_on:
             d["dependsOn"] = [{"containerName": name, "condition": cond} for name, cond in c.depends_on]
         if c.memory:
@@ -57,7 +61,9 @@ def task_definition_request(
     }
     if fargate:
         request["cpu"] = ecs.fargate_cpu(spec.vcpus)
-    volumes = spec.containers[0].container.get("volumes") if spec.containers else None
+    first = spec.containers[0].container if spec.containers else {}
+    request.update({k: first[k] for k in ecs_task.TASK_LEVEL if first.get(k) is not None})  # ipcMode, pidMode, ...
+    volumes = first.get("volumes")
     if volumes:
         request["volumes"] = volumes
     if spec.container.get("jobRoleArn"):

@@ -156,7 +156,7 @@ class ProcessGroups:
             runs = list(self._runs.values())
             threads = list(self._threads)
         for run, members in runs:
-            run.lost = True
+            run.let_go()
             for m in members.values():
                 m.signal(signal.SIGKILL)
         deadline = time.monotonic() + timeout

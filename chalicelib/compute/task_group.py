@@ -79,6 +79,12 @@ def member_spec(spec: TaskSpec, c: TaskContainer) -> TaskSpec:
     )
 
 
+def grace_of(c: TaskContainer, default: float) -> float:
+    """SIGTERM -> SIGKILL for a container: its stopTimeout (ECS's), else the server's grace period."""
+    seconds = c.container.get("stopTimeout")
+    return float(seconds) if isinstance(seconds, int) and not isinstance(seconds, bool) else default
+
+
 class GroupRun:
     def __init__(
         self,
@@ -97,13 +103,20 @@ class GroupRun:
         self.report = report
         self.grace = grace
         self.states: dict[str, State] = {c.name: State() for c in spec.containers}
+        self.by_name = {c.name: c for c in spec.containers}
+        self._timers: list[threading.Timer] = []
         self.stop_reason: str | None = None
         self.timed_out = False
         self.lost = False  # the server shuts down: nothing more is reported
-        self._events: queue.Queue[tuple[str, int | None, str | None] | None] = queue.Queue()
+        self._events: queue.Queue[tuple[str, int | None, str | None] | str | None] = queue.Queue()
         self._lock = threading.Lock()
         self._stopping = False
         self._started_reported = False
+
+    def let_go(self) -> None:
+        """The server shuts down: nothing more is reported, the coordinator returns and cleans nothing up."""
+        self.lost = True
+        self._events.put(None)
 
     # -- from other threads -------------------------------------------------------------------------------------
 
@@ -140,9 +153,36 @@ class GroupRun:
                     self.states[other.name] = State(NEVER, reason=why if other.name == c.name else None)
                 self._finish(None, why, START_FAILED)
                 return
+        self._coordinate()
+
+    def resume(self, states: Mapping[str, State]) -> None:
+        """After a restart (docs/adr/0028): carry on coordinating members prepared (and some started) by an earlier
+        run of the server, in the states they were found in (the caller settled those that ended meanwhile)."""
+        try:
+            self.states.update(states)
+            started = [n for n, s in self.states.items() if s.status in (RUNNING, EXITED)]
+            if started:
+                self._started_reported = True
+                if not self.lost:  # (ignored by the lifecycle when it saw the first one)
+                    self.report(TaskStarted(self.spec.attempt))
+            for name in started:
+                if self.states[name].status == RUNNING:
+                    threading.Thread(
+                        target=self._wait, args=(name,), name=f"{self.spec.key}-{name}", daemon=True
+                    ).start()
+            self._coordinate()
+        except Exception:
+            log.exception("the task group %s failed", self.spec.key)
+            self._stop_running()
+            self._finish(None, "CannotStartContainerError: the executor failed", START_FAILED)
+
+    def _coordinate(self) -> None:
         containers = self.spec.containers
         ended_by: str | None = None
+        self._arm_start_timeouts()
         while True:
+            if self.lost:
+                return  # the server shuts down: its members are left as they are (the next start decides)
             if self.stop_reason is not None and not self._stopping:
                 self._stopping = True
                 self._stop_running()
@@ -166,22 +206,36 @@ class GroupRun:
             ):
                 break  # nothing runs and nothing can start (cannot happen with a valid definition; never hang)
             event = self._events.get()
-            if event is not None:
+            if isinstance(event, str):  # a container's startTimeout passed: who still waits on it never starts
+                for waiting, why in ecs_task.gave_up_on(containers, self.states, event).items():
+                    self.states[waiting] = State(NEVER, reason=why)
+            elif event is not None:
                 name, code, reason = event
                 self.states[name] = State(EXITED, code, reason)
         code, reason = ecs_task.job_exit(containers, self.states, ended_by)
         if ended_by is not None and self.states[ended_by].status == NEVER and not self._started_reported:
             self._finish(code, reason, START_FAILED)
         elif self.stop_reason is not None and ended_by is None:
-            self._finish(
-                code, TIMEOUT_REASON if self.timed_out else reason, self.stop_reason if not self.timed_out else None
-            )
+            # As a single container's launcher reports a stop (the timeout's too): the stop's reason is the task's
+            self._finish(code, reason, self.stop_reason)
         else:
             self._finish(code, reason, None)
+
+    def _arm_start_timeouts(self) -> None:
+        """ECS's startTimeout, on the container depended on: the time its dependents wait for its condition."""
+        for c in self.spec.containers:
+            seconds = c.container.get("startTimeout")
+            if isinstance(seconds, int) and any(d == c.name for x in self.spec.containers for d, _ in x.depends_on):
+                timer = threading.Timer(seconds, self._events.put, args=(c.name,))
+                timer.daemon = True
+                self._timers.append(timer)
+                timer.start()
 
     def _advance(self) -> bool:
         """Start what can start, rule out what never can; True when something changed."""
         containers, changed = self.spec.containers, False
+        if ecs_task.ending(containers, self.states) is not None:
+            return False  # (an essential container ended while the server was down: nothing more starts)
         for name in ecs_task.startable(containers, self.states):
             changed = True
             why = self.members[name].start()
@@ -213,7 +267,7 @@ class GroupRun:
         for name, s in self.states.items():
             if s.status == RUNNING:
                 try:
-                    self.members[name].stop(self.grace)
+                    self.members[name].stop(grace_of(self.by_name[name], self.grace))
                 except Exception:
                     log.exception("stopping %s of %s failed", name, self.spec.key)
 
@@ -226,8 +280,11 @@ class GroupRun:
             timed_out=self.timed_out,
             containers=ecs_task.results(self.spec.containers, self.states),
         )
-        if not self.lost:
-            self.report(event)
+        for timer in self._timers:
+            timer.cancel()
+        if self.lost:
+            return  # the server shuts down: what its members are is the next start's to decide
+        self.report(event)
         for member in self.members.values():
             try:
                 member.cleanup()

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
+from chalicelib.console import containers
 from chalicelib.console.client import Api, CliError, short
 
 MAX_NODES = 500
@@ -142,8 +143,39 @@ def label(job: dict[str, Any]) -> Text:
     return text
 
 
+def members(graph: Graph, node: str) -> list[Text]:
+    """What runs inside a job: a multi-container job's containers, a multi-node job's nodes (one line each)."""
+    lines = []
+    for c in containers.of(graph.jobs[node]):
+        text = Text(f"container {c['name']}", style="bold" if c.get("essential", True) else "")
+        text.append(" essential" if c.get("essential", True) else " non-essential", style="dim")
+        deps = ", ".join(f"{d['containerName']} {d['condition']}" for d in c.get("dependsOn") or [])
+        if deps:
+            text.append(f"  after {deps}", style="dim")
+        text.append(f"  exit {c['exitCode']}" if "exitCode" in c else "  exit -")
+        if c.get("reason"):
+            text.append(f"  {c['reason']}", style="dim")
+        lines.append(text)
+    for n in graph.nodes.get(node, []):
+        details = n.get("nodeDetails") or {}
+        text = Text(f"node {details.get('nodeIndex')}{' (main)' if details.get('isMainNode') else ''} ", style="bold")
+        text.append(f"({short(n['jobId'])}) ", style="dim")
+        text.append(n["status"], style=STATUS_STYLE.get(n["status"], ""))
+        exit_code = (n.get("container") or {}).get("exitCode")
+        if exit_code is not None:
+            text.append(f"  exit {exit_code}")
+        lines.append(text)
+    return lines
+
+
+def _with_members(branch: Tree, graph: Graph, node: str) -> Tree:
+    for line in members(graph, node):
+        branch.add(line)
+    return branch
+
+
 def tree(graph: Graph) -> Tree:
-    root = Tree(label(graph.jobs[graph.root]))
+    root = _with_members(Tree(label(graph.jobs[graph.root])), graph, graph.root)
     if graph.parents.get(graph.root):
         _grow(root.add(Text("depends on", style="italic")), graph, graph.root, graph.parents, set())
     if graph.children.get(graph.root):
@@ -161,7 +193,7 @@ def _grow(branch: Tree, graph: Graph, node: str, edges: dict[str, list[str]], sh
             branch.add(label(graph.jobs[nxt]).append("  (shown above)", style="dim"))
             continue
         shown.add(nxt)
-        _grow(branch.add(label(graph.jobs[nxt])), graph, nxt, edges, shown)
+        _grow(_with_members(branch.add(label(graph.jobs[nxt])), graph, nxt), graph, nxt, edges, shown)
 
 
 # -- image -----------------------------------------------------------------------------------------------------
@@ -224,8 +256,9 @@ def svg(graph: Graph) -> str:
         stroke_width = 3 if node == graph.root else 1.5
         done, total = progress_of(job)
         detail = f"{status} · {short(node)}" + (f" · {done}/{total}" if total > 1 else "")
+        inside = "".join(f"\n{line.plain}" for line in members(graph, node))  # containers or nodes
         parts += [
-            f"<g><title>{escape(node)}: {escape(job.get('statusReason', status))}</title>",
+            f"<g><title>{escape(node)}: {escape(job.get('statusReason', status))}{escape(inside)}</title>",
             f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="8" fill="{SVG_FILL.get(status, "#eee")}"'
             f' stroke="{SVG_STROKE.get(status, "#868e96")}" stroke-width="{stroke_width}"/>',
             f'<text x="{x + 10}" y="{y + 19}" font-size="13" font-weight="bold">{escape(job["jobName"][:24])}</text>',

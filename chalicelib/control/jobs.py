@@ -189,7 +189,8 @@ def _multi_container(
     effective = ecs_task.effective_properties(ecs, override)
     task = effective["taskProperties"][0]
     for c in task["containers"]:
-        check_host_access(svc, {**c, "volumes": task.get("volumes") or []}, name, revision)
+        modes = {k: task[k] for k in ("ipcMode", "pidMode") if k in task}
+        check_host_access(svc, {**c, "volumes": task.get("volumes") or [], **modes}, name, revision)
     vcpus, memory = ecs_task.task_resources(task["containers"], "ecsPropertiesOverride.taskProperties[0].containers")
     return effective, vcpus, memory
 

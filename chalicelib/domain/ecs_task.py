@@ -27,6 +27,10 @@ from chalicelib.domain.validation import fail
 
 MAX_CONTAINERS = 10  # ECS: a task definition holds at most 10 containers
 CONDITIONS = ("START", "COMPLETE", "SUCCESS")
+IPC_MODES = ("host", "task", "none")
+PID_MODES = ("host", "task")
+# Task-level EcsTaskProperties a launcher needs, carried in every TaskContainer.container (as `volumes` is)
+TASK_LEVEL = ("ipcMode", "pidMode", "ephemeralStorage", "runtimePlatform")
 DEFAULT_NAME = "default"  # a lone unnamed container (its log stream is then `<jd>/default/<task id>`, as usual)
 NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 WAITING, RUNNING, EXITED, NEVER = "WAITING", "RUNNING", "EXITED", "NEVER"
@@ -44,8 +48,8 @@ class TaskContainer:
     log_stream: str  # <jd>/<name>/<task id>
     vcpus: float
     memory: int
-    # The container's TaskContainerProperties (overrides applied), wire shape, plus the task's `volumes`: what a
-    # container runtime needs beyond the command and environment (image, mountPoints, user, ...).
+    # The container's TaskContainerProperties (overrides applied), wire shape, plus the task's `volumes` and
+    # TASK_LEVEL: what a container runtime needs beyond the command and environment (image, mountPoints, user, ...).
     container: dict[str, Any] = field(default_factory=dict)
 
 
@@ -115,12 +119,29 @@ def validate_properties(ecs: Mapping[str, Any], *, fargate: bool, field: str = "
     cycle = _cycle({name_of(c): [d["containerName"] for d in c.get("dependsOn") or []] for c in containers})
     if cycle:
         raise fail(f"{base}.containers", f"dependsOn forms a cycle: {' -> '.join(cycle)}")
+    _task_modes(tasks[0], base, fargate=fargate)
     total_vcpus, total_memory = task_resources(containers, field=f"{base}.containers")
     if fargate:
         platform.fargate_size(total_vcpus, total_memory, f"{base}.containers")
 
 
+def _task_modes(task: Mapping[str, Any], base: str, *, fargate: bool) -> None:
+    """ECS's ipcMode (host, task, none) and pidMode (host, task); Fargate supports no ipcMode and pidMode task only."""
+    for key, allowed in (("ipcMode", IPC_MODES), ("pidMode", PID_MODES)):
+        mode = task.get(key)
+        if mode is None:
+            continue
+        if mode not in allowed:
+            raise fail(f"{base}.{key}", f"must be one of {', '.join(allowed)}")
+        if fargate and (key == "ipcMode" or mode != "task"):
+            raise fail(f"{base}.{key}", f"{mode} is not supported on Fargate" + (" (only task)" * (key == "pidMode")))
+
+
 def _container(c: Mapping[str, Any], field: str, *, fargate: bool) -> None:
+    for key in ("startTimeout", "stopTimeout"):  # seconds, in ECS's range
+        value = c.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 120):
+            raise fail(f"{field}.{key}", "must be a whole number of seconds from 2 to 120")
     if not c.get("image"):
         raise fail(f"{field}.image", "is required")
     if len(c["image"]) > 255:
@@ -259,6 +280,20 @@ def never_startable(containers: Sequence[TaskContainer], states: Mapping[str, St
     return found
 
 
+def gave_up_on(containers: Sequence[TaskContainer], states: Mapping[str, State], dep: str) -> dict[str, str]:
+    """`dep`'s startTimeout passed: the waiting containers whose condition on it does not hold yet give up (ECS: "it
+    doesn't reach the desired status within that time then containerA gives up and not start"), with the reason."""
+    found = {}
+    for c in containers:
+        if states[c.name].status != WAITING:
+            continue
+        for d, cond in c.depends_on:
+            if d == dep and not _met(cond, states[d]):
+                found[c.name] = f"DependencyViolation: container {d} did not reach {cond} within its startTimeout"
+                break
+    return found
+
+
 def ending(containers: Sequence[TaskContainer], states: Mapping[str, State]) -> str | None:
     """The essential container that ends the task now (exited, or can never start), else None."""
     for c in containers:
@@ -317,7 +352,7 @@ def task_containers(
                 log_stream=log_stream(attempt_stream, name),
                 vcpus=vcpus,
                 memory=memory,
-                container={**c, "volumes": task.get("volumes") or []},
+                container={**c, "volumes": task.get("volumes") or [], **{k: task[k] for k in TASK_LEVEL if k in task}},
             )
         )
     return tuple(out)

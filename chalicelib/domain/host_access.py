@@ -67,6 +67,11 @@ def check(
     if not policy.allow_privileged:
         if container.get("privileged") is True:
             raise _refused(f"{field}.privileged", f"{what} asks for a privileged container", ALLOW_PRIVILEGED_FLAG)
+        for key in ("ipcMode", "pidMode"):  # a multi-container task's (docs/adr/0028): the host's namespaces
+            if container.get(key) == "host":
+                raise _refused(
+                    f"{field}.{key}", f"{what} asks for the host's {key[:3]} namespace", ALLOW_PRIVILEGED_FLAG
+                )
         devices = (container.get("linuxParameters") or {}).get("devices") or []
         if devices:
             raise _refused(

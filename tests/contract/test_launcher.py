@@ -23,6 +23,9 @@ The multi-node wrappers (compute/nodes.py NodeLauncher, compute/ecs_nodes.py Ecs
 every launcher in the runtimes, so they are held to the same contract for a single-container job ("process-nodes",
 "ecs-nodes"); their multi-node behaviour is tested in tests/functional/test_multinode*.py, test_aws_multinode.py and
 test_serverless_multinode.py.
+The multi-container task group (compute/task_group.py; docs/adr/0028) is held to the same contract on the process
+and Docker executors (TASK_LAUNCHERS): the job is a task whose essential container runs the test's command beside a
+non-essential sidecar that sleeps; the task's exit is the essential container's, a stop or a timeout stops both.
 
 Add a launcher by adding an entry to LAUNCHERS.
 """
@@ -105,6 +108,9 @@ class Subject:
     # Ends a running attempt as its command would with this exit code (ECS on moto: the harness does what the
     # container would; the real launchers: nothing, their command exits by itself).
     exits: Callable[[TaskSpec, int], None] = lambda spec, code: None
+    # A multi-container launcher (docs/adr/0028): its jobs are tasks of an essential container running the test's
+    # command and a non-essential sidecar that sleeps until the task's end stops it.
+    task: bool = False
 
     def started(self, job_id: str, attempt: int = 1) -> TaskStarted:
         found = wait_for(lambda: next(iter(self._of(job_id, attempt, TaskStarted)), None), "TaskStarted")
@@ -136,9 +142,15 @@ def _reported_of(reported: Reported) -> Callable[[str, int], list[Event]]:
     return lambda job_id, attempt: [e for j, e in list(reported.events) if j == job_id and e.attempt == attempt]
 
 
-def _process(tmp_path: Path, *, nodes: bool = False) -> Iterator[Subject]:
+def _main_stream(spec: TaskSpec) -> str:
+    """The log stream of what the test's command printed: the task's essential container's, or the attempt's."""
+    return spec.containers[0].log_stream if spec.containers else spec.log_stream
+
+
+def _process(tmp_path: Path, *, nodes: bool = False, task: bool = False) -> Iterator[Subject]:
     """Host processes; with `nodes`, behind the multi-node wrapper the local runtime puts in front of every launcher
-    (compute/nodes.py NodeLauncher: a single-container job's attempt must go through it unchanged)."""
+    (compute/nodes.py NodeLauncher: a single-container job's attempt must go through it unchanged); with `task`, given
+    multi-container tasks."""
     logs = FileLogStore(tmp_path / "logs")
     reported = Reported()
     made: list[Any] = []
@@ -153,7 +165,7 @@ def _process(tmp_path: Path, *, nodes: bool = False) -> Iterator[Subject]:
         return wrapper
 
     def output(spec: TaskSpec) -> list[str]:
-        return _log_lines(logs, spec.log_stream)
+        return _log_lines(logs, _main_stream(spec))
 
     yield Subject(
         new(),
@@ -163,12 +175,13 @@ def _process(tmp_path: Path, *, nodes: bool = False) -> Iterator[Subject]:
         output,
         lambda spec: _printed_env(output(spec)),
         lambda spec: output(spec).count("ran"),
+        task=task,
     )
     for launcher in made:
         launcher.shutdown(5.0)
 
 
-def _docker(tmp_path: Path, docker_engine: Any) -> Iterator[Subject]:
+def _docker(tmp_path: Path, docker_engine: Any, *, task: bool = False) -> Iterator[Subject]:
     from chalicelib.compute.docker import DockerLauncher
 
     logs = FileLogStore(tmp_path / "logs")
@@ -182,7 +195,7 @@ def _docker(tmp_path: Path, docker_engine: Any) -> Iterator[Subject]:
         return made[-1]
 
     def output(spec: TaskSpec) -> list[str]:
-        return _log_lines(logs, spec.log_stream)
+        return _log_lines(logs, _main_stream(spec))
 
     yield Subject(
         new(),
@@ -192,6 +205,7 @@ def _docker(tmp_path: Path, docker_engine: Any) -> Iterator[Subject]:
         output,
         lambda spec: _printed_env(output(spec)),
         lambda spec: output(spec).count("ran"),
+        task=task,
     )
     for launcher in made:
         with contextlib.suppress(OSError):
@@ -312,12 +326,16 @@ LAUNCHERS: dict[str, Callable[[Path], Iterator[Subject]]] = {
     "process-nodes": partial(_process, nodes=True),
     "ecs-nodes": partial(_ecs, nodes=True),
 }
+# The multi-container task group of the local executors (compute/task_group.py): the same launchers, given tasks.
+TASK_LAUNCHERS = {"process-task": _process, "docker-task": _docker}
 
 
-@pytest.fixture(params=sorted(LAUNCHERS))
+@pytest.fixture(params=sorted(LAUNCHERS) + sorted(TASK_LAUNCHERS))
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]:
-    if request.param == "docker":
-        yield from _docker(tmp_path, request.getfixturevalue("docker_engine"))
+    if request.param.startswith("docker"):
+        yield from _docker(tmp_path, request.getfixturevalue("docker_engine"), task=request.param in TASK_LAUNCHERS)
+    elif request.param in TASK_LAUNCHERS:
+        yield from TASK_LAUNCHERS[request.param](tmp_path, task=True)
     else:
         yield from LAUNCHERS[request.param](tmp_path)
 
@@ -332,12 +350,18 @@ class Control:
     svc: Services
     clock: FakeClock
     reactor: Reactor
+    task: bool = False  # the jobs are multi-container tasks (Subject.task)
 
     def job(self, command: list[str], **overrides: Any) -> Job:
         """A job claimed (STARTING, attempt 1) on compute environment `ce`, stored."""
         job_id = f"job-{uuid.uuid4().hex[:12]}"
         attempt = an_attempt(1, task_id=uuid.uuid4().hex, compute_environment="ce", log_stream=f"jd/default/{job_id}")
         fields = {"container": {"image": TEST_IMAGE, "command": command}, **overrides}
+        if self.task:  # the container becomes the task's essential one, beside a sidecar
+            main = {"name": "main", "image": TEST_IMAGE, "command": command, **fields.pop("container")}
+            side = {"name": "side", "image": TEST_IMAGE, "command": ["sleep", "600"], "essential": False}
+            fields["ecs_properties"] = {"taskProperties": [{"containers": [main, side]}]}
+            fields["container"] = {}
         job = a_job(job_id, status=STARTING, current=attempt, **fields)
         return self.svc.jobs.create_with_edges(job, [])
 
@@ -353,7 +377,7 @@ def control(subject: Subject, tmp_path: Path) -> Iterator[Control]:
     # the queue of the jobs (a_job's): the sweep reads the active jobs queue by queue
     queue_arn = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/high"
     svc.repo.save_jq(JobQueue("high", queue_arn, 1, "ENABLED", "VALID", "JobQueue Healthy", created_at=1))
-    yield Control(svc, clock, Reactor(svc, subject.launcher))
+    yield Control(svc, clock, Reactor(svc, subject.launcher), task=subject.task)
     store.close()
 
 

@@ -390,3 +390,5 @@ def test_describe_watch_and_dag_show_a_multi_node_jobs_nodes(batch: Client, cli:
     assert code == 0 and "node 0" in out and "node 1 (main)" in out
     code, out, _ = cli("dag", f"{job_id}#0")  # a node job stands for its job
     assert code == 0 and out.splitlines()[0].startswith("gang (") and "2 nodes, main node 1" in out
+    node_lines = [line for line in out.splitlines() if "node 0 (" in line or "node 1 (main) (" in line]
+    assert len(node_lines) == 2 and "SUCCEEDED  exit 0" in node_lines[1]  # its nodes, under it

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from chalicelib.runtime.local import LocalRuntime
@@ -22,7 +24,7 @@ def cli(runtime: LocalRuntime, capsys: pytest.CaptureFixture[str]) -> Cli:
     return Cli(runtime.endpoint, capsys)
 
 
-def test_describe_logs_and_watch_show_the_containers(batch: Client, cli: Cli) -> None:
+def test_describe_logs_watch_and_dag_show_the_containers(batch: Client, cli: Cli, tmp_path: Path) -> None:
     # GIVEN a finished job of two containers, the sidecar failing (non-essential)
     size = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}]
     jd = batch.register_job_definition(
@@ -73,3 +75,12 @@ def test_describe_logs_and_watch_show_the_containers(batch: Client, cli: Cli) ->
     # ... and watch shows the containers' exits
     code, out, _ = cli("watch", job_id, "--plain", "--once")
     assert code == 0 and "[side=5 main=0]" in out
+    # ... and dag shows the containers under the job, with their roles, order and exits
+    code, out, _ = cli("dag", job_id, "--svg", str(tmp_path / "dag.svg"))
+    assert code == 0
+    lines = out.splitlines()
+    side = next(line for line in lines if "container side" in line)
+    main = next(line for line in lines if "container main" in line)
+    assert "non-essential" in side and "exit 5" in side
+    assert " essential" in main and "after side COMPLETE" in main and "exit 0" in main
+    assert "container main essential" in (tmp_path / "dag.svg").read_text()  # in the node's tooltip

@@ -145,28 +145,22 @@ def test_terminate_stops_every_container(dbatch: Client, docker_engine: Any) -> 
     wait_until(lambda: not docker_engine.containers(all=True, filters=label), "the task's containers removed")
 
 
-def test_a_task_running_at_a_restart_is_removed_and_retried_as_a_lost_host(
-    runtimes: Runtimes, clients: ClientFactory, docker_engine: Any
-) -> None:
-    # GIVEN a two-container task running when the server stops (Docker keeps the containers running)
-    rt = runtimes.start()
-    batch = clients("batch", rt.endpoint)
-    retry = {"attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"}]}
-    main = container("main", '[ "$AWS_BATCH_JOB_ATTEMPT" = 2 ] || sleep 120')
-    task = {"containers": [container("side", "sleep 120", essential=False), main]}
-    jd = batch.register_job_definition(
-        jobDefinitionName=unique("dmr"), type="container", ecsProperties={"taskProperties": [task]}
+def test_pid_mode_task_shares_the_process_namespace(dbatch: Client, dlogs: Client) -> None:
+    # GIVEN a task with pidMode task: a container sleeping, another listing the processes it can see
+    sleeper = container("sleeper", "exec sleep 120", essential=False)
+    looker = container(
+        "looker",
+        "ps -o args | grep -q '[s]leep 120' && echo seen",
+        dependsOn=[{"containerName": "sleeper", "condition": "START"}],
+    )
+    jd = dbatch.register_job_definition(
+        jobDefinitionName=unique("pid"),
+        type="container",
+        ecsProperties={"taskProperties": [{"containers": [sleeper, looker], "pidMode": "task", "ipcMode": "task"}]},
     )["jobDefinitionArn"]
-    queue, _ = setup_queue(batch, 4, name=unique("ec2"), platform="EC2")
-    job_id = submit(batch, queue, jd, retryStrategy=retry)
-    wait_status(batch, [job_id], "RUNNING", timeout=60)
-    runtimes.stop(rt)
-    # WHEN it starts again
-    again = runtimes.start()
-    batch = clients("batch", again.endpoint)
-    job = wait_terminal(batch, [job_id], timeout=90)[job_id]
-    # THEN the first attempt's containers were removed, it ended as a lost host, and the second attempt succeeded
-    assert job["status"] == "SUCCEEDED", job.get("statusReason")
-    assert job["attempts"][0]["statusReason"].startswith("Host EC2")
-    label = {"label": f"batchplane.job-id={job_id}"}
-    wait_until(lambda: not docker_engine.containers(all=True, filters=label), "the task's containers removed")
+    queue, _ = setup_queue(dbatch, 4, name=unique("ec2"), platform="EC2")
+    job_id = submit(dbatch, queue, jd)
+    job = wait_terminal(dbatch, [job_id], timeout=90)[job_id]
+    # THEN the looker saw the sleeper's process
+    assert job["status"] == "SUCCEEDED", (job.get("statusReason"), containers_of(job))
+    assert log_lines(dlogs, containers_of(job)["looker"]["logStreamName"]) == ["seen"]

@@ -244,3 +244,36 @@ def test_a_task_running_at_a_clean_stop_is_a_lost_host_at_the_next_start_and_is_
     assert job["status"] == "SUCCEEDED", job.get("statusReason")
     assert job["attempts"][0]["statusReason"].startswith("Host EC2")
     assert marks.read_text().split() == ["1", "2"]
+
+
+def test_a_container_stop_timeout_is_its_grace_period(batch: Client, logs: Client, tmp_path: Path) -> None:
+    # GIVEN a sidecar that needs a moment after SIGTERM (more than the server's grace period, 1 s in these tests) and
+    # gives itself 10 s with stopTimeout, and an essential container that ends once the sidecar is ready
+    ready = tmp_path / "ready"
+    slow = container(
+        "slow",
+        f"trap 'echo term; sleep 2; echo graceful; exit 0' TERM; touch {ready}; sleep 120 & wait",
+        essential=False,
+        stopTimeout=10,
+    )
+    main = container("main", f"while [ ! -f {ready} ]; do sleep 0.1; done")
+    job_id = submit(batch, setup_queue(batch)[0], register_task(batch, slow, main))
+    # WHEN the essential container's exit stops the sidecar
+    job = wait_terminal(batch, [job_id])[job_id]
+    # THEN the sidecar had its stopTimeout to finish: it ended by itself
+    assert job["status"] == "SUCCEEDED", job.get("statusReason")
+    assert containers_of(job)["slow"]["exitCode"] == 0
+    assert log_lines(logs, containers_of(job)["slow"]["logStreamName"]) == ["term", "graceful"]
+
+
+def test_a_start_timeout_gives_up_on_a_dependency(batch: Client) -> None:
+    # GIVEN an essential container waiting for a dependency to COMPLETE, which it does not within its startTimeout
+    dep = container("dep", "sleep 60", essential=False, startTimeout=2)
+    main = container("main", "echo never", dependsOn=[{"containerName": "dep", "condition": "COMPLETE"}])
+    job_id = submit(batch, setup_queue(batch)[0], register_task(batch, dep, main))
+    job = wait_terminal(batch, [job_id])[job_id]
+    # THEN the essential container gave up and never started, which ended the task
+    assert job["status"] == "FAILED"
+    found = containers_of(job)
+    assert "exitCode" not in found["main"] and "startTimeout" in found["main"]["reason"]
+    assert found["dep"]["exitCode"] in (137, 143)

@@ -56,6 +56,8 @@ def register(batch: BatchClient, *containers: dict[str, Any], name: str = "mc", 
             id="cycle",
         ),
         pytest.param([c("a", environment=[{"name": "AWS_BATCH_X", "value": "1"}])], ["environment"], id="reserved-env"),
+        pytest.param([c("a", startTimeout=1)], ["containers[0].startTimeout", "2 to 120"], id="start-timeout"),
+        pytest.param([c("a", stopTimeout=121)], ["containers[0].stopTimeout", "2 to 120"], id="stop-timeout"),
         pytest.param(
             [c("a", resourceRequirements=[{"type": "VCPU", "value": "-1"}])],
             ["containers[0].resourceRequirements"],
@@ -168,4 +170,27 @@ def test_submit_refuses_what_does_not_fit_the_definition(batch: BatchClient, que
         lambda: batch.submit_job(jobName="j", jobQueue=queue, jobDefinition="single", ecsPropertiesOverride=bad_name),
         "ecsPropertiesOverride",
         "ecsProperties job definition",
+    )
+
+
+@pytest.mark.parametrize(
+    ("task", "platforms", "fragments"),
+    [
+        pytest.param({"ipcMode": "shared"}, ["EC2"], ["taskProperties[0].ipcMode", "host, task, none"], id="ipc"),
+        pytest.param({"pidMode": "none"}, ["EC2"], ["taskProperties[0].pidMode", "host, task"], id="pid"),
+        pytest.param({"ipcMode": "task"}, ["FARGATE"], ["ipcMode", "not supported on Fargate"], id="fargate-ipc"),
+        pytest.param({"pidMode": "host"}, ["FARGATE"], ["pidMode", "only task"], id="fargate-pid"),
+    ],
+)
+def test_invalid_task_modes_are_refused(
+    batch: BatchClient, task: dict[str, Any], platforms: list[str], fragments: list[str]
+) -> None:
+    quarter = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}]
+    props = {"taskProperties": [{"containers": [c("a", resourceRequirements=quarter)], **task}]}
+    assert_rejected(
+        batch,
+        lambda: batch.register_job_definition(
+            jobDefinitionName="modes", type="container", platformCapabilities=platforms, ecsProperties=props
+        ),
+        *fragments,
     )

@@ -99,3 +99,56 @@ def test_a_multi_container_job_runs_as_one_ecs_task(deployment: Deployment) -> N
     assert bad_containers["main"]["logStreamName"] == f"pair/main/{task_id}"
     attempt = jobs["bad"]["attempts"][0]["taskProperties"][0]
     assert {c["name"]: c["exitCode"] for c in attempt["containers"]} == {"side": 143, "main": 3}
+
+
+def test_task_modes_storage_platform_and_container_timeouts_reach_ecs(deployment: Deployment) -> None:
+    world, batch = deployment.world, deployment.batch
+    set_up(deployment)
+    # GIVEN a Fargate definition with the task's pidMode, ephemeralStorage, runtimePlatform and per-container timeouts
+    platform = {"operatingSystemFamily": "LINUX", "cpuArchitecture": "ARM64"}
+    batch.register_job_definition(
+        jobDefinitionName="modes",
+        type="container",
+        platformCapabilities=["FARGATE"],
+        ecsProperties={
+            "taskProperties": [
+                {
+                    "executionRoleArn": EXEC_ROLE,
+                    "pidMode": "task",
+                    "ephemeralStorage": {"sizeInGiB": 40},
+                    "runtimePlatform": platform,
+                    "containers": [
+                        {
+                            "name": "side",
+                            "image": IMAGE,
+                            "essential": False,
+                            "resourceRequirements": QUARTER,
+                            "startTimeout": 30,
+                        },
+                        {
+                            "name": "main",
+                            "image": IMAGE,
+                            "resourceRequirements": QUARTER,
+                            "stopTimeout": 90,
+                            "dependsOn": [{"containerName": "side", "condition": "START"}],
+                        },
+                    ],
+                }
+            ]
+        },
+    )
+    # WHEN a job of it runs
+    job_id = str(batch.submit_job(jobName="modes", jobQueue="q", jobDefinition="modes")["jobId"])
+    world.names[job_id] = "modes"
+    world.settle()
+    # THEN ECS's task definition carries them as ECS's own fields
+    arns = world.ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
+    arns += world.ecs.list_tasks(cluster=CLUSTER)["taskArns"]
+    task = world.ecs.describe_tasks(cluster=CLUSTER, tasks=list(dict.fromkeys(arns)))["tasks"][0]
+    definition = world.ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+    assert definition["pidMode"] == "task"
+    assert definition["ephemeralStorage"] == {"sizeInGiB": 40}
+    assert definition["runtimePlatform"] == platform
+    by_name = {c["name"]: c for c in definition["containerDefinitions"]}
+    assert by_name["side"]["startTimeout"] == 30 and by_name["main"]["stopTimeout"] == 90
+    assert batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "SUCCEEDED"

@@ -55,6 +55,17 @@ def test_allow_privileged_accepts_both() -> None:
     assert allowed(container, policy)
 
 
+@pytest.mark.parametrize("key", ["ipcMode", "pidMode"])
+def test_a_tasks_host_namespace_is_refused_without_allow_privileged(key: str) -> None:
+    # (a multi-container task's ipcMode/pidMode, checked with each of its containers: control/jobs.py)
+    message = refused(a_container(**{key: "host"}))
+
+    assert message.startswith(f"containerProperties.{key}: job definition jd:1 asks for the host's")
+    assert "--allow-privileged" in message
+    assert allowed(a_container(**{key: "host"}), HostAccess(allow_privileged=True))
+    assert allowed(a_container(**{key: "task"}))
+
+
 @pytest.mark.parametrize(
     "container",
     [

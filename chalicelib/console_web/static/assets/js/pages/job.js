@@ -21,10 +21,24 @@ export function whyWaiting(job, deps) {
   return null;
 }
 
+// The containers of a multi-container job's task (ecsProperties), or of one of its attempts; [] otherwise.
+export function containersOf(holder) {
+  const tasks = holder?.ecsProperties?.taskProperties || holder?.taskProperties || [];
+  return tasks[0]?.containers || [];
+}
+
+// The log stream of `name` (a multi-container job's container; null: its first essential one) in `holder`.
+function streamOf(job, holder, name) {
+  const defined = containersOf(job);
+  if (!defined.length) return holder?.container?.logStreamName;
+  const wanted = name || (defined.find((c) => c.essential !== false) || defined[0]).name;
+  return containersOf(holder).find((c) => c.name === wanted)?.logStreamName;
+}
+
 // The attempts a job has had, plus the one running now: [{n, stream, attempt|null}].
-function attemptsOf(job) {
-  const list = (job.attempts || []).map((a, i) => ({ n: i + 1, stream: a.container?.logStreamName, attempt: a }));
-  if (['STARTING', 'RUNNING'].includes(job.status)) list.push({ n: list.length + 1, stream: job.container?.logStreamName, attempt: null });
+function attemptsOf(job, container = null) {
+  const list = (job.attempts || []).map((a, i) => ({ n: i + 1, stream: streamOf(job, a, container), attempt: a }));
+  if (['STARTING', 'RUNNING'].includes(job.status)) list.push({ n: list.length + 1, stream: streamOf(job, job, container), attempt: null });
   return list;
 }
 
@@ -63,12 +77,13 @@ export async function mount(main, ctx) {
   const followLabel = h('p', { hidden: true }, h('label', { for: 'follow' }, follow, ' Follow the log while the job runs'));
   const graphBox = h('div', { class: 'graph' }, h('p', { class: 'muted' }, 'Loading the graph…'));
   const arrayBox = h('div');
+  const membersBox = h('div'); // a multi-container job's containers, a multi-node job's nodes
 
   main.append(
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('/console/jobs', 'Jobs'), ' / '),
     heading, status, h('div', { class: 'toolbar' }, cancel, terminate, clone, message),
     h('div', { class: 'columns' }, h('div', {}, section('Details', factsBox)), h('div', {}, section('Container', specBox))),
-    arrayBox,
+    arrayBox, membersBox,
     h('div', { hidden: isArray }, section('Attempts', attemptsBox)),
     h('section', { 'aria-labelledby': 'log-title', hidden: isArray }, logTitle,
       followLabel, logBox, logStatus),
@@ -85,16 +100,22 @@ export async function mount(main, ctx) {
 
   // -- the log of the selected attempt ------------------------------------------------------------------------
   let selected = null; // attempt number chosen by the user; null follows the latest
+  let container = null; // a multi-container job's container whose log is shown; null: the first essential one
   let shown = { stream: undefined, token: undefined };
   async function pollLog() {
     if (job.arrayProperties?.size !== undefined) {
       logStatus.textContent = 'An array job: its children have the logs (select one in the grid below).';
       return;
     }
-    const attempts = attemptsOf(job);
+    if (job.nodeProperties?.numNodes && !job.jobId.includes('#')) {
+      logStatus.textContent = 'A multi-node job: its nodes have the logs (select one in the list above).';
+      return;
+    }
+    const attempts = attemptsOf(job, container);
     const pick = selected ? attempts.find((a) => a.n === selected) : attempts[attempts.length - 1];
     const stream = pick?.stream;
-    logTitle.textContent = pick ? `Log of attempt ${pick.n}` : 'Log';
+    const shownContainer = containersOf(job).length ? ` (container ${container || (containersOf(job).find((c) => c.essential !== false) || {}).name})` : '';
+    logTitle.textContent = pick ? `Log of attempt ${pick.n}${shownContainer}` : 'Log';
     if (stream !== shown.stream) { shown = { stream, token: undefined }; logBox.replaceChildren(); }
     if (!stream) {
       logStatus.textContent = TERMINAL.includes(job.status) ? 'The job ended without running: no log.' : `No log yet: the job is ${job.status}.`;
@@ -164,12 +185,14 @@ export async function mount(main, ctx) {
     ]));
     const c = job.container || {};
     const env = Object.fromEntries((c.environment || []).map((e) => [e.name, e.value]));
-    replace(specBox, job.container ? facts([
+    const defined = containersOf(job);
+    if (defined.length) drawContainers(defined);
+    replace(specBox, defined.length ? h('p', {}, `${defined.length} containers in one task: see Containers below.`) : job.container ? facts([
       ['Image', h('code', {}, c.image || '–')],
       ['Command', h('code', {}, JSON.stringify(c.command || []))],
       ['Resources', resources(c)],
     ]) : h('p', { class: 'muted' }, 'An array job: each child runs the container.'), kv('Parameters', job.parameters, 'No parameter.'), kv('Environment', env, 'No environment variable.'));
-    const attempts = attemptsOf(job);
+    const attempts = attemptsOf(job, container);
     replace(attemptsBox, table('Attempts (choose one to see its log)', ['#', 'Exit code', 'Status reason', 'Started', 'Duration', 'Log stream', 'Log'],
       attempts.map(({ n, stream, attempt }) => {
         const cont = attempt?.container || {};
@@ -181,6 +204,35 @@ export async function mount(main, ctx) {
           h('button', { type: 'button', 'aria-pressed': String(current), disabled: !stream,
             onclick: () => { selected = n === attempts.length ? null : n; drawJob(); logTimer.now(); } }, current ? 'Shown' : 'Show log')];
       }), 'No attempt yet.'));
+  }
+
+  function drawContainers(defined) {
+    const current = container || (defined.find((c) => c.essential !== false) || defined[0]).name;
+    replace(membersBox, section('Containers', table('Containers of the task (choose one to see its log)',
+      ['Name', 'Essential', 'Depends on', 'Image', 'Exit code', 'Reason', 'Log stream', 'Log'],
+      defined.map((c) => [h('code', {}, c.name), c.essential === false ? 'no' : 'yes',
+        (c.dependsOn || []).map((d) => `${d.containerName} ${d.condition}`).join(', ') || '–',
+        h('code', {}, c.image || '–'), c.exitCode ?? '–', c.reason || '', h('code', {}, c.logStreamName || '–'),
+        h('button', { type: 'button', 'aria-pressed': String(c.name === current),
+          'aria-label': `Show the log of container ${c.name}`,
+          onclick: () => { container = c.name; drawJob(); logTimer.now(); } }, c.name === current ? 'Shown' : 'Show log')]),
+      'No container.')));
+  }
+
+  async function refreshNodes() {
+    const count = job.nodeProperties?.numNodes;
+    if (!count || job.jobId.includes('#')) return;
+    const ids = Array.from({ length: count }, (_, i) => `${job.jobId}#${i}`);
+    const nodes = await describeJobs(ids);
+    if (!ctx.alive()) return;
+    replace(membersBox, section(`Nodes (${count}, main node ${job.nodeProperties.mainNode ?? 0})`,
+      table('Nodes of the job (each is a job of its own, with its log)', ['Node', 'Job', 'Status', 'Exit code', 'Reason', 'Log stream'],
+        ids.map((id, i) => {
+          const n = nodes[id];
+          const main = n?.nodeDetails?.isMainNode ? ' (main)' : '';
+          return [`node ${i}${main}`, link(jobHref(id), short(id)), n ? badge(n.status) : '–',
+            n?.container?.exitCode ?? '–', n?.statusReason || '', h('code', {}, n?.container?.logStreamName || '–')];
+        }), 'No node yet.')));
   }
 
   let polls = 0;
@@ -223,7 +275,7 @@ export async function mount(main, ctx) {
     drawJob();
     const work = [];
     if (polls % GRAPH_EVERY === 0) work.push(refreshGraph().catch((e) => replace(graphBox, errorBox(e))));
-    if (polls === 0 || !TERMINAL.includes(job.status)) work.push(refreshArray());
+    if (polls === 0 || !TERMINAL.includes(job.status)) work.push(refreshArray(), refreshNodes());
     polls += 1;
     await Promise.all(work);
   });

@@ -1,0 +1,186 @@
+"""Multi-container jobs across a restart of the server (docs/adr/0028), through the stock boto3 batch client.
+
+Docker: containers outlive the server, so at the next start it re-attaches to the task (holder and members, found by
+label), settles the members that ended meanwhile with their real exit codes and output, and carries on the
+dependsOn/essential coordination: the job ends once, on its first attempt. Processes die with the server (as a
+single-container job's do, tests/e2e/test_kill_restart.py): the attempt is a lost host and the retry strategy
+decides. Both after a graceful stop and after a SIGKILL; the kills wait for states, never for a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from chalicelib.compute.local import _processes_of
+from tests.docker_support import TEST_IMAGE, remove_containers
+from tests.e2e.conftest import Runtimes, setup_queue, unique, wait_status, wait_terminal, wait_until
+from tests.e2e.test_kill_restart import CLIENT, Server, free_port
+from tests.e2e.test_multi_container import container as process_container
+from tests.e2e.test_multi_container import register_task
+
+pytestmark = pytest.mark.e2e
+
+GO = "/tmp/go"  # inside the init container: created by the test (docker exec) to let it end
+RETRY_LOST = {"attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"}]}
+
+
+def _container(name: str, script: str, *, essential: bool = True, **props: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": TEST_IMAGE,
+        "command": ["sh", "-c", script],
+        "essential": essential,
+        "resourceRequirements": [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "256"}],
+        **props,
+    }
+
+
+def _task() -> list[dict[str, Any]]:
+    """init waits for the test's go, then exits 0; main (essential) starts once init SUCCEEDed and exits 5; side
+    sleeps until the task's end stops it."""
+    init = _container("init", f"echo before; while [ ! -f {GO} ]; do sleep 0.1; done; echo after", essential=False)
+    main = _container("main", "echo main-ran; exit 5", dependsOn=[{"containerName": "init", "condition": "SUCCESS"}])
+    side = _container("side", "sleep 120", essential=False)
+    return [init, main, side]
+
+
+def _submit(batch: Any) -> str:
+    jd = batch.register_job_definition(
+        jobDefinitionName=unique("rmc"), type="container", ecsProperties={"taskProperties": [{"containers": _task()}]}
+    )["jobDefinitionArn"]
+    queue, _ = setup_queue(batch, 4, name=unique("ec2"), platform="EC2")
+    return str(batch.submit_job(jobName="rmc", jobQueue=queue, jobDefinition=jd)["jobId"])  # one attempt
+
+
+def _members(engine: Any, job_id: str) -> dict[str, dict[str, Any]]:
+    found = engine.containers(all=True, filters={"label": f"batchplane.job-id={job_id}"})
+    return {c["Labels"]["batchplane.container"]: c for c in found}
+
+
+def _let_init_end(engine: Any, job_id: str) -> None:
+    init = _members(engine, job_id)["init"]
+    engine.exec_start(engine.exec_create(init["Id"], ["touch", GO]))
+    wait_until(lambda: _members(engine, job_id)["init"]["State"] == "exited", "init to end while the server is down")
+
+
+def _lines(logs: Any, stream: str) -> list[str]:
+    events = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream, startFromHead=True)["events"]
+    return [e["message"] for e in events]
+
+
+def _assert_carried_on(batch: Any, logs: Any, job_id: str, engine: Any) -> None:
+    job = wait_terminal(batch, [job_id], timeout=90)[job_id]
+    # THEN the job ended once, on its first attempt, as its essential container decided after the restart
+    assert job["status"] == "FAILED" and len(job["attempts"]) == 1, (job.get("statusReason"), job["attempts"])
+    assert job["statusReason"] == "Essential container in task exited"
+    found = {c["name"]: c for c in job["ecsProperties"]["taskProperties"][0]["containers"]}
+    assert (found["init"]["exitCode"], found["main"]["exitCode"]) == (0, 5)
+    assert found["side"]["exitCode"] in (137, 143)
+    # AND the output written while the server was down reached the log stream, once
+    assert _lines(logs, found["init"]["logStreamName"]) == ["before", "after"]
+    assert _lines(logs, found["main"]["logStreamName"]) == ["main-ran"]
+    # AND no container (holder included) is left
+    wait_until(lambda: not _members(engine, job_id), "the task's containers removed")
+
+
+@pytest.fixture
+def runtimes(state_dir: Path, docker_engine: Any) -> Iterator[Runtimes]:
+    runtimes = Runtimes(state_dir, executor="docker")
+    try:
+        yield runtimes
+    finally:
+        runtimes.stop_all()
+        remove_containers(docker_engine, state_dir)
+
+
+def test_docker_a_clean_restart_re_attaches_and_carries_on(
+    runtimes: Runtimes, clients: Any, docker_engine: Any
+) -> None:
+    # GIVEN a task whose init container runs and whose main container waits for it, when the server stops
+    rt = runtimes.start()
+    batch = clients("batch", rt.endpoint)
+    job_id = _submit(batch)
+    wait_status(batch, [job_id], "RUNNING", timeout=60)
+    wait_until(lambda: _members(docker_engine, job_id).get("init", {}).get("State") == "running", "init running")
+    runtimes.stop(rt)
+    # (the containers outlive it) AND init ends while it is down
+    assert {n: c["State"] for n, c in _members(docker_engine, job_id).items()}["main"] == "created"
+    _let_init_end(docker_engine, job_id)
+    # WHEN it starts again
+    again = runtimes.start()
+    _assert_carried_on(clients("batch", again.endpoint), clients("logs", again.endpoint), job_id, docker_engine)
+
+
+@pytest.fixture
+def docker_server(tmp_path: Path, docker_engine: Any) -> Iterator[Server]:
+    logs = tmp_path / "server-logs"
+    logs.mkdir()
+    srv = Server(tmp_path / "state", free_port(), logs, args=("--executor", "docker"))
+    try:
+        yield srv
+    finally:
+        srv.stop_all()
+        remove_containers(docker_engine, srv.state)
+
+
+def _clients(server: Server) -> tuple[Any, Any]:
+    session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+    return (
+        session.client("batch", endpoint_url=server.endpoint, config=CLIENT),
+        session.client("logs", endpoint_url=server.endpoint, config=CLIENT),
+    )
+
+
+def test_docker_a_sigkilled_server_re_attaches_and_carries_on(docker_server: Server, docker_engine: Any) -> None:
+    docker_server.start()
+    batch, logs = _clients(docker_server)
+    job_id = _submit(batch)
+    wait_until(lambda: _members(docker_engine, job_id).get("init", {}).get("State") == "running", "init running")
+    docker_server.kill()
+    _let_init_end(docker_engine, job_id)
+    docker_server.start()
+    _assert_carried_on(batch, logs, job_id, docker_engine)
+    assert "Traceback" not in docker_server.output(), docker_server.output()
+
+
+@pytest.fixture
+def process_server(tmp_path: Path) -> Iterator[Server]:
+    logs = tmp_path / "server-logs"
+    logs.mkdir()
+    srv = Server(tmp_path / "state", free_port(), logs)
+    try:
+        yield srv
+    finally:
+        srv.stop_all()
+
+
+def test_processes_a_sigkilled_server_ends_the_attempt_as_a_lost_host_once(
+    process_server: Server, tmp_path: Path
+) -> None:
+    # GIVEN a two-process task whose essential container blocks on its first attempt, when the server is SIGKILLed
+    process_server.start()
+    batch, _ = _clients(process_server)
+    marks = tmp_path / "attempts"
+    side = process_container("side", "sleep 60", essential=False)
+    main = process_container(
+        "main", f'echo "$AWS_BATCH_JOB_ATTEMPT" >> {marks}; [ "$AWS_BATCH_JOB_ATTEMPT" = 2 ] || sleep 60'
+    )
+    jd = register_task(batch, side, main)
+    queue, _ = setup_queue(batch, 4, name=unique("ce"))
+    job_id = batch.submit_job(jobName="pmc", jobQueue=queue, jobDefinition=jd, retryStrategy=RETRY_LOST)["jobId"]
+    wait_until(lambda: marks.exists() and marks.read_text().split() == ["1"], "the first attempt to run")
+    process_server.kill()
+    # WHEN it starts again
+    process_server.start()
+    job = wait_terminal(batch, [job_id], timeout=60)[job_id]
+    # THEN the first attempt's processes were killed, it ended as a lost host, the second ran the task once
+    assert job["status"] == "SUCCEEDED", job.get("statusReason")
+    assert [a["statusReason"][:8] for a in job["attempts"][:1]] == ["Host EC2"]
+    assert marks.read_text().split() == ["1", "2"]
+    assert _processes_of(job_id, 1) == []
+    assert "Traceback" not in process_server.output(), process_server.output()
