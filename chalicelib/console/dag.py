@@ -240,7 +240,7 @@ def svg(graph: Graph) -> str:
                 if cond:
                     parts.append(
                         f'<text x="{mid}" y="{(sy + ey) // 2 - 4}" font-size="10" text-anchor="middle" fill="#495057">'
-                        f"<title>{CONDITION_TEXT[cond]}</title>{cond}</text>"
+                        f"{cond}<title>{CONDITION_TEXT[cond]}</title></text>"
                     )
     for node, (x, y) in where.items():
         job = graph.jobs[node]
