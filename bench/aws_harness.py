@@ -44,6 +44,7 @@ from moto.events.models import EventPattern
 
 from app import app
 from chalicelib.compute import ecs, ecs_events
+from chalicelib.domain.validation import limits_from_text
 from chalicelib.events.eventbridge import entry_size
 from chalicelib.runtime import plane
 from chalicelib.runtime.aws import AwsConfig
@@ -424,6 +425,7 @@ class World:
             state_change_events=self.deployment.parameters["StateChangeEvents"],  # as the stack's Globals set it
             # as the Lambdas read it (AwsConfig.from_environment); a test may shorten the grace
             deletion_grace_seconds=float(os.environ.get("BATCHPLANE_DELETION_GRACE_SECONDS") or 60),
+            limits=limits_from_text(self.deployment.parameters["Limits"]),  # BATCHPLANE_LIMITS: the stack parameter
         )
 
     def ec2_capacity(self, ce: str, *, instances: int = 1, max_vcpus: int = 64) -> list[str]:

@@ -37,7 +37,15 @@ def _up(args: argparse.Namespace) -> int:
         print("batchplane up: --retention-days must be 0 (keep every job) or a positive number", file=sys.stderr)
         return 2
     auth = Path(args.auth).resolve() if args.auth else None
+    from chalicelib.domain.validation import parse_limits
+
+    try:
+        limits = parse_limits(args.limit)
+    except ValueError as e:
+        print(f"batchplane up: --limit: {e}", file=sys.stderr)
+        return 2
     config = LocalConfig(
+        limits=limits,
         state_dir=state_dir,
         host=args.host,
         port=args.port,
@@ -224,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PREFIX",
         help="accept jobs whose volumes mount host paths under PREFIX, symlinks resolved (repeatable; default none)",
+    )
+    up.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="lift one of AWS's quotas (repeatable), e.g. max-array-size=1000000, max-dependencies=1000; "
+        'README "Beyond AWS Batch" lists them',
     )
     up.set_defaults(func=_up)
 

@@ -20,6 +20,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from chalicelib.domain.conditions import CONDITIONS
 from chalicelib.domain.errors import InvalidRequest
 
 MODEL_FILE = "batch-2016-08-10.json"
@@ -58,6 +59,9 @@ def validate_request(operation: str, body: Any) -> dict[str, Any]:
 
 # Enums whose model documentation says "The values aren't case sensitive" (EvaluateOnExit.action).
 _CASE_INSENSITIVE_ENUMS = frozenset({"RetryAction"})
+# batchplane's extensions that ride on an enum (docs/adr/0029): botocore does not check enum values client-side, so a
+# stock client sends them; the server accepts them here, on top of the model's own.
+_EXTENDED_ENUMS: dict[str, tuple[str, ...]] = {"ArrayJobDependency": CONDITIONS}
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -124,6 +128,8 @@ def _check(shape: dict[str, Any], value: Any, path: str, shape_name: str) -> Non
             _check(value_shape, v, f"{field}[{k!r}]", shape["value"]["shape"])
     elif kind == "string":
         enum = shape.get("enum")
+        if enum and shape_name in _EXTENDED_ENUMS:
+            enum = [*enum, *_EXTENDED_ENUMS[shape_name]]
         if enum and value not in enum and not (shape_name in _CASE_INSENSITIVE_ENUMS and value.upper() in enum):
             raise InvalidRequest(f"{field} must be one of {', '.join(enum)}; got {value!r}")
         _bounds(shape, len(value), field, "characters")

@@ -2,7 +2,8 @@
 batchplane's ListJobDependents) — as a text tree and as an SVG (or DOT) file.
 
 An array is one node (its children's N_TO_N and SEQUENTIAL links are followed through child 0 and folded onto the
-parents). The SVG is laid out in layers by longest path from the sources, left to right; no graphviz needed.
+parents). A conditional dependency (AFTER_ANY, AFTER_NOT_OK) is named on its edge. The SVG is laid out in layers
+by longest path from the sources, left to right; no graphviz needed.
 """
 
 from __future__ import annotations
@@ -68,6 +69,18 @@ def refresh_nodes(api: Api, graph: Graph) -> None:
         if count:
             found = api.describe([f"{job_id}#{i}" for i in range(count)])
             graph.nodes[job_id] = [found[f"{job_id}#{i}"] for i in range(count) if f"{job_id}#{i}" in found]
+
+
+# batchplane's conditional dependencies (chalicelib/domain/conditions.py): how each is shown on its edge
+CONDITION_TEXT = {"AFTER_ANY": "after any end", "AFTER_NOT_OK": "only if it failed"}
+
+
+def condition(graph: Graph, parent: str, child: str) -> str | None:
+    """The condition `child` puts on `parent` (AFTER_ANY, AFTER_NOT_OK), None for AWS's own (it must succeed)."""
+    for dep in (graph.jobs.get(child) or {}).get("dependsOn", []):
+        if dep.get("jobId") == parent and dep.get("type") in CONDITION_TEXT:
+            return str(dep["type"])
+    return None
 
 
 def _link(graph: Graph, parent: str, child: str) -> None:
@@ -177,23 +190,27 @@ def _with_members(branch: Tree, graph: Graph, node: str) -> Tree:
 def tree(graph: Graph) -> Tree:
     root = _with_members(Tree(label(graph.jobs[graph.root])), graph, graph.root)
     if graph.parents.get(graph.root):
-        _grow(root.add(Text("depends on", style="italic")), graph, graph.root, graph.parents, set())
+        _grow(root.add(Text("depends on", style="italic")), graph, graph.root, graph.parents, set(), up=True)
     if graph.children.get(graph.root):
-        _grow(root.add(Text("needed by", style="italic")), graph, graph.root, graph.children, set())
+        _grow(root.add(Text("needed by", style="italic")), graph, graph.root, graph.children, set(), up=False)
     if not graph.parents.get(graph.root) and not graph.children.get(graph.root):
         root.add(Text("no dependencies and no dependents", style="dim"))
     return root
 
 
-def _grow(branch: Tree, graph: Graph, node: str, edges: dict[str, list[str]], shown: set[str]) -> None:
+def _grow(branch: Tree, graph: Graph, node: str, edges: dict[str, list[str]], shown: set[str], *, up: bool) -> None:
     for nxt in edges.get(node, []):
         if nxt not in graph.jobs:
             continue
+        text = label(graph.jobs[nxt])
+        cond = condition(graph, nxt, node) if up else condition(graph, node, nxt)
+        if cond is not None:
+            text.append(f"  [{cond}: {CONDITION_TEXT[cond]}]", style="magenta")
         if nxt in shown:
-            branch.add(label(graph.jobs[nxt]).append("  (shown above)", style="dim"))
+            branch.add(text.append("  (shown above)", style="dim"))
             continue
         shown.add(nxt)
-        _grow(_with_members(branch.add(label(graph.jobs[nxt])), graph, nxt), graph, nxt, edges, shown)
+        _grow(_with_members(branch.add(text), graph, nxt), graph, nxt, edges, shown, up=up)
 
 
 # -- image -----------------------------------------------------------------------------------------------------
@@ -246,10 +263,17 @@ def svg(graph: Graph) -> str:
                 (x1, y1), (x2, y2) = where[parent], where[kid]
                 sx, sy, ex, ey = x1 + BOX_W, y1 + BOX_H // 2, x2, y2 + BOX_H // 2
                 mid = (sx + ex) // 2
+                cond = condition(graph, parent, kid)
+                dash = ' stroke-dasharray="5 3"' if cond else ""
                 parts.append(
                     f'<path d="M {sx} {sy} C {mid} {sy}, {mid} {ey}, {ex - 2} {ey}" fill="none" stroke="#868e96"'
-                    ' stroke-width="1.5" marker-end="url(#arrow)"/>'
+                    f' stroke-width="1.5"{dash} marker-end="url(#arrow)"/>'
                 )
+                if cond:
+                    parts.append(
+                        f'<text x="{mid}" y="{(sy + ey) // 2 - 4}" font-size="10" text-anchor="middle" fill="#495057">'
+                        f"{cond}<title>{CONDITION_TEXT[cond]}</title></text>"
+                    )
     for node, (x, y) in where.items():
         job = graph.jobs[node]
         status = job["status"]
@@ -275,7 +299,10 @@ def dot(graph: Graph) -> str:
         text = f"{job['jobName']}\\n{job['status']} {short(node)}"
         lines.append(f'  "{node}" [label="{text}"{", penwidth=3" if node == graph.root else ""}];')
     for parent, kids in graph.children.items():
-        lines += [f'  "{parent}" -> "{kid}";' for kid in kids if parent in graph.jobs and kid in graph.jobs]
+        for kid in kids:
+            if parent in graph.jobs and kid in graph.jobs:
+                cond = condition(graph, parent, kid)
+                lines.append(f'  "{parent}" -> "{kid}"' + (f' [label="{cond}", style=dashed]' if cond else "") + ";")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -45,7 +45,7 @@ def why_waiting(job: dict[str, Any], deps: dict[str, dict[str, Any]]) -> str | N
     if status in ("PENDING", "SUBMITTED"):
         if "size" in (job.get("arrayProperties") or {}):
             return "an array job: it finishes when its children do"
-        waiting = [d for d in deps.values() if d["status"] != "SUCCEEDED"]
+        waiting = [d for d in deps.values() if d["status"] not in ("SUCCEEDED", "FAILED")]  # not ended yet
         if waiting:
             return "waiting for " + ", ".join(f"{d['jobName']} ({short(d['jobId'])}, {d['status']})" for d in waiting)
     return None

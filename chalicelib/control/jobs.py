@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from chalicelib.control import consumables, resources
+from chalicelib.control import consumables, idempotent, resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
 from chalicelib.domain import (
     arns,
+    conditions,
     digits,
     ecs_task,
     host_access,
@@ -30,12 +31,10 @@ from chalicelib.domain import (
 )
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.jobs import (
-    DEPENDENCY_FAILED,
     FAILED,
     RUNNING,
     STATUSES,
     SUBMITTED,
-    SUCCEEDED,
     ArrayInfo,
     Dependency,
     Job,
@@ -48,6 +47,9 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     limits = svc.settings.limits
     unsupported.submit(req)
     job_spec.validate_submit(req, limits)
+    earlier = idempotent.earlier_job(svc, req)  # a retried submit with a client token (docs/adr/0029)
+    if isinstance(earlier, Job):
+        return earlier
     queue = resources.get_jq(svc, req["jobQueue"])
     if queue.deleting:
         raise InvalidRequest(f"jobQueue: job queue {queue.name} is being deleted and does not accept new jobs")
@@ -125,16 +127,21 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
     # Every plain dependency gets an edge, finished or not, so the graph (ListJobDependents, `batchplane dag`)
     # is complete; a notification from an already-settled dependency changes nothing.
     edges = list(dict.fromkeys(d.job_id for d in plain))
-    pending = tuple(d.job_id for d in plain if d.status != SUCCEEDED)
-    failed = next((d for d in plain if d.status == FAILED), None)
-    if failed is not None:
-        job = replace(job, status=FAILED, status_reason=f"{DEPENDENCY_FAILED}: {failed.job_id}", stopped_at=now)
-        saved = svc.jobs.create_with_edges(job, edges)
-        reactor.committed(None, saved)
-        return saved
+    now_known = conditions.at_submit(depends_on, plain)  # what the dependencies that already ended decide
+    pending = now_known.pending
+    if now_known.failure is not None:
+        job = replace(job, status=FAILED, status_reason=now_known.failure, stopped_at=now)
+        created = idempotent.create(svc, job, edges, earlier, req)
+        if created is None:
+            return idempotent.winner(svc, req)
+        reactor.committed(None, created)
+        return created
     outcome = lifecycle.transition(replace(job, pending=pending), lifecycle.Evaluate(), now)
     assert outcome.job is not None
-    saved = svc.jobs.create_with_edges(outcome.job, edges)
+    created = idempotent.create(svc, outcome.job, edges, earlier, req)
+    if created is None:  # a concurrent retry with the same client token inserted its job first
+        return idempotent.winner(svc, req)
+    saved = created
     reactor.committed(None, saved)  # an insert: its effects are those of the change (Evaluate decides no command)
     if pending:
         reactor.settle_pending(saved)

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.domain import caps, platform, retry, validation
+from chalicelib.domain import caps, conditions, platform, retry, validation
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.jobs import Job, Timeout
 from chalicelib.domain.retry import RetryStrategy
@@ -22,18 +22,42 @@ def validate_submit(req: Mapping[str, Any], limits: Limits) -> None:
     validation.job_name(req["jobName"])
     size = len(json.dumps(req, separators=(",", ":")))
     if size > limits.max_submit_bytes:
-        raise fail("request", f"must be at most {limits.max_submit_bytes} bytes; got {size}")
+        raise fail(
+            "request",
+            f"must be at most {limits.max_submit_bytes} bytes; got {size}" + validation.limit("max_submit_bytes"),
+        )
     array = req.get("arrayProperties") or {}
     is_array = array.get("size") is not None
     if is_array:
-        validation.in_range(array["size"], limits.min_array_size, limits.max_array_size, "arrayProperties.size")
+        validation.in_range(
+            array["size"],
+            limits.min_array_size,
+            limits.max_array_size,
+            "arrayProperties.size",
+            validation.limit("max_array_size"),
+        )
     deps = req.get("dependsOn") or []
     if len(deps) > limits.max_dependencies:
-        raise fail("dependsOn", f"must have at most {limits.max_dependencies} entries; got {len(deps)}")
+        raise fail(
+            "dependsOn",
+            f"must have at most {limits.max_dependencies} entries; got {len(deps)}"
+            + validation.limit("max_dependencies"),
+        )
     sequential = 0
+    seen: dict[str, str | None] = {}
     for i, dep in enumerate(deps):
         field = f"dependsOn[{i}]"
         kind = dep.get("type")
+        if kind not in (None, "N_TO_N", "SEQUENTIAL", *conditions.CONDITIONS):
+            raise fail(f"{field}.type", f"must be one of N_TO_N, SEQUENTIAL, {', '.join(conditions.CONDITIONS)}")
+        if kind in conditions.CONDITIONS and not dep.get("jobId"):  # on a whole job (domain/conditions.py)
+            raise fail(f"{field}.jobId", f"is required for an {kind} dependency")
+        job_id = dep.get("jobId")
+        if job_id and kind not in ("N_TO_N", "SEQUENTIAL"):
+            if seen.setdefault(job_id, kind) != kind:
+                raise fail(f"{field}.type", f"job {job_id} is listed with two different conditions")
+            if kind in conditions.CONDITIONS:
+                continue
         if kind in ("N_TO_N", "SEQUENTIAL") and not is_array:
             # AWS documents `type` for array jobs only (JobDependency; "Job dependencies" in the user guide) and
             # public pipeline code submits {"jobId": X, "type": "SEQUENTIAL"} for plain jobs: a non-array job

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from chalicelib.domain import ecs_task, retry
+from chalicelib.domain import conditions, ecs_task, retry
 
 # The effects (domain/effects.py) are part of this module's vocabulary: `lifecycle.Publish`, `lifecycle.Outcome`.
 from chalicelib.domain.effects import (
@@ -37,7 +37,6 @@ from chalicelib.domain.effects import (
 )
 from chalicelib.domain.jobs import (
     CANCEL_PENDING,
-    DEPENDENCY_FAILED,
     ESSENTIAL_EXITED,
     FAILED,
     PENDING,
@@ -225,14 +224,15 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
             if job.status == PENDING and (job.pending or job.is_array_parent):
                 return UNCHANGED  # still waiting (a parent's children are created by CreateChildren, not here)
             return _after_dependencies(job, now)
-        case DependencySucceeded(job_id=dep):
+        case DependencySucceeded(job_id=dep) | DependencyFailed(job_id=dep):
             if dep not in job.pending:
                 return UNCHANGED
-            return _after_dependencies(replace(job, pending=tuple(p for p in job.pending if p != dep)), now)
-        case DependencyFailed(job_id=dep, gone=gone):
-            if dep not in job.pending:
-                return UNCHANGED
-            return _fail(job, now, f"{DEPENDENCY_FAILED}: {dep}{' no longer exists' if gone else ''}", children=True)
+            # AWS's dependency must succeed; a conditional one (domain/conditions.py) may need any end, or a failure
+            succeeded, gone = isinstance(event, DependencySucceeded), isinstance(event, DependencyFailed) and event.gone
+            condition = conditions.of(job.depends_on, dep)
+            if conditions.met(condition, succeeded) and not (gone and condition == conditions.AFTER_NOT_OK):
+                return _after_dependencies(replace(job, pending=tuple(p for p in job.pending if p != dep)), now)
+            return _fail(job, now, conditions.reason(dep, condition, succeeded, gone=gone), children=True)
         case Claim():
             return _claim(job, event, now)
         case TaskStarted(attempt=n):

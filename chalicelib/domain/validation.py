@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.domain import platform
@@ -54,8 +54,60 @@ class Limits:
     max_page_size: int = 100
 
 
+# The quotas an operator may lift (`batchplane up --limit NAME=VALUE`, the stack parameter `Limits`; README "Beyond
+# AWS Batch"): name -> (Limits field, the bound it may be set to). A maximum may only be raised and a minimum only
+# lowered, so whatever passes on AWS passes on batchplane. The others stay AWS's: tags (ECS takes at most 50 on a
+# task, and propagateTags copies them there), page and batch sizes (one Lambda response, one request's work).
+SETTABLE_LIMITS: dict[str, tuple[str, int]] = {
+    "max-array-size": ("max_array_size", 1_000_000),  # INDEX_WIDTH (store/jobs.py) holds 7 digits
+    "max-dependencies": ("max_dependencies", 1_000),
+    "max-ces-per-queue": ("max_ces_per_queue", 20),
+    "max-attempts": ("max_attempts", 100),  # every attempt stays in the job's record (DynamoDB: 400 KB an item)
+    "max-evaluate-on-exit": ("max_evaluate_on_exit", 50),
+    "min-timeout-seconds": ("min_timeout_seconds", 1),
+    "max-job-definition-bytes": ("max_job_definition_bytes", 128 * 1024),  # a job holds its definition's container
+    "max-submit-bytes": ("max_submit_bytes", 128 * 1024),  # + the submit: both in one 400 KB record
+}
+
+
+def parse_limits(settings: Iterable[str], base: Limits | None = None) -> Limits:
+    """`Limits` with each "name=value" of `settings` applied (names of SETTABLE_LIMITS); ValueError whose message
+    names the setting and its bounds. Empty entries are skipped (an empty stack parameter sets nothing)."""
+    limits = base or Limits()
+    changes: dict[str, int] = {}
+    for setting in settings:
+        setting = setting.strip()
+        if not setting:
+            continue
+        name, sep, raw = setting.partition("=")
+        name = name.strip().lower().replace("_", "-")
+        if not sep or name not in SETTABLE_LIMITS:
+            raise ValueError(f"limit {setting!r}: must be NAME=VALUE with NAME one of {', '.join(SETTABLE_LIMITS)}")
+        attr, bound = SETTABLE_LIMITS[name]
+        aws = getattr(Limits(), attr)
+        low, high = (bound, aws) if name.startswith("min-") else (aws, bound)
+        try:
+            value = int(raw.strip().replace("_", ""))
+        except ValueError:
+            raise ValueError(f"limit {name}: must be an integer; got {raw.strip()!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"limit {name}: must be between {low} and {high} (AWS's quota: {aws}); got {value}")
+        changes[attr] = value
+    return replace(limits, **changes)
+
+
+def limits_from_text(text: str | None) -> Limits:
+    """The limits of a comma- or space-separated "name=value" list (BATCHPLANE_LIMITS, the stack's `Limits`)."""
+    return parse_limits(re.split(r"[,\s]+", text or ""))
+
+
 def fail(field: str, rule: str) -> InvalidRequest:
     return InvalidRequest(f"{field} {rule}")
+
+
+def limit(attr: str) -> str:
+    """Names the settable limit behind a rule, for its message: " (limit max-array-size)"."""
+    return next((f" (limit {name})" for name, (a, _) in SETTABLE_LIMITS.items() if a == attr), "")
 
 
 def resource_name(value: str, field: str) -> None:
@@ -72,10 +124,10 @@ def job_name(value: str, field: str = "jobName") -> None:
         )
 
 
-def in_range(value: float, low: float, high: float | None, field: str) -> None:
+def in_range(value: float, low: float, high: float | None, field: str, note: str = "") -> None:
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise fail(field, f"must be {bound}; got {value}")
+        raise fail(field, f"must be {bound}; got {value}{note}")
 
 
 def tags(value: Mapping[str, str] | None, limits: Limits, field: str = "tags") -> None:
@@ -202,7 +254,7 @@ def job_queue_common(req: Mapping[str, Any], limits: Limits) -> None:
         if len(order) > limits.max_ces_per_queue:
             raise fail(
                 "computeEnvironmentOrder",
-                f"must have at most {limits.max_ces_per_queue} compute environments",
+                f"must have at most {limits.max_ces_per_queue} compute environments" + limit("max_ces_per_queue"),
             )
         arns = [o["computeEnvironment"] for o in order]
         if len(set(arns)) != len(arns):
@@ -250,12 +302,15 @@ def command(cmd: list[str], field: str) -> None:
 def retry_strategy(strategy: Mapping[str, Any], limits: Limits, field: str = "retryStrategy") -> None:
     attempts = strategy.get("attempts")
     if attempts is not None:
-        in_range(attempts, 1, limits.max_attempts, f"{field}.attempts")
+        in_range(attempts, 1, limits.max_attempts, f"{field}.attempts", limit("max_attempts"))
     rules = strategy.get("evaluateOnExit") or []
     if rules and attempts is None:
         raise fail(f"{field}.attempts", "is required when evaluateOnExit is given")
     if len(rules) > limits.max_evaluate_on_exit:
-        raise fail(f"{field}.evaluateOnExit", f"must have at most {limits.max_evaluate_on_exit} entries")
+        raise fail(
+            f"{field}.evaluateOnExit",
+            f"must have at most {limits.max_evaluate_on_exit} entries" + limit("max_evaluate_on_exit"),
+        )
     for i, rule in enumerate(rules):
         rfield = f"{field}.evaluateOnExit[{i}]"
         if str(rule["action"]).upper() not in ("RETRY", "EXIT"):
@@ -283,7 +338,9 @@ def retry_strategy(strategy: Mapping[str, Any], limits: Limits, field: str = "re
 def timeout(value: Mapping[str, Any], limits: Limits, field: str = "timeout") -> None:
     seconds = value.get("attemptDurationSeconds")
     if seconds is not None:
-        in_range(seconds, limits.min_timeout_seconds, None, f"{field}.attemptDurationSeconds")
+        in_range(
+            seconds, limits.min_timeout_seconds, None, f"{field}.attemptDurationSeconds", limit("min_timeout_seconds")
+        )
 
 
 def scheduling_priority(value: int | None, field: str) -> None:
@@ -295,7 +352,10 @@ def job_definition(req: Mapping[str, Any], limits: Limits) -> None:
     resource_name(req["jobDefinitionName"], "jobDefinitionName")
     size = len(json.dumps(req, separators=(",", ":")))
     if size > limits.max_job_definition_bytes:
-        raise fail("request", f"must be at most {limits.max_job_definition_bytes} bytes; got {size}")
+        raise fail(
+            "request",
+            f"must be at most {limits.max_job_definition_bytes} bytes; got {size}" + limit("max_job_definition_bytes"),
+        )
     kinds = [k for k in ("containerProperties", "ecsProperties", "eksProperties") if req.get(k) is not None]
     if req["type"] == "container":
         if len(kinds) != 1:

@@ -24,7 +24,7 @@ from chalicelib.domain.jobs import ACTIVE, TERMINAL, ArrayInfo, Attempt, Depende
 from chalicelib.domain.retry import RetryStrategy
 from chalicelib.store.caps import CapRepository
 from chalicelib.store.consumables import ConsumableRepository, consumer_items
-from chalicelib.store.port import Index, Item, ItemStore, Op, Put
+from chalicelib.store.port import MAX_TRANSACT_OPS, Index, Item, ItemStore, Op, Put
 from chalicelib.store.repository import expect_of
 
 INDEX_WIDTH = 7
@@ -196,12 +196,18 @@ class JobRepository:
         self.items.transact([Put(job_item(job), expect), *moves])
         return dataclasses.replace(job, version=job.version + 1)
 
-    def create_with_edges(self, job: Job, dependencies: Sequence[str]) -> Job:
-        """The job and its dependency edges, all or nothing."""
-        ops: list[Op] = [Put(job_item(job), None)]
-        ops += [Put(edge_item(dep, job.job_id, job.created_at), None) for dep in dependencies]
+    def create_with_edges(self, job: Job, dependencies: Sequence[str], claim: Put | None = None) -> Job:
+        """The job, its dependency edges and its client-token `claim` (store/tokens.py), all or nothing. Edges that do
+        not fit the one transaction (a lifted dependency limit, validation.SETTABLE_LIMITS) are written first: an
+        edge to a job never written is harmless (a notification finds no job) and expires (EDGE_RETENTION_SECONDS)."""
+        ops: list[Op] = [Put(job_item(job), None), *([claim] if claim is not None else [])]
         ops += [Put(item, None) for item in consumer_items(job, order_key(job))]
-        self.items.transact(ops)
+        edges: list[Op] = [Put(edge_item(dep, job.job_id, job.created_at), None) for dep in dependencies]
+        room = max(0, MAX_TRANSACT_OPS - len(ops))
+        early, edges = edges[: max(0, len(edges) - room)], edges[max(0, len(edges) - room) :]
+        for start in range(0, len(early), MAX_TRANSACT_OPS):
+            self.items.transact(early[start : start + MAX_TRANSACT_OPS])
+        self.items.transact(ops + edges)
         return dataclasses.replace(job, version=1)
 
     def create_many(self, jobs: Sequence[Job], edges: Sequence[tuple[str, str]] = ()) -> None:

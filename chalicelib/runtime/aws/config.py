@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chalicelib.compute.ecs import DEFAULT_LOG_GROUP
 from chalicelib.control.context import Settings
+from chalicelib.domain.validation import Limits, limits_from_text
 from chalicelib.runtime import stream
 
 ENV_RUNTIME = "BATCHPLANE_RUNTIME"  # "aws" in every Lambda (.chalice/config.json)
@@ -42,6 +43,8 @@ class AwsConfig:
     # A deleted queue / compute environment is removed this long after its DELETING marker (docs/adr/0021): more
     # than the API Lambda's timeout (30 s) plus the job index's lag, so no SubmitJob still in flight can land after.
     deletion_grace_seconds: float = Settings.deletion_grace_ms / 1000
+    # AWS's quotas, some lifted by the stack parameter `Limits` (BATCHPLANE_LIMITS: "max-array-size=1000000 ...")
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if self.state_change_events not in stream.STATE_CHANGE_EVENTS:
@@ -74,6 +77,7 @@ class AwsConfig:
             deletion_grace_seconds=float(
                 e.get("BATCHPLANE_DELETION_GRACE_SECONDS") or Settings.deletion_grace_ms / 1000
             ),
+            limits=limits_from_text(e.get("BATCHPLANE_LIMITS")),
         )
 
     @property
@@ -85,4 +89,5 @@ class AwsConfig:
             ecs_cluster=self.cluster,
             deletion_grace_ms=int(self.deletion_grace_seconds * 1000),
             price_jobs=True,
+            limits=self.limits,
         )

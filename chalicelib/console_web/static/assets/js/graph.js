@@ -11,6 +11,12 @@ const NODE_H = 46;
 
 export const jobLevel = (id) => { const m = /^(.*):(\d+)$/.exec(id); return m ? m[1] : id; };
 
+// The condition the dependent `b` puts on `a` (batchplane's conditional dependencies: AFTER_ANY, AFTER_NOT_OK), or
+// null for AWS's own (a must succeed); chalicelib/domain/conditions.py.
+export const CONDITIONS = { AFTER_ANY: 'after any end', AFTER_NOT_OK: 'only if it failed' };
+export const conditionOf = (graph, a, b) =>
+  (graph.jobs[b]?.dependsOn || []).find((d) => d.jobId === a && CONDITIONS[d.type])?.type || null;
+
 async function dependents(jobId) {
   const ids = [];
   let token;
@@ -73,8 +79,14 @@ export function draw(graph) {
     markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, h('svg:path', { d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrowhead' }))));
   for (const e of g.edges()) {
     const pts = g.edge(e).points;
-    svg.append(h('svg:path', { class: 'edge', 'marker-end': 'url(#arrow)',
-      d: pts.map((p, i) => `${i ? 'L' : 'M'} ${p.x.toFixed(1)} ${p.y.toFixed(1)}`).join(' ') }));
+    const cond = conditionOf(graph, e.v, e.w);
+    svg.append(h('svg:path', { class: cond ? `edge cond ${cond.toLowerCase()}` : 'edge', 'marker-end': 'url(#arrow)',
+      d: pts.map((p, i) => `${i ? 'L' : 'M'} ${p.x.toFixed(1)} ${p.y.toFixed(1)}`).join(' ') },
+      cond ? h('svg:title', {}, `${cond}: runs ${CONDITIONS[cond]}`) : null));
+    if (cond) {
+      const mid = pts[Math.floor(pts.length / 2)];
+      svg.append(h('svg:text', { x: mid.x, y: mid.y - 4, class: 'edge-label' }, cond));
+    }
   }
   for (const id of g.nodes()) {
     const n = g.node(id);
