@@ -417,14 +417,15 @@ class LocalLauncher:
         spec, proc = running.spec, running.proc
         assert proc.stdout is not None
         code = _quick_exit(proc)
+        if code is None:
+            # A SIGTERM that reaches the supervisor after its trap is set but before it has forked the command is
+            # swallowed by the trap, and the command then runs until the SIGKILL of the grace period (on a busy
+            # host that window can outlast START_REPORT_S): a stop is sent only once the command exists.
+            _wait_for_command(proc)
         with self._lock:
             running.started = True
             stopped_early = running.stop_reason is not None
         if stopped_early and code is None:
-            # A SIGTERM that reaches the supervisor after its trap is set but before it has forked the command is
-            # swallowed by the trap, and the command then runs until the SIGKILL of the grace period: a stop that
-            # came that early is sent only once the command exists.
-            _wait_for_command(proc)
             self._terminate(running)
         self._report(running, TaskStarted(spec.attempt))  # right before its stop when the task has ended already
         if code is None:
