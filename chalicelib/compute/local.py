@@ -65,6 +65,7 @@ EXIT_FILE = "exit"
 SUPERVISOR = 'j=$1 k=$2; shift 2; trap : HUP INT TERM; "$@"; c=$?; printf "exit %s %s\\n" "$k" "$c" >> "$j"; exit "$c"'
 RECOVER_WAIT_S = 2.0  # how long recover() waits for a killed process to be gone
 START_REPORT_S = 0.05  # TaskStarted waits this long for the end of a task without output, to come with its stop
+COMMAND_WAIT_S = 5.0  # how long a stop that came before the command was forked waits for it (_wait_for_command)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class _Running:
     proc: subprocess.Popen[bytes]
     stop_reason: str | None = None
     lost: bool = False  # killed by shutdown(): the exit is not reported; recovery at the next start decides
+    started: bool = False  # its command runs (or it ended): a stop before that is delivered by the watcher
     timers: list[threading.Timer] = field(default_factory=list)
 
 
@@ -190,6 +192,20 @@ def _quick_exit(proc: subprocess.Popen[bytes]) -> int | None:
         return None
 
 
+def _wait_for_command(proc: subprocess.Popen[bytes], timeout: float = COMMAND_WAIT_S) -> None:
+    """Wait (bounded) until the supervisor has forked its command, or has ended. Linux: its children in /proc
+    (where that is missing, returns at once)."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if children.read_text().split():
+                return
+        except OSError:
+            return  # ended, or no /proc
+        time.sleep(0.002)
+
+
 class LocalLauncher:
     def __init__(
         self,
@@ -288,9 +304,14 @@ class LocalLauncher:
             return
         with self._lock:
             running = self._running.get(f"{job_id}#{attempt}")
-        if running is None or running.stop_reason is not None:
-            return  # not running here, or stopping already (its SIGKILL is armed)
-        running.stop_reason = reason
+            if running is None or running.stop_reason is not None:
+                return  # not running here, or stopping already (its SIGKILL is armed)
+            running.stop_reason = reason
+            if not running.started:
+                return  # the watcher delivers it once the command runs (_wait_for_command)
+        self._terminate(running)
+
+    def _terminate(self, running: _Running) -> None:
         self._signal(running, signal.SIGTERM)
         self._arm(running, self.grace_seconds, lambda r: self._signal(r, signal.SIGKILL))
 
@@ -396,6 +417,16 @@ class LocalLauncher:
         spec, proc = running.spec, running.proc
         assert proc.stdout is not None
         code = _quick_exit(proc)
+        if code is None:
+            # A SIGTERM that reaches the supervisor after its trap is set but before it has forked the command is
+            # swallowed by the trap, and the command then runs until the SIGKILL of the grace period (on a busy
+            # host that window can outlast START_REPORT_S): a stop is sent only once the command exists.
+            _wait_for_command(proc)
+        with self._lock:
+            running.started = True
+            stopped_early = running.stop_reason is not None
+        if stopped_early and code is None:
+            self._terminate(running)
         self._report(running, TaskStarted(spec.attempt))  # right before its stop when the task has ended already
         if code is None:
             try:

@@ -143,3 +143,27 @@ def test_a_program_that_is_not_on_the_path_fails_to_start(local: Local) -> None:
     assert isinstance(stopped, TaskStopped) and stopped.exit_code is None
     assert stopped.reason == "CannotStartContainerError: No such file or directory: no-such-program-batchplane"
     assert [e for j, e in local.wait_events(3) if j == "job-4"] == [TaskStarted(1, **ecs), TaskStopped(1, 0, **ecs)]
+
+
+def test_a_stop_before_the_command_is_forked_still_stops_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The supervisor's trap defers a SIGTERM that comes before it has forked the command (a node stopped right
+    # after it was launched, because its main node ended at once): that stop was lost, and the command ran until
+    # the SIGKILL of the grace period. A busy loop of builtins (no child) between the trap and the command makes
+    # that window wide, so the stop below always falls in it.
+    from chalicelib.compute import local as local_module
+
+    prefix = "j=$1 k=$2; shift 2; trap : HUP INT TERM; "
+    assert local_module.SUPERVISOR.startswith(prefix)
+    slow = prefix + "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; " + local_module.SUPERVISOR[len(prefix) :]
+    monkeypatch.setattr(local_module, "SUPERVISOR", slow)
+    events: list[tuple[str, TaskStarted | TaskStopped]] = []
+    logs = FileLogStore(tmp_path / "logs")
+    launcher = LocalLauncher(tmp_path / "work", logs, lambda j, e: events.append((j, e)), grace_seconds=600)
+    try:
+        launcher.launch(Local(launcher, events, tmp_path / "work").spec(command=["sleep", "600"]))
+        launcher.stop("job-1", 1, "enough")
+        wait_until(lambda: any(isinstance(e, TaskStopped) for _, e in events), "the stopped task to end", 60.0)
+        stopped = next(e for _, e in events if isinstance(e, TaskStopped))
+        assert (stopped.exit_code, stopped.status_reason) == (128 + signal.SIGTERM, "enough")
+    finally:
+        launcher.shutdown()
