@@ -31,6 +31,9 @@ class Settings:
     # A queue or compute environment being deleted is removed only by a pass that starts this long after its
     # DELETING marker: longer than any request that may still write a job it read before (docs/adr/0021).
     deletion_grace_ms: int = 60_000
+    # An array's children are written at most this many ahead of its finished ones; the rest are views of the
+    # parent until their turn (domain/arrays.py, docs/adr/0031). 0: every child written at submit, as before.
+    array_window: int = 1_000
 
 
 class Clock(Protocol):
