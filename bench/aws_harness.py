@@ -419,6 +419,7 @@ class World:
             state_change_events=self.deployment.parameters["StateChangeEvents"],  # as the stack's Globals set it
             # as the Lambdas read it (AwsConfig.from_environment); a test may shorten the grace
             deletion_grace_seconds=float(os.environ.get("BATCHPLANE_DELETION_GRACE_SECONDS") or 60),
+            array_window=int(os.environ.get("BATCHPLANE_ARRAY_WINDOW") or AwsConfig.array_window),
         )
 
     # -- delivering -------------------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ class AwsConfig:
     # A deleted queue / compute environment is removed this long after its DELETING marker (docs/adr/0021): more
     # than the API Lambda's timeout (30 s) plus the job index's lag, so no SubmitJob still in flight can land after.
     deletion_grace_seconds: float = Settings.deletion_grace_ms / 1000
+    # An array's children are written this many ahead of its finished ones (docs/adr/0031; 0: all at once)
+    array_window: int = Settings.array_window
 
     def __post_init__(self) -> None:
         if self.state_change_events not in stream.STATE_CHANGE_EVENTS:
@@ -74,6 +76,7 @@ class AwsConfig:
             deletion_grace_seconds=float(
                 e.get("BATCHPLANE_DELETION_GRACE_SECONDS") or Settings.deletion_grace_ms / 1000
             ),
+            array_window=int(e.get("BATCHPLANE_ARRAY_WINDOW") or Settings.array_window),
         )
 
     @property
@@ -84,4 +87,5 @@ class AwsConfig:
             default_region=self.region,
             ecs_cluster=self.cluster,
             deletion_grace_ms=int(self.deletion_grace_seconds * 1000),
+            array_window=self.array_window,
         )
