@@ -4,9 +4,11 @@ are dispatched or asked about."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from chalicelib.control.context import Services
 from chalicelib.domain import arrays
-from chalicelib.domain.jobs import Job, split_child_id
+from chalicelib.domain.jobs import FAILED, SUCCEEDED, Job, split_child_id
 from chalicelib.store.jobs import INDEX_WIDTH
 
 
@@ -51,3 +53,19 @@ def list_children(
         len(page) == limit and page[-1].array is not None and (page[-1].array.index or 0) + 1 < (parent.array.size or 0)
     )
     return page, (f"{page[-1].array.index:0{INDEX_WIDTH}d}" if more and page[-1].array else None)
+
+
+def uncounted_finished(svc: Services, parent: Job, page: int = 500) -> Iterator[Job]:
+    """The finished children a parent may not have counted yet: those at or after its `done_base` (every index
+    below was counted), read in index order from the index of children by status. A restart's recount of an array
+    that finished 900,000 of its children reads a window of them, not all."""
+    assert parent.array is not None
+    base = parent.array.done_base
+    for status in (SUCCEEDED, FAILED):
+        after = f"{base - 1:0{INDEX_WIDTH}d}" if base else None
+        while True:
+            batch = svc.jobs.children(parent.job_id, status, after=after, limit=page)
+            yield from batch
+            if len(batch) < page or batch[-1].array is None:
+                break
+            after = f"{batch[-1].array.index:0{INDEX_WIDTH}d}"

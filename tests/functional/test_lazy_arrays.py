@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from chalicelib.compute.port import NullLauncher
+from chalicelib.control import lazy_children
 from chalicelib.control.context import Settings
 from chalicelib.domain.jobs import ACTIVE, FAILED, PENDING, RUNNABLE, SUBMITTED, SUCCEEDED, child_id
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
@@ -163,3 +164,16 @@ def test_terminating_a_running_array_stops_the_written_children_and_fails_the_re
         plane.on_task_event(job_id, TaskStopped(attempt, 143))
     assert plane.describe_one(parent)["status"] == FAILED
     assert summary(plane, parent) == {FAILED: 1_000}
+
+
+def test_a_recount_reads_only_the_children_past_the_counted_base(plane: Plane) -> None:
+    # GIVEN an array whose 37 children all finished and were counted (32 of them folded into the base)
+    queue, jd = a_queue(plane)
+    parent = plane.submit(queue, jd, "run", arrayProperties={"size": 37})
+    run_all(plane, [parent])
+    job = plane.job(parent)
+    assert job.array is not None and job.array.done_base == 32
+    # WHEN the sweep's recount looks for finished children the parent may have missed
+    seen = [c.array.index for c in lazy_children.uncounted_finished(plane.svc, job, page=2) if c.array]
+    # THEN it reads only those at or past the base, every one of them
+    assert seen == [32, 33, 34, 35, 36]
