@@ -426,6 +426,7 @@ class World:
             # as the Lambdas read it (AwsConfig.from_environment); a test may shorten the grace
             deletion_grace_seconds=float(os.environ.get("BATCHPLANE_DELETION_GRACE_SECONDS") or 60),
             limits=limits_from_text(self.deployment.parameters["Limits"]),  # BATCHPLANE_LIMITS: the stack parameter
+            array_window=int(os.environ.get("BATCHPLANE_ARRAY_WINDOW") or AwsConfig.array_window),
         )
 
     def ec2_capacity(self, ce: str, *, instances: int = 1, max_vcpus: int = 64) -> list[str]:

@@ -47,8 +47,10 @@ class Server:
         profile_out: Path | None = None,
         profile_gil: bool = False,
         args: list[str] | None = None,
+        module: str = "app",
     ) -> None:
         self.args = args or []  # more `batchplane up` options (the executor)
+        self.module = module  # what `python -m` runs: app (`batchplane`)
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="batchplane-bench-"))
         self.state_dir = self.dir / "state"
@@ -72,7 +74,7 @@ class Server:
             *self.wrap,
             sys.executable,
             "-m",
-            "app",
+            self.module,
             "up",
             "--port",
             str(self.port),
@@ -102,6 +104,19 @@ class Server:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def memory_kib(self) -> dict[str, int]:
+        """The server's resident set now (VmRSS) and at its peak so far (VmHWM), in KiB, from /proc; {} if
+        unavailable."""
+        out: dict[str, int] = {}
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = int(value.split()[0])
+        except (OSError, ValueError, IndexError):
+            return {}
+        return out
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process (its threads included), from /proc; 0.0 if unavailable."""

@@ -9,6 +9,7 @@ import itertools
 import random
 import resource
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ class Context:
     setup: Setup
     quick: bool
     array_poll_s: float = 0.02  # how often array-10000 describes its parent (diagnosis: try 1.0)
+    array_size: int = 1_000_000  # the children of array-1000000 (`--array-size`: a shorter run)
 
     def submit(self, name: str, **kwargs: Any) -> str:
         resp = self.client.submit_job(
@@ -233,6 +235,75 @@ def array_10000(ctx: Context) -> dict[str, Any]:
             **meter.figures(),
         }
     )
+    return figures
+
+
+def raw_spawn_rate(command: list[str], concurrency: int, seconds: float) -> float:
+    """How many times per second this machine can run `command` to completion, `concurrency` at a time (the
+    compute environment's slots): the ceiling any executor of these jobs could reach."""
+    done = [0] * concurrency
+    deadline = time.perf_counter() + seconds
+
+    def spawn(slot: int) -> None:
+        while time.perf_counter() < deadline:
+            subprocess.run(command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            done[slot] += 1
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=spawn, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.perf_counter() - t0)
+
+
+def array_big(ctx: Context) -> dict[str, Any]:
+    """array-1000000 (docs/adr/0031): one array of `ctx.array_size` children running `true` on the CE's 2 slots.
+    Figures: submit time; children per second, and its ratio to the raw spawn rate of `true` with the same 2 slots
+    on this machine; the server's resident set when idle and its peak above that (lazy children: it must stay
+    flat, whatever the size)."""
+    size = ctx.array_size
+    raw = raw_spawn_rate(["true"], concurrency=2, seconds=3.0)
+    ctx.server.wait_idle()
+    idle_kib = ctx.server.memory_kib().get("VmRSS", 0)
+    meter = Meter(ctx.server)
+    t0 = time.perf_counter()
+    parent = ctx.submit("array", arrayProperties={"size": size})
+    t1 = time.perf_counter()
+    figures: dict[str, Any] = {
+        "children": size,
+        "submit_ms": _r((t1 - t0) * 1000, 1),
+        "raw_spawn_per_s": _r(raw, 1),
+        "idle_rss_mb": _r(idle_kib / 1024, 1),
+    }
+    poll = max(ctx.array_poll_s, 1.0)
+    deadline = time.monotonic() + max(ARRAY_WAIT_S, size / 50)
+    done, job = 0, _describe_one(ctx, parent)
+    while job["status"] not in ("SUCCEEDED", "FAILED"):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(poll)
+        job = _describe_one(ctx, parent)
+    wall = time.perf_counter() - t0
+    summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
+    done = int(summary.get("SUCCEEDED", 0)) + int(summary.get("FAILED", 0))
+    peak_kib = ctx.server.memory_kib().get("VmHWM", 0)
+    figures.update(
+        {
+            "wall_s": _r(wall, 1),
+            "children_done": done,
+            "children_per_s": _r(done / wall, 1),
+            "vs_raw_spawn": _r(done / wall / raw, 3) if raw else None,
+            "peak_rss_above_idle_mb": _r((peak_kib - idle_kib) / 1024, 1),
+            "status": job["status"],
+            "succeeded": summary.get("SUCCEEDED"),
+            "failed": summary.get("FAILED"),
+            **meter.figures(),
+        }
+    )
+    if job["status"] not in ("SUCCEEDED", "FAILED"):
+        raise Incomplete(f"array {parent} not finished after {wall:.0f}s: {summary}", figures)
     return figures
 
 
@@ -472,6 +543,7 @@ WORKLOADS: dict[str, Workload] = {
     "chains-10x20": chains_10x20,
     "chain-200": chain_200,
     "array-10000": array_10000,
+    "array-1000000": array_big,
     "submit-rate": submit_rate,
     "latency": latency,
     "api-latency": api_latency,
@@ -490,6 +562,7 @@ TARGETS: dict[str, dict[str, tuple[float, str]]] = {
     "chains-10x20": {"wall_s": (3.0, "<=")},
     "chain-200": {"wall_s": (4.0, "<=")},
     "array-10000": {"submit_ms": (200.0, "<="), "wall_s": (30.0, "<=")},
+    "array-1000000": {"submit_ms": (200.0, "<="), "vs_raw_spawn": (0.5, ">="), "peak_rss_above_idle_mb": (200.0, "<=")},
     "submit-rate": {"submit_per_s": (500.0, ">=")},
     "latency": {"p50_ms": (20.0, "<="), "p99_ms": (100.0, "<=")},
     "api-latency": {"p50_ms": (5.0, "<=")},

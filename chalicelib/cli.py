@@ -56,6 +56,7 @@ def _up(args: argparse.Namespace) -> int:
         executor=args.executor,
         allow_privileged=args.allow_privileged,
         allow_host_paths=tuple(args.allow_host_path),
+        array_window=LocalConfig.array_window if args.array_window is None else max(0, args.array_window),
     )
     if args.app is None:
         print(
@@ -220,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="accept only requests SigV4-signed by a key in FILE (an AWS credentials file; default $"
         f"{AUTH_ENV}); required to listen beyond 127.0.0.1",
+    )
+    up.add_argument(
+        "--array-window",
+        type=int,
+        metavar="N",
+        help="write an array's children at most N ahead of its finished ones; the rest wait as views of the parent "
+        "(default 1000; 0: write every child at submit)",
     )
     up.add_argument(
         "--allow-privileged",

@@ -37,6 +37,9 @@ class Settings:
     # Price finished attempts in US dollars (domain/cost.py): on AWS, where the jobs ran on AWS's capacity; the
     # local runtime reports resource-seconds only.
     price_jobs: bool = False
+    # An array's children are written at most this many ahead of its finished ones; the rest are views of the
+    # parent until their turn (domain/arrays.py, docs/adr/0031). 0: every child written at submit, as before.
+    array_window: int = 1_000
 
 
 class Clock(Protocol):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from chalicelib.control import consumables, idempotent, resources
+from chalicelib.control import consumables, idempotent, lazy_children, resources
 from chalicelib.control.context import RequestContext, Services
 from chalicelib.control.react import Reactor
 from chalicelib.domain import (
@@ -111,7 +111,7 @@ def submit(svc: Services, reactor: Reactor, ctx: RequestContext, req: dict[str, 
         retry_strategy=job_spec.retry_strategy(req, jd.spec),
         timeout=job_spec.timeout(req, jd.spec),
         depends_on=depends_on,
-        array=ArrayInfo(size=size) if size is not None else None,
+        array=ArrayInfo(size=size, window=svc.settings.array_window) if size is not None else None,
         vcpus=vcpus,
         memory=memory,
         share_identifier=req.get("shareIdentifier"),
@@ -215,6 +215,7 @@ def _check_dependencies(svc: Services, deps: tuple[Dependency, ...], size: int |
     dependency is plain whatever its type (job_spec.validate_submit)."""
     ids = [d.job_id for d in deps if d.job_id]
     found = {j.job_id: j for j in svc.jobs.get_many(ids)}
+    found.update(lazy_children.views(svc, [j for j in ids if j not in found]))  # a child not written yet
     plain = []
     for i, dep in enumerate(deps):
         if dep.job_id is None:
@@ -252,6 +253,7 @@ def describe(svc: Services, job_ids: list[str]) -> list[Job]:
         np = parent.node_properties if parent is not None and parent.is_multinode else None
         if parent is not None and np is not None and index < nodes.num_nodes(np):
             found[job_id] = nodes.node_view(parent, index)
+    found.update(lazy_children.views(svc, [j for j in wanted if j not in found and j not in node_ids]))
     return [found[j] for j in wanted if j in found]
 
 
@@ -314,9 +316,7 @@ def list_jobs(svc: Services, req: dict[str, Any], cursor: Any, limit: int) -> tu
         parent = get_job(svc, req["arrayJobId"], "arrayJobId")
         if parent.array is None or parent.array.size is None:
             raise InvalidRequest(f"arrayJobId: job {parent.job_id} is not an array job")
-        jobs = svc.jobs.children(parent.job_id, status, after=cursor, limit=limit)
-        next_cursor = f"{jobs[-1].array.index:07d}" if len(jobs) == limit and jobs[-1].array else None
-        return jobs, next_cursor
+        return lazy_children.list_children(svc, parent, status, cursor, limit)
     queue = resources.get_jq(svc, req["jobQueue"])
     if not filters:
         jobs = svc.jobs.in_queue(queue.name, status, after=cursor, limit=limit)

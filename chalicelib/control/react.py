@@ -15,7 +15,6 @@ applies a task's start and stop together when both are pending, and a batch of f
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -25,7 +24,7 @@ from chalicelib.compute.nodes import attempt_spec
 from chalicelib.compute.port import Launcher, NodeAware, TaskSpec
 from chalicelib.control import usage
 from chalicelib.control.context import Services
-from chalicelib.domain import caps, consumables, ecs_task, job_spec, lifecycle, nodes
+from chalicelib.domain import arrays, caps, consumables, ecs_task, job_spec, lifecycle, nodes
 from chalicelib.domain.effects import commands, effects_of, in_order
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.job_detail import job_detail
@@ -36,8 +35,6 @@ from chalicelib.domain.jobs import (
     RUNNABLE,
     SUBMITTED,
     SUCCEEDED,
-    ArrayInfo,
-    Dependency,
     Job,
     child_id,
     split_child_id,
@@ -319,25 +316,24 @@ class Reactor:
     # -- array jobs -------------------------------------------------------------------------------------------
 
     def create_children(self, parent_id: str) -> None:
-        """Write the parent's children in transactions, resumably (`children_created` is the cursor)."""
+        """Write the parent's children in transactions, resumably (`children_created` is the cursor), up to a
+        window ahead of the finished ones (domain/arrays.py; the rest are written as those finish)."""
         while True:
             parent = self.svc.jobs.get(parent_id)
             if parent is None or parent.array is None or parent.array.size is None:
                 return
             if parent.status != PENDING or parent.is_cancelled or parent.is_terminated:
                 return
-            start, size = parent.array.children_created, parent.array.size
-            if start >= size:
+            start, until = parent.array.children_created, arrays.write_until(parent.array)
+            if start >= until:
                 return
-            sequential = any(d.type == "SEQUENTIAL" for d in parent.depends_on)
-            n_to_n = [d.job_id for d in parent.depends_on if d.type == "N_TO_N" and d.job_id]
-            per_child = 1 + (1 if sequential else 0) + len(n_to_n)
-            end = min(size, start + max(1, MAX_TRANSACT_OPS // per_child))
+            per_child = 1 + len(arrays.child_dependencies(parent, 1))
+            end = min(until, start + max(1, MAX_TRANSACT_OPS // per_child))
             now = self.svc.clock.now_ms()
             children, edges = [], []
             for i in range(start, end):
-                deps = ([child_id(parent_id, i - 1)] if sequential and i > 0 else []) + [child_id(d, i) for d in n_to_n]
-                children.append(self._child(parent, i, deps, now))
+                deps = arrays.child_dependencies(parent, i)
+                children.append(arrays.child(parent, i, deps, now))
                 edges += [(d, child_id(parent_id, i)) for d in deps]
             try:
                 self.svc.jobs.create_many(children, edges)
@@ -365,21 +361,6 @@ class Reactor:
             if after is None or after.array is None or after.array.children_created < end:
                 return
 
-    def _child(self, parent: Job, index: int, deps: list[str], now: int) -> Job:
-        return dataclasses.replace(
-            parent,
-            job_id=child_id(parent.job_id, index),
-            arn=f"{parent.arn}:{index}",
-            status=PENDING if deps else RUNNABLE,
-            created_at=now,
-            updated_at=now,
-            depends_on=tuple(Dependency(d, None) for d in deps),
-            pending=tuple(deps),
-            array=ArrayInfo(index=index, parent_id=parent.job_id),
-            status_reason=None,
-            version=0,
-        )
-
     def _create_missing(self, children: list[Job], edges: list[tuple[str, str]]) -> None:
         """A previous run wrote part of this chunk before it died: write only what is missing."""
         existing = {j.job_id for j in self.svc.jobs.get_many([c.job_id for c in children])}
@@ -398,12 +379,17 @@ class Reactor:
         self.apply(parent_id, lifecycle.CheckChildren())
 
     def parent_counts(self, parent: Job) -> dict[str, int]:
-        """Children by status for statusSummary; children not yet written (or finished but not yet counted by the
-        parent) count as PENDING. The parent is read before its children, so more children than its
-        `children_created` may exist by then: the counts always add up to the size."""
+        """Children by status for statusSummary: those written and unfinished from the store (at most a window
+        of them), the finished ones from the parent's counts, the ones not written yet as `arrays.virtual_status`
+        says (children finished but not yet counted by the parent count as PENDING). The parent is read before
+        its children, so more children than its `children_created` may exist by then: the counts always add up to
+        the size."""
         assert parent.array is not None and parent.array.size is not None
         counts = self.svc.jobs.children_counts(parent.job_id, (SUBMITTED, PENDING, RUNNABLE, *ACTIVE))
         counts[SUCCEEDED] = parent.array.succeeded
         counts[FAILED] = parent.array.failed
+        status, virtual = arrays.virtual_counts(parent)
+        virtual = min(virtual, max(0, parent.array.size - sum(counts.values())))
+        counts[status] += virtual
         counts[PENDING] += max(0, parent.array.size - sum(counts.values()))
         return counts

@@ -33,11 +33,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chalicelib.control import deletion
+from chalicelib.control import deletion, lazy_children
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.domain import lifecycle
-from chalicelib.domain.jobs import ACTIVE, FAILED, PENDING, RUNNING, STARTING, SUCCEEDED, Job
+from chalicelib.domain.jobs import ACTIVE, PENDING, RUNNING, STARTING, SUCCEEDED, Job
 from chalicelib.domain.reasons import TASK_FAILED_TO_START, host_terminated_reason
 
 log = logging.getLogger("batchplane.sweep")
@@ -158,7 +158,7 @@ def _repair_pending(svc: Services, reactor: Reactor, job: Job, report: SweepRepo
         report.settled.append(job.job_id)
         return
     if job.is_array_parent and job.array is not None:
-        for child in list(svc.jobs.iter_children(job.job_id, SUCCEEDED, FAILED)):
+        for child in list(lazy_children.uncounted_finished(svc, job)):
             assert child.array is not None and child.array.index is not None
             reactor.apply(job.job_id, lifecycle.ChildFinished(child.array.index, child.status == SUCCEEDED))
         reactor.create_children(job.job_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chalicelib.domain import arrays
 from chalicelib.domain.jobs import DEPENDENCY_FAILED, PENDING, RUNNABLE, SUCCEEDED, TERMINAL, Job
 
 # -- effects ---------------------------------------------------------------------------------------------------
@@ -56,7 +57,7 @@ class NotifyParent:
 
 @dataclass(frozen=True)
 class CreateChildren:
-    """Write the parent's children (from `children_created` on)."""
+    """Write the parent's children (from `children_created` on, up to a window ahead of the finished ones)."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def _parent_effects(old: Job | None, new: Job) -> list[Effect]:
     stopped = new.is_cancelled or new.is_terminated
     reason = new.status_reason or ""
     if new.status == PENDING:
-        if not new.pending and not stopped and new.array.children_created < new.array.size:
+        if not new.pending and not stopped and arrays.wants_children(new.array):
             out.append(CreateChildren())
         if new.is_terminated and not (old is not None and old.is_terminated):
             out.append(CancelChildren(reason, terminate=True))

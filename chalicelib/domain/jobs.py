@@ -96,8 +96,13 @@ class ArrayInfo:
     succeeded: int = 0
     failed: int = 0
     # One bit per child index, set when that child was counted: makes ChildFinished idempotent. Hex, so it stays
-    # a plain JSON string; 10,000 children take 2.5 KB.
+    # a plain JSON string. The bits start at `done_base` (a multiple of 8: every index below it was counted), and
+    # full leading bytes are dropped as they fill, so the bitmap spans only the children still running
+    # (domain/arrays.py; docs/adr/0031-lazy-array-children.md).
     done_bits: str = ""
+    done_base: int = 0
+    # Children written ahead of the finished ones, at most (0: all at once, as before ADR 0031).
+    window: int = 0
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from chalicelib.domain import conditions, ecs_task, retry
+from chalicelib.domain import arrays, conditions, ecs_task, retry
 
 # The effects (domain/effects.py) are part of this module's vocabulary: `lifecycle.Publish`, `lifecycle.Outcome`.
 from chalicelib.domain.effects import (
@@ -48,8 +48,6 @@ from chalicelib.domain.jobs import (
     TIMEOUT_REASON,
     Attempt,
     Job,
-    bitmap_has,
-    bitmap_set,
 )
 
 __all__ = [  # the re-exported effects; everything defined below is public as well
@@ -432,14 +430,9 @@ def _child_finished(job: Job, done: ChildFinished, now: int) -> Outcome:
     array = job.array
     if array is None or array.size is None or not 0 <= done.index < array.size:
         return UNCHANGED
-    if bitmap_has(array.done_bits, done.index):
+    if arrays.counted(array, done.index):
         return UNCHANGED  # a duplicate notification: this child was counted already
-    counted = replace(
-        array,
-        succeeded=array.succeeded + (1 if done.succeeded else 0),
-        failed=array.failed + (0 if done.succeeded else 1),
-        done_bits=bitmap_set(array.done_bits, done.index),
-    )
+    counted = arrays.count(array, done.index, done.succeeded)
     return _complete_parent(job, replace(job, array=counted, updated_at=now), now)
 
 

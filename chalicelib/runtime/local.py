@@ -63,6 +63,8 @@ class LocalConfig:
     allow_host_paths: tuple[str, ...] = ()
     # A deleted queue / compute environment is removed this long after its DELETING marker (docs/adr/0021)
     deletion_grace_seconds: float = Settings.deletion_grace_ms / 1000
+    # An array's children are written this many ahead of its finished ones (docs/adr/0031; 0: all at once)
+    array_window: int = Settings.array_window
 
 
 class LocalRepository(Repository):

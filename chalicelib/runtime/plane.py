@@ -196,6 +196,7 @@ def build_local(config: LocalConfig, app: ServedApp) -> LocalRuntime:
                 host_path_prefixes=tuple(os.path.realpath(p) for p in config.allow_host_paths),
             ),
             deletion_grace_ms=int(config.deletion_grace_seconds * 1000),
+            array_window=config.array_window,
         ),
         events=events,
         logs=logs,

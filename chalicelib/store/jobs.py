@@ -98,6 +98,16 @@ def _attempt(a: dict[str, Any]) -> Attempt:
     return Attempt(**a)
 
 
+def _array_body(array: ArrayInfo) -> dict[str, Any]:
+    """The array bookkeeping; the lazy-children fields (docs/adr/0031) only when set, so a child's body and the
+    bodies written before them stay as they were."""
+    body = dict(vars(array))
+    for name in ("done_base", "window"):
+        if not body[name]:
+            del body[name]
+    return body
+
+
 def job_body(job: Job) -> dict[str, Any]:
     """The job as a JSON-ready dict. Not `dataclasses.asdict`: that deep-copies every nested dict and list, and
     it was the largest CPU cost of the local engine (3 s of 10 s for a 500-child array). The body is serialised at
@@ -110,7 +120,7 @@ def job_body(job: Job) -> dict[str, Any]:
     body["depends_on"] = [dict(vars(d)) for d in job.depends_on]
     body["attempts"] = [_attempt_body(a) for a in job.attempts]
     body["current"] = _attempt_body(job.current) if job.current else None
-    body["array"] = dict(vars(job.array)) if job.array else None
+    body["array"] = _array_body(job.array) if job.array else None
     if job.cancel_reason is not None:
         body["cancel_reason"] = job.cancel_reason
     if job.consumable_resources:

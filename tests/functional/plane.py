@@ -14,7 +14,7 @@ from typing import Any
 
 from chalicelib.api import gateway
 from chalicelib.compute.port import Launcher, NullLauncher
-from chalicelib.control.context import Services
+from chalicelib.control.context import Services, Settings
 from chalicelib.control.dispatch import Dispatcher
 from chalicelib.control.react import Reactor
 from chalicelib.domain.jobs import Job
@@ -52,10 +52,22 @@ class SeqIds:
 
 
 class Plane:
-    def __init__(self, store: ItemStore, launcher: Launcher | None = None, clock: FakeClock | None = None) -> None:
+    def __init__(
+        self,
+        store: ItemStore,
+        launcher: Launcher | None = None,
+        clock: FakeClock | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.clock = clock or FakeClock()
         self.launcher: Launcher = launcher or NullLauncher()
-        self.svc = Services(repo=Repository(store), clock=self.clock, ids=SeqIds(), launcher=self.launcher)
+        self.svc = Services(
+            repo=Repository(store),
+            clock=self.clock,
+            ids=SeqIds(),
+            launcher=self.launcher,
+            settings=settings or Settings(),
+        )
         self.reactor = Reactor(self.svc, self.launcher)
         self.dispatcher = Dispatcher(self.svc, self.reactor, SeqIds(f"task-{id(self):x}").new_id)
 

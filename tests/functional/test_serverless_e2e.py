@@ -157,3 +157,34 @@ def _report(
         + "\n"
     )
     return lines
+
+
+def test_a_lazy_array_runs_each_child_once_on_the_serverless_runtime(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the AWS runtime writing array children 3 ahead of the finished ones (docs/adr/0031)
+    monkeypatch.setenv("BATCHPLANE_ARRAY_WINDOW", "3")
+    with deployed({"StateChangeEvents": "ALL"}) as deployment:
+        world, batch, counter = deployment.world, deployment.batch, deployment.counter
+        set_up(deployment)
+        # WHEN an array of 10 is submitted
+        fan = str(
+            batch.submit_job(jobName="fan", jobQueue="q", jobDefinition="step", arrayProperties={"size": 10})["jobId"]
+        )
+        # THEN before anything ran, the unwritten children are described and counted as RUNNABLE views
+        far = batch.describe_jobs(jobs=[f"{fan}:9"])["jobs"]
+        assert [(j["status"], j["arrayProperties"]["index"]) for j in far] == [("RUNNABLE", 9)]
+        assert batch.describe_jobs(jobs=[fan])["jobs"][0]["arrayProperties"]["statusSummary"]["RUNNABLE"] == 10
+        counter.calls.clear()
+        world.settle()
+        # AND every child ran exactly once, the stream writing the next ones as the first finished
+        parent = batch.describe_jobs(jobs=[fan])["jobs"][0]
+        assert parent["status"] == "SUCCEEDED" and parent["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 10
+        run = Counter(
+            c.params["startedBy"] if "startedBy" in c.params else c.params.get("clientToken", "")
+            for c in counter.calls
+            if (c.service, c.operation) == ("ecs", "RunTask")
+        )
+        assert sum(run.values()) == 10 and set(run.values()) == {1}, run
+        children = batch.list_jobs(arrayJobId=fan, jobStatus="SUCCEEDED")["jobSummaryList"]
+        assert sorted(c["arrayProperties"]["index"] for c in children) == list(range(10))

@@ -45,6 +45,8 @@ class AwsConfig:
     deletion_grace_seconds: float = Settings.deletion_grace_ms / 1000
     # AWS's quotas, some lifted by the stack parameter `Limits` (BATCHPLANE_LIMITS: "max-array-size=1000000 ...")
     limits: Limits = field(default_factory=Limits)
+    # An array's children are written this many ahead of its finished ones (docs/adr/0031; 0: all at once)
+    array_window: int = Settings.array_window
 
     def __post_init__(self) -> None:
         if self.state_change_events not in stream.STATE_CHANGE_EVENTS:
@@ -78,6 +80,7 @@ class AwsConfig:
                 e.get("BATCHPLANE_DELETION_GRACE_SECONDS") or Settings.deletion_grace_ms / 1000
             ),
             limits=limits_from_text(e.get("BATCHPLANE_LIMITS")),
+            array_window=int(e.get("BATCHPLANE_ARRAY_WINDOW") or Settings.array_window),
         )
 
     @property
@@ -90,4 +93,5 @@ class AwsConfig:
             deletion_grace_ms=int(self.deletion_grace_seconds * 1000),
             price_jobs=True,
             limits=self.limits,
+            array_window=self.array_window,
         )
