@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
@@ -17,6 +18,9 @@ from chalicelib.runtime.local import LocalConfig, LocalRuntime
 from chalicelib.runtime.plane import build_local
 from tests.functional.builders import REGION, BatchClient
 from tests.runtimes import stop_runtime
+
+if TYPE_CHECKING:
+    from bench.aws_harness import Deployment
 
 # One attempt in total: a 500 must surface as ServerException, not be retried away. (botocore's `max_attempts`
 # counts retries after the first attempt in its default legacy mode, so max_attempts=1 would still retry once.)
@@ -65,6 +69,30 @@ def make_client(boto_session: boto3.session.Session, endpoint: str) -> Iterator[
 @pytest.fixture
 def batch(make_client: Callable[[str], BatchClient]) -> BatchClient:
     return make_client(REGION)
+
+
+# -- the serverless runtime on moto (bench/aws_harness.py); imported when used: most tests here need none of it ----
+
+
+@pytest.fixture
+def serverless_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment the harness's deployment runs in: AWS_ENV set, AWS_ENV_UNSET removed."""
+    from bench.aws_harness import AWS_ENV, AWS_ENV_UNSET
+
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in AWS_ENV_UNSET:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def deployment(serverless_env: None) -> Iterator[Deployment]:
+    """The stack deployed on moto, nothing created in it yet (`set_up` adds the harness's queue "q", ...). A module
+    needing another deployment overrides this fixture."""
+    from bench.aws_harness import deployed
+
+    with deployed() as d:
+        yield d
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -10,13 +10,13 @@ import pytest
 from bench.aws_harness import Deployment, set_up
 from chalicelib.console.client import Api
 from chalicelib.domain import cost
-from tests.functional.test_aws_consumables import _dispatch_without_running, aws_env, deployment  # noqa: F401
+from tests.functional.test_aws_consumables import _dispatch_without_running
 
 CAP = "batchplane:maxRunning"
 
 
 def test_a_capped_queue_and_a_capped_array_hold_jobs_back_on_the_serverless_runtime(
-    deployment: Deployment,  # noqa: F811
+    deployment: Deployment,
 ) -> None:
     # GIVEN queue "q" capped at 3, an array of 3 children capped at 1, and a plain job
     batch = deployment.batch
@@ -55,7 +55,7 @@ def test_a_capped_queue_and_a_capped_array_hold_jobs_back_on_the_serverless_runt
     assert [j["status"] for j in done] == ["SUCCEEDED"] * 6
 
 
-def test_a_finished_job_is_priced_at_its_capacity_on_the_serverless_runtime(deployment: Deployment) -> None:  # noqa: F811
+def test_a_finished_job_is_priced_at_its_capacity_on_the_serverless_runtime(deployment: Deployment) -> None:
     # GIVEN a 0.25 vCPU / 512 MiB job on the Fargate Spot environment of set_up, run to the end
     batch = deployment.batch
     set_up(deployment)

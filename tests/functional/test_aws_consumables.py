@@ -4,27 +4,11 @@ taken in the dispatch Lambda's claim transaction and returned by the ECS task ev
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from bench.aws_harness import AWS_ENV, AWS_ENV_UNSET, Deployment, deployed, set_up
+from bench.aws_harness import Deployment, set_up
 
 NEEDS_ONE = {"consumableResourceList": [{"consumableResource": "licence", "quantity": 1}]}
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in AWS_ENV_UNSET:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def deployment(aws_env: None) -> Iterator[Deployment]:
-    with deployed() as d:
-        yield d
 
 
 def _quantities(deployment: Deployment) -> tuple[int, int, int]:

@@ -4,12 +4,11 @@ idempotent SubmitJob claimed in DynamoDB with the job's insert, limits lifted by
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from bench.aws_harness import AWS_ENV, AWS_ENV_UNSET, Deployment, deployed, set_up
+from bench.aws_harness import Deployment, deployed, set_up
 from chalicelib.domain.conditions import CONDITION_NOT_MET
 from chalicelib.domain.idempotency import TOKEN_TAG
 from chalicelib.domain.jobs import DEPENDENCY_FAILED
@@ -17,18 +16,10 @@ from chalicelib.store import tokens
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in AWS_ENV_UNSET:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def deployment(aws_env: None) -> Iterator[Deployment]:
-    with deployed() as d:
-        set_up(d)
-        yield d
+def deployment(deployment: Deployment) -> Deployment:
+    """conftest's deployment, set up (queue "q", definition "step")."""
+    set_up(deployment)
+    return deployment
 
 
 def submit(d: Deployment, name: str, **kwargs: Any) -> str:
@@ -112,7 +103,7 @@ def test_aws_quotas_are_the_default_on_aws(deployment: Deployment) -> None:
     assert "arrayProperties.size" in str(e.value) and "max-array-size" in str(e.value)
 
 
-def test_the_stack_parameter_lifts_limits(aws_env: None) -> None:
+def test_the_stack_parameter_lifts_limits(serverless_env: None) -> None:
     with deployed({"Limits": "max-array-size=20000,max-dependencies=120"}) as d:
         set_up(d)
         # GIVEN 120 jobs, WHEN a job depends on all of them (more edges than one DynamoDB transaction holds) and an

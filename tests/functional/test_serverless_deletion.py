@@ -31,11 +31,7 @@ GONE = deletion.queue_deleted_reason("q")
 
 
 @pytest.fixture
-def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in AWS_ENV_UNSET:
-        monkeypatch.delenv(name, raising=False)
+def deployment(monkeypatch: pytest.MonkeyPatch, serverless_env: None) -> Iterator[Deployment]:
     monkeypatch.setenv("BATCHPLANE_DELETION_GRACE_SECONDS", "0")  # an empty queue goes at once (no grace)
     with deployed() as d:
         set_up(d)

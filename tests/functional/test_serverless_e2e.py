@@ -28,8 +28,6 @@ from typing import Any
 import pytest
 
 from bench.aws_harness import (
-    AWS_ENV,
-    AWS_ENV_UNSET,
     SPOT_INTERRUPTED,
     Deployment,
     attribute,
@@ -45,15 +43,7 @@ REPORT = Path(__file__).resolve().parents[2] / "build" / "serverless-e2e-calls.j
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in AWS_ENV_UNSET:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def deployment(aws_env: None) -> Iterator[Deployment]:
+def deployment(serverless_env: None) -> Iterator[Deployment]:
     with deployed({"StateChangeEvents": "ALL"}) as d:  # every state change published, as AWS Batch does
         yield d
 
@@ -160,7 +150,7 @@ def _report(
 
 
 def test_a_lazy_array_runs_each_child_once_on_the_serverless_runtime(
-    aws_env: None, monkeypatch: pytest.MonkeyPatch
+    serverless_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN the AWS runtime writing array children 3 ahead of the finished ones (docs/adr/0031)
     monkeypatch.setenv("BATCHPLANE_ARRAY_WINDOW", "3")

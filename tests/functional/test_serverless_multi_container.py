@@ -4,23 +4,9 @@ containers as the STOPPED task state change reports them (docs/adr/0028)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from bench.aws_harness import AWS_ENV, AWS_ENV_UNSET, CLUSTER, EXEC_ROLE, IMAGE, Deployment, deployed, set_up
-
-
-@pytest.fixture
-def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in AWS_ENV_UNSET:
-        monkeypatch.delenv(name, raising=False)
-    with deployed() as d:
-        yield d
-
+from bench.aws_harness import CLUSTER, EXEC_ROLE, IMAGE, Deployment, set_up
 
 QUARTER = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}]
 

@@ -7,26 +7,15 @@ call counter; every task state change goes through the deployed EventBridge rule
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from bench.aws_harness import AWS_ENV, AWS_ENV_UNSET, CLUSTER, IMAGE, Deployment, deployed, set_up
+from bench.aws_harness import CLUSTER, IMAGE, Deployment, set_up
 from chalicelib.domain.nodes import STOPPED_WITH_MAIN
 
 MAIN_ADDRESS = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
-
-
-@pytest.fixture
-def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in AWS_ENV_UNSET:
-        monkeypatch.delenv(name, raising=False)
-    with deployed() as d:
-        yield d
 
 
 def ec2_queue(deployment: Deployment) -> str:
