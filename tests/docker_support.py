@@ -53,3 +53,12 @@ def remove_containers(client: Any, state_dir: Path) -> None:
     for v in client.volumes(filters={"label": label}).get("Volumes") or []:
         with contextlib.suppress(Exception):
             client.remove_volume(v["Name"], force=True)
+
+
+def node_networks(client: Any, state_dir: Path) -> list[dict[str, Any]]:
+    """The per-job node networks (multi-node jobs) a server on `state_dir` created and has not removed yet."""
+    path = state_dir / "executor-id"
+    if not path.exists():
+        return []
+    label = f"batchplane.state-dir={path.read_text().strip()}"
+    return list(client.networks(filters={"label": [label, "batchplane.nodes-of"]}))

@@ -30,6 +30,7 @@ from chalicelib.compute.logs_port import LOG_GROUP
 from chalicelib.domain.validation import Limits
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
 from chalicelib.runtime.plane import build_local
+from tests.docker_support import node_networks, remove_containers
 from tests.runtimes import stop_runtime
 
 Client = Any  # botocore builds client classes at runtime
@@ -133,6 +134,37 @@ def batch(runtime: LocalRuntime, clients: ClientFactory) -> Client:
 @pytest.fixture
 def logs(runtime: LocalRuntime, clients: ClientFactory) -> Client:
     return clients("logs", runtime.endpoint)
+
+
+@pytest.fixture
+def docker_runtimes(state_dir: Path, docker_engine: Any) -> Iterator[Runtimes]:
+    """Runtimes on the Docker executor (skipped without an engine, see tests/docker_support.py); at teardown every
+    container, Docker volume and node network their servers created is removed. The tests' host volumes are in their
+    tmp_path: allowed, as `batchplane up --allow-host-path` would."""
+    runtimes = Runtimes(state_dir, executor="docker", allow_host_paths=(str(state_dir.parent),))
+    try:
+        yield runtimes
+    finally:
+        runtimes.stop_all()
+        remove_containers(docker_engine, state_dir)
+        for n in node_networks(docker_engine, state_dir):
+            docker_engine.remove_network(n["Id"])
+
+
+@pytest.fixture
+def drt(docker_runtimes: Runtimes) -> LocalRuntime:
+    """A started runtime on the Docker executor."""
+    return docker_runtimes.start()
+
+
+@pytest.fixture
+def dbatch(drt: LocalRuntime, clients: ClientFactory) -> Client:
+    return clients("batch", drt.endpoint)
+
+
+@pytest.fixture
+def dlogs(drt: LocalRuntime, clients: ClientFactory) -> Client:
+    return clients("logs", drt.endpoint)
 
 
 @pytest.fixture

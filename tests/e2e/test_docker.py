@@ -42,32 +42,6 @@ SMALL = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}] 
 
 
 @pytest.fixture
-def runtimes(state_dir: Path, docker_engine: Any) -> Iterator[Runtimes]:
-    # the tests' host volumes are in their tmp_path: allowed, as `batchplane up --allow-host-path` would
-    runtimes = Runtimes(state_dir, executor="docker", allow_host_paths=(str(state_dir.parent),))
-    try:
-        yield runtimes
-    finally:
-        runtimes.stop_all()
-        remove_containers(docker_engine, state_dir)
-
-
-@pytest.fixture
-def drt(runtimes: Runtimes) -> LocalRuntime:
-    return runtimes.start()
-
-
-@pytest.fixture
-def dbatch(drt: LocalRuntime, clients: ClientFactory) -> Client:
-    return clients("batch", drt.endpoint)
-
-
-@pytest.fixture
-def dlogs(drt: LocalRuntime, clients: ClientFactory) -> Client:
-    return clients("logs", drt.endpoint)
-
-
-@pytest.fixture
 def entry_image(docker_engine: Any) -> Iterator[str]:
     """busybox with ENTRYPOINT ["echo", "entry:"] and CMD ["default"], built locally (no registry)."""
     tag = f"batchplane-test-entry:{uuid.uuid4().hex[:8]}"
@@ -404,14 +378,14 @@ def running_with_output(batch: Client, logs: Client, job_id: str) -> str:
     return stream
 
 
-def restart(runtimes: Runtimes, rt: LocalRuntime, clients: ClientFactory) -> tuple[LocalRuntime, Client, Client]:
-    runtimes.stop(rt)
-    again = runtimes.start()
+def restart(docker_runtimes: Runtimes, rt: LocalRuntime, clients: ClientFactory) -> tuple[LocalRuntime, Client, Client]:
+    docker_runtimes.stop(rt)
+    again = docker_runtimes.start()
     return again, clients("batch", again.endpoint), clients("logs", again.endpoint)
 
 
 def test_a_container_still_running_at_restart_is_reattached_and_its_real_end_reported(
-    runtimes: Runtimes,
+    docker_runtimes: Runtimes,
     drt: LocalRuntime,
     dbatch: Client,
     dlogs: Client,
@@ -424,9 +398,9 @@ def test_a_container_still_running_at_restart_is_reattached_and_its_real_end_rep
     job_id = waiting_job(dbatch, queue, "exit 7")
     stream = running_with_output(dbatch, dlogs, job_id)
     # WHEN the server stops (its container keeps running) and starts again, and then the job goes on
-    runtimes.stop(drt)
+    docker_runtimes.stop(drt)
     assert container_of(docker_engine, job_id)["State"]["Running"]
-    rt = runtimes.start()
+    rt = docker_runtimes.start()
     batch, logs = clients("batch", rt.endpoint), clients("logs", rt.endpoint)
     go(docker_engine, job_id)
     # THEN its real exit is reported, on its first attempt, and its log has each line once
@@ -437,7 +411,7 @@ def test_a_container_still_running_at_restart_is_reattached_and_its_real_end_rep
 
 
 def test_a_container_that_ended_while_the_server_was_down_is_settled_with_its_real_exit(
-    runtimes: Runtimes,
+    docker_runtimes: Runtimes,
     drt: LocalRuntime,
     dbatch: Client,
     dlogs: Client,
@@ -453,11 +427,11 @@ def test_a_container_that_ended_while_the_server_was_down_is_settled_with_its_re
     running_with_output(dbatch, dlogs, exits)
     running_with_output(dbatch, dlogs, ooms)
     # WHEN the server is down while both end
-    runtimes.stop(drt)
+    docker_runtimes.stop(drt)
     for job_id in (exits, ooms):
         go(docker_engine, job_id)
         docker_engine.wait(container_of(docker_engine, job_id)["Id"])
-    rt = runtimes.start()
+    rt = docker_runtimes.start()
     batch, logs = clients("batch", rt.endpoint), clients("logs", rt.endpoint)
     # THEN the restart settles them with their real exit code and OOM flag, their last lines logged
     jobs = wait_terminal(batch, [exits, ooms])
@@ -468,7 +442,7 @@ def test_a_container_that_ended_while_the_server_was_down_is_settled_with_its_re
 
 
 def test_a_container_the_engine_lost_fails_its_attempt_as_a_lost_host(
-    runtimes: Runtimes,
+    docker_runtimes: Runtimes,
     drt: LocalRuntime,
     dbatch: Client,
     dlogs: Client,
@@ -484,9 +458,9 @@ def test_a_container_the_engine_lost_fails_its_attempt_as_a_lost_host(
     )
     running_with_output(dbatch, dlogs, job_id)
     # WHEN its container disappears while the server is down
-    runtimes.stop(drt)
+    docker_runtimes.stop(drt)
     docker_engine.remove_container(container_of(docker_engine, job_id)["Id"], force=True)
-    rt = runtimes.start()
+    rt = docker_runtimes.start()
     batch = clients("batch", rt.endpoint)
     # THEN its attempt failed as a lost host, and the retry ran
     job = wait_terminal(batch, [job_id])[job_id]

@@ -4,18 +4,13 @@ stream (docs/adr/0028). Needs the `docker_engine` fixture (skipped without an en
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chalicelib.runtime.local import LocalRuntime
-from tests.docker_support import TEST_IMAGE, remove_containers
+from tests.docker_support import TEST_IMAGE
 from tests.e2e.conftest import (
     Client,
-    ClientFactory,
-    Runtimes,
     log_lines,
     setup_queue,
     submit,
@@ -26,31 +21,6 @@ from tests.e2e.conftest import (
 )
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def runtimes(state_dir: Path, docker_engine: Any) -> Iterator[Runtimes]:
-    runtimes = Runtimes(state_dir, executor="docker")
-    try:
-        yield runtimes
-    finally:
-        runtimes.stop_all()
-        remove_containers(docker_engine, state_dir)
-
-
-@pytest.fixture
-def drt(runtimes: Runtimes) -> LocalRuntime:
-    return runtimes.start()
-
-
-@pytest.fixture
-def dbatch(drt: LocalRuntime, clients: ClientFactory) -> Client:
-    return clients("batch", drt.endpoint)
-
-
-@pytest.fixture
-def dlogs(drt: LocalRuntime, clients: ClientFactory) -> Client:
-    return clients("logs", drt.endpoint)
 
 
 def container(name: str, script: str, *, essential: bool = True, **props: Any) -> dict[str, Any]:

@@ -4,14 +4,12 @@ when the job ends; terminate and failures. Needs the `docker_engine` fixture (te
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chalicelib.runtime.local import LocalRuntime
-from tests.docker_support import TEST_IMAGE, remove_containers
+from tests.docker_support import TEST_IMAGE, node_networks
 from tests.e2e.conftest import (
     Client,
     ClientFactory,
@@ -37,41 +35,6 @@ PEER = sh(
     "until echo from-$AWS_BATCH_JOB_NODE_INDEX | nc -w 2 $AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS 7000;"
     " do sleep 0.2; done; echo main at $AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
 )
-
-
-@pytest.fixture
-def runtimes(state_dir: Path, docker_engine: Any) -> Iterator[Runtimes]:
-    runtimes = Runtimes(state_dir, executor="docker")
-    try:
-        yield runtimes
-    finally:
-        runtimes.stop_all()
-        remove_containers(docker_engine, state_dir)
-        for n in node_networks(docker_engine, state_dir):
-            docker_engine.remove_network(n["Id"])
-
-
-def node_networks(client: Any, state_dir: Path) -> list[dict[str, Any]]:
-    path = state_dir / "executor-id"
-    if not path.exists():
-        return []
-    label = f"batchplane.state-dir={path.read_text().strip()}"
-    return list(client.networks(filters={"label": [label, "batchplane.nodes-of"]}))
-
-
-@pytest.fixture
-def drt(runtimes: Runtimes) -> LocalRuntime:
-    return runtimes.start()
-
-
-@pytest.fixture
-def dbatch(drt: LocalRuntime, clients: ClientFactory) -> Client:
-    return clients("batch", drt.endpoint)
-
-
-@pytest.fixture
-def dlogs(drt: LocalRuntime, clients: ClientFactory) -> Client:
-    return clients("logs", drt.endpoint)
 
 
 def container(command: list[str]) -> dict[str, Any]:
@@ -152,10 +115,10 @@ def test_a_node_whose_image_cannot_be_pulled_fails_the_attempt(dbatch: Client) -
 
 
 def test_a_server_restart_mid_run_fails_the_attempt_and_the_retry_runs_every_node_again(
-    runtimes: Runtimes, clients: ClientFactory, docker_engine: Any, state_dir: Path
+    docker_runtimes: Runtimes, clients: ClientFactory, docker_engine: Any, state_dir: Path
 ) -> None:
     # GIVEN a 2-node job whose first attempt runs until stopped, on a server that then goes away and comes back
-    first = runtimes.start()
+    first = docker_runtimes.start()
     batch = clients("batch", first.endpoint)
     queue, _ = setup_queue(batch, 4, platform="EC2")
     script = sh('[ "$AWS_BATCH_JOB_ATTEMPT" = 1 ] && sleep 600; exit 0')
@@ -165,8 +128,8 @@ def test_a_server_restart_mid_run_fails_the_attempt_and_the_retry_runs_every_nod
         lambda: len(batch.list_jobs(multiNodeJobId=job_id, jobStatus="RUNNING")["jobSummaryList"]) == 2,
         "both nodes to run",
     )
-    runtimes.stop(first)  # the containers run on without their server
-    second = runtimes.start()
+    docker_runtimes.stop(first)  # the containers run on without their server
+    second = docker_runtimes.start()
     batch = clients("batch", second.endpoint)
     # WHEN the server recovers the attempt THEN it stops its nodes, fails it, and the retry runs both nodes again
     job = wait_terminal(batch, [job_id], timeout=90)[job_id]

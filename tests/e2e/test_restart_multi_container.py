@@ -88,31 +88,21 @@ def _assert_carried_on(batch: Any, logs: Any, job_id: str, engine: Any) -> None:
     wait_until(lambda: not _members(engine, job_id), "the task's containers removed")
 
 
-@pytest.fixture
-def runtimes(state_dir: Path, docker_engine: Any) -> Iterator[Runtimes]:
-    runtimes = Runtimes(state_dir, executor="docker")
-    try:
-        yield runtimes
-    finally:
-        runtimes.stop_all()
-        remove_containers(docker_engine, state_dir)
-
-
 def test_docker_a_clean_restart_re_attaches_and_carries_on(
-    runtimes: Runtimes, clients: Any, docker_engine: Any
+    docker_runtimes: Runtimes, clients: Any, docker_engine: Any
 ) -> None:
     # GIVEN a task whose init container runs and whose main container waits for it, when the server stops
-    rt = runtimes.start()
+    rt = docker_runtimes.start()
     batch = clients("batch", rt.endpoint)
     job_id = _submit(batch)
     wait_status(batch, [job_id], "RUNNING", timeout=60)
     wait_until(lambda: _members(docker_engine, job_id).get("init", {}).get("State") == "running", "init running")
-    runtimes.stop(rt)
+    docker_runtimes.stop(rt)
     # (the containers outlive it) AND init ends while it is down
     assert {n: c["State"] for n, c in _members(docker_engine, job_id).items()}["main"] == "created"
     _let_init_end(docker_engine, job_id)
     # WHEN it starts again
-    again = runtimes.start()
+    again = docker_runtimes.start()
     _assert_carried_on(clients("batch", again.endpoint), clients("logs", again.endpoint), job_id, docker_engine)
 
 
