@@ -19,19 +19,13 @@ from tests.e2e.conftest import (
     wait_terminal,
     wait_until,
 )
+from tests.multi_container_support import containers_of, member
 
 pytestmark = pytest.mark.e2e
 
 
 def container(name: str, script: str, *, essential: bool = True, **props: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "image": TEST_IMAGE,
-        "command": ["sh", "-c", script],
-        "essential": essential,
-        "resourceRequirements": [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "256"}],
-        **props,
-    }
+    return member(name, ["sh", "-c", script], image=TEST_IMAGE, memory="256", essential=essential, **props)
 
 
 def run_task(batch: Client, *containers: dict[str, Any], volumes: list[dict[str, Any]] | None = None) -> str:
@@ -45,10 +39,6 @@ def run_task(batch: Client, *containers: dict[str, Any], volumes: list[dict[str,
     )["jobDefinitionArn"]
     queue, _ = setup_queue(batch, 4, name=unique("ec2"), platform="EC2")  # EC2: any container sizes add up
     return submit(batch, queue, jd)
-
-
-def containers_of(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in job["ecsProperties"]["taskProperties"][0]["containers"]}
 
 
 def test_containers_reach_each_other_on_localhost_and_share_volumes(dbatch: Client, dlogs: Client) -> None:

@@ -26,19 +26,13 @@ from tests.e2e.conftest import (
     wait_terminal,
     wait_until,
 )
+from tests.multi_container_support import containers_of, member
 
 pytestmark = pytest.mark.e2e
 
 
 def container(name: str, script: str, *, essential: bool = True, **props: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "image": IMAGE,
-        "command": sh(script),
-        "essential": essential,
-        "resourceRequirements": [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}],
-        **props,
-    }
+    return member(name, sh(script), image=IMAGE, memory="512", essential=essential, **props)
 
 
 def register_task(batch: Client, *containers: dict[str, Any]) -> str:
@@ -49,10 +43,6 @@ def register_task(batch: Client, *containers: dict[str, Any]) -> str:
         ecsProperties={"taskProperties": [{"containers": list(containers), "executionRoleArn": EXEC_ROLE}]},
     )
     return str(resp["jobDefinitionArn"])
-
-
-def containers_of(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in job["ecsProperties"]["taskProperties"][0]["containers"]}
 
 
 def test_dependson_orders_containers_and_logs_are_per_container(batch: Client, logs: Client, tmp_path: Path) -> None:

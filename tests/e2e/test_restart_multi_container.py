@@ -17,8 +17,9 @@ import boto3
 import pytest
 
 from chalicelib.compute.local import _processes_of
-from tests.docker_support import TEST_IMAGE, remove_containers
+from tests.docker_support import remove_containers
 from tests.e2e.conftest import Runtimes, setup_queue, unique, wait_status, wait_terminal, wait_until
+from tests.e2e.test_docker_multi_container import container as _container
 from tests.e2e.test_kill_restart import CLIENT, Server, free_port
 from tests.e2e.test_multi_container import container as process_container
 from tests.e2e.test_multi_container import register_task
@@ -27,17 +28,6 @@ pytestmark = pytest.mark.e2e
 
 GO = "/tmp/go"  # inside the init container: created by the test (docker exec) to let it end
 RETRY_LOST = {"attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"}]}
-
-
-def _container(name: str, script: str, *, essential: bool = True, **props: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "image": TEST_IMAGE,
-        "command": ["sh", "-c", script],
-        "essential": essential,
-        "resourceRequirements": [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "256"}],
-        **props,
-    }
 
 
 def _task() -> list[dict[str, Any]]:

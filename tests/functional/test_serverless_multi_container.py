@@ -4,9 +4,8 @@ containers as the STOPPED task state change reports them (docs/adr/0028)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.aws_harness import CLUSTER, EXEC_ROLE, IMAGE, Deployment, set_up
+from tests.multi_container_support import containers_of
 
 QUARTER = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}]
 
@@ -35,10 +34,6 @@ def register(deployment: Deployment) -> None:
         },
         parameters={"word": "hello"},
     )
-
-
-def containers_of(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in job["ecsProperties"]["taskProperties"][0]["containers"]}
 
 
 def test_a_multi_container_job_runs_as_one_ecs_task(deployment: Deployment) -> None:
