@@ -62,7 +62,8 @@ def test_a_node_reaches_the_main_node_by_address_on_the_job_network(
     assert job["status"] == "SUCCEEDED", job.get("statusReason")
     main, peer = describe_one(dbatch, f"{job_id}#0"), describe_one(dbatch, f"{job_id}#1")
     # (a log's last lines may be stored just after the job's end is: wait for each node's last line)
-    wait_until(lambda: job_log(dlogs, main)[-1:] == ["got from-1"], "the main node's whole log")
+    # (90 s: on a loaded CI machine the last line once took longer than 30 s to be stored; cause not yet found)
+    wait_until(lambda: job_log(dlogs, main)[-1:] == ["got from-1"], "the main node's whole log", timeout=90)
     assert job_log(dlogs, main) == ["main 0", "got from-1"]  # the peer connected to the main node's address
     wait_until(lambda: job_log(dlogs, peer)[-1:][0].startswith("main at ") if job_log(dlogs, peer) else False, "log")
     peer_log = job_log(dlogs, peer)
