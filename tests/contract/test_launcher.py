@@ -167,7 +167,16 @@ def _process(tmp_path: Path, *, nodes: bool = False, task: bool = False) -> Iter
     def output(spec: TaskSpec) -> list[str]:
         return _log_lines(logs, _main_stream(spec))
 
-    yield Subject(
+    yield _local_subject(new, reported, output, task=task)
+    for launcher in made:
+        launcher.shutdown(5.0)
+
+
+def _local_subject(
+    new: Callable[[], Any], reported: Reported, output: Callable[[TaskSpec], list[str]], *, task: bool
+) -> Subject:
+    """A local launcher's subject: what a job printed is read back from the log store."""
+    return Subject(
         new(),
         reported,
         new,
@@ -177,8 +186,6 @@ def _process(tmp_path: Path, *, nodes: bool = False, task: bool = False) -> Iter
         lambda spec: output(spec).count("ran"),
         task=task,
     )
-    for launcher in made:
-        launcher.shutdown(5.0)
 
 
 def _docker(tmp_path: Path, docker_engine: Any, *, task: bool = False) -> Iterator[Subject]:
@@ -197,16 +204,7 @@ def _docker(tmp_path: Path, docker_engine: Any, *, task: bool = False) -> Iterat
     def output(spec: TaskSpec) -> list[str]:
         return _log_lines(logs, _main_stream(spec))
 
-    yield Subject(
-        new(),
-        reported,
-        new,
-        _reported_of(reported),
-        output,
-        lambda spec: _printed_env(output(spec)),
-        lambda spec: output(spec).count("ran"),
-        task=task,
-    )
+    yield _local_subject(new, reported, output, task=task)
     for launcher in made:
         with contextlib.suppress(OSError):
             launcher.shutdown(2.0)
