@@ -9,8 +9,6 @@ repeated ChildFinished counts once). `window` (0: no window, every child written
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from chalicelib.domain.jobs import (
     FAILED,
     PENDING,
@@ -23,6 +21,7 @@ from chalicelib.domain.jobs import (
     bitmap_set,
     child_id,
 )
+from chalicelib.domain.records import replace
 
 
 def counted(array: ArrayInfo, index: int) -> bool:

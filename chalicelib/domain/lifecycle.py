@@ -14,7 +14,7 @@ to, or an attempt number that is no longer current.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.domain import arrays, conditions, ecs_task, retry
@@ -49,6 +49,7 @@ from chalicelib.domain.jobs import (
     Attempt,
     Job,
 )
+from chalicelib.domain.records import replace
 
 __all__ = [  # the re-exported effects; everything defined below is public as well
     "UNCHANGED",

@@ -21,6 +21,7 @@ from typing import Any
 
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, TERMINAL, ArrayInfo, Attempt, Dependency, Job, Timeout
+from chalicelib.domain.records import replace
 from chalicelib.domain.retry import RetryStrategy
 from chalicelib.store.caps import CapRepository
 from chalicelib.store.consumables import ConsumableRepository, consumer_items
@@ -191,7 +192,7 @@ class JobRepository:
         under concurrency caps with its places (store/caps.py; `caps.AtLimit`)."""
         if job.consumable_resources or job.caps:
             return self._save_with_units(job)
-        return dataclasses.replace(job, version=self.items.put(job_item(job), expect_of(job.version)).version)
+        return replace(job, version=self.items.put(job_item(job), expect_of(job.version)).version)
 
     def _save_with_units(self, job: Job) -> Job:
         expect = expect_of(job.version)
@@ -202,9 +203,9 @@ class JobRepository:
         moves = ConsumableRepository(self.items).unit_moves(before, job) if job.consumable_resources else []
         moves += CapRepository(self.items).cap_moves(before, job) if job.caps else []
         if not moves:
-            return dataclasses.replace(job, version=self.items.put(job_item(job), expect).version)
+            return replace(job, version=self.items.put(job_item(job), expect).version)
         self.items.transact([Put(job_item(job), expect), *moves])
-        return dataclasses.replace(job, version=job.version + 1)
+        return replace(job, version=job.version + 1)
 
     def create_with_edges(self, job: Job, dependencies: Sequence[str], claim: Put | None = None) -> Job:
         """The job, its dependency edges and its client-token `claim` (store/tokens.py), all or nothing. Edges that do
@@ -218,7 +219,7 @@ class JobRepository:
         for start in range(0, len(early), MAX_TRANSACT_OPS):
             self.items.transact(early[start : start + MAX_TRANSACT_OPS])
         self.items.transact(ops + edges)
-        return dataclasses.replace(job, version=1)
+        return replace(job, version=1)
 
     def create_many(self, jobs: Sequence[Job], edges: Sequence[tuple[str, str]] = ()) -> None:
         ops: list[Op] = [Put(job_item(j), None) for j in jobs]
