@@ -7,13 +7,14 @@ most (backups + 1) x max_bytes of events (100,000 jobs write about 230 MB)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from chalicelib import compact_json
 
 Subscriber = Callable[[dict[str, Any]], None]
 
@@ -58,7 +59,7 @@ class LocalEventBus:
         }
         with self._lock:
             if self._file is not None:
-                self._file.write(json.dumps(envelope, separators=(",", ":")) + "\n")
+                self._file.write(compact_json.dumps(envelope) + "\n")
                 self._file.flush()
                 if self._file.tell() >= self.max_bytes:
                     self._rotate()

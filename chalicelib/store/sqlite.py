@@ -10,13 +10,13 @@ a statement is cheaper than a connection pool's bookkeeping at this scale.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from chalicelib import compact_json
 from chalicelib.domain.errors import Conflict, InvalidRequest
 from chalicelib.store.port import MAX_TRANSACT_OPS, Check, Delete, Index, Item, Op, Put
 
@@ -42,7 +42,7 @@ def _row_to_item(row: tuple[Any, ...]) -> Item:
     return Item(
         pk=pk,
         sk=sk,
-        body=json.loads(body),
+        body=compact_json.loads(body),
         version=version,
         gsi1=(g1p, g1s) if g1p is not None else None,
         gsi2=(g2p, g2s) if g2p is not None else None,
@@ -157,7 +157,7 @@ class SqliteItemStore:
         g2p, g2s = item.gsi2 or (None, None)
         conn.execute(
             "INSERT OR REPLACE INTO items (pk, sk, version, body, g1p, g1s, g2p, g2s) VALUES (?,?,?,?,?,?,?,?)",
-            (item.pk, item.sk, new_version, json.dumps(item.body, separators=(",", ":")), g1p, g1s, g2p, g2s),
+            (item.pk, item.sk, new_version, compact_json.dumps(item.body), g1p, g1s, g2p, g2s),
         )
         return Item(item.pk, item.sk, item.body, new_version, item.gsi1, item.gsi2)
 
