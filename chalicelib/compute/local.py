@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import logging
 import os
@@ -46,6 +45,7 @@ from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+from chalicelib.domain.records import replace
 
 log = logging.getLogger("batchplane.launcher")
 
@@ -71,7 +71,7 @@ COMMAND_WAIT_S = 5.0  # how long a stop that came before the command was forked 
 @dataclass
 class _Running:
     spec: TaskSpec
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | None = None  # None until its watcher has spawned it
     stop_reason: str | None = None
     lost: bool = False  # killed by shutdown(): the exit is not reported; recovery at the next start decides
     started: bool = False  # its command runs (or it ended): a stop before that is delivered by the watcher
@@ -259,20 +259,22 @@ class LocalLauncher:
         if spec.containers:
             self._groups.launch(spec, workdir)
             return
-        proc = self._spawn(spec, workdir)
-        if proc is None:
+        env = self._environment(spec, workdir)
+        if env is None:
             return
-        self._journal.record_pid(spec.key, proc.pid)
-        running = _Running(spec, proc)
+        # The process is spawned by its watcher thread, not here: a fork and exec cost the caller (the local
+        # engine's dispatcher thread, which claims the next job) about half a millisecond of waiting.
+        running = _Running(spec)
+        watcher = threading.Thread(
+            target=self._watch, args=(running, workdir, env), name=f"task-{spec.key}", daemon=True
+        )
         with self._lock:
             self._running[spec.key] = running
-        watcher = threading.Thread(target=self._watch, args=(running,), name=f"task-{spec.key}", daemon=True)
-        with self._lock:
             self._watchers.add(watcher)
         watcher.start()
 
-    def _spawn(self, spec: TaskSpec, workdir: Path) -> subprocess.Popen[bytes] | None:
-        """The attempt's process; None when it cannot start (reported as the attempt's TaskStopped)."""
+    def _environment(self, spec: TaskSpec, workdir: Path) -> dict[str, str] | None:
+        """The attempt's environment; None when it cannot start (reported as the attempt's TaskStopped)."""
         if not spec.command:
             self._failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
             return None
@@ -285,19 +287,37 @@ class LocalLauncher:
                 return None
             if "/" not in program:  # a relative path depends on the working directory
                 self._on_path.add((program, path))
+        return {**env, **self.credentials.grant(spec, container=False)} if self.credentials else env
+
+    def _spawn(self, running: _Running, workdir: Path, env: dict[str, str]) -> bool:
+        """Start the attempt's process (on its watcher thread) and record its pid. False when it did not start:
+        exec failed (reported as the attempt's TaskStopped), or the launcher shut down first."""
+        spec = running.spec
+        with self._lock:
+            if running.lost:
+                return False  # shut down before the spawn: recovery at the next start decides (no process)
         try:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", str(self._journal.path), spec.key, *spec.command],
                 cwd=workdir,
-                env={**env, **self.credentials.grant(spec, container=False)} if self.credentials else env,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         except OSError as e:
-            self._failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: {program}")
-            return None
+            with self._lock:
+                self._running.pop(spec.key, None)
+            self._failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: {spec.command[0]}")
+            return False
+        self._journal.record_pid(spec.key, proc.pid)
+        with self._lock:
+            running.proc = proc
+            lost = running.lost
+        if lost:  # shutdown() came during the spawn and found no process to kill
+            self._signal(running, signal.SIGKILL)
+        return True
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
         if self._groups.stop(f"{job_id}#{attempt}", reason):
@@ -403,19 +423,22 @@ class LocalLauncher:
         timer.start()
 
     def _signal(self, running: _Running, sig: signal.Signals) -> None:
+        if running.proc is None:
+            return  # not spawned yet: a stop is delivered by the watcher, a shutdown is seen by _spawn
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(running.proc.pid, sig)
 
-    def _watch(self, running: _Running) -> None:
+    def _watch(self, running: _Running, workdir: Path, env: dict[str, str]) -> None:
         try:
-            self._watch_until_exit(running)
+            if self._spawn(running, workdir, env):
+                self._watch_until_exit(running)
         finally:
             with self._lock:
                 self._watchers.discard(threading.current_thread())
 
     def _watch_until_exit(self, running: _Running) -> None:
         spec, proc = running.spec, running.proc
-        assert proc.stdout is not None
+        assert proc is not None and proc.stdout is not None
         code = _quick_exit(proc)
         if code is None:
             # A SIGTERM that reaches the supervisor after its trap is set but before it has forked the command is
@@ -451,9 +474,7 @@ class LocalLauncher:
             return  # killed by shutdown(): recovery at the next start decides
         # AWS shows ECS ARNs: the task's, and the container instance's (this host, EC2-like capacity)
         spec = running.spec
-        event = dataclasses.replace(
-            event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn
-        )
+        event = replace(event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn)
         try:
             self.on_event(running.spec.job_id, event)
         except Exception:  # the sweep repairs a lost report (at the latest, the one at the next start)
