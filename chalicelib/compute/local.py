@@ -43,6 +43,7 @@ from pathlib import Path
 from chalicelib.compute.local_group import ProcessGroups
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec
+from chalicelib.compute.workers import Workers
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.records import replace
@@ -224,7 +225,7 @@ class LocalLauncher:
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
         self._launched: set[str] = set()
-        self._watchers: set[threading.Thread] = set()  # one per process, until its exit is reported
+        self._workers = Workers()  # the watchers' threads (compute/workers.py): one per process until its exit
         self._base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
         self.base_env = self._base_env
         self._groups = ProcessGroups(self)  # multi-container attempts (docs/adr/0028)
@@ -265,13 +266,9 @@ class LocalLauncher:
         # The process is spawned by its watcher thread, not here: a fork and exec cost the caller (the local
         # engine's dispatcher thread, which claims the next job) about half a millisecond of waiting.
         running = _Running(spec)
-        watcher = threading.Thread(
-            target=self._watch, args=(running, workdir, env), name=f"task-{spec.key}", daemon=True
-        )
         with self._lock:
             self._running[spec.key] = running
-            self._watchers.add(watcher)
-        watcher.start()
+        self._workers.run(spec.key, lambda: self._watch(running, workdir, env))
 
     def _environment(self, spec: TaskSpec, workdir: Path) -> dict[str, str] | None:
         """The attempt's environment; None when it cannot start (reported as the attempt's TaskStopped)."""
@@ -392,15 +389,12 @@ class LocalLauncher:
             running = list(self._running.values())
             for r in running:
                 r.lost = True
-            watchers = list(self._watchers)
         for r in running:
             for t in r.timers:
                 t.cancel()
             self._signal(r, signal.SIGKILL)
         self._groups.shutdown(timeout)
-        deadline = time.monotonic() + timeout
-        for w in watchers:
-            w.join(max(0.0, deadline - time.monotonic()))
+        self._workers.wait_idle(timeout)
         self._journal.close()
 
     # -- internals --------------------------------------------------------------------------------------------
@@ -429,12 +423,8 @@ class LocalLauncher:
             os.killpg(running.proc.pid, sig)
 
     def _watch(self, running: _Running, workdir: Path, env: dict[str, str]) -> None:
-        try:
-            if self._spawn(running, workdir, env):
-                self._watch_until_exit(running)
-        finally:
-            with self._lock:
-                self._watchers.discard(threading.current_thread())
+        if self._spawn(running, workdir, env):
+            self._watch_until_exit(running)
 
     def _watch_until_exit(self, running: _Running) -> None:
         spec, proc = running.spec, running.proc
