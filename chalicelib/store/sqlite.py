@@ -149,17 +149,27 @@ class SqliteItemStore:
         return None if row is None else int(row[0])
 
     def _put(self, conn: sqlite3.Connection, item: Item, expect: int | None) -> Item:
-        stored = self._stored_version(conn, item.pk, item.sk)
-        if stored != expect:
-            raise Conflict(item.key, expect)
-        new_version = 1 if expect is None else expect + 1
+        """The condition is the statement's own (one statement, not a read then a write): an INSERT fails on an
+        existing key, an UPDATE of the expected version changes no row when another version is stored."""
         g1p, g1s = item.gsi1 or (None, None)
         g2p, g2s = item.gsi2 or (None, None)
-        conn.execute(
-            "INSERT OR REPLACE INTO items (pk, sk, version, body, g1p, g1s, g2p, g2s) VALUES (?,?,?,?,?,?,?,?)",
-            (item.pk, item.sk, new_version, compact_json.dumps(item.body), g1p, g1s, g2p, g2s),
-        )
-        return Item(item.pk, item.sk, item.body, new_version, item.gsi1, item.gsi2)
+        body = compact_json.dumps(item.body)
+        if expect is None:
+            try:
+                conn.execute(
+                    "INSERT INTO items (pk, sk, version, body, g1p, g1s, g2p, g2s) VALUES (?,?,?,?,?,?,?,?)",
+                    (item.pk, item.sk, 1, body, g1p, g1s, g2p, g2s),
+                )
+            except sqlite3.IntegrityError:  # the key exists (only the primary key is unique)
+                raise Conflict(item.key, expect) from None
+            return Item(item.pk, item.sk, item.body, 1, item.gsi1, item.gsi2)
+        changed = conn.execute(
+            "UPDATE items SET version=?, body=?, g1p=?, g1s=?, g2p=?, g2s=? WHERE pk=? AND sk=? AND version=?",
+            (expect + 1, body, g1p, g1s, g2p, g2s, item.pk, item.sk, expect),
+        ).rowcount
+        if changed != 1:
+            raise Conflict(item.key, expect)
+        return Item(item.pk, item.sk, item.body, expect + 1, item.gsi1, item.gsi2)
 
     def _delete(self, conn: sqlite3.Connection, pk: str, sk: str, expect: int) -> None:
         if self._stored_version(conn, pk, sk) != expect:
