@@ -26,6 +26,7 @@ def run_one(
     profile_dir: Path | None,
     array_poll_s: float,
     profile_gil: bool = False,
+    profile_idle: bool = False,
     array_size: int = 1_000_000,
 ) -> dict[str, Any]:
     started = time.perf_counter()
@@ -39,7 +40,14 @@ def run_one(
             return {**result, "skipped": why}
     # bench.server runs `--executor process` (the process workloads measure what they always did); these override it.
     executor = containers.SERVER_ARGS if name in containers.WORKLOADS else None
-    server = Server(wrap=wrap, keep_dir=keep_dir, profile_out=profile_out, profile_gil=profile_gil, args=executor)
+    server = Server(
+        wrap=wrap,
+        keep_dir=keep_dir,
+        profile_out=profile_out,
+        profile_gil=profile_gil,
+        profile_idle=profile_idle,
+        args=executor,
+    )
     if name == "array-1000000":
         server.args = [*server.args, "--limit", "max-array-size=1000000"]  # AWS's 10,000-children quota raised
     try:
@@ -120,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         help="with --profile-dir: sample only the thread holding the GIL (the server's Python CPU, not its waits)",
     )
     parser.add_argument(
+        "--profile-idle",
+        action="store_true",
+        help="with --profile-dir: sample waiting threads too (read with `python -m bench.profile_report FILE --idle "
+        "--thread dispatcher`: where the engine's serial thread spends its wall time)",
+    )
+    parser.add_argument(
         "--array-poll",
         type=float,
         default=0.02,
@@ -153,7 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         size = args.array_size or (100_000 if args.quick else 1_000_000)
         result = run_one(
-            name, args.quick, wrap, args.keep, args.profile_dir, args.array_poll, args.profile_gil, array_size=size
+            name,
+            args.quick,
+            wrap,
+            args.keep,
+            args.profile_dir,
+            args.array_poll,
+            args.profile_gil,
+            args.profile_idle,
+            array_size=size,
         )
         errored |= "error" in result
         print(json.dumps(result), flush=True)

@@ -46,6 +46,7 @@ class Server:
         keep_dir: bool = False,
         profile_out: Path | None = None,
         profile_gil: bool = False,
+        profile_idle: bool = False,
         args: list[str] | None = None,
         module: str = "app",
     ) -> None:
@@ -60,6 +61,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.profile_out = profile_out
         self.profile_gil = profile_gil
+        self.profile_idle = profile_idle
         self.final_log = ""
         self.outside_signals = 0  # signals the sigwatch shield caught (see bench/sigwatch.py)
         self.died_with: int | None = None  # exit code, when the server exited before it was stopped
@@ -157,6 +159,8 @@ class Server:
             return
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         cmd = [py_spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "250", "--threads"]
+        if self.profile_idle:  # waiting threads too: where a serial thread's wall time goes, waits included
+            cmd.append("--idle")
         if self.profile_gil:  # only the thread holding the GIL: where the server's Python CPU goes
             cmd.append("--gil")
         cmd += ["--output", str(self.profile_out)]
