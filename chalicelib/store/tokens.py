@@ -13,8 +13,8 @@ partition for all tokens takes what the queue-status partitions of the jobs them
 
 from __future__ import annotations
 
-from chalicelib.domain.idempotency import Claim
 from chalicelib.domain.errors import Conflict
+from chalicelib.domain.idempotency import Claim
 from chalicelib.store.port import Item, ItemStore, Put
 
 EXPIRY_PK = "TOKENS"  # gsi1 partition of every claim, sorted by expiry: "<expires_ms, 15 digits>#<token>"
