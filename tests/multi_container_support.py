@@ -1,5 +1,5 @@
-"""Builders shared by the multi-container tests (ecsProperties, docs/adr/0028): one container of a task, and a
-job's containers by name."""
+"""Builders shared by the multi-container tests (ecsProperties, docs/adr/0028): one container of a task, a Fargate
+job definition of one task, and a job's containers by name."""
 
 from __future__ import annotations
 
@@ -7,16 +7,32 @@ from typing import Any
 
 
 def member(
-    name: str, command: list[str], *, image: str, memory: str, essential: bool = True, **props: Any
+    name: str, command: list[str] | None, *, image: str, memory: str, essential: bool = True, **props: Any
 ) -> dict[str, Any]:
-    """One container of a task: 0.25 vCPU and `memory` MiB; `props` are more container fields (dependsOn, ...)."""
+    """One container of a task: 0.25 vCPU and `memory` MiB, the image's own command when `command` is None; `props`
+    are more container fields (dependsOn, ...)."""
     return {
         "name": name,
         "image": image,
-        "command": command,
+        **({"command": command} if command is not None else {}),
         "essential": essential,
         "resourceRequirements": [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": memory}],
         **props,
+    }
+
+
+def fargate_task(
+    name: str, *containers: dict[str, Any], execution_role: str, task: dict[str, Any] | None = None, **request: Any
+) -> dict[str, Any]:
+    """RegisterJobDefinition's request for a Fargate job of one task holding `containers`; `task` holds more task
+    fields (pidMode, ...), `request` more request members (parameters, ...)."""
+    properties = {"executionRoleArn": execution_role, **(task or {}), "containers": list(containers)}
+    return {
+        "jobDefinitionName": name,
+        "type": "container",
+        "platformCapabilities": ["FARGATE"],
+        "ecsProperties": {"taskProperties": [properties]},
+        **request,
     }
 
 

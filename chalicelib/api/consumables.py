@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from chalicelib.api import pagination
@@ -41,19 +42,11 @@ def describe_consumable_resource(svc: Services, ctx: RequestContext, req: dict[s
 
 @operation("ListConsumableResources")
 def list_consumable_resources(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    limit = pagination.page_size(req)
-    page, cursor = consumables.list_resources(svc, req, pagination.decode(req.get("nextToken")), limit)
-    return {
-        "consumableResources": [consumables.summary(r) for r in page],
-        "nextToken": pagination.encode(cursor) if cursor is not None else None,
-    }
+    fetch = functools.partial(consumables.list_resources, svc, req)
+    return pagination.page(req, "consumableResources", fetch, consumables.summary)
 
 
 @operation("ListJobsByConsumableResource")
 def list_jobs_by_consumable_resource(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    limit = pagination.page_size(req)
-    page, cursor = consumables.list_jobs(svc, req, pagination.decode(req.get("nextToken")), limit)
-    return {
-        "jobs": [consumables.job_summary(job, quantity) for job, quantity in page],
-        "nextToken": pagination.encode(cursor) if cursor is not None else None,
-    }
+    fetch = functools.partial(consumables.list_jobs, svc, req)
+    return pagination.page(req, "jobs", fetch, lambda listed: consumables.job_summary(*listed))

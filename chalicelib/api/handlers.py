@@ -6,6 +6,7 @@ the job operations' table (`api/jobs.py`) into the one `api/gateway.py` routes t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -128,12 +129,8 @@ def deregister_job_definition(svc: Services, ctx: RequestContext, req: dict[str,
 
 @operation("DescribeJobDefinitions")
 def describe_job_definitions(svc: Services, ctx: RequestContext, req: dict[str, Any]) -> dict[str, Any]:
-    limit = pagination.page_size(req)
-    jds, cursor = resources.describe_job_definitions(svc, req, pagination.decode(req.get("nextToken")), limit)
-    return {
-        "jobDefinitions": [render.job_definition(jd) for jd in jds],
-        "nextToken": pagination.encode(cursor) if cursor else None,
-    }
+    fetch = functools.partial(resources.describe_job_definitions, svc, req)
+    return pagination.page(req, "jobDefinitions", fetch, render.job_definition)
 
 
 # -- scheduling policies ---------------------------------------------------------------------------------------

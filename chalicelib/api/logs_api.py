@@ -17,21 +17,30 @@ Differences from CloudWatch Logs, by design or not yet built:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import re
 import uuid
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from chalicelib.api import safe_json
 from chalicelib.api.errors import Response
 from chalicelib.api.gateway import json_object, region_of
+from chalicelib.api.logs_members import (
+    LogsError,
+    Scope,
+    bool_member,
+    check_group,
+    decode_token,
+    encode_token,
+    int_member,
+    invalid,
+    not_found,
+    page_limit,
+    text_member,
+)
 from chalicelib.compute.logs_port import LOG_GROUP, LogEvent, LogStore
 from chalicelib.control.context import Services
 from chalicelib.domain import digits
@@ -46,31 +55,7 @@ SCAN_BUDGET = 500_000  # events one FilterLogEvents call may examine before it r
 _CHUNK = 10_000
 
 
-class LogsError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-
-
-def _invalid(message: str) -> LogsError:
-    return LogsError("InvalidParameterException", message)
-
-
-def _not_found(message: str) -> LogsError:
-    return LogsError("ResourceNotFoundException", message)
-
-
-@dataclass(frozen=True)
-class _Scope:
-    region: str
-    account: str
-
-    def group_arn(self) -> str:
-        return f"arn:aws:logs:{self.region}:{self.account}:log-group:{LOG_GROUP}"
-
-
-Handler = Callable[[LogStore, dict[str, Any], _Scope], dict[str, Any]]
+Handler = Callable[[LogStore, dict[str, Any], Scope], dict[str, Any]]
 
 
 def handle_logs(svc: Services, headers: Mapping[str, str], body: bytes | str | None) -> Response:
@@ -82,8 +67,8 @@ def handle_logs(svc: Services, headers: Mapping[str, str], body: bytes | str | N
             raise LogsError("UnknownOperationException", f"Unknown operation {target or '(no X-Amz-Target)'}")
         request = _parse_body(body)
         if svc.logs is None:
-            raise _not_found("Job logs are in CloudWatch Logs for this deployment; use the CloudWatch Logs endpoint")
-        scope = _Scope(region=region_of(headers, svc.settings.default_region), account=svc.settings.account)
+            raise not_found("Job logs are in CloudWatch Logs for this deployment; use the CloudWatch Logs endpoint")
+        scope = Scope(region=region_of(headers, svc.settings.default_region), account=svc.settings.account)
         result = handler(svc.logs, request, scope)
         return 200, {"Content-Type": CONTENT_TYPE, "x-amzn-RequestId": request_id}, json.dumps(result)
     except LogsError as exc:
@@ -102,99 +87,33 @@ def _parse_body(body: bytes | str | None) -> dict[str, Any]:
     return json_object(body, partial(LogsError, "SerializationException"))
 
 
-# -- members -----------------------------------------------------------------------------------------------------
-
-
-def _str(req: dict[str, Any], key: str, *, required: bool = False) -> str | None:
-    value = req.get(key)
-    if value is None:
-        if required:
-            raise _invalid(f"Missing required parameter {key}")
-        return None
-    if not isinstance(value, str) or not value:
-        raise _invalid(f"{key} must be a non-empty string")
-    return value
-
-
-def _int(req: dict[str, Any], key: str, default: int | None = None, lo: int = 0, hi: int | None = None) -> int | None:
-    value = req.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        bounds = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise _invalid(f"{key} must be an integer in {bounds}")
-    return value
-
-
-def _bool(req: dict[str, Any], key: str) -> bool:
-    value = req.get(key, False)
-    if not isinstance(value, bool):
-        raise _invalid(f"{key} must be a boolean")
-    return value
-
-
-def _limit(req: dict[str, Any], hi: int) -> int:
-    value = _int(req, "limit", hi, 1, hi)
-    assert value is not None
-    return value
-
-
-def _check_group(req: dict[str, Any]) -> None:
-    name, identifier = _str(req, "logGroupName"), _str(req, "logGroupIdentifier")
-    if name is not None and identifier is not None:
-        raise _invalid("Specify logGroupName or logGroupIdentifier, not both")
-    group = name if name is not None else identifier
-    if group is None:
-        raise _invalid("Missing required parameter logGroupName or logGroupIdentifier")
-    if group.startswith("arn:"):
-        group = group.partition(":log-group:")[2].removesuffix(":*")
-    if group != LOG_GROUP:
-        raise _not_found(f"The specified log group does not exist: {group} (batchplane has only {LOG_GROUP})")
-
-
-def _encode_token(value: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
-
-
-def _decode_token(token: str | None) -> dict[str, Any] | None:
-    if token is None:
-        return None
-    try:
-        value = safe_json.loads(base64.urlsafe_b64decode(token.encode()), "nextToken")
-    except (ValueError, binascii.Error):  # safe_json.JsonRejected is a ValueError
-        raise _invalid("The specified nextToken is invalid") from None
-    if not isinstance(value, dict):
-        raise _invalid("The specified nextToken is invalid")
-    return value
-
-
 # -- GetLogEvents ------------------------------------------------------------------------------------------------
 
 
-def get_log_events(store: LogStore, req: dict[str, Any], scope: _Scope) -> dict[str, Any]:
-    _check_group(req)
-    stream = _str(req, "logStreamName", required=True)
+def get_log_events(store: LogStore, req: dict[str, Any], scope: Scope) -> dict[str, Any]:
+    check_group(req)
+    stream = text_member(req, "logStreamName", required=True)
     assert stream is not None
     if not store.exists(stream):
-        raise _not_found(f"The specified log stream does not exist: {stream}")
-    limit = _limit(req, MAX_EVENTS)
-    start, end = _int(req, "startTime"), _int(req, "endTime")
-    token = _str(req, "nextToken")
+        raise not_found(f"The specified log stream does not exist: {stream}")
+    limit = page_limit(req, MAX_EVENTS)
+    start, end = int_member(req, "startTime"), int_member(req, "endTime")
+    token = text_member(req, "nextToken")
     if token is None:
-        forward = _bool(req, "startFromHead")
+        forward = bool_member(req, "startFromHead")
         offset = 0 if forward else -1
     else:
         direction, _, text = token.partition("/")
         parsed = digits.parse(text)
         if direction not in ("f", "b") or parsed is None:
-            raise _invalid("The specified nextToken is invalid")
+            raise invalid("The specified nextToken is invalid")
         forward, offset = direction == "f", parsed
     try:
         events, ahead, behind = store.read(
             stream, start_time=start, end_time=end, offset=offset, limit=limit, from_head=forward
         )
     except ValueError as exc:
-        raise _invalid("The specified nextToken is invalid" if token else str(exc)) from None
+        raise invalid("The specified nextToken is invalid" if token else str(exc)) from None
     return {
         "events": [_event_json(e) for e in events],
         "nextForwardToken": f"f/{ahead}",
@@ -218,7 +137,7 @@ def compile_pattern(pattern: str) -> Callable[[str], bool]:
     if not text:
         return lambda message: True
     if text[0] in "{[%":
-        raise _invalid(f"{_UNSUPPORTED_PATTERN}; got {pattern!r}")
+        raise invalid(f"{_UNSUPPORTED_PATTERN}; got {pattern!r}")
     required: list[str] = []
     optional: list[str] = []
     excluded: list[str] = []
@@ -226,7 +145,7 @@ def compile_pattern(pattern: str) -> Callable[[str], bool]:
     while pos < len(text):
         match = _TERM.match(text, pos)
         if match is None:
-            raise _invalid(f"Invalid filter pattern {pattern!r}")
+            raise invalid(f"Invalid filter pattern {pattern!r}")
         quoted, bare = match.group(2), match.group(3)
         term = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
         {"": required, "?": optional, "-": excluded}[match.group(1)].append(term)
@@ -247,31 +166,31 @@ def _event_id(stream: str, timestamp: int, ingestion: int, message: str, occurre
     return f"{max(timestamp, 0):015d}{max(ingestion, 0):015d}{digest:010d}{occurrence:04d}"
 
 
-def filter_log_events(store: LogStore, req: dict[str, Any], scope: _Scope) -> dict[str, Any]:
-    _check_group(req)
-    names_given, prefix = req.get("logStreamNames"), _str(req, "logStreamNamePrefix")
+def filter_log_events(store: LogStore, req: dict[str, Any], scope: Scope) -> dict[str, Any]:
+    check_group(req)
+    names_given, prefix = req.get("logStreamNames"), text_member(req, "logStreamNamePrefix")
     if names_given is not None and prefix is not None:
-        raise _invalid("Specify logStreamNames or logStreamNamePrefix, not both")
+        raise invalid("Specify logStreamNames or logStreamNamePrefix, not both")
     if names_given is not None:
         if not isinstance(names_given, list) or not 1 <= len(names_given) <= 100:
-            raise _invalid("logStreamNames must be a list of 1 to 100 names")
+            raise invalid("logStreamNames must be a list of 1 to 100 names")
         if not all(isinstance(n, str) and n for n in names_given):
-            raise _invalid("logStreamNames must be non-empty strings")
+            raise invalid("logStreamNames must be non-empty strings")
         names = sorted({n for n in names_given if store.exists(n)})
     else:
         names = [s[0] for s in store.streams(prefix)]
     pattern = req.get("filterPattern", "")
     if not isinstance(pattern, str) or len(pattern) > 1024:
-        raise _invalid("filterPattern must be a string of at most 1024 characters")
+        raise invalid("filterPattern must be a string of at most 1024 characters")
     match = compile_pattern(pattern)
-    limit = _limit(req, MAX_EVENTS)
-    start, end = _int(req, "startTime"), _int(req, "endTime")
-    token = _decode_token(_str(req, "nextToken"))
+    limit = page_limit(req, MAX_EVENTS)
+    start, end = int_member(req, "startTime"), int_member(req, "endTime")
+    token = decode_token(text_member(req, "nextToken"))
     resume: tuple[str, int] | None = None
     if token is not None:
         stream, offset = token.get("s"), token.get("o")
         if not isinstance(stream, str) or not isinstance(offset, int):
-            raise _invalid("The specified nextToken is invalid")
+            raise invalid("The specified nextToken is invalid")
         resume = (stream, offset)
 
     out: list[dict[str, Any]] = []
@@ -287,7 +206,7 @@ def filter_log_events(store: LogStore, req: dict[str, Any], scope: _Scope) -> di
             if name == resume[0]:
                 offset = resume[1]
         if len(out) >= limit or budget <= 0:
-            next_token = _encode_token({"s": name, "o": offset})
+            next_token = encode_token({"s": name, "o": offset})
             break
         done = False
         step = max(64, 2 * (limit - len(out)))  # a small limit reads little; sparse matches double the step
@@ -299,7 +218,7 @@ def filter_log_events(store: LogStore, req: dict[str, Any], scope: _Scope) -> di
                     name, start_time=start, end_time=end, offset=offset, limit=chunk, from_head=True
                 )
             except ValueError:
-                raise _invalid("The specified nextToken is invalid") from None
+                raise invalid("The specified nextToken is invalid") from None
             done = len(events) < chunk
             hits = [i for i, e in enumerate(events) if match(e.message)]
             room = limit - len(out)
@@ -319,7 +238,7 @@ def filter_log_events(store: LogStore, req: dict[str, Any], scope: _Scope) -> di
             offset = ahead
         searched.append({"logStreamName": name, "searchedCompletely": done})
         if not done:
-            next_token = _encode_token({"s": name, "o": offset})
+            next_token = encode_token({"s": name, "o": offset})
             break
     result: dict[str, Any] = {"events": out, "searchedLogStreams": searched}
     if next_token is not None:
@@ -330,23 +249,23 @@ def filter_log_events(store: LogStore, req: dict[str, Any], scope: _Scope) -> di
 # -- DescribeLogStreams / DescribeLogGroups ----------------------------------------------------------------------
 
 
-def describe_log_streams(store: LogStore, req: dict[str, Any], scope: _Scope) -> dict[str, Any]:
-    _check_group(req)
-    prefix = _str(req, "logStreamNamePrefix")
+def describe_log_streams(store: LogStore, req: dict[str, Any], scope: Scope) -> dict[str, Any]:
+    check_group(req)
+    prefix = text_member(req, "logStreamNamePrefix")
     order = req.get("orderBy", "LogStreamName")
     if order not in ("LogStreamName", "LastEventTime"):
-        raise _invalid("orderBy must be LogStreamName or LastEventTime")
+        raise invalid("orderBy must be LogStreamName or LastEventTime")
     if order == "LastEventTime" and prefix is not None:
-        raise _invalid("Cannot order by LastEventTime with a logStreamNamePrefix.")
-    descending = _bool(req, "descending")
-    limit = _limit(req, MAX_DESCRIBE)
-    token = _decode_token(_str(req, "nextToken"))
+        raise invalid("Cannot order by LastEventTime with a logStreamNamePrefix.")
+    descending = bool_member(req, "descending")
+    limit = page_limit(req, MAX_DESCRIBE)
+    token = decode_token(text_member(req, "nextToken"))
     streams = store.streams(prefix)
     if order == "LastEventTime":
         streams.sort(key=lambda s: (s[3] if s[3] is not None else s[1], s[0]), reverse=descending)
         start = token.get("i", 0) if token is not None else 0
         if not isinstance(start, int) or start < 0:
-            raise _invalid("The specified nextToken is invalid")
+            raise invalid("The specified nextToken is invalid")
         page, more = streams[start : start + limit], start + limit < len(streams)
         next_token: dict[str, Any] = {"i": start + limit}
     else:
@@ -355,31 +274,31 @@ def describe_log_streams(store: LogStore, req: dict[str, Any], scope: _Scope) ->
         if token is not None:
             after = token.get("n")
             if not isinstance(after, str):
-                raise _invalid("The specified nextToken is invalid")
+                raise invalid("The specified nextToken is invalid")
             streams = [s for s in streams if (s[0] < after if descending else s[0] > after)]
         page, more = streams[:limit], len(streams) > limit
         next_token = {"n": page[-1][0]} if page else {}
     result: dict[str, Any] = {"logStreams": [_stream_json(s, scope) for s in page]}
     if more:
-        result["nextToken"] = _encode_token(next_token)
+        result["nextToken"] = encode_token(next_token)
     return result
 
 
-def _stream_json(stream: tuple[str, int, int | None, int | None], scope: _Scope) -> dict[str, Any]:
+def _stream_json(stream: tuple[str, int, int | None, int | None], scope: Scope) -> dict[str, Any]:
     name, created, first, last = stream
     out = {"logStreamName": name, "creationTime": created, "firstEventTimestamp": first, "lastEventTimestamp": last}
     arn = f"{scope.group_arn()}:log-stream:{name}"
     return {k: v for k, v in out.items() if v is not None} | {"arn": arn, "storedBytes": 0}
 
 
-def describe_log_groups(store: LogStore, req: dict[str, Any], scope: _Scope) -> dict[str, Any]:
-    prefix, pattern = _str(req, "logGroupNamePrefix"), _str(req, "logGroupNamePattern")
+def describe_log_groups(store: LogStore, req: dict[str, Any], scope: Scope) -> dict[str, Any]:
+    prefix, pattern = text_member(req, "logGroupNamePrefix"), text_member(req, "logGroupNamePattern")
     if prefix is not None and pattern is not None:
-        raise _invalid("Specify logGroupNamePrefix or logGroupNamePattern, not both")
-    _limit(req, MAX_DESCRIBE)
+        raise invalid("Specify logGroupNamePrefix or logGroupNamePattern, not both")
+    page_limit(req, MAX_DESCRIBE)
     identifiers = req.get("logGroupIdentifiers")
     if identifiers is not None and not isinstance(identifiers, list):
-        raise _invalid("logGroupIdentifiers must be a list")
+        raise invalid("logGroupIdentifiers must be a list")
     wanted = (
         (prefix is None or LOG_GROUP.startswith(prefix))
         and (pattern is None or pattern.lower() in LOG_GROUP.lower())

@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from chalicelib.api import safe_json
 from chalicelib.domain.errors import InvalidRequest
+
+T = TypeVar("T")
 
 
 def encode(cursor: Any) -> str:
@@ -45,3 +48,16 @@ def page_size(req: dict[str, Any], default: int = 100, maximum: int = 100) -> in
     if not 1 <= value <= maximum:
         raise InvalidRequest(f"maxResults must be between 1 and {maximum}; got {value}")
     return int(value)
+
+
+def page(
+    req: dict[str, Any],
+    key: str,
+    fetch: Callable[[Any, int], tuple[Sequence[T], Any]],
+    render: Callable[[T], Any],
+) -> dict[str, Any]:
+    """The response of a cursor-paged operation: `fetch(cursor, limit)` returns one page and the cursor to continue
+    after (None when done); the page, each entry rendered, goes under `key`, the next cursor as the `nextToken`."""
+    limit = page_size(req)
+    found, cursor = fetch(decode(req.get("nextToken")), limit)
+    return {key: [render(x) for x in found], "nextToken": encode(cursor) if cursor is not None else None}

@@ -26,43 +26,40 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from chalicelib.compute import docker_config, docker_engine
+from chalicelib.compute import docker_attempt, docker_config, docker_engine
+from chalicelib.compute.docker_attempt import DRAIN_TIMEOUT_S as DRAIN_TIMEOUT_S
+from chalicelib.compute.docker_attempt import ENGINE_LOST_S as ENGINE_LOST_S
+from chalicelib.compute.docker_attempt import WAIT_BACKOFF_S as WAIT_BACKOFF_S
+from chalicelib.compute.docker_attempt import Attempt
 from chalicelib.compute.docker_group import DockerGroups
-from chalicelib.compute.local import DOCKER_JOURNAL, LocalLauncher
+from chalicelib.compute.docker_state import JOURNAL as JOURNAL
+from chalicelib.compute.docker_state import LABEL_ATTEMPT as LABEL_ATTEMPT
+from chalicelib.compute.docker_state import LABEL_JOB as LABEL_JOB
+from chalicelib.compute.docker_state import LABEL_STATE as LABEL_STATE
+from chalicelib.compute.docker_state import LABEL_STREAM as LABEL_STREAM
+from chalicelib.compute.docker_state import LOST_HOST as LOST_HOST
+from chalicelib.compute.docker_state import OOM_EXIT as OOM_EXIT
+from chalicelib.compute.docker_state import OOM_REASON as OOM_REASON
+from chalicelib.compute.docker_state import Journal, last_logged
+from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskSpec
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
-from chalicelib.domain.reasons import TASK_FAILED_TO_START, host_terminated_reason
+from chalicelib.domain.reasons import TASK_FAILED_TO_START
 
 log = logging.getLogger("batchplane.docker")
 
-LABEL_JOB = "batchplane.job-id"
-LABEL_ATTEMPT = "batchplane.attempt"
-LABEL_STATE = "batchplane.state-dir"
-LABEL_STREAM = "batchplane.log-stream"
-# Containers created before docs/adr/0025 carry their attempt's timeout in label "batchplane.timeout"; it is ignored
-# (the control plane times the attempt from its startedAt).
-OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
-LOST_HOST = host_terminated_reason("local")
-JOURNAL = DOCKER_JOURNAL
-OOM_EXIT = 137
-DRAIN_TIMEOUT_S = 10.0  # the read of what the log follow missed, once the container ended
 STOP_TIMEOUT_S = 10  # how long a stop waits for the engine beyond the grace period
-ENGINE_LOST_S = 600.0  # waiting for a container's end: how long the engine may stay unreachable (then: lost host)
-WAIT_BACKOFF_S = (0.5, 10.0)  # the first and the longest pause between two waits while it is unreachable
 
 
 class RecordingSink(Protocol):
@@ -71,28 +68,6 @@ class RecordingSink(Protocol):
     def __call__(
         self, job_id: str, event: TaskStarted | TaskStopped, recorded: Callable[[], None] | None = None
     ) -> None: ...
-
-
-@dataclass
-class _Attempt:
-    job_id: str
-    attempt: int
-    log_stream: str
-    grace: float = 30.0  # SIGTERM -> SIGKILL: stopTimeout where the container has one, else the server's
-    spec: TaskSpec | None = None  # None for a container re-attached after a restart
-    container: str | None = None  # id, once created
-    volumes: list[str] = field(default_factory=list)
-    stop_reason: str | None = None
-    lost: bool = False  # the server shuts down: nothing more is reported or logged
-    since: float | None = None  # re-attached: log lines from this epoch second on (those up to last_ms are known)
-    last_ms: int | None = None
-    tail_ms: int | None = None  # the latest timestamp appended by this watcher, and the lines appended at it
-    tail: list[str] = field(default_factory=list)
-    streams: list[Any] = field(default_factory=list)
-
-    @property
-    def key(self) -> str:
-        return f"{self.job_id}#{self.attempt}"
 
 
 class DockerLauncher:
@@ -116,16 +91,12 @@ class DockerLauncher:
         self.credentials = credentials
         self.processes = processes  # the process executor of the same state: recovers the attempts it started
         self._lock = threading.Lock()
-        self._attempts: dict[str, _Attempt] = {}  # watched now
+        self._attempts: dict[str, Attempt] = {}  # watched now
         self._launched: set[str] = set()
         self._watchers: set[threading.Thread] = set()
         work_root.mkdir(parents=True, exist_ok=True)
-        self._journal_path = work_root / JOURNAL
-        self._journal = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._started: set[str] | None = None  # the journal's `started` lines, read at the first recovery
-        self._removals: queue.Queue[tuple[_Attempt, str] | None] = queue.Queue()
-        self._remover = threading.Thread(target=self._remove_loop, name="docker-remover", daemon=True)
-        self._remover.start()
+        self.journal = Journal(work_root / JOURNAL)
+        self._removals = docker_attempt.Removals(client, credentials)
         self._groups = DockerGroups(self)  # multi-container attempts
 
     def name(self, job_id: str, attempt: int) -> str:
@@ -142,7 +113,7 @@ class DockerLauncher:
             self._groups.launch(spec)
             return
         grace = float(spec.container.get("stopTimeout") or self.grace_seconds)  # (ecsProperties containers have one)
-        a = _Attempt(spec.job_id, spec.attempt, spec.log_stream, grace, spec=spec)
+        a = Attempt(spec.job_id, spec.attempt, spec.log_stream, grace, spec=spec)
         self._watch(a)
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
@@ -177,7 +148,7 @@ class DockerLauncher:
                 self.processes.recover(job_id, attempt)  # (kills it; an exit 0 it recorded is reported as such)
                 self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST))
                 return True
-            if key not in self._journal_started():
+            if not self.journal.was_started(key):
                 with self._lock:  # never created, or created but never started: it never ran
                     self._launched.discard(key)  # the sweep launches it now, under the same key
                 return False
@@ -189,10 +160,10 @@ class DockerLauncher:
             raise
         labels = info["Config"].get("Labels") or {}
         grace = float(info["Config"].get("StopTimeout") or self.grace_seconds)
-        a = _Attempt(job_id, attempt, labels.get(LABEL_STREAM, ""), grace)
+        a = Attempt(job_id, attempt, labels.get(LABEL_STREAM, ""), grace)
         a.container = info["Id"]
         a.volumes = [m["Name"] for m in info.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
-        a.last_ms = self._last_logged(a.log_stream)
+        a.last_ms = last_logged(self.logs, a.log_stream)
         a.since = a.last_ms / 1000 if a.last_ms else None
         self._watch(a, created=info["State"]["Status"] == "created")
         return True
@@ -242,15 +213,14 @@ class DockerLauncher:
         deadline = time.monotonic() + timeout
         for w in watchers:
             w.join(max(0.0, deadline - time.monotonic()))
-        self._removals.put(None)
-        self._remover.join(max(0.0, deadline - time.monotonic()))
-        os.close(self._journal)
+        self._removals.close(max(0.0, deadline - time.monotonic()))
+        self.journal.close()
         if self.processes is not None:
             self.processes.shutdown(0.0)
 
     # -- the watcher: one thread per attempt ------------------------------------------------------------------
 
-    def _watch(self, a: _Attempt, *, created: bool = False) -> None:
+    def _watch(self, a: Attempt, *, created: bool = False) -> None:
         with self._lock:
             self._attempts[a.key] = a
         thread = threading.Thread(target=self._run, args=(a, created), name=f"task-{a.key}", daemon=True)
@@ -258,12 +228,13 @@ class DockerLauncher:
             self._watchers.add(thread)
         thread.start()
 
-    def _run(self, a: _Attempt, created: bool) -> None:
+    def _run(self, a: Attempt, created: bool) -> None:
         try:
             if (a.container is None or created) and not self._start(a):
                 return
             self._report(a.job_id, TaskStarted(a.attempt), a)
-            self._follow(a)
+            if (end := docker_attempt.follow(self.client, self.logs, a)) is not None:
+                self._end(a, end)
         except Exception as e:  # the engine failed us (unreachable, restarted): the attempt must not hang
             if a.lost:
                 return
@@ -277,7 +248,7 @@ class DockerLauncher:
             with self._lock:
                 self._watchers.discard(threading.current_thread())
 
-    def _start(self, a: _Attempt) -> bool:
+    def _start(self, a: Attempt) -> bool:
         """Create (unless it exists) and start the attempt's container; False when it did not start (reported)."""
         if a.container is None:
             assert a.spec is not None
@@ -293,12 +264,12 @@ class DockerLauncher:
             with self._lock:
                 self._attempts.pop(a.key, None)
             event = TaskStopped(a.attempt, None, status_reason=a.stop_reason, timed_out=a.stop_reason == TIMEOUT_REASON)
-            self._report(a.job_id, event, a, recorded=lambda: self._removals.put((a, "release")))
+            self._report(a.job_id, event, a, recorded=lambda: self._removals.release(a))
             return False
         try:
             # Before the start: a container missing at recovery without this line never ran (a crash between the
             # `created` line and the create), and is created again under the same attempt instead of failing.
-            os.write(self._journal, f"started {a.key}\n".encode())
+            self.journal.started(a.key)
             self.client.start(a.container)
         except DockerException as e:
             self._discard(a)
@@ -308,7 +279,7 @@ class DockerLauncher:
             self._stop(a)
         return True
 
-    def _create(self, a: _Attempt, spec: TaskSpec) -> bool:
+    def _create(self, a: Attempt, spec: TaskSpec) -> bool:
         name = self.name(spec.job_id, spec.attempt)
         labels = {
             LABEL_JOB: spec.job_id,
@@ -318,22 +289,10 @@ class DockerLauncher:
         }
         granted = self.credentials.grant(spec, container=True) if self.credentials is not None else {}
         p = docker_config.plan(spec, name, {LABEL_STATE: self.state_id, LABEL_JOB: spec.job_id}, granted)
-        on_credentials = bool(granted and self.credentials is not None and self.credentials.network)
-        if on_credentials and self.credentials is not None:
-            p.host_config["network_mode"] = self.credentials.network
-            # Without NET_RAW (on in Docker's default set) a container cannot forge its source address or ARP-spoof
-            # its neighbours there, which the credentials server trusts to tell containers apart (ADR 0017).
-            p.host_config["cap_drop"] = [*p.host_config.get("cap_drop", []), "NET_RAW"]
-        also: str | None = None  # a second network the container is connected to before it starts
-        if spec.network and on_credentials:
-            # A node of a multi-node job with a role: on the credentials network (its requests to 169.254.170.2
-            # leave from its address there, which the credentials server identifies it by) and on its job's network
-            # (its peers reach it there: the main node's address is the one on that network, compute/nodes.py).
-            also = spec.network
-        elif spec.network:  # a node of a multi-node job: on its job's network (compute/nodes.py)
-            p.host_config["network_mode"] = spec.network
+        network = self.credentials.network if granted and self.credentials is not None else None
+        also = docker_config.join_networks(p, spec, network or None)  # connected to before it starts
         a.volumes = p.volumes
-        os.write(self._journal, f"created {spec.key}\n".encode())  # before the container can exist
+        self.journal.created(spec.key)  # before the container can exist
         kwargs: dict[str, Any] = {
             "command": p.command,
             "environment": p.environment,
@@ -364,7 +323,7 @@ class DockerLauncher:
                 return False
         return False
 
-    def _connect(self, a: _Attempt, network: str) -> bool:
+    def _connect(self, a: Attempt, network: str) -> bool:
         """Connect the created container to a second network; a failure fails its start (the container removed)."""
         assert a.container is not None
         try:
@@ -375,93 +334,14 @@ class DockerLauncher:
             self._failed_to_start(a, f"CannotCreateContainerError: {docker_engine.engine_message(e)}")
             return False
 
-    def _follow(self, a: _Attempt) -> None:
-        """Copy the container's output into the log stream until it ends, then report its end."""
-        assert a.container is not None
-        try:
-            for frame in docker_engine.log_frames(self.client, a.container, a.since, a.streams):
-                if a.lost:
-                    return
-                self._append(a, frame)
-        except Exception:  # a log failure must not lose the exit (the wait below tells it)
-            if a.lost:
-                return
-            log.exception("reading the output of %s failed", a.key)
-        if a.lost:
-            return
-        status = self._wait(a)
-        if status is None:
-            if not a.lost:  # the engine lost it, or stayed unreachable: its end cannot be known
-                self._end(a, TaskStopped(a.attempt, None, status_reason=LOST_HOST))
-            return
-        self._drain(a)
-        code = int(status.get("StatusCode", -1))
-        reason = OOM_REASON if code == OOM_EXIT and self._oom_killed(a) else None
-        why = a.stop_reason
-        self._end(a, TaskStopped(a.attempt, code, reason=reason, status_reason=why, timed_out=why == TIMEOUT_REASON))
-
-    def _wait(self, a: _Attempt) -> dict[str, Any] | None:
-        """The container's end (`docker wait`); None when the engine lost it (NotFound), when it stays unreachable
-        for ENGINE_LOST_S, or when the server shuts down. An engine that restarts or drops its socket makes the wait
-        fail with requests' ConnectionError (not a DockerException): the wait is retried with a backoff, and the
-        real end (exit code, OOM) is reported once the engine answers again."""
-        assert a.container is not None
-        deadline, pause = time.monotonic() + ENGINE_LOST_S, WAIT_BACKOFF_S[0]
-        while not a.lost:
-            try:
-                return dict(self.client.wait(a.container, timeout=None))
-            except NotFound:  # removed behind our back (or by an engine that lost it)
-                log.warning("the container of %s is gone: its attempt fails as a lost host", a.key)
-                return None
-            except Exception:
-                if time.monotonic() >= deadline:
-                    log.exception("the engine stayed unreachable; %s fails as a lost host", a.key)
-                    return None
-                log.warning("waiting for the end of %s failed; retrying in %.1fs", a.key, pause, exc_info=True)
-            end = time.monotonic() + pause
-            while not a.lost and time.monotonic() < end:
-                time.sleep(min(0.25, pause))
-            pause = min(pause * 2, WAIT_BACKOFF_S[1])
-        return None
-
-    def _oom_killed(self, a: _Attempt) -> bool:
-        assert a.container is not None
-        try:
-            return bool(self.client.inspect_container(a.container)["State"].get("OOMKilled"))
-        except Exception:  # the exit code is reported all the same
-            log.exception("inspecting the end of %s failed", a.key)
-            return False
-
-    def _append(self, a: _Attempt, frame: bytes) -> None:
-        if lines := docker_engine.log_lines(frame, a.last_ms):
-            self.logs.append(a.log_stream, lines)
-            for ms, text in lines:
-                if a.tail_ms is None or ms > a.tail_ms:
-                    a.tail_ms, a.tail = ms, []
-                if ms == a.tail_ms:
-                    a.tail.append(text)
-
-    def _drain(self, a: _Attempt) -> None:
-        """The container ended: append what the log follow missed (it can end before the engine wrote a last line
-        without a newline: ADR 0016). One read, from the latest timestamp this watcher appended on."""
-        assert a.container is not None
-        after, appended = (a.tail_ms, a.tail) if a.tail_ms is not None else (a.last_ms, None)
-        try:
-            frames = docker_engine.logged_since(self.client, a.container, after, DRAIN_TIMEOUT_S)
-        except Exception:  # the end is reported all the same
-            log.exception("reading the last output of %s failed", a.key)
-            return
-        if (missed := docker_engine.unseen_lines(frames, after, appended)) and not a.lost:
-            self.logs.append(a.log_stream, missed)
-
-    def _end(self, a: _Attempt, event: TaskStopped) -> None:
+    def _end(self, a: Attempt, event: TaskStopped) -> None:
         with self._lock:
             self._attempts.pop(a.key, None)
-        self._report(a.job_id, event, a, recorded=lambda: self._removals.put((a, "remove")))
+        self._report(a.job_id, event, a, recorded=lambda: self._removals.remove(a))
 
     # -- stop ---------------------------------------------------------------------------------------------------
 
-    def _stop(self, a: _Attempt) -> None:
+    def _stop(self, a: Attempt) -> None:
         """`docker stop`: the image's stop signal (SIGTERM), then SIGKILL after the grace period, as ECS stops a
         task; on its own thread, so the caller does not wait for it."""
         container = a.container
@@ -478,27 +358,27 @@ class DockerLauncher:
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _failed_to_start(self, a: _Attempt, reason: str) -> None:
+    def _failed_to_start(self, a: Attempt, reason: str) -> None:
         self.logs.append(a.log_stream, [(time.time_ns() // 1_000_000, reason)])
         with self._lock:
             self._attempts.pop(a.key, None)
         event = TaskStopped(a.attempt, None, reason=reason, status_reason=TASK_FAILED_TO_START)
-        self._report(a.job_id, event, a, recorded=lambda: self._removals.put((a, "release")))
+        self._report(a.job_id, event, a, recorded=lambda: self._removals.release(a))
 
-    def _discard(self, a: _Attempt) -> None:
+    def _discard(self, a: Attempt) -> None:
         """Remove a container that never ran (before its failure is reported: it must not be started later)."""
         if a.container is not None:
             try:
                 self.client.remove_container(a.container, force=True)
             except Exception:  # DockerException, or requests' errors when the engine is unreachable
                 log.exception("removing the container of %s failed", a.key)
-        self._remove_volumes(a.volumes)
+        docker_attempt.remove_volumes(self.client, a.volumes)
 
     def _report(
         self,
         job_id: str,
         event: TaskStarted | TaskStopped,
-        a: _Attempt | None = None,
+        a: Attempt | None = None,
         recorded: Callable[[], None] | None = None,
     ) -> None:
         if a is not None and a.lost:
@@ -512,42 +392,3 @@ class DockerLauncher:
             self.on_event(job_id, event, recorded)
         except Exception:  # the next start's recovery reports it again
             log.exception("reporting %s of %s#%s failed", type(event).__name__, job_id, event.attempt)
-
-    def _remove_loop(self) -> None:
-        """Removes ended containers once their end is recorded, off the dispatcher's thread."""
-        while (item := self._removals.get()) is not None:
-            a, what = item
-            try:
-                if what == "remove" and a.container is not None:
-                    with contextlib.suppress(NotFound):  # gone already: its credentials still go below
-                        self.client.remove_container(a.container, v=True, force=True)
-                    self._remove_volumes(a.volumes)
-            except Exception:
-                log.exception("removing the container of %s failed", a.key)
-            if self.credentials is not None:
-                self.credentials.release(a.key)
-
-    def _remove_volumes(self, names: Iterable[str]) -> None:
-        for volume in names:
-            with contextlib.suppress(Exception):
-                self.client.remove_volume(volume, force=True)
-
-    def _journal_started(self) -> set[str]:
-        """Attempts whose container may have been started (`started` lines, written before the start)."""
-        if self._started is None:
-            self._read_journal()
-        assert self._started is not None
-        return self._started
-
-    def _read_journal(self) -> None:
-        try:
-            lines = self._journal_path.read_text().splitlines()
-        except OSError:
-            lines = []
-        self._started = {line[8:] for line in lines if line.startswith("started ")}
-
-    def _last_logged(self, stream: str) -> int | None:
-        for name, _, _, last in self.logs.streams(stream):
-            if name == stream:
-                return last
-        return None

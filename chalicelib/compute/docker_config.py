@@ -96,6 +96,24 @@ def plan(spec: TaskSpec, name: str, labels: dict[str, str], extra_env: dict[str,
     return ContainerPlan(image, list(spec.command) or None, env, str(user) if user else None, host, volumes)
 
 
+def join_networks(p: ContainerPlan, spec: TaskSpec, credentials_network: str | None) -> str | None:
+    """Put the container on its networks: the credentials network for a job with a role (`credentials_network`,
+    ADR 0017), its multi-node job's network (compute/nodes.py). Returns a second network to connect it to before it
+    starts (None when it has one)."""
+    if credentials_network:
+        p.host_config["network_mode"] = credentials_network
+        # Without NET_RAW (on in Docker's default set) a container cannot forge its source address or ARP-spoof
+        # its neighbours there, which the credentials server trusts to tell containers apart (ADR 0017).
+        p.host_config["cap_drop"] = [*p.host_config.get("cap_drop", []), "NET_RAW"]
+        # A node of a multi-node job with a role: on the credentials network (its requests to 169.254.170.2
+        # leave from its address there, which the credentials server identifies it by) and on its job's network
+        # (its peers reach it there: the main node's address is the one on that network, compute/nodes.py).
+        return spec.network or None
+    if spec.network:  # a node of a multi-node job: on its job's network (compute/nodes.py)
+        p.host_config["network_mode"] = spec.network
+    return None
+
+
 def _linux(lp: dict[str, Any], spec: TaskSpec, host: dict[str, Any]) -> None:
     if lp.get("initProcessEnabled"):
         host["init"] = True

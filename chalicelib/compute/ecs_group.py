@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.compute import ecs_requests
 from chalicelib.compute.port import TaskSpec
 from chalicelib.domain import ecs_task
 
@@ -26,15 +27,13 @@ JsonDict = dict[str, Any]
 def task_definition_request(
     spec: TaskSpec, *, fargate: bool, region: str | None, log_group: str | None, execution_role_arn: str | None
 ) -> JsonDict:
-    from chalicelib.compute import ecs
-
     jd = spec.job_definition_name or "job"
     role = spec.container.get("executionRoleArn") or execution_role_arn
     definitions = []
     for c in spec.containers:
         props = c.container
         d: JsonDict = {"name": c.name, "essential": c.essential}
-        d.update({k: props[k] for k in ecs._PASS_THROUGH if props.get(k) is not None})
+        d.update({k: props[k] for k in ecs_requests.PASS_THROUGH if props.get(k) is not None})
         d.update({k: props[k] for k in ("startTimeout", "stopTimeout") if props.get(k) is not None})
         if c.depends_on:
             d["dependsOn"] = [{"containerName": name, "condition": cond} for name, cond in c.depends_on]
@@ -52,15 +51,15 @@ def task_definition_request(
             }
         definitions.append(d)
     request: JsonDict = {
-        "family": ecs.task_family(jd, spec.revision, fargate=fargate),
+        "family": ecs_requests.task_family(jd, spec.revision, fargate=fargate),
         "containerDefinitions": definitions,
         "requiresCompatibilities": ["FARGATE" if fargate else "EC2"],
         "networkMode": "awsvpc" if fargate else "host",
         "memory": str(spec.memory),
-        "tags": [{"key": ecs.TAG_JOB_DEFINITION, "value": f"{jd}:{spec.revision}"}],
+        "tags": [{"key": ecs_requests.TAG_JOB_DEFINITION, "value": f"{jd}:{spec.revision}"}],
     }
     if fargate:
-        request["cpu"] = ecs.fargate_cpu(spec.vcpus)
+        request["cpu"] = ecs_requests.fargate_cpu(spec.vcpus)
     first = spec.containers[0].container if spec.containers else {}
     request.update({k: first[k] for k in ecs_task.TASK_LEVEL if first.get(k) is not None})  # ipcMode, pidMode, ...
     volumes = first.get("volumes")
@@ -75,18 +74,16 @@ def task_definition_request(
 
 def overrides(spec: TaskSpec, *, fargate: bool) -> JsonDict:
     """RunTask's overrides: every container's command and environment; the task's size on Fargate."""
-    from chalicelib.compute import ecs
-
     containers = []
     for c in spec.containers:
         o: JsonDict = {"name": c.name}
         if c.command:
             o["command"] = list(c.command)
         if c.environment:
-            o["environment"] = ecs._env_list(c.environment)
+            o["environment"] = ecs_requests.env_list(c.environment)
         containers.append(o)
     result: JsonDict = {"containerOverrides": containers}
     if fargate:
-        result["cpu"] = ecs.fargate_cpu(spec.vcpus)
+        result["cpu"] = ecs_requests.fargate_cpu(spec.vcpus)
         result["memory"] = str(spec.memory)
     return result

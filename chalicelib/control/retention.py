@@ -8,6 +8,9 @@ an array's children (theirs too), the log streams of its attempts, and what the 
 Finished top-level jobs are found in their queue's SUCCEEDED and FAILED index partitions, oldest created first: a
 job stops after it was created, so the first one created after the cutoff ends the search of a partition. Jobs of
 a queue that was deleted are not found (as on AWS, where a deleted queue's jobs stay until their TTL: here, kept).
+
+Client-token claims of idempotent SubmitJob (store/tokens.py) hold 24 hours whatever the retention; on AWS their TTL
+removes them, here each purge removes up to `budget` expired ones too (`purge_tokens`), the longest expired first.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 
 from chalicelib.control.context import Services
 from chalicelib.domain.jobs import STATUSES, TERMINAL, Job, child_id
+from chalicelib.store import tokens
 
 log = logging.getLogger("batchplane.retention")
 
@@ -35,8 +39,32 @@ def purge(
     stop: Callable[[], bool] = lambda: False,
 ) -> int:
     """Remove up to about `budget` jobs (an array counts its children) that stopped more than `retention_ms` ago,
-    until `stop()` says otherwise. Returns the number removed."""
-    cutoff = now_ms - retention_ms
+    until `stop()` says otherwise, then up to `budget` expired client-token claims. Returns the number of jobs
+    removed."""
+    removed = _purge_jobs(svc, now_ms - retention_ms, forget, budget, stop)
+    if not stop():
+        purge_tokens(svc, now_ms, budget=budget, stop=stop)
+    return removed
+
+
+def purge_tokens(svc: Services, now_ms: int, *, budget: int = 1000, stop: Callable[[], bool] = lambda: False) -> int:
+    """Remove up to `budget` client-token claims expired at `now_ms`. Returns the number removed."""
+    removed = 0
+    while removed < budget and not stop():
+        limit = min(PAGE, budget - removed)
+        batch = tokens.expired(svc.repo.items, now_ms, limit)
+        gone = sum(tokens.remove(svc.repo.items, claim) for claim in batch)
+        removed += gone
+        if len(batch) < limit or not gone:  # the last expired ones; or all taken over meanwhile: next sweep
+            break
+    if removed:
+        log.info("removed %d expired client-token claims", removed)
+    return removed
+
+
+def _purge_jobs(
+    svc: Services, cutoff: int, forget: Callable[[Job], None], budget: int, stop: Callable[[], bool]
+) -> int:
     removed = 0
     for queue in svc.repo.list_jqs():
         for status in TERMINAL:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Unpack
 
-from chalicelib.store.port import Index, Item, ItemStore, Op, Put
+from chalicelib.store.port import Index, Item, ItemStore, Op, Put, QueryOptions
 from chalicelib.store.repository import CE_PK, JQ_PK, SP_PK
 
 
@@ -73,24 +73,13 @@ class InvocationCache:
         self._forget([op.item.pk if isinstance(op, Put) else op.pk for op in ops])
         self.store.transact(ops)
 
-    def query(
-        self,
-        index: Index,
-        partition: str,
-        *,
-        after: str | None = None,
-        limit: int = 100,
-        descending: bool = False,
-        prefix: str | None = None,
-    ) -> list[Item]:
+    def query(self, index: Index, partition: str, **options: Unpack[QueryOptions]) -> list[Item]:
         memo = self._memo(partition) if index == "main" else None
         if memo is None:
-            return self.store.query(index, partition, after=after, limit=limit, descending=descending, prefix=prefix)
-        key = ("query", partition, after, limit, descending, prefix)
+            return self.store.query(index, partition, **options)
+        key = ("query", partition, *sorted(options.items()))
         if key not in memo:
-            memo[key] = self.store.query(
-                index, partition, after=after, limit=limit, descending=descending, prefix=prefix
-            )
+            memo[key] = self.store.query(index, partition, **options)
         return list(memo[key])
 
     def count(self, index: Index, partition: str) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypedDict
 
 Index = Literal["main", "gsi1", "gsi2"]
 
@@ -65,6 +65,15 @@ Op = Put | Delete | Check
 
 # DynamoDB TransactWriteItems takes at most 100 operations; the SQLite adapter enforces the same bound.
 MAX_TRANSACT_OPS = 100
+
+
+class QueryOptions(TypedDict, total=False):
+    """`ItemStore.query`'s keyword arguments, for a store that passes them on (`**options: Unpack[QueryOptions]`)."""
+
+    after: str | None
+    limit: int
+    descending: bool
+    prefix: str | None
 
 
 class ItemStore(Protocol):

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EXEC_ROLE, IMAGE, setup_queue, sh, submit, unique, wait_terminal
+from tests.e2e.conftest import setup_queue, sh, submit, unique, wait_terminal
+from tests.e2e.test_multi_container import register_task, sidecar_demo
 
 pytestmark = pytest.mark.browser
 
@@ -17,34 +18,10 @@ try:
 except ImportError:  # the `browser` fixture skips (or fails in CI)
     expect = None
 
-QUARTER = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}]
-
 
 def test_a_multi_container_jobs_containers_and_their_logs(page: Any, runtime: Any, batch: Any, shot: Any) -> None:
     # GIVEN a finished two-container job: a sidecar that failed (non-essential) and the essential main container
-    side = {"name": "side", "image": IMAGE, "essential": False, "command": sh("echo side-out; exit 5")}
-    main = {
-        "name": "main",
-        "image": IMAGE,
-        "command": sh("echo main-out"),
-        "dependsOn": [{"containerName": "side", "condition": "COMPLETE"}],
-    }
-    jd = batch.register_job_definition(
-        jobDefinitionName=unique("webmc"),
-        type="container",
-        platformCapabilities=["FARGATE"],
-        ecsProperties={
-            "taskProperties": [
-                {
-                    "executionRoleArn": EXEC_ROLE,
-                    "containers": [
-                        {**side, "resourceRequirements": QUARTER},
-                        {**main, "resourceRequirements": QUARTER},
-                    ],
-                }
-            ]
-        },
-    )["jobDefinitionArn"]
+    jd = register_task(batch, *sidecar_demo(), prefix="webmc")
     queue, _ = setup_queue(batch, max_vcpus=4, name=unique("webmc"))
     job_id = submit(batch, queue, jd, "sidecar-demo")
     job = wait_terminal(batch, [job_id])[job_id]

@@ -51,6 +51,40 @@ def test_an_expired_claim_is_taken_over_at_its_version_only(store: ItemStore) ->
         jobs.create_with_edges(a_job("job-3"), [], tokens.claim_put(later, version))
 
 
+def test_expired_claims_are_found_oldest_first_and_live_ones_are_not(store: ItemStore) -> None:
+    # GIVEN three claims made an hour apart
+    jobs = JobRepository(store)
+    hour = 3600 * 1000
+    for i in range(3):
+        claim = idempotency.new_claim(f"tok-{i}", f"job-{i}", REQUEST, NOW + i * hour)
+        jobs.create_with_edges(a_job(f"job-{i}"), [], tokens.claim_put(claim, None))
+
+    # WHEN the first two have expired (the second at this very millisecond), THEN only those are found
+    now = NOW + hour + idempotency.TOKEN_TTL_MS
+    assert [i.pk for i in tokens.expired(store, now, 10)] == ["TOKEN#tok-0", "TOKEN#tok-1"]
+    assert [i.pk for i in tokens.expired(store, now, 1)] == ["TOKEN#tok-0"]
+    assert tokens.expired(store, NOW + idempotency.TOKEN_TTL_MS - 1, 10) == []
+
+
+def test_an_expired_claim_is_removed_unless_a_submit_took_it_over(store: ItemStore) -> None:
+    jobs = JobRepository(store)
+    for token in ("tok-1", "tok-2"):
+        claim = idempotency.new_claim(token, f"job-{token}", REQUEST, NOW)
+        jobs.create_with_edges(a_job(f"job-{token}"), [], tokens.claim_put(claim, None))
+    now = NOW + idempotency.TOKEN_TTL_MS
+    first, second = tokens.expired(store, now, 10)
+    # GIVEN a submit that took tok-2 over after the purge read it
+    later = idempotency.new_claim("tok-2", "job-new", REQUEST, now)
+    jobs.create_with_edges(a_job("job-new"), [], tokens.claim_put(later, second.version))
+
+    # WHEN both are removed, THEN the expired one goes and the live one stays
+    assert tokens.remove(store, first) is True
+    assert tokens.remove(store, second) is False
+    assert tokens.claim_of(store, "tok-1") == (None, None)
+    assert tokens.claim_of(store, "tok-2")[0] == later
+    assert tokens.expired(store, now, 10) == []
+
+
 def test_edges_beyond_one_transaction_are_all_written(store: ItemStore) -> None:
     jobs = JobRepository(store)
     dependencies = [f"dep-{i:03d}" for i in range(250)]

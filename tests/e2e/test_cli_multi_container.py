@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from chalicelib.runtime.local import LocalRuntime
-from tests.e2e.conftest import EXEC_ROLE, IMAGE, Client, setup_queue, sh, submit, unique, wait_terminal
+from tests.e2e.conftest import Client, setup_queue, submit, wait_terminal
 from tests.e2e.test_cli import Cli
+from tests.e2e.test_multi_container import register_task, sidecar_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -26,35 +27,7 @@ def cli(runtime: LocalRuntime, capsys: pytest.CaptureFixture[str]) -> Cli:
 
 def test_describe_logs_watch_and_dag_show_the_containers(batch: Client, cli: Cli, tmp_path: Path) -> None:
     # GIVEN a finished job of two containers, the sidecar failing (non-essential)
-    size = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}]
-    jd = batch.register_job_definition(
-        jobDefinitionName=unique("clim"),
-        type="container",
-        platformCapabilities=["FARGATE"],
-        ecsProperties={
-            "taskProperties": [
-                {
-                    "executionRoleArn": EXEC_ROLE,
-                    "containers": [
-                        {
-                            "name": "side",
-                            "image": IMAGE,
-                            "command": sh("echo side-out; exit 5"),
-                            "essential": False,
-                            "resourceRequirements": size,
-                        },
-                        {
-                            "name": "main",
-                            "image": IMAGE,
-                            "command": sh("echo main-out"),
-                            "resourceRequirements": size,
-                            "dependsOn": [{"containerName": "side", "condition": "COMPLETE"}],
-                        },
-                    ],
-                }
-            ]
-        },
-    )["jobDefinitionArn"]
+    jd = register_task(batch, *sidecar_demo(), prefix="clim")
     queue, _ = setup_queue(batch)
     job_id = submit(batch, queue, jd)
     assert wait_terminal(batch, [job_id])[job_id]["status"] == "SUCCEEDED"

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,15 +128,22 @@ class Server:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("up-*.log")))
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def serve(tmp_path: Path, *args: str, after: Callable[[Server], None] = lambda srv: None) -> Iterator[Server]:
+    """A `Server` fixture's body: `batchplane up <args>` on a state directory in `tmp_path`, stopped (then `after`
+    runs: the Docker tests' container clean-up) when the test ends."""
     logs = tmp_path / "server-logs"
     logs.mkdir()
-    srv = Server(tmp_path / "state", free_port(), logs)
+    srv = Server(tmp_path / "state", free_port(), logs, args=args)
     try:
         yield srv
     finally:
         srv.stop_all()
+        after(srv)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    yield from serve(tmp_path)
 
 
 @dataclass(frozen=True)
@@ -213,12 +220,39 @@ def client_with_queue(server: Server, max_vcpus: int, platform: str = "FARGATE")
     return batch, queue
 
 
+def ledger_line(ledger: Path) -> str:
+    """The shell command that appends `<jobId> <attempt> {}` to the ledger (`.format("start")`, `.format("ok")`)."""
+    return f'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT {{}}" >> {ledger}'
+
+
 def read_ledger(path: Path) -> list[tuple[str, int, str]]:
     entries = []
     for line in path.read_text().splitlines() if path.exists() else []:
         job_id, attempt, what = line.split()
         entries.append((job_id, int(attempt), what))
     return entries
+
+
+@dataclass(frozen=True)
+class Runs:
+    """What the ledger says ran: how often each (job, attempt) started, and the attempts of each job that ended ok."""
+
+    starts: Counter[tuple[str, int]]
+    oks: dict[str, list[int]]
+
+    @property
+    def twice(self) -> list[tuple[str, int]]:
+        """The attempts that started more than once (must be none)."""
+        return [key for key, n in self.starts.items() if n > 1]
+
+
+def runs(ledger: Path) -> Runs:
+    entries = read_ledger(ledger)
+    oks: dict[str, list[int]] = defaultdict(list)
+    for job_id, attempt, what in entries:
+        if what == "ok":
+            oks[job_id].append(attempt)
+    return Runs(Counter((job_id, attempt) for job_id, attempt, what in entries if what == "start"), oks)
 
 
 def every_job_id(batch: Any, queue: str) -> list[str]:
@@ -246,7 +280,7 @@ def wait_all_terminal(batch: Any, ids: list[str], timeout: float) -> dict[str, d
 def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(server: Server, tmp_path: Path) -> None:
     rng = random.Random(SEED)
     ledger = tmp_path / "ledger"
-    record = f'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT {{}}" >> {ledger}'
+    record = ledger_line(ledger)
     server.start()
     # GIVEN a queue on a 16-vCPU compute environment and two job definitions that log to the ledger
     batch, queue = client_with_queue(server, max_vcpus=16)
@@ -294,13 +328,9 @@ def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(server: S
     wait_all_terminal(batch, stray, 30)  # unanswered submissions that were written are jobs too
 
     # AND no attempt ran twice, no job ran more attempts than it has, and each job succeeded at most once
-    entries = read_ledger(ledger)
-    starts = Counter((job_id, attempt) for job_id, attempt, what in entries if what == "start")
-    oks: dict[str, list[int]] = defaultdict(list)
-    for job_id, attempt, what in entries:
-        if what == "ok":
-            oks[job_id].append(attempt)
-    assert [key for key, n in starts.items() if n > 1] == [], "an attempt ran twice"
+    ran = runs(ledger)
+    starts, oks = ran.starts, ran.oks
+    assert ran.twice == [], "an attempt ran twice"
     for job_id, sub in expected.items():
         job = jobs[job_id]
         if sub.array_size is not None:

@@ -26,7 +26,7 @@ import pytest
 
 from tests.docker_support import remove_containers
 from tests.e2e.conftest import describe, sh
-from tests.e2e.test_kill_restart import Server, client_with_queue, free_port, wait_all_terminal
+from tests.e2e.test_kill_restart import Server, client_with_queue, serve, wait_all_terminal
 
 pytestmark = pytest.mark.e2e
 
@@ -41,19 +41,11 @@ IMAGE = "busybox:latest"  # built locally by scripts/docker-up.sh
 
 @pytest.fixture
 def server(tmp_path: Path, docker_engine: Any) -> Iterator[Server]:
-    logs = tmp_path / "server-logs"
-    logs.mkdir()
-    srv = Server(
-        tmp_path / "state",
-        free_port(),
-        logs,
-        args=("--executor", "docker", "--allow-host-path", str(tmp_path / "ledger")),
+    yield from serve(
+        tmp_path,
+        *("--executor", "docker", "--allow-host-path", str(tmp_path / "ledger")),
+        after=lambda srv: remove_containers(docker_engine, srv.state),  # the safety net: whatever a failed run left
     )
-    try:
-        yield srv
-    finally:
-        srv.stop_all()
-        remove_containers(docker_engine, srv.state)  # the safety net: whatever a failed run left
 
 
 def _ours(engine: Any, job_ids: list[str], *, running: bool = False) -> list[dict[str, Any]]:

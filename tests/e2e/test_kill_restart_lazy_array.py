@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +20,9 @@ from tests.e2e.test_kill_restart import (
     SEED,
     Server,
     client_with_queue,
-    free_port,
-    read_ledger,
+    ledger_line,
+    runs,
+    serve,
     wait_all_terminal,
 )
 
@@ -33,19 +33,13 @@ SIZE, WINDOW, KILLS = 400, 16, 3
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    logs = tmp_path / "server-logs"
-    logs.mkdir()
-    srv = Server(tmp_path / "state", free_port(), logs, args=("--array-window", str(WINDOW)))
-    try:
-        yield srv
-    finally:
-        srv.stop_all()
+    yield from serve(tmp_path, "--array-window", str(WINDOW))
 
 
 def test_sigkill_mid_array_loses_no_child_and_runs_none_twice(server: Server, tmp_path: Path) -> None:
     rng = random.Random(SEED)
     ledger = tmp_path / "ledger"
-    record = f'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT {{}}" >> {ledger}'
+    record = ledger_line(ledger)
     server.start()
     # GIVEN a queue on 8 vCPUs and a job definition that logs to the ledger
     batch, queue = client_with_queue(server, max_vcpus=8)
@@ -83,13 +77,9 @@ def test_sigkill_mid_array_loses_no_child_and_runs_none_twice(server: Server, tm
     summary = jobs[parent]["arrayProperties"]["statusSummary"]
     assert sum(summary.values()) == SIZE and summary["SUCCEEDED"] + summary["FAILED"] == SIZE, summary
     # AND no attempt ran twice, and each child succeeded at most once, on its last attempt
-    entries = read_ledger(ledger)
-    starts = Counter((job_id, attempt) for job_id, attempt, what in entries if what == "start")
-    assert [key for key, n in starts.items() if n > 1] == [], "an attempt ran twice"
-    oks: dict[str, list[int]] = defaultdict(list)
-    for job_id, attempt, what in entries:
-        if what == "ok":
-            oks[job_id].append(attempt)
+    ran = runs(ledger)
+    starts, oks = ran.starts, ran.oks
+    assert ran.twice == [], "an attempt ran twice"
     assert set(oks) <= set(children)
     for child in children:
         job = jobs[child]

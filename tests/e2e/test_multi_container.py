@@ -26,7 +26,7 @@ from tests.e2e.conftest import (
     wait_terminal,
     wait_until,
 )
-from tests.multi_container_support import containers_of, member
+from tests.multi_container_support import containers_of, fargate_task, member
 
 pytestmark = pytest.mark.e2e
 
@@ -35,14 +35,18 @@ def container(name: str, script: str, *, essential: bool = True, **props: Any) -
     return member(name, sh(script), image=IMAGE, memory="512", essential=essential, **props)
 
 
-def register_task(batch: Client, *containers: dict[str, Any]) -> str:
-    resp = batch.register_job_definition(
-        jobDefinitionName=unique("mc"),
-        type="container",
-        platformCapabilities=["FARGATE"],
-        ecsProperties={"taskProperties": [{"containers": list(containers), "executionRoleArn": EXEC_ROLE}]},
-    )
+def register_task(batch: Client, *containers: dict[str, Any], prefix: str = "mc") -> str:
+    resp = batch.register_job_definition(**fargate_task(unique(prefix), *containers, execution_role=EXEC_ROLE))
     return str(resp["jobDefinitionArn"])
+
+
+def sidecar_demo() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two containers the CLI's and the console's tests show: a sidecar that prints `side-out` and fails (exit 5,
+    non-essential), and the essential main container, started once the sidecar is done, printing `main-out`."""
+    return (
+        container("side", "echo side-out; exit 5", essential=False),
+        container("main", "echo main-out", dependsOn=[{"containerName": "side", "condition": "COMPLETE"}]),
+    )
 
 
 def test_dependson_orders_containers_and_logs_are_per_container(batch: Client, logs: Client, tmp_path: Path) -> None:

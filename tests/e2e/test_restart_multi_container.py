@@ -20,7 +20,7 @@ from chalicelib.compute.local import _processes_of
 from tests.docker_support import remove_containers
 from tests.e2e.conftest import Runtimes, setup_queue, unique, wait_status, wait_terminal, wait_until
 from tests.e2e.test_docker_multi_container import container as _container
-from tests.e2e.test_kill_restart import CLIENT, Server, free_port
+from tests.e2e.test_kill_restart import CLIENT, Server, serve
 from tests.e2e.test_multi_container import container as process_container
 from tests.e2e.test_multi_container import register_task
 
@@ -98,14 +98,7 @@ def test_docker_a_clean_restart_re_attaches_and_carries_on(
 
 @pytest.fixture
 def docker_server(tmp_path: Path, docker_engine: Any) -> Iterator[Server]:
-    logs = tmp_path / "server-logs"
-    logs.mkdir()
-    srv = Server(tmp_path / "state", free_port(), logs, args=("--executor", "docker"))
-    try:
-        yield srv
-    finally:
-        srv.stop_all()
-        remove_containers(docker_engine, srv.state)
+    yield from serve(tmp_path, "--executor", "docker", after=lambda srv: remove_containers(docker_engine, srv.state))
 
 
 def _clients(server: Server) -> tuple[Any, Any]:
@@ -130,13 +123,7 @@ def test_docker_a_sigkilled_server_re_attaches_and_carries_on(docker_server: Ser
 
 @pytest.fixture
 def process_server(tmp_path: Path) -> Iterator[Server]:
-    logs = tmp_path / "server-logs"
-    logs.mkdir()
-    srv = Server(tmp_path / "state", free_port(), logs)
-    try:
-        yield srv
-    finally:
-        srv.stop_all()
+    yield from serve(tmp_path)
 
 
 def test_processes_a_sigkilled_server_ends_the_attempt_as_a_lost_host_once(

@@ -5,7 +5,6 @@ started before a crash, and the removal of ended containers nothing asks about."
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ import docker
 import pytest
 import requests
 
-from chalicelib.compute import docker as docker_launcher
+from chalicelib.compute import docker_attempt
 from chalicelib.compute.docker import LABEL_JOB, LOST_HOST, DockerLauncher
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.compute.port import TaskSpec
@@ -179,9 +178,9 @@ def test_a_container_created_but_never_started_before_a_crash_is_started_by_reco
     crashed = launchers.new(state, Sink())
     s = spec(job, ["sh", "-c", "exit 4"])
     # the crash: the container exists (with its name and labels), it was never started
-    from chalicelib.compute.docker import _Attempt
+    from chalicelib.compute.docker_attempt import Attempt
 
-    crashed._create(_Attempt(job, 1, s.log_stream, spec=s), s)
+    crashed._create(Attempt(job, 1, s.log_stream, spec=s), s)
     assert [c["State"] for c in ours(launchers.client, job)] == ["created"]
     sink = Sink()
     restarted = launchers.new(state, sink)
@@ -195,7 +194,7 @@ def test_a_crash_between_the_journal_and_the_create_relaunches_the_same_attempt(
     # GIVEN a server killed right after journalling `created` for an attempt, before its container existed
     state, job = sid(), f"job-{sid()}"
     crashed = launchers.new(state, Sink())
-    os.write(crashed._journal, f"created {job}#1\n".encode())
+    crashed.journal.created(f"{job}#1")
     assert not ours(launchers.client, job)
     # WHEN the restarted server recovers it
     sink = Sink()
@@ -212,7 +211,8 @@ def test_a_started_container_the_engine_lost_fails_as_a_lost_host(launchers: Lau
     # GIVEN an attempt journalled as started whose container is gone (the engine lost it)
     state, job = sid(), f"job-{sid()}"
     crashed = launchers.new(state, Sink())
-    os.write(crashed._journal, f"created {job}#1\nstarted {job}#1\n".encode())
+    crashed.journal.created(f"{job}#1")
+    crashed.journal.started(f"{job}#1")
     # WHEN the restarted server recovers it THEN it may have run: it fails as a lost host, to be retried
     sink = Sink()
     restarted = launchers.new(state, sink)
@@ -224,9 +224,9 @@ def test_ended_containers_nothing_asks_about_are_reaped(launchers: Launchers) ->
     state, job = sid(), f"job-{sid()}"
     crashed = launchers.new(state, Sink())
     s = spec(job, ["true"])
-    from chalicelib.compute.docker import _Attempt
+    from chalicelib.compute.docker_attempt import Attempt
 
-    a = _Attempt(job, 1, s.log_stream, spec=s)
+    a = Attempt(job, 1, s.log_stream, spec=s)
     crashed._create(a, s)
     launchers.client.start(a.container)
     launchers.client.wait(a.container)
@@ -283,7 +283,7 @@ class EngineDropsWaits(docker.APIClient):  # type: ignore[misc]
 def test_an_engine_that_drops_the_wait_does_not_lose_the_end(
     launchers: Launchers, docker_engine: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(docker_launcher, "WAIT_BACKOFF_S", (0.05, 0.2))
+    monkeypatch.setattr(docker_attempt, "WAIT_BACKOFF_S", (0.05, 0.2))
     client = EngineDropsWaits(3, **docker.utils.kwargs_from_env(), timeout=60)
     sink, state, job = Sink(), sid(), f"job-{sid()}"
     launcher = DockerLauncher(client, state, launchers.root / state, FileLogStore(launchers.root / "logs"), sink)
@@ -301,7 +301,7 @@ def test_an_engine_that_drops_the_wait_does_not_lose_the_end(
 def test_a_container_an_engine_lost_while_unreachable_fails_as_a_lost_host(
     launchers: Launchers, docker_engine: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(docker_launcher, "WAIT_BACKOFF_S", (0.05, 0.2))
+    monkeypatch.setattr(docker_attempt, "WAIT_BACKOFF_S", (0.05, 0.2))
     client = EngineDropsWaits(1, loses=True, **docker.utils.kwargs_from_env(), timeout=60)
     sink, state, job = Sink(), sid(), f"job-{sid()}"
     launcher = DockerLauncher(client, state, launchers.root / state, FileLogStore(launchers.root / "logs"), sink)

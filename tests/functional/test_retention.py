@@ -16,12 +16,14 @@ import pytest
 
 from app import app
 from chalicelib.compute.logs import FileLogStore
-from chalicelib.control.retention import DAY_MS, purge
+from chalicelib.control.retention import DAY_MS, purge, purge_tokens
 from chalicelib.domain import lifecycle
+from chalicelib.domain.idempotency import TOKEN_TAG, TOKEN_TTL_MS
 from chalicelib.domain.jobs import RUNNING, SUCCEEDED, Job, child_id
 from chalicelib.runtime import engine
 from chalicelib.runtime.local import LocalConfig
 from chalicelib.runtime.plane import build_local
+from chalicelib.store import tokens
 from chalicelib.store.jobs import job_pk
 from chalicelib.store.sqlite import SqliteItemStore
 from tests.functional.builders import make_fargate_ce, make_jd, make_queue
@@ -116,6 +118,40 @@ def test_an_array_goes_with_its_children_and_a_job_created_long_ago_stays_until_
     late_job: Job = plane.job(late)
     assert late_job.status == SUCCEEDED  # stopped half a retention ago: kept
     assert len(streams(plane)) == 1
+
+
+def test_an_expired_client_token_leaves_the_store_and_its_retry_makes_a_new_job(plane: Plane) -> None:
+    # GIVEN a submit with a client token, and another one 12 hours later
+    nightly = plane.submit("q", "work", "nightly", tags={TOKEN_TAG: "nightly"})
+    plane.clock.advance(TOKEN_TTL_MS // 2)
+    later = plane.submit("q", "work", "later", tags={TOKEN_TAG: "later"})
+    plane.clock.advance(TOKEN_TTL_MS // 2)
+
+    # WHEN a purge runs once the first token's 24 hours are over (long before the jobs' retention)
+    purge(plane.svc, plane.clock.now_ms(), RETENTION_MS, forget=lambda j: None)
+
+    # THEN its claim is gone and the live one stays; both jobs stay
+    items = plane.svc.repo.items
+    assert tokens.claim_of(items, "nightly") == (None, None)
+    assert tokens.claim_of(items, "later")[0] is not None
+    assert set(plane.describe(nightly, later)) == {nightly, later}
+    # a retry of the live token returns its job; a retry of the expired one makes a new job (AWS clientToken)
+    assert plane.submit("q", "work", "later", tags={TOKEN_TAG: "later"}) == later
+    again = plane.submit("q", "work", "nightly", tags={TOKEN_TAG: "nightly"})
+    assert again not in (nightly, later)
+    assert tokens.claim_of(items, "nightly")[0] is not None
+    assert plane.submit("q", "work", "nightly", tags={TOKEN_TAG: "nightly"}) == again
+
+
+def test_expired_client_tokens_are_removed_a_bounded_number_per_purge(plane: Plane) -> None:
+    for i in range(5):
+        plane.submit("q", "work", f"j{i}", tags={TOKEN_TAG: f"t{i}"})
+    plane.clock.advance(TOKEN_TTL_MS)
+
+    assert purge_tokens(plane.svc, plane.clock.now_ms(), budget=3) == 3
+    assert purge_tokens(plane.svc, plane.clock.now_ms(), budget=3) == 2
+    assert purge_tokens(plane.svc, plane.clock.now_ms(), budget=3) == 0
+    assert all(tokens.claim_of(plane.svc.repo.items, f"t{i}") == (None, None) for i in range(5))
 
 
 # -- the local runtime, through the API ------------------------------------------------------------------------------

@@ -5,35 +5,16 @@ containers as the STOPPED task state change reports them (docs/adr/0028)."""
 from __future__ import annotations
 
 from bench.aws_harness import CLUSTER, EXEC_ROLE, IMAGE, Deployment, set_up
-from tests.multi_container_support import containers_of
+from tests.multi_container_support import containers_of, fargate_task, member
 
-QUARTER = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}]
+AFTER_SIDE_STARTED = [{"containerName": "side", "condition": "START"}]
 
 
 def register(deployment: Deployment) -> None:
-    deployment.batch.register_job_definition(
-        jobDefinitionName="pair",
-        type="container",
-        platformCapabilities=["FARGATE"],
-        ecsProperties={
-            "taskProperties": [
-                {
-                    "executionRoleArn": EXEC_ROLE,
-                    "containers": [
-                        {"name": "side", "image": IMAGE, "essential": False, "resourceRequirements": QUARTER},
-                        {
-                            "name": "main",
-                            "image": IMAGE,
-                            "command": ["echo", "Ref::word"],
-                            "resourceRequirements": QUARTER,
-                            "dependsOn": [{"containerName": "side", "condition": "START"}],
-                        },
-                    ],
-                }
-            ]
-        },
-        parameters={"word": "hello"},
-    )
+    side = member("side", None, image=IMAGE, memory="512", essential=False)
+    main = member("main", ["echo", "Ref::word"], image=IMAGE, memory="512", dependsOn=AFTER_SIDE_STARTED)
+    request = fargate_task("pair", side, main, execution_role=EXEC_ROLE, parameters={"word": "hello"})
+    deployment.batch.register_job_definition(**request)
 
 
 def test_a_multi_container_job_runs_as_one_ecs_task(deployment: Deployment) -> None:
@@ -87,37 +68,10 @@ def test_task_modes_storage_platform_and_container_timeouts_reach_ecs(deployment
     set_up(deployment)
     # GIVEN a Fargate definition with the task's pidMode, ephemeralStorage, runtimePlatform and per-container timeouts
     platform = {"operatingSystemFamily": "LINUX", "cpuArchitecture": "ARM64"}
-    batch.register_job_definition(
-        jobDefinitionName="modes",
-        type="container",
-        platformCapabilities=["FARGATE"],
-        ecsProperties={
-            "taskProperties": [
-                {
-                    "executionRoleArn": EXEC_ROLE,
-                    "pidMode": "task",
-                    "ephemeralStorage": {"sizeInGiB": 40},
-                    "runtimePlatform": platform,
-                    "containers": [
-                        {
-                            "name": "side",
-                            "image": IMAGE,
-                            "essential": False,
-                            "resourceRequirements": QUARTER,
-                            "startTimeout": 30,
-                        },
-                        {
-                            "name": "main",
-                            "image": IMAGE,
-                            "resourceRequirements": QUARTER,
-                            "stopTimeout": 90,
-                            "dependsOn": [{"containerName": "side", "condition": "START"}],
-                        },
-                    ],
-                }
-            ]
-        },
-    )
+    side = member("side", None, image=IMAGE, memory="512", essential=False, startTimeout=30)
+    main = member("main", None, image=IMAGE, memory="512", stopTimeout=90, dependsOn=AFTER_SIDE_STARTED)
+    task = {"pidMode": "task", "ephemeralStorage": {"sizeInGiB": 40}, "runtimePlatform": platform}
+    batch.register_job_definition(**fargate_task("modes", side, main, execution_role=EXEC_ROLE, task=task))
     # WHEN a job of it runs
     job_id = str(batch.submit_job(jobName="modes", jobQueue="q", jobDefinition="modes")["jobId"])
     world.names[job_id] = "modes"
