@@ -423,8 +423,14 @@ class LocalLauncher:
             os.killpg(running.proc.pid, sig)
 
     def _watch(self, running: _Running, workdir: Path, env: dict[str, str]) -> None:
-        if self._spawn(running, workdir, env):
-            self._watch_until_exit(running)
+        try:
+            if self._spawn(running, workdir, env):
+                self._watch_until_exit(running)
+        finally:
+            # Its work dir, created exclusively, keeps a second launch from running it again: the set holds only
+            # what runs (a million finished array children kept 100 MB here).
+            with self._lock:
+                self._launched.discard(running.spec.key)
 
     def _watch_until_exit(self, running: _Running) -> None:
         spec, proc = running.spec, running.proc
