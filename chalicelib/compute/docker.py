@@ -53,6 +53,7 @@ from chalicelib.compute.docker_state import Journal, last_logged
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskSpec
+from chalicelib.compute.workers import Workers
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.reasons import TASK_FAILED_TO_START
@@ -93,7 +94,7 @@ class DockerLauncher:
         self._lock = threading.Lock()
         self._attempts: dict[str, Attempt] = {}  # watched now
         self._launched: set[str] = set()
-        self._watchers: set[threading.Thread] = set()
+        self._workers = Workers()  # the watchers' threads (compute/workers.py): one per attempt until its end
         work_root.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(work_root / JOURNAL)
         self._removals = docker_attempt.Removals(client, credentials)
@@ -206,27 +207,22 @@ class DockerLauncher:
             attempts = list(self._attempts.values())
             for a in attempts:
                 a.lost = True
-            watchers = list(self._watchers)
         for a in attempts:
             for response in list(a.streams):
                 docker_engine.close_stream(self.client, response)
         deadline = time.monotonic() + timeout
-        for w in watchers:
-            w.join(max(0.0, deadline - time.monotonic()))
+        self._workers.wait_idle(timeout)
         self._removals.close(max(0.0, deadline - time.monotonic()))
         self.journal.close()
         if self.processes is not None:
             self.processes.shutdown(0.0)
 
-    # -- the watcher: one thread per attempt ------------------------------------------------------------------
+    # -- the watcher: one thread per attempt (reused: compute/workers.py) --------------------------------------
 
     def _watch(self, a: Attempt, *, created: bool = False) -> None:
         with self._lock:
             self._attempts[a.key] = a
-        thread = threading.Thread(target=self._run, args=(a, created), name=f"task-{a.key}", daemon=True)
-        with self._lock:
-            self._watchers.add(thread)
-        thread.start()
+        self._workers.run(a.key, lambda: self._run(a, created))
 
     def _run(self, a: Attempt, created: bool) -> None:
         try:
@@ -244,9 +240,6 @@ class DockerLauncher:
             else:  # its end cannot be known: as a lost host, and it must not run on unobserved
                 self._discard(a)
                 self._end(a, TaskStopped(a.attempt, None, status_reason=LOST_HOST))
-        finally:
-            with self._lock:
-                self._watchers.discard(threading.current_thread())
 
     def _start(self, a: Attempt) -> bool:
         """Create (unless it exists) and start the attempt's container; False when it did not start (reported)."""
