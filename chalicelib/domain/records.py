@@ -4,8 +4,8 @@
 a `Job` (40-odd fields) on this machine, and one finished array child took 17 of them (the lifecycle's transitions,
 the store's version bump, the launcher's report): a seventh of the local engine's Python time per child in
 `make bench WORKLOAD=array-1000000`. For a dataclass whose `__init__` only assigns (no `__post_init__`, no
-`init=False` field, no slots) the copy is the instance's attribute dict with the changes applied, which is the same
-object `__init__` would have built: ~1.5 µs.
+`init=False` field, no slots, no cached_property) the copy is the instance's attribute dict with the changes
+applied, which is the same object `__init__` would have built: ~1.5 µs.
 
 Same contract as `dataclasses.replace`: a keyword that is not a field raises TypeError; a class that needs its
 `__init__` goes through `dataclasses.replace`. mypy checks the call sites against `dataclasses.replace`'s signature
@@ -15,6 +15,7 @@ Same contract as `dataclasses.replace`: a keyword that is not a field raises Typ
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 __all__ = ["replace"]
@@ -25,8 +26,15 @@ _PLAIN: dict[type, frozenset[str] | None] = {}  # class -> its field names, or N
 def _plain_fields(cls: type) -> frozenset[str] | None:
     if cls not in _PLAIN:
         fields = dataclasses.fields(cls)
-        # (an InitVar is not a field, and is only used by a __post_init__)
-        simple = not hasattr(cls, "__post_init__") and not hasattr(cls, "__slots__") and all(f.init for f in fields)
+        # (an InitVar is not a field, and is only used by a __post_init__). A cached_property keeps its value in the
+        # instance's dict: copied, it would describe the original's fields, not the copy's.
+        cached = any(isinstance(v, functools.cached_property) for k in cls.__mro__ for v in vars(k).values())
+        simple = (
+            not hasattr(cls, "__post_init__")
+            and not hasattr(cls, "__slots__")
+            and all(f.init for f in fields)
+            and not cached
+        )
         _PLAIN[cls] = frozenset(f.name for f in fields) if simple else None
     return _PLAIN[cls]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import pytest
@@ -65,3 +66,18 @@ class _Derived:
 
 def test_a_field_set_by_init_is_recomputed() -> None:
     assert replace(_Derived(1), value=4).double == 8
+
+
+@dataclass(frozen=True)
+class _Cached:
+    value: int
+
+    @functools.cached_property
+    def double(self) -> int:
+        return self.value * 2
+
+
+def test_a_cached_property_is_not_copied_with_the_dict() -> None:
+    one = _Cached(1)
+    assert one.double == 2  # cached in the instance's dict
+    assert replace(one, value=5).double == 10
