@@ -41,6 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalicelib.compute.local_group import ProcessGroups
+from chalicelib.compute.local_journal import EXIT_FILE as EXIT_FILE
+from chalicelib.compute.local_journal import Journal, recorded_exit, wait_gone
+from chalicelib.compute.local_journal import processes_of as _processes_of  # tests import it from here
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec
 from chalicelib.compute.workers import Workers
@@ -56,9 +59,9 @@ START_FAILED = "Task failed to start"
 # process exists and "exit <jobId>#<attempt> <status>" by the supervisor when the command ends.
 JOURNAL = "journal"
 DOCKER_JOURNAL = "docker-journal"  # compute/docker.py's: the containers it created
-# Earlier versions kept these in each attempt's work dir; recover() still reads them there.
+# Earlier versions kept the pid (and the exit status: local_journal.EXIT_FILE) in each attempt's work dir; recover()
+# still reads them there.
 PID_FILE = "pid"
-EXIT_FILE = "exit"
 # The supervisor: signals sent to the session (stop, timeout) reach the command; the trap only defers the shell's own
 # reaction until the command has ended, so its status is recorded and becomes the supervisor's exit status (a signal
 # N is 128+N either way). A trapped signal is reset to its default in the command, unlike an ignored one.
@@ -85,84 +88,6 @@ def _now_ms() -> int:
 
 def exit_code_of(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
-
-
-def _processes_of(job_id: str, attempt: int) -> list[int]:
-    """Processes started for this attempt, by their environment (Linux only; [] where /proc is missing)."""
-    proc = Path("/proc")
-    want = {f"AWS_BATCH_JOB_ID={job_id}".encode(), f"AWS_BATCH_JOB_ATTEMPT={attempt}".encode()}
-    found = []
-    for entry in proc.iterdir() if proc.is_dir() else ():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = set((entry / "environ").read_bytes().split(b"\0"))
-        except OSError:
-            continue
-        if want <= environ:
-            found.append(int(entry.name))
-    return found
-
-
-class _Journal:
-    """The work root's journal: appended to by the server (pids) and by every supervisor (exit statuses); about 100
-    bytes per attempt. Only recovery reads it, from where it last stopped."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._lock = threading.Lock()
-        self._offset = 0  # bytes read so far (complete lines only)
-        self.pids: dict[str, int] = {}
-        self.exits: dict[str, int] = {}
-
-    def record_pid(self, key: str, pid: int) -> None:
-        os.write(self._fd, f"pid {key} {pid}\n".encode())  # one write: never interleaved with another line
-
-    def refresh(self) -> None:
-        with self._lock, open(self.path, "rb") as f:
-            f.seek(self._offset)
-            data = f.read()
-            complete = data[: data.rfind(b"\n") + 1]
-            self._offset += len(complete)
-            for line in complete.decode("utf-8", "replace").splitlines():
-                kind, _, rest = line.partition(" ")
-                key, _, value = rest.partition(" ")
-                if value.isdigit() and kind in ("pid", "exit"):
-                    (self.pids if kind == "pid" else self.exits)[key] = int(value)
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
-def _recorded_exit(workdir: Path) -> int | None:
-    """The exit status an earlier version's supervisor wrote to the work dir; None if it did not."""
-    try:
-        text = (workdir / EXIT_FILE).read_text()
-    except OSError:
-        return None
-    return int(text) if text.endswith("\n") and text.strip().isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    """Is the process running? A zombie (dead, not yet reaped by its new parent) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc: trust kill(0)
-    return state != "Z"
-
-
-def _wait_gone(pids: list[int], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def _not_executable(program: str, env: dict[str, str], cwd: Path) -> str | None:
@@ -232,7 +157,7 @@ class LocalLauncher:
         self._on_path: set[tuple[str, str]] = set()  # (program, PATH) found runnable (a miss is looked up again)
         work_root.mkdir(parents=True, exist_ok=True)
         # Absolute: the supervisors append to it from their own working directories.
-        self._journal = _Journal(work_root.absolute() / JOURNAL)
+        self._journal = Journal(work_root.absolute() / JOURNAL)
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
         return self.work_root / job_id.replace(":", "_") / str(attempt)
@@ -361,7 +286,7 @@ class LocalLauncher:
                 # started in a container by the Docker executor before a switch of executors (compute/docker.py
                 # journals each container it creates): started, so never launched again under this number
                 return self._docker_created(key)
-            _wait_gone(pids, RECOVER_WAIT_S)  # then the exit status, if any, is complete: it was written before
+            wait_gone(pids, RECOVER_WAIT_S)  # then the exit status, if any, is complete: it was written before
         if self._exit_of(key, workdir) == 0:
             self.on_event(job_id, TaskStopped(attempt, 0))
         return True
@@ -377,7 +302,7 @@ class LocalLauncher:
         """The exit status the attempt's supervisor recorded; None if it did not (running, killed, never started)."""
         self._journal.refresh()
         code = self._journal.exits.get(key)
-        return code if code is not None else _recorded_exit(workdir)
+        return code if code is not None else recorded_exit(workdir)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop every process (the server is going away; their attempts are recovered at the next start).

@@ -1,0 +1,95 @@
+"""The local launcher's record of its attempts, for recovery after a crash (compute/local.py `recover`).
+
+- The journal (`<state>/work/journal`) is one append-only file for every attempt: "pid <jobId>#<attempt> <pid>",
+  written by the server once the process exists, and "exit <jobId>#<attempt> <status>", written by the attempt's
+  supervisor when its command ends. Only recovery reads it, from where it last stopped.
+- An attempt whose pid was never recorded is found by the AWS_BATCH_* variables its processes carry (Linux /proc).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+# Earlier versions kept the exit status in each attempt's work dir; recovery still reads it there.
+EXIT_FILE = "exit"
+
+
+def processes_of(job_id: str, attempt: int) -> list[int]:
+    """Processes started for this attempt, by their environment (Linux only; [] where /proc is missing)."""
+    proc = Path("/proc")
+    want = {f"AWS_BATCH_JOB_ID={job_id}".encode(), f"AWS_BATCH_JOB_ATTEMPT={attempt}".encode()}
+    found = []
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if want <= environ:
+            found.append(int(entry.name))
+    return found
+
+
+class Journal:
+    """The work root's journal: appended to by the server (pids) and by every supervisor (exit statuses); about 100
+    bytes per attempt. Only recovery reads it, from where it last stopped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._lock = threading.Lock()
+        self._offset = 0  # bytes read so far (complete lines only)
+        self.pids: dict[str, int] = {}
+        self.exits: dict[str, int] = {}
+
+    def record_pid(self, key: str, pid: int) -> None:
+        os.write(self._fd, f"pid {key} {pid}\n".encode())  # one write: never interleaved with another line
+
+    def refresh(self) -> None:
+        with self._lock, open(self.path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            self._offset += len(complete)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                kind, _, rest = line.partition(" ")
+                key, _, value = rest.partition(" ")
+                if value.isdigit() and kind in ("pid", "exit"):
+                    (self.pids if kind == "pid" else self.exits)[key] = int(value)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def recorded_exit(workdir: Path) -> int | None:
+    """The exit status an earlier version's supervisor wrote to the work dir; None if it did not."""
+    try:
+        text = (workdir / EXIT_FILE).read_text()
+    except OSError:
+        return None
+    return int(text) if text.endswith("\n") and text.strip().isdigit() else None
+
+
+def alive(pid: int) -> bool:
+    """Is the process running? A zombie (dead, not yet reaped by its new parent) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+    return state != "Z"
+
+
+def wait_gone(pids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
