@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -152,8 +153,14 @@ def _console_web(args: argparse.Namespace) -> int:
     server = ConsoleServer(_api(args), args.host, args.port)
     server.start()
     print(f"the batchplane console for {args.endpoint}: {server.url}", flush=True)
+    # Ctrl-C stops it even when it was started with SIGINT ignored (`nohup ... &` from a script: a background job of
+    # a shell without job control ignores SIGINT, and Python then leaves it ignored), as `up` handles it itself.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        threading.Event().wait()
+        # Short slices, as `up` waits: Ctrl-C (KeyboardInterrupt) is raised only when the main thread runs Python,
+        # and a wait without a timeout never returns when the kernel hands the signal to another thread (a request's).
+        while True:
+            time.sleep(0.5)
     finally:
         server.stop()
     return 0
