@@ -7,6 +7,7 @@ definitions); keyword overrides are passed straight through, so a test states on
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -277,3 +278,13 @@ def assert_rejected(batch: BatchClient, call: Callable[[], Any], *fragments: str
     for fragment in fragments:
         assert fragment in message, (fragment, message)
     return message
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0, poll: float = 0.02) -> Any:
+    """The first truthy result of `check`, polled every `poll` seconds; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,20 +33,10 @@ from tests.functional.builders import (
     make_jd,
     make_queue,
     raw_operation,
+    wait_for,
 )
 from tests.functional.conftest import CLIENT_CONFIG, STOP_TIMEOUT_S
 from tests.runtimes import stop_runtime
-
-WAIT_S = 30.0
-
-
-def wait_for(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def jobs(batch: BatchClient, *ids: str) -> dict[str, dict[str, Any]]:

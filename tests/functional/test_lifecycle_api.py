@@ -4,8 +4,8 @@ so nothing here depends on a process; every wait is bounded."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,12 @@ from tests.functional.builders import (
     make_jd,
     make_queue,
 )
+from tests.functional.builders import wait_for as _wait_for  # bounded here by this module's WAIT_S
 from tests.functional.conftest import CLIENT_CONFIG
 from tests.runtimes import stop_runtime
 
 WAIT_S = 10.0
+wait_for = partial(_wait_for, timeout=WAIT_S)
 GRACE_S = 0.2
 
 
@@ -47,15 +49,6 @@ def make_batch(boto_session: boto3.session.Session) -> Iterator[Callable[[str], 
     yield build
     for client in clients:
         client.close()
-
-
-def wait_for(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def job(batch: BatchClient, job_id: str) -> dict[str, Any]:

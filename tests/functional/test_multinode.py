@@ -8,26 +8,23 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib.runtime.local import LocalRuntime
-from tests.functional.builders import BatchClient, container, make_ec2_ce, make_fargate_ce, make_jd, make_queue
+from tests.functional.builders import (
+    BatchClient,
+    container,
+    make_ec2_ce,
+    make_fargate_ce,
+    make_jd,
+    make_queue,
+    wait_for,
+)
 
-WAIT_S = 30.0
 PY = sys.executable
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def node(command: list[str], vcpus: str = "1", memory: str = "512", **extra: Any) -> dict[str, Any]:
