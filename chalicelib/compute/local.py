@@ -34,7 +34,6 @@ import os
 import select
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from chalicelib.compute.local_journal import Journal, recorded_exit, wait_gone
 from chalicelib.compute.local_journal import processes_of as _processes_of  # tests import it from here
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec
+from chalicelib.compute.spawn import Process, spawn
 from chalicelib.compute.workers import Workers
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
@@ -65,8 +65,12 @@ PID_FILE = "pid"
 # The supervisor: signals sent to the session (stop, timeout) reach the command; the trap only defers the shell's own
 # reaction until the command has ended, so its status is recorded and becomes the supervisor's exit status (a signal
 # N is 128+N either way). A trapped signal is reset to its default in the command, unlike an ignored one.
-# Arguments: the journal's path, the attempt's key, then the command.
-SUPERVISOR = 'j=$1 k=$2; shift 2; trap : HUP INT TERM; "$@"; c=$?; printf "exit %s %s\\n" "$k" "$c" >> "$j"; exit "$c"'
+# Arguments: the working directory (posix_spawn has none to set: compute/spawn.py), the journal's path, the
+# attempt's key, then the command. `cd -P` gives the physical path, as a working directory set by the spawn did.
+SUPERVISOR = (
+    'cd -P -- "$1" || exit 126; unset OLDPWD; j=$2 k=$3; shift 3; trap : HUP INT TERM; "$@"; c=$?; '
+    'printf "exit %s %s\\n" "$k" "$c" >> "$j"; exit "$c"'
+)
 RECOVER_WAIT_S = 2.0  # how long recover() waits for a killed process to be gone
 START_REPORT_S = 0.05  # TaskStarted waits this long for the end of a task without output, to come with its stop
 COMMAND_WAIT_S = 5.0  # how long a stop that came before the command was forked waits for it (_wait_for_command)
@@ -75,7 +79,7 @@ COMMAND_WAIT_S = 5.0  # how long a stop that came before the command was forked 
 @dataclass
 class _Running:
     spec: TaskSpec
-    proc: subprocess.Popen[bytes] | None = None  # None until its watcher has spawned it
+    proc: Process | None = None  # None until its watcher has spawned it
     stop_reason: str | None = None
     lost: bool = False  # killed by shutdown(): the exit is not reported; recovery at the next start decides
     started: bool = False  # its command runs (or it ended): a stop before that is delivered by the watcher
@@ -103,22 +107,25 @@ def _not_executable(program: str, env: dict[str, str], cwd: Path) -> str | None:
 not_executable = _not_executable  # also for compute/local_group.py
 
 
-def _quick_exit(proc: subprocess.Popen[bytes]) -> int | None:
+def _quick_exit(proc: Process) -> int | None:
     """The exit code if the process closes its output without writing any and exits within START_REPORT_S; None
     when it runs on or writes output (the caller reads and logs that)."""
-    assert isinstance(proc.stdout, io.BufferedReader)  # Popen's default buffering
+    assert isinstance(proc.stdout, io.BufferedReader)  # os.fdopen's default buffering
     deadline = time.monotonic() + START_REPORT_S
     poller = select.poll()  # not select(): no limit on the descriptor's number
     poller.register(proc.stdout, select.POLLIN)
     if not poller.poll(START_REPORT_S * 1000) or proc.stdout.peek(1):  # peek: b"" only at the end of output
         return None
-    try:
-        return exit_code_of(proc.wait(max(0.0, deadline - time.monotonic())))
-    except subprocess.TimeoutExpired:
-        return None
+    code = proc.wait(max(0.0, deadline - time.monotonic()))
+    return None if code is None else exit_code_of(code)
 
 
-def _wait_for_command(proc: subprocess.Popen[bytes], timeout: float = COMMAND_WAIT_S) -> None:
+def _reaped(code: int | None) -> int:
+    assert code is not None  # a wait without a timeout returns only once the process has ended
+    return code
+
+
+def _wait_for_command(proc: Process, timeout: float = COMMAND_WAIT_S) -> None:
     """Wait (bounded) until the supervisor has forked its command, or has ended. Linux: its children in /proc
     (where that is missing, returns at once)."""
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
@@ -219,15 +226,8 @@ class LocalLauncher:
             if running.lost:
                 return False  # shut down before the spawn: recovery at the next start decides (no process)
         try:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", str(self._journal.path), spec.key, *spec.command],
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            argv = ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", os.path.abspath(workdir), str(self._journal.path)]
+            proc = spawn([*argv, spec.key, *spec.command], env)
         except OSError as e:
             with self._lock:
                 self._running.pop(spec.key, None)
@@ -378,7 +378,7 @@ class LocalLauncher:
                     self.logs.append(spec.log_stream, [(_now_ms(), raw.decode("utf-8", "replace").rstrip("\n"))])
             except Exception:  # a log failure must not lose the exit
                 log.exception("reading the output of %s failed", spec.key)
-            code = exit_code_of(proc.wait())
+            code = exit_code_of(_reaped(proc.wait()))
         for t in running.timers:
             t.cancel()
         self._release(spec.key)

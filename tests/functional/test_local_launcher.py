@@ -152,8 +152,8 @@ def test_a_stop_before_the_command_is_forked_still_stops_it(tmp_path: Path, monk
     # that window wide, so the stop below always falls in it.
     from chalicelib.compute import local as local_module
 
-    prefix = "j=$1 k=$2; shift 2; trap : HUP INT TERM; "
-    assert local_module.SUPERVISOR.startswith(prefix)
+    trap = "trap : HUP INT TERM; "
+    prefix = local_module.SUPERVISOR[: local_module.SUPERVISOR.index(trap) + len(trap)]
     slow = prefix + "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; " + local_module.SUPERVISOR[len(prefix) :]
     monkeypatch.setattr(local_module, "SUPERVISOR", slow)
     events: list[tuple[str, TaskStarted | TaskStopped]] = []
@@ -167,3 +167,38 @@ def test_a_stop_before_the_command_is_forked_still_stops_it(tmp_path: Path, monk
         assert (stopped.exit_code, stopped.status_reason) == (128 + signal.SIGTERM, "enough")
     finally:
         launcher.shutdown()
+
+
+def test_a_job_process_starts_clean_whatever_the_server_holds(
+    local: Local, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # compute/spawn.py: posix_spawn sets no working directory, closes nothing and resets no signal by itself. A job
+    # must still start as in a fresh container: in its work dir, with stdin, stdout and stderr only (no descriptor
+    # of the server: its database, journal, sockets, or one it inherited from its own parent), and with SIGINT at
+    # its default even when the server runs with it ignored (a server started by `nohup ... &`).
+    from chalicelib.compute import spawn
+
+    leaked = open(tmp_path / "server-file", "w")  # noqa: SIM115 - held open across the launch on purpose
+    os.set_inheritable(leaked.fileno(), True)  # as a descriptor the server inherited would be
+    monkeypatch.setattr(spawn, "_inherited_closed", False)  # this process may have spawned before: sweep again
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        script = 'pwd; ls /proc/self/fd; grep -E "^(SigIgn|SigBlk)" /proc/self/status; echo "OLDPWD=${OLDPWD-unset}"'
+        spec = local.spec(command=["sh", "-c", script])
+        local.launcher.launch(spec)
+        wait_until(lambda: any(isinstance(e, TaskStopped) for _, e in local.events), "the task's end")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        leaked.close()
+    stopped = next(e for _, e in local.events if isinstance(e, TaskStopped))
+    assert stopped.exit_code == 0
+    read = local.launcher.logs.read
+    events, _, _ = read(spec.log_stream, start_time=None, end_time=None, offset=0, limit=100, from_head=True)
+    lines = [e.message for e in events]
+    assert lines[0] == str((local.root / "job-1" / "1").resolve())
+    fds = sorted(int(x) for x in lines[1:] if x.isdigit())
+    assert fds == [0, 1, 2, 3]  # 3: the directory `ls` reads
+    ignored = next(x for x in lines if x.startswith("SigIgn")).split()[1]
+    assert int(ignored, 16) & (1 << (signal.SIGINT - 1)) == 0, "SIGINT is at its default in the job"
+    assert int(next(x for x in lines if x.startswith("SigBlk")).split()[1], 16) == 0, "no signal is blocked"
+    assert "OLDPWD=unset" in lines
