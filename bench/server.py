@@ -122,11 +122,16 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process (its threads included), from /proc; 0.0 if unavailable."""
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the server process, its threads included; zeros if unavailable."""
         try:
             fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            tick = os.sysconf("SC_CLK_TCK")
+            return int(fields[11]) / tick, int(fields[12]) / tick
         except (OSError, ValueError, IndexError):
-            return 0.0
+            return 0.0, 0.0
 
     def wait_idle(
         self, window_s: float = IDLE_WINDOW_S, cpu_s: float = IDLE_CPU_S, timeout: float = IDLE_TIMEOUT_S

@@ -57,6 +57,7 @@ class Meter:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.s0 = server.cpu_seconds()
+        self.sys0 = server.cpu_split()[1]
         self.c0 = _client_cpu()
         self.t0 = time.perf_counter()
 
@@ -65,6 +66,7 @@ class Meter:
         server = self.server.cpu_seconds() - self.s0
         return {
             "server_cpu_s": round(server, 2),
+            "server_sys_s": round(self.server.cpu_split()[1] - self.sys0, 2),  # the kernel's part (fork, I/O, futex)
             "client_cpu_s": round(_client_cpu() - self.c0, 2),
             "server_cpu_util": round(server / elapsed, 2) if elapsed > 0 else 0.0,
         }
