@@ -13,18 +13,18 @@ A runtime whose dispatcher is the only one (the local engine) keeps the vCPUs it
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from chalicelib.control.active_jobs import ActiveJobs as ActiveJobs  # callers import both from here
+from chalicelib.control.active_jobs import active_jobs as active_jobs
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
-from chalicelib.control.timeouts import Deadlines
+from chalicelib.control.runnable_cache import RunnableCache
 from chalicelib.control.usage import policy_of, scheduling_policy
 from chalicelib.domain import caps, consumables, fairshare, lifecycle, platform, scheduling
 from chalicelib.domain.errors import Conflict
-from chalicelib.domain.jobs import ACTIVE, RUNNABLE, STARTING, Job
+from chalicelib.domain.jobs import RUNNABLE, STARTING, Job
 from chalicelib.domain.model import VALID, ComputeEnvironment, FairsharePolicy, JobQueue
 from chalicelib.store.caps import CapRepository
 from chalicelib.store.consumables import ConsumableRepository
@@ -51,11 +51,6 @@ def log_stream_name(job: Job, task_id: str) -> str:
 
 
 # -- the snapshot ----------------------------------------------------------------------------------------------
-
-
-def active_jobs(svc: Services, queue: str) -> Iterator[Job]:
-    """The queue's STARTING and RUNNING jobs, top-level and array children."""
-    return svc.jobs.iter_statuses(queue, ACTIVE)
 
 
 def runnable_jobs(svc: Services, queue: str, limit: int) -> list[Job]:
@@ -135,67 +130,6 @@ def ordered_runnable(svc: Services, queue: JobQueue, active: Iterable[Job], now:
     return [jobs[v.job_id] for v in ordered]
 
 
-class ActiveJobs:
-    """The STARTING and RUNNING jobs (and so the vCPUs in use per compute environment), kept in memory by a runtime
-    whose dispatcher is the only one. The store stays the truth: `rebuild` reads it (at start and on every sweep),
-    and between rebuilds `changed` follows every job the runtime's reactor persists (`Reactor(observe=...)`).
-
-    Jobs enter STARTING only by the dispatcher's claim and leave STARTING/RUNNING only by a task event or the sweep,
-    but the reactor reports what it saved from every thread (the work queue's dependency notices, a Terminate's
-    request thread), after the save: two reports of one job can arrive in the other order. So a report older than
-    what is held, or than a removal seen, changes nothing (versions only grow); otherwise a RUNNABLE report
-    crossing the claim's would drop a STARTING job and free its vCPUs twice. Held per job, so a change seen twice
-    counts once. Removals are remembered for two rebuilds. Until the first rebuild, `used` is None: read the store."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held: dict[str, Job] | None = None
-        self._gone: dict[str, int] = {}  # job id -> version of its removal, since the last rebuild
-        self._gone_before: dict[str, int] = {}  # ... and in the interval before it
-        self.deadlines = Deadlines()  # of the held RUNNING attempts (control/timeouts.py)
-
-    def rebuild(self, svc: Services) -> None:
-        read = [job for queue in svc.repo.list_jqs() for job in active_jobs(svc, queue.name) if job.current is not None]
-        with self._lock:
-            self._held = {job.job_id: job for job in read if self._removed_at(job.job_id) < job.version}
-            self._gone_before, self._gone = self._gone, {}
-            self.deadlines.rebuild(self._held.values())
-
-    def _removed_at(self, job_id: str) -> int:
-        return max(self._gone.get(job_id, -1), self._gone_before.get(job_id, -1))
-
-    def changed(self, job: Job) -> None:
-        with self._lock:
-            if self._held is None:
-                return
-            held = self._held.get(job.job_id)
-            if (held is not None and held.version >= job.version) or self._removed_at(job.job_id) >= job.version:
-                return  # an older report than one already seen
-            if job.status in ACTIVE and job.current is not None:
-                self._held[job.job_id] = job
-                self.deadlines.changed(job)
-            else:
-                self._held.pop(job.job_id, None)
-                self._gone[job.job_id] = job.version
-
-    def get(self, job_id: str) -> Job | None:
-        """The job as last read or written here, if it is active (the store may hold a later version)."""
-        with self._lock:
-            return None if self._held is None else self._held.get(job_id)
-
-    def used(self) -> dict[str, float] | None:
-        """vCPUs in use per CE name; None before the first rebuild."""
-        with self._lock:
-            if self._held is None:
-                return None
-            used: dict[str, float] = {}
-            for job in self._held.values():
-                assert job.current is not None
-                ce = job.current.compute_environment
-                used[ce] = used.get(ce, 0.0) + job.vcpus
-        return used
-
-
 @dataclass(frozen=True)
 class Snapshot:
     queues: list[scheduling.QueueView]
@@ -208,9 +142,17 @@ class Snapshot:
     running: dict[str, int] | None = None  # running count per cap scope the jobs name (read when one does)
 
 
-def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJobs | None = None) -> Snapshot:
+def snapshot(
+    svc: Services,
+    now: int,
+    *,
+    narrow: bool = False,
+    active: ActiveJobs | None = None,
+    runnable: RunnableCache | None = None,
+) -> Snapshot:
     """The queues, the capacity in use (from `active` when given, else from the store) and the first RUNNABLE jobs of
-    each queue not being deleted: with `narrow`, as many as a FIFO queue's free capacity could take."""
+    each queue not being deleted (from `runnable` when given): with `narrow`, as many as a FIFO queue's free
+    capacity could take."""
     queues = svc.repo.list_jqs()
     ces = {ce.arn: ce for ce in svc.repo.list_ces(None, 1000)}
     actives: dict[str, Iterable[Job]] = {}
@@ -227,7 +169,7 @@ def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJob
         # Only a fair-share queue reads its active jobs (their shares); for a FIFO queue this iterator stays unread.
         actives = {q.name: active_jobs(svc, q.name) for q in queues}
     views: list[scheduling.QueueView] = []
-    runnable: dict[str, list[Job]] = {}
+    ready: dict[str, list[Job]] = {}
     narrowed: set[str] = set()
     full: set[str] = set()
     capped: dict[str, tuple[tuple[str, int], ...]] = {}
@@ -241,9 +183,10 @@ def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJob
                 mine = [ces[a] for a in q.ce_arns_in_order() if a in ces and ces[a].schedulable]
                 free = max(0.0, sum(float(ce.max_vcpus) - used[ce.name] for ce in mine))
             limit = window(state, free)
-            runnable[q.name] = runnable_jobs(svc, q.name, limit)
-            capped.update((j.job_id, c) for j in runnable[q.name] if (c := caps.of_job(j, q, sp)))
-            if len(runnable[q.name]) == limit:
+            jobs = runnable.read(svc, q.name, limit) if runnable is not None else runnable_jobs(svc, q.name, limit)
+            ready[q.name] = jobs
+            capped.update((j.job_id, c) for j in jobs if (c := caps.of_job(j, q, sp)))
+            if len(jobs) == limit:
                 full.add(q.name)
                 if free and limit < WINDOW and state is None:
                     narrowed.add(q.name)  # capacity is free and there may be more jobs than were read
@@ -259,10 +202,10 @@ def snapshot(svc: Services, now: int, *, narrow: bool = False, active: ActiveJob
         for ce in ces.values()
     }
     resources = None
-    if any(job.consumable_resources for jobs in runnable.values() for job in jobs):
+    if any(job.consumable_resources for jobs in ready.values() for job in jobs):
         resources = {r.name: r.available_quantity for r in ConsumableRepository(svc.repo.items).list_all()}
     running = CapRepository(svc.repo.items).running(s for c in capped.values() for s, _ in c) if capped else None
-    return Snapshot(views, capacity, runnable, frozenset(narrowed), frozenset(full), resources, capped, running)
+    return Snapshot(views, capacity, ready, frozenset(narrowed), frozenset(full), resources, capped, running)
 
 
 # -- the cycle -------------------------------------------------------------------------------------------------
@@ -281,7 +224,8 @@ class Dispatcher:
     runtime must then run a cycle when the first deferred reason is due (`reasons_due_in`).
 
     `consistent_reads`: the store's queries return what was last written (SQLite; not DynamoDB's indexes), so a
-    claim is written against the job as the snapshot read it, without reading it again."""
+    claim is written against the job as the snapshot read it, without reading it again. `runnable`: the only
+    dispatcher's RUNNABLE jobs kept between cycles (control/runnable_cache.py)."""
 
     def __init__(
         self,
@@ -292,8 +236,10 @@ class Dispatcher:
         active: ActiveJobs | None = None,
         reason_grace_ms: int = 0,
         consistent_reads: bool = False,
+        runnable: RunnableCache | None = None,
     ) -> None:
         self.svc = svc
+        self.runnable = runnable
         self.reactor = reactor
         self.new_task_id = new_task_id
         self.active = active  # the capacity in use, kept in memory by the only dispatcher (see ActiveJobs)
@@ -322,13 +268,13 @@ class Dispatcher:
 
     def _run(self, *, place: bool) -> _Outcome:
         now = self.svc.clock.now_ms()
-        snap = snapshot(self.svc, now, narrow=place, active=self.active)
+        snap = snapshot(self.svc, now, narrow=place, active=self.active, runnable=self.runnable)
         result = self._plan(snap, now)
         queue_of = {j.job_id: q for q, js in snap.runnable.items() for j in js}
         if snap.narrowed - {queue_of[p.job_id] for p in result.placements}:
             # A full narrow window placed nothing although capacity is free: look at the whole window before
             # concluding that nothing fits (jobs that can never fit may fill the head of the queue).
-            snap = snapshot(self.svc, now, active=self.active)
+            snap = snapshot(self.svc, now, active=self.active, runnable=self.runnable)
             result = self._plan(snap, now)
         jobs = {j.job_id: j for js in snap.runnable.values() for j in js}
         waiting, self._waiting = self._waiting, {}
@@ -341,6 +287,8 @@ class Dispatcher:
                     continue
             self._block(jobs[blocked.job_id], blocked.reason, since)
         cancelled = sum(self._expire(jobs[e.job_id], e) for e in result.expired)
+        if self.runnable is not None and result.expired:
+            self.runnable.forget()
         if not place:
             return _Outcome(0, cancelled, False)
         claimed: list[scheduling.Placement] = []
@@ -357,6 +305,10 @@ class Dispatcher:
             after = self.reactor.apply_all(job.job_id, (claim,), read=job if self.consistent_reads else None)
             if after is not None and after.status == STARTING and after.current and after.current.task_id == task_id:
                 claimed.append(placement)
+                if self.runnable is not None:
+                    self.runnable.claimed(job.queue, job)
+            elif self.runnable is not None:  # it moved on since it was read: so may others
+                self.runnable.forget(job.queue)
         # A claim that failed (the job moved on since the snapshot read it) spent no capacity, and the snapshot was
         # stale: another cycle may place what it would have taken.
         more = len(claimed) < len(result.placements) or self._more(snap, claimed, jobs)
@@ -383,8 +335,11 @@ class Dispatcher:
 
     def _block(self, job: Job, reason: str, since: int) -> None:
         """Record why a RUNNABLE job waits, and since when (no state change, so no event)."""
-        with contextlib.suppress(Conflict):  # it moved on meanwhile; the next cycle re-evaluates
+        try:
             self.svc.jobs.save(replace(job, status_reason=reason, reason_since=since))
+        except Conflict:  # it moved on meanwhile; the next cycle re-evaluates (reading the queue again)
+            if self.runnable is not None:
+                self.runnable.forget(job.queue)
 
     def _expire(self, job: Job, expired: scheduling.Expired) -> int:
         """Cancel a job a jobStateTimeLimitAction caught, unless it changed since the snapshot."""

@@ -226,6 +226,8 @@ class Engine:
                     self.active.rebuild(self.svc)
                 except Exception:
                     log.exception("reading the capacity in use failed")
+                if self.dispatcher.runnable is not None:  # bounds what a missed write could leave unseen
+                    self.dispatcher.runnable.forget()
                 if self.retention_ms:
                     try:  # finished jobs only: nothing this thread claims or stops
                         purge(

@@ -38,6 +38,7 @@ from chalicelib.control.context import Clock, IdFactory, Services, Settings, Sys
 from chalicelib.control.dispatch import ActiveJobs, Dispatcher
 from chalicelib.control.react import Reactor, reactor_for
 from chalicelib.control.retention import DAY_MS
+from chalicelib.control.runnable_cache import RunnableCache
 from chalicelib.domain.host_access import HostAccess
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.lifecycle import ChildFinished, TaskStarted, TaskStopped
@@ -84,12 +85,22 @@ def dispatcher_for(
     - `reason_grace_ms`: locally LOCAL_REASON_GRACE_MS, the engine's loop runs a cycle when a deferred CAPACITY
       reason is due (`reasons_due_in`); on AWS 0, nothing would wake the `dispatch` Lambda for one, so reasons are
       written at once.
+    - `runnable`: locally each queue's first RUNNABLE jobs are kept between cycles (control/runnable_cache.py),
+      because the SQLite store tells what was written into their index partitions and the engine's is the only
+      claim; on AWS None, every invocation reads them.
     """
     new_task_id = lambda: uuid.uuid4().hex  # noqa: E731
     if isinstance(config, LocalConfig):
         assert active is not None, "the local dispatcher keeps the capacity in use"
+        items = svc.repo.items
         return Dispatcher(
-            svc, reactor, new_task_id, active=active, reason_grace_ms=LOCAL_REASON_GRACE_MS, consistent_reads=True
+            svc,
+            reactor,
+            new_task_id,
+            active=active,
+            reason_grace_ms=LOCAL_REASON_GRACE_MS,
+            consistent_reads=True,
+            runnable=RunnableCache(items) if isinstance(items, SqliteItemStore) else None,
         )
     return Dispatcher(svc, reactor, new_task_id)
 

@@ -15,7 +15,7 @@ Rules every adapter obeys (tests/contract checks them on both):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict
 
@@ -109,3 +109,15 @@ class ItemStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class PartitionWatch(Protocol):
+    """A store that tells what was written into an index partition (the local SQLite store: no other process
+    writes it). The local dispatcher keeps the first RUNNABLE jobs of a queue between cycles and reads them again
+    only when a write may have changed that prefix (control/runnable_cache.py)."""
+
+    def watch(self, index: Index, partition: str) -> Callable[[], str | None]:
+        """A watch on `partition` of `index`, its own (watches do not share what they take): each call of the
+        function returned gives the lowest sort key an item was put into the partition with since the previous
+        call (since the watch began, for the first); None when nothing was put."""
+        ...

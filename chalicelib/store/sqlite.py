@@ -6,13 +6,17 @@ those who want that too (see docs/adr/0002-store-single-table.md).
 
 One connection serialised by a lock: SQLite allows a single writer anyway, and a lock held for the microseconds of
 a statement is cheaper than a connection pool's bookkeeping at this scale.
+
+It is also a `PartitionWatch` (store/port.py): for each watch of an index partition, a put records the lowest
+sort key written into it since the watch was last taken. A put that is rolled back counts too (its transaction
+failed): that only makes the watcher read again.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +37,16 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_gsi1 ON items (g1p, g1s) WHERE g1p IS NOT NULL;
 CREATE INDEX IF NOT EXISTS items_gsi2 ON items (g2p, g2s) WHERE g2p IS NOT NULL;
 """
+
+
+class _Low:
+    """One watch's lowest sort key put into its partition since it was last taken (`SqliteItemStore.watch`)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+
 
 _COLUMNS = {"main": ("pk", "sk"), "gsi1": ("g1p", "g1s"), "gsi2": ("g2p", "g2s")}
 
@@ -58,6 +72,19 @@ class SqliteItemStore:
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.executescript(_SCHEMA)
+        self._watched: dict[tuple[Index, str], list[_Low]] = {}  # (index, partition) -> its watches
+
+    def watch(self, index: Index, partition: str) -> Callable[[], str | None]:
+        low = _Low()
+        with self._lock:
+            self._watched.setdefault((index, partition), []).append(low)
+
+        def take() -> str | None:
+            with self._lock:
+                key, low.key = low.key, None
+            return key
+
+        return take
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -154,6 +181,11 @@ class SqliteItemStore:
         g1p, g1s = item.gsi1 or (None, None)
         g2p, g2s = item.gsi2 or (None, None)
         body = compact_json.dumps(item.body)
+        if self._watched:
+            if item.gsi1 is not None and ("gsi1", item.gsi1[0]) in self._watched:
+                self._low(("gsi1", item.gsi1[0]), item.gsi1[1])
+            if item.gsi2 is not None and ("gsi2", item.gsi2[0]) in self._watched:
+                self._low(("gsi2", item.gsi2[0]), item.gsi2[1])
         if expect is None:
             try:
                 conn.execute(
@@ -170,6 +202,11 @@ class SqliteItemStore:
         if changed != 1:
             raise Conflict(item.key, expect)
         return Item(item.pk, item.sk, item.body, expect + 1, item.gsi1, item.gsi2)
+
+    def _low(self, watched: tuple[Index, str], key: str) -> None:
+        for low in self._watched[watched]:
+            if low.key is None or key < low.key:
+                low.key = key
 
     def _delete(self, conn: sqlite3.Connection, pk: str, sk: str, expect: int) -> None:
         if self._stored_version(conn, pk, sk) != expect:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from chalicelib.domain.errors import Conflict, InvalidRequest
 from chalicelib.store.port import MAX_TRANSACT_OPS, Check, Delete, Item, ItemStore, Put
+from chalicelib.store.sqlite import SqliteItemStore
 
 
 def item(pk: str = "CE", sk: str = "a", **body: object) -> Item:
@@ -263,3 +266,29 @@ def test_count_counts_one_partition_of_each_index(store: ItemStore) -> None:
     assert store.count("gsi1", "b") == 4
     assert store.count("gsi2", "c") == 7
     assert store.count("gsi1", "none") == 0
+
+
+def test_a_partition_watch_gives_the_lowest_key_put_since_it_was_last_taken(tmp_path: Path) -> None:
+    # SQLite only (store/port.py PartitionWatch): the local dispatcher keeps a queue's first RUNNABLE jobs while no
+    # put lands at or before what it kept (control/runnable_cache.py).
+    store = SqliteItemStore(str(tmp_path / "watch.db"))
+    mine, theirs = store.watch("gsi1", "Q#a"), store.watch("gsi1", "Q#a")
+    kids = store.watch("gsi2", "ARR#p")
+    assert mine() is None  # nothing put since the watch began
+    store.put(Item("J", "1", {}, gsi1=("Q#a", "0005")), None)
+    store.put(Item("J", "2", {}, gsi1=("Q#a", "0003")), None)
+    store.put(Item("J", "3", {}, gsi1=("Q#b", "0001")), None)  # another partition
+    assert mine() == "0003"
+    assert mine() is None  # taken
+    moved = store.get("J", "1")
+    assert moved is not None
+    store.put(Item("J", "1", {}, gsi1=("Q#z", "0001"), gsi2=("ARR#p", "0007")), moved.version)  # moves out of Q#a
+    assert mine() is None  # what leaves a partition is not a put into it
+    store.transact([Put(Item("J", "4", {}, gsi1=("Q#a", "0009")), None), Put(Item("J", "5", {}), None)])
+    assert mine() == "0009"
+    with pytest.raises(Conflict):  # rolled back: counted all the same (it only makes the watcher read again)
+        store.transact([Put(Item("J", "6", {}, gsi1=("Q#a", "0002")), None), Put(Item("J", "5", {}), None)])
+    assert mine() == "0002"
+    assert theirs() == "0002"  # each watch its own: taking one leaves the others
+    assert kids() == "0007"
+    store.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,10 @@ from chalicelib.control import (
     snapshot,
 )
 from chalicelib.control import jobs as job_control
-from chalicelib.control.context import RequestContext, Services
-from chalicelib.control.dispatch import Dispatcher
+from chalicelib.control.context import RequestContext, Services, Settings
+from chalicelib.control.dispatch import Dispatcher, runnable_jobs
 from chalicelib.control.react import Reactor
+from chalicelib.control.runnable_cache import RunnableCache
 from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import ACTIVE, FAILED, RUNNABLE, STARTING, Job
 from chalicelib.domain.scheduling import (
@@ -142,15 +144,18 @@ class Plane:
         )
 
 
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[Plane]:
+@pytest.fixture(params=["read", "kept"])
+def plane(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Plane]:
+    """Each scheduling rule holds whether the dispatcher reads every queue's RUNNABLE jobs on every cycle (AWS) or
+    keeps them between cycles (the local engine: control/runnable_cache.py)."""
     store = SqliteItemStore(str(tmp_path / "state.db"))
     clock = FakeClock()
     launcher = NullLauncher()
     svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher)
     reactor = Reactor(svc, launcher)
     tasks = (f"task-{i}" for i in itertools.count(1))
-    yield Plane(svc, clock, reactor, Dispatcher(svc, reactor, lambda: next(tasks)), launcher)
+    kept = RunnableCache(store) if request.param == "kept" else None
+    yield Plane(svc, clock, reactor, Dispatcher(svc, reactor, lambda: next(tasks), runnable=kept), launcher)
     store.close()
 
 
@@ -498,3 +503,88 @@ def test_jobs_that_never_fit_at_the_head_do_not_hide_the_jobs_behind_them(plane:
     # THEN the small job is placed and every huge one carries its reason
     assert plane.started() == [small]
     assert all(plane.job(h).status_reason == MAX_RESOURCE for h in huge)
+
+
+# -- the kept RUNNABLE jobs (control/runnable_cache.py) -----------------------------------------------------------
+
+
+def test_kept_runnable_jobs_are_always_the_front_of_the_queue(tmp_path: Path) -> None:
+    # Random submissions (single jobs, arrays written a few children ahead), claims, ends, cancels and reason
+    # writes; after each, a second cache (its own watches, told of no claim: every removal is someone else's)
+    # must give what a fresh read gives, once it has dropped a list holding a job that left RUNNABLE (as the
+    # dispatcher does when a claim fails), and every job it keeps must be the stored version.
+    store = SqliteItemStore(str(tmp_path / "state.db"))
+    clock, launcher = FakeClock(), NullLauncher()
+    settings = Settings(array_window=4)  # children refilled in chunks while the queue runs
+    svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher, settings=settings)
+    reactor = Reactor(svc, launcher)
+    tasks = (f"task-{i}" for i in itertools.count(1))
+    dispatcher = Dispatcher(svc, reactor, lambda: next(tasks), runnable=RunnableCache(store))
+    plane = Plane(svc, clock, reactor, dispatcher, launcher)
+    plane.ce("ce", max_vcpus=3)
+    plane.queue("q", "ce")
+    plane.jd()
+    checker, rng, checks = RunnableCache(store), random.Random(20261205), 0
+    for _ in range(400):
+        op = rng.random()
+        if op < 0.3:
+            size = rng.choice([None, None, 2, 7])
+            plane.submit("q", **({"arrayProperties": {"size": size}} if size else {}))
+        elif op < 0.55:
+            plane.dispatcher.cycle()  # claims; waiting jobs get their reason written (no grace here)
+        elif op < 0.8:
+            active = [j for s in ACTIVE for kids in (False, True) for j in svc.jobs.iter_queue("q", s, children=kids)]
+            for job in rng.sample(active, min(len(active), 2)):
+                plane.run(job.job_id)
+                plane.finish(job.job_id, rng.choice([0, 0, 1]))
+        else:
+            front = runnable_jobs(svc, "q", 20)
+            if front:
+                job_control.cancel(svc, reactor, rng.choice(front).job_id, "test")
+        for limit in (1, 2, 3, 40):
+            got = checker.read(svc, "q", limit)
+            if any(plane.job(j.job_id).status != RUNNABLE for j in got):
+                checker.forget("q")
+                got = checker.read(svc, "q", limit)
+            assert [j.job_id for j in got] == [j.job_id for j in runnable_jobs(svc, "q", limit)]
+            assert all(j.version == plane.job(j.job_id).version for j in got), "a kept job is out of date"
+            checks += bool(got)
+    assert checks > 300  # the queue was rarely empty: the comparisons compared something
+    store.close()
+
+
+def test_the_kept_front_is_read_once_per_stretch_not_once_per_cycle(tmp_path: Path) -> None:
+    # The point of keeping it: an array's children reaching the head one by one do not cost a read each.
+    store = SqliteItemStore(str(tmp_path / "state.db"))
+    clock, launcher = FakeClock(), NullLauncher()
+    svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher)
+    reactor = Reactor(svc, launcher)
+    tasks = (f"task-{i}" for i in itertools.count(1))
+    # As the local engine runs it: a waiting job's reason is written once it has waited a while (LOCAL_REASON_GRACE_MS),
+    # not by every cycle that finds it behind the capacity (a reason written is a write into the RUNNABLE front).
+    dispatcher = Dispatcher(svc, reactor, lambda: next(tasks), reason_grace_ms=250, runnable=RunnableCache(store))
+    plane = Plane(svc, clock, reactor, dispatcher, launcher)
+    plane.ce("ce", max_vcpus=2)
+    plane.queue("q", "ce")
+    plane.jd()
+    parent = plane.submit("q", arrayProperties={"size": 200})
+    queries = 0
+    real_query = store.query
+
+    def counted(index: Any, partition: str, **kwargs: Any) -> Any:
+        nonlocal queries
+        queries += partition.endswith("#RUNNABLE")
+        return real_query(index, partition, **kwargs)
+
+    store.query = counted  # type: ignore[method-assign]
+    for _ in range(200):
+        assert plane.dispatcher.cycle() >= 1
+        for job in [j for s in ACTIVE for j in svc.jobs.iter_queue("q", s, children=True)]:
+            plane.run(job.job_id)
+            plane.finish(job.job_id)
+        if plane.job(parent).status == "SUCCEEDED":
+            break
+    assert plane.job(parent).status == "SUCCEEDED"
+    # 100 cycles placing 2 children each read the RUNNABLE partitions 2 x 100 times without keeping them
+    assert queries < 40, queries
+    store.close()
