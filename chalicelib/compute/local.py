@@ -158,6 +158,7 @@ class LocalLauncher:
         work_root.mkdir(parents=True, exist_ok=True)
         # Absolute: the supervisors append to it from their own working directories.
         self._journal = Journal(work_root.absolute() / JOURNAL)
+        self.journal = self._journal  # also compute/local_group.py's (its members run under the supervisor too)
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
         return self.work_root / job_id.replace(":", "_") / str(attempt)
@@ -267,6 +268,9 @@ class LocalLauncher:
         An attempt whose command exited 0 while nobody watched (its exit status is in the journal) finished: that
         is reported (TaskStopped, exit 0) before returning, so the job succeeds instead of running again; the
         caller's lost-host report that follows finds the attempt no longer current and is ignored."""
+        grouped = self._groups.recover(job_id, attempt)  # a multi-container attempt (docs/adr/0028)
+        if grouped is not None:
+            return grouped
         key, workdir = f"{job_id}#{attempt}", self.work_dir(job_id, attempt)
         if self._exit_of(key, workdir) is None:
             pid = self._journal.pids.get(key)
