@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,8 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from chalicelib.compute import docker_config, docker_engine, task_group
 from chalicelib.compute.docker_state import LABEL_ATTEMPT, LABEL_JOB, LABEL_STATE, OOM_REASON
 from chalicelib.compute.port import TaskSpec
+from chalicelib.compute.task_group import spec_of as spec_of
+from chalicelib.compute.task_group import task_label
 from chalicelib.domain.ecs_task import TaskContainer
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
@@ -251,45 +252,3 @@ def namespaces(props: dict[str, Any], holder: str | None) -> dict[str, str]:
         elif mode in ("host", "none"):
             out[option] = str(mode)
     return out
-
-
-def task_label(spec: TaskSpec) -> str:
-    """What a restart needs to carry on coordinating the task (the holder's LABEL_TASK)."""
-    return json.dumps(
-        {
-            "taskId": spec.task_id,
-            "jobDefinitionArn": spec.job_definition_arn,
-            "region": spec.region,
-            "containers": [
-                [c.name, c.essential, [list(d) for d in c.depends_on], c.log_stream] for c in spec.containers
-            ],
-        },
-        separators=(",", ":"),
-    )
-
-
-def spec_of(job_id: str, attempt: int, label: str | None) -> TaskSpec | None:
-    """The spec of a re-attached task, from its holder's label (None without a readable one): enough to coordinate
-    its members and report its end, not to create them."""
-    try:
-        t = json.loads(label or "")
-        containers = tuple(
-            TaskContainer(str(n), bool(e), tuple((str(a), str(b)) for a, b in d), [], {}, str(ls), 0, 0)
-            for n, e, d, ls in t["containers"]
-        )
-        return TaskSpec(
-            job_id=job_id,
-            attempt=attempt,
-            task_id=str(t["taskId"]),
-            command=[],
-            environment={},
-            log_stream="",
-            vcpus=0,
-            memory=0,
-            compute_environment="",
-            job_definition_arn=str(t["jobDefinitionArn"]),
-            region=str(t["region"]),
-            containers=containers,
-        )
-    except (ValueError, TypeError, KeyError):
-        return None

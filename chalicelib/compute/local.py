@@ -120,9 +120,11 @@ def _quick_exit(proc: Process) -> int | None:
     return None if code is None else exit_code_of(code)
 
 
-def _reaped(code: int | None) -> int:
-    assert code is not None  # a wait without a timeout returns only once the process has ended
-    return code
+def spawn_supervised(workdir: Path, journal: Path, key: str, command: list[str], env: dict[str, str]) -> Process:
+    """Start `command` under SUPERVISOR, which records its exit in `journal` under `key` (a single-container
+    attempt's, or a member of a multi-container one: compute/local_group.py). OSError when /bin/sh cannot run."""
+    argv = ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", os.path.abspath(workdir), str(journal), key, *command]
+    return spawn(argv, env)
 
 
 def _wait_for_command(proc: Process, timeout: float = COMMAND_WAIT_S) -> None:
@@ -165,6 +167,7 @@ class LocalLauncher:
         work_root.mkdir(parents=True, exist_ok=True)
         # Absolute: the supervisors append to it from their own working directories.
         self._journal = Journal(work_root.absolute() / JOURNAL)
+        self.journal = self._journal  # also compute/local_group.py's (its members run under the supervisor too)
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
         return self.work_root / job_id.replace(":", "_") / str(attempt)
@@ -226,8 +229,7 @@ class LocalLauncher:
             if running.lost:
                 return False  # shut down before the spawn: recovery at the next start decides (no process)
         try:
-            argv = ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", os.path.abspath(workdir), str(self._journal.path)]
-            proc = spawn([*argv, spec.key, *spec.command], env)
+            proc = spawn_supervised(workdir, self._journal.path, spec.key, spec.command, env)
         except OSError as e:
             with self._lock:
                 self._running.pop(spec.key, None)
@@ -267,6 +269,9 @@ class LocalLauncher:
         An attempt whose command exited 0 while nobody watched (its exit status is in the journal) finished: that
         is reported (TaskStopped, exit 0) before returning, so the job succeeds instead of running again; the
         caller's lost-host report that follows finds the attempt no longer current and is ignored."""
+        grouped = self._groups.recover(job_id, attempt)  # a multi-container attempt (docs/adr/0028)
+        if grouped is not None:
+            return grouped
         key, workdir = f"{job_id}#{attempt}", self.work_dir(job_id, attempt)
         if self._exit_of(key, workdir) is None:
             pid = self._journal.pids.get(key)
@@ -378,7 +383,7 @@ class LocalLauncher:
                     self.logs.append(spec.log_stream, [(_now_ms(), raw.decode("utf-8", "replace").rstrip("\n"))])
             except Exception:  # a log failure must not lose the exit
                 log.exception("reading the output of %s failed", spec.key)
-            code = exit_code_of(_reaped(proc.wait()))
+            code = exit_code_of(proc.wait_exit())
         for t in running.timers:
             t.cancel()
         self._release(spec.key)

@@ -2,9 +2,16 @@
 (docs/adr/0028). They share localhost (as awsvpc's containers do) and the attempt's working directory (the task's
 scratch space); each has its own session, environment and log stream `<jd>/<container>/<task id>`.
 
-Coordination (dependsOn, essential, stop, timeout) is compute/task_group.py's. Recovery after a crash is the process
-executor's: the attempt's work dir exists and no exit status was recorded, so its processes (found by their
-AWS_BATCH_* variables) are killed and the attempt ends as a lost host.
+Coordination (dependsOn, essential, stop, timeout) is compute/task_group.py's.
+
+Each member runs under the single-container job's supervisor (compute/local.py SUPERVISOR), keyed
+"<jobId>#<attempt>/<container name>" in the journal (compute/local_journal.py), which also holds the task's
+containers ("task" line, written before any starts). Recovery after a crash (`ProcessGroups.recover`): the members
+still running are killed (their output pipes died with the server: they cannot be re-adopted); then, if every
+essential member's exit is in the journal, the task ended while nobody watched and is settled as the coordinator
+would have settled it live (`GroupRun.resume`, the first essential member to exit, in journal order, ending it; a
+member killed here shows 137, one never started "Task stopped before the container started"); otherwise the attempt
+ends as a lost host, as a single-container job's process does.
 """
 
 from __future__ import annotations
@@ -14,15 +21,17 @@ import dataclasses
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chalicelib.compute import task_group
+from chalicelib.compute.local_journal import processes_of, wait_gone
 from chalicelib.compute.port import TaskSpec
-from chalicelib.domain.ecs_task import TaskContainer
+from chalicelib.compute.spawn import Process
+from chalicelib.domain import ecs_task
+from chalicelib.domain.ecs_task import EXITED, State, TaskContainer
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
 if TYPE_CHECKING:
@@ -35,12 +44,18 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def member_key(key: str, name: str) -> str:
+    """A member's key in the journal: "<jobId>#<attempt>/<container name>"."""
+    return f"{key}/{name}"
+
+
 class ProcessMember:
     def __init__(self, launcher: LocalLauncher, spec: TaskSpec, c: TaskContainer, workdir: Path) -> None:
         self.launcher = launcher
         self.spec = task_group.member_spec(spec, c)
+        self.key = member_key(spec.key, c.name)
         self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Process | None = None
         self._timers: list[threading.Timer] = []
         base = {**launcher.base_env, **spec.ecs_environment, **self.spec.environment}
         self.env = {**base, **launcher.credentials.grant(spec, container=False)} if launcher.credentials else base
@@ -55,18 +70,19 @@ class ProcessMember:
         return f"CannotStartContainerError: {missing}: {command[0]}" if missing else None
 
     def start(self) -> str | None:
+        from chalicelib.compute import local  # (imports this module)
+
+        journal = self.launcher.journal
         try:
-            self.proc = subprocess.Popen(
-                self.spec.command,
-                cwd=self.workdir,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.proc = local.spawn_supervised(self.workdir, journal.path, self.key, self.spec.command, self.env)
         except OSError as e:
             return f"CannotStartContainerError: {e.strerror or e}: {self.spec.command[0]}"
+        with contextlib.suppress(OSError):  # (the journal closed by a shutdown: recovery finds it by its variables)
+            journal.record_pid(self.key, self.proc.pid)
+        # A SIGTERM that reaches the supervisor before it has forked the command is swallowed by its trap (the
+        # command would then run until the grace period's SIGKILL): the member is running, so stoppable, only once
+        # the command exists (the coordinator stops only members whose start returned).
+        local._wait_for_command(self.proc)
         return None
 
     def wait(self) -> tuple[int | None, str | None]:
@@ -80,7 +96,7 @@ class ProcessMember:
                 self.launcher.logs.append(self.spec.log_stream, [(_now_ms(), line)])
         except Exception:  # a log failure must not lose the exit
             log.exception("reading the output of %s failed", self.spec.log_stream)
-        code = exit_code_of(proc.wait())
+        code = exit_code_of(proc.wait_exit())
         for t in self._timers:
             t.cancel()
         return code, None
@@ -111,9 +127,7 @@ class ProcessGroups:
         self._runs: dict[str, tuple[task_group.GroupRun, dict[str, ProcessMember]]] = {}
         self._threads: set[threading.Thread] = set()
 
-    def launch(self, spec: TaskSpec, workdir: Path) -> None:
-        members = {c.name: ProcessMember(self.launcher, spec, c, workdir) for c in spec.containers}
-
+    def _reporter(self, spec: TaskSpec) -> task_group.Report:
         def report(event: TaskStarted | TaskStopped) -> None:
             event = dataclasses.replace(
                 event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn
@@ -123,7 +137,12 @@ class ProcessGroups:
             except Exception:  # the sweep repairs a lost report
                 log.exception("reporting %s of %s failed", type(event).__name__, spec.key)
 
-        run = task_group.GroupRun(spec, members, report, self.launcher.grace_seconds)
+        return report
+
+    def launch(self, spec: TaskSpec, workdir: Path) -> None:
+        members = {c.name: ProcessMember(self.launcher, spec, c, workdir) for c in spec.containers}
+        self.launcher.journal.record_task(spec.key, task_group.task_label(spec))  # before any member starts
+        run = task_group.GroupRun(spec, members, self._reporter(spec), self.launcher.grace_seconds)
         with self._lock:
             self._runs[spec.key] = (run, members)
         thread = threading.Thread(target=self._run, args=(run,), name=f"task-{spec.key}", daemon=True)
@@ -148,6 +167,50 @@ class ProcessGroups:
         if found is None:
             return False
         found[0].stop(reason)
+        return True
+
+    def recover(self, job_id: str, attempt: int) -> bool | None:
+        """After a restart (see the module's notes): None when the journal holds no task of this attempt (a
+        single-container one, or a task of an earlier version: the caller recovers it as such) or this server runs
+        it; else True, once its members are gone and, when its end is in the journal, that end is reported (the
+        caller's lost-host report that follows finds the attempt ended and is ignored)."""
+        from chalicelib.compute import local  # (imports this module)
+
+        key = f"{job_id}#{attempt}"
+        with self._lock:
+            if key in self._runs:
+                return None
+        journal = self.launcher.journal
+        journal.refresh()
+        spec = task_group.spec_of(job_id, attempt, journal.tasks.get(key))
+        if spec is None:
+            return None
+        keys = {c.name: member_key(key, c.name) for c in spec.containers}
+        pids = [journal.pids[k] for k in keys.values() if k in journal.pids and k not in journal.exits]
+        for pid in pids:  # each member is the leader of its own session
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        found = processes_of(job_id, attempt)  # (one spawned right before a crash, its pid not recorded yet)
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        wait_gone(pids + found, local.RECOVER_WAIT_S)  # then the exits recorded meanwhile are complete
+        journal.refresh()
+        if not all(keys[c.name] in journal.exits for c in spec.containers if c.essential):
+            return True  # an essential member ended unrecorded, or never ran: a lost host (the caller says so)
+        names = {k: name for name, k in keys.items()}
+        states = {c.name: State() for c in spec.containers}  # WAITING: never started
+        first: str | None = None
+        for k, code in journal.exits.items():  # in journal order: as the coordinator would have seen them end
+            if k in names:
+                states[names[k]] = State(EXITED, code)
+                first = first or ecs_task.ending(spec.containers, states)  # the first essential one ended the task
+        for name, k in keys.items():
+            if k in journal.pids and k not in journal.exits:
+                states[name] = State(EXITED, 137)  # started, killed without a record (above, or by a shutdown)
+        if first is not None and states[first].exit_code == 128 + signal.SIGPIPE:
+            return True  # it wrote after the server (the reader of its output) died: the server's end, not its own
+        task_group.GroupRun(spec, {}, self._reporter(spec), self.launcher.grace_seconds).resume(states, first)
         return True
 
     def shutdown(self, timeout: float) -> None:

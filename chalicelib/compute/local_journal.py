@@ -3,6 +3,9 @@
 - The journal (`<state>/work/journal`) is one append-only file for every attempt: "pid <jobId>#<attempt> <pid>",
   written by the server once the process exists, and "exit <jobId>#<attempt> <status>", written by the attempt's
   supervisor when its command ends. Only recovery reads it, from where it last stopped.
+- A multi-container attempt (compute/local_group.py) adds "task <jobId>#<attempt> <json>" (task_group.task_label:
+  its containers, before any starts), and each member's process is keyed "<jobId>#<attempt>/<container name>"
+  (names have no space: domain/ecs_task.py NAME) in its pid and exit lines.
 - An attempt whose pid was never recorded is found by the AWS_BATCH_* variables its processes carry (Linux /proc).
 """
 
@@ -44,13 +47,29 @@ class Journal:
         self._lock = threading.Lock()
         self._offset = 0  # bytes read so far (complete lines only)
         self.pids: dict[str, int] = {}
-        self.exits: dict[str, int] = {}
+        self.exits: dict[str, int] = {}  # in the order they were first written
+        self.tasks: dict[str, str] = {}  # a multi-container attempt's task_group.task_label
 
     def record_pid(self, key: str, pid: int) -> None:
         os.write(self._fd, f"pid {key} {pid}\n".encode())  # one write: never interleaved with another line
 
+    def record_task(self, key: str, label: str) -> None:
+        """A multi-container attempt's containers (one line of JSON: task_group.task_label), before any starts."""
+        if "\n" in label or " " in key:
+            raise ValueError(f"not one journal line: {key} {label}")
+        os.write(self._fd, f"task {key} {label}\n".encode())  # one write (O_APPEND): the whole line or none
+
     def refresh(self) -> None:
-        with self._lock, open(self.path, "rb") as f:
+        with self._lock:
+            try:
+                unread = os.fstat(self._fd).st_size > self._offset
+            except OSError:  # closed
+                unread = True
+            if unread:  # (else no open: recover() of a multi-container attempt refreshes, then the caller's)
+                self._read()
+
+    def _read(self) -> None:
+        with open(self.path, "rb") as f:
             f.seek(self._offset)
             data = f.read()
             complete = data[: data.rfind(b"\n") + 1]
@@ -60,6 +79,8 @@ class Journal:
                 key, _, value = rest.partition(" ")
                 if value.isdigit() and kind in ("pid", "exit"):
                     (self.pids if kind == "pid" else self.exits)[key] = int(value)
+                elif kind == "task" and value:
+                    self.tasks[key] = value
 
     def close(self) -> None:
         os.close(self._fd)

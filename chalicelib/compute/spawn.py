@@ -56,16 +56,18 @@ class Process:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
-    def wait(self, timeout: float | None = None) -> int | None:
+    def wait_exit(self) -> int:
+        """Wait until the process ends; its exit status."""
+        if self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)  # releases the GIL while it waits
+                self.returncode = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                self.returncode = 0
+        return self.returncode
+
+    def wait(self, timeout: float) -> int | None:
         """Wait until the process ends and return its exit status; None if it still runs after `timeout` s."""
-        if self.returncode is not None or timeout is None:
-            if self.returncode is None:
-                try:
-                    _, status = os.waitpid(self.pid, 0)  # releases the GIL while it waits
-                    self.returncode = os.waitstatus_to_exitcode(status)
-                except ChildProcessError:
-                    self.returncode = 0
-            return self.returncode
         if self.poll() is not None:
             return self.returncode
         try:

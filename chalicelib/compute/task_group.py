@@ -13,6 +13,7 @@ a task of several containers (docs/adr/0028).
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -155,9 +156,11 @@ class GroupRun:
                 return
         self._coordinate()
 
-    def resume(self, states: Mapping[str, State]) -> None:
+    def resume(self, states: Mapping[str, State], ended_by: str | None = None) -> None:
         """After a restart (docs/adr/0028): carry on coordinating members prepared (and some started) by an earlier
-        run of the server, in the states they were found in (the caller settled those that ended meanwhile)."""
+        run of the server, in the states they were found in (the caller settled those that ended meanwhile).
+        `ended_by`: the essential member known to have ended the task first, when the order the members ended in
+        is known (a journal); else the first in definition order that ended."""
         try:
             self.states.update(states)
             started = [n for n, s in self.states.items() if s.status in (RUNNING, EXITED)]
@@ -170,15 +173,14 @@ class GroupRun:
                     threading.Thread(
                         target=self._wait, args=(name,), name=f"{self.spec.key}-{name}", daemon=True
                     ).start()
-            self._coordinate()
+            self._coordinate(ended_by)
         except Exception:
             log.exception("the task group %s failed", self.spec.key)
             self._stop_running()
             self._finish(None, "CannotStartContainerError: the executor failed", START_FAILED)
 
-    def _coordinate(self) -> None:
+    def _coordinate(self, ended_by: str | None = None) -> None:
         containers = self.spec.containers
-        ended_by: str | None = None
         self._arm_start_timeouts()
         while True:
             if self.lost:
@@ -190,9 +192,9 @@ class GroupRun:
                 pass  # until nothing more can start or be ruled out
             if ended_by is None and self.stop_reason is None:
                 ended_by = ecs_task.ending(containers, self.states)
-                if ended_by is not None and not self._stopping:
-                    self._stopping = True
-                    self._stop_running()
+            if ended_by is not None and not self._stopping:
+                self._stopping = True
+                self._stop_running()
             if self._stopping:
                 for name, s in self.states.items():
                     if s.status == ecs_task.WAITING:
@@ -295,3 +297,46 @@ class GroupRun:
                 self.teardown()
             except Exception:
                 log.exception("cleaning up after %s failed", self.spec.key)
+
+
+def task_label(spec: TaskSpec) -> str:
+    """What a restart needs to carry on coordinating the task or settling its end, one line of JSON: the Docker
+    holder's label (compute/docker_task.py), the process executor's journal (compute/local_group.py)."""
+    return json.dumps(
+        {
+            "taskId": spec.task_id,
+            "jobDefinitionArn": spec.job_definition_arn,
+            "region": spec.region,
+            "containers": [
+                [c.name, c.essential, [list(d) for d in c.depends_on], c.log_stream] for c in spec.containers
+            ],
+        },
+        separators=(",", ":"),
+    )
+
+
+def spec_of(job_id: str, attempt: int, label: str | None) -> TaskSpec | None:
+    """The spec of a recovered task from its `task_label` (None without a readable one): enough to coordinate its
+    members and report its end, not to create them."""
+    try:
+        t = json.loads(label or "")
+        containers = tuple(
+            TaskContainer(str(n), bool(e), tuple((str(a), str(b)) for a, b in d), [], {}, str(ls), 0, 0)
+            for n, e, d, ls in t["containers"]
+        )
+        return TaskSpec(
+            job_id=job_id,
+            attempt=attempt,
+            task_id=str(t["taskId"]),
+            command=[],
+            environment={},
+            log_stream="",
+            vcpus=0,
+            memory=0,
+            compute_environment="",
+            job_definition_arn=str(t["jobDefinitionArn"]),
+            region=str(t["region"]),
+            containers=containers,
+        )
+    except (ValueError, TypeError, KeyError):
+        return None

@@ -394,7 +394,7 @@ def work_pids(state: Path) -> dict[str, int]:
     """The pid of each attempt the local launcher started, by "<jobId>#<attempt>" (from its journal)."""
     pids = {}
     for line in (state / "work" / "journal").read_text().splitlines():
-        kind, key, value = line.split(" ")
+        kind, key, value = line.split(" ", 2)  # ("task" lines: JSON)
         if kind == "pid":
             pids[key] = int(value)
     return pids

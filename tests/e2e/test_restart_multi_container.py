@@ -2,9 +2,11 @@
 
 Docker: containers outlive the server, so at the next start it re-attaches to the task (holder and members, found by
 label), settles the members that ended meanwhile with their real exit codes and output, and carries on the
-dependsOn/essential coordination: the job ends once, on its first attempt. Processes die with the server (as a
-single-container job's do, tests/e2e/test_kill_restart.py): the attempt is a lost host and the retry strategy
-decides. Both after a graceful stop and after a SIGKILL; the kills wait for states, never for a time.
+dependsOn/essential coordination: the job ends once, on its first attempt. Processes cannot be re-adopted (their
+output pipes died with the server): at the next start those still running are killed and the attempt is a lost host
+(the retry strategy decides), unless every essential container's exit was recorded meanwhile by its supervisor (as a
+single-container job's is, tests/e2e/test_kill_restart.py): then the task is settled with those real exit codes,
+once. Both after a graceful stop and after a SIGKILL; the kills wait for states, never for a time.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from tests.e2e.test_docker_multi_container import container as _container
 from tests.e2e.test_kill_restart import CLIENT, Server, serve
 from tests.e2e.test_multi_container import container as process_container
 from tests.e2e.test_multi_container import register_task
+from tests.multi_container_support import containers_of
 
 pytestmark = pytest.mark.e2e
 
 GO = "/tmp/go"  # inside the init container: created by the test (docker exec) to let it end
 RETRY_LOST = {"attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"}]}
+# a lost host is retried, an exit of the job's own is not: a second run would show in the ledger
+EXIT_ON_CODE = {"onExitCode": "*", "action": "EXIT"}
+RETRY_LOST_ONLY = {"attempts": 2, "evaluateOnExit": [*RETRY_LOST["evaluateOnExit"], EXIT_ON_CODE]}
 
 
 def _task() -> list[dict[str, Any]]:
@@ -151,3 +157,60 @@ def test_processes_a_sigkilled_server_ends_the_attempt_as_a_lost_host_once(
     assert marks.read_text().split() == ["1", "2"]
     assert _processes_of(job_id, 1) == []
     assert "Traceback" not in process_server.output(), process_server.output()
+
+
+def _finishing_while_down(process_server: Server, tmp_path: Path, main_exit: int) -> dict[str, Any]:
+    """A two-process task (a non-essential sidecar started first, the essential main container) whose containers
+    wait for a go file, then append `<jobId> <attempt> <container>` to a ledger and exit (main with `main_exit`):
+    the server is SIGKILLed while they wait, the go file is created, both exits reach the journal, and the server
+    starts again. The job once terminal."""
+    process_server.start()
+    batch, _ = _clients(process_server)
+    go, ledger = tmp_path / "go", tmp_path / "ledger"
+    # (no output once the go file exists: the output pipe died with the server, a write would be a SIGPIPE)
+    run = f'until [ -e {go} ]; do sleep 0.05; done; echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT {{}}" >> {ledger}'
+    side = process_container("side", f"{run.format('side')}; exit 0", essential=False)
+    main = process_container(
+        "main",
+        f"{run.format('main')}; exit {main_exit}",
+        dependsOn=[{"containerName": "side", "condition": "START"}],
+    )
+    queue, _ = setup_queue(batch, 4, name=unique("ce"))
+    jd = register_task(batch, side, main)
+    job_id = batch.submit_job(jobName="pmc", jobQueue=queue, jobDefinition=jd, retryStrategy=RETRY_LOST_ONLY)["jobId"]
+    journal = process_server.state / "work" / "journal"
+    wait_until(lambda: f"pid {job_id}#1/main " in journal.read_text(), "both containers to run")
+    process_server.kill()
+    go.touch()
+    exits = [f"exit {job_id}#1/{name} " for name in ("side", "main")]
+    wait_until(lambda: all(e in journal.read_text() for e in exits), "both exits recorded while the server is down")
+    process_server.start()
+    job: dict[str, Any] = wait_terminal(batch, [job_id], timeout=60)[job_id]
+    assert sorted(ledger.read_text().splitlines()) == [f"{job_id} 1 main", f"{job_id} 1 side"], "ran once"
+    assert _processes_of(job_id, 1) == []
+    assert "Traceback" not in process_server.output(), process_server.output()
+    return job
+
+
+def test_processes_a_task_that_succeeded_while_the_server_was_down_succeeds_once(
+    process_server: Server, tmp_path: Path
+) -> None:
+    # GIVEN a running two-process task, WHEN the server is SIGKILLed and the task ends (exit 0) while it is down
+    job = _finishing_while_down(process_server, tmp_path, 0)
+    # THEN after the restart the job succeeded on its one attempt (not a lost host run again: the ledger, above)
+    assert job["status"] == "SUCCEEDED", (job.get("statusReason"), job["attempts"])
+    assert [a["statusReason"] for a in job["attempts"]] == ["Essential container in task exited"]
+    assert {n: c["exitCode"] for n, c in containers_of(job).items()} == {"side": 0, "main": 0}
+    attempt = job["attempts"][0]["taskProperties"][0]
+    assert {c["name"]: c["exitCode"] for c in attempt["containers"]} == {"side": 0, "main": 0}
+
+
+def test_processes_an_essential_container_failing_while_the_server_was_down_fails_the_job(
+    process_server: Server, tmp_path: Path
+) -> None:
+    # GIVEN a running two-process task, WHEN the server is SIGKILLed and main exits 3 while it is down
+    job = _finishing_while_down(process_server, tmp_path, 3)
+    # THEN after the restart the job failed with main's exit code, on its one attempt (a lost host would be retried)
+    assert job["status"] == "FAILED", (job.get("statusReason"), job["attempts"])
+    assert [a["statusReason"] for a in job["attempts"]] == ["Essential container in task exited"]
+    assert {n: c["exitCode"] for n, c in containers_of(job).items()} == {"side": 0, "main": 3}

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.compute import task_group
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.compute.port import TaskSpec
+from chalicelib.domain.ecs_task import TaskContainer
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
 
@@ -145,6 +147,13 @@ def test_a_program_that_is_not_on_the_path_fails_to_start(local: Local) -> None:
     assert [e for j, e in local.wait_events(3) if j == "job-4"] == [TaskStarted(1, **ecs), TaskStopped(1, 0, **ecs)]
 
 
+def slow_after_trap(supervisor: str) -> str:
+    """The supervisor with a busy loop of builtins (no child) between its trap and the command: a wide window."""
+    trap = "trap : HUP INT TERM; "
+    cut = supervisor.index(trap) + len(trap)
+    return supervisor[:cut] + "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; " + supervisor[cut:]
+
+
 def test_a_stop_before_the_command_is_forked_still_stops_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The supervisor's trap defers a SIGTERM that comes before it has forked the command (a node stopped right
     # after it was launched, because its main node ended at once): that stop was lost, and the command ran until
@@ -152,10 +161,7 @@ def test_a_stop_before_the_command_is_forked_still_stops_it(tmp_path: Path, monk
     # that window wide, so the stop below always falls in it.
     from chalicelib.compute import local as local_module
 
-    trap = "trap : HUP INT TERM; "
-    prefix = local_module.SUPERVISOR[: local_module.SUPERVISOR.index(trap) + len(trap)]
-    slow = prefix + "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; " + local_module.SUPERVISOR[len(prefix) :]
-    monkeypatch.setattr(local_module, "SUPERVISOR", slow)
+    monkeypatch.setattr(local_module, "SUPERVISOR", slow_after_trap(local_module.SUPERVISOR))
     events: list[tuple[str, TaskStarted | TaskStopped]] = []
     logs = FileLogStore(tmp_path / "logs")
     launcher = LocalLauncher(tmp_path / "work", logs, lambda j, e: events.append((j, e)), grace_seconds=600)
@@ -202,3 +208,89 @@ def test_a_job_process_starts_clean_whatever_the_server_holds(
     assert int(ignored, 16) & (1 << (signal.SIGINT - 1)) == 0, "SIGINT is at its default in the job"
     assert int(next(x for x in lines if x.startswith("SigBlk")).split()[1], 16) == 0, "no signal is blocked"
     assert "OLDPWD=unset" in lines
+
+
+# -- multi-container attempts (docs/adr/0028): each member under the supervisor, keyed <jobId>#<attempt>/<name> --
+
+
+def task(job_id: str, *members: tuple[str, bool, list[str]]) -> TaskSpec:
+    """A multi-container attempt: (name, essential, command) per container, none depending on another."""
+    env = {"AWS_BATCH_JOB_ID": job_id, "AWS_BATCH_JOB_ATTEMPT": "1"}
+    containers = tuple(
+        TaskContainer(name, essential, (), command, env, f"jd/{name}/task", 0.25, 512)
+        for name, essential, command in members
+    )
+    return TaskSpec(job_id, 1, "task", [], env, "jd/default/task", 1.0, 2048, "ce", containers=containers)
+
+
+def test_a_task_member_stopped_before_its_command_is_forked_still_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same window as above, for a member of a task: its start returns once the command exists, so the stop
+    # that comes while the supervisor loops is delivered to the command (not swallowed until the 600 s SIGKILL).
+    from chalicelib.compute import local as local_module
+
+    monkeypatch.setattr(local_module, "SUPERVISOR", slow_after_trap(local_module.SUPERVISOR))
+    events: list[tuple[str, TaskStarted | TaskStopped]] = []
+    logs = FileLogStore(tmp_path / "logs")
+    launcher = LocalLauncher(tmp_path / "work", logs, lambda j, e: events.append((j, e)), grace_seconds=600)
+    try:
+        launcher.launch(task("job-1", ("a", True, ["sleep", "600"]), ("b", False, ["sleep", "600"])))
+        journal = tmp_path / "work" / "journal"
+        wait_until(lambda: "pid job-1#1/a " in journal.read_text(), "the first member's supervisor to run")
+        launcher.stop("job-1", 1, "enough")
+        wait_until(lambda: any(isinstance(e, TaskStopped) for _, e in events), "the stopped task to end", 60.0)
+        stopped = next(e for _, e in events if isinstance(e, TaskStopped))
+        assert (stopped.exit_code, stopped.status_reason) == (128 + signal.SIGTERM, "enough")
+        # AND each member's supervisor recorded its exit under its own key
+        assert {"exit job-1#1/a 143", "exit job-1#1/b 143"} <= set(journal.read_text().splitlines())
+    finally:
+        launcher.shutdown()
+
+
+def journal_task(local: Local, spec: TaskSpec, *lines: str) -> None:
+    """What an earlier run of the server (and the members' supervisors) left in the journal about `spec`."""
+    with (local.root / "journal").open("a") as f:
+        f.write(f"task {spec.key} {task_group.task_label(spec)}\n" + "".join(f"{line}\n" for line in lines))
+
+
+def test_recover_settles_a_task_whose_essential_members_exited_unwatched(local: Local) -> None:
+    # GIVEN a task whose two essential members exited while nobody watched, b (4) before a (0), a non-essential member
+    # still running (unwatched: killed now), and one never started
+    job_id = f"task-{uuid.uuid4()}"
+    spec = task(job_id, ("a", True, ["x"]), ("b", True, ["x"]), ("c", False, ["x"]), ("d", False, ["x"]))
+    survivor = sleeper(AWS_BATCH_JOB_ID=job_id, AWS_BATCH_JOB_ATTEMPT="1")
+    try:
+        journal_task(
+            local, spec, f"pid {job_id}#1/c {survivor.pid}", f"exit {job_id}#1/b 4", f"exit {job_id}#1/a 0",
+        )  # fmt: skip
+        # WHEN it is recovered
+        assert local.launcher.recover(job_id, 1) is True
+        # THEN the survivor was killed, and the task's end is the coordinator's: b exited first, so b ended it
+        assert survivor.wait(timeout=5) == -signal.SIGKILL
+        ecs = {"task_arn": spec.local_task_arn, "container_instance_arn": spec.local_container_instance_arn}
+        ends = (
+            {"name": "a", "exitCode": 0},
+            {"name": "b", "exitCode": 4},
+            {"name": "c", "exitCode": 137},
+            {"name": "d", "reason": task_group.STOPPED_BEFORE_START},
+        )
+        assert local.events == [(job_id, TaskStarted(1, **ecs)), (job_id, TaskStopped(1, 4, containers=ends, **ecs))]
+    finally:
+        survivor.kill()
+        survivor.wait()
+
+
+@pytest.mark.parametrize(
+    "exits",
+    [
+        pytest.param(["exit {}/b 0"], id="an essential member without a recorded exit"),
+        pytest.param(["exit {}/a 141", "exit {}/b 0"], id="killed by SIGPIPE: it wrote after the server died"),
+    ],
+)
+def test_recover_ends_a_task_as_a_lost_host_when_its_end_is_not_its_own(local: Local, exits: list[str]) -> None:
+    job_id = f"task-{uuid.uuid4()}"
+    spec = task(job_id, ("a", True, ["x"]), ("b", False, ["x"]))
+    journal_task(local, spec, *(line.format(spec.key) for line in exits))
+    assert local.launcher.recover(job_id, 1) is True  # started: the caller reports the lost host
+    assert local.events == []
