@@ -11,6 +11,10 @@ All child nodes are then stopped."). A node that fails to start fails the attemp
 Addresses: with the process executor every node is a process on 127.0.0.1; with Docker the nodes are containers on
 a bridge network of their own per attempt (`batchplane-<state>-<jobId>-<attempt>-nodes`, labelled with the state),
 removed when the attempt ends, and by `reap` when a crash left it behind.
+
+After a restart (`recover`, through `nodes.journal`): node containers outlived the server and are re-assembled into
+their attempt, which goes on and ends with its main node; node processes did not, and the attempt is a lost host.
+A node container is removed once its end is recorded (its NodeStopped, or the job's TaskStopped), never before.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ the attempt is a lost host and the retry runs every node again), no node runs tw
 
 Each node appends `<node job> <attempt> <container hostname> start|done` to a ledger on a host volume (the server
 allows its directory with --allow-host-path): the ledger counts real executions and says which container ran them.
-The nodes finish when the test creates a `go` file there, so the kill always catches them running (never a timing),
-and the test decides whether they end after the restart or while the server is down. The assertions are about
-outcomes, never durations.
+The nodes finish when the test creates a file there, so the kill always catches them running (never a timing), and
+the test decides in which order they end, and whether after the restart or while the server is down. The
+assertions are about outcomes, never durations.
 """
 
 from __future__ import annotations
@@ -100,8 +100,9 @@ def _mark(what: str) -> str:
     return f'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT $(hostname) {what}" >> /ledger/ledger'
 
 
-# wait (bounded: 300 s) for the test's go file
-GO = "for i in $(seq 3000); do [ -e /ledger/go ] && break; sleep 0.1; done"
+def _wait_for(file: str) -> str:
+    """Wait (bounded: 300 s) for the test to create /ledger/<file>."""
+    return f"for i in $(seq 3000); do [ -e /ledger/{file} ] && break; sleep 0.1; done"
 
 
 def _kill_while_every_node_runs(srv: Server, engine: Any, ledger: Path, job_id: str) -> dict[str, str]:
@@ -138,19 +139,22 @@ def _assert_nothing_left(srv: Server, engine: Any) -> None:
 def test_node_containers_outlive_a_sigkill_and_the_job_succeeds_on_its_first_attempt(
     server: Server, tmp_path: Path, docker_engine: Any
 ) -> None:
-    # GIVEN a 3-node job whose nodes wait for the go file; the other nodes then end on their own, the main node
-    # after them (it waits for their done lines)
+    # GIVEN a 3-node job whose other nodes end at the go file, the main node at the go-main file
     ledger = tmp_path / "ledger" / "ledger"
     server.start()
-    others_done = f'[ "$(grep -c " done" /ledger/ledger)" -ge {NODES - 1} ]'
-    main = f"{_mark('start')}; {GO}; for i in $(seq 3000); do {others_done} && break; sleep 0.1; done; {_mark('done')}"
-    batch, job_id = _submit(server, main, f"{_mark('start')}; {GO}; {_mark('done')}")
+    main = f"{_mark('start')}; {_wait_for('go-main')}; {_mark('done')}"
+    batch, job_id = _submit(server, main, f"{_mark('start')}; {_wait_for('go')}; {_mark('done')}")
     containers = _kill_while_every_node_runs(server, docker_engine, ledger, job_id)
 
-    # WHEN the server is started again on the same state while the containers run, and the nodes then finish
+    # WHEN the server is started again on the same state while the containers run, and the nodes then finish: the
+    # others first (their ends reported: SUCCEEDED while the job runs on), then the main node
     server.start()
     assert _containers(docker_engine, server) == containers  # re-attached: no container was added or replaced
     (tmp_path / "ledger" / "go").touch()
+    others = [f"{job_id}#{i}" for i in range(NODES) if i != MAIN]
+    _wait(lambda: {j["status"] for j in describe(batch, others).values()} == {"SUCCEEDED"}, "the others' ends")
+    assert describe(batch, [job_id])[job_id]["status"] == "RUNNING"
+    (tmp_path / "ledger" / "go-main").touch()
     job = wait_all_terminal(batch, [job_id], FINISH_TIMEOUT_S)[job_id]
 
     # THEN the job SUCCEEDED on its first attempt, with its main node's real end
@@ -175,7 +179,7 @@ def test_a_main_node_that_ends_while_the_server_is_down_ends_the_job_and_stops_t
     # GIVEN a 3-node job whose main node ends at the go file, and whose other nodes run until stopped
     ledger = tmp_path / "ledger" / "ledger"
     server.start()
-    main = f"{_mark('start')}; {GO}; {_mark('done')}"
+    main = f"{_mark('start')}; {_wait_for('go')}; {_mark('done')}"
     batch, job_id = _submit(server, main, f"{_mark('start')}; exec sleep 600")
     containers = _kill_while_every_node_runs(server, docker_engine, ledger, job_id)
 
