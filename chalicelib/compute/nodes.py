@@ -11,6 +11,10 @@ All child nodes are then stopped."). A node that fails to start fails the attemp
 Addresses: with the process executor every node is a process on 127.0.0.1; with Docker the nodes are containers on
 a bridge network of their own per attempt (`batchplane-<state>-<jobId>-<attempt>-nodes`, labelled with the state),
 removed when the attempt ends, and by `reap` when a crash left it behind.
+
+After a restart (`recover`, through `nodes.journal`): node containers outlived the server and are re-assembled into
+their attempt, which goes on and ends with its main node; node processes did not, and the attempt is a lost host.
+A node container is removed once its end is recorded (its NodeStopped, or the job's TaskStopped), never before.
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from chalicelib.compute.node_network import LABEL_NODES as LABEL_NODES
+from chalicelib.compute.node_network import DockerNodes as DockerNodes
+from chalicelib.compute.node_network import Loopback as Loopback
+from chalicelib.compute.node_network import NodeNetwork
 from chalicelib.compute.port import Launcher, TaskSpec
 from chalicelib.domain import job_spec, nodes
 from chalicelib.domain.jobs import Job
@@ -32,7 +40,6 @@ from chalicelib.domain.lifecycle import NodeStopped, TaskStarted, TaskStopped
 log = logging.getLogger("batchplane.nodes")
 
 MAIN_ADDRESS = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
-LABEL_NODES = "batchplane.nodes-of"  # on a job's node network: the job id
 RESTARTED = "Task failed: the server restarted while the multi-node job ran"
 JOURNAL = "nodes.journal"  # "<jobId>#<attempt> <numNodes> <mainNode>" per multi-node attempt launched
 
@@ -64,70 +71,6 @@ def attempt_spec(job: Job, spec: TaskSpec) -> TaskSpec:
     return replace(spec, nodes=tuple(specs), main_node=nodes.main_node(np))
 
 
-class NodeNetwork(Protocol):
-    def create(self, spec: TaskSpec) -> str | None:
-        """The network the attempt's node containers join (None: processes on this host)."""
-        ...
-
-    def address(self, node: TaskSpec) -> str:
-        """The started node's IPv4 address, as its peers reach it."""
-        ...
-
-    def remove(self, spec: TaskSpec) -> None: ...
-
-
-class Loopback:
-    """The process executor: every node is a process of this host, at 127.0.0.1."""
-
-    def create(self, spec: TaskSpec) -> str | None:
-        return None
-
-    def address(self, node: TaskSpec) -> str:
-        return "127.0.0.1"
-
-    def remove(self, spec: TaskSpec) -> None:
-        return None
-
-
-class DockerNodes:
-    """The Docker executor: a bridge network per attempt; a node's address is its container's on that network."""
-
-    def __init__(self, client: Any, state_id: str, container_name: Callable[[str, int], str], label: str) -> None:
-        self.client = client
-        self.state_id = state_id
-        self.container_name = container_name
-        self.label = label  # the label naming the server's state (docker.LABEL_STATE)
-
-    def name(self, spec: TaskSpec) -> str:
-        return f"batchplane-{self.state_id}-{spec.job_id.replace(':', '_')}-{spec.attempt}-nodes"
-
-    def create(self, spec: TaskSpec) -> str | None:
-        name = self.name(spec)
-        found = self.client.networks(names=[name])  # (a relaunch after a crash finds it; `names` matches parts)
-        if not any(n.get("Name") == name for n in found):
-            labels = {self.label: self.state_id, LABEL_NODES: spec.job_id}
-            self.client.create_network(name, driver="bridge", labels=labels)
-        return name
-
-    def address(self, node: TaskSpec) -> str:
-        info = self.client.inspect_container(self.container_name(node.job_id, node.attempt))
-        return str(info["NetworkSettings"]["Networks"][node.network]["IPAddress"])
-
-    def remove(self, spec: TaskSpec) -> None:
-        self.client.remove_network(self.name(spec))
-
-    def reap(self) -> int:
-        """Remove node networks a crash left behind (those still in use by a running container stay)."""
-        removed = 0
-        for n in self.client.networks(filters={"label": [f"{self.label}={self.state_id}", LABEL_NODES]}):
-            try:
-                self.client.remove_network(n["Id"])
-                removed += 1
-            except Exception:
-                log.debug("node network %s still in use", n.get("Name"))
-        return removed
-
-
 @dataclass
 class _Group:
     spec: TaskSpec
@@ -142,10 +85,16 @@ class _Group:
     ending: bool = False
     recovered: bool = False
     done: bool = False
+    removals: list[Callable[[], None]] = field(default_factory=list)  # nodes' `recorded`: run after the job's end
 
     @property
     def main(self) -> int:
         return self.spec.main_node
+
+
+def _ending_reason(group: _Group) -> str:
+    """Why a node of an ending attempt is stopped: the attempt's failure, a stop asked for, or its main node's end."""
+    return group.failure or group.stop_reason or (nodes.STOPPED_WITH_MAIN if group.main_end else RESTARTED)
 
 
 class NodeLauncher:
@@ -197,6 +146,12 @@ class NodeLauncher:
         self._stop_nodes(group, reason, include_main=True)
 
     def recover(self, job_id: str, attempt: int) -> bool:
+        """After a restart: the attempt's nodes, found through the journal. Processes: killed by the process
+        launcher's recover, the attempt reported lost by the caller. Containers outlive the server (docs/adr/0016):
+        when every node's container is found, the gang is re-assembled: each container is re-attached (or settled
+        with its real end, if it ended meanwhile), the job runs on and ends as its main node does, as if the server
+        had never gone; nothing runs twice. A node with no container (the crash cut the gang's launch short: its
+        spec is not known here to launch it now) fails the attempt ("the server restarted"), its nodes stopped."""
         key = f"{job_id}#{attempt}"
         with self._lock:
             if key in self._groups:
@@ -207,26 +162,27 @@ class NodeLauncher:
         num, main = shape
         spec = TaskSpec(job_id, attempt, "", [], {}, "", 0, 0, "", main_node=main)
         spec = replace(spec, nodes=tuple(replace(spec, job_id=nodes.node_id(job_id, i)) for i in range(num)))
-        group = _Group(spec, recovered=True, failure=RESTARTED, ending=True)
+        if isinstance(self.network, Loopback):
+            group = _Group(spec, recovered=True, failure=RESTARTED, ending=True)
+        else:  # every node counted as launched until found missing: a node's end reported meanwhile waits for them
+            group = _Group(spec, self.network.name(spec), launched=set(range(num)), recovered=True)
         with self._lock:
             self._groups[key] = group
         found = [i for i in range(num) if self.inner.recover(nodes.node_id(job_id, i), attempt)]
-        if not found:
+        if not found or isinstance(self.network, Loopback):
+            # Nothing found: never started, launched again under the same key. Processes: the process executor's
+            # recover killed the nodes' processes and reports no end of them, so nothing would ever finish this
+            # group: the attempt is reported lost by the caller (control/sweep.py, as a lost host).
             with self._lock:
                 self._groups.pop(key, None)
-            return False  # never started: launched again, under the same key
-        if isinstance(self.network, Loopback):
-            # The process executor's recover killed the nodes' processes and reports no end of them: nothing would
-            # ever finish this group. The attempt is reported lost by the caller (control/sweep.py, as a lost host).
+            return bool(found)
+        if missing := [i for i in range(num) if i not in found]:
             with self._lock:
-                self._groups.pop(key, None)
-            return True
-        group.launched.update(found)
-        with self._lock:
-            for i in range(num):
-                if i not in found:
+                group.failure, group.ending = group.failure or RESTARTED, True
+                group.launched.difference_update(missing)
+                for i in missing:
                     group.ended.setdefault(i, TaskStopped(attempt, None, status_reason=RESTARTED))
-        self._stop_nodes(group, RESTARTED, include_main=True)
+            self._stop_nodes(group, RESTARTED, include_main=True)
         self._maybe_finish(group)
         return True
 
@@ -246,47 +202,65 @@ class NodeLauncher:
             self.sink(job_id, event, recorded)
             return
         try:
-            self._node_event(parsed[0], parsed[1], event)
+            recorded = self._node_event(parsed[0], parsed[1], event, recorded)
         finally:
             if recorded is not None:
                 recorded()
 
-    def _node_event(self, job_id: str, index: int, event: TaskStarted | TaskStopped) -> None:
+    def _node_event(
+        self, job_id: str, index: int, event: TaskStarted | TaskStopped, recorded: Callable[[], None] | None
+    ) -> Callable[[], None] | None:
+        """Returns `recorded` (a node container's removal, compute/docker.py) unless it is run later: once the
+        node's end is recorded (its NodeStopped, or the job's TaskStopped). Run at once, the container was removed
+        before a crash could record its end, and the next start would find it gone: a lost host."""
         with self._lock:
             group = self._groups.get(f"{job_id}#{event.attempt}")
         if group is None or group.done:
             if isinstance(event, TaskStarted):  # a node nothing waits for (an attempt already settled)
                 self.inner.stop(nodes.node_id(job_id, index), event.attempt, RESTARTED)
-            return
+            return recorded
         if isinstance(event, TaskStarted):
             with self._lock:
                 group.started.add(index)
                 launch_others = index == group.main and not group.ending and not group.recovered
-            if group.ending:
-                self.inner.stop(nodes.node_id(job_id, index), event.attempt, group.stop_reason or RESTARTED)
+                reattached = index == group.main and not group.ending and group.recovered
+            if group.ending:  # (a stop before its start, e.g. a re-attached node's, found no container to stop)
+                self.inner.stop(nodes.node_id(job_id, index), event.attempt, _ending_reason(group))
             if launch_others:
                 self._main_started(group)
-            return
+            if reattached:  # (stale when the job was RUNNING already)
+                self.sink(job_id, TaskStarted(event.attempt))
+            return recorded
         with self._lock:
+            if group.done:
+                return recorded
             group.ended.setdefault(index, event)
             main_ended = index == group.main and group.main_end is None
             if main_ended:
                 group.main_end = event
             early = not main_ended and not group.ending
-            if early and index not in group.started:
+            # (a recovered node may have started before the crash: one whose container is gone is a lost host, an
+            # end reported again, or not yet recorded, but no failure to start)
+            if early and index not in group.started and not group.recovered:
                 why = event.reason or event.status_reason or "unknown"
                 group.failure = f"Node {index} failed to start: {why}"
             first_end = (main_ended or group.failure is not None) and not group.ending
             if first_end:
                 group.ending = True
-        if early and group.failure is None:
-            with self._lock:
+            own = early and group.failure is None
+            if own:
                 group.early.add(index)
+            elif recorded is not None:
+                group.removals.append(recorded)  # run once the job's end is recorded (_finish)
+                recorded = None
+        if own:
             node = NodeStopped(event.attempt, index, event.exit_code, event.reason, event.status_reason)
-            self.sink(job_id, node)
+            self.sink(job_id, node, recorded)
+            recorded = None
         if first_end:
             self._stop_nodes(group, group.failure or nodes.STOPPED_WITH_MAIN, include_main=group.failure is not None)
         self._maybe_finish(group)
+        return recorded
 
     def _main_started(self, group: _Group) -> None:
         spec = group.spec
@@ -316,8 +290,7 @@ class NodeLauncher:
         with self._lock:
             late = group.ending and index != group.main
         if late:  # the main node ended while this node was being launched: its stop may have missed the task
-            why = group.failure or group.stop_reason or nodes.STOPPED_WITH_MAIN
-            self.inner.stop(nodes.node_id(group.spec.job_id, index), group.spec.attempt, why)
+            self.inner.stop(nodes.node_id(group.spec.job_id, index), group.spec.attempt, _ending_reason(group))
 
     def _stop_nodes(self, group: _Group, reason: str, *, include_main: bool) -> None:
         with self._lock:
@@ -365,12 +338,18 @@ class NodeLauncher:
         self._finish(group, stopped)
 
     def _finish(self, group: _Group, stopped: TaskStopped) -> None:
-        group.done = True
         with self._lock:
+            group.done = True
             self._groups.pop(group.spec.key, None)
+            removals = list(group.removals)
         with contextlib.suppress(Exception):
             self.network.remove(group.spec)
-        self.sink(group.spec.job_id, stopped)
+
+        def recorded() -> None:
+            for remove in removals:
+                remove()
+
+        self.sink(group.spec.job_id, stopped, recorded if removals else None)
 
     def _journalled(self, key: str) -> tuple[int, int] | None:
         try:
@@ -386,7 +365,14 @@ class NodeLauncher:
     def reap(self) -> int:
         """Node networks a crash left behind (Docker)."""
         reap = getattr(self.network, "reap", None)
-        return int(reap()) if reap is not None else 0
+        if reap is None:
+            return 0
+        return int(reap(self._networks))  # (read by the reaper after its list)
+
+    def _networks(self) -> set[str]:
+        """The node networks of the attempts watched now (launched, or recovered: they stay)."""
+        with self._lock:
+            return {g.network for g in self._groups.values() if g.network}
 
     def shutdown(self, timeout: float = 5.0) -> None:
         self.inner.shutdown(timeout)
