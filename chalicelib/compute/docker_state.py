@@ -24,7 +24,7 @@ OOM_EXIT = 137
 LOST_HOST = host_terminated_reason("local")
 JOURNAL = DOCKER_JOURNAL
 MARKS = "docker-attempts"  # the attempts' markers (Journal)
-MARKERS_LINE = "markers"  # in the journal: where the attempts with markers begin
+LEGACY = ".journalled"  # in MARKS: how many bytes of the journal are of attempts without markers
 LAUNCHED, STARTED = 0, 1  # an attempt's state: the size of its marker
 
 
@@ -49,11 +49,19 @@ class Journal:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.marks = path.parent / MARKS
         if not self.marks.is_dir():
-            # Attempts journalled before this line (by a version without markers) are known by their `started`
-            # lines only; every attempt journalled after it has a marker (made before its `created` line).
-            os.write(self.fd, f"{MARKERS_LINE}\n".encode())
-            self.marks.mkdir(exist_ok=True)
-        self._legacy: set[str] | None = None  # the `started` lines before MARKERS_LINE, read at the first need
+            # The attempts journalled so far (by a version without markers) are known by their `started` lines only;
+            # every later one has a marker. How much of the journal is theirs is kept with the markers, all made in
+            # one rename (a marker dir is complete or absent). Nothing is written to the journal: a non-empty one
+            # means containers were created (runtime/executor.py).
+            staging = self.marks.with_name(f"{MARKS}.new")
+            staging.mkdir(exist_ok=True)
+            (staging / LEGACY).write_text(str(os.fstat(self.fd).st_size))
+            try:
+                os.rename(staging, self.marks)
+            except OSError:
+                if not self.marks.is_dir():
+                    raise
+        self._legacy: set[str] | None = None  # the `started` lines of attempts without markers, read at first need
 
     def marker(self, key: str) -> Path:
         return self.marks / key.replace(":", "_")  # (job ids are UUIDs, `:index` for array children, `#n` for nodes)
@@ -106,12 +114,14 @@ class Journal:
             return state >= STARTED
         if self._legacy is None:  # read once; bounded by what that version journalled, never growing
             self._legacy = set()
-            with contextlib.suppress(OSError), open(self.path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    if line.rstrip("\n") == MARKERS_LINE:
-                        break
-                    if line.startswith("started "):
-                        self._legacy.add(line[8:].rstrip("\n"))
+            try:
+                size: int | None = int((self.marks / LEGACY).read_text())
+            except (OSError, ValueError):
+                size = None  # (unknown: the whole journal, as before markers)
+            with contextlib.suppress(OSError), open(self.path, "rb") as f:
+                for line in f.read(size if size is not None else -1).splitlines():
+                    if line.startswith(b"started "):
+                        self._legacy.add(line[8:].decode("utf-8", "replace"))
         return key in self._legacy
 
     def close(self) -> None:
