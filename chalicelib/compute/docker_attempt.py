@@ -9,7 +9,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,12 +189,20 @@ class Removals:
                     remove_volumes(self.client, a.volumes)
             except Exception:
                 log.exception("removing the container of %s failed", a.key)
-            if self.credentials is not None:
-                self.credentials.release(a.key)
-            try:  # after the removal: see DockerLauncher.settled
-                self.settled(a.key)
-            except Exception:
-                log.exception("settling %s failed", a.key)
+            # (a failure must not end this thread: every later end would keep its container)
+            with _logged("releasing the credentials of %s failed", a.key):
+                if self.credentials is not None:
+                    self.credentials.release(a.key)
+            with _logged("settling %s failed", a.key):
+                self.settled(a.key)  # after the removal: see DockerLauncher.settled
+
+
+@contextlib.contextmanager
+def _logged(message: str, key: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        log.exception(message, key)
 
 
 def remove_volumes(client: docker.APIClient, names: Iterable[str]) -> None:

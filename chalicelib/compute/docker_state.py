@@ -79,19 +79,21 @@ class Journal:
 
     def started(self, key: str) -> None:
         # The marker first: a crash between the two leaves STARTED, read as "may have run" (as the line would be).
-        # Made when missing: a container an earlier version created, started now by recovery.
+        self._mark_started(key)
+        os.write(self.fd, f"started {key}\n".encode())
+
+    def ended(self, key: str) -> None:
+        """The attempt's end is recorded: STARTED, for one that never started too (it failed to start, or was stopped
+        first): a recovery must not launch it again."""
+        self._mark_started(key)
+
+    def _mark_started(self, key: str) -> None:
+        # Made when missing: an attempt of an earlier version (or of the process executor) recovered here has none.
         fd = os.open(self.marker(key), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             os.ftruncate(fd, STARTED)
         finally:
             os.close(fd)
-        os.write(self.fd, f"started {key}\n".encode())
-
-    def ended(self, key: str) -> None:
-        """The attempt's end is recorded: STARTED, for one that never started too (it failed to start, or was stopped
-        first): a recovery must not launch it again. Not made when missing (its job may be forgotten meanwhile)."""
-        with contextlib.suppress(FileNotFoundError):
-            os.truncate(self.marker(key), STARTED)
 
     def state(self, key: str) -> int | None:
         """LAUNCHED or STARTED; None when the attempt has no marker."""
