@@ -19,6 +19,10 @@ Crash safety (the recovery protocol of ADR 0016): each container is named after 
 never started, and fails one the engine lost as a lost host. The engine's sweep runs with `lost_host=None` for this
 launcher: it reports every end itself. A container is removed only once its end is recorded (the TaskStopped
 report carries a callback the engine runs after applying it: runtime/engine.py `Engine.report`).
+
+Memory: only the attempts in progress are held (`_launched`, `_attempts`); what keeps an ended attempt from running
+again is its marker on disk (compute/docker_state.py `Journal`, docs/adr/0033), as the process executor's work dir
+does for its attempts. A long-lived server holds nothing per finished attempt.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -93,11 +98,13 @@ class DockerLauncher:
         self.processes = processes  # the process executor of the same state: recovers the attempts it started
         self._lock = threading.Lock()
         self._attempts: dict[str, Attempt] = {}  # watched now
+        # The keys `jobId#attempt` in progress here: launched or recovered, not yet `settled` or let go. They guard
+        # against a second launch or recovery during the attempt; after it, its marker does.
         self._launched: set[str] = set()
         self._workers = Workers()  # the watchers' threads (compute/workers.py): one per attempt until its end
         work_root.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(work_root / JOURNAL)
-        self._removals = docker_attempt.Removals(client, credentials)
+        self._removals = docker_attempt.Removals(client, credentials, self.settled)
         self._groups = DockerGroups(self)  # multi-container attempts
 
     def name(self, job_id: str, attempt: int) -> str:
@@ -108,8 +115,18 @@ class DockerLauncher:
     def launch(self, spec: TaskSpec) -> None:
         with self._lock:
             if spec.key in self._launched:
-                return  # idempotent: this attempt was started already
-            self._launched.add(spec.key)
+                return  # idempotent: this attempt is in progress here
+            self._launched.add(spec.key)  # before any container of it can exist: see reap()
+        try:
+            fresh = self.journal.launching(spec.key)  # its marker, made exclusively (one file create)
+        except OSError:
+            self.let_go(spec.key)
+            raise  # (the sweep launches it again)
+        if not fresh:  # launched before: by this server, ended (its container's name is free again: only the marker
+            # remembers), or by an earlier run (recover() decides, and clears the marker of one that never started)
+            log.warning("%s was launched already: not launched again", spec.key)
+            self.let_go(spec.key)
+            return
         if spec.containers:  # a multi-container job (docs/adr/0028)
             self._groups.launch(spec)
             return
@@ -125,7 +142,7 @@ class DockerLauncher:
         if a is None or a.stop_reason is not None:
             return
         a.stop_reason = reason
-        self._stop(a)
+        docker_attempt.stop(self.client, a)
 
     def recover(self, job_id: str, attempt: int) -> bool:
         """After a restart (or for a claim a sweep finds old): was this attempt ever started? A container found is
@@ -133,31 +150,33 @@ class DockerLauncher:
         key = f"{job_id}#{attempt}"
         with self._lock:
             if key in self._attempts or key in self._launched:
-                return True  # this server started it and watches it (or has reported its end)
+                return True  # in progress here: this server launched or recovered it and watches it
             self._launched.add(key)
+        settled = partial(self.settled, key)  # once a lost host reported here is recorded
         try:
             grouped = self._groups.recover(job_id, attempt)  # a multi-container attempt (docs/adr/0028)
             if grouped is not None:
                 if not grouped:
-                    with self._lock:
-                        self._launched.discard(key)  # the sweep launches it now, under the same key
+                    self._relaunchable(key)  # prepared, never started: the sweep launches it now, same key
                 return grouped
             info = self.client.inspect_container(self.name(job_id, attempt))
         except NotFound:
             if self.processes is not None and self.processes.work_dir(job_id, attempt).is_dir():
                 # started by the process executor before a switch of executors: recovered as it would recover it
                 self.processes.recover(job_id, attempt)  # (kills it; an exit 0 it recorded is reported as such)
-                self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST))
+                self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST), recorded=settled)
                 return True
             if not self.journal.was_started(key):
-                with self._lock:  # never created, or created but never started: it never ran
-                    self._launched.discard(key)  # the sweep launches it now, under the same key
+                # never created, or created but never started: it never ran; the sweep launches it now, same key
+                self._relaunchable(key)
                 return False
-            self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST))  # it may have run: lost
+            # It may have run: lost. (Or its end is recorded, its container removed: by this server since a sweep
+            # read the job, or by an earlier run. Then the report is stale: ignored by the lifecycle, and what a
+            # multi-node group recovering its nodes needs.)
+            self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST), recorded=settled)
             return True
         except Exception:  # the engine does not answer: the next sweep asks again
-            with self._lock:
-                self._launched.discard(key)
+            self.let_go(key)
             raise
         labels = info["Config"].get("Labels") or {}
         grace = float(info["Config"].get("StopTimeout") or self.grace_seconds)
@@ -177,6 +196,9 @@ class DockerLauncher:
         # Read after the list, not before: a launch marks its key before it creates its container, so every
         # container listed that a launch made is known by now (read first, a job launched since, which ran and
         # exited before the list came back, would be removed under its watcher, and fail as a lost host).
+        # A key leaves the set only once its attempt is done with (`settled`: its end recorded, then its container
+        # removed), so a listed container whose key is gone by now was removed already, or its removal failed (then
+        # removing it is reap's job). A launch its marker refuses creates nothing.
         with self._lock:
             known = self._launched | set(self._attempts)
         # The network holders of multi-container tasks ended while the server was down (they never exit by themselves)
@@ -194,8 +216,11 @@ class DockerLauncher:
     def forget(self, job: Job) -> None:
         """A finished job leaves the store (control/retention.py): forget its attempts."""
         numbers = {a.number for a in job.attempts} | ({job.current.number} if job.current else set())
+        keys = [f"{job.job_id}#{n}" for n in numbers]
         with self._lock:
-            self._launched.difference_update(f"{job.job_id}#{n}" for n in numbers)
+            self._launched.difference_update(keys)
+        for key in keys:
+            self.journal.forget(key)
         if self.processes is not None:  # work dirs of attempts the process executor ran before a switch
             self.processes.forget(job)
 
@@ -269,7 +294,7 @@ class DockerLauncher:
             self._failed_to_start(a, f"CannotStartContainerError: {docker_engine.engine_message(e)}")
             return False
         if a.stop_reason is not None:  # stopped between the check above and the start
-            self._stop(a)
+            docker_attempt.stop(self.client, a)
         return True
 
     def _create(self, a: Attempt, spec: TaskSpec) -> bool:
@@ -311,6 +336,7 @@ class DockerLauncher:
                     log.warning("container %s exists already: not started again", name)
                     with self._lock:
                         self._attempts.pop(a.key, None)
+                    self.let_go(a.key)  # (not this server's to watch: a recovery asking later re-attaches to it)
                     return False
                 self._failed_to_start(a, f"CannotCreateContainerError: {docker_engine.engine_message(e)}")
                 return False
@@ -332,24 +358,25 @@ class DockerLauncher:
             self._attempts.pop(a.key, None)
         self._report(a.job_id, event, a, recorded=lambda: self._removals.remove(a))
 
-    # -- stop ---------------------------------------------------------------------------------------------------
-
-    def _stop(self, a: Attempt) -> None:
-        """`docker stop`: the image's stop signal (SIGTERM), then SIGKILL after the grace period, as ECS stops a
-        task; on its own thread, so the caller does not wait for it."""
-        container = a.container
-        if container is None:
-            return  # not created yet: _start sees stop_reason and never starts it
-
-        def stop() -> None:
-            try:
-                self.client.stop(container, timeout=int(a.grace))
-            except Exception:  # DockerException, or requests' errors when the engine is unreachable
-                log.exception("stopping the container of %s failed", a.key)
-
-        threading.Thread(target=stop, name=f"stop-{a.key}", daemon=True).start()
-
     # -- internals --------------------------------------------------------------------------------------------
+
+    def settled(self, key: str) -> None:
+        """Its end recorded, then its containers removed (docker_attempt.Removals, DockerTask.done): the marker is
+        set STARTED (one that failed to start must not be relaunched by a recovery either), then the key leaves the
+        set: from then on the marker alone keeps a launch or a recovery from running the attempt again."""
+        self.journal.ended(key)
+        self.let_go(key)
+
+    def let_go(self, key: str) -> None:
+        """Nothing of the attempt is this server's to watch (any more): its key leaves the set."""
+        with self._lock:
+            self._launched.discard(key)
+
+    def _relaunchable(self, key: str) -> None:
+        """Found never started by a recovery: the marker goes, then the key (held until then, so no launch comes
+        between): the sweep's launch under the same key makes the attempt anew."""
+        self.journal.forget(key)
+        self.let_go(key)
 
     def _failed_to_start(self, a: Attempt, reason: str) -> None:
         self.logs.append(a.log_stream, [(time.time_ns() // 1_000_000, reason)])

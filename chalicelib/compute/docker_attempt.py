@@ -1,6 +1,6 @@
 """One single-container attempt on the Docker executor (compute/docker.py) and what its watcher reads of its
 container: the output, copied line by line into the attempt's log stream, and the end (exit code, OOM kill, or
-an engine that lost it), and its removal once its end is recorded. The launcher decides what is reported."""
+an engine that lost it), its stop, and its removal once its end is recorded. The launcher decides what is reported."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,12 +136,33 @@ def _drain(client: docker.APIClient, logs: LogStore, a: Attempt) -> None:
         logs.append(a.log_stream, missed)
 
 
+def stop(client: docker.APIClient, a: Attempt) -> None:
+    """`docker stop`: the image's stop signal (SIGTERM), then SIGKILL after the grace period, as ECS stops a task; on
+    its own thread, so the caller does not wait for it."""
+    container = a.container
+    if container is None:
+        return  # not created yet: the watcher sees stop_reason and never starts it
+
+    def run() -> None:
+        try:
+            client.stop(container, timeout=int(a.grace))
+        except Exception:  # DockerException, or requests' errors when the engine is unreachable
+            log.exception("stopping the container of %s failed", a.key)
+
+    threading.Thread(target=run, name=f"stop-{a.key}", daemon=True).start()
+
+
 class Removals:
     """Removes ended containers (and their volumes) once their end is recorded, and releases their credentials, on
-    its own thread: off the dispatcher's."""
+    its own thread: off the dispatcher's. Then `settled(key)`: the attempt is done with (compute/docker.py)."""
 
-    def __init__(self, client: docker.APIClient, credentials: CredentialVendor | None) -> None:
-        self.client, self.credentials = client, credentials
+    def __init__(
+        self,
+        client: docker.APIClient,
+        credentials: CredentialVendor | None,
+        settled: Callable[[str], None] = lambda key: None,
+    ) -> None:
+        self.client, self.credentials, self.settled = client, credentials, settled
         self._queue: queue.Queue[tuple[Attempt, str] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="docker-remover", daemon=True)
         self._thread.start()
@@ -168,8 +189,20 @@ class Removals:
                     remove_volumes(self.client, a.volumes)
             except Exception:
                 log.exception("removing the container of %s failed", a.key)
-            if self.credentials is not None:
-                self.credentials.release(a.key)
+            # (a failure must not end this thread: every later end would keep its container)
+            with _logged("releasing the credentials of %s failed", a.key):
+                if self.credentials is not None:
+                    self.credentials.release(a.key)
+            with _logged("settling %s failed", a.key):
+                self.settled(a.key)  # after the removal: see DockerLauncher.settled
+
+
+@contextlib.contextmanager
+def _logged(message: str, key: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        log.exception(message, key)
 
 
 def remove_volumes(client: docker.APIClient, names: Iterable[str]) -> None:

@@ -17,15 +17,19 @@ namespace (localhost between them, as ECS's awsvpc gives), sharing the task's vo
   running member's log is followed on from the last line recorded, one that ended meanwhile is settled with its
   real exit code (and OOM flag) and its missed output, one never started waits for its dependsOn as before, and the
   coordinator carries on (an essential container that ended while the server was down ends the task now). A task
-  of which nothing was started yet (a crash while preparing) is removed and launched again under the same attempt;
-  one without the label (an earlier version's) is removed and ends as a lost host. A `started` journal line,
-  written before anything is created, keeps an attempt whose containers are gone from running twice.
+  of which nothing was started yet (a crash while preparing) is removed and launched again under the same attempt
+  (its marker cleared: compute/docker.py `recover`); one without the label (an earlier version's) is removed and
+  ends as a lost host. The attempt's marker set STARTED (and a `started` journal line), before anything is created,
+  keeps an attempt whose containers are gone from running twice.
+- The attempt's key stays in the launcher's set of attempts in progress until its end is recorded and its
+  containers removed (`DockerTask.done`), then leaves it (DockerLauncher.settled).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.compute import docker_engine
@@ -61,6 +65,7 @@ class DockerGroups:
         finally:
             with self._lock:
                 self._tasks.pop(task.spec.key, None)
+            task.done("ran")
 
     def stop(self, key: str, reason: str) -> bool:
         with self._lock:
@@ -86,7 +91,8 @@ class DockerGroups:
         spec = spec_of(job_id, attempt, holder["Labels"].get(LABEL_TASK)) if holder is not None else None
         if spec is None:  # an earlier version's task (no label), or its holder is gone: its end cannot be followed
             self._remove(found, [])
-            launcher.on_event(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST), None)
+            settled = partial(launcher.settled, f"{job_id}#{attempt}")  # once recorded (its containers are gone)
+            launcher.on_event(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST), settled)
             return True
         assert holder is not None
         task = DockerTask(launcher, spec)
@@ -125,6 +131,7 @@ class DockerGroups:
         finally:
             with self._lock:
                 self._tasks.pop(task.spec.key, None)
+            task.done("ran")
 
     def _remove(self, containers: list[dict[str, Any]], volumes: list[str]) -> None:
         for c in containers:

@@ -1,10 +1,11 @@
 """What lets the Docker executor find its containers again after a restart (the recovery protocol of ADR 0016):
-the labels every container of a state carries, the journal of the attempts it created and started, and where a
-re-attached container's log picks up. Shared by compute/docker.py (single containers) and compute/docker_group.py
-(multi-container tasks)."""
+the labels every container of a state carries, the journal and the markers of the attempts it launched, created,
+started and ended, and where a re-attached container's log picks up. Shared by compute/docker.py (single
+containers) and compute/docker_group.py (multi-container tasks)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -22,33 +23,108 @@ OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 OOM_EXIT = 137
 LOST_HOST = host_terminated_reason("local")
 JOURNAL = DOCKER_JOURNAL
+MARKS = "docker-attempts"  # the attempts' markers (Journal)
+LEGACY = ".journalled"  # in MARKS: how many bytes of the journal are of attempts without markers
+LAUNCHED, STARTED = 0, 1  # an attempt's state: the size of its marker
 
 
 class Journal:
-    """`<work root>/docker-journal`: "created <key>" before an attempt's container can exist, "started <key>" before
-    it can run, one append each (the process executor reads the `created` lines too: compute/local.py)."""
+    """What the Docker executor remembers of its attempts on disk, so that no attempt ever runs twice: across
+    restarts, and after the attempt has ended (the launcher keeps in memory only the attempts in progress).
+
+    - `<work root>/docker-journal`: "created <key>" before an attempt's container can exist, "started <key>" before
+      it can run, one append each (the process executor reads the `created` lines too: compute/local.py). Only
+      recovery reads the `started` lines, and only those of attempts without a marker (below).
+    - `<work root>/docker-attempts/<key>`: one marker file per attempt (docs/adr/0033), made exclusively by its launch
+      (a second launch finds it: a launch is idempotent after the attempt's end too, when nothing of it is left in
+      memory or in the engine). Its size is the attempt's state, set with one truncate: LAUNCHED (0: nothing of it
+      ran, and no end of it is recorded; a crash now relaunches it under the same key), STARTED (1: it may have run,
+      or its end is recorded: never launched again).
+      The file system is the index: a question costs one stat, whatever the number of attempts. A marker goes with
+      its job (`forget`, control/retention.py), as the process executor's work dirs do.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._started: set[str] | None = None  # the `started` lines, read at the first recovery
+        self.marks = path.parent / MARKS
+        if not self.marks.is_dir():
+            # The attempts journalled so far (by a version without markers) are known by their `started` lines only;
+            # every later one has a marker. How much of the journal is theirs is kept with the markers, all made in
+            # one rename (a marker dir is complete or absent). Nothing is written to the journal: a non-empty one
+            # means containers were created (runtime/executor.py).
+            staging = self.marks.with_name(f"{MARKS}.new")
+            staging.mkdir(exist_ok=True)
+            (staging / LEGACY).write_text(str(os.fstat(self.fd).st_size))
+            try:
+                os.rename(staging, self.marks)
+            except OSError:
+                if not self.marks.is_dir():
+                    raise
+        self._legacy: set[str] | None = None  # the `started` lines of attempts without markers, read at first need
+
+    def marker(self, key: str) -> Path:
+        return self.marks / key.replace(":", "_")  # (job ids are UUIDs, `:index` for array children, `#n` for nodes)
+
+    def launching(self, key: str) -> bool:
+        """Make the attempt's marker (LAUNCHED); False when it exists: the attempt was launched before."""
+        try:
+            os.close(os.open(self.marker(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            return False
+        return True
 
     def created(self, key: str) -> None:
         os.write(self.fd, f"created {key}\n".encode())
 
     def started(self, key: str) -> None:
+        # The marker first: a crash between the two leaves STARTED, read as "may have run" (as the line would be).
+        self._mark_started(key)
         os.write(self.fd, f"started {key}\n".encode())
 
+    def ended(self, key: str) -> None:
+        """The attempt's end is recorded: STARTED, for one that never started too (it failed to start, or was stopped
+        first): a recovery must not launch it again."""
+        self._mark_started(key)
+
+    def _mark_started(self, key: str) -> None:
+        # Made when missing: an attempt of an earlier version (or of the process executor) recovered here has none.
+        fd = os.open(self.marker(key), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, STARTED)
+        finally:
+            os.close(fd)
+
+    def state(self, key: str) -> int | None:
+        """LAUNCHED or STARTED; None when the attempt has no marker."""
+        try:
+            return min(os.stat(self.marker(key)).st_size, STARTED)
+        except FileNotFoundError:
+            return None
+
+    def forget(self, key: str) -> None:
+        """Remove the attempt's marker: its job leaves the store, or it never ran and is launched again."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.marker(key))
+
     def was_started(self, key: str) -> bool:
-        """Whether the attempt's container may have been started (its `started` line, written before the start, was
-        there when the journal was first read: the attempts of the server before this one)."""
-        if self._started is None:
+        """Whether the attempt's container may have been started (or its end is recorded): its marker says so; an
+        attempt without a marker (journalled by a version without markers) if its `started` line, written before
+        the start, is in the journal."""
+        state = self.state(key)
+        if state is not None:
+            return state >= STARTED
+        if self._legacy is None:  # read once; bounded by what that version journalled, never growing
+            self._legacy = set()
             try:
-                lines = self.path.read_text().splitlines()
-            except OSError:
-                lines = []
-            self._started = {line[8:] for line in lines if line.startswith("started ")}
-        return key in self._started
+                size: int | None = int((self.marks / LEGACY).read_text())
+            except (OSError, ValueError):
+                size = None  # (unknown: the whole journal, as before markers)
+            with contextlib.suppress(OSError), open(self.path, "rb") as f:
+                for line in f.read(size if size is not None else -1).splitlines():
+                    if line.startswith(b"started "):
+                        self._legacy.add(line[8:].decode("utf-8", "replace"))
+        return key in self._legacy
 
     def close(self) -> None:
         os.close(self.fd)

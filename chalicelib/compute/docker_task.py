@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from docker.errors import APIError, DockerException, ImageNotFound
@@ -187,16 +188,41 @@ class DockerTask:
         self.run = task_group.GroupRun(
             spec, self.members, self.report, self.grace, setup=self.setup, teardown=self.teardown
         )
+        # What must happen before the launcher is done with the attempt: "ran" (the coordinator returned: its end
+        # reported, its containers removed), and "recorded" once its TaskStopped is reported (the engine applied it).
+        self._waiting = {"ran"}
+        self._recorded = self._settled = False
+        self._lock = threading.Lock()
 
     def report(self, event: TaskStarted | TaskStopped) -> None:
         spec = self.spec
         event = dataclasses.replace(
             event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn
         )
+        recorded = None
+        if isinstance(event, TaskStopped):
+            with self._lock:
+                self._waiting.add("recorded")
+            recorded = partial(self.done, "recorded")
         try:
-            self.launcher.on_event(spec.job_id, event, None)
-        except Exception:  # the sweep repairs a lost report
+            self.launcher.on_event(spec.job_id, event, recorded)
+        except Exception:  # the sweep repairs a lost report (the attempt stays in progress here until a restart)
             log.exception("reporting %s of %s failed", type(event).__name__, spec.key)
+
+    def done(self, what: str) -> None:
+        """`what` happened (see __init__). Once nothing more is awaited, the launcher is done with the attempt: its
+        end recorded, it is settled (DockerLauncher.settled); ended without a TaskStopped reported (the
+        server shuts down, or another server of the state runs it: GroupRun.lost), its key only leaves the set."""
+        with self._lock:
+            self._waiting.discard(what)
+            self._recorded = self._recorded or what == "recorded"
+            if self._waiting or self._settled:
+                return
+            self._settled = True
+        if self._recorded:
+            self.launcher.settled(self.spec.key)
+        else:
+            self.launcher.let_go(self.spec.key)
 
     def setup(self) -> str | None:
         launcher, spec = self.launcher, self.spec

@@ -10,8 +10,8 @@ What is real for which launcher:
 - the AWS_BATCH_* environment. Process, Docker: what the command printed (`env`). ECS: the RunTask request's.
 - stop: the task ends with the given reason. Process, Docker: SIGTERM / `docker stop`. ECS: moto's StopTask, whose
   stoppedReason the STOPPED event carries.
-- a launch repeated (and one from a second launcher of the same state) runs once. Process, Docker: the command's
-  output. ECS: the tasks moto holds for the attempt.
+- a launch repeated (and one from a second launcher of the same state), during the attempt or after its end, runs
+  once. Process, Docker: the command's output. ECS: the tasks moto holds for the attempt.
 - the attempt timeout ends the attempt with the timeout reason: real for every launcher, driven by the control
   plane (the sweep; control/timeouts.py); on ECS through moto's StopTask and the STOPPED event.
 
@@ -438,6 +438,28 @@ def test_launching_an_attempt_twice_runs_it_once(subject: Subject, control: Cont
     subject.stopped(spec.job_id)
 
     assert subject.runs(spec) == 1
+    assert len([e for e in subject.events_of(spec.job_id, 1) if isinstance(e, TaskStopped)]) == 1
+
+
+def test_launching_an_attempt_again_after_its_end_runs_nothing(subject: Subject, control: Control) -> None:
+    # GIVEN an attempt that ran to its end (whatever the launcher still holds of it in memory by then)
+    spec = control.spec(control.job(["sh", "-c", "echo ran"]))
+    subject.launcher.launch(spec)
+    subject.exits(spec, 0)
+    subject.stopped(spec.job_id)
+
+    # WHEN it is launched again (a repeated or late launch), here and by another server of the same state
+    subject.launcher.launch(spec)
+    subject.another().launch(spec)
+    # ... and another job runs to its end after those launches (by then a second run would have begun)
+    later = control.spec(control.job(["sh", "-c", "sleep 1; echo later"]))
+    subject.launcher.launch(later)
+    subject.exits(later, 0)
+    subject.stopped(later.job_id)
+
+    # THEN the attempt ran once and was reported once
+    assert subject.runs(spec) == 1
+    assert len([e for e in subject.events_of(spec.job_id, 1) if isinstance(e, TaskStarted)]) == 1
     assert len([e for e in subject.events_of(spec.job_id, 1) if isinstance(e, TaskStopped)]) == 1
 
 

@@ -1,10 +1,12 @@
 """The Docker launcher on its own, against the real engine: idempotent launches (in one server, across servers of
-one state, never across states), credentials asked of the CredentialVendor port, a container created but never
-started before a crash, and the removal of ended containers nothing asks about."""
+one state, never across states, after the attempt's end), credentials asked of the CredentialVendor port, a container
+created but never started before a crash, the removal of ended containers nothing asks about, and memory: only the
+attempts in progress are held (docs/adr/0033)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,9 +19,10 @@ import pytest
 import requests
 
 from chalicelib.compute import docker_attempt
-from chalicelib.compute.docker import LABEL_JOB, LOST_HOST, DockerLauncher
+from chalicelib.compute.docker import JOURNAL, LABEL_JOB, LOST_HOST, DockerLauncher
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.compute.port import TaskSpec
+from chalicelib.domain import ecs_task
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from tests.docker_support import TEST_IMAGE
 
@@ -188,6 +191,10 @@ def test_a_container_created_but_never_started_before_a_crash_is_started_by_reco
     wait_until(lambda: len(sink.stops()) == 1, "its run")
     assert sink.stops()[0].exit_code == 4
     wait_until(lambda: not ours(launchers.client, job), "its removal")
+    # (created without a marker, as by an earlier version: its end, once settled, leaves one all the same)
+    wait_until(lambda: not in_progress(restarted), "the attempt settled")
+    restarted.launch(s)
+    assert not in_progress(restarted) and not ours(launchers.client, job)
 
 
 def test_a_crash_between_the_journal_and_the_create_relaunches_the_same_attempt(launchers: Launchers) -> None:
@@ -311,3 +318,160 @@ def test_a_container_an_engine_lost_while_unreachable_fails_as_a_lost_host(
     [stopped] = sink.stops()
     assert (stopped.exit_code, stopped.status_reason) == (None, LOST_HOST)
     assert client.waits == 2  # the dropped one, then the one that found it gone
+
+
+# -- memory: only the attempts in progress are held; the markers keep ended ones from running again (ADR 0033) --------
+
+
+@dataclass
+class HeldSink(Sink):
+    """A sink whose `recorded` callbacks wait until the test runs them: an end reported, not yet recorded."""
+
+    held: list[Callable[[], None]] = field(default_factory=list)
+
+    def __call__(self, job_id: str, event: Event, recorded: Callable[[], None] | None = None) -> None:
+        self.events.append((job_id, event))
+        if recorded is not None:
+            self.held.append(recorded)
+
+    def record(self) -> None:
+        held, self.held = self.held, []
+        for recorded in held:
+            recorded()
+
+
+def in_progress(launcher: DockerLauncher) -> set[str]:
+    with launcher._lock:
+        return launcher._launched | set(launcher._attempts)
+
+
+def task_spec(job_id: str, script: str) -> TaskSpec:
+    """A multi-container attempt (docs/adr/0028): `main` runs the script, a non-essential sidecar sleeps."""
+    props = {
+        "taskProperties": [
+            {
+                "containers": [
+                    {"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", script]},
+                    {"name": "side", "image": TEST_IMAGE, "command": ["sleep", "600"], "essential": False},
+                ]
+            }
+        ]
+    }
+    containers = ecs_task.task_containers(props, {}, {}, f"jd/default/{job_id}")
+    return dataclasses.replace(spec(job_id, []), containers=containers)
+
+
+def printed(launcher: DockerLauncher, stream: str) -> list[str]:
+    events, _, _ = launcher.logs.read(stream, start_time=None, end_time=None, offset=0, limit=100, from_head=True)
+    return [e.message for e in events]
+
+
+def test_ended_attempts_leave_nothing_in_memory_and_never_run_again(launchers: Launchers) -> None:
+    # GIVEN a server that ran attempts to their ends: exits, a failure to start (an image no registry has), and a
+    # multi-container task
+    sink, state = Sink(), sid()
+    launcher = launchers.new(state, sink)
+    specs = [spec(f"job-{sid()}", ["sh", "-c", "echo ran"]) for _ in range(8)]
+    unpullable = dataclasses.replace(
+        spec(f"job-{sid()}", ["true"]), container={"image": "batchplane-test-missing.invalid/none:1"}
+    )
+    task = task_spec(f"job-{sid()}", "echo ran")
+    for s in [*specs, unpullable, task]:
+        launcher.launch(s)
+    wait_until(lambda: len(sink.stops()) == len(specs) + 2, "every end", timeout=60)
+    # THEN once their ends are recorded and their containers removed, the server holds none of them
+    wait_until(lambda: not in_progress(launcher), "nothing held once every end is recorded")
+    assert all(not ours(launchers.client, s.job_id) for s in [*specs, unpullable, task])
+    assert [e.status_reason for e in sink.stops() if e.attempt == 1 and e.exit_code is None] == ["Task failed to start"]
+    # WHEN each attempt is launched again, by this server and by another server of the state
+    again = launchers.new(state, sink)
+    for s in [*specs, unpullable, task]:
+        launcher.launch(s)
+        again.launch(s)
+    # THEN nothing is created or watched (the launches were refused before any watcher existed), nothing runs
+    assert not in_progress(launcher) and not in_progress(again)
+    assert all(not ours(launchers.client, s.job_id) for s in [*specs, unpullable, task])
+    assert len(sink.events) == 2 * len(specs) + 1 + 2  # (started and stopped; the failure; the task's two)
+    assert all(printed(launcher, s.log_stream) == ["ran"] for s in specs)
+    assert printed(launcher, task.containers[0].log_stream) == ["ran"]
+
+
+def test_an_attempt_stays_in_progress_until_its_end_is_recorded_then_removed(launchers: Launchers) -> None:
+    # GIVEN an attempt that ended, whose end is reported but not yet recorded
+    sink, state, job = HeldSink(), sid(), f"job-{sid()}"
+    launcher = launchers.new(state, sink)
+    s = spec(job, ["sh", "-c", "exit 5"])
+    launcher.launch(s)
+    wait_until(lambda: len(sink.stops()) == 1, "its end")
+    # THEN it is still in progress: the reap leaves its ended container, a recovery reports nothing, a launch is
+    # ignored
+    assert [c["State"] for c in ours(launchers.client, job)] == ["exited"]
+    assert launcher.reap() == 0 and len(ours(launchers.client, job)) == 1
+    assert launcher.recover(job, 1) is True
+    launcher.launch(s)
+    assert len(sink.events) == 2 and in_progress(launcher) == {f"{job}#1"}
+    # WHEN its end is recorded THEN its container is removed, and only then does it leave the set
+    sink.record()
+    wait_until(lambda: not in_progress(launcher), "the attempt settled")
+    assert not ours(launchers.client, job)
+    assert launcher.reap() == 0
+
+
+def test_a_recovery_after_the_end_never_launches_the_attempt_again(launchers: Launchers) -> None:
+    # GIVEN attempts this server ran to their end (an exit, and a failure to start), no longer held in memory
+    sink, state = Sink(), sid()
+    launcher = launchers.new(state, sink)
+    ran = spec(f"job-{sid()}", ["sh", "-c", "echo ran"])
+    failed = dataclasses.replace(spec(f"job-{sid()}", ["true"]), container={"image": "batchplane-test-missing:1"})
+    launcher.launch(ran)
+    launcher.launch(failed)
+    wait_until(lambda: len(sink.stops()) == 2 and not in_progress(launcher), "both settled", timeout=60)
+    # WHEN a sweep that read the jobs before their ends were recorded asks about them (here or after a restart)
+    restarted = launchers.new(state, sink)
+    for server in (launcher, restarted):
+        # THEN they count as started (True: the sweep does not launch them again); the lost host reported is stale
+        # for the lifecycle (their attempts have ended)
+        assert server.recover(ran.job_id, 1) is True
+        assert server.recover(failed.job_id, 1) is True
+        assert not in_progress(server)
+    assert [e.status_reason for e in sink.stops()[2:]] == [LOST_HOST] * 4
+    assert not ours(launchers.client, ran.job_id) and not ours(launchers.client, failed.job_id)
+    assert printed(launcher, ran.log_stream) == ["ran"]
+
+
+def test_a_crash_between_the_launch_and_the_create_relaunches_the_same_attempt(launchers: Launchers) -> None:
+    # GIVEN a server killed after marking an attempt launched (and journalling `created`), before its container
+    state, job = sid(), f"job-{sid()}"
+    crashed = launchers.new(state, Sink())
+    assert crashed.journal.launching(f"{job}#1")
+    crashed.journal.created(f"{job}#1")
+    # WHEN the restarted server recovers it THEN it never ran: False, and the sweep's launch runs it, once
+    sink = Sink()
+    restarted = launchers.new(state, sink)
+    assert restarted.recover(job, 1) is False
+    restarted.launch(spec(job, ["sh", "-c", "exit 3"]))
+    wait_until(lambda: len(sink.stops()) == 1 and not in_progress(restarted), "its run")
+    assert sink.stops()[0].exit_code == 3
+    restarted.launch(spec(job, ["sh", "-c", "exit 3"]))
+    assert restarted.recover(job, 1) is True
+    assert [e.exit_code for e in sink.stops()] == [3, None]  # (then the stale lost host)
+
+
+def test_attempts_journalled_by_a_version_without_markers_are_recovered_from_their_lines(
+    launchers: Launchers,
+) -> None:
+    # GIVEN the journal of a version without markers: one attempt started, one only created (its container gone)
+    state = sid()
+    root = launchers.root / state
+    root.mkdir(parents=True)
+    started, created = f"job-{sid()}#1", f"job-{sid()}#1"
+    (root / JOURNAL).write_text(f"created {started}\nstarted {started}\ncreated {created}\n")
+    # WHEN this version recovers them (after its own attempts began: they are never read as an earlier version's)
+    sink = Sink()
+    launcher = launchers.new(state, sink)
+    launcher.launch(spec(f"job-{sid()}", ["true"]))
+    # THEN the started one may have run (a lost host), the other never ran (launched again)
+    assert launcher.recover(started.split("#")[0], 1) is True
+    assert launcher.recover(created.split("#")[0], 1) is False
+    assert LOST_HOST in [e.status_reason for e in sink.stops()]
+    assert launcher.journal._legacy == {started}  # (the lines of this version's attempts are not read)
