@@ -66,10 +66,14 @@ PID_FILE = "pid"
 # reaction until the command has ended, so its status is recorded and becomes the supervisor's exit status (a signal
 # N is 128+N either way). A trapped signal is reset to its default in the command, unlike an ignored one.
 # Arguments: the working directory (posix_spawn has none to set: compute/spawn.py), the journal's path, the
-# attempt's key, then the command. `cd -P` gives the physical path, as a working directory set by the spawn did.
+# attempt's key, then the command. `cd -P` gives the physical path, as a working directory set by the spawn did; the
+# job's own OLDPWD (or its absence) is put back. The shell's variables have names no job uses: a job variable
+# named like one would be overwritten (and stay exported) for the command.
 SUPERVISOR = (
-    'cd -P -- "$1" || exit 126; unset OLDPWD; j=$2 k=$3; shift 3; trap : HUP INT TERM; "$@"; c=$?; '
-    'printf "exit %s %s\\n" "$k" "$c" >> "$j"; exit "$c"'
+    '__bp_o=${OLDPWD-__bp_none}; cd -P -- "$1" || exit 126; '
+    'if [ "$__bp_o" = __bp_none ]; then unset OLDPWD; else OLDPWD=$__bp_o; fi; '
+    '__bp_j=$2 __bp_k=$3; shift 3; trap : HUP INT TERM; "$@"; __bp_c=$?; '
+    'printf "exit %s %s\\n" "$__bp_k" "$__bp_c" >> "$__bp_j"; exit "$__bp_c"'
 )
 RECOVER_WAIT_S = 2.0  # how long recover() waits for a killed process to be gone
 START_REPORT_S = 0.05  # TaskStarted waits this long for the end of a task without output, to come with its stop
@@ -349,8 +353,7 @@ class LocalLauncher:
     def _signal(self, running: _Running, sig: signal.Signals) -> None:
         if running.proc is None:
             return  # not spawned yet: a stop is delivered by the watcher, a shutdown is seen by _spawn
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(running.proc.pid, sig)
+        running.proc.signal_group(sig)  # nothing once it was reaped (a SIGKILL armed by a stop racing its end)
 
     def _watch(self, running: _Running, workdir: Path, env: dict[str, str]) -> None:
         try:

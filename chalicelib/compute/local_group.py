@@ -109,9 +109,8 @@ class ProcessMember:
         timer.start()
 
     def signal(self, sig: signal.Signals) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
+        if self.proc is not None:
+            self.proc.signal_group(sig)  # nothing once it was reaped
 
     def cleanup(self) -> None:
         for t in self._timers:

@@ -37,33 +37,37 @@ _DEFAULT_SIGNALS = tuple(
 
 class Process:
     """A spawned process: its pid, its output (stdout and stderr together), and its exit status once reaped
-    (`returncode`: the exit code, or -N when a signal N ended it, as Popen reports it)."""
+    (`returncode`: the exit code, or -N when a signal N ended it, as Popen reports it).
+
+    One lock orders reaping and signalling, as Popen's `_waitpid_lock` did and more: a `poll` from another thread
+    never reaps under a waiting `wait_exit` (which would then lose the status), and `signal_group` never signals
+    once the process was reaped (its pid, which is also its process group's id, may then be another process's:
+    pids wrap within seconds at array-child spawn rates). `wait_exit` waits without reaping, then reaps under the
+    lock: until then the zombie keeps the group's id from being reused."""
 
     def __init__(self, pid: int, stdout: IO[bytes]) -> None:
         self.pid = pid
         self.stdout = stdout
         self.returncode: int | None = None
+        self._lock = threading.Lock()
 
     def poll(self) -> int | None:
-        """The exit status if the process has ended (reaping it), else None."""
-        if self.returncode is None:
+        """The exit status if the process has ended (reaping it), else None (also while another thread reaps)."""
+        if self.returncode is None and self._lock.acquire(blocking=False):
             try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere: the status is lost, as Popen reports it
-                self.returncode = 0
-                return 0
-            if pid == self.pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+                self._reap(os.WNOHANG)
+            finally:
+                self._lock.release()
         return self.returncode
 
     def wait_exit(self) -> int:
         """Wait until the process ends; its exit status."""
         if self.returncode is None:
-            try:
-                _, status = os.waitpid(self.pid, 0)  # releases the GIL while it waits
-                self.returncode = os.waitstatus_to_exitcode(status)
-            except ChildProcessError:
-                self.returncode = 0
+            with contextlib.suppress(ChildProcessError):  # reaped by a poll meanwhile
+                os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)  # releases the GIL while it waits
+            with self._lock:
+                self._reap(0)
+        assert self.returncode is not None
         return self.returncode
 
     def wait(self, timeout: float) -> int | None:
@@ -84,6 +88,25 @@ class Process:
         finally:
             os.close(fd)
         return self.poll()
+
+    def signal_group(self, sig: int) -> None:
+        """Send `sig` to the process's group (its session, which it leads), unless it was reaped already."""
+        with self._lock:
+            if self.returncode is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, sig)
+
+    def _reap(self, options: int) -> None:
+        """Under the lock."""
+        if self.returncode is not None:
+            return
+        try:
+            pid, status = os.waitpid(self.pid, options)
+        except ChildProcessError:  # reaped by someone else: its status is lost (Popen reports 0 too)
+            self.returncode = 0
+            return
+        if pid == self.pid:
+            self.returncode = os.waitstatus_to_exitcode(status)
 
 
 _inherited_closed = False
@@ -115,7 +138,7 @@ def spawn(argv: list[str], env: dict[str, str]) -> Process:
         _close_inherited()
     read, write = os.pipe()  # both close-on-exec; the DUP2 below makes the child's copies 1 and 2 inheritable
     try:
-        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)  # read-write, as Popen's DEVNULL
         try:
             pid = os.posix_spawn(
                 argv[0],

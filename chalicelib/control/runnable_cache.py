@@ -13,23 +13,27 @@ queue's prefix:
   written. A job that became RUNNABLE, or a RUNNABLE job that changed (a reason written), with a key at or below
   the boundary ends the kept list. One written beyond it (the next chunk of an array's children, a later
   submission) does not: it comes after everything kept, and the next read finds it once the kept jobs are used.
-- The dispatcher removes what it claims. A job that left RUNNABLE by another writer (cancelled, terminated) stays
-  until then: its claim fails on its version, as two dispatchers racing do, and the queue's list is dropped.
-- The engine drops every list at each periodic sweep.
+- The dispatcher removes what it claims. A job that another writer ended before it ran (cancelled, terminated,
+  timed out in the queue) is reported by the reactor, which sees every job it saves (`changed`, from any thread):
+  its queue's list is dropped. Waiting for its claim or reason write to fail instead could hold a queue back: a
+  job at the head that waits for capacity gets no write while its reason stands, and the jobs behind it that
+  would fit would wait for it.
+- The engine drops every list at each periodic sweep: what a writer outside the reactor ends is seen by then.
 
-A list served whole and used up is read again with twice as many jobs (up to WINDOW); after it ended for a write,
-with as many as the cycles used from it. A queue whose prefix changes on every cycle (independent submissions)
-reads what it read before.
+A list served whole and used up is read again with twice as many jobs (up to MAX_AHEAD); after it ended for a
+write, with as many as the cycles took from it (up to MAX_AHEAD). A queue whose prefix changes on every cycle
+(independent submissions) reads what it read before.
 """
 
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from chalicelib.control.context import Services
-from chalicelib.domain.jobs import RUNNABLE, Job
+from chalicelib.domain.jobs import FAILED, RUNNABLE, Job
 from chalicelib.store.jobs import order_key, queue_partition
 from chalicelib.store.port import PartitionWatch
 
@@ -42,7 +46,7 @@ class _Kept:
     keys: list[str]  # their order keys
     boundary: str | None  # None: both partitions were read to their end
     read: int  # how many were read from each partition
-    used: int = 0  # how many cycles took from it
+    taken: int = 0  # how many the dispatcher claimed from it
 
 
 class RunnableCache:
@@ -50,9 +54,24 @@ class RunnableCache:
         self._store = store
         self._kept: dict[str, _Kept] = {}
         self._watches: dict[str, tuple[Callable[[], str | None], ...]] = {}  # per queue: its two partitions'
+        self._lock = threading.Lock()
+        self._ended: set[str] = set()  # queues where a job ended without running (`changed`), any thread
+
+    def changed(self, job: Job) -> None:
+        """The reactor saved `job` (on any thread). A job ended before it ran (cancelled or terminated while
+        RUNNABLE) may be kept: its queue is read again. Any FAILED job counts (telling which were RUNNABLE would
+        take a read): an array whose children fail reads its queue as often as it did before this cache."""
+        if job.status == FAILED:
+            with self._lock:
+                self._ended.add(job.queue)
 
     def read(self, svc: Services, queue: str, limit: int) -> list[Job]:
         """The first `limit` RUNNABLE jobs of `queue` in submission order (as `dispatch.runnable_jobs`)."""
+        if self._ended:
+            with self._lock:
+                ended, self._ended = self._ended, set()
+            for name in ended:
+                self._kept.pop(name, None)
         watches = self._watches.get(queue)
         if watches is None:  # from now on (a list is kept only once its watches are on)
             watches = self._watches[queue] = tuple(
@@ -64,11 +83,10 @@ class RunnableCache:
         if kept is not None:
             unchanged = low is None or (kept.boundary is not None and low > kept.boundary)
             if unchanged and (len(kept.jobs) >= limit or kept.boundary is None):
-                kept.used += 1
                 return kept.jobs[:limit]
             # Used up while unchanged: the queue moves through a stable backlog, read further ahead. Ended by a
-            # write: read as far as the cycles went last time.
-            ahead = min(MAX_AHEAD, 2 * kept.read) if unchanged else kept.used
+            # write: read as far as the claims went last time.
+            ahead = min(MAX_AHEAD, 2 * kept.read if unchanged else kept.taken)
         else:
             ahead = 0
         return self._fill(svc, queue, max(limit, ahead))[:limit]
@@ -95,6 +113,7 @@ class RunnableCache:
         i = bisect.bisect_left(kept.keys, order_key(job))
         if i < len(kept.jobs) and kept.jobs[i].job_id == job.job_id:
             del kept.jobs[i], kept.keys[i]
+            kept.taken += 1
         else:
             self.forget(queue)
 

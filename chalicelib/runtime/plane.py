@@ -73,7 +73,11 @@ LOCAL_REASON_GRACE_MS = 250
 
 
 def dispatcher_for(
-    svc: Services, reactor: Reactor, config: LocalConfig | AwsConfig, active: ActiveJobs | None = None
+    svc: Services,
+    reactor: Reactor,
+    config: LocalConfig | AwsConfig,
+    active: ActiveJobs | None = None,
+    runnable: RunnableCache | None = None,
 ) -> Dispatcher:
     """The plane's dispatcher. Its options follow from what each runtime guarantees it, and differ only here:
 
@@ -86,13 +90,12 @@ def dispatcher_for(
       reason is due (`reasons_due_in`); on AWS 0, nothing would wake the `dispatch` Lambda for one, so reasons are
       written at once.
     - `runnable`: locally each queue's first RUNNABLE jobs are kept between cycles (control/runnable_cache.py),
-      because the SQLite store tells what was written into their index partitions and the engine's is the only
-      claim; on AWS None, every invocation reads them.
+      because the SQLite store tells what was written into their index partitions, the reactor reports every job
+      it saves, and the engine's is the only claim; on AWS None, every invocation reads them.
     """
     new_task_id = lambda: uuid.uuid4().hex  # noqa: E731
     if isinstance(config, LocalConfig):
         assert active is not None, "the local dispatcher keeps the capacity in use"
-        items = svc.repo.items
         return Dispatcher(
             svc,
             reactor,
@@ -100,7 +103,7 @@ def dispatcher_for(
             active=active,
             reason_grace_ms=LOCAL_REASON_GRACE_MS,
             consistent_reads=True,
-            runnable=RunnableCache(items) if isinstance(items, SqliteItemStore) else None,
+            runnable=runnable,
         )
     return Dispatcher(svc, reactor, new_task_id)
 
@@ -116,20 +119,27 @@ def local_engine(
     forget: Callable[[Job], None] = lambda job: None,
     lost_host: str | None = HOST_ID,
 ) -> Engine:
-    """The local plane's reactor and dispatcher (the capacity in use kept in memory, `ActiveJobs`), and the engine
-    that drives both: the reactor observes every job it persists for the dispatcher, and counts finished array
-    children into their parents in the engine's batches."""
+    """The local plane's reactor and dispatcher (the capacity in use kept in memory, `ActiveJobs`, and each queue's
+    RUNNABLE front, `RunnableCache`), and the engine that drives both: the reactor observes every job it persists
+    for the dispatcher, and counts finished array children into their parents in the engine's batches."""
     active = ActiveJobs()
+    items = svc.repo.items
+    runnable = RunnableCache(items) if isinstance(items, SqliteItemStore) else None
     engine: Engine | None = None
 
     def count_child(parent_id: str, event: ChildFinished) -> None:
         _built(engine).count_child(parent_id, event)
 
-    reactor = reactor_for(svc, observe=active.changed, count_child=count_child)
+    def observe(job: Job) -> None:
+        active.changed(job)
+        if runnable is not None:
+            runnable.changed(job)
+
+    reactor = reactor_for(svc, observe=observe, count_child=count_child)
     engine = Engine(
         svc,
         reactor,
-        dispatcher_for(svc, reactor, config, active),
+        dispatcher_for(svc, reactor, config, active, runnable),
         retention_ms=retention_ms,
         forget=forget,
         lost_host=lost_host,

@@ -3,9 +3,11 @@ across restarts too; recovery finds what the journal (or an earlier version's fi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from chalicelib.compute import task_group
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.compute.port import TaskSpec
+from chalicelib.compute.spawn import spawn
 from chalicelib.domain.ecs_task import TaskContainer
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 
@@ -188,16 +191,20 @@ def test_a_job_process_starts_clean_whatever_the_server_holds(
     os.set_inheritable(leaked.fileno(), True)  # as a descriptor the server inherited would be
     monkeypatch.setattr(spawn, "_inherited_closed", False)  # this process may have spawned before: sweep again
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mine = {"OLDPWD": "/mine", "j": "J", "k": "K", "c": "C", "AWS_BATCH_JOB_ID": "job-2", "AWS_BATCH_JOB_ATTEMPT": "1"}
     try:
         script = 'pwd; ls /proc/self/fd; grep -E "^(SigIgn|SigBlk)" /proc/self/status; echo "OLDPWD=${OLDPWD-unset}"'
         spec = local.spec(command=["sh", "-c", script])
         local.launcher.launch(spec)
-        wait_until(lambda: any(isinstance(e, TaskStopped) for _, e in local.events), "the task's end")
+        # a job's own variables named like the supervisor's pass through untouched
+        script = 'echo "OLDPWD=$OLDPWD j=$j k=$k c=$c"; env | grep -c "^__bp_" || true'
+        own = dataclasses.replace(local.spec("job-2", ["sh", "-c", script]), environment=mine, log_stream="jd/own/task")
+        local.launcher.launch(own)
+        wait_until(lambda: sum(isinstance(e, TaskStopped) for _, e in local.events) == 2, "the tasks' ends")
     finally:
         signal.signal(signal.SIGINT, previous)
         leaked.close()
-    stopped = next(e for _, e in local.events if isinstance(e, TaskStopped))
-    assert stopped.exit_code == 0
+    assert [e.exit_code for _, e in local.events if isinstance(e, TaskStopped)] == [0, 0]
     read = local.launcher.logs.read
     events, _, _ = read(spec.log_stream, start_time=None, end_time=None, offset=0, limit=100, from_head=True)
     lines = [e.message for e in events]
@@ -208,6 +215,8 @@ def test_a_job_process_starts_clean_whatever_the_server_holds(
     assert int(ignored, 16) & (1 << (signal.SIGINT - 1)) == 0, "SIGINT is at its default in the job"
     assert int(next(x for x in lines if x.startswith("SigBlk")).split()[1], 16) == 0, "no signal is blocked"
     assert "OLDPWD=unset" in lines
+    events, _, _ = read(own.log_stream, start_time=None, end_time=None, offset=0, limit=100, from_head=True)
+    assert [e.message for e in events] == ["OLDPWD=/mine j=J k=K c=C", "0"]
 
 
 # -- multi-container attempts (docs/adr/0028): each member under the supervisor, keyed <jobId>#<attempt>/<name> --
@@ -294,3 +303,56 @@ def test_recover_ends_a_task_as_a_lost_host_when_its_end_is_not_its_own(local: L
     journal_task(local, spec, *(line.format(spec.key) for line in exits))
     assert local.launcher.recover(job_id, 1) is True  # started: the caller reports the lost host
     assert local.events == []
+
+
+def test_a_stop_racing_the_end_signals_no_process_after_it_was_reaped(
+    local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watcher reaps the supervisor, cancels the attempt's timers, then forgets the attempt. A stop (TerminateJob,
+    # the engine's attemptDurationSeconds) that found the attempt between the reap and the forget sent SIGTERM to
+    # the reaped pid and armed a SIGKILL nobody cancelled: grace_seconds later it went to whatever process group had
+    # that id by then (pids wrap within seconds at array-child rates). A reaped process is never signalled now.
+    from chalicelib.compute import local as local_module
+
+    local.launcher.grace_seconds = 0.2
+    spec = local.spec(command=["sh", "-c", "sleep 0.3"])
+    real_release = LocalLauncher._release
+    signalled: list[tuple[int, int]] = []
+    reaped: list[int] = []
+
+    def release(self: LocalLauncher, key: str) -> None:
+        running = self._running[key]
+        assert running.proc is not None and running.proc.returncode is not None  # reaped
+        reaped.append(running.proc.pid)
+        self.stop(spec.job_id, spec.attempt, "Terminated")  # a stop arriving just now, on another thread
+        real_release(self, key)
+
+    real_killpg = os.killpg
+    monkeypatch.setattr(LocalLauncher, "_release", release)
+    monkeypatch.setattr(
+        local_module.os, "killpg", lambda pid, sig: signalled.append((pid, sig)) or real_killpg(pid, sig)
+    )
+    local.launcher.launch(spec)
+    local.wait_events(2)
+    time.sleep(0.5)  # past the grace period
+    assert reaped and [s for s in signalled if s[0] == reaped[0]] == [], "signals sent to a reaped pid"
+
+
+def test_a_poll_on_another_thread_does_not_turn_the_exit_status_into_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A member's waiter (local_group.ProcessMember.wait -> wait_exit) and a stop of the same member on the
+    # coordinator's thread (ProcessMember.signal -> poll) both call waitpid. If the poll reaps the process between
+    # the waiter's `returncode is None` check and its waitpid, the waiter gets ECHILD and records 0. Popen serialised
+    # this with its _waitpid_lock (a poll while wait() waits returns None).
+    proc = spawn(["/bin/sh", "-c", "exit 3"], {"PATH": os.defpath})
+    assert proc.stdout.read() == b""  # its end of output: it has exited (a zombie until reaped)
+    real = os.waitpid
+
+    def waitpid(pid: int, options: int) -> tuple[int, int]:
+        if options == 0:  # the waiter is about to block: the stop's poll gets there first
+            other = threading.Thread(target=proc.poll)
+            other.start()
+            other.join()
+        return real(pid, options)
+
+    monkeypatch.setattr(os, "waitpid", waitpid)
+    assert proc.wait_exit() == 3

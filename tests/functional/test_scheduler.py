@@ -152,9 +152,9 @@ def plane(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Plane]:
     clock = FakeClock()
     launcher = NullLauncher()
     svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher)
-    reactor = Reactor(svc, launcher)
-    tasks = (f"task-{i}" for i in itertools.count(1))
     kept = RunnableCache(store) if request.param == "kept" else None
+    reactor = Reactor(svc, launcher, observe=kept.changed if kept else None)  # as runtime/plane.py wires it
+    tasks = (f"task-{i}" for i in itertools.count(1))
     yield Plane(svc, clock, reactor, Dispatcher(svc, reactor, lambda: next(tasks), runnable=kept), launcher)
     store.close()
 
@@ -517,9 +517,10 @@ def test_kept_runnable_jobs_are_always_the_front_of_the_queue(tmp_path: Path) ->
     clock, launcher = FakeClock(), NullLauncher()
     settings = Settings(array_window=4)  # children refilled in chunks while the queue runs
     svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher, settings=settings)
-    reactor = Reactor(svc, launcher)
+    kept = RunnableCache(store)
+    reactor = Reactor(svc, launcher, observe=kept.changed)
     tasks = (f"task-{i}" for i in itertools.count(1))
-    dispatcher = Dispatcher(svc, reactor, lambda: next(tasks), runnable=RunnableCache(store))
+    dispatcher = Dispatcher(svc, reactor, lambda: next(tasks), runnable=kept)
     plane = Plane(svc, clock, reactor, dispatcher, launcher)
     plane.ce("ce", max_vcpus=3)
     plane.queue("q", "ce")
@@ -587,4 +588,68 @@ def test_the_kept_front_is_read_once_per_stretch_not_once_per_cycle(tmp_path: Pa
     assert plane.job(parent).status == "SUCCEEDED"
     # 100 cycles placing 2 children each read the RUNNABLE partitions 2 x 100 times without keeping them
     assert queries < 40, queries
+    store.close()
+
+
+def test_a_cancelled_head_kept_by_the_dispatcher_does_not_hold_back_the_job_behind_it(plane: Plane) -> None:
+    # GIVEN a 4-vCPU CE with 2 vCPUs taken, a 4-vCPU job waiting at the head (its reason written) and a
+    # 1-vCPU job behind it
+    plane.ce("ce", 4)
+    plane.queue("q", "ce")
+    plane.jd("two", vcpus="2", memory="4096")
+    plane.jd("four", vcpus="4", memory="8192")
+    plane.jd("one", vcpus="1")
+    running = plane.submit("q", "two")
+    big = plane.submit("q", "four")
+    small = plane.submit("q", "one")
+    plane.dispatcher.cycle()
+    plane.dispatcher.cycle()
+    assert plane.job(running).status == STARTING
+    assert plane.job(big).status_reason == WAITING_FOR_CAPACITY
+    assert plane.job(small).status == RUNNABLE
+
+    # WHEN the head is cancelled (another writer: an API request) and a cycle runs
+    job_control.cancel(plane.svc, plane.reactor, big, "no longer needed")
+    assert plane.job(big).status == FAILED
+    plane.dispatcher.cycle()
+
+    # THEN the job behind it takes the 2 free vCPUs, as a fresh read of the queue would have it
+    assert plane.job(small).status == STARTING
+
+
+def test_a_kept_front_ended_by_a_write_is_not_read_again_with_one_job_per_idle_cycle(tmp_path: Path) -> None:
+    # A queue whose head waits for capacity is served from its kept list by every cycle (the engine runs one on
+    # every wake-up, for any queue): `used` counts those cycles. When a write then ends the list, the next read
+    # asks for `used` jobs from each partition, however many that is.
+    store = SqliteItemStore(str(tmp_path / "state.db"))
+    clock, launcher = FakeClock(), NullLauncher()
+    svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher)
+    reactor = Reactor(svc, launcher)
+    tasks = (f"task-{i}" for i in itertools.count(1))
+    dispatcher = Dispatcher(svc, reactor, lambda: next(tasks), runnable=RunnableCache(store))
+    plane = Plane(svc, clock, reactor, dispatcher, launcher)
+    plane.ce("ce", max_vcpus=1)
+    plane.queue("q", "ce")
+    plane.jd()
+    first = plane.submit("q", retryStrategy={"attempts": 2})
+    for _ in range(3 * dispatch.WINDOW):
+        plane.submit("q")
+    plane.dispatcher.cycle()
+    assert plane.job(first).status == STARTING
+    for _ in range(2000):  # idle cycles: the CE is full, nothing changes
+        plane.dispatcher.cycle()
+    limits: list[int] = []
+    real_query = store.query
+
+    def recorded(index: Any, partition: str, **kwargs: Any) -> Any:
+        if partition.endswith("#RUNNABLE"):
+            limits.append(kwargs.get("limit", 100))
+        return real_query(index, partition, **kwargs)
+
+    store.query = recorded  # type: ignore[method-assign]
+    plane.run(first)
+    plane.finish(first, 1)  # retried: RUNNABLE again, in front of everything kept
+    assert plane.job(first).status == RUNNABLE
+    plane.dispatcher.cycle()
+    assert limits and max(limits) <= dispatch.WINDOW, limits
     store.close()
