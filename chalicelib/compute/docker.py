@@ -27,20 +27,18 @@ does for its attempts. A long-lived server holds nothing per finished attempt.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound
 
-from chalicelib.compute import docker_attempt, docker_config, docker_engine
+from chalicelib.compute import docker_attempt, docker_config, docker_engine, docker_recovery
 from chalicelib.compute.docker_attempt import DRAIN_TIMEOUT_S as DRAIN_TIMEOUT_S
 from chalicelib.compute.docker_attempt import ENGINE_LOST_S as ENGINE_LOST_S
 from chalicelib.compute.docker_attempt import WAIT_BACKOFF_S as WAIT_BACKOFF_S
@@ -54,7 +52,7 @@ from chalicelib.compute.docker_state import LABEL_STREAM as LABEL_STREAM
 from chalicelib.compute.docker_state import LOST_HOST as LOST_HOST
 from chalicelib.compute.docker_state import OOM_EXIT as OOM_EXIT
 from chalicelib.compute.docker_state import OOM_REASON as OOM_REASON
-from chalicelib.compute.docker_state import Journal, last_logged
+from chalicelib.compute.docker_state import Journal
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskSpec
@@ -146,72 +144,15 @@ class DockerLauncher:
 
     def recover(self, job_id: str, attempt: int) -> bool:
         """After a restart (or for a claim a sweep finds old): was this attempt ever started? A container found is
-        watched again and its real end reported; a journalled container the engine lost fails as a lost host."""
-        key = f"{job_id}#{attempt}"
-        with self._lock:
-            if key in self._attempts or key in self._launched:
-                return True  # in progress here: this server launched or recovered it and watches it
-            self._launched.add(key)
-        settled = partial(self.settled, key)  # once a lost host reported here is recorded
-        try:
-            grouped = self._groups.recover(job_id, attempt)  # a multi-container attempt (docs/adr/0028)
-            if grouped is not None:
-                if not grouped:
-                    self._relaunchable(key)  # prepared, never started: the sweep launches it now, same key
-                return grouped
-            info = self.client.inspect_container(self.name(job_id, attempt))
-        except NotFound:
-            if self.processes is not None and self.processes.work_dir(job_id, attempt).is_dir():
-                # started by the process executor before a switch of executors: recovered as it would recover it
-                self.processes.recover(job_id, attempt)  # (kills it; an exit 0 it recorded is reported as such)
-                self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST), recorded=settled)
-                return True
-            if not self.journal.was_started(key):
-                # never created, or created but never started: it never ran; the sweep launches it now, same key
-                self._relaunchable(key)
-                return False
-            # It may have run: lost. (Or its end is recorded, its container removed: by this server since a sweep
-            # read the job, or by an earlier run. Then the report is stale: ignored by the lifecycle, and what a
-            # multi-node group recovering its nodes needs.)
-            self._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST), recorded=settled)
-            return True
-        except Exception:  # the engine does not answer: the next sweep asks again
-            self.let_go(key)
-            raise
-        labels = info["Config"].get("Labels") or {}
-        grace = float(info["Config"].get("StopTimeout") or self.grace_seconds)
-        a = Attempt(job_id, attempt, labels.get(LABEL_STREAM, ""), grace)
-        a.container = info["Id"]
-        a.volumes = [m["Name"] for m in info.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
-        a.last_ms = last_logged(self.logs, a.log_stream)
-        a.since = a.last_ms / 1000 if a.last_ms else None
-        self._watch(a, created=info["State"]["Status"] == "created")
-        return True
+        watched again and its real end reported; a journalled container the engine lost fails as a lost host
+        (compute/docker_recovery.py)."""
+        return docker_recovery.recover(self, job_id, attempt)
 
     def reap(self) -> int:
         """Remove this state's containers that ended and that nothing watches or will ask about (after the sweep at
-        start has recovered every active attempt): an end recorded just before a crash, before its removal."""
-        label = f"{LABEL_STATE}={self.state_id}"
-        ended = self.client.containers(all=True, filters={"label": label, "status": "exited"})
-        # Read after the list, not before: a launch marks its key before it creates its container, so every
-        # container listed that a launch made is known by now (read first, a job launched since, which ran and
-        # exited before the list came back, would be removed under its watcher, and fail as a lost host).
-        # A key leaves the set only once its attempt is done with (`settled`: its end recorded, then its container
-        # removed), so a listed container whose key is gone by now was removed already, or its removal failed (then
-        # removing it is reap's job). A launch its marker refuses creates nothing.
-        with self._lock:
-            known = self._launched | set(self._attempts)
-        # The network holders of multi-container tasks ended while the server was down (they never exit by themselves)
-        ended += self.client.containers(all=True, filters={"label": [label, "batchplane.container=-net"]})
-        removed = 0
-        for c in ended:
-            labels = c.get("Labels") or {}
-            if f"{labels.get(LABEL_JOB)}#{labels.get(LABEL_ATTEMPT)}" in known:
-                continue
-            with contextlib.suppress(DockerException):
-                self.client.remove_container(c["Id"], v=True, force=True)
-                removed += 1
-        return removed
+        start has recovered every active attempt): an end recorded just before a crash, before its removal
+        (compute/docker_recovery.py)."""
+        return docker_recovery.reap(self)
 
     def forget(self, job: Job) -> None:
         """A finished job leaves the store (control/retention.py): forget its attempts."""

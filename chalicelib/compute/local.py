@@ -28,10 +28,8 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-import select
 import shutil
 import signal
 import threading
@@ -43,9 +41,22 @@ from chalicelib.compute.local_group import ProcessGroups
 from chalicelib.compute.local_journal import EXIT_FILE as EXIT_FILE
 from chalicelib.compute.local_journal import Journal, recorded_exit, wait_gone
 from chalicelib.compute.local_journal import processes_of as _processes_of  # tests import it from here
+
+# The supervised process (compute/local_supervisor.py): its names stay importable from here (compute/local_group.py,
+# tests); the launcher reads the helpers through this module's globals. SUPERVISOR is read where it is defined
+# (by spawn_supervised): a test that changes it patches compute/local_supervisor.py.
+from chalicelib.compute.local_supervisor import COMMAND_WAIT_S as COMMAND_WAIT_S
+from chalicelib.compute.local_supervisor import START_REPORT_S as START_REPORT_S
+from chalicelib.compute.local_supervisor import SUPERVISOR as SUPERVISOR
+from chalicelib.compute.local_supervisor import exit_code_of as exit_code_of
+from chalicelib.compute.local_supervisor import not_executable as _not_executable
+from chalicelib.compute.local_supervisor import not_executable as not_executable
+from chalicelib.compute.local_supervisor import quick_exit as _quick_exit
+from chalicelib.compute.local_supervisor import spawn_supervised as spawn_supervised
+from chalicelib.compute.local_supervisor import wait_for_command
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec
-from chalicelib.compute.spawn import Process, spawn
+from chalicelib.compute.spawn import Process
 from chalicelib.compute.workers import Workers
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
@@ -62,22 +73,9 @@ DOCKER_JOURNAL = "docker-journal"  # compute/docker.py's: the containers it crea
 # Earlier versions kept the pid (and the exit status: local_journal.EXIT_FILE) in each attempt's work dir; recover()
 # still reads them there.
 PID_FILE = "pid"
-# The supervisor: signals sent to the session (stop, timeout) reach the command; the trap only defers the shell's own
-# reaction until the command has ended, so its status is recorded and becomes the supervisor's exit status (a signal
-# N is 128+N either way). A trapped signal is reset to its default in the command, unlike an ignored one.
-# Arguments: the working directory (posix_spawn has none to set: compute/spawn.py), the journal's path, the
-# attempt's key, then the command. `cd -P` gives the physical path, as a working directory set by the spawn did; the
-# job's own OLDPWD (or its absence) is put back. The shell's variables have names no job uses: a job variable
-# named like one would be overwritten (and stay exported) for the command.
-SUPERVISOR = (
-    '__bp_o=${OLDPWD-__bp_none}; cd -P -- "$1" || exit 126; '
-    'if [ "$__bp_o" = __bp_none ]; then unset OLDPWD; else OLDPWD=$__bp_o; fi; '
-    '__bp_j=$2 __bp_k=$3; shift 3; trap : HUP INT TERM; "$@"; __bp_c=$?; '
-    'printf "exit %s %s\\n" "$__bp_k" "$__bp_c" >> "$__bp_j"; exit "$__bp_c"'
-)
 RECOVER_WAIT_S = 2.0  # how long recover() waits for a killed process to be gone
-START_REPORT_S = 0.05  # TaskStarted waits this long for the end of a task without output, to come with its stop
-COMMAND_WAIT_S = 5.0  # how long a stop that came before the command was forked waits for it (_wait_for_command)
+# Bound here (not imported under this name: mypy exports no renamed private import), as compute/local_group.py reads it
+_wait_for_command = wait_for_command
 
 
 @dataclass
@@ -92,57 +90,6 @@ class _Running:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def exit_code_of(returncode: int) -> int:
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def _not_executable(program: str, env: dict[str, str], cwd: Path) -> str | None:
-    """Why exec would fail to find `program` (as the strerror exec would give), or None when it is runnable."""
-    if "/" in program:
-        path = cwd / program
-        if not path.exists():
-            return "No such file or directory"
-        return None if path.is_file() and os.access(path, os.X_OK) else "Permission denied"
-    return None if shutil.which(program, path=env.get("PATH", os.defpath)) else "No such file or directory"
-
-
-not_executable = _not_executable  # also for compute/local_group.py
-
-
-def _quick_exit(proc: Process) -> int | None:
-    """The exit code if the process closes its output without writing any and exits within START_REPORT_S; None
-    when it runs on or writes output (the caller reads and logs that)."""
-    assert isinstance(proc.stdout, io.BufferedReader)  # os.fdopen's default buffering
-    deadline = time.monotonic() + START_REPORT_S
-    poller = select.poll()  # not select(): no limit on the descriptor's number
-    poller.register(proc.stdout, select.POLLIN)
-    if not poller.poll(START_REPORT_S * 1000) or proc.stdout.peek(1):  # peek: b"" only at the end of output
-        return None
-    code = proc.wait(max(0.0, deadline - time.monotonic()))
-    return None if code is None else exit_code_of(code)
-
-
-def spawn_supervised(workdir: Path, journal: Path, key: str, command: list[str], env: dict[str, str]) -> Process:
-    """Start `command` under SUPERVISOR, which records its exit in `journal` under `key` (a single-container
-    attempt's, or a member of a multi-container one: compute/local_group.py). OSError when /bin/sh cannot run."""
-    argv = ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", os.path.abspath(workdir), str(journal), key, *command]
-    return spawn(argv, env)
-
-
-def _wait_for_command(proc: Process, timeout: float = COMMAND_WAIT_S) -> None:
-    """Wait (bounded) until the supervisor has forked its command, or has ended. Linux: its children in /proc
-    (where that is missing, returns at once)."""
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if children.read_text().split():
-                return
-        except OSError:
-            return  # ended, or no /proc
-        time.sleep(0.002)
 
 
 class LocalLauncher:

@@ -4,8 +4,8 @@ scratch space); each has its own session, environment and log stream `<jd>/<cont
 
 Coordination (dependsOn, essential, stop, timeout) is compute/task_group.py's.
 
-Each member runs under the single-container job's supervisor (compute/local.py SUPERVISOR), keyed
-"<jobId>#<attempt>/<container name>" in the journal (compute/local_journal.py), which also holds the task's
+Each member runs under the single-container job's supervisor (compute/local_supervisor.py SUPERVISOR),
+keyed "<jobId>#<attempt>/<container name>" in the journal (compute/local_journal.py), which also holds the task's
 containers ("task" line, written before any starts). Recovery after a crash (`ProcessGroups.recover`): the members
 still running are killed (their output pipes died with the server: they cannot be re-adopted); then, if every
 essential member's exit is in the journal, the task ended while nobody watched and is settled as the coordinator

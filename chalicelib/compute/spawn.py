@@ -14,7 +14,8 @@ clones with CLONE_VFORK and execs), about 60 µs in all. What Popen did for us i
   SQLite, but the server may have inherited open descriptors from whatever started it (a shell, a CI runner: the
   tests found two): before its first spawn, every descriptor above 2 is made close-on-exec (`_close_inherited`).
   tests/functional/test_local_launcher.py checks what a job's process sees.
-- posix_spawn has no working directory: the supervisor changes to it first (compute/local.py SUPERVISOR).
+- posix_spawn has no working directory: the supervisor changes to it first (compute/local_supervisor.py
+  SUPERVISOR).
 
 `Process.wait` waits on a pidfd (Linux 5.3+) instead of Popen's sleep-and-poll loop; where there is none, it polls.
 """

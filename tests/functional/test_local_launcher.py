@@ -162,9 +162,9 @@ def test_a_stop_before_the_command_is_forked_still_stops_it(tmp_path: Path, monk
     # after it was launched, because its main node ended at once): that stop was lost, and the command ran until
     # the SIGKILL of the grace period. A busy loop of builtins (no child) between the trap and the command makes
     # that window wide, so the stop below always falls in it.
-    from chalicelib.compute import local as local_module
+    from chalicelib.compute import local_supervisor  # where spawn_supervised reads it
 
-    monkeypatch.setattr(local_module, "SUPERVISOR", slow_after_trap(local_module.SUPERVISOR))
+    monkeypatch.setattr(local_supervisor, "SUPERVISOR", slow_after_trap(local_supervisor.SUPERVISOR))
     events: list[tuple[str, TaskStarted | TaskStopped]] = []
     logs = FileLogStore(tmp_path / "logs")
     launcher = LocalLauncher(tmp_path / "work", logs, lambda j, e: events.append((j, e)), grace_seconds=600)
@@ -237,9 +237,9 @@ def test_a_task_member_stopped_before_its_command_is_forked_still_stops(
 ) -> None:
     # The same window as above, for a member of a task: its start returns once the command exists, so the stop
     # that comes while the supervisor loops is delivered to the command (not swallowed until the 600 s SIGKILL).
-    from chalicelib.compute import local as local_module
+    from chalicelib.compute import local_supervisor  # where spawn_supervised reads it
 
-    monkeypatch.setattr(local_module, "SUPERVISOR", slow_after_trap(local_module.SUPERVISOR))
+    monkeypatch.setattr(local_supervisor, "SUPERVISOR", slow_after_trap(local_supervisor.SUPERVISOR))
     events: list[tuple[str, TaskStarted | TaskStopped]] = []
     logs = FileLogStore(tmp_path / "logs")
     launcher = LocalLauncher(tmp_path / "work", logs, lambda j, e: events.append((j, e)), grace_seconds=600)

@@ -1,0 +1,83 @@
+"""The supervised process of a local attempt (compute/local.py, and each member of a multi-container one:
+compute/local_group.py): the `sh` supervisor it runs under, its spawn, and what the launcher reads of it before it
+reports (an end that came at once, the command forked).
+
+- The command runs under a tiny `sh` supervisor (the session leader) that records the command's exit status in the
+  journal when it ends (compute/local_journal.py), so an end while the server is down is known at its next start.
+- Exit codes are reported as Docker reports them: 128+N for a signal N.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import select
+import shutil
+import time
+from pathlib import Path
+
+from chalicelib.compute.spawn import Process, spawn
+
+START_REPORT_S = 0.05  # TaskStarted waits this long for the end of a task without output, to come with its stop
+COMMAND_WAIT_S = 5.0  # how long a stop that came before the command was forked waits for it (wait_for_command)
+# The supervisor: signals sent to the session (stop, timeout) reach the command; the trap only defers the shell's own
+# reaction until the command has ended, so its status is recorded and becomes the supervisor's exit status (a signal
+# N is 128+N either way). A trapped signal is reset to its default in the command, unlike an ignored one.
+# Arguments: the working directory (posix_spawn has none to set: compute/spawn.py), the journal's path, the
+# attempt's key, then the command. `cd -P` gives the physical path, as a working directory set by the spawn did; the
+# job's own OLDPWD (or its absence) is put back. The shell's variables have names no job uses: a job variable
+# named like one would be overwritten (and stay exported) for the command.
+SUPERVISOR = (
+    '__bp_o=${OLDPWD-__bp_none}; cd -P -- "$1" || exit 126; '
+    'if [ "$__bp_o" = __bp_none ]; then unset OLDPWD; else OLDPWD=$__bp_o; fi; '
+    '__bp_j=$2 __bp_k=$3; shift 3; trap : HUP INT TERM; "$@"; __bp_c=$?; '
+    'printf "exit %s %s\\n" "$__bp_k" "$__bp_c" >> "$__bp_j"; exit "$__bp_c"'
+)
+
+
+def exit_code_of(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def not_executable(program: str, env: dict[str, str], cwd: Path) -> str | None:
+    """Why exec would fail to find `program` (as the strerror exec would give), or None when it is runnable."""
+    if "/" in program:
+        path = cwd / program
+        if not path.exists():
+            return "No such file or directory"
+        return None if path.is_file() and os.access(path, os.X_OK) else "Permission denied"
+    return None if shutil.which(program, path=env.get("PATH", os.defpath)) else "No such file or directory"
+
+
+def quick_exit(proc: Process) -> int | None:
+    """The exit code if the process closes its output without writing any and exits within START_REPORT_S; None
+    when it runs on or writes output (the caller reads and logs that)."""
+    assert isinstance(proc.stdout, io.BufferedReader)  # os.fdopen's default buffering
+    deadline = time.monotonic() + START_REPORT_S
+    poller = select.poll()  # not select(): no limit on the descriptor's number
+    poller.register(proc.stdout, select.POLLIN)
+    if not poller.poll(START_REPORT_S * 1000) or proc.stdout.peek(1):  # peek: b"" only at the end of output
+        return None
+    code = proc.wait(max(0.0, deadline - time.monotonic()))
+    return None if code is None else exit_code_of(code)
+
+
+def spawn_supervised(workdir: Path, journal: Path, key: str, command: list[str], env: dict[str, str]) -> Process:
+    """Start `command` under SUPERVISOR, which records its exit in `journal` under `key` (a single-container
+    attempt's, or a member of a multi-container one: compute/local_group.py). OSError when /bin/sh cannot run."""
+    argv = ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", os.path.abspath(workdir), str(journal), key, *command]
+    return spawn(argv, env)
+
+
+def wait_for_command(proc: Process, timeout: float = COMMAND_WAIT_S) -> None:
+    """Wait (bounded) until the supervisor has forked its command, or has ended. Linux: its children in /proc
+    (where that is missing, returns at once)."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if children.read_text().split():
+                return
+        except OSError:
+            return  # ended, or no /proc
+        time.sleep(0.002)
