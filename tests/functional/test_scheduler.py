@@ -5,6 +5,7 @@ usage history, and GetJobQueueSnapshot's front in dispatch order.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -144,18 +145,29 @@ class Plane:
         )
 
 
+def build_plane(
+    tmp_path: Path, *, kept: bool, settings: Settings | None = None, reason_grace_ms: int = 0
+) -> tuple[Plane, SqliteItemStore]:
+    """A plane on a SQLite store whose dispatcher reads the RUNNABLE jobs on every cycle, or (`kept`) keeps them
+    between cycles, told of every saved job by the reactor, as runtime/plane.py wires the local engine's."""
+    store = SqliteItemStore(str(tmp_path / "state.db"))
+    clock, launcher = FakeClock(), NullLauncher()
+    svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher)
+    if settings is not None:
+        svc = dataclasses.replace(svc, settings=settings)
+    cache = RunnableCache(store) if kept else None
+    reactor = Reactor(svc, launcher, observe=cache.changed if cache else None)
+    tasks = (f"task-{i}" for i in itertools.count(1))
+    dispatcher = Dispatcher(svc, reactor, lambda: next(tasks), reason_grace_ms=reason_grace_ms, runnable=cache)
+    return Plane(svc, clock, reactor, dispatcher, launcher), store
+
+
 @pytest.fixture(params=["read", "kept"])
 def plane(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Plane]:
     """Each scheduling rule holds whether the dispatcher reads every queue's RUNNABLE jobs on every cycle (AWS) or
     keeps them between cycles (the local engine: control/runnable_cache.py)."""
-    store = SqliteItemStore(str(tmp_path / "state.db"))
-    clock = FakeClock()
-    launcher = NullLauncher()
-    svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher)
-    kept = RunnableCache(store) if request.param == "kept" else None
-    reactor = Reactor(svc, launcher, observe=kept.changed if kept else None)  # as runtime/plane.py wires it
-    tasks = (f"task-{i}" for i in itertools.count(1))
-    yield Plane(svc, clock, reactor, Dispatcher(svc, reactor, lambda: next(tasks), runnable=kept), launcher)
+    built, store = build_plane(tmp_path, kept=request.param == "kept")
+    yield built
     store.close()
 
 
@@ -513,15 +525,9 @@ def test_kept_runnable_jobs_are_always_the_front_of_the_queue(tmp_path: Path) ->
     # writes; after each, a second cache (its own watches, told of no claim: every removal is someone else's)
     # must give what a fresh read gives, once it has dropped a list holding a job that left RUNNABLE (as the
     # dispatcher does when a claim fails), and every job it keeps must be the stored version.
-    store = SqliteItemStore(str(tmp_path / "state.db"))
-    clock, launcher = FakeClock(), NullLauncher()
-    settings = Settings(array_window=4)  # children refilled in chunks while the queue runs
-    svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher, settings=settings)
-    kept = RunnableCache(store)
-    reactor = Reactor(svc, launcher, observe=kept.changed)
-    tasks = (f"task-{i}" for i in itertools.count(1))
-    dispatcher = Dispatcher(svc, reactor, lambda: next(tasks), runnable=kept)
-    plane = Plane(svc, clock, reactor, dispatcher, launcher)
+    # children refilled in chunks while the queue runs
+    plane, store = build_plane(tmp_path, kept=True, settings=Settings(array_window=4))
+    svc, reactor = plane.svc, plane.reactor
     plane.ce("ce", max_vcpus=3)
     plane.queue("q", "ce")
     plane.jd()
@@ -555,16 +561,11 @@ def test_kept_runnable_jobs_are_always_the_front_of_the_queue(tmp_path: Path) ->
 
 
 def test_the_kept_front_is_read_once_per_stretch_not_once_per_cycle(tmp_path: Path) -> None:
-    # The point of keeping it: an array's children reaching the head one by one do not cost a read each.
-    store = SqliteItemStore(str(tmp_path / "state.db"))
-    clock, launcher = FakeClock(), NullLauncher()
-    svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher)
-    reactor = Reactor(svc, launcher)
-    tasks = (f"task-{i}" for i in itertools.count(1))
-    # As the local engine runs it: a waiting job's reason is written once it has waited a while (LOCAL_REASON_GRACE_MS),
+    # The point of keeping it: an array's children reaching the head one by one do not cost a read each. As the
+    # local engine runs it: a waiting job's reason is written once it has waited a while (LOCAL_REASON_GRACE_MS),
     # not by every cycle that finds it behind the capacity (a reason written is a write into the RUNNABLE front).
-    dispatcher = Dispatcher(svc, reactor, lambda: next(tasks), reason_grace_ms=250, runnable=RunnableCache(store))
-    plane = Plane(svc, clock, reactor, dispatcher, launcher)
+    plane, store = build_plane(tmp_path, kept=True, reason_grace_ms=250)
+    svc = plane.svc
     plane.ce("ce", max_vcpus=2)
     plane.queue("q", "ce")
     plane.jd()
@@ -619,15 +620,9 @@ def test_a_cancelled_head_kept_by_the_dispatcher_does_not_hold_back_the_job_behi
 
 def test_a_kept_front_ended_by_a_write_is_not_read_again_with_one_job_per_idle_cycle(tmp_path: Path) -> None:
     # A queue whose head waits for capacity is served from its kept list by every cycle (the engine runs one on
-    # every wake-up, for any queue): `used` counts those cycles. When a write then ends the list, the next read
-    # asks for `used` jobs from each partition, however many that is.
-    store = SqliteItemStore(str(tmp_path / "state.db"))
-    clock, launcher = FakeClock(), NullLauncher()
-    svc = Services(repo=Repository(store), clock=clock, ids=SequentialIds(), launcher=launcher)
-    reactor = Reactor(svc, launcher)
-    tasks = (f"task-{i}" for i in itertools.count(1))
-    dispatcher = Dispatcher(svc, reactor, lambda: next(tasks), runnable=RunnableCache(store))
-    plane = Plane(svc, clock, reactor, dispatcher, launcher)
+    # every wake-up, for any queue). When a write then ends the list, the next read once asked for as many jobs as
+    # cycles had been served, however many that was; it is bounded by what was claimed, and by WINDOW.
+    plane, store = build_plane(tmp_path, kept=True)
     plane.ce("ce", max_vcpus=1)
     plane.queue("q", "ce")
     plane.jd()
