@@ -23,14 +23,10 @@ COMMAND_WAIT_S = 5.0  # how long a stop that came before the command was forked 
 # The supervisor: signals sent to the session (stop, timeout) reach the command; the trap only defers the shell's own
 # reaction until the command has ended, so its status is recorded and becomes the supervisor's exit status (a signal
 # N is 128+N either way). A trapped signal is reset to its default in the command, unlike an ignored one.
-# Arguments: the working directory (posix_spawn has none to set: compute/spawn.py), the journal's path, the
-# attempt's key, then the command. `cd -P` gives the physical path, as a working directory set by the spawn did; the
-# job's own OLDPWD (or its absence) is put back. The shell's variables have names no job uses: a job variable
-# named like one would be overwritten (and stay exported) for the command.
+# Arguments: the journal's path, the attempt's key, then the command. The shell's own variables have names no job
+# uses: a job variable named like one would be overwritten (and stay exported) for the command.
 SUPERVISOR = (
-    '__bp_o=${OLDPWD-__bp_none}; cd -P -- "$1" || exit 126; '
-    'if [ "$__bp_o" = __bp_none ]; then unset OLDPWD; else OLDPWD=$__bp_o; fi; '
-    '__bp_j=$2 __bp_k=$3; shift 3; trap : HUP INT TERM; "$@"; __bp_c=$?; '
+    '__bp_j=$1 __bp_k=$2; shift 2; trap : HUP INT TERM; "$@"; __bp_c=$?; '
     'printf "exit %s %s\\n" "$__bp_k" "$__bp_c" >> "$__bp_j"; exit "$__bp_c"'
 )
 
@@ -52,7 +48,7 @@ def not_executable(program: str, env: dict[str, str], cwd: Path) -> str | None:
 def quick_exit(proc: Process) -> int | None:
     """The exit code if the process closes its output without writing any and exits within START_REPORT_S; None
     when it runs on or writes output (the caller reads and logs that)."""
-    assert isinstance(proc.stdout, io.BufferedReader)  # os.fdopen's default buffering
+    assert isinstance(proc.stdout, io.BufferedReader)  # Popen's default buffering
     deadline = time.monotonic() + START_REPORT_S
     poller = select.poll()  # not select(): no limit on the descriptor's number
     poller.register(proc.stdout, select.POLLIN)
@@ -65,8 +61,7 @@ def quick_exit(proc: Process) -> int | None:
 def spawn_supervised(workdir: Path, journal: Path, key: str, command: list[str], env: dict[str, str]) -> Process:
     """Start `command` under SUPERVISOR, which records its exit in `journal` under `key` (a single-container
     attempt's, or a member of a multi-container one: compute/local_group.py). OSError when /bin/sh cannot run."""
-    argv = ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", os.path.abspath(workdir), str(journal), key, *command]
-    return spawn(argv, env)
+    return spawn(["/bin/sh", "-c", SUPERVISOR, "batchplane-task", str(journal), key, *command], env, workdir)
 
 
 def wait_for_command(proc: Process, timeout: float = COMMAND_WAIT_S) -> None:
