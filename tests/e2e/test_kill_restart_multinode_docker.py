@@ -129,6 +129,15 @@ def _assert_each_node_ran_once(ledger: Path, job_id: str, containers: dict[str, 
         assert by_node[job].startswith(host), (job, host, by_node)
 
 
+def _succeeded_once(batch: Any, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
+    """The job SUCCEEDED on its first attempt with exit 0, and so did each of its nodes: their descriptions."""
+    assert job["status"] == "SUCCEEDED", (job.get("statusReason"), job["attempts"])
+    assert [a["container"].get("exitCode") for a in job["attempts"]] == [0]
+    nodes: dict[str, Any] = describe(batch, [f"{job_id}#{i}" for i in range(NODES)])
+    assert {i: n["status"] for i, n in nodes.items()} == {f"{job_id}#{i}": "SUCCEEDED" for i in range(NODES)}
+    return nodes
+
+
 def _assert_nothing_left(srv: Server, engine: Any) -> None:
     """Every container of the job is removed once its end is recorded, and so is the job's node network."""
     _wait(lambda: not _containers(engine, srv), "the job's containers to be removed", timeout=30)
@@ -158,11 +167,8 @@ def test_node_containers_outlive_a_sigkill_and_the_job_succeeds_on_its_first_att
     job = wait_all_terminal(batch, [job_id], FINISH_TIMEOUT_S)[job_id]
 
     # THEN the job SUCCEEDED on its first attempt, with its main node's real end
-    assert job["status"] == "SUCCEEDED", (job.get("statusReason"), job["attempts"])
-    assert [a["container"].get("exitCode") for a in job["attempts"]] == [0]
+    nodes = _succeeded_once(batch, job_id, job)
     # AND each node's own end is reported: the others ended on their own (exit 0), before the main node
-    nodes = describe(batch, [f"{job_id}#{i}" for i in range(NODES)])
-    assert {i: n["status"] for i, n in nodes.items()} == {f"{job_id}#{i}": "SUCCEEDED" for i in range(NODES)}
     for i in range(NODES):
         if i != MAIN:
             attempt = nodes[f"{job_id}#{i}"]["attempts"][0]
@@ -192,11 +198,8 @@ def test_a_main_node_that_ends_while_the_server_is_down_ends_the_job_and_stops_t
     job = wait_all_terminal(batch, [job_id], FINISH_TIMEOUT_S)[job_id]
 
     # THEN the job ends as its main node did: SUCCEEDED on its first attempt, exit 0
-    assert job["status"] == "SUCCEEDED", (job.get("statusReason"), job["attempts"])
-    assert [a["container"].get("exitCode") for a in job["attempts"]] == [0]
+    nodes = _succeeded_once(batch, job_id, job)
     # AND the other nodes were stopped with the main node, and say so
-    nodes = describe(batch, [f"{job_id}#{i}" for i in range(NODES)])
-    assert {i: n["status"] for i, n in nodes.items()} == {f"{job_id}#{i}": "SUCCEEDED" for i in range(NODES)}
     for i in range(NODES):
         if i != MAIN:
             assert nodes[f"{job_id}#{i}"]["attempts"][0].get("statusReason") == WITH_MAIN, nodes[f"{job_id}#{i}"]
