@@ -64,11 +64,12 @@ def spawn_supervised(workdir: Path, journal: Path, key: str, command: list[str],
     return spawn(["/bin/sh", "-c", SUPERVISOR, "batchplane-task", str(journal), key, *command], env, workdir)
 
 
-def wait_for_command(proc: Process, timeout: float = COMMAND_WAIT_S) -> None:
-    """Wait (bounded) until the supervisor has forked its command, or has ended. Linux: its children in /proc
-    (where that is missing, returns at once)."""
+def wait_for_command(proc: Process) -> None:
+    """Wait (at most COMMAND_WAIT_S, read at each call) until the supervisor has forked its command, or has ended.
+    Linux: its children in /proc (where that is missing, returns at once). Past the bound a stop is sent anyway: if
+    the trap swallows it, the SIGKILL of the grace period still ends the task."""
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + COMMAND_WAIT_S
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             if children.read_text().split():

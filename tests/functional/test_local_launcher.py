@@ -165,6 +165,8 @@ def test_a_stop_before_the_command_is_forked_still_stops_it(tmp_path: Path, monk
     from chalicelib.compute import local_supervisor  # where spawn_supervised reads it
 
     monkeypatch.setattr(local_supervisor, "SUPERVISOR", slow_after_trap(local_supervisor.SUPERVISOR))
+    # The busy loop is CPU-bound: on a starved CI machine it outlasted the 5 s the launcher waits for the fork.
+    monkeypatch.setattr(local_supervisor, "COMMAND_WAIT_S", 60.0)
     events: list[tuple[str, TaskStarted | TaskStopped]] = []
     logs = FileLogStore(tmp_path / "logs")
     launcher = LocalLauncher(tmp_path / "work", logs, lambda j, e: events.append((j, e)), grace_seconds=600)
@@ -232,6 +234,8 @@ def test_a_task_member_stopped_before_its_command_is_forked_still_stops(
     from chalicelib.compute import local_supervisor  # where spawn_supervised reads it
 
     monkeypatch.setattr(local_supervisor, "SUPERVISOR", slow_after_trap(local_supervisor.SUPERVISOR))
+    # The busy loop is CPU-bound: on a starved CI machine it outlasted the 5 s the launcher waits for the fork.
+    monkeypatch.setattr(local_supervisor, "COMMAND_WAIT_S", 60.0)
     events: list[tuple[str, TaskStarted | TaskStopped]] = []
     logs = FileLogStore(tmp_path / "logs")
     launcher = LocalLauncher(tmp_path / "work", logs, lambda j, e: events.append((j, e)), grace_seconds=600)
