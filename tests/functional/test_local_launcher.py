@@ -150,11 +150,21 @@ def test_a_program_that_is_not_on_the_path_fails_to_start(local: Local) -> None:
     assert [e for j, e in local.wait_events(3) if j == "job-4"] == [TaskStarted(1, **ecs), TaskStopped(1, 0, **ecs)]
 
 
-def slow_after_trap(supervisor: str) -> str:
-    """The supervisor with a busy loop of builtins (no child) between its trap and the command: a wide window."""
+def slow_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, TaskStarted | TaskStopped]]
+) -> LocalLauncher:
+    """A launcher whose supervisor runs a busy loop of builtins (no child) between its trap and the command (a wide
+    window for a stop to fall in), with a grace period longer than any test."""
+    from chalicelib.compute import local_supervisor  # where spawn_supervised reads it
+
     trap = "trap : HUP INT TERM; "
-    cut = supervisor.index(trap) + len(trap)
-    return supervisor[:cut] + "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; " + supervisor[cut:]
+    cut = local_supervisor.SUPERVISOR.index(trap) + len(trap)
+    slow = local_supervisor.SUPERVISOR[:cut] + "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; "
+    monkeypatch.setattr(local_supervisor, "SUPERVISOR", slow + local_supervisor.SUPERVISOR[cut:])
+    # The busy loop is CPU-bound: on a starved CI machine it outlasted the 5 s the launcher waits for the fork.
+    monkeypatch.setattr(local_supervisor, "COMMAND_WAIT_S", 60.0)
+    logs = FileLogStore(tmp_path / "logs")
+    return LocalLauncher(tmp_path / "work", logs, lambda j, e: events.append((j, e)), grace_seconds=600)
 
 
 def test_a_stop_before_the_command_is_forked_still_stops_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,14 +172,8 @@ def test_a_stop_before_the_command_is_forked_still_stops_it(tmp_path: Path, monk
     # after it was launched, because its main node ended at once): that stop was lost, and the command ran until
     # the SIGKILL of the grace period. A busy loop of builtins (no child) between the trap and the command makes
     # that window wide, so the stop below always falls in it.
-    from chalicelib.compute import local_supervisor  # where spawn_supervised reads it
-
-    monkeypatch.setattr(local_supervisor, "SUPERVISOR", slow_after_trap(local_supervisor.SUPERVISOR))
-    # The busy loop is CPU-bound: on a starved CI machine it outlasted the 5 s the launcher waits for the fork.
-    monkeypatch.setattr(local_supervisor, "COMMAND_WAIT_S", 60.0)
     events: list[tuple[str, TaskStarted | TaskStopped]] = []
-    logs = FileLogStore(tmp_path / "logs")
-    launcher = LocalLauncher(tmp_path / "work", logs, lambda j, e: events.append((j, e)), grace_seconds=600)
+    launcher = slow_launcher(tmp_path, monkeypatch, events)
     try:
         launcher.launch(Local(launcher, events, tmp_path / "work").spec(command=["sleep", "600"]))
         launcher.stop("job-1", 1, "enough")
@@ -231,14 +235,8 @@ def test_a_task_member_stopped_before_its_command_is_forked_still_stops(
 ) -> None:
     # The same window as above, for a member of a task: its start returns once the command exists, so the stop
     # that comes while the supervisor loops is delivered to the command (not swallowed until the 600 s SIGKILL).
-    from chalicelib.compute import local_supervisor  # where spawn_supervised reads it
-
-    monkeypatch.setattr(local_supervisor, "SUPERVISOR", slow_after_trap(local_supervisor.SUPERVISOR))
-    # The busy loop is CPU-bound: on a starved CI machine it outlasted the 5 s the launcher waits for the fork.
-    monkeypatch.setattr(local_supervisor, "COMMAND_WAIT_S", 60.0)
     events: list[tuple[str, TaskStarted | TaskStopped]] = []
-    logs = FileLogStore(tmp_path / "logs")
-    launcher = LocalLauncher(tmp_path / "work", logs, lambda j, e: events.append((j, e)), grace_seconds=600)
+    launcher = slow_launcher(tmp_path, monkeypatch, events)
     try:
         launcher.launch(task("job-1", ("a", True, ["sleep", "600"]), ("b", False, ["sleep", "600"])))
         journal = tmp_path / "work" / "journal"
