@@ -38,22 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalicelib.compute.local_group import ProcessGroups
-from chalicelib.compute.local_journal import EXIT_FILE as EXIT_FILE
-from chalicelib.compute.local_journal import Journal, recorded_exit, wait_gone
+from chalicelib.compute.local_journal import RECOVER_WAIT_S, Journal, recorded_exit, wait_gone
 from chalicelib.compute.local_journal import processes_of as _processes_of  # tests import it from here
-
-# The supervised process (compute/local_supervisor.py): its names stay importable from here (compute/local_group.py,
-# tests); the launcher reads the helpers through this module's globals. SUPERVISOR is read where it is defined
-# (by spawn_supervised): a test that changes it patches compute/local_supervisor.py.
-from chalicelib.compute.local_supervisor import COMMAND_WAIT_S as COMMAND_WAIT_S
-from chalicelib.compute.local_supervisor import START_REPORT_S as START_REPORT_S
-from chalicelib.compute.local_supervisor import SUPERVISOR as SUPERVISOR
-from chalicelib.compute.local_supervisor import exit_code_of as exit_code_of
-from chalicelib.compute.local_supervisor import not_executable as _not_executable
-from chalicelib.compute.local_supervisor import not_executable as not_executable
-from chalicelib.compute.local_supervisor import quick_exit as _quick_exit
-from chalicelib.compute.local_supervisor import spawn_supervised as spawn_supervised
-from chalicelib.compute.local_supervisor import wait_for_command
+from chalicelib.compute.local_supervisor import (
+    exit_code_of,
+    not_executable,
+    quick_exit,
+    spawn_supervised,
+    wait_for_command,
+)
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec
 from chalicelib.compute.spawn import Process
@@ -73,9 +66,6 @@ DOCKER_JOURNAL = "docker-journal"  # compute/docker.py's: the containers it crea
 # Earlier versions kept the pid (and the exit status: local_journal.EXIT_FILE) in each attempt's work dir; recover()
 # still reads them there.
 PID_FILE = "pid"
-RECOVER_WAIT_S = 2.0  # how long recover() waits for a killed process to be gone
-# Bound here (not imported under this name: mypy exports no renamed private import), as compute/local_group.py reads it
-_wait_for_command = wait_for_command
 
 
 @dataclass
@@ -164,7 +154,7 @@ class LocalLauncher:
         env = {**self._base_env, **spec.ecs_environment, **spec.environment}
         program, path = spec.command[0], env.get("PATH", os.defpath)
         if (program, path) not in self._on_path:
-            missing = _not_executable(program, env, workdir)
+            missing = not_executable(program, env, workdir)
             if missing is not None:
                 self._failed_to_start(spec, f"CannotStartContainerError: {missing}: {program}")
                 return None
@@ -203,7 +193,7 @@ class LocalLauncher:
                 return  # not running here, or stopping already (its SIGKILL is armed)
             running.stop_reason = reason
             if not running.started:
-                return  # the watcher delivers it once the command runs (_wait_for_command)
+                return  # the watcher delivers it once the command runs (wait_for_command)
         self._terminate(running)
 
     def _terminate(self, running: _Running) -> None:
@@ -315,12 +305,12 @@ class LocalLauncher:
     def _watch_until_exit(self, running: _Running) -> None:
         spec, proc = running.spec, running.proc
         assert proc is not None and proc.stdout is not None
-        code = _quick_exit(proc)
+        code = quick_exit(proc)
         if code is None:
             # A SIGTERM that reaches the supervisor after its trap is set but before it has forked the command is
             # swallowed by the trap, and the command then runs until the SIGKILL of the grace period (on a busy
             # host that window can outlast START_REPORT_S): a stop is sent only once the command exists.
-            _wait_for_command(proc)
+            wait_for_command(proc)
         with self._lock:
             running.started = True
             stopped_early = running.stop_reason is not None

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chalicelib.compute import task_group
-from chalicelib.compute.local_journal import processes_of, wait_gone
+from chalicelib.compute.local_journal import RECOVER_WAIT_S, processes_of, wait_gone
+from chalicelib.compute.local_supervisor import exit_code_of, not_executable, spawn_supervised, wait_for_command
 from chalicelib.compute.port import TaskSpec
 from chalicelib.compute.spawn import Process
 from chalicelib.domain import ecs_task
@@ -61,8 +62,6 @@ class ProcessMember:
         self.env = {**base, **launcher.credentials.grant(spec, container=False)} if launcher.credentials else base
 
     def prepare(self) -> str | None:
-        from chalicelib.compute.local import not_executable
-
         command = self.spec.command
         if not command:
             return "CannotStartContainerError: the container has no command to run"
@@ -70,11 +69,9 @@ class ProcessMember:
         return f"CannotStartContainerError: {missing}: {command[0]}" if missing else None
 
     def start(self) -> str | None:
-        from chalicelib.compute import local  # (imports this module)
-
         journal = self.launcher.journal
         try:
-            self.proc = local.spawn_supervised(self.workdir, journal.path, self.key, self.spec.command, self.env)
+            self.proc = spawn_supervised(self.workdir, journal.path, self.key, self.spec.command, self.env)
         except OSError as e:
             return f"CannotStartContainerError: {e.strerror or e}: {self.spec.command[0]}"
         with contextlib.suppress(OSError):  # (the journal closed by a shutdown: recovery finds it by its variables)
@@ -82,12 +79,10 @@ class ProcessMember:
         # A SIGTERM that reaches the supervisor before it has forked the command is swallowed by its trap (the
         # command would then run until the grace period's SIGKILL): the member is running, so stoppable, only once
         # the command exists (the coordinator stops only members whose start returned).
-        local._wait_for_command(self.proc)
+        wait_for_command(self.proc)
         return None
 
     def wait(self) -> tuple[int | None, str | None]:
-        from chalicelib.compute.local import exit_code_of
-
         proc = self.proc
         assert proc is not None and proc.stdout is not None
         try:
@@ -173,8 +168,6 @@ class ProcessGroups:
         single-container one, or a task of an earlier version: the caller recovers it as such) or this server runs
         it; else True, once its members are gone and, when its end is in the journal, that end is reported (the
         caller's lost-host report that follows finds the attempt ended and is ignored)."""
-        from chalicelib.compute import local  # (imports this module)
-
         key = f"{job_id}#{attempt}"
         with self._lock:
             if key in self._runs:
@@ -193,7 +186,7 @@ class ProcessGroups:
         for pid in found:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        wait_gone(pids + found, local.RECOVER_WAIT_S)  # then the exits recorded meanwhile are complete
+        wait_gone(pids + found, RECOVER_WAIT_S)  # then the exits recorded meanwhile are complete
         journal.refresh()
         if not all(keys[c.name] in journal.exits for c in spec.containers if c.essential):
             return True  # an essential member ended unrecorded, or never ran: a lost host (the caller says so)

@@ -110,6 +110,9 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+RECOVER_WAIT_S = 2.0  # how long a recovery waits for the processes it killed to be gone
+
+
 def wait_gone(pids: list[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
