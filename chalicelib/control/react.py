@@ -382,10 +382,11 @@ class Reactor:
         """Children by status for statusSummary: those written and unfinished from the store (at most a window
         of them), the finished ones from the parent's counts, the ones not written yet as `arrays.virtual_status`
         says (children finished but not yet counted by the parent count as PENDING). The parent is read before
-        its children, so more children than its `children_created` may exist by then: the counts always add up to
-        the size."""
+        its children, so more children than its `children_created` may exist by then, and the partitions are read
+        one after the other, so a retried child may be read twice: the counts always add up to the size."""
         assert parent.array is not None and parent.array.size is not None
         counts = self.svc.jobs.children_counts(parent.job_id, (SUBMITTED, PENDING, RUNNABLE, *ACTIVE))
+        arrays.drop_excess(counts, parent.array.size - parent.array.succeeded - parent.array.failed)
         counts[SUCCEEDED] = parent.array.succeeded
         counts[FAILED] = parent.array.failed
         status, virtual = arrays.virtual_counts(parent)

@@ -127,6 +127,19 @@ def child(parent: Job, index: int, deps: list[str], now: int) -> Job:
     )
 
 
+def drop_excess(counts: dict[str, int], room: int) -> None:
+    """Bound written children's `counts` (statuses in lifecycle order, read latest first) to the `room` left by the
+    counted ones. A child read twice moved between two reads, so its later read, in an earlier status, is the true
+    one: the excess is taken from the latest statuses."""
+    excess = sum(counts.values()) - max(0, room)
+    for status in reversed(counts):
+        if excess <= 0:
+            return
+        taken = min(excess, counts[status])
+        counts[status] -= taken
+        excess -= taken
+
+
 def virtual_counts(parent: Job) -> tuple[str, int]:
     """statusSummary's share of the children not written yet: (their status, how many)."""
     array = parent.array

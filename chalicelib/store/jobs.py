@@ -291,9 +291,13 @@ class JobRepository:
         return self.children_counts(parent_id, (status,))[status]
 
     def children_counts(self, parent_id: str, statuses: Iterable[str]) -> dict[str, int]:
-        """How many children of an array are in each of `statuses`; one read of each index partition."""
+        """How many children of an array are in each of `statuses`; one read of each index partition.
+
+        The partitions are read latest status first (`statuses` in lifecycle order, read backwards): a child that
+        moves forward between two reads is then missed rather than counted twice. Only a retry (RUNNING back to
+        RUNNABLE) can still be counted twice, and the caller bounds the sum (`Reactor.parent_counts`)."""
         counts = dict.fromkeys(statuses, 0)
-        for shared in {index_status(s) for s in counts}:
+        for shared in reversed(dict.fromkeys(index_status(s) for s in counts)):
             partition = array_partition(parent_id, shared)
             if shared in counts:
                 counts[shared] = self.items.count("gsi2", partition)

@@ -14,9 +14,21 @@ import pytest
 from chalicelib.compute.port import NullLauncher
 from chalicelib.control import lazy_children
 from chalicelib.control.context import Settings
-from chalicelib.domain.jobs import ACTIVE, FAILED, PENDING, RUNNABLE, SUBMITTED, SUCCEEDED, child_id
+from chalicelib.domain.jobs import (
+    ACTIVE,
+    FAILED,
+    PENDING,
+    RUNNABLE,
+    RUNNING,
+    STARTING,
+    SUBMITTED,
+    SUCCEEDED,
+    Job,
+    child_id,
+)
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.validation import Limits
+from chalicelib.store.jobs import ACTIVE_PARTITION, JobRepository
 from chalicelib.store.sqlite import SqliteItemStore
 from tests.functional.plane import Plane
 
@@ -177,3 +189,66 @@ def test_a_recount_reads_only_the_children_past_the_counted_base(plane: Plane) -
     seen = [c.array.index for c in lazy_children.uncounted_finished(plane.svc, job, page=2) if c.array]
     # THEN it reads only those at or past the base, every one of them
     assert seen == [32, 33, 34, 35, 36]
+
+
+def moving_a_child_after_reading(
+    plane: Plane, monkeypatch: pytest.MonkeyPatch, partition_status: str, move: Any
+) -> None:
+    """`move()` runs once, right after a statusSummary reads the index partition of `partition_status`: a child
+    leaves it before the next partition is read, as it does when the dispatcher or a task event runs meanwhile."""
+    items = plane.svc.jobs.items  # `svc.jobs` is a new repository at each use, over the one item store
+    count, iterate = items.count, JobRepository._iter_partition
+    moved: list[bool] = []
+
+    def after_first(partition: str) -> None:
+        if not moved and partition.startswith("ARR#") and partition.endswith(f"#{partition_status}"):
+            moved.append(True)
+            move()
+
+    def counting(index: Any, partition: str) -> int:
+        n = count(index, partition)
+        after_first(partition)
+        return n
+
+    def reading(self: JobRepository, index: Any, partition: str, page: int = 500) -> Iterator[Job]:
+        read = list(iterate(self, index, partition, page))
+        after_first(partition)
+        return iter(read)
+
+    monkeypatch.setattr(items, "count", counting)
+    monkeypatch.setattr(JobRepository, "_iter_partition", reading)
+
+
+def test_children_that_start_between_the_reads_of_a_summary_are_counted_once(
+    plane: Plane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an array of 3 RUNNABLE children, none placed yet
+    queue, jd = a_queue(plane)
+    parent = plane.submit(queue, jd, "a", arrayProperties={"size": 3})
+    # WHEN they are placed (RUNNABLE to STARTING) right after the summary read the RUNNABLE ones
+    moving_a_child_after_reading(plane, monkeypatch, RUNNABLE, lambda: plane.dispatch())
+    counts = summary(plane, parent)
+    # THEN the summary still adds up to the size: no child is counted both RUNNABLE and STARTING
+    assert sum(counts.values()) == 3, counts
+    assert plane.svc.jobs.children_counts(parent, (STARTING,))[STARTING] == 2  # two did move
+
+
+def test_a_child_retried_between_the_reads_of_a_summary_is_counted_once(
+    plane: Plane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an array of 2 children that may be tried twice, both running
+    queue, jd = a_queue(plane)
+    parent = plane.submit(queue, jd, "a", arrayProperties={"size": 2}, retryStrategy={"attempts": 2})
+    plane.dispatch()
+    launcher = plane.launcher
+    assert isinstance(launcher, NullLauncher)
+    for spec in launcher.launched:
+        plane.on_task_event(spec.job_id, TaskStarted(spec.attempt))
+    first = launcher.launched[0]
+    # WHEN one fails its first attempt (RUNNING back to RUNNABLE) right after the summary read the running ones
+    moving_a_child_after_reading(
+        plane, monkeypatch, ACTIVE_PARTITION, lambda: plane.on_task_event(first.job_id, TaskStopped(first.attempt, 1))
+    )
+    counts = summary(plane, parent)
+    # THEN it is counted once, in the status it moved to
+    assert counts == {RUNNABLE: 1, RUNNING: 1}

@@ -7,7 +7,17 @@ from dataclasses import replace
 
 from chalicelib.domain import arrays
 from chalicelib.domain.effects import CreateChildren, effects_of
-from chalicelib.domain.jobs import FAILED, PENDING, RUNNABLE, SUCCEEDED, ArrayInfo, Dependency
+from chalicelib.domain.jobs import (
+    FAILED,
+    PENDING,
+    RUNNABLE,
+    RUNNING,
+    STARTING,
+    SUBMITTED,
+    SUCCEEDED,
+    ArrayInfo,
+    Dependency,
+)
 from chalicelib.domain.lifecycle import ChildFinished, transition
 from tests.unit.builders import a_parent
 
@@ -92,3 +102,15 @@ def test_listing_children_not_written_yet_pages_by_index() -> None:
     assert arrays.virtual_indices(parent, RUNNABLE, None, 3) == range(10, 13)
     assert arrays.virtual_indices(parent, RUNNABLE, 999_998, 5) == range(999_999, 1_000_000)
     assert arrays.virtual_indices(parent, SUCCEEDED, None, 3) == range(0)
+
+
+def test_drop_excess_takes_a_child_read_twice_from_its_latest_status() -> None:
+    counts = {SUBMITTED: 0, PENDING: 1, RUNNABLE: 2, STARTING: 1, RUNNING: 2}
+    arrays.drop_excess(counts, 4)
+    assert counts == {SUBMITTED: 0, PENDING: 1, RUNNABLE: 2, STARTING: 1, RUNNING: 0}
+    arrays.drop_excess(counts, 2)
+    assert counts == {SUBMITTED: 0, PENDING: 1, RUNNABLE: 1, STARTING: 0, RUNNING: 0}
+    arrays.drop_excess(counts, 5)  # room to spare: nothing changes
+    assert counts == {SUBMITTED: 0, PENDING: 1, RUNNABLE: 1, STARTING: 0, RUNNING: 0}
+    arrays.drop_excess(counts, -1)
+    assert sum(counts.values()) == 0
