@@ -23,6 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
+from chalicelib.compute.spawn import stop_passing_ignored_signals_to_jobs
 from chalicelib.console.client import Api, CliError, default_endpoint, default_region
 from chalicelib.runtime.auth import AUTH_ENV, AuthConfigError, readable_by_others
 
@@ -80,6 +81,7 @@ def _up(args: argparse.Namespace) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    stop_passing_ignored_signals_to_jobs()  # `nohup batchplane up &`: its jobs must not ignore SIGHUP too
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     runtime.start()

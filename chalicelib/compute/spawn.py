@@ -22,11 +22,34 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import IO
+
+# Signals the server may have been started with ignored, which every job would inherit: `nohup` ignores SIGHUP, and a
+# shell without job control starts a background command (`batchplane up &` in a script) with SIGINT and SIGQUIT
+# ignored. An ignored disposition survives fork and exec; a handled one is reset to the default at exec. Popen's
+# restore_signals resets only SIGPIPE and SIGXFSZ, preexec_fn would cost the vfork, and the supervisor shell cannot
+# do it (POSIX: a signal ignored on entry to a non-interactive shell cannot be trapped or reset).
+INHERITED_IGNORES = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def _ignored(signum: int, frame: object) -> None:
+    """A handler that does nothing: the server still ignores the signal, and its jobs start with it at default."""
+
+
+def stop_passing_ignored_signals_to_jobs() -> list[signal.Signals]:
+    """Call from the server's main thread before any job starts: each of INHERITED_IGNORES the server was started
+    with ignored is handled instead, by a handler that does nothing. Returns those signals."""
+    changed = []
+    for sig in INHERITED_IGNORES:
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, _ignored)
+            changed.append(sig)
+    return changed
 
 
 class Process:

@@ -192,8 +192,14 @@ def cli_server() -> Iterator[Callable[[Path], CliServer]]:
     procs: list[subprocess.Popen[str]] = []
     states: set[Path] = set()
 
-    def start(state: Path, timeout: float = 30.0) -> CliServer:
+    def start(state: Path, timeout: float = 30.0, ignoring: tuple[signal.Signals, ...] = ()) -> CliServer:
+        """`ignoring`: signals the server starts with ignored, as `nohup` or a shell's `&` start it."""
         states.add(state)
+
+        def ignore() -> None:
+            for sig in ignoring:
+                signal.signal(sig, signal.SIG_IGN)
+
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -211,6 +217,7 @@ def cli_server() -> Iterator[Callable[[Path], CliServer]]:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=ignore if ignoring else None,
         )
         procs.append(proc)
         assert proc.stdout is not None
