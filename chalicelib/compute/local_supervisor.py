@@ -20,6 +20,7 @@ from chalicelib.compute.spawn import Process, spawn
 
 START_REPORT_S = 0.05  # TaskStarted waits this long for the end of a task without output, to come with its stop
 COMMAND_WAIT_S = 5.0  # how long a stop that came before the command was forked waits for it (wait_for_command)
+PF_FORKNOEXEC = 0x40  # Linux's task flag (include/linux/sched.h) of a process forked that has not exec'd yet
 # The supervisor: signals sent to the session (stop, timeout) reach the command; the trap only defers the shell's own
 # reaction until the command has ended, so its status is recorded and becomes the supervisor's exit status (a signal
 # N is 128+N either way). A trapped signal is reset to its default in the command, unlike an ignored one.
@@ -65,15 +66,30 @@ def spawn_supervised(workdir: Path, journal: Path, key: str, command: list[str],
 
 
 def wait_for_command(proc: Process) -> None:
-    """Wait (at most COMMAND_WAIT_S, read at each call) until the supervisor has forked its command, or has ended.
-    Linux: its children in /proc (where that is missing, returns at once). Past the bound a stop is sent anyway: if
-    the trap swallows it, the SIGKILL of the grace period still ends the task."""
+    """Wait (at most COMMAND_WAIT_S, read at each call) until the supervisor's command runs (forked and exec'd), or
+    the supervisor has ended. Linux: its children in /proc (where that is missing, returns at once). Past the bound a
+    stop is sent anyway: if the trap swallows it, the SIGKILL of the grace period still ends the task.
+
+    Forked is not enough: dash (/bin/sh on Debian) vforks the command and unblocks signals in the child before its
+    execve, with the trap's handler still installed there, so a SIGTERM that comes between the fork and the exec runs
+    that handler in the child and is gone: the command then runs until the SIGKILL."""
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
     deadline = time.monotonic() + COMMAND_WAIT_S
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            if children.read_text().split():
-                return
+            forked = children.read_text().split()
         except OSError:
             return  # ended, or no /proc
+        if forked and _execed(forked[0]):
+            return
         time.sleep(0.002)
+
+
+def _execed(pid: str) -> bool:
+    """Whether the process has exec'd (or is gone). The flag is cleared inside execve before the signal handlers are
+    reset, and a signal is acted on only when the call returns: one sent from then on meets the default action."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # ended and reaped: its command ran
+    return int(stat.rsplit(")", 1)[1].split()[6]) & PF_FORKNOEXEC == 0  # the 9th field: flags (after "(comm)")

@@ -22,6 +22,7 @@ import random
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -59,21 +60,35 @@ FLAKY = 40
 PLAIN = 500 - (1 + ARRAY_SIZE) - CHAINS * CHAIN_LENGTH - FLAKY
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def reserve_port() -> socket.socket:
+    """A loopback port kept for this test while its server is down between a kill and the restart: a socket bound to
+    it (SO_REUSEADDR, never listening), held until the test ends.
+
+    A port merely found free was taken, in a full run beside another suite's, by a server on port 0 that answered
+    the submitter's SubmitJob in the down window (tests/browser/test_proxy.py's endpoint answers any POST 200
+    {"ok": true}: a KeyError('jobId')). Linux's bind to port 0 passes over a port any socket is bound to, SO_REUSEADDR
+    or not, while our server's bind to that very port may share it with a socket that does not listen (both with
+    SO_REUSEADDR, which socketserver sets)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
 
 
 @dataclass
 class Server:
-    """`batchplane up` on a fixed port (so clients reconnect to the same endpoint), output to a file."""
+    """`batchplane up` on a fixed port (so clients reconnect to the same endpoint), reserved to it for the test
+    (`reserve_port`), output to a file."""
 
     state: Path
-    port: int
+    reservation: socket.socket
     logs: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     args: tuple[str, ...] = ()  # more `batchplane up` options (test_kill_restart_docker.py: the executor, allowances)
+
+    @property
+    def port(self) -> int:
+        return int(self.reservation.getsockname()[1])
 
     @property
     def endpoint(self) -> str:
@@ -122,6 +137,7 @@ class Server:
                 proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
+        self.reservation.close()
         kill_jobs_under(self.state)
 
     def output(self) -> str:
@@ -133,7 +149,7 @@ def serve(tmp_path: Path, *args: str, after: Callable[[Server], None] = lambda s
     runs: the Docker tests' container clean-up) when the test ends."""
     logs = tmp_path / "server-logs"
     logs.mkdir()
-    srv = Server(tmp_path / "state", free_port(), logs, args=args)
+    srv = Server(tmp_path / "state", reserve_port(), logs, args=args)
     try:
         yield srv
     finally:
@@ -144,6 +160,35 @@ def serve(tmp_path: Path, *args: str, after: Callable[[Server], None] = lambda s
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     yield from serve(tmp_path)
+
+
+def test_a_reserved_port_is_not_given_to_a_server_on_port_0_and_ours_still_listens_on_it() -> None:
+    # Each foreign server below may only pick among a few ports around the reserved one (IP_LOCAL_PORT_RANGE, Linux
+    # 6.3+), the reserved one among the first it tries: a port only found free once is taken about half the time.
+    reservation = reserve_port()
+    port = int(reservation.getsockname()[1])
+    try:
+        for _ in range(20):
+            with socket.socket() as foreign:
+                foreign.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as socketserver's servers
+                try:
+                    foreign.setsockopt(socket.IPPROTO_IP, 51, struct.pack("I", (port + 8) << 16 | (port - 1)))
+                except OSError:
+                    pytest.skip("no IP_LOCAL_PORT_RANGE (Linux 6.3+)")
+                foreign.bind(("127.0.0.1", 0))
+                foreign.listen()
+                assert foreign.getsockname()[1] != port
+        # AND a restart listens on the reserved port and is reached there (SO_REUSEADDR: runtime/server.py's bind)
+        with socket.socket() as ours:
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ours.bind(("127.0.0.1", port))
+            ours.listen()
+            with socket.create_connection(("127.0.0.1", port)) as client:
+                accepted, peer = ours.accept()
+                accepted.close()
+                assert peer == client.getsockname()
+    finally:
+        reservation.close()
 
 
 @dataclass(frozen=True)
@@ -179,6 +224,8 @@ class Submitter(threading.Thread):
                 assert time.monotonic() < deadline, "the server did not come back"
                 time.sleep(0.1)
                 continue
+            # (a 200 without one came from another server on the port: see reserve_port)
+            assert "jobId" in resp, f"SubmitJob answered 200 without a jobId: {resp['ResponseMetadata']}"
             size = (kwargs.get("arrayProperties") or {}).get("size")
             self.acknowledged.append(Submitted(resp["jobId"], attempts, size))
             return str(resp["jobId"])

@@ -151,16 +151,21 @@ def test_a_program_that_is_not_on_the_path_fails_to_start(local: Local) -> None:
 
 
 def slow_launcher(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, TaskStarted | TaskStopped]]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    events: list[tuple[str, TaskStarted | TaskStopped]],
+    supervisor: Callable[[str], str] | None = None,
 ) -> LocalLauncher:
     """A launcher whose supervisor runs a busy loop of builtins (no child) between its trap and the command (a wide
-    window for a stop to fall in), with a grace period longer than any test."""
+    window for a stop to fall in), or is `supervisor(SUPERVISOR)`, with a grace period longer than any test."""
     from chalicelib.compute import local_supervisor  # where spawn_supervised reads it
 
     trap = "trap : HUP INT TERM; "
     cut = local_supervisor.SUPERVISOR.index(trap) + len(trap)
     slow = local_supervisor.SUPERVISOR[:cut] + "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; "
-    monkeypatch.setattr(local_supervisor, "SUPERVISOR", slow + local_supervisor.SUPERVISOR[cut:])
+    changed = supervisor(local_supervisor.SUPERVISOR) if supervisor else slow + local_supervisor.SUPERVISOR[cut:]
+    assert changed != local_supervisor.SUPERVISOR
+    monkeypatch.setattr(local_supervisor, "SUPERVISOR", changed)
     # The busy loop is CPU-bound: on a starved CI machine it outlasted the 5 s the launcher waits for the fork.
     monkeypatch.setattr(local_supervisor, "COMMAND_WAIT_S", 60.0)
     logs = FileLogStore(tmp_path / "logs")
@@ -177,6 +182,33 @@ def test_a_stop_before_the_command_is_forked_still_stops_it(tmp_path: Path, monk
     try:
         launcher.launch(Local(launcher, events, tmp_path / "work").spec(command=["sleep", "600"]))
         launcher.stop("job-1", 1, "enough")
+        wait_until(lambda: any(isinstance(e, TaskStopped) for _, e in events), "the stopped task to end", 60.0)
+        stopped = next(e for _, e in events if isinstance(e, TaskStopped))
+        assert (stopped.exit_code, stopped.status_reason) == (128 + signal.SIGTERM, "enough")
+    finally:
+        launcher.shutdown()
+
+
+def test_a_stop_after_the_command_is_forked_but_before_it_is_execed_still_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dash vforks the command and unblocks signals in the child before its execve, the trap's handler still installed
+    # there: a SIGTERM in that stretch ran the handler in the child and was gone, and the command then ran until the
+    # SIGKILL of the grace period (the launcher sent the stop as soon as the supervisor had a child). Here that child
+    # is a subshell with the same trap that runs builtins until the test releases it, then execs the command.
+    held = '(trap : HUP INT TERM; until [ -e release ]; do :; done; exec "$@")'
+    events: list[tuple[str, TaskStarted | TaskStopped]] = []
+    launcher = slow_launcher(tmp_path, monkeypatch, events, lambda sup: sup.replace('"$@"', held, 1))
+    try:
+        launcher.launch(Local(launcher, events, tmp_path / "work").spec(command=["sleep", "600"]))
+        launcher.stop("job-1", 1, "enough")
+        journal = tmp_path / "work" / "journal"
+        wait_until(lambda: "pid job-1#1 " in journal.read_text(), "the supervisor to run")
+        pid = int(journal.read_text().split("pid job-1#1 ")[1].split()[0])
+        forked = Path(f"/proc/{pid}/task/{pid}/children")
+        wait_until(lambda: bool(forked.read_text().split()), "the supervisor to fork")
+        time.sleep(0.3)  # a watcher that took the forked child for the command has sent the stop by now
+        (tmp_path / "work" / "job-1" / "1" / "release").touch()
         wait_until(lambda: any(isinstance(e, TaskStopped) for _, e in events), "the stopped task to end", 60.0)
         stopped = next(e for _, e in events if isinstance(e, TaskStopped))
         assert (stopped.exit_code, stopped.status_reason) == (128 + signal.SIGTERM, "enough")
