@@ -62,6 +62,8 @@ def _run(server: Server, tmp_path: Path, *, crash: bool, timeout: bool, let_end:
     if not timeout:
         batch.terminate_job(jobId=job_id, reason=REASON)
     wait_until(stopping.exists, "main to be stopping", timeout=60)
+    # (side is signalled after main: its end recorded, the stop has reached every member)
+    wait_until(lambda: f"exit {job_id}#1/side " in journal.read_text(), "side to end on the stop")
     if crash:
         server.kill()
     if let_end:
