@@ -11,7 +11,10 @@ still running are killed (their output pipes died with the server: they cannot b
 essential member's exit is in the journal, the task ended while nobody watched and is settled as the coordinator
 would have settled it live (`GroupRun.resume`, the first essential member to exit, in journal order, ending it; a
 member killed here shows 137, one never started "Task stopped before the container started"); otherwise the attempt
-ends as a lost host, as a single-container job's process does.
+ends as a lost host, as a single-container job's process does. A stop (TerminateJob, the attempt's timeout) is
+journaled before the members are signalled ("stop" line): one that came before any essential member ended is
+finished by the recovery's SIGKILL (as its grace period's end would have) and ends the task with its reason, as
+the coordinator would have ended it live.
 """
 
 from __future__ import annotations
@@ -160,6 +163,9 @@ class ProcessGroups:
             found = self._runs.get(key)
         if found is None:
             return False
+        if found[0].stop_reason is None:  # (the first stop is the one that counts: GroupRun.stop)
+            with contextlib.suppress(OSError):  # (the journal closed by a shutdown: then nothing more is reported)
+                self.launcher.journal.record_stop(key, reason)  # before a member is signalled (and exits)
         found[0].stop(reason)
         return True
 
@@ -188,21 +194,29 @@ class ProcessGroups:
                 os.kill(pid, signal.SIGKILL)
         wait_gone(pids + found, RECOVER_WAIT_S)  # then the exits recorded meanwhile are complete
         journal.refresh()
-        if not all(keys[c.name] in journal.exits for c in spec.containers if c.essential):
-            return True  # an essential member ended unrecorded, or never ran: a lost host (the caller says so)
+        stop, before_stop = journal.stops.get(key, (None, len(journal.exits)))
         names = {k: name for name, k in keys.items()}
         states = {c.name: State() for c in spec.containers}  # WAITING: never started
         first: str | None = None
-        for k, code in journal.exits.items():  # in journal order: as the coordinator would have seen them end
+        for i, (k, code) in enumerate(journal.exits.items()):  # in journal order: as the coordinator saw them end
             if k in names:
                 states[names[k]] = State(EXITED, code)
-                first = first or ecs_task.ending(spec.containers, states)  # the first essential one ended the task
+                if i < before_stop:  # (once a stop was asked, the stop ends the task: GroupRun._coordinate)
+                    first = first or ecs_task.ending(spec.containers, states)  # the first essential one ended it
+        stopped = stop is not None and first is None
+        if not stopped and not all(keys[c.name] in journal.exits for c in spec.containers if c.essential):
+            return True  # an essential member ended unrecorded, or never ran: a lost host (the caller says so)
         for name, k in keys.items():
             if k in journal.pids and k not in journal.exits:
-                states[name] = State(EXITED, 137)  # started, killed without a record (above, or by a shutdown)
+                # started, killed without a record (above, or by a shutdown); a stop in flight is finished by that
+                # SIGKILL, as the end of its grace period would have finished it
+                states[name] = State(EXITED, 137)
         if first is not None and states[first].exit_code == 128 + signal.SIGPIPE:
             return True  # it wrote after the server (the reader of its output) died: the server's end, not its own
-        task_group.GroupRun(spec, {}, self._reporter(spec), self.launcher.grace_seconds).resume(states, first)
+        run = task_group.GroupRun(spec, {}, self._reporter(spec), self.launcher.grace_seconds)
+        if stop is not None and stopped:
+            run.stop(stop)  # the task's end is the stop's (its reason the task's, a timeout flagged), as live
+        run.resume(states, first)
         return True
 
     def shutdown(self, timeout: float) -> None:

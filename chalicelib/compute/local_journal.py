@@ -5,12 +5,15 @@
   supervisor when its command ends. Only recovery reads it, from where it last stopped.
 - A multi-container attempt (compute/local_group.py) adds "task <jobId>#<attempt> <json>" (task_group.task_label:
   its containers, before any starts), and each member's process is keyed "<jobId>#<attempt>/<container name>"
-  (names have no space: domain/ecs_task.py NAME) in its pid and exit lines.
+  (names have no space: domain/ecs_task.py NAME) in its pid and exit lines; a stop asked of it (TerminateJob, the
+  attempt's timeout) adds "stop <jobId>#<attempt> <JSON string: the reason>" before the members are signalled, so a
+  recovery settles a stop that was in flight as the stop's end, as the coordinator would have.
 - An attempt whose pid was never recorded is found by the AWS_BATCH_* variables its processes carry (Linux /proc).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -49,6 +52,9 @@ class Journal:
         self.pids: dict[str, int] = {}
         self.exits: dict[str, int] = {}  # in the order they were first written
         self.tasks: dict[str, str] = {}  # a multi-container attempt's task_group.task_label
+        # a multi-container attempt's first stop: its reason, and how many exits the journal held before it (those
+        # the coordinator had seen end before the stop came: the first len(exits) of `exits`, in their order)
+        self.stops: dict[str, tuple[str, int]] = {}
 
     def record_pid(self, key: str, pid: int) -> None:
         os.write(self._fd, f"pid {key} {pid}\n".encode())  # one write: never interleaved with another line
@@ -58,6 +64,12 @@ class Journal:
         if "\n" in label or " " in key:
             raise ValueError(f"not one journal line: {key} {label}")
         os.write(self._fd, f"task {key} {label}\n".encode())  # one write (O_APPEND): the whole line or none
+
+    def record_stop(self, key: str, reason: str) -> None:
+        """A stop asked of a multi-container attempt (its reason, any text: one JSON string), before it is sent."""
+        if " " in key:
+            raise ValueError(f"not a journal key: {key}")
+        os.write(self._fd, f"stop {key} {json.dumps(reason)}\n".encode())  # one write (O_APPEND), as record_task
 
     def refresh(self) -> None:
         with self._lock:
@@ -81,6 +93,13 @@ class Journal:
                     (self.pids if kind == "pid" else self.exits)[key] = int(value)
                 elif kind == "task" and value:
                     self.tasks[key] = value
+                elif kind == "stop" and key not in self.stops:
+                    try:
+                        reason = json.loads(value)
+                    except ValueError:
+                        continue
+                    if isinstance(reason, str):
+                        self.stops[key] = (reason, len(self.exits))
 
     def close(self) -> None:
         os.close(self._fd)
