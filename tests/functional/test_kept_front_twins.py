@@ -25,9 +25,10 @@ from chalicelib.api import gateway
 from chalicelib.compute.port import NullLauncher
 from chalicelib.control.context import Services, Settings
 from chalicelib.control.retention import purge
+from chalicelib.control.sweep import sweep
 from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import ACTIVE, PENDING, RUNNABLE, Job
-from chalicelib.runtime.engine import Engine
+from chalicelib.runtime.engine import PERIODIC, Engine
 from chalicelib.runtime.local import LocalConfig, LocalRepository
 from chalicelib.runtime.plane import local_engine
 from chalicelib.store.sqlite import SqliteItemStore
@@ -179,6 +180,11 @@ class Twins:
         removed = [purge(t.svc, t.clock.now, 1, forget=lambda job: None) for t in self.both]
         assert removed[0] == removed[1], removed
 
+    def sweep(self) -> None:
+        self.log.append("sweep")
+        for twin in self.both:
+            sweep(twin.svc, twin.engine.reactor, twin.clock.now, PERIODIC)
+
     def compare(self) -> None:
         """Both planes launched the same attempts in the same order, and hold every job in the same state."""
         launched = [[(s.job_id, s.attempt) for s in t.launcher.launched] for t in self.both]
@@ -193,7 +199,7 @@ class Twins:
 
 @pytest.fixture
 def twins(tmp_path: Path) -> Iterator[Twins]:
-    built = Twins(tmp_path, Settings(array_window=3))
+    built = Twins(tmp_path, Settings(array_window=3, deletion_grace_ms=0))
     yield built
     built.close()
 
@@ -322,6 +328,8 @@ def _step(t: Twins, rng: random.Random) -> None:
         change = rng.choice(["cap", "licence", "weights"])
         if change == "cap":
             _, q = read.call("DescribeJobQueues", jobQueues=[rng.choice(QUEUES)])
+            if not q["jobQueues"]:
+                return  # deleted
             arn = q["jobQueues"][0]["jobQueueArn"]
             if rng.random() < 0.5:
                 t.tag(arn, {"batchplane:maxRunning": str(rng.randint(1, 3))})
@@ -338,8 +346,18 @@ def _step(t: Twins, rng: random.Random) -> None:
         t.advance(rng.choice([100, 300, 1_000, 700_000]))  # reasons due; a time limit passed
         if rng.random() < 0.3:
             t.check_time_limits()
-    else:
+    elif op < 0.95:
         t.purge()
+    elif op < 0.975:
+        t.sweep()  # the periodic sweep, without the engine's drop of every kept list that follows it
+    else:  # the FIFO queue deleted (its jobs terminated), or created again under the same name once it is gone
+        status, out = read.call("DescribeJobQueues", jobQueues=["fifo"])
+        if not out["jobQueues"]:
+            order = [{"order": 1, "computeEnvironment": "ce1"}, {"order": 2, "computeEnvironment": "ce2"}]
+            t.call("CreateJobQueue", jobQueueName="fifo", priority=10, computeEnvironmentOrder=order)
+        elif out["jobQueues"][0]["status"] != "DELETING":
+            t.call("UpdateJobQueue", jobQueue="fifo", state="DISABLED")
+            t.call("DeleteJobQueue", jobQueue="fifo")
 
 
 def _policy_arn(twin: Twin) -> str:
