@@ -648,3 +648,31 @@ def test_a_kept_front_ended_by_a_write_is_not_read_again_with_one_job_per_idle_c
     plane.dispatcher.cycle()
     assert limits and max(limits) <= dispatch.WINDOW, limits
     store.close()
+
+
+def test_a_claim_whose_launch_raised_is_not_kept_as_runnable_in_front_of_the_queue(plane: Plane) -> None:
+    # A launcher may raise after the claim was written (the Docker launcher re-raises an OSError making its attempt
+    # marker, for the sweep to launch it again): the cycle ends with the exception, the job is STARTING.
+    plane.ce("ce", 3)
+    plane.queue("q", "ce")
+    plane.jd("two", vcpus="2", memory="4096")
+    plane.jd("one", vcpus="1")
+    big = plane.submit("q", "two")
+    small = plane.submit("q", "one")
+    launch = plane.launcher.launch
+
+    def failing(spec: Any) -> None:
+        plane.launcher.launch = launch  # type: ignore[method-assign]
+        raise OSError("No space left on device")
+
+    plane.launcher.launch = failing  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        plane.dispatcher.cycle()
+    assert plane.job(big).status == STARTING
+
+    # WHEN the next cycle runs
+    plane.dispatcher.cycle()
+
+    # THEN the job behind takes the free vCPU, as a fresh read of the queue has it: the claimed job does not wait
+    # at the head of a kept front for 2 vCPUs it already holds
+    assert plane.job(small).status == STARTING
