@@ -87,6 +87,8 @@ class RunnableCache:
             # Used up while unchanged: the queue moves through a stable backlog, read further ahead. Ended by a
             # write: read as far as the claims went last time.
             ahead = min(MAX_AHEAD, 2 * kept.read if unchanged else kept.taken)
+            # The writes were taken from the watches: a read that fails must not leave this list to be served.
+            del self._kept[queue]
         else:
             ahead = 0
         return self._fill(svc, queue, max(limit, ahead))[:limit]
