@@ -282,9 +282,11 @@ def _step(t: Twins, rng: random.Random) -> None:
             body["arrayProperties"] = {"size": rng.randint(2, 8)}
             if rng.random() < 0.3:
                 body["tags"] = {"batchplane:maxRunning": "1"}
+            elif rng.random() < 0.3:  # each child waits for the one before: RUNNABLE one by one
+                body["dependsOn"] = [{"type": "SEQUENTIAL"}]
         if rng.random() < 0.3:
             body["retryStrategy"] = {"attempts": 2}
-        if t.ids and rng.random() < 0.25:
+        if t.ids and "dependsOn" not in body and rng.random() < 0.25:
             body["dependsOn"] = [{"jobId": rng.choice(t.ids[-6:])}]
         t.advance(rng.choice([0, 1, 1, 2]))  # same-millisecond submissions: sort-key ties on createdAt
         status, out = t.call("SubmitJob", **body)
@@ -296,9 +298,11 @@ def _step(t: Twins, rng: random.Random) -> None:
         active = read.in_status(*ACTIVE)
         for job in rng.sample(active, min(len(active), rng.randint(1, 4))):
             t.task(job.job_id, rng.choice([0, 0, 1, None]))
-    elif op < 0.68:  # cancel or terminate something waiting, or a whole array
+    elif op < 0.68:  # cancel or terminate something waiting (or running), or a whole array
         waiting = read.in_status(RUNNABLE, PENDING)
-        if waiting:
+        if rng.random() < 0.2 and (running := read.in_status(*ACTIVE)):
+            t.call("TerminateJob", jobId=rng.choice(running).job_id, reason="test")
+        elif waiting:
             job = rng.choice(waiting)
             target = job.array.parent_id if job.array and job.array.parent_id and rng.random() < 0.5 else job.job_id
             t.call(rng.choice(["CancelJob", "TerminateJob"]), jobId=target, reason="test")
