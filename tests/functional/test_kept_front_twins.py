@@ -22,7 +22,7 @@ from urllib.parse import quote
 import pytest
 
 from chalicelib.api import gateway
-from chalicelib.compute.port import NullLauncher
+from chalicelib.compute.port import NullLauncher, TaskSpec
 from chalicelib.control.context import Services, Settings
 from chalicelib.control.retention import purge
 from chalicelib.control.sweep import sweep
@@ -56,6 +56,19 @@ class Ids:
         return f"job-{self.n:05d}"
 
 
+class Launcher(NullLauncher):
+    """Records launches; `fail_next` makes the next one raise after the claim was written (as the Docker launcher
+    re-raises an OSError making its attempt marker, for the sweep to launch the attempt again)."""
+
+    fail_next = False
+
+    def launch(self, spec: TaskSpec) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise OSError("No space left on device")
+        super().launch(spec)
+
+
 @dataclass
 class Twin:
     """One local plane: its store, engine (not started: the test drives its cycles) and launcher."""
@@ -63,14 +76,14 @@ class Twin:
     store: SqliteItemStore
     svc: Services
     engine: Engine
-    launcher: NullLauncher
+    launcher: Launcher
     clock: Clock
 
     @classmethod
     def build(cls, state: Path, *, kept: bool, settings: Settings) -> Twin:
         state.mkdir()
         store = SqliteItemStore(str(state / "state.db"))
-        clock, launcher = Clock(), NullLauncher()
+        clock, launcher = Clock(), Launcher()
         engine: Engine | None = None
 
         def plane_reactor() -> Any:
@@ -156,7 +169,12 @@ class Twins:
 
     def cycles(self) -> None:
         self.log.append("cycles")
-        placed = [twin.engine.dispatcher.cycles() for twin in self.both]
+        placed: list[int | str] = []
+        for twin in self.both:
+            try:
+                placed.append(twin.engine.dispatcher.cycles())
+            except OSError as e:  # a launch failed: the engine logs it and waits for its next wake-up
+                placed.append(str(e))
         assert placed[0] == placed[1], placed
 
     def check_time_limits(self) -> None:
@@ -293,6 +311,10 @@ def _step(t: Twins, rng: random.Random) -> None:
         if status == 200:
             t.ids.append(out["jobId"])
     elif op < 0.45:
+        if rng.random() < 0.1:
+            t.log.append("the next launch raises")
+            for twin in t.both:
+                twin.launcher.fail_next = True
         t.cycles()
     elif op < 0.64:  # tasks start and end (retried when they fail with attempts left)
         active = read.in_status(*ACTIVE)
