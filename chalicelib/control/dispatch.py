@@ -302,7 +302,14 @@ class Dispatcher:
                 snap.caps.get(job.job_id, ()),
                 snap.capacity[placement.compute_environment].resource_type,
             )
-            after = self.reactor.apply_all(job.job_id, (claim,), read=job if self.consistent_reads else None)
+            try:
+                after = self.reactor.apply_all(job.job_id, (claim,), read=job if self.consistent_reads else None)
+            except BaseException:
+                # The claim may be written and its launch have raised (the Docker launcher re-raises for the sweep
+                # to launch again): kept, the STARTING job would wait at the head for the vCPUs it holds.
+                if self.runnable is not None:
+                    self.runnable.forget(job.queue)
+                raise
             if after is not None and after.status == STARTING and after.current and after.current.task_id == task_id:
                 claimed.append(placement)
                 if self.runnable is not None:

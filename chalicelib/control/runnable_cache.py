@@ -13,11 +13,11 @@ queue's prefix:
   written. A job that became RUNNABLE, or a RUNNABLE job that changed (a reason written), with a key at or below
   the boundary ends the kept list. One written beyond it (the next chunk of an array's children, a later
   submission) does not: it comes after everything kept, and the next read finds it once the kept jobs are used.
-- The dispatcher removes what it claims. A job that another writer ended before it ran (cancelled, terminated,
-  timed out in the queue) is reported by the reactor, which sees every job it saves (`changed`, from any thread):
-  its queue's list is dropped. Waiting for its claim or reason write to fail instead could hold a queue back: a
-  job at the head that waits for capacity gets no write while its reason stands, and the jobs behind it that
-  would fit would wait for it.
+- The dispatcher removes what it claims (a claim that raised, written or not, drops the list). A job that another
+  writer ended before it ran (cancelled, terminated, timed out in the queue) is reported by the reactor, which sees
+  every job it saves (`changed`, from any thread): its queue's list is dropped. Waiting for its claim or reason
+  write to fail instead could hold a queue back: a job at the head that waits for capacity gets no write while its
+  reason stands, and the jobs behind it that would fit would wait for it.
 - The engine drops every list at each periodic sweep: what a writer outside the reactor ends is seen by then.
 
 A list served whole and used up is read again with twice as many jobs (up to MAX_AHEAD); after it ended for a
@@ -87,6 +87,8 @@ class RunnableCache:
             # Used up while unchanged: the queue moves through a stable backlog, read further ahead. Ended by a
             # write: read as far as the claims went last time.
             ahead = min(MAX_AHEAD, 2 * kept.read if unchanged else kept.taken)
+            # The writes were taken from the watches: a read that fails must not leave this list to be served.
+            del self._kept[queue]
         else:
             ahead = 0
         return self._fill(svc, queue, max(limit, ahead))[:limit]

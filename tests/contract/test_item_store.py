@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -291,4 +292,30 @@ def test_a_partition_watch_gives_the_lowest_key_put_since_it_was_last_taken(tmp_
     assert mine() == "0002"
     assert theirs() == "0002"  # each watch its own: taking one leaves the others
     assert kids() == "0007"
+    store.close()
+
+
+def test_a_partition_watch_sees_every_put_of_a_transaction_and_puts_made_on_other_threads(tmp_path: Path) -> None:
+    store = SqliteItemStore(str(tmp_path / "watch.db"))
+    take = store.watch("gsi1", "Q#a")
+    # two puts into the partition in one transaction (a chunk of array children): the lower key, whatever the order
+    store.transact(
+        [Put(Item("J", "1", {}, gsi1=("Q#a", "0008")), None), Put(Item("J", "2", {}, gsi1=("Q#a", "0004")), None)]
+    )
+    assert take() == "0004"
+    # a put made on another thread (an API request) while the watcher's thread is elsewhere
+    writer = threading.Thread(target=lambda: store.put(Item("J", "3", {}, gsi1=("Q#a", "0006")), None))
+    writer.start()
+    writer.join()
+    assert take() == "0006"
+    # a put of an item already in the partition, in place (a reason written): its own key
+    current = store.get("J", "2")
+    assert current is not None
+    store.put(Item("J", "2", {"reason": "x"}, gsi1=("Q#a", "0004")), current.version)
+    assert take() == "0004"
+    # a delete is not a put: nothing enters the partition (what leaves it is the dispatcher's to know)
+    current = store.get("J", "1")
+    assert current is not None
+    store.delete("J", "1", current.version)
+    assert take() is None
     store.close()

@@ -648,3 +648,63 @@ def test_a_kept_front_ended_by_a_write_is_not_read_again_with_one_job_per_idle_c
     plane.dispatcher.cycle()
     assert limits and max(limits) <= dispatch.WINDOW, limits
     store.close()
+
+
+def test_a_claim_whose_launch_raised_is_not_kept_as_runnable_in_front_of_the_queue(plane: Plane) -> None:
+    # A launcher may raise after the claim was written (the Docker launcher re-raises an OSError making its attempt
+    # marker, for the sweep to launch it again): the cycle ends with the exception, the job is STARTING.
+    plane.ce("ce", 3)
+    plane.queue("q", "ce")
+    plane.jd("two", vcpus="2", memory="4096")
+    plane.jd("one", vcpus="1")
+    big = plane.submit("q", "two")
+    small = plane.submit("q", "one")
+    launch = plane.launcher.launch
+
+    def failing(spec: Any) -> None:
+        plane.launcher.launch = launch  # type: ignore[method-assign]
+        raise OSError("No space left on device")
+
+    plane.launcher.launch = failing  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        plane.dispatcher.cycle()
+    assert plane.job(big).status == STARTING
+
+    # WHEN the next cycle runs
+    plane.dispatcher.cycle()
+
+    # THEN the job behind takes the free vCPU, as a fresh read of the queue has it: the claimed job does not wait
+    # at the head of a kept front for 2 vCPUs it already holds
+    assert plane.job(small).status == STARTING
+
+
+def test_a_read_of_the_queue_that_failed_leaves_no_kept_front_behind(plane: Plane) -> None:
+    # GIVEN a job placed on a 1-vCPU CE, and a job submitted behind it
+    plane.ce("ce", 1)
+    plane.queue("q", "ce")
+    plane.jd()
+    first = plane.submit("q")
+    plane.dispatcher.cycle()
+    assert plane.job(first).status == STARTING
+    second = plane.submit("q")
+
+    # WHEN the next cycle's read of the queue fails (the store raised)
+    items = plane.svc.repo.items
+    query = items.query
+
+    def failing(index: Any, partition: str, **kwargs: Any) -> Any:
+        if not partition.endswith("#RUNNABLE"):
+            return query(index, partition, **kwargs)
+        items.query = query  # type: ignore[method-assign]
+        raise RuntimeError("the store failed")
+
+    items.query = failing  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        plane.dispatcher.cycle()
+
+    # THEN once the first job ends, the next cycle places the second: what the failed read was to read again is
+    # read again, not served from the list it was to replace
+    plane.run(first)
+    plane.finish(first)
+    plane.dispatcher.cycle()
+    assert plane.job(second).status == STARTING
