@@ -49,6 +49,10 @@ Recorded = Callable[[], None] | None  # what to run once a task event is applied
 # all), never dropped at the first failure: with the Docker executor no sweep repairs a lost end (lost_host=None).
 APPLY_RETRIES = 9
 APPLY_RETRY_SECONDS = 1.0
+# A dispatch cycle that raised (a launch that failed after its claim, a store error) is run again after this long,
+# doubled at each failure in a row up to the last: the RUNNABLE jobs the failed cycle did not reach would otherwise
+# wait for the next write or the periodic sweep.
+DISPATCH_RETRY_SECONDS = (0.05, 5.0)
 
 
 class WorkQueue:
@@ -147,6 +151,8 @@ class Engine:
         self._retry: list[tuple[str, Event, Recorded]] = []
         self._retry_tries: dict[str, int] = {}
         self._retry_due: float | None = None
+        self._dispatch_due: float | None = None  # a failed dispatch cycle's retry (DISPATCH_RETRY_SECONDS)
+        self._dispatch_pause = DISPATCH_RETRY_SECONDS[0]
 
     def wake(self) -> None:
         """Services.wake: a write may have made work schedulable, so the loop runs the dispatch cycles."""
@@ -253,19 +259,25 @@ class Engine:
             self._expire_attempts()
             if self.children.due_in() == 0:
                 self._count_children()
-            if self._dispatch or self.dispatcher.reasons_due_in(self.svc.clock.now_ms()) == 0:
+            retry = self._dispatch_due is not None and time.monotonic() >= self._dispatch_due
+            if self._dispatch or retry or self.dispatcher.reasons_due_in(self.svc.clock.now_ms()) == 0:
                 # Reset before the cycles: they read every write that woke the loop before this point.
-                self._dispatch = False
+                self._dispatch, self._dispatch_due = False, None
                 try:
                     self.dispatcher.cycles(stop=self._stopping.is_set)
-                except Exception:  # keep dispatching; the failure is logged
-                    log.exception("dispatch cycle failed")
+                except Exception:  # keep dispatching: again after a pause, the failure logged
+                    log.exception("dispatch cycle failed; again in %.2fs", self._dispatch_pause)
+                    self._dispatch_due = time.monotonic() + self._dispatch_pause
+                    self._dispatch_pause = min(2 * self._dispatch_pause, DISPATCH_RETRY_SECONDS[1])
+                else:
+                    self._dispatch_pause = DISPATCH_RETRY_SECONDS[0]
 
     def _idle_seconds(self) -> float:
         """How long the loop may wait for a wake-up: until the next sweep, batch of children or deferred reason."""
         due = [SWEEP_SECONDS]
-        if self._retry_due is not None:
-            due.append(max(0.0, self._retry_due - time.monotonic()))
+        for at in (self._retry_due, self._dispatch_due):
+            if at is not None:
+                due.append(max(0.0, at - time.monotonic()))
         if (children := self.children.due_in()) is not None:
             due.append(children)
         if (reasons := self.dispatcher.reasons_due_in(self.svc.clock.now_ms())) is not None:

@@ -474,3 +474,41 @@ def test_queue_and_ce_lists_are_read_again_only_after_one_is_written(plane: Plan
     resources.update_job_queue(plane.svc, {"jobQueue": "q", "priority": 7})
     assert [q.priority for q in repo.list_jqs()] == [7]
     assert plane.store.queries == queries + 2
+
+
+class FailingOnce(NullLauncher):
+    """A launcher whose first launch raises after the claim was written (as the Docker launcher re-raises an
+    OSError for the sweep to launch that attempt again)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: list[str] = []
+
+    def launch(self, spec: Any) -> None:
+        if not self.failed:
+            self.failed.append(spec.key)
+            raise OSError("the engine did not answer")
+        super().launch(spec)
+
+
+def test_a_dispatch_cycle_that_raised_is_run_again_without_waiting_for_the_sweep(tmp_path: Path) -> None:
+    # GIVEN an engine whose first launch raises, and two jobs with capacity for both (the sweep is 30 s away)
+    store = CountingStore(str(tmp_path / "state.db"))
+    launcher = FailingOnce()
+    svc = Services(repo=LocalRepository(store), ids=SequentialIds(), launcher=launcher)
+    engine = local_engine(replace(svc, wake=lambda: engine.wake()), LocalConfig(state_dir=tmp_path))
+    plane = Plane(
+        engine.svc, store, FakeClock(), engine.reactor, engine.dispatcher, launcher, Published(), engine.active
+    )
+    plane.setup()
+    first, second = plane.submit(), plane.submit()
+    # WHEN the engine runs: the cycle that claimed the first job raised before it reached the second
+    engine.start()
+    try:
+        wait_until(lambda: launcher.failed == [f"{first}#1"], "the first launch to raise")
+        # THEN the cycle is run again: the second job is launched, with no other write to wake the engine
+        wait_until(lambda: [s.job_id for s in launcher.launched] == [second], "the second job to be launched")
+        assert plane.job(first).status == STARTING  # claimed: the sweep launches it again under the same key
+    finally:
+        engine.stop()
+        store.close()
