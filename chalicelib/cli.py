@@ -26,6 +26,7 @@ from rich.console import Console
 from chalicelib.compute.spawn import stop_passing_ignored_signals_to_jobs
 from chalicelib.console.client import Api, CliError, default_endpoint, default_region
 from chalicelib.runtime.auth import AUTH_ENV, AuthConfigError, readable_by_others
+from chalicelib.runtime.state_lock import StateDirInUse
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -72,6 +73,9 @@ def _up(args: argparse.Namespace) -> int:
         return 2
     except ExecutorUnavailable as e:
         print(f"batchplane up: --executor {args.executor}: {e}", file=sys.stderr)
+        return 2
+    except StateDirInUse as e:
+        print(f"batchplane up: {e}", file=sys.stderr)
         return 2
     if auth is not None and readable_by_others(auth):
         print(f"batchplane up: warning: {auth} holds secrets and others can read it (chmod 600 it)", file=sys.stderr)

@@ -29,6 +29,7 @@ from chalicelib.domain.validation import Limits
 from chalicelib.events.local import LocalEventBus
 from chalicelib.runtime.engine import Engine, WorkQueue
 from chalicelib.runtime.server import ApiServer
+from chalicelib.runtime.state_lock import StateLock
 from chalicelib.runtime.triggers import TriggerRunner
 from chalicelib.store.jobs import RETENTION_SECONDS
 from chalicelib.store.repository import Repository
@@ -153,6 +154,7 @@ class LocalRuntime:
     engine: Engine
     triggers: TriggerRunner
     server: ApiServer
+    state_lock: StateLock  # held from build to stop: one server per state directory
 
     def _reap(self) -> None:
         try:
@@ -187,3 +189,4 @@ class LocalRuntime:
         self.app.serve(None)
         self.events.close()
         self.store.close()
+        self.state_lock.release()

@@ -46,13 +46,14 @@ from chalicelib.events.eventbridge import EventBridgeSink
 from chalicelib.events.local import LocalEventBus
 from chalicelib.events.port import LocalSchedules, SchedulePort
 from chalicelib.events.schedules import EventBridgeSchedules
-from chalicelib.runtime.auth import AuthConfigError, exposure_error, gate_from_file
+from chalicelib.runtime.auth import AuthConfigError, Gate, exposure_error, gate_from_file
 from chalicelib.runtime.aws import ENV_RUNTIME, AwsConfig, AwsRuntime, Clients, Controls
 from chalicelib.runtime.aws.adapters import ComputeEnvironments, WakeQueue
 from chalicelib.runtime.engine import HOST_ID, Engine, WorkQueue
 from chalicelib.runtime.executor import choose_executor, state_id
 from chalicelib.runtime.local import LocalConfig, LocalRepository, LocalRuntime, ServedApp
 from chalicelib.runtime.server import ApiServer
+from chalicelib.runtime.state_lock import StateLock
 from chalicelib.runtime.triggers import TriggerRunner
 from chalicelib.store.invocation_cache import InvocationCache
 from chalicelib.store.port import ItemStore
@@ -188,6 +189,15 @@ def build_local(config: LocalConfig, app: ServedApp) -> LocalRuntime:
         raise AuthConfigError(why)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.state_dir, 0o700)
+    lock = StateLock.acquire(config.state_dir)  # StateDirInUse: another server runs on this state
+    try:
+        return _build_local(config, app, gate, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _build_local(config: LocalConfig, app: ServedApp, gate: Gate | None, lock: StateLock) -> LocalRuntime:
     store = SqliteItemStore(str(config.state_dir / "state.db"))
     events = LocalEventBus(config.state_dir / "events.jsonl", account=config.account, region=config.region)
     work = WorkQueue()
@@ -249,6 +259,7 @@ def build_local(config: LocalConfig, app: ServedApp) -> LocalRuntime:
         engine=engine,
         triggers=TriggerRunner(services, engine.reactor, config.state_dir / "buckets"),
         server=ApiServer(cast(Chalice, app), config.host, config.port, gate),
+        state_lock=lock,
     )
 
 
