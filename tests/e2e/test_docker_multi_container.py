@@ -43,7 +43,11 @@ def run_task(batch: Client, *containers: dict[str, Any], volumes: list[dict[str,
 
 def test_containers_reach_each_other_on_localhost_and_share_volumes(dbatch: Client, dlogs: Client) -> None:
     # GIVEN a server listening on localhost:7000 (busybox nc), a writer filling a shared volume first, and a client
-    server = container("server", "echo hello-from-server | nc -l -p 7000", essential=False)
+    # (the greeting from a file, not `echo ... | nc`: busybox nc exits at the socket's EOF, and the client, whose stdin
+    # is /dev/null, half-closes at once: a greeting not yet piped in when that EOF came was never sent)
+    server = container(
+        "server", "echo hello-from-server > /tmp/greeting; nc -l -p 7000 < /tmp/greeting", essential=False
+    )
     writer = container(
         "writer",
         "echo shared-data > /data/file",

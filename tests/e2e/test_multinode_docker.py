@@ -4,11 +4,13 @@ when the job ends; terminate and failures. Needs the `docker_engine` fixture (te
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from chalicelib.runtime.local import LocalRuntime
 from tests.docker_support import TEST_IMAGE, node_networks
 from tests.e2e.conftest import (
     Client,
@@ -30,11 +32,19 @@ pytestmark = pytest.mark.e2e
 __all__ = ["server_credentials"]  # a fixture
 
 SMALL = [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "128"}]
-MAIN = sh('echo "main $AWS_BATCH_JOB_NODE_INDEX"; msg=$(nc -l -p 7000); echo "got $msg"')
-PEER = sh(
-    "until echo from-$AWS_BATCH_JOB_NODE_INDEX | nc -w 2 $AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS 7000;"
-    " do sleep 0.2; done; echo main at $AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
+LISTEN = 'msg=$(nc -l -p 7000); echo "got $msg"'
+MAIN = sh('echo "main $AWS_BATCH_JOB_NODE_INDEX"; ' + LISTEN)
+# The peer sends its message from a file, not from a pipe, and without `-w`. busybox nc (1.35) copies stdin and the
+# socket in one poll loop and exits 0 as soon as the socket reads EOF. The listening main node's stdin is /dev/null:
+# it half-closes its side at once. A peer whose `echo ... |` had not written yet when that EOF came exited 0 without
+# sending anything: the main node logged "got " and the job SUCCEEDED (under load, 2 runs in 12; with `(sleep 1;
+# echo from-1) | nc` every time). A regular file is readable at the first poll, and stdin is read before the socket
+# in the same poll. (`-w 2`: an alarm firing once connect() succeeded would end the peer the same way.)
+SEND = (
+    "echo from-$AWS_BATCH_JOB_NODE_INDEX > /tmp/msg;"
+    " until nc $AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS 7000 < /tmp/msg; do sleep 0.2; done"
 )
+PEER = sh(SEND + "; echo main at $AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS")
 
 
 def container(command: list[str]) -> dict[str, Any]:
@@ -61,12 +71,11 @@ def test_a_node_reaches_the_main_node_by_address_on_the_job_network(
     job = wait_terminal(dbatch, [job_id], timeout=60)[job_id]
     assert job["status"] == "SUCCEEDED", job.get("statusReason")
     main, peer = describe_one(dbatch, f"{job_id}#0"), describe_one(dbatch, f"{job_id}#1")
-    # (a log's last lines may be stored just after the job's end is: wait for each node's last line)
-    # (90 s: on a loaded CI machine the last line once took longer than 30 s to be stored; cause not yet found)
-    wait_until(lambda: job_log(dlogs, main)[-1:] == ["got from-1"], "the main node's whole log", timeout=90)
+    # Every node's log is whole once the job has ended, with no wait: each node's watcher appends its output, drained,
+    # before it reports the node's end (ADR 0016), and the job's end is reported after every node's.
     assert job_log(dlogs, main) == ["main 0", "got from-1"]  # the peer connected to the main node's address
-    wait_until(lambda: job_log(dlogs, peer)[-1:][0].startswith("main at ") if job_log(dlogs, peer) else False, "log")
     peer_log = job_log(dlogs, peer)
+    assert len(peer_log) == 1 and peer_log[0].startswith("main at "), peer_log
     address = peer_log[-1].removeprefix("main at ")
     assert address.count(".") == 3 and address != "127.0.0.1"  # an address on the job's own network
     wait_until(lambda: not node_networks(docker_engine, state_dir), "the node network to be removed")
@@ -145,17 +154,27 @@ def test_a_server_restart_mid_run_re_attaches_the_nodes_and_the_job_ends_on_its_
     wait_until(lambda: not node_networks(docker_engine, state_dir), "the node networks to be removed")
 
 
+def holds_the_credentials_endpoint(runtime: LocalRuntime) -> None:
+    """Containers get credentials from the one server per machine that listens on 169.254.170.2:80 (ADR 0017). While
+    another one holds it (another test run's Docker server on this machine), this server grants nothing, its
+    containers are not on the credentials network, and their requests reach the other server through the host:
+    HTTP 400, an id it does not know. Not this server's fault: skipped, or failed when CI is set (one run alone)."""
+    if runtime.credentials.network is None:
+        message = "another process on this machine listens on 169.254.170.2:80 (another batchplane server?)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set: {message}")
+        pytest.skip(message)
+
+
 def test_the_nodes_of_a_job_with_a_role_get_its_credentials_and_still_reach_each_other(
-    server_credentials: None, dbatch: Client, dlogs: Client
+    server_credentials: None, drt: LocalRuntime, dbatch: Client, dlogs: Client
 ) -> None:
     # GIVEN a 2-node job with a jobRoleArn: each node fetches its credentials at the ECS address, then the peer
     # connects to the main node on the job's network
+    holds_the_credentials_endpoint(drt)
     fetch = 'wget -qO- http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI | grep -o \'"RoleArn": *"[^"]*"\'; '
-    main = sh(fetch + 'msg=$(nc -l -p 7000); echo "got $msg"')
-    peer = sh(
-        fetch + "until echo from-$AWS_BATCH_JOB_NODE_INDEX | nc -w 2 $AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
-        " 7000; do sleep 0.2; done; echo sent"
-    )
+    main = sh(fetch + LISTEN)
+    peer = sh(fetch + SEND + "; echo sent")
     queue, _ = setup_queue(dbatch, 4, platform="EC2")
     props = {
         "numNodes": 2,
@@ -172,7 +191,5 @@ def test_the_nodes_of_a_job_with_a_role_get_its_credentials_and_still_reach_each
     assert job["status"] == "SUCCEEDED", job.get("statusReason")
     role_line = f'"RoleArn": "{ROLE}"'
     main_node, peer_node = describe_one(dbatch, f"{job_id}#0"), describe_one(dbatch, f"{job_id}#1")
-    wait_until(lambda: job_log(dlogs, main_node)[-1:] == ["got from-1"], "the main node's whole log")
-    assert job_log(dlogs, main_node) == [role_line, "got from-1"]
-    wait_until(lambda: job_log(dlogs, peer_node)[-1:] == ["sent"], "the peer's whole log")
+    assert job_log(dlogs, main_node) == [role_line, "got from-1"]  # (whole at the job's end: see the first test)
     assert job_log(dlogs, peer_node) == [role_line, "sent"]
