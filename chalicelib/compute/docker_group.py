@@ -16,11 +16,12 @@ namespace (localhost between them, as ECS's awsvpc gives), sharing the task's vo
   coordination needs (each container's name, essential, dependsOn and log stream), so the task is re-attached: a
   running member's log is followed on from the last line recorded, one that ended meanwhile is settled with its
   real exit code (and OOM flag) and its missed output, one never started waits for its dependsOn as before, and the
-  coordinator carries on (an essential container that ended while the server was down ends the task now). A task
-  of which nothing was started yet (a crash while preparing) is removed and launched again under the same attempt
-  (its marker cleared: compute/docker.py `recover`); one without the label (an earlier version's) is removed and
-  ends as a lost host. The attempt's marker set STARTED (and a `started` journal line), before anything is created,
-  keeps an attempt whose containers are gone from running twice.
+  coordinator carries on (an essential container that ended while the server was down ends the task now; a stop
+  in flight when the server died, kept in the attempt's marker, ends it with its reason: compute/docker_state.py
+  `stopped_after`, ADR 0028). A task of which nothing was started yet (a crash while preparing) is removed and
+  launched again under the same attempt (its marker cleared: compute/docker.py `recover`); one without the label
+  (an earlier version's) is removed and ends as a lost host. The attempt's marker set STARTED (and a `started`
+  journal line), before anything is created, keeps an attempt whose containers are gone from running twice.
 - The attempt's key stays in the launcher's set of attempts in progress until its end is recorded and its
   containers removed (`DockerTask.done`), then leaves it (DockerLauncher.settled).
 """
