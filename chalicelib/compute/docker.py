@@ -27,6 +27,7 @@ does for its attempts. A long-lived server holds nothing per finished attempt.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -140,6 +141,8 @@ class DockerLauncher:
         if a is None or a.stop_reason is not None:
             return
         a.stop_reason = reason
+        with contextlib.suppress(OSError):  # kept for a restart's re-attach, before it is sent (docker_recovery)
+            self.journal.record_stop(a.key, reason)
         docker_attempt.stop(self.client, a)
 
     def recover(self, job_id: str, attempt: int) -> bool:

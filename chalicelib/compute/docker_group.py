@@ -16,11 +16,12 @@ namespace (localhost between them, as ECS's awsvpc gives), sharing the task's vo
   coordination needs (each container's name, essential, dependsOn and log stream), so the task is re-attached: a
   running member's log is followed on from the last line recorded, one that ended meanwhile is settled with its
   real exit code (and OOM flag) and its missed output, one never started waits for its dependsOn as before, and the
-  coordinator carries on (an essential container that ended while the server was down ends the task now). A task
-  of which nothing was started yet (a crash while preparing) is removed and launched again under the same attempt
-  (its marker cleared: compute/docker.py `recover`); one without the label (an earlier version's) is removed and
-  ends as a lost host. The attempt's marker set STARTED (and a `started` journal line), before anything is created,
-  keeps an attempt whose containers are gone from running twice.
+  coordinator carries on (an essential container that ended while the server was down ends the task now; a stop
+  in flight when the server died, kept in the attempt's marker, ends it with its reason: compute/docker_state.py
+  `stopped_after`, ADR 0028). A task of which nothing was started yet (a crash while preparing) is removed and
+  launched again under the same attempt (its marker cleared: compute/docker.py `recover`); one without the label
+  (an earlier version's) is removed and ends as a lost host. The attempt's marker set STARTED (and a `started`
+  journal line), before anything is created, keeps an attempt whose containers are gone from running twice.
 - The attempt's key stays in the launcher's set of attempts in progress until its end is recorded and its
   containers removed (`DockerTask.done`), then leaves it (DockerLauncher.settled).
 """
@@ -33,7 +34,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.compute import docker_engine
-from chalicelib.compute.docker_state import LABEL_ATTEMPT, LABEL_JOB, LABEL_STATE, LOST_HOST, last_logged
+from chalicelib.compute.docker_state import (
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+    LABEL_STATE,
+    LOST_HOST,
+    last_logged,
+    stopped_after,
+)
 from chalicelib.compute.docker_task import HOLDER, LABEL_CONTAINER, LABEL_TASK, DockerMember, DockerTask, spec_of
 from chalicelib.compute.port import TaskSpec
 from chalicelib.domain.ecs_task import EXITED, NEVER, RUNNING, WAITING, State
@@ -72,6 +80,9 @@ class DockerGroups:
             task = self._tasks.get(key)
         if task is None:
             return False
+        if task.run.stop_reason is None:  # (the first stop is the one that counts: GroupRun.stop)
+            with contextlib.suppress(OSError):  # kept for a restart's re-attach, before a member is stopped (recover)
+                self.launcher.journal.record_stop(key, reason)
         task.run.stop(reason)
         return True
 
@@ -98,21 +109,30 @@ class DockerGroups:
         task = DockerTask(launcher, spec)
         task.holder = holder["Id"]
         states: dict[str, State] = {}
+        infos: dict[str, dict[str, Any]] = {}
         for c in spec.containers:
-            states[c.name] = self._reattach(task.members[c.name], labels.get(c.name))
+            states[c.name] = self._reattach(task.members[c.name], labels.get(c.name), infos)
         if not any(st.status in (RUNNING, EXITED) for st in states.values()):
             self._remove(found, [v for m in task.members.values() for v in m.volumes])
             return False  # prepared, never started: it never ran
+        stop = launcher.journal.stop_of(spec.key)  # a stop in flight when the server died
+        if stop is not None and not any(
+            states[c.name].status == EXITED and stopped_after(infos[c.name], stop) is None
+            for c in spec.containers
+            if c.essential
+        ):  # asked before any essential member ended: the stop ends the task, with its reason (GroupRun._coordinate)
+            task.run.stop(stop[1])  # (its members still running are stopped again: `resume`)
         with self._lock:
             self._tasks[spec.key] = task
         threading.Thread(target=self._resume, args=(task, states), name=f"task-{spec.key}", daemon=True).start()
         return True
 
-    def _reattach(self, m: DockerMember, found: dict[str, Any] | None) -> State:
-        """The state a member of a re-attached task is in (one that ended meanwhile: its output drained)."""
+    def _reattach(self, m: DockerMember, found: dict[str, Any] | None, infos: dict[str, dict[str, Any]]) -> State:
+        """The state a member of a re-attached task is in (one that ended meanwhile: its output drained); its
+        inspection in `infos`."""
         if found is None:
             return State(NEVER, reason=GONE_REASON)
-        info = m.client.inspect_container(found["Id"])
+        info = infos[m.c.name] = m.client.inspect_container(found["Id"])
         m.id = str(info["Id"])
         m.volumes = [x["Name"] for x in info.get("Mounts") or [] if x.get("Type") == "volume" and x.get("Name")]
         m.last_ms = last_logged(self.launcher.logs, m.spec.log_stream)

@@ -19,8 +19,17 @@ from typing import TYPE_CHECKING
 
 from docker.errors import DockerException, NotFound
 
+from chalicelib.compute import docker_attempt
 from chalicelib.compute.docker_attempt import Attempt
-from chalicelib.compute.docker_state import LABEL_ATTEMPT, LABEL_JOB, LABEL_STATE, LABEL_STREAM, LOST_HOST, last_logged
+from chalicelib.compute.docker_state import (
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+    LABEL_STATE,
+    LABEL_STREAM,
+    LOST_HOST,
+    last_logged,
+    stopped_after,
+)
 from chalicelib.domain.lifecycle import TaskStopped
 
 if TYPE_CHECKING:
@@ -68,7 +77,12 @@ def recover(launcher: DockerLauncher, job_id: str, attempt: int) -> bool:
     a.volumes = [m["Name"] for m in info.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
     a.last_ms = last_logged(launcher.logs, a.log_stream)
     a.since = a.last_ms / 1000 if a.last_ms else None
+    # A stop in flight when the server died (it ended the container, or it still runs): its end is the stop's, as
+    # the live watcher reports it; one still running is stopped again (the engine finishes the first stop too).
+    a.stop_reason = stopped_after(info, launcher.journal.stop_of(key))
     launcher._watch(a, created=info["State"]["Status"] == "created")
+    if a.stop_reason is not None and info["State"]["Status"] != "created":
+        docker_attempt.stop(launcher.client, a)
     return True
 
 

@@ -6,8 +6,12 @@ containers) and compute/docker_group.py (multi-container tasks)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from chalicelib.compute.local import DOCKER_JOURNAL
 from chalicelib.compute.logs_port import LogStore
@@ -42,6 +46,10 @@ class Journal:
       or its end is recorded: never launched again).
       The file system is the index: a question costs one stat, whatever the number of attempts. A marker goes with
       its job (`forget`, control/retention.py), as the process executor's work dirs do.
+      A stop asked of a STARTED attempt (TerminateJob, its timeout) is written after the state byte, before the stop
+      is sent: "<epoch seconds> <JSON string: the reason>\n" (`record_stop`), so that a restart re-attaching to its
+      containers ends the attempt with the stop's reason, as the live watcher would (`stop_of`). The state is
+      min(size, STARTED): unchanged by it; recording the end (`ended`) truncates it away.
     """
 
     def __init__(self, path: Path) -> None:
@@ -95,6 +103,34 @@ class Journal:
         finally:
             os.close(fd)
 
+    def record_stop(self, key: str, reason: str) -> None:
+        """Keep the first stop asked of a STARTED attempt (a container can't be relabelled: its marker holds it)."""
+        try:
+            fd = os.open(self.marker(key), os.O_RDWR)
+        except FileNotFoundError:
+            return  # no marker: an attempt of an earlier version (nothing kept: its restart ends it as before)
+        try:
+            if os.fstat(fd).st_size == STARTED:  # (LAUNCHED: nothing runs yet; longer: a stop is kept already)
+                os.pwrite(fd, f"{time.time():.6f} {json.dumps(reason)}\n".encode(), STARTED)  # one write
+        finally:
+            os.close(fd)
+
+    def stop_of(self, key: str) -> tuple[float, str] | None:
+        """The stop kept for the attempt (`record_stop`): when it was asked (epoch seconds) and its reason; None
+        without one (or a line cut short by a crash)."""
+        try:
+            data = self.marker(key).read_bytes()[STARTED:]
+        except OSError:
+            return None
+        at, _, text = data.decode("utf-8", "replace").partition(" ")
+        if not text.endswith("\n"):
+            return None
+        try:
+            when, reason = float(at), json.loads(text)
+        except ValueError:
+            return None
+        return (when, reason) if isinstance(reason, str) else None
+
     def state(self, key: str) -> int | None:
         """LAUNCHED or STARTED; None when the attempt has no marker."""
         try:
@@ -136,3 +172,18 @@ def last_logged(logs: LogStore, stream: str) -> int | None:
         if name == stream:
             return last
     return None
+
+
+def stopped_after(info: dict[str, Any], stop: tuple[float, str] | None) -> str | None:
+    """The reason of the stop `stop` (Journal.stop_of) if it decides the end of the container `info` (an inspect):
+    the container still runs, or it finished after the stop was asked (an earlier end was its own, as live)."""
+    if stop is None:
+        return None
+    state = info.get("State") or {}
+    if state.get("Status") in ("running", "paused", "restarting", "created"):
+        return stop[1]
+    try:
+        finished = datetime.fromisoformat(str(state.get("FinishedAt")).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return stop[1]  # (unknown: the stop, asked while it ran, is taken to have ended it)
+    return stop[1] if finished >= stop[0] else None

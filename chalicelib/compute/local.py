@@ -19,6 +19,10 @@
   journal when it ends. A job that finishes while the server is down is then known to have finished: `recover`
   reports an exit 0 as a success instead of running the job again (any other end in that window is treated as a
   lost host: the job's output pipe died with the server, so its failure may be the server's).
+- A stop (TerminateJob, the attempt's timeout) is journaled before the command is signalled: a stop in flight when
+  the server died ends the attempt at the recovery as it would have live, with the stop's reason (a timeout
+  flagged) and the exit the command recorded after it, or 137 when the recovery has to kill it (as the grace
+  period's SIGKILL would have). An exit recorded before the stop decides as above.
 - The journal (`<state>/work/journal`) is one append-only file for every attempt, so launching creates no file: on
   some filesystems creating one (an inode) costs more than everything else a launch does.
 - A job with a `jobRoleArn` gets AWS credentials from the `credentials` vendor (compute/credentials.py) as ECS's
@@ -28,6 +32,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import shutil
@@ -192,6 +197,10 @@ class LocalLauncher:
             if running is None or running.stop_reason is not None:
                 return  # not running here, or stopping already (its SIGKILL is armed)
             running.stop_reason = reason
+            # journaled before the command can be signalled (here or by the watcher), so its exit comes after: a
+            # recovery after a crash settles a stop in flight as the stop's end (recover)
+            with contextlib.suppress(OSError):  # (the journal closed by a shutdown: then nothing more is reported)
+                self._journal.record_stop(running.spec.key, reason)
             if not running.started:
                 return  # the watcher delivers it once the command runs (wait_for_command)
         self._terminate(running)
@@ -214,6 +223,7 @@ class LocalLauncher:
         if grouped is not None:
             return grouped
         key, workdir = f"{job_id}#{attempt}", self.work_dir(job_id, attempt)
+        killed = False  # a process of it was still there (killed here), or its pid was recorded
         if self._exit_of(key, workdir) is None:
             pid = self._journal.pids.get(key)
             if pid is None:  # an earlier version's pidfile
@@ -232,10 +242,29 @@ class LocalLauncher:
                 # started in a container by the Docker executor before a switch of executors (compute/docker.py
                 # journals each container it creates): started, so never launched again under this number
                 return self._docker_created(key)
+            killed = bool(pids)
             wait_gone(pids, RECOVER_WAIT_S)  # then the exit status, if any, is complete: it was written before
-        if self._exit_of(key, workdir) == 0:
+        code = self._exit_of(key, workdir)
+        stop = self._stop_before_exit(key, code, killed)
+        if stop is not None:  # its end is the stop's, as live: the exit it recorded after the stop, or our SIGKILL's
+            code = 128 + signal.SIGKILL if code is None else code
+            self.on_event(job_id, TaskStopped(attempt, code, status_reason=stop, timed_out=stop == TIMEOUT_REASON))
+        elif code == 0:
             self.on_event(job_id, TaskStopped(attempt, 0))
         return True
+
+    def _stop_before_exit(self, key: str, code: int | None, killed: bool) -> str | None:
+        """The reason of a stop journaled before the attempt's command ended (it ended after the stop, or it was
+        still running, or killed unrecorded by a shutdown, and killed now: as the grace period's SIGKILL would have);
+        None without a stop, when its exit came before the stop (that exit decides, as live), or when no process
+        of it ever ran."""
+        stop, before = self._journal.stops.get(key, (None, 0))
+        if stop is None:
+            return None
+        if code is None:
+            return stop if killed else None
+        # its exit was recorded before the stop when it is among the exits the journal held then (in their order)
+        return None if key in itertools.islice(self._journal.exits, before) else stop
 
     def _docker_created(self, key: str) -> bool:
         try:

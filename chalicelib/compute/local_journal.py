@@ -5,9 +5,10 @@
   supervisor when its command ends. Only recovery reads it, from where it last stopped.
 - A multi-container attempt (compute/local_group.py) adds "task <jobId>#<attempt> <json>" (task_group.task_label:
   its containers, before any starts), and each member's process is keyed "<jobId>#<attempt>/<container name>"
-  (names have no space: domain/ecs_task.py NAME) in its pid and exit lines; a stop asked of it (TerminateJob, the
-  attempt's timeout) adds "stop <jobId>#<attempt> <JSON string: the reason>" before the members are signalled, so a
-  recovery settles a stop that was in flight as the stop's end, as the coordinator would have.
+  (names have no space: domain/ecs_task.py NAME) in its pid and exit lines.
+- A stop asked of an attempt (TerminateJob, the attempt's timeout), single- or multi-container, adds
+  "stop <jobId>#<attempt> <JSON string: the reason>" before its processes are signalled, so a recovery settles a
+  stop that was in flight as the stop's end, as the live launcher (or coordinator) would have.
 - An attempt whose pid was never recorded is found by the AWS_BATCH_* variables its processes carry (Linux /proc).
 """
 
@@ -52,8 +53,8 @@ class Journal:
         self.pids: dict[str, int] = {}
         self.exits: dict[str, int] = {}  # in the order they were first written
         self.tasks: dict[str, str] = {}  # a multi-container attempt's task_group.task_label
-        # a multi-container attempt's first stop: its reason, and how many exits the journal held before it (those
-        # the coordinator had seen end before the stop came: the first len(exits) of `exits`, in their order)
+        # an attempt's first stop: its reason, and how many exits the journal held before it (those that ended
+        # before the stop came: the first len(exits) of `exits`, in their order)
         self.stops: dict[str, tuple[str, int]] = {}
 
     def record_pid(self, key: str, pid: int) -> None:
@@ -66,7 +67,7 @@ class Journal:
         os.write(self._fd, f"task {key} {label}\n".encode())  # one write (O_APPEND): the whole line or none
 
     def record_stop(self, key: str, reason: str) -> None:
-        """A stop asked of a multi-container attempt (its reason, any text: one JSON string), before it is sent."""
+        """A stop asked of an attempt (its reason, any text: one JSON string), before it is sent."""
         if " " in key:
             raise ValueError(f"not a journal key: {key}")
         os.write(self._fd, f"stop {key} {json.dumps(reason)}\n".encode())  # one write (O_APPEND), as record_task

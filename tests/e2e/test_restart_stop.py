@@ -1,0 +1,102 @@
+"""A single-container job on the process executor being stopped (TerminateJob, an attempt timeout) when the server is
+SIGKILLed: after the restart the attempt must end as it would have without the crash, with the stop's reason as its
+statusReason and the command's real exit code (137 when the restart has to kill it, as the grace period's SIGKILL
+would have), never as a lost host ("Host EC2 (instance local) terminated.", no exit code).
+
+The command traps SIGTERM and ends only once the test lets it (a go file): the stop is in flight when the server
+dies. Each scenario runs live (no crash) and with the SIGKILL, and both runs must agree. Every wait is for a state (a
+file, a journal line, a job status), never for a time. The multi-container twin is
+tests/e2e/test_restart_multi_container_stop.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from chalicelib.compute.local import _processes_of
+from chalicelib.domain.jobs import TIMEOUT_REASON
+from tests.e2e.conftest import register, setup_queue, sh, unique, wait_terminal, wait_until
+from tests.e2e.test_kill_restart import CLIENT, Server, serve
+
+pytestmark = pytest.mark.e2e
+
+REASON = "stopped by the test"
+RETRY_LOST = {"attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"}]}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    # short attempt timeouts are valid (AWS's minimum is 60)
+    yield from serve(tmp_path, "--limit", "min-timeout-seconds=1")
+
+
+def _run(server: Server, tmp_path: Path, *, crash: bool, timeout: bool, code: int | None) -> dict[str, Any]:
+    """The job's command traps SIGTERM: it marks `stopping`, waits for the go file and exits `code` (it writes
+    nothing once stopped: after a crash its output pipe is gone). Once it runs it is terminated (or its 3-second
+    attempt timeout stops it); once it is stopping the server is SIGKILLed (`crash`), the go file is created (unless
+    `code` is None: it is still stopping at the restart) and the server started again. The job once terminal."""
+    server.start()
+    session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+    batch = session.client("batch", endpoint_url=server.endpoint, config=CLIENT)
+    ready, stopping, go = tmp_path / "ready", tmp_path / "stopping", tmp_path / "go"
+    trap = f"touch {stopping}; until [ -e {go} ]; do sleep 0.05; done; exit {code or 0}"
+    extra: dict[str, Any] = {"timeout": {"attemptDurationSeconds": 3}} if timeout else {}
+    jd = register(batch, unique("stop"), sh(f"trap '{trap}' TERM; touch {ready}; sleep 120 & wait"), **extra)
+    queue, _ = setup_queue(batch, 2, name=unique("ce"))
+    job_id = batch.submit_job(jobName="stop", jobQueue=queue, jobDefinition=jd, retryStrategy=RETRY_LOST)["jobId"]
+    journal = server.state / "work" / "journal"
+    wait_until(lambda: ready.exists() and f"pid {job_id}#1 " in journal.read_text(), "the command to run")
+    if not timeout:
+        batch.terminate_job(jobId=job_id, reason=REASON)
+    wait_until(stopping.exists, "the command to be stopping", timeout=60)
+    if crash:
+        server.kill()
+    if code is not None:
+        go.touch()
+    if crash:
+        if code is not None:
+            wait_until(lambda: f"exit {job_id}#1 " in journal.read_text(), "its exit while the server is down")
+        server.start()
+    job: dict[str, Any] = wait_terminal(batch, [job_id], timeout=60)[job_id]
+    go.touch()
+    assert _processes_of(job_id, 1) == []
+    assert "Traceback" not in server.output(), server.output()
+    return job
+
+
+def _facts(job: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": job["status"],
+        "statusReason": job.get("statusReason"),
+        "attempts": [(a.get("statusReason"), a["container"].get("exitCode")) for a in job["attempts"]],
+        "exitCode": job["container"].get("exitCode"),
+    }
+
+
+@pytest.mark.parametrize("code", [0, 143], ids=["exit0", "exit143"])
+@pytest.mark.parametrize("timeout", [False, True], ids=["terminate", "timeout"])
+@pytest.mark.parametrize("crash", [False, True], ids=["live", "sigkill"])
+def test_a_stop_in_flight_when_the_server_dies_ends_as_it_would_have_live(
+    server: Server, tmp_path: Path, crash: bool, timeout: bool, code: int
+) -> None:
+    # GIVEN a job being stopped (its command still finishing), WHEN the server is SIGKILLed (or not), the command
+    # ends by itself and the server starts again
+    facts = _facts(_run(server, tmp_path, crash=crash, timeout=timeout, code=code))
+    # THEN the stop's reason is the job's and the attempt's, on the one attempt, with the command's real exit code
+    # (an exit 0 after a stop is no success: the job was stopped)
+    reason = TIMEOUT_REASON if timeout else REASON
+    assert facts == {"status": "FAILED", "statusReason": reason, "attempts": [(reason, code)], "exitCode": code}
+
+
+@pytest.mark.parametrize("timeout", [False, True], ids=["terminate", "timeout"])
+def test_a_stop_still_in_flight_at_the_restart_is_finished_there(server: Server, tmp_path: Path, timeout: bool) -> None:
+    # GIVEN a job being stopped, WHEN the server is SIGKILLed and starts again while its command is still finishing
+    facts = _facts(_run(server, tmp_path, crash=True, timeout=timeout, code=None))
+    # THEN the restart finishes the stop (SIGKILL, as the grace period's end would have): the stop's reason is the
+    # job's and the attempt's, the attempt is not a lost host (nor retried)
+    reason = TIMEOUT_REASON if timeout else REASON
+    assert facts == {"status": "FAILED", "statusReason": reason, "attempts": [(reason, 137)], "exitCode": 137}
