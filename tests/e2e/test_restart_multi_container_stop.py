@@ -34,7 +34,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     yield from serve(tmp_path, "--limit", "min-timeout-seconds=1")
 
 
-def _batch(server: Server) -> Any:
+def batch_of(server: Server) -> Any:
     session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
     return session.client("batch", endpoint_url=server.endpoint, config=CLIENT)
 
@@ -46,7 +46,7 @@ def _run(server: Server, tmp_path: Path, *, crash: bool, timeout: bool, let_end:
     once main is stopping the server is SIGKILLed (`crash`), the go file is created (`let_end`: else main is still
     stopping at the restart), and the server started again. The job once terminal."""
     server.start()
-    batch = _batch(server)
+    batch = batch_of(server)
     ready, stopping, go = tmp_path / "ready", tmp_path / "stopping", tmp_path / "go"
     trap = f"touch {stopping}; until [ -e {go} ]; do sleep 0.05; done; exit 0"
     main = container("main", f"trap '{trap}' TERM; touch {ready}; sleep 120 & wait", stopTimeout=120)

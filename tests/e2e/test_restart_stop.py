@@ -14,18 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from chalicelib.compute.local import _processes_of
 from chalicelib.domain.jobs import TIMEOUT_REASON
 from tests.e2e.conftest import register, setup_queue, sh, unique, wait_terminal, wait_until
-from tests.e2e.test_kill_restart import CLIENT, Server, serve
+from tests.e2e.test_kill_restart import Server, serve
+from tests.e2e.test_restart_multi_container_stop import REASON, RETRY_LOST, batch_of
 
 pytestmark = pytest.mark.e2e
-
-REASON = "stopped by the test"
-RETRY_LOST = {"attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"}]}
 
 
 @pytest.fixture
@@ -40,8 +37,7 @@ def _run(server: Server, tmp_path: Path, *, crash: bool, timeout: bool, code: in
     attempt timeout stops it); once it is stopping the server is SIGKILLed (`crash`), the go file is created (unless
     `code` is None: it is still stopping at the restart) and the server started again. The job once terminal."""
     server.start()
-    session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
-    batch = session.client("batch", endpoint_url=server.endpoint, config=CLIENT)
+    batch = batch_of(server)
     ready, stopping, go = tmp_path / "ready", tmp_path / "stopping", tmp_path / "go"
     trap = f"touch {stopping}; until [ -e {go} ]; do sleep 0.05; done; exit {code or 0}"
     extra: dict[str, Any] = {"timeout": {"attemptDurationSeconds": 3}} if timeout else {}
