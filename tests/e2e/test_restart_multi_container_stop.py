@@ -64,13 +64,23 @@ def _run(server: Server, tmp_path: Path, *, crash: bool, timeout: bool, let_end:
     wait_until(stopping.exists, "main to be stopping", timeout=60)
     # (side is signalled after main: its end recorded, the stop has reached every member)
     wait_until(lambda: f"exit {job_id}#1/side " in journal.read_text(), "side to end on the stop")
+    return end_the_stop(server, batch, job_id, go, crash=crash, let_end=let_end, exit_line=f"exit {job_id}#1/main ")
+
+
+def end_the_stop(
+    server: Server, batch: Any, job_id: str, go: Path, *, crash: bool, let_end: bool, exit_line: str
+) -> dict[str, Any]:
+    """With a stop in flight: SIGKILL the server (`crash`), let the stopping command end (`let_end`: the go file;
+    else it is still stopping at the restart) and, once its exit is journaled (`exit_line`), start the server again.
+    The job once terminal; no process of it is left."""
+    journal = server.state / "work" / "journal"
     if crash:
         server.kill()
     if let_end:
         go.touch()
     if crash:
         if let_end:
-            wait_until(lambda: f"exit {job_id}#1/main " in journal.read_text(), "main's exit while the server is down")
+            wait_until(lambda: exit_line in journal.read_text(), "the exit while the server is down")
         server.start()
     job: dict[str, Any] = wait_terminal(batch, [job_id], timeout=60)[job_id]
     go.touch()

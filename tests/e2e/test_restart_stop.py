@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.compute.local import _processes_of
 from chalicelib.domain.jobs import TIMEOUT_REASON
-from tests.e2e.conftest import register, setup_queue, sh, unique, wait_terminal, wait_until
+from tests.e2e.conftest import register, setup_queue, sh, unique, wait_until
 from tests.e2e.test_kill_restart import Server, serve
-from tests.e2e.test_restart_multi_container_stop import REASON, RETRY_LOST, batch_of
+from tests.e2e.test_restart_multi_container_stop import REASON, RETRY_LOST, batch_of, end_the_stop
 
 pytestmark = pytest.mark.e2e
 
@@ -49,19 +48,7 @@ def _run(server: Server, tmp_path: Path, *, crash: bool, timeout: bool, code: in
     if not timeout:
         batch.terminate_job(jobId=job_id, reason=REASON)
     wait_until(stopping.exists, "the command to be stopping", timeout=60)
-    if crash:
-        server.kill()
-    if code is not None:
-        go.touch()
-    if crash:
-        if code is not None:
-            wait_until(lambda: f"exit {job_id}#1 " in journal.read_text(), "its exit while the server is down")
-        server.start()
-    job: dict[str, Any] = wait_terminal(batch, [job_id], timeout=60)[job_id]
-    go.touch()
-    assert _processes_of(job_id, 1) == []
-    assert "Traceback" not in server.output(), server.output()
-    return job
+    return end_the_stop(server, batch, job_id, go, crash=crash, let_end=code is not None, exit_line=f"exit {job_id}#1 ")
 
 
 def _facts(job: dict[str, Any]) -> dict[str, Any]:
