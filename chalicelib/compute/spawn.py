@@ -41,15 +41,12 @@ def _ignored(signum: int, frame: object) -> None:
     """A handler that does nothing: the server still ignores the signal, and its jobs start with it at default."""
 
 
-def stop_passing_ignored_signals_to_jobs() -> list[signal.Signals]:
+def stop_passing_ignored_signals_to_jobs() -> None:
     """Call from the server's main thread before any job starts: each of INHERITED_IGNORES the server was started
-    with ignored is handled instead, by a handler that does nothing. Returns those signals."""
-    changed = []
+    with ignored is handled instead, by a handler that does nothing."""
     for sig in INHERITED_IGNORES:
         if signal.getsignal(sig) == signal.SIG_IGN:
             signal.signal(sig, _ignored)
-            changed.append(sig)
-    return changed
 
 
 class Process:

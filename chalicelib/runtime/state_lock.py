@@ -24,9 +24,8 @@ class StateDirInUse(Exception):
 
 
 class StateLock:
-    def __init__(self, fd: int, path: Path) -> None:
+    def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
-        self.path = path
 
     @classmethod
     def acquire(cls, state_dir: Path) -> StateLock:
@@ -48,7 +47,7 @@ class StateLock:
             raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return cls(fd, path)
+        return cls(fd)
 
     def release(self) -> None:
         """Let the directory go (closing the descriptor releases the lock); again: nothing."""
