@@ -32,7 +32,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import shutil
@@ -258,13 +257,12 @@ class LocalLauncher:
         still running, or killed unrecorded by a shutdown, and killed now: as the grace period's SIGKILL would have);
         None without a stop, when its exit came before the stop (that exit decides, as live), or when no process
         of it ever ran."""
-        stop, before = self._journal.stops.get(key, (None, 0))
+        stop = self._journal.stop_of(key)
         if stop is None:
             return None
         if code is None:
             return stop if killed else None
-        # its exit was recorded before the stop when it is among the exits the journal held then (in their order)
-        return None if key in itertools.islice(self._journal.exits, before) else stop
+        return None if self._journal.exited_before_stop(key, key) else stop
 
     def _docker_created(self, key: str) -> bool:
         try:

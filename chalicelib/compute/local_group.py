@@ -194,17 +194,16 @@ class ProcessGroups:
                 os.kill(pid, signal.SIGKILL)
         wait_gone(pids + found, RECOVER_WAIT_S)  # then the exits recorded meanwhile are complete
         journal.refresh()
-        stop, before_stop = journal.stops.get(key, (None, len(journal.exits)))
         names = {k: name for name, k in keys.items()}
         states = {c.name: State() for c in spec.containers}  # WAITING: never started
         first: str | None = None
-        for i, (k, code) in enumerate(journal.exits.items()):  # in journal order: as the coordinator saw them end
+        for k, code in journal.exits.items():  # in journal order: as the coordinator saw them end
             if k in names:
                 states[names[k]] = State(EXITED, code)
-                if i < before_stop:  # (once a stop was asked, the stop ends the task: GroupRun._coordinate)
+                if journal.exited_before_stop(k, key):  # (once a stop was asked, it ends the task: GroupRun)
                     first = first or ecs_task.ending(spec.containers, states)  # the first essential one ended it
-        stopped = stop is not None and first is None
-        if not stopped and not all(keys[c.name] in journal.exits for c in spec.containers if c.essential):
+        stop = journal.stop_of(key) if first is None else None  # a stop that came before any essential end
+        if stop is None and not all(keys[c.name] in journal.exits for c in spec.containers if c.essential):
             return True  # an essential member ended unrecorded, or never ran: a lost host (the caller says so)
         for name, k in keys.items():
             if k in journal.pids and k not in journal.exits:
@@ -214,7 +213,7 @@ class ProcessGroups:
         if first is not None and states[first].exit_code == 128 + signal.SIGPIPE:
             return True  # it wrote after the server (the reader of its output) died: the server's end, not its own
         run = task_group.GroupRun(spec, {}, self._reporter(spec), self.launcher.grace_seconds)
-        if stop is not None and stopped:
+        if stop is not None:
             run.stop(stop)  # the task's end is the stop's (its reason the task's, a timeout flagged), as live
         run.resume(states, first)
         return True

@@ -53,8 +53,8 @@ class Journal:
         self.pids: dict[str, int] = {}
         self.exits: dict[str, int] = {}  # in the order they were first written
         self.tasks: dict[str, str] = {}  # a multi-container attempt's task_group.task_label
-        # an attempt's first stop: its reason, and how many exits the journal held before it (those that ended
-        # before the stop came: the first len(exits) of `exits`, in their order)
+        self._exit_at: dict[str, int] = {}  # each exit's place among the exits, in journal order
+        # an attempt's first stop: its reason, and how many exits the journal held before it (exited_before_stop)
         self.stops: dict[str, tuple[str, int]] = {}
 
     def record_pid(self, key: str, pid: int) -> None:
@@ -71,6 +71,18 @@ class Journal:
         if " " in key:
             raise ValueError(f"not a journal key: {key}")
         os.write(self._fd, f"stop {key} {json.dumps(reason)}\n".encode())  # one write (O_APPEND), as record_task
+
+    def stop_of(self, key: str) -> str | None:
+        """The reason of the first stop journaled for the attempt `key`; None without one."""
+        stop = self.stops.get(key)
+        return stop[0] if stop is not None else None
+
+    def exited_before_stop(self, exit_key: str, stop_key: str) -> bool:
+        """Whether the exit of `exit_key` (an attempt's, or a member's) was journaled before the stop of the attempt
+        `stop_key`: always without a stop, never without an exit."""
+        at = self._exit_at.get(exit_key)
+        stop = self.stops.get(stop_key)
+        return at is not None and (stop is None or at < stop[1])
 
     def refresh(self) -> None:
         with self._lock:
@@ -90,8 +102,11 @@ class Journal:
             for line in complete.decode("utf-8", "replace").splitlines():
                 kind, _, rest = line.partition(" ")
                 key, _, value = rest.partition(" ")
-                if value.isdigit() and kind in ("pid", "exit"):
-                    (self.pids if kind == "pid" else self.exits)[key] = int(value)
+                if value.isdigit() and kind == "pid":
+                    self.pids[key] = int(value)
+                elif value.isdigit() and kind == "exit":
+                    self._exit_at.setdefault(key, len(self.exits))
+                    self.exits[key] = int(value)
                 elif kind == "task" and value:
                     self.tasks[key] = value
                 elif kind == "stop" and key not in self.stops:
