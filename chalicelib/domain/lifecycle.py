@@ -115,6 +115,12 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 def transition(job: Job, event: Event, now: int) -> Outcome:
+    if isinstance(event, TaskStopped) and event.stop_nodes is not None and _over(job, event.attempt):
+        # A multi-node attempt that is over, told again that it ended (its main node's STOPPED delivered again, or a
+        # node task still running: task_events): ask its nodes' tasks to stop again, without a write. A crash between
+        # the end's write and its StopTask left them running, and this redelivery is the repair (stopping twice is
+        # harmless: only the tasks still running are asked).
+        return Outcome(None, (StopTask(event.attempt, event.stop_nodes),))
     if job.status not in TRANSITIONS[type(event).__name__]:
         return UNCHANGED
     match event:
@@ -226,6 +232,11 @@ def _claim(job: Job, claim: Claim, now: int) -> Outcome:
     )
     claimed = replace(job, status=STARTING, current=attempt, status_reason=None, updated_at=now, caps=dict(claim.caps))
     return Outcome(claimed, (Publish(), Launch(attempt.number)))
+
+
+def _over(job: Job, attempt: int) -> bool:
+    """The job's attempt `attempt` has ended (it is among the finished attempts)."""
+    return any(a.number == attempt for a in job.attempts)
 
 
 def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:

@@ -18,7 +18,9 @@ imports no adapter (issue 15, `make lint`).
 
 Every event may arrive twice and out of order. Both handlers only apply lifecycle events, which ignore what no longer
 applies (a duplicate, a RUNNING after the STOPPED, an attempt that is no longer current), so redelivery changes
-nothing; a stop asked twice is harmless.
+nothing; a stop asked twice is harmless. One exception writes nothing either: a multi-node attempt that is over and
+hears from its main node's STOPPED again, or from a node task still running, asks its tasks to stop again (the
+repair of a crash between the end's write and its StopTask).
 """
 
 from __future__ import annotations
@@ -69,10 +71,18 @@ def apply_task_event(
     job = svc.jobs.get(parent_id)
     if job is None or job.node_properties is None:
         return None
+    main = nodes.main_node(job.node_properties)
     current = job.current
     if current is None or current.number != event.attempt:
-        return job  # an attempt that is over (its nodes stopped with it)
-    main = nodes.main_node(job.node_properties)
+        # An attempt that is over. Its main node's STOPPED again (a redelivery), or a node's task running and not
+        # being stopped: its nodes' tasks are asked to stop again (the lifecycle decides: a crash between the end's
+        # write and its StopTask, or a node launched as the attempt ended that the stop's ListTasks, eventually
+        # consistent, did not list). The other nodes' STOPPED events after the end are expected and ask nothing.
+        running = isinstance(event, lifecycle.TaskStarted) and (task or {}).get("desiredStatus") != "STOPPED"
+        if running or (index == main and isinstance(event, lifecycle.TaskStopped)):
+            again = lifecycle.TaskStopped(event.attempt, None, stop_nodes=nodes.STOPPED_WITH_MAIN)
+            return reactor.apply_all(parent_id, (again,), read=job)
+        return job
     if isinstance(event, lifecycle.TaskStarted):
         if index != main:
             return job

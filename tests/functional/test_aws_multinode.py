@@ -17,7 +17,7 @@ from chalicelib.compute.ecs import EcsLauncher
 from chalicelib.compute.ecs_nodes import EcsNodeLauncher
 from chalicelib.domain import lifecycle
 from chalicelib.domain.jobs import FAILED, RUNNING, STARTING, SUCCEEDED
-from chalicelib.domain.nodes import effective
+from chalicelib.domain.nodes import STOPPED_WITH_MAIN, effective
 from chalicelib.runtime.task_events import apply_task_event
 from chalicelib.store.dynamo import DynamoItemStore
 from chalicelib.store.repository import Repository
@@ -219,3 +219,87 @@ def test_a_node_ecs_refuses_to_start_fails_the_attempt_and_stops_the_main_node(a
     (task,) = aws.ecs.describe_tasks(cluster=CLUSTER, tasks=[main["taskArn"]])["tasks"]
     assert task["desiredStatus"] == "STOPPED"
     assert sorted(node_tasks(aws, job_id)) == [0]
+
+
+# -- a crash between the attempt's end and its StopTask ------------------------------------------------------------
+
+
+class Crash(Exception):
+    """The handler's process dying after the end's write, before its StopTask (the Lambda invocation fails)."""
+
+
+def crashing_stops(monkeypatch: pytest.MonkeyPatch, launcher: EcsLauncher, times: int) -> list[str]:
+    """The next `times` stops raise Crash before any StopTask; the later ones run. Returns the reasons asked."""
+    asked: list[str] = []
+    real = launcher.stop
+
+    def stop(job_id: str, attempt: int, reason: str) -> None:
+        asked.append(reason)
+        if len(asked) <= times:
+            raise Crash()
+        real(job_id, attempt, reason)
+
+    monkeypatch.setattr(launcher, "stop", stop)
+    return asked
+
+
+def desired(aws: Aws, task: dict[str, Any]) -> str:
+    (now,) = aws.ecs.describe_tasks(cluster=CLUSTER, tasks=[task["taskArn"]])["tasks"]
+    return str(now["desiredStatus"])
+
+
+def test_a_redelivered_main_node_stop_stops_the_nodes_a_crash_left_running(
+    aws: Aws, plane: Plane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a 3-node job whose nodes all run
+    queue, jd = setup(plane, aws, 3, 0)
+    aws.container_instance()
+    job_id = plane.submit(queue, jd)
+    assert plane.dispatch() == 1
+    deliver(plane, node_event(aws, node_tasks(aws, job_id)[0], "RUNNING", version=2))
+    tasks = node_tasks(aws, job_id)
+    assert sorted(tasks) == [0, 1, 2]
+    asked = crashing_stops(monkeypatch, plane.reactor.launcher.ecs, 1)  # type: ignore[attr-defined]
+
+    # WHEN the main node's STOPPED is written and the handler dies before its StopTask
+    stopped = node_event(aws, tasks[0], "STOPPED", version=3, exit_code=0)
+    with pytest.raises(Crash):
+        deliver(plane, stopped)
+    job = plane.describe_one(job_id)
+    assert job["status"] == SUCCEEDED
+    assert [desired(aws, tasks[i]) for i in (1, 2)] == ["RUNNING", "RUNNING"]
+    writes = plane.describe_one(job_id)
+
+    # THEN EventBridge's redelivery of the STOPPED stops them, and writes nothing
+    deliver(plane, stopped)
+    assert [desired(aws, tasks[i]) for i in (1, 2)] == ["STOPPED", "STOPPED"]
+    assert plane.describe_one(job_id) == writes
+    assert asked == [STOPPED_WITH_MAIN, STOPPED_WITH_MAIN]
+
+    # AND the other nodes' own STOPPED events after the end ask nothing more
+    deliver(plane, *(node_event(aws, tasks[i], "STOPPED", version=4, exit_code=143) for i in (1, 2)))
+    assert len(asked) == 2 and plane.describe_one(job_id) == writes
+
+
+def test_a_node_task_still_running_after_its_attempt_ended_is_stopped(
+    aws: Aws, plane: Plane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a 2-node job whose attempt ended while node 1's task was not yet listed by the stop (ListTasks is
+    # eventually consistent: here the stop asked nothing of it)
+    queue, jd = setup(plane, aws, 2, 0)
+    aws.container_instance()
+    job_id = plane.submit(queue, jd)
+    assert plane.dispatch() == 1
+    deliver(plane, node_event(aws, node_tasks(aws, job_id)[0], "RUNNING", version=2))
+    tasks = node_tasks(aws, job_id)
+    ecs_launcher: EcsLauncher = plane.reactor.launcher.ecs  # type: ignore[attr-defined]
+    monkeypatch.setattr(ecs_launcher, "stop", lambda job_id, attempt, reason: None)
+    deliver(plane, node_event(aws, tasks[0], "STOPPED", version=3, exit_code=0))
+    assert plane.describe_one(job_id)["status"] == SUCCEEDED
+    assert desired(aws, tasks[1]) == "RUNNING"
+    monkeypatch.undo()
+
+    # WHEN node 1's RUNNING event arrives THEN its task is stopped
+    deliver(plane, node_event(aws, tasks[1], "RUNNING", version=2))
+    assert desired(aws, tasks[1]) == "STOPPED"
+    assert plane.describe_one(job_id)["status"] == SUCCEEDED

@@ -169,5 +169,13 @@ def test_the_attempts_end_asks_its_other_nodes_be_stopped() -> None:
     failed = transition(retried, TaskStopped(1, None, status_reason=why, stop_nodes=why), LATER)
     assert failed.job is not None and failed.job.status == RUNNABLE
     assert failed.effects[-1] == StopTask(1, why)
-    # a duplicate (the attempt is over) asks nothing
-    assert transition(ended.job, TaskStopped(1, 0, stop_nodes=nodes.STOPPED_WITH_MAIN), LATER).effects == ()
+    # a duplicate (the attempt is over) asks again, without a write: a crash between the end's write and its
+    # StopTask left the nodes running, and the redelivery repairs it
+    again = transition(ended.job, TaskStopped(1, 0, stop_nodes=nodes.STOPPED_WITH_MAIN), LATER)
+    assert (again.job, again.effects) == (None, (StopTask(1, nodes.STOPPED_WITH_MAIN),))
+    repeated = transition(failed.job, TaskStopped(1, None, stop_nodes=why), LATER)  # retried: attempt 2 waits
+    assert (repeated.job, repeated.effects) == (None, (StopTask(1, why),))
+    # an attempt that is not over yet, or was never made, is not stopped by it
+    assert transition(failed.job, TaskStopped(2, None, stop_nodes=why), LATER).effects == ()
+    # without stop_nodes (the local launchers stop their nodes themselves) a duplicate asks nothing
+    assert transition(ended.job, TaskStopped(1, 0), LATER).effects == ()
