@@ -59,7 +59,7 @@ IMAGE = "public.ecr.aws/docker/library/busybox:latest"
 EXEC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/batchplane-execution"
 SPOT_INTERRUPTED = "Your Spot Task was interrupted."
 ESSENTIAL_EXITED = "Essential container in task exited"
-TIMEOUTS_S = {"on_job_change": 300, "dispatch": 120, "on_ecs_task_event": 30}
+TIMEOUTS_S = {"on_job_change": 300, "dispatch": 120, "on_ecs_task_event": 30, "sweep": 55}  # .chalice/config.json
 WRITES = {"PutItem", "DeleteItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem"}
 MAX_ROUNDS = 200
 
