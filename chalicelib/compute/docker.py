@@ -58,7 +58,7 @@ from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskSpec
 from chalicelib.compute.workers import Workers
-from chalicelib.domain.jobs import TIMEOUT_REASON, Job
+from chalicelib.domain.jobs import Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.reasons import TASK_FAILED_TO_START
 
@@ -141,7 +141,7 @@ class DockerLauncher:
         if a is None or a.stop_reason is not None:
             return
         a.stop_reason = reason
-        with contextlib.suppress(OSError):  # kept for a restart's re-attach, before it is sent (docker_recovery)
+        with contextlib.suppress(OSError):  # kept for a restart, before it is sent (docker_recovery)
             self.journal.record_stop(a.key, reason)
         docker_attempt.stop(self.client, a)
 
@@ -221,11 +221,11 @@ class DockerLauncher:
                 self._failed_to_start(a, str(e))
                 return False
         assert a.container is not None
-        if a.stop_reason is not None:  # stopped while its image was pulled: it never runs
+        if a.stop_reason is not None:  # stopped while it was created (its image pulled): it never runs
             self._discard(a)
             with self._lock:
                 self._attempts.pop(a.key, None)
-            event = TaskStopped(a.attempt, None, status_reason=a.stop_reason, timed_out=a.stop_reason == TIMEOUT_REASON)
+            event = docker_attempt.stopped_before_start(a.attempt, a.stop_reason)
             self._report(a.job_id, event, a, recorded=lambda: self._removals.release(a))
             return False
         try:

@@ -4,8 +4,9 @@ delegates `recover` and `reap` here).
 - `recover`: was an attempt ever started? A container found is watched again (re-attached to while it runs,
   settled with its real exit code and OOM flag once it has ended, started when it was only created); a journalled
   container the engine lost fails as a lost host; one never started is launched again under the same key (its
-  marker cleared). An attempt the process executor of the same state started (before a switch of executors) is
-  recovered as that executor would (compute/local.py).
+  marker cleared), unless a stop was asked before its start (kept in its marker: docs/adr/0033): as live, it then
+  never runs and ends with the stop's reason. An attempt the process executor of the same state started (before a
+  switch of executors) is recovered as that executor would (compute/local.py).
 - `reap`: removes this state's ended containers that nothing watches or will ask about any more.
 
 Both work on the launcher's own state (its lock and its sets of attempts in progress), as its methods would.
@@ -59,8 +60,12 @@ def recover(launcher: DockerLauncher, job_id: str, attempt: int) -> bool:
             launcher._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST), recorded=settled)
             return True
         if not launcher.journal.was_started(key):
-            # never created, or created but never started: it never ran; the sweep launches it now, same key
-            launcher._relaunchable(key)
+            # never created, or created but never started: it never ran
+            stop = launcher.journal.stop_of(key)
+            if stop is not None:  # stopped first: as live, it never runs (nor is it launched again)
+                launcher._report(job_id, docker_attempt.stopped_before_start(attempt, stop[1]), recorded=settled)
+                return True
+            launcher._relaunchable(key)  # the sweep launches it now, same key
             return False
         # It may have run: lost. (Or its end is recorded, its container removed: by this server since a sweep
         # read the job, or by an earlier run. Then the report is stale: ignored by the lifecycle, and what a
@@ -78,7 +83,8 @@ def recover(launcher: DockerLauncher, job_id: str, attempt: int) -> bool:
     a.last_ms = last_logged(launcher.logs, a.log_stream)
     a.since = a.last_ms / 1000 if a.last_ms else None
     # A stop in flight when the server died (it ended the container, or it still runs): its end is the stop's, as
-    # the live watcher reports it; one still running is stopped again (the engine finishes the first stop too).
+    # the live watcher reports it; one still running is stopped again (the engine finishes the first stop too). A
+    # container created, never started, with a stop kept (asked before its start) is removed unstarted (`_start`).
     a.stop_reason = stopped_after(info, launcher.journal.stop_of(key))
     launcher._watch(a, created=info["State"]["Status"] == "created")
     if a.stop_reason is not None and info["State"]["Status"] != "created":
