@@ -343,8 +343,7 @@ class HeldSink(Sink):
 
 
 def in_progress(launcher: DockerLauncher) -> set[str]:
-    with launcher._lock:
-        return launcher._launched | set(launcher._attempts)
+    return launcher.in_progress()
 
 
 def task_spec(job_id: str, script: str) -> TaskSpec:
