@@ -16,7 +16,8 @@ Crash safety (the recovery protocol of ADR 0016): each container is named after 
 (a second create conflicts: an attempt never runs twice) and labelled with them; `created <key>` is journalled in
 `<state>/work/docker-journal` before the create. Containers outlive the server (`shutdown()` lets go of them);
 `recover()` re-attaches to a running one, settles one that ended with its real exit code and OOM flag, starts one
-never started, and fails one the engine lost as a lost host. The engine's sweep runs with `lost_host=None` for this
+never started (unless it was stopped first: it then ends unstarted, as live), and fails one the engine lost as a lost
+host. The engine's sweep runs with `lost_host=None` for this
 launcher: it reports every end itself. A container is removed only once its end is recorded (the TaskStopped
 report carries a callback the engine runs after applying it: runtime/engine.py `Engine.report`).
 
