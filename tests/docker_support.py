@@ -2,17 +2,26 @@
 
 Without an engine the tests that ask for it skip, saying how to get one; with the environment variable CI set they
 fail instead (CI must run them). `remove_containers(state_dir)` removes what a test's server left behind.
+`EngineGate`: a proxy in front of the engine that holds a server's container creates until the test lets them go.
+`holds_the_credentials_endpoint(runtime)`: skips (fails with CI set) while another process holds 169.254.170.2:80.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
+import socket
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from chalicelib.runtime.local import LocalRuntime
 
 HOW = "no Docker engine answers ({why}); start one with `bash scripts/docker-up.sh` (or set DOCKER_HOST)"
 TEST_IMAGE = "busybox:latest"  # built locally by scripts/docker-up.sh: no registry is reachable
@@ -41,6 +50,18 @@ def docker_engine() -> Iterator[Any]:
     client.close()
 
 
+def holds_the_credentials_endpoint(runtime: LocalRuntime) -> None:
+    """Containers get credentials from the one server per machine that listens on 169.254.170.2:80 (ADR 0017). While
+    another one holds it (another test run's Docker server on this machine), this server grants nothing, its
+    containers are not on the credentials network, and their requests reach the other server through the host:
+    HTTP 400, an id it does not know. Not this server's fault: skipped, or failed when CI is set (one run alone)."""
+    if runtime.credentials.network is None:
+        message = "another process on this machine listens on 169.254.170.2:80 (another batchplane server?)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set: {message}")
+        pytest.skip(message)
+
+
 def remove_containers(client: Any, state_dir: Path) -> None:
     """Force-remove every container (and Docker volume) a server on `state_dir` started."""
     path = state_dir / "executor-id"
@@ -62,3 +83,89 @@ def node_networks(client: Any, state_dir: Path) -> list[dict[str, Any]]:
         return []
     label = f"batchplane.state-dir={path.read_text().strip()}"
     return list(client.networks(filters={"label": [label, "batchplane.nodes-of"]}))
+
+
+class EngineGate:
+    """A proxy in front of the Docker engine, at `docker_host` (a unix socket: a server started with DOCKER_HOST set
+    to it talks to the engine through it), that holds the server's container creates (those whose request line has
+    `match`) until `release()`: with `hold="request"` the engine never sees a create held (dropped when the server
+    goes away first: the container is never created); with `hold="response"` the engine creates the container and
+    its answer is kept from the server (the container exists, the server does not know its id). `held` is set once a
+    create is held. Every other call (and every call after the release) passes through, streams included."""
+
+    def __init__(self, hold: str, match: bytes = b"/containers/create") -> None:
+        assert hold in ("request", "response")
+        self.hold, self.match = hold, match
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        assert host.startswith("unix://"), f"EngineGate needs the engine on a unix socket, not {host}"
+        self.upstream = host[len("unix://") :]
+        self.dir = tempfile.mkdtemp(prefix="bpgate-")  # short: a socket's path has at most 107 bytes
+        self.path = os.path.join(self.dir, "docker.sock")
+        self.held = threading.Event()
+        self.released = threading.Event()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.path)
+        self._listener.listen(64)
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="engine-gate", daemon=True).start()
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.path}"
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.released.set()
+        for s in [self._listener, *self._sockets]:
+            with contextlib.suppress(OSError):
+                s.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+            os.rmdir(self.dir)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            engine.connect(self.upstream)
+            self._sockets += [client, engine]
+            answer = threading.Event()  # cleared while the answer to a create is held
+            answer.set()
+            threading.Thread(target=self._up, args=(client, engine, answer), daemon=True).start()
+            threading.Thread(target=self._down, args=(engine, client, answer), daemon=True).start()
+
+    def _holds(self, data: bytes) -> bool:
+        return not self.released.is_set() and data.startswith(b"POST ") and self.match in data.split(b"\r\n", 1)[0]
+
+    def _up(self, client: socket.socket, engine: socket.socket, answer: threading.Event) -> None:
+        """The server's requests to the engine (one at a time per connection: docker-py does not pipeline)."""
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                if self._holds(data):
+                    self.held.set()
+                    if self.hold == "response":
+                        answer.clear()
+                    else:
+                        while not self.released.is_set():  # (the rest of the request joins it)
+                            if select.select([client], [], [], 0.05)[0]:
+                                more = client.recv(65536)
+                                if not more:
+                                    return  # the server went away: the create never reaches the engine
+                                data += more
+                engine.sendall(data)
+        with contextlib.suppress(OSError):
+            engine.shutdown(socket.SHUT_WR)
+
+    def _down(self, engine: socket.socket, client: socket.socket, answer: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := engine.recv(65536):
+                while not answer.is_set() and not self.released.wait(0.05):
+                    pass
+                client.sendall(data)
+        with contextlib.suppress(OSError):
+            client.shutdown(socket.SHUT_WR)

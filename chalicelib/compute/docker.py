@@ -16,11 +16,12 @@ Crash safety (the recovery protocol of ADR 0016): each container is named after 
 (a second create conflicts: an attempt never runs twice) and labelled with them; `created <key>` is journalled in
 `<state>/work/docker-journal` before the create. Containers outlive the server (`shutdown()` lets go of them);
 `recover()` re-attaches to a running one, settles one that ended with its real exit code and OOM flag, starts one
-never started, and fails one the engine lost as a lost host. The engine's sweep runs with `lost_host=None` for this
+never started (unless it was stopped first: it then ends unstarted, as live), and fails one the engine lost as a lost
+host. The engine's sweep runs with `lost_host=None` for this
 launcher: it reports every end itself. A container is removed only once its end is recorded (the TaskStopped
 report carries a callback the engine runs after applying it: runtime/engine.py `Engine.report`).
 
-Memory: only the attempts in progress are held (`_launched`, `_attempts`); what keeps an ended attempt from running
+Memory: only the attempts in progress are held (`in_progress()`); what keeps an ended attempt from running
 again is its marker on disk (compute/docker_state.py `Journal`, docs/adr/0033), as the process executor's work dir
 does for its attempts. A long-lived server holds nothing per finished attempt.
 """
@@ -33,6 +34,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,7 +60,7 @@ from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs_port import LogStore
 from chalicelib.compute.port import CredentialVendor, TaskSpec
 from chalicelib.compute.workers import Workers
-from chalicelib.domain.jobs import TIMEOUT_REASON, Job
+from chalicelib.domain.jobs import Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.reasons import TASK_FAILED_TO_START
 
@@ -104,7 +106,7 @@ class DockerLauncher:
         work_root.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(work_root / JOURNAL)
         self._removals = docker_attempt.Removals(client, credentials, self.settled)
-        self._groups = DockerGroups(self)  # multi-container attempts
+        self.groups = DockerGroups(self)  # multi-container attempts
 
     def name(self, job_id: str, attempt: int) -> str:
         return f"batchplane-{self.state_id}-{job_id.replace(':', '_').replace('#', '.node')}-{attempt}"
@@ -112,10 +114,8 @@ class DockerLauncher:
     # -- the Launcher port ------------------------------------------------------------------------------------
 
     def launch(self, spec: TaskSpec) -> None:
-        with self._lock:
-            if spec.key in self._launched:
-                return  # idempotent: this attempt is in progress here
-            self._launched.add(spec.key)  # before any container of it can exist: see reap()
+        if not self.hold(spec.key):  # before any container of it can exist: see reap()
+            return  # idempotent: this attempt is in progress here
         try:
             fresh = self.journal.launching(spec.key)  # its marker, made exclusively (one file create)
         except OSError:
@@ -127,21 +127,21 @@ class DockerLauncher:
             self.let_go(spec.key)
             return
         if spec.containers:  # a multi-container job (docs/adr/0028)
-            self._groups.launch(spec)
+            self.groups.launch(spec)
             return
         grace = float(spec.container.get("stopTimeout") or self.grace_seconds)  # (ecsProperties containers have one)
         a = Attempt(spec.job_id, spec.attempt, spec.log_stream, grace, spec=spec)
-        self._watch(a)
+        self.watch(a)
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
-        if self._groups.stop(f"{job_id}#{attempt}", reason):
+        if self.groups.stop(f"{job_id}#{attempt}", reason):
             return
         with self._lock:
             a = self._attempts.get(f"{job_id}#{attempt}")
         if a is None or a.stop_reason is not None:
             return
         a.stop_reason = reason
-        with contextlib.suppress(OSError):  # kept for a restart's re-attach, before it is sent (docker_recovery)
+        with contextlib.suppress(OSError):  # kept for a restart, before it is sent (docker_recovery)
             self.journal.record_stop(a.key, reason)
         docker_attempt.stop(self.client, a)
 
@@ -171,7 +171,7 @@ class DockerLauncher:
     def shutdown(self, timeout: float = 5.0) -> None:
         """The server goes away: containers keep running (the next start re-attaches to them); nothing more is
         reported or logged. Waits (bounded) for the watchers to let go of their log streams."""
-        self._groups.shutdown()
+        self.groups.shutdown()
         with self._lock:
             attempts = list(self._attempts.values())
             for a in attempts:
@@ -186,9 +186,50 @@ class DockerLauncher:
         if self.processes is not None:
             self.processes.shutdown(0.0)
 
+    # -- the attempts in progress here (what compute/docker_recovery.py asks and tells) ---------------------------
+
+    def hold(self, key: str) -> bool:
+        """The attempt is in progress here from now on (launched or recovered: its key joins the set); False when it
+        is already (not yet `settled` or let go): nothing is to be done of it again."""
+        with self._lock:
+            if key in self._launched or key in self._attempts:  # (a watched key is always in the set: belt and braces)
+                return False
+            self._launched.add(key)
+            return True
+
+    def in_progress(self) -> set[str]:
+        """The keys of the attempts in progress here (launched or recovered, not yet settled or let go)."""
+        with self._lock:
+            return self._launched | set(self._attempts)
+
+    def settled(self, key: str) -> None:
+        """Its end recorded, then its containers removed (docker_attempt.Removals, DockerTask.done): the marker is
+        set STARTED (one that failed to start must not be relaunched by a recovery either), then the key leaves the
+        set: from then on the marker alone keeps a launch or a recovery from running the attempt again."""
+        self.journal.ended(key)
+        self.let_go(key)
+
+    def let_go(self, key: str) -> None:
+        """Nothing of the attempt is this server's to watch (any more): its key leaves the set."""
+        with self._lock:
+            self._launched.discard(key)
+
+    def relaunchable(self, key: str) -> None:
+        """Found never started by a recovery: the marker goes, then the key (held until then, so no launch comes
+        between): the sweep's launch under the same key makes the attempt anew."""
+        self.journal.forget(key)
+        self.let_go(key)
+
+    def report_end(self, job_id: str, event: TaskStopped) -> None:
+        """Report the end of an attempt held here that no watcher follows (a recovery found it lost, or stopped
+        before its start): once the end is recorded, it is settled."""
+        self._report(job_id, event, recorded=partial(self.settled, f"{job_id}#{event.attempt}"))
+
     # -- the watcher: one thread per attempt (reused: compute/workers.py) --------------------------------------
 
-    def _watch(self, a: Attempt, *, created: bool = False) -> None:
+    def watch(self, a: Attempt, *, created: bool = False) -> None:
+        """Follow the attempt on a watcher thread until its end is reported: create and start its container (start
+        it only, `created`: found created by a recovery), or follow the one found (`a.container`)."""
         with self._lock:
             self._attempts[a.key] = a
         self._workers.run(a.key, lambda: self._run(a, created))
@@ -221,11 +262,11 @@ class DockerLauncher:
                 self._failed_to_start(a, str(e))
                 return False
         assert a.container is not None
-        if a.stop_reason is not None:  # stopped while its image was pulled: it never runs
+        if a.stop_reason is not None:  # stopped while it was created (its image pulled): it never runs
             self._discard(a)
             with self._lock:
                 self._attempts.pop(a.key, None)
-            event = TaskStopped(a.attempt, None, status_reason=a.stop_reason, timed_out=a.stop_reason == TIMEOUT_REASON)
+            event = docker_attempt.stopped_before_start(a.attempt, a.stop_reason)
             self._report(a.job_id, event, a, recorded=lambda: self._removals.release(a))
             return False
         try:
@@ -303,24 +344,6 @@ class DockerLauncher:
         self._report(a.job_id, event, a, recorded=lambda: self._removals.remove(a))
 
     # -- internals --------------------------------------------------------------------------------------------
-
-    def settled(self, key: str) -> None:
-        """Its end recorded, then its containers removed (docker_attempt.Removals, DockerTask.done): the marker is
-        set STARTED (one that failed to start must not be relaunched by a recovery either), then the key leaves the
-        set: from then on the marker alone keeps a launch or a recovery from running the attempt again."""
-        self.journal.ended(key)
-        self.let_go(key)
-
-    def let_go(self, key: str) -> None:
-        """Nothing of the attempt is this server's to watch (any more): its key leaves the set."""
-        with self._lock:
-            self._launched.discard(key)
-
-    def _relaunchable(self, key: str) -> None:
-        """Found never started by a recovery: the marker goes, then the key (held until then, so no launch comes
-        between): the sweep's launch under the same key makes the attempt anew."""
-        self.journal.forget(key)
-        self.let_go(key)
 
     def _failed_to_start(self, a: Attempt, reason: str) -> None:
         self.logs.append(a.log_stream, [(time.time_ns() // 1_000_000, reason)])

@@ -136,6 +136,12 @@ def _drain(client: docker.APIClient, logs: LogStore, a: Attempt) -> None:
         logs.append(a.log_stream, missed)
 
 
+def stopped_before_start(attempt: int, reason: str) -> TaskStopped:
+    """The end of an attempt stopped before its container started (it never runs), as ECS reports a task stopped
+    while it was provisioning: no exit code, the stop's reason (a timeout flagged)."""
+    return TaskStopped(attempt, None, status_reason=reason, timed_out=reason == TIMEOUT_REASON)
+
+
 def stop(client: docker.APIClient, a: Attempt) -> None:
     """`docker stop`: the image's stop signal (SIGTERM), then SIGKILL after the grace period, as ECS stops a task; on
     its own thread, so the caller does not wait for it."""

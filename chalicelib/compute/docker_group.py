@@ -19,7 +19,8 @@ namespace (localhost between them, as ECS's awsvpc gives), sharing the task's vo
   coordinator carries on (an essential container that ended while the server was down ends the task now; a stop
   in flight when the server died, kept in the attempt's marker, ends it with its reason: compute/docker_state.py
   `stopped_after`, ADR 0028). A task of which nothing was started yet (a crash while preparing) is removed and
-  launched again under the same attempt (its marker cleared: compute/docker.py `recover`); one without the label
+  launched again under the same attempt (its marker cleared: compute/docker_recovery.py `recover`), unless it was
+  stopped meanwhile: as live, it then ends with the stop's reason, none of its containers started; one without the label
   (an earlier version's) is removed and ends as a lost host. The attempt's marker set STARTED (and a `started`
   journal line), before anything is created, keeps an attempt whose containers are gone from running twice.
 - The attempt's key stays in the launcher's set of attempts in progress until its end is recorded and its
@@ -81,7 +82,7 @@ class DockerGroups:
         if task is None:
             return False
         if task.run.stop_reason is None:  # (the first stop is the one that counts: GroupRun.stop)
-            with contextlib.suppress(OSError):  # kept for a restart's re-attach, before a member is stopped (recover)
+            with contextlib.suppress(OSError):  # kept for a restart, before a member is stopped (recover)
                 self.launcher.journal.record_stop(key, reason)
         task.run.stop(reason)
         return True
@@ -112,10 +113,14 @@ class DockerGroups:
         infos: dict[str, dict[str, Any]] = {}
         for c in spec.containers:
             states[c.name] = self._reattach(task.members[c.name], labels.get(c.name), infos)
-        if not any(st.status in (RUNNING, EXITED) for st in states.values()):
-            self._remove(found, [v for m in task.members.values() for v in m.volumes])
-            return False  # prepared, never started: it never ran
         stop = launcher.journal.stop_of(spec.key)  # a stop in flight when the server died
+        if not any(st.status in (RUNNING, EXITED) for st in states.values()):
+            if stop is None:
+                self._remove(found, [v for m in task.members.values() for v in m.volumes])
+                return False  # prepared, never started: it never ran
+            # stopped while it was prepared: as live, none starts (those not created yet never are) and the stop's
+            # reason ends the task (GroupRun: "Task stopped before the container started")
+            states = {name: State(WAITING) for name in states}
         if stop is not None and not any(
             states[c.name].status == EXITED and stopped_after(infos[c.name], stop) is None
             for c in spec.containers

@@ -4,17 +4,18 @@ delegates `recover` and `reap` here).
 - `recover`: was an attempt ever started? A container found is watched again (re-attached to while it runs,
   settled with its real exit code and OOM flag once it has ended, started when it was only created); a journalled
   container the engine lost fails as a lost host; one never started is launched again under the same key (its
-  marker cleared). An attempt the process executor of the same state started (before a switch of executors) is
-  recovered as that executor would (compute/local.py).
+  marker cleared), unless a stop was asked before its start (kept in its marker: docs/adr/0033): as live, it then
+  never runs and ends with the stop's reason. An attempt the process executor of the same state started (before a
+  switch of executors) is recovered as that executor would (compute/local.py).
 - `reap`: removes this state's ended containers that nothing watches or will ask about any more.
 
-Both work on the launcher's own state (its lock and its sets of attempts in progress), as its methods would.
+Both go through the launcher's interface for the attempts in progress (`hold`, `in_progress`, `watch`,
+`report_end`, `relaunchable`, `let_go`, `settled`), never its internals.
 """
 
 from __future__ import annotations
 
 import contextlib
-from functools import partial
 from typing import TYPE_CHECKING
 
 from docker.errors import DockerException, NotFound
@@ -40,32 +41,34 @@ def recover(launcher: DockerLauncher, job_id: str, attempt: int) -> bool:
     """After a restart (or for a claim a sweep finds old): was this attempt ever started? A container found is
     watched again and its real end reported; a journalled container the engine lost fails as a lost host."""
     key = f"{job_id}#{attempt}"
-    with launcher._lock:
-        if key in launcher._attempts or key in launcher._launched:
-            return True  # in progress here: this server launched or recovered it and watches it
-        launcher._launched.add(key)
-    settled = partial(launcher.settled, key)  # once a lost host reported here is recorded
+    if not launcher.hold(key):
+        return True  # in progress here: this server launched or recovered it and watches it
+    lost = TaskStopped(attempt, None, status_reason=LOST_HOST)  # (settled once recorded: `report_end`)
     try:
-        grouped = launcher._groups.recover(job_id, attempt)  # a multi-container attempt (docs/adr/0028)
+        grouped = launcher.groups.recover(job_id, attempt)  # a multi-container attempt (docs/adr/0028)
         if grouped is not None:
             if not grouped:
-                launcher._relaunchable(key)  # prepared, never started: the sweep launches it now, same key
+                launcher.relaunchable(key)  # prepared, never started: the sweep launches it now, same key
             return grouped
         info = launcher.client.inspect_container(launcher.name(job_id, attempt))
     except NotFound:
         if launcher.processes is not None and launcher.processes.work_dir(job_id, attempt).is_dir():
             # started by the process executor before a switch of executors: recovered as it would recover it
             launcher.processes.recover(job_id, attempt)  # (kills it; an exit 0 it recorded is reported as such)
-            launcher._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST), recorded=settled)
+            launcher.report_end(job_id, lost)
             return True
         if not launcher.journal.was_started(key):
-            # never created, or created but never started: it never ran; the sweep launches it now, same key
-            launcher._relaunchable(key)
+            # never created, or created but never started: it never ran
+            stop = launcher.journal.stop_of(key)
+            if stop is not None:  # stopped first: as live, it never runs (nor is it launched again)
+                launcher.report_end(job_id, docker_attempt.stopped_before_start(attempt, stop[1]))
+                return True
+            launcher.relaunchable(key)  # the sweep launches it now, same key
             return False
         # It may have run: lost. (Or its end is recorded, its container removed: by this server since a sweep
         # read the job, or by an earlier run. Then the report is stale: ignored by the lifecycle, and what a
         # multi-node group recovering its nodes needs.)
-        launcher._report(job_id, TaskStopped(attempt, None, status_reason=LOST_HOST), recorded=settled)
+        launcher.report_end(job_id, lost)
         return True
     except Exception:  # the engine does not answer: the next sweep asks again
         launcher.let_go(key)
@@ -78,9 +81,10 @@ def recover(launcher: DockerLauncher, job_id: str, attempt: int) -> bool:
     a.last_ms = last_logged(launcher.logs, a.log_stream)
     a.since = a.last_ms / 1000 if a.last_ms else None
     # A stop in flight when the server died (it ended the container, or it still runs): its end is the stop's, as
-    # the live watcher reports it; one still running is stopped again (the engine finishes the first stop too).
+    # the live watcher reports it; one still running is stopped again (the engine finishes the first stop too). A
+    # container created, never started, with a stop kept (asked before its start) is removed unstarted (`_start`).
     a.stop_reason = stopped_after(info, launcher.journal.stop_of(key))
-    launcher._watch(a, created=info["State"]["Status"] == "created")
+    launcher.watch(a, created=info["State"]["Status"] == "created")
     if a.stop_reason is not None and info["State"]["Status"] != "created":
         docker_attempt.stop(launcher.client, a)
     return True
@@ -97,8 +101,7 @@ def reap(launcher: DockerLauncher) -> int:
     # A key leaves the set only once its attempt is done with (`settled`: its end recorded, then its container
     # removed), so a listed container whose key is gone by now was removed already, or its removal failed (then
     # removing it is reap's job). A launch its marker refuses creates nothing.
-    with launcher._lock:
-        known = launcher._launched | set(launcher._attempts)
+    known = launcher.in_progress()
     # The network holders of multi-container tasks ended while the server was down (they never exit by themselves)
     ended += launcher.client.containers(all=True, filters={"label": [label, "batchplane.container=-net"]})
     removed = 0

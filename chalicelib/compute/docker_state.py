@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,8 @@ LOST_HOST = host_terminated_reason("local")
 JOURNAL = DOCKER_JOURNAL
 MARKS = "docker-attempts"  # the attempts' markers (Journal)
 LEGACY = ".journalled"  # in MARKS: how many bytes of the journal are of attempts without markers
-LAUNCHED, STARTED = 0, 1  # an attempt's state: the size of its marker
+LAUNCHED, STARTED = 0, 1  # an attempt's state: the size of its marker (longer: its first byte, below)
+STOPPED_EARLY = b"L"  # a marker's first byte: LAUNCHED, and a stop kept after it (b"\0": STARTED)
 
 
 class Journal:
@@ -42,14 +44,17 @@ class Journal:
     - `<work root>/docker-attempts/<key>`: one marker file per attempt (docs/adr/0033), made exclusively by its launch
       (a second launch finds it: a launch is idempotent after the attempt's end too, when nothing of it is left in
       memory or in the engine). Its size is the attempt's state, set with one truncate: LAUNCHED (0: nothing of it
-      ran, and no end of it is recorded; a crash now relaunches it under the same key), STARTED (1: it may have run,
-      or its end is recorded: never launched again).
+      ran, and no end of it is recorded; a crash now relaunches it under the same key, unless it was stopped: below),
+      STARTED (1: it may have run, or its end is recorded: never launched again).
       The file system is the index: a question costs one stat, whatever the number of attempts. A marker goes with
       its job (`forget`, control/retention.py), as the process executor's work dirs do.
-      A stop asked of a STARTED attempt (TerminateJob, its timeout) is written after the state byte, before the stop
-      is sent: "<epoch seconds> <JSON string: the reason>\n" (`record_stop`), so that a restart re-attaching to its
-      containers ends the attempt with the stop's reason, as the live watcher would (`stop_of`). The state is
-      min(size, STARTED): unchanged by it; recording the end (`ended`) truncates it away.
+      A stop asked of the attempt (TerminateJob, its timeout) is written after the state byte, before the stop is
+      sent: "<epoch seconds> <JSON string: the reason>\n" (`record_stop`), so that a restart ends the attempt as the
+      live watcher would (`stop_of`): one re-attaching to its containers with the stop's reason, one that finds it
+      never started as stopped before it started (never run, nor launched again). The state byte is then a zero
+      (STARTED, as the truncate writes it) or STOPPED_EARLY (LAUNCHED: the stop came before the start); a size of 0
+      or 1 is the state itself. Marking the attempt started keeps the stop (the byte is overwritten); recording the
+      end (`ended`) truncates it away.
     """
 
     def __init__(self, path: Path) -> None:
@@ -70,6 +75,7 @@ class Journal:
                 if not self.marks.is_dir():
                     raise
         self._legacy: set[str] | None = None  # the `started` lines of attempts without markers, read at first need
+        self._lock = threading.Lock()  # a marker's state and stop are read then written: one writer at a time
 
     def marker(self, key: str) -> Path:
         return self.marks / key.replace(":", "_")  # (job ids are UUIDs, `:index` for array children, `#n` for nodes)
@@ -87,33 +93,43 @@ class Journal:
 
     def started(self, key: str) -> None:
         # The marker first: a crash between the two leaves STARTED, read as "may have run" (as the line would be).
-        self._mark_started(key)
+        self._mark_started(key, keep_stop=True)  # (a stop asked before the start still decides its end)
         os.write(self.fd, f"started {key}\n".encode())
 
     def ended(self, key: str) -> None:
         """The attempt's end is recorded: STARTED, for one that never started too (it failed to start, or was stopped
         first): a recovery must not launch it again."""
-        self._mark_started(key)
+        self._mark_started(key, keep_stop=False)
 
-    def _mark_started(self, key: str) -> None:
+    def _mark_started(self, key: str, *, keep_stop: bool) -> None:
         # Made when missing: an attempt of an earlier version (or of the process executor) recovered here has none.
-        fd = os.open(self.marker(key), os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.ftruncate(fd, STARTED)
-        finally:
-            os.close(fd)
+        with self._lock:
+            fd = os.open(self.marker(key), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(fd).st_size > STARTED:  # a stop is kept: the state byte says STARTED, one write
+                    os.pwrite(fd, b"\0", 0)
+                    if keep_stop:
+                        return
+                os.ftruncate(fd, STARTED)
+            finally:
+                os.close(fd)
 
     def record_stop(self, key: str, reason: str) -> None:
-        """Keep the first stop asked of a STARTED attempt (a container can't be relabelled: its marker holds it)."""
-        try:
-            fd = os.open(self.marker(key), os.O_RDWR)
-        except FileNotFoundError:
-            return  # no marker: an attempt of an earlier version (nothing kept: its restart ends it as before)
-        try:
-            if os.fstat(fd).st_size == STARTED:  # (LAUNCHED: nothing runs yet; longer: a stop is kept already)
-                os.pwrite(fd, f"{time.time():.6f} {json.dumps(reason)}\n".encode(), STARTED)  # one write
-        finally:
-            os.close(fd)
+        """Keep the first stop asked of the attempt (a container can't be relabelled: its marker holds it)."""
+        with self._lock:
+            try:
+                fd = os.open(self.marker(key), os.O_RDWR)
+            except FileNotFoundError:
+                return  # no marker: an attempt of an earlier version (nothing kept: its restart ends it as before)
+            try:
+                line = f"{time.time():.6f} {json.dumps(reason)}\n".encode()
+                size = os.fstat(fd).st_size
+                if size == LAUNCHED:  # not started yet: LAUNCHED, with the stop (one write)
+                    os.pwrite(fd, STOPPED_EARLY + line, 0)
+                elif size == STARTED:  # (longer: a stop is kept already)
+                    os.pwrite(fd, line, STARTED)
+            finally:
+                os.close(fd)
 
     def stop_of(self, key: str) -> tuple[float, str] | None:
         """The stop kept for the attempt (`record_stop`): when it was asked (epoch seconds) and its reason; None
@@ -134,7 +150,11 @@ class Journal:
     def state(self, key: str) -> int | None:
         """LAUNCHED or STARTED; None when the attempt has no marker."""
         try:
-            return min(os.stat(self.marker(key)).st_size, STARTED)
+            size = os.stat(self.marker(key)).st_size
+            if size <= STARTED:
+                return size
+            with open(self.marker(key), "rb") as f:  # a stop is kept: the first byte tells
+                return LAUNCHED if f.read(1) == STOPPED_EARLY else STARTED
         except FileNotFoundError:
             return None
 

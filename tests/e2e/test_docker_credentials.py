@@ -18,9 +18,11 @@ pytest.importorskip("chalicelib.compute.docker", reason="the Docker launcher is 
 docker_support = pytest.importorskip("tests.docker_support", reason="the docker_engine fixture is not merged yet")
 
 from tests.e2e.conftest import (  # noqa: E402
+    Client,
     ClientFactory,
     Runtimes,
     job_log,
+    setup_queue,
     submit,
     wait_terminal,
     wait_until,
@@ -31,7 +33,6 @@ from tests.e2e.test_job_credentials import (  # noqa: E402
     SECRET,
     register_with_role,
     server_credentials,
-    started,
 )
 
 pytestmark = pytest.mark.e2e
@@ -54,6 +55,16 @@ def runtimes(state_dir: Path, docker_engine: Any) -> Iterator[Runtimes]:
     finally:
         runtimes.stop_all()
         docker_support.remove_containers(docker_engine, state_dir)
+
+
+def started(runtimes: Runtimes, clients: ClientFactory) -> tuple[Client, Client, str]:
+    """A started runtime's batch and logs clients, and a queue (setup_queue's); skipped (failed with CI set) while
+    another process holds the credentials endpoint: this server then grants nothing."""
+    runtime = runtimes.start()
+    docker_support.holds_the_credentials_endpoint(runtime)
+    batch, logs = clients("batch", runtime.endpoint), clients("logs", runtime.endpoint)
+    queue, _ = setup_queue(batch)
+    return batch, logs, queue
 
 
 def register_fetch(batch: Any, role: str | None) -> str:

@@ -4,14 +4,13 @@ when the job ends; terminate and failures. Needs the `docker_engine` fixture (te
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chalicelib.runtime.local import LocalRuntime
-from tests.docker_support import TEST_IMAGE, node_networks
+from tests.docker_support import TEST_IMAGE, holds_the_credentials_endpoint, node_networks
 from tests.e2e.conftest import (
     Client,
     ClientFactory,
@@ -152,18 +151,6 @@ def test_a_server_restart_mid_run_re_attaches_the_nodes_and_the_job_ends_on_its_
     assert [a["container"].get("exitCode") for a in job["attempts"]] == [0]
     assert [describe_one(batch, f"{job_id}#{i}")["status"] for i in (0, 1)] == ["SUCCEEDED", "SUCCEEDED"]
     wait_until(lambda: not node_networks(docker_engine, state_dir), "the node networks to be removed")
-
-
-def holds_the_credentials_endpoint(runtime: LocalRuntime) -> None:
-    """Containers get credentials from the one server per machine that listens on 169.254.170.2:80 (ADR 0017). While
-    another one holds it (another test run's Docker server on this machine), this server grants nothing, its
-    containers are not on the credentials network, and their requests reach the other server through the host:
-    HTTP 400, an id it does not know. Not this server's fault: skipped, or failed when CI is set (one run alone)."""
-    if runtime.credentials.network is None:
-        message = "another process on this machine listens on 169.254.170.2:80 (another batchplane server?)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set: {message}")
-        pytest.skip(message)
 
 
 def test_the_nodes_of_a_job_with_a_role_get_its_credentials_and_still_reach_each_other(

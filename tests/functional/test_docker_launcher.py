@@ -20,9 +20,11 @@ import requests
 
 from chalicelib.compute import docker_attempt
 from chalicelib.compute.docker import JOURNAL, LABEL_JOB, LOST_HOST, DockerLauncher
+from chalicelib.compute.docker_task import DockerTask
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.compute.port import TaskSpec
 from chalicelib.domain import ecs_task
+from chalicelib.domain.jobs import TIMEOUT_REASON
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from tests.docker_support import TEST_IMAGE
 
@@ -341,8 +343,7 @@ class HeldSink(Sink):
 
 
 def in_progress(launcher: DockerLauncher) -> set[str]:
-    with launcher._lock:
-        return launcher._launched | set(launcher._attempts)
+    return launcher.in_progress()
 
 
 def task_spec(job_id: str, script: str) -> TaskSpec:
@@ -475,3 +476,42 @@ def test_attempts_journalled_by_a_version_without_markers_are_recovered_from_the
     assert launcher.recover(created.split("#")[0], 1) is False
     assert LOST_HOST in [e.status_reason for e in sink.stops()]
     assert launcher.journal._legacy == {started}  # (the lines of this version's attempts are not read)
+
+
+def test_an_attempt_stopped_before_its_container_started_never_runs_after_a_crash(launchers: Launchers) -> None:
+    # GIVEN a server killed after a stop was asked of attempts it had launched, not started: one whose container
+    # did not exist yet, one whose container was created, a multi-container task whose network holder was made
+    state, none, created, task = sid(), f"job-{sid()}", f"job-{sid()}", f"job-{sid()}"
+    crashed = launchers.new(state, Sink())
+    s = spec(created, ["sh", "-c", "exit 4"])
+    for key in (f"{none}#1", f"{created}#1", f"{task}#1"):
+        assert crashed.journal.launching(key)
+        crashed.journal.record_stop(key, "stopped by the test" if key != f"{none}#1" else TIMEOUT_REASON)
+    from chalicelib.compute.docker_attempt import Attempt
+
+    crashed._create(Attempt(created, 1, s.log_stream, spec=s), s)
+    group = task_spec(task, "exit 4")
+    held = DockerTask(crashed, group)
+    crashed.journal.started(group.key)  # (a task's marker is STARTED before its holder is made: the stop stays)
+    assert held.setup() is None
+    # WHEN the restarted server recovers them
+    sink = Sink()
+    restarted = launchers.new(state, sink)
+    assert [restarted.recover(j, 1) for j in (none, created, task)] == [True, True, True]
+    # THEN as live, none of them runs: each ends with the stop's reason and no exit code, its containers removed,
+    # and is never launched again
+    wait_until(lambda: len(sink.stops()) == 3, "their ends")
+    ends = {job: (e.exit_code, e.status_reason, e.timed_out) for job, e in sink.events if isinstance(e, TaskStopped)}
+    assert ends == {
+        none: (None, TIMEOUT_REASON, True),
+        created: (None, "stopped by the test", False),
+        task: (None, "stopped by the test", False),
+    }
+    assert not [e for _, e in sink.events if isinstance(e, TaskStarted)]
+    assert [c.get("reason") for c in next(e for j, e in sink.events if j == task).containers or ()] == [
+        "Task stopped before the container started"
+    ] * 2
+    wait_until(lambda: not in_progress(restarted), "settled")
+    assert all(not ours(launchers.client, j) for j in (none, created, task))
+    restarted.launch(s)
+    assert restarted.recover(none, 1) is True and not ours(launchers.client, created)
