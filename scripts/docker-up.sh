@@ -16,7 +16,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if ! docker info >/dev/null 2>&1; then
-    nohup dockerd >/tmp/dockerd.log 2>&1 &
+    # In a session of its own: a caller that ends by killing its process group (a CI step, an agent's shell job)
+    # must not take the engine with it, and the containers of the tests that follow.
+    setsid nohup dockerd >/tmp/dockerd.log 2>&1 < /dev/null &
     for _ in $(seq 1 100); do
         docker info >/dev/null 2>&1 && break
         sleep 0.2
