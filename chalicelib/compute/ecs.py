@@ -37,7 +37,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -212,6 +212,21 @@ class EcsLauncher:
             if identity is not None:
                 found.append((*identity, str(task.get("taskArn", ""))))
         return found
+
+    def check_running(self, task_ids: Sequence[str]) -> int:
+        """TaskChecker: DescribeTasks of the task ARNs among `task_ids` (100 a call); each task that has STOPPED is
+        reported through `on_event` as its event would have been (the lifecycle ignores what it knows already).
+        A task ECS no longer knows (MISSING: stopped over an hour ago) is left alone: its end cannot be read."""
+        arns = [t for t in dict.fromkeys(task_ids) if t.startswith("arn:")]
+        if self.on_event is None or not arns:
+            return 0
+        stopped = 0
+        for task in self.describe(arns):
+            translated = ecs_events.task_state(task) if task.get("lastStatus") == "STOPPED" else None
+            if translated is not None:
+                stopped += 1
+                self.on_event(translated.job_id, translated.event)
+        return stopped
 
     def describe(self, arns: Iterable[str]) -> list[JsonDict]:
         arns = list(arns)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -140,6 +140,17 @@ class HostAware(Protocol):
 
     def attempts_on_instance(self, instance_id: str) -> list[tuple[str, int, str]]:
         """(job id, attempt, task ARN) of every batchplane task still meant to run on the EC2 instance."""
+        ...
+
+
+@runtime_checkable
+class TaskChecker(Protocol):
+    """A launcher that can read the state of many running tasks at once (ECS: DescribeTasks, 100 a call): the sweep
+    asks it about RUNNING attempts it has not heard from for a while, whose STOPPED event may have been lost."""
+
+    def check_running(self, task_ids: Sequence[str]) -> int:
+        """Read these tasks (the `task_id` of RUNNING attempts: a task ARN once ECS reported the task) and report,
+        through the launcher's event sink, the end of each that has stopped. Returns how many had stopped."""
         ...
 
 

@@ -17,6 +17,10 @@ every SWEEP_SECONDS; on AWS a scheduled Lambda runs `sweep(svc, reactor, now_ms)
 2. RUNNING attempts past `attemptDurationSeconds` (from the attempt's startedAt): `TimedOut`, which marks the attempt
    and asks the launcher to stop it; asked again on every sweep until the stop is reported. On AWS this is the only
    timeout check; the local engine also wakes at each deadline (control/timeouts.py, docs/adr/0025).
+   RUNNING jobs not written for `running_check_ms`, when the launcher can read tasks in bulk (`TaskChecker`: ECS,
+   DescribeTasks, 100 a call): a task that has stopped is reported as its lost STOPPED event would have been. At
+   most `max_running_checks` per sweep, taken in turns from one sweep to the next. (The local launchers watch
+   their processes themselves.)
 3. PENDING jobs not updated for `pending_stale_ms` (at a restart: all): dependencies that finished while their
    notification was lost are applied; array parents get their missing children and recount finished ones (both
    idempotent); a job with nothing pending is evaluated.
@@ -33,6 +37,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chalicelib.compute.port import TaskChecker
 from chalicelib.control import deletion, lazy_children
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
@@ -54,6 +59,8 @@ class SweepPolicy:
     # Launcher checks (ECS: ListTasks x2 + DescribeTasks) per periodic sweep, so a backlog of tasks waiting for
     # capacity (STARTING for long, legitimately) cannot throttle ECS; the rest wait for the next sweep.
     max_checks: int = 200
+    running_check_ms: int = 300_000  # a RUNNING job not written for this long has its task read (TaskChecker)
+    max_running_checks: int = 1_000  # ... at most this many per sweep (DescribeTasks: 10 calls)
     lost_host: str | None = None  # attempts the launcher finds (and stops) fail as this host lost; None: observed
     # The time the sweep has left (the Lambda's get_remaining_time_in_millis); None: unbounded. Deleting queues and
     # compute environments stops short of it (control/deletion.py).
@@ -72,16 +79,19 @@ class SweepReport:
     deleted: list[str] = field(default_factory=list)  # queues and compute environments whose deletion completed
     reindexed: int = 0  # active jobs moved out of the index partitions an earlier version wrote (store/jobs.py)
     checked: int = 0  # attempts the launcher was asked about
+    running_checked: int = 0  # RUNNING attempts whose task was read (TaskChecker)
+    running_stopped: int = 0  # ... and found stopped: their lost end applied now
     deferred: int = 0  # stale claims left for the next sweep (max_checks reached)
 
     @property
     def repaired(self) -> int:
-        return len(self.relaunched) + len(self.lost) + len(self.failed_to_start) + len(self.timed_out)
+        return len(self.relaunched) + len(self.lost) + len(self.failed_to_start) + len(self.timed_out) + self.running_stopped
 
 
 def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | None = None) -> SweepReport:
     policy = policy or SweepPolicy()
     report = SweepReport()
+    unheard: list[str] = []  # task ids of RUNNING attempts not heard from for running_check_ms
     for queue in svc.repo.list_jqs():
         try:
             report.reindexed += svc.jobs.move_legacy_active(queue.name)
@@ -95,6 +105,8 @@ def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | No
                 _repair_active(reactor, job, now_ms, policy, report)
             except Exception as e:  # one job's failure must not stop the sweep; the next sweep tries again
                 _failed(report, job, e)
+            if job.status == RUNNING and job.current is not None and now_ms - job.updated_at >= policy.running_check_ms:
+                unheard.append(job.current.task_id)
         for job in list(svc.jobs.iter_statuses(queue.name, (PENDING,))):
             if not policy.restart and now_ms - job.updated_at < policy.pending_stale_ms:
                 continue
@@ -102,11 +114,30 @@ def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | No
                 _repair_pending(svc, reactor, job, report)
             except Exception as e:
                 _failed(report, job, e)
+    if unheard and not policy.restart and isinstance(reactor.launcher, TaskChecker):
+        _check_running(reactor.launcher, unheard, now_ms, policy, report)
     report.deleted, errors = deletion.drain_all(svc, reactor, policy.remaining_ms)
     report.errors += errors
     if report.repaired or report.settled or report.recounted:
         svc.wake()
     return report
+
+
+def _check_running(
+    checker: TaskChecker, task_ids: list[str], now_ms: int, policy: SweepPolicy, report: SweepReport
+) -> None:
+    """Read the tasks of RUNNING attempts not heard from lately; at most max_running_checks, a different slice at
+    each sweep (by the minute), so that every one is read in turn whatever their number."""
+    budget = max(1, policy.max_running_checks)
+    if len(task_ids) > budget:
+        start = (now_ms // 60_000 * budget) % len(task_ids)
+        task_ids = (task_ids[start:] + task_ids[:start])[:budget]
+    try:
+        report.running_stopped += checker.check_running(task_ids)
+        report.running_checked += len(task_ids)
+    except Exception as e:  # ECS unreachable, throttled: the next sweep reads them again
+        log.exception("reading the tasks of %d running attempts failed", len(task_ids))
+        report.errors.append(f"running tasks: {type(e).__name__}: {e}")
 
 
 def _failed(report: SweepReport, job: Job, e: Exception) -> None:

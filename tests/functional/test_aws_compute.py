@@ -548,6 +548,55 @@ def test_the_sweep_launches_a_claim_whose_launch_was_lost_and_picks_up_its_state
     assert len(aws.ecs.list_tasks(cluster=CLUSTER)["taskArns"]) == 1
 
 
+def test_the_sweep_reads_the_task_of_a_running_job_whose_stopped_event_was_lost(aws: Aws, plane: Plane) -> None:
+    # GIVEN two RUNNING jobs; the task of one ends (its container exits 0) and ECS's STOPPED event is lost (it went
+    # to the rule's dead-letter queue): nothing would ever end the job
+    queue, jd = fargate_setup(plane, aws)
+    ended, runs_on = plane.submit(queue, jd, "ended"), plane.submit(queue, jd, "runs-on")
+    assert plane.dispatch() == 2
+    deliver(plane, task_event(aws, ended, 1, "RUNNING", version=2), task_event(aws, runs_on, 1, "RUNNING", version=2))
+    aws.ecs.stop_task(cluster=CLUSTER, task=aws.task_arn(ended, 1), reason=ESSENTIAL_EXITED)
+
+    # WHEN a sweep runs while they were written less than running_check_ms ago  THEN no task is read
+    policy = SweepPolicy()
+    plane.clock.advance(policy.running_check_ms - 1)
+    assert sweep(plane.svc, plane.reactor, plane.clock.now_ms()).running_checked == 0
+    assert plane.describe_one(ended)["status"] == RUNNING
+
+    # WHEN the next sweep finds them not heard from for running_check_ms  THEN both tasks are read at once, and the
+    # stopped one ends its job as its STOPPED event would have; the other runs on
+    plane.clock.advance(1)
+    report = sweep(plane.svc, plane.reactor, plane.clock.now_ms())
+    assert (report.running_checked, report.running_stopped, report.errors) == (2, 1, [])
+    status, reason, exit_code, attempts = outcome(plane, ended)
+    assert (status, reason, exit_code) == ("SUCCEEDED", ESSENTIAL_EXITED, 0)
+    assert attempts[0][0] == aws.task_arn(ended, 1)
+    assert plane.describe_one(runs_on)["status"] == RUNNING
+
+    # AND the lost event arriving late changes nothing
+    deliver(plane, *run_ok(aws, ended, 1))
+    assert outcome(plane, ended)[:3] == ("SUCCEEDED", ESSENTIAL_EXITED, 0)
+
+
+def test_the_running_tasks_a_sweep_reads_are_bounded_and_taken_in_turns(aws: Aws, plane: Plane) -> None:
+    queue, jd = fargate_setup(plane, aws)
+    jobs = [plane.submit(queue, jd, f"job-{i}") for i in range(5)]
+    assert plane.dispatch() == 5
+    deliver(plane, *(task_event(aws, j, 1, "RUNNING", version=2) for j in jobs))
+    read: list[list[str]] = []
+    checker = plane.reactor.launcher
+    assert isinstance(checker, EcsLauncher)
+    real = checker.check_running
+    checker.check_running = lambda ids: read.append(list(ids)) or real(ids)  # type: ignore[method-assign]
+    policy = dataclasses.replace(SweepPolicy(), max_running_checks=2)
+    plane.clock.advance(policy.running_check_ms)
+    for _ in range(3):  # a sweep a minute
+        sweep(plane.svc, plane.reactor, plane.clock.now_ms(), policy)
+        plane.clock.advance(60_000)
+    assert [len(r) for r in read] == [2, 2, 2]
+    assert {arn for r in read for arn in r} == {aws.task_arn(j, 1) for j in jobs}  # every one read in turn
+
+
 def test_the_sweep_times_out_a_running_attempt_and_its_stop_fails_the_job_without_retry(aws: Aws, plane: Plane) -> None:
     queue, jd = fargate_setup(plane, aws)
     job_id = plane.submit(queue, jd, timeout={"attemptDurationSeconds": 60}, retryStrategy={"attempts": 3})
