@@ -85,7 +85,8 @@ class SweepReport:
 
     @property
     def repaired(self) -> int:
-        return len(self.relaunched) + len(self.lost) + len(self.failed_to_start) + len(self.timed_out) + self.running_stopped
+        ended = len(self.lost) + len(self.failed_to_start) + len(self.timed_out) + self.running_stopped
+        return len(self.relaunched) + ended
 
 
 def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | None = None) -> SweepReport:
