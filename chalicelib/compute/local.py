@@ -24,7 +24,8 @@
   flagged) and the exit the command recorded after it, or 137 when the recovery has to kill it (as the grace
   period's SIGKILL would have). An exit recorded before the stop decides as above.
 - The journal (`<state>/work/journal`) is one append-only file for every attempt, so launching creates no file: on
-  some filesystems creating one (an inode) costs more than everything else a launch does.
+  some filesystems creating one (an inode) costs more than everything else a launch does. Each start compacts it
+  to the lines of the jobs still active (`compact_journal`, compute/local_journal.py).
 - A job with a `jobRoleArn` gets AWS credentials from the `credentials` vendor (compute/credentials.py) as ECS's
   container credentials provider, on a loopback address; its grant is released when the attempt ends.
 """
@@ -38,6 +39,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,6 +210,15 @@ class LocalLauncher:
         self._signal(running, signal.SIGTERM)
         self._arm(running, self.grace_seconds, lambda r: self._signal(r, signal.SIGKILL))
 
+    def compact_journal(self, active_jobs: Iterable[str]) -> None:
+        """At start, before the recovery (runtime/local.py): the journal keeps only the lines of `active_jobs`, the
+        jobs the store has STARTING or RUNNING (Journal.compact)."""
+        self._journal.compact(active_jobs)
+
+    def recovered(self) -> None:
+        """After the recovery at start: the journal's previous inode goes (Journal.release)."""
+        self._journal.release()
+
     def recover(self, job_id: str, attempt: int) -> bool:
         """After a restart: the attempt started if its work dir exists; a process still running is killed.
 
@@ -218,6 +229,7 @@ class LocalLauncher:
         An attempt whose command exited 0 while nobody watched (its exit status is in the journal) finished: that
         is reported (TaskStopped, exit 0) before returning, so the job succeeds instead of running again; the
         caller's lost-host report that follows finds the attempt no longer current and is ignored."""
+        self._journal.want(job_id)  # (its lines are kept from now on: Journal.want)
         grouped = self._groups.recover(job_id, attempt)  # a multi-container attempt (docs/adr/0028)
         if grouped is not None:
             return grouped

@@ -44,6 +44,7 @@ def test_a_stop_is_journaled_once_before_the_command_is_signalled(local: Local, 
     assert [line for line in lines if line.startswith("stop ")] == [f"stop job-1#1 {json.dumps(reason)}"]
     assert lines.index(f"stop job-1#1 {json.dumps(reason)}") < lines.index("exit job-1#1 143")
     read = Journal(local.root / "journal")
+    read.want("job-1")  # (it keeps only the lines of the jobs asked about)
     read.refresh()
     read.close()
     assert read.stops == {"job-1#1": (reason, 0)}
