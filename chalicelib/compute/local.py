@@ -54,11 +54,12 @@ from chalicelib.compute.local_supervisor import (
     wait_for_command,
 )
 from chalicelib.compute.logs_port import LogStore
-from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec
+from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec, local_container_instance_arn
 from chalicelib.compute.spawn import Process
 from chalicelib.compute.workers import Workers
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+from chalicelib.domain.nodes import split_node_id
 from chalicelib.domain.records import replace
 
 log = logging.getLogger("batchplane.launcher")
@@ -182,7 +183,7 @@ class LocalLauncher:
                 self._running.pop(spec.key, None)
             self._failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: {spec.command[0]}")
             return False
-        self._journal.record_pid(spec.key, proc.pid)
+        self._journal.record_pid(spec.key, proc.pid, spec.local_task_arn)
         with self._lock:
             running.proc = proc
             lost = running.lost
@@ -259,10 +260,23 @@ class LocalLauncher:
         stop = self._stop_before_exit(key, code, killed)
         if stop is not None:  # its end is the stop's, as live: the exit it recorded after the stop, or our SIGKILL's
             code = 128 + signal.SIGKILL if code is None else code
-            self.on_event(job_id, TaskStopped(attempt, code, status_reason=stop, timed_out=stop == TIMEOUT_REASON))
+            self._report_end(job_id, TaskStopped(attempt, code, status_reason=stop, timed_out=stop == TIMEOUT_REASON))
         elif code == 0:
-            self.on_event(job_id, TaskStopped(attempt, 0))
+            self._report_end(job_id, TaskStopped(attempt, 0))
         return True
+
+    def _report_end(self, job_id: str, stopped: TaskStopped) -> None:
+        """A recovered attempt's end, as the live watcher reports it: with its task's ARNs, after its start (a no-op
+        once applied; the start a crash lost gives the attempt its task and start time). An earlier version's attempt
+        (no ARN journaled): its end only. A multi-node job's node: no start (compute/nodes.py starts the job)."""
+        arn = self._journal.arns.get(f"{job_id}#{stopped.attempt}")
+        if arn is not None:
+            stopped = replace(stopped, task_arn=arn, container_instance_arn=local_container_instance_arn(arn))
+            if split_node_id(job_id) is None:
+                self.on_event(
+                    job_id, TaskStarted(stopped.attempt, arn, container_instance_arn=stopped.container_instance_arn)
+                )
+        self.on_event(job_id, stopped)
 
     def _stop_before_exit(self, key: str, code: int | None, killed: bool) -> str | None:
         """The reason of a stop journaled before the attempt's command ended (it ended after the stop, or it was

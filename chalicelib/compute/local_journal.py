@@ -14,6 +14,8 @@
 - A stop asked of an attempt (TerminateJob, the attempt's timeout), single- or multi-container, adds
   "stop <jobId>#<attempt> <JSON string: the reason>" before its processes are signalled, so a recovery settles a
   stop that was in flight as the stop's end, as the live launcher (or coordinator) would have.
+- A single-container attempt's pid line is followed, in the same write, by "arn <jobId>#<attempt> <task ARN>": the
+  ARN its live events carry, which the recovery's events carry too.
 - An attempt whose pid was never recorded is found by the AWS_BATCH_* variables its processes carry (Linux /proc).
 """
 
@@ -21,11 +23,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+log = logging.getLogger("batchplane.launcher")
 
 # Earlier versions kept the exit status in each attempt's work dir; recovery still reads it there.
 EXIT_FILE = "exit"
@@ -84,12 +89,16 @@ class Journal:
         self.pids: dict[str, int] = {}
         self.exits: dict[str, int] = {}  # in the order they were first written
         self.tasks: dict[str, str] = {}  # a multi-container attempt's task_group.task_label
+        self.arns: dict[str, str] = {}  # a single-container attempt's task ARN (record_pid)
         self._exit_at: dict[str, int] = {}  # each exit's place among the exits, in journal order
         # an attempt's first stop: its reason, and how many exits the journal held before it (exited_before_stop)
         self.stops: dict[str, tuple[str, int]] = {}
 
-    def record_pid(self, key: str, pid: int) -> None:
-        os.write(self._fd, f"pid {key} {pid}\n".encode())  # one write: never interleaved with another line
+    def record_pid(self, key: str, pid: int, task_arn: str | None = None) -> None:
+        """The attempt's process exists; with the task ARN its events carry, so that a recovery reports them alike
+        (an "arn" line: a version without it ignores the kind)."""
+        arn = f"arn {key} {task_arn}\n" if task_arn else ""
+        os.write(self._fd, f"pid {key} {pid}\n{arn}".encode())  # one write: never interleaved with another line
 
     def record_task(self, key: str, label: str) -> None:
         """A multi-container attempt's containers (one line of JSON: task_group.task_label), before any starts."""
@@ -131,7 +140,7 @@ class Journal:
         back; recovery reads them there meanwhile (`refresh`)."""
         with self._lock:
             self._jobs = set(active_jobs)
-            for held in (self.pids, self.exits, self.tasks, self._exit_at, self.stops):
+            for held in (self.pids, self.exits, self.tasks, self.arns, self._exit_at, self.stops):
                 held.clear()  # (read again below)
             self._merge_old()  # what an earlier start left (it crashed before its release)
             new = self.path.with_name(self.path.name + NEW_SUFFIX)
@@ -148,7 +157,13 @@ class Journal:
                 out.flush()
                 os.fsync(out.fileno())
                 kept = out.tell()
-            os.link(self.path, self.old_path)  # the inode appends still reach stays linked: nothing is lost
+            try:
+                os.link(self.path, self.old_path)  # the inode appends still reach stays linked: nothing is lost
+            except OSError:  # (a file system without hard links: the journal is kept whole, read as before)
+                log.exception("the journal cannot be compacted: linking %s failed", self.old_path)
+                new.unlink()
+                self._offset = read
+                return
             os.replace(new, self.path)
             _fsync_dir(self.path.parent)
             os.close(self._fd)
@@ -247,6 +262,8 @@ class Journal:
             self.exits[key] = int(value)
         elif kind == "task" and value:
             self.tasks[key] = value
+        elif kind == "arn" and value:
+            self.arns[key] = value
         elif kind == "stop" and key not in self.stops:
             try:
                 reason = json.loads(value)

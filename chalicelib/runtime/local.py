@@ -174,7 +174,12 @@ class LocalRuntime:
         self.work.start()
         processes = self.launcher if isinstance(self.launcher, LocalLauncher) else self.launcher.processes
         if processes is not None:  # the process journal keeps only what the recovery may ask about
-            processes.compact_journal(self._active_jobs())
+            try:
+                active = list(self._active_jobs())
+            except Exception:  # (the journal is kept whole: the recovery still finds every line)
+                log.exception("reading the active jobs failed: the process journal is not compacted")
+            else:
+                processes.compact_journal(active)
         self.engine.start()  # (its recovery first)
         if processes is not None:
             processes.recovered()
@@ -187,6 +192,7 @@ class LocalRuntime:
         """The jobs the store has STARTING or RUNNING: those the recovery at start asks the launcher about (the
         sweep's own reading of the store, control/sweep.py)."""
         for queue in self.services.repo.list_jqs():
+            self.services.jobs.move_legacy_active(queue.name)  # (as the sweep does first: those are active too)
             for job in self.services.jobs.iter_statuses(queue.name, ACTIVE):
                 yield job.job_id
 

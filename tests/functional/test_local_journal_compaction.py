@@ -232,3 +232,27 @@ def test_lines_of_attempts_run_since_the_start_are_kept_only_once_recovery_asks_
     # THEN its lines were read again, and only its
     assert server.events == [("own-4", TaskStopped(1, 0))]
     assert (server.journal.pids, server.journal.exits) == ({"own-4#1": dead}, {"own-4#1": 0})
+
+
+def test_without_hard_links_the_journal_is_kept_whole_and_read_as_before(
+    start: type[Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a file system that refuses hard links
+    dead = gone_pid()
+    write_history(tmp_path, f"pid live#1 {dead}", "exit live#1 0")
+    size = journal_path(tmp_path).stat().st_size
+
+    def refuse(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refuse)
+    # WHEN a server starts
+    server = start()
+    server.launcher.compact_journal(["live"])
+    # THEN the journal is left whole (nothing is lost), and the recovery still holds only the active job's lines
+    assert journal_path(tmp_path).stat().st_size == size
+    assert server.launcher.recover("live", 1) is True
+    server.launcher.recovered()
+    assert server.events == [("live", TaskStopped(1, 0))]
+    assert (set(server.journal.pids), set(server.journal.exits)) == ({"live#1"}, {"live#1"})
+    assert sorted(p.name for p in (tmp_path / "work").iterdir() if p.is_file()) == ["journal"]
