@@ -35,6 +35,7 @@ log = logging.getLogger("batchplane.launcher")
 # Earlier versions kept the exit status in each attempt's work dir; recovery still reads it there.
 EXIT_FILE = "exit"
 OLD_SUFFIX = ".old"  # the journal's inode before the last compaction, until its release (Journal.compact)
+RESCAN_CHUNK = 1 << 20  # bytes read at a time by Journal.want's search
 NEW_SUFFIX = ".new"  # a compaction's kept lines, until they are complete (renamed over the journal)
 
 
@@ -211,8 +212,26 @@ class Journal:
             if job in self._jobs:
                 return
             self._jobs.add(job)
-            if self._offset:
-                self._read(self.path, 0, until=self._offset, only=job)
+            self._rescan(job)
+
+    def _rescan(self, job: str) -> None:
+        """Read again the lines of `job` among those read so far (by chunks, searched for the job's keys: a sweep
+        asking about a few attempts of this server does not parse every line it ran since the start)."""
+        needle, offset, carry = f" {job}#".encode(), 0, b""
+        with open(self.path, "rb") as f:
+            while offset < self._offset:
+                chunk = f.read(min(RESCAN_CHUNK, self._offset - offset))
+                if not chunk:
+                    return
+                offset += len(chunk)
+                data = carry + chunk
+                end = data.rfind(b"\n") + 1
+                data, carry = data[:end], data[end:]
+                at = data.find(needle)
+                while at != -1:
+                    line_end = data.index(b"\n", at) + 1
+                    self._parse(data[data.rfind(b"\n", 0, at) + 1 : line_end], only=job)
+                    at = data.find(needle, line_end)
 
     def refresh(self) -> None:
         with self._lock:
@@ -225,16 +244,15 @@ class Journal:
             if unread:  # (else no open: recover() of a multi-container attempt refreshes, then the caller's)
                 self._offset = self._read(self.path, self._offset)
 
-    def _read(self, path: Path, offset: int, *, until: int | None = None, only: str | None = None) -> int:
-        """Read the complete lines of `path` from `offset` (to `until`), keeping those of the kept jobs (or of the
-        job `only`); the offset after them."""
+    def _read(self, path: Path, offset: int) -> int:
+        """Read the complete lines of `path` from `offset`, keeping those of the kept jobs; the offset after them."""
         with open(path, "rb") as f:
             f.seek(offset)
             for line in f:
-                if (until is not None and offset >= until) or not line.endswith(b"\n"):
+                if not line.endswith(b"\n"):
                     break
                 offset += len(line)
-                self._parse(line, only)
+                self._parse(line)
         return offset
 
     def _kept_lines(self, path: Path, offset: int) -> Iterator[bytes]:

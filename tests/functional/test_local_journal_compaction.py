@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.compute import local_journal
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.local_journal import Journal
 from chalicelib.compute.logs import FileLogStore
@@ -212,10 +213,12 @@ def test_a_crash_at_any_step_of_the_compaction_loses_nothing(
     assert sorted(p.name for p in (tmp_path / "work").iterdir() if p.is_file()) == ["journal"]
 
 
+@pytest.mark.parametrize("chunk", [1 << 20, 7], ids=["one-read", "lines-across-reads"])
 def test_lines_of_attempts_run_since_the_start_are_kept_only_once_recovery_asks_about_them(
-    start: type[Server], tmp_path: Path
+    start: type[Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    # GIVEN a server started with no active job, which has run attempts since
+    monkeypatch.setattr(local_journal, "RESCAN_CHUNK", chunk)
+    # GIVEN a server started with no active job, which has run attempts since (one stopped after its exit 0)
     write_history(tmp_path)
     server = start()
     server.launcher.compact_journal([])
@@ -224,14 +227,16 @@ def test_lines_of_attempts_run_since_the_start_are_kept_only_once_recovery_asks_
     with journal_path(tmp_path).open("a") as f:
         for i in range(100):
             f.write(f"pid own-{i}#1 {dead}\nexit own-{i}#1 {i % 2}\n")
+        f.write(f"stop own-4#1 {json.dumps(REASON)}\n")
     (tmp_path / "work" / "own-4" / "1").mkdir(parents=True)
     # WHEN a sweep asks about one of them (after reading the journal for another)
     server.journal.refresh()
-    assert (server.journal.pids, server.journal.exits) == ({}, {})
+    assert (server.journal.pids, server.journal.exits, server.journal.stops) == ({}, {}, {})
     assert server.launcher.recover("own-4", 1) is True
-    # THEN its lines were read again, and only its
+    # THEN its lines were read again, and only its: its exit 0, before the stop, decides
     assert server.events == [("own-4", TaskStopped(1, 0))]
     assert (server.journal.pids, server.journal.exits) == ({"own-4#1": dead}, {"own-4#1": 0})
+    assert server.journal.stop_of("own-4#1") == REASON and server.journal.exited_before_stop("own-4#1", "own-4#1")
 
 
 def test_without_hard_links_the_journal_is_kept_whole_and_read_as_before(
