@@ -2,8 +2,8 @@
 
 - The journal (`<state>/work/journal`) is one append-only file for every attempt: "pid <jobId>#<attempt> <pid>",
   written by the server once the process exists, and "exit <jobId>#<attempt> <status>", written by the attempt's
-  supervisor when its command ends. Only recovery reads it, from where it last stopped, keeping in memory only the
-  lines of the jobs it asks about.
+  supervisor when its command ends. Only the start (its compaction, below) and recovery read it: recovery from where
+  it last stopped, keeping in memory only the lines of the jobs it asks about.
 - Each start compacts it (`Journal.compact`, before recovery) to the lines of the jobs the store has STARTING or
   RUNNING: what the server ran before is not kept on disk, nor read into memory, however many attempts that was.
   The journal's previous inode stays linked as `journal.old` until recovery is over (`Journal.release`): the exit
