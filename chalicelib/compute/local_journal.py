@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -141,29 +142,16 @@ class Journal:
         back; recovery reads them there meanwhile (`refresh`)."""
         with self._lock:
             self._jobs = set(active_jobs)
-            for held in (self.pids, self.exits, self.tasks, self.arns, self._exit_at, self.stops):
-                held.clear()  # (read again below)
-            self._merge_old()  # what an earlier start left (it crashed before its release)
             new = self.path.with_name(self.path.name + NEW_SUFFIX)
-            seen: set[bytes] = set()  # (a line merged back from journal.old may be in the journal already)
-            with open(self.path, "rb") as src, open(new, "wb") as out:
-                read = 0
-                for line in src:
-                    if not line.endswith(b"\n"):
-                        break  # being written: it is the old inode's, read from journal.old (below)
-                    read += len(line)
-                    if line not in seen and self._parse(line):
-                        seen.add(line)
-                        out.write(line)
-                out.flush()
-                os.fsync(out.fileno())
-                kept = out.tell()
             try:
+                self._merge_old()  # what an earlier start left (it crashed before its release)
+                read, kept = self._write_kept(new)
                 os.link(self.path, self.old_path)  # the inode appends still reach stays linked: nothing is lost
-            except OSError:  # (a file system without hard links: the journal is kept whole, read as before)
-                log.exception("the journal cannot be compacted: linking %s failed", self.old_path)
-                new.unlink()
-                self._offset = read
+            except OSError:  # (a full disk, a file system without hard links): kept whole, read as before
+                log.exception("the journal %s cannot be compacted", self.path)
+                with contextlib.suppress(OSError):
+                    new.unlink()
+                self._read_whole()
                 return
             os.replace(new, self.path)
             _fsync_dir(self.path.parent)
@@ -172,19 +160,53 @@ class Journal:
             self._offset = kept
             self._old_from = self._old_offset = read
 
+    def _write_kept(self, new: Path) -> tuple[int, int]:
+        """Write the kept lines to `new` (fsync'd), taking them in; how many bytes were read, and written."""
+        self._forget()
+        seen: set[bytes] = set()  # (a line merged back from journal.old may be in the journal already)
+        read = 0
+        with open(self.path, "rb") as src, open(new, "wb") as out:
+            for line in src:
+                if not line.endswith(b"\n"):
+                    break  # being written: it is the old inode's, read from journal.old (compact)
+                read += len(line)
+                if line not in seen and self._parse(line):
+                    seen.add(line)
+                    out.write(line)
+            out.flush()
+            os.fsync(out.fileno())
+            return read, out.tell()
+
+    def _read_whole(self) -> None:
+        """Not compacted: everything is read again (the kept jobs' lines only), journal.old too if a merge of it
+        was cut short (`release` then merges it)."""
+        self._forget()
+        self._offset = 0
+        try:
+            if not os.path.samefile(self.old_path, self.path):
+                self._old_from = self._old_offset = 0
+        except OSError:
+            pass  # (no journal.old)
+
+    def _forget(self) -> None:
+        for held in (self.pids, self.exits, self.tasks, self.arns, self._exit_at, self.stops):
+            held.clear()
+
     def release(self) -> None:
         """After recovery (it killed every process of the last server that recovery is about): the kept lines
         appended to journal.old after `compact` read it are copied to the journal, and journal.old is removed."""
         with self._lock:
             if self._old_from is None:
                 return
-            self._old_offset = self._read(self.old_path, self._old_offset)
-            late = b"".join(self._kept_lines(self.old_path, self._old_from))
-            if late:
-                os.write(self._fd, late)  # one write (O_APPEND): beside the supervisors' own appends
-                os.fsync(self._fd)
-            self.old_path.unlink()
-            _fsync_dir(self.path.parent)
+            try:
+                late = b"".join(self._kept_lines(self.old_path, self._old_from))
+                if late:
+                    os.write(self._fd, late)  # one write (O_APPEND): beside the supervisors' own appends
+                    os.fsync(self._fd)
+                self.old_path.unlink()
+                _fsync_dir(self.path.parent)
+            except OSError:  # (a full disk): journal.old stays, the next start merges it
+                log.exception("releasing %s failed", self.old_path)
             self._old_from = None
 
     def _merge_old(self) -> None:

@@ -239,25 +239,44 @@ def test_lines_of_attempts_run_since_the_start_are_kept_only_once_recovery_asks_
     assert server.journal.stop_of("own-4#1") == REASON and server.journal.exited_before_stop("own-4#1", "own-4#1")
 
 
-def test_without_hard_links_the_journal_is_kept_whole_and_read_as_before(
-    start: type[Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("fails", ["link", "fsync"], ids=["no-hard-links", "disk-full"])
+def test_a_compaction_that_fails_keeps_the_journal_whole_and_the_recovery_reads_it_as_before(
+    start: type[Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
 ) -> None:
-    # GIVEN a file system that refuses hard links
+    # GIVEN a journal whose last compaction was cut short by a crash: a late exit line is in journal.old
     dead = gone_pid()
-    write_history(tmp_path, f"pid live#1 {dead}", "exit live#1 0")
+    write_history(tmp_path, f"pid live#1 {dead}", f"pid early#1 {dead}", "exit early#1 0")
+    supervisor = os.open(journal_path(tmp_path), os.O_WRONLY | os.O_APPEND)
+    try:
+        start().launcher.compact_journal(["live", "early"])
+        os.write(supervisor, b"exit live#1 0\n")
+    finally:
+        os.close(supervisor)
     size = journal_path(tmp_path).stat().st_size
+    # AND a file system that refuses hard links, or is full
+    failure = PermissionError(1, "Operation not permitted") if fails == "link" else OSError(28, "No space left")
 
-    def refuse(*args: object) -> None:
-        raise PermissionError(1, "Operation not permitted")
+    def fail(*args: object) -> None:
+        raise failure
 
-    monkeypatch.setattr(os, "link", refuse)
+    monkeypatch.setattr(os, fails, fail)
     # WHEN a server starts
     server = start()
-    server.launcher.compact_journal(["live"])
-    # THEN the journal is left whole (nothing is lost), and the recovery still holds only the active job's lines
-    assert journal_path(tmp_path).stat().st_size == size
+    server.launcher.compact_journal(["live", "early"])
+    # THEN the journal is left whole (nothing is lost), and the recovery finds every line, holding only the active
+    # jobs' ones
+    assert journal_path(tmp_path).stat().st_size >= size
     assert server.launcher.recover("live", 1) is True
+    assert server.launcher.recover("early", 1) is True
     server.launcher.recovered()
-    assert server.events == [("live", TaskStopped(1, 0))]
-    assert (set(server.journal.pids), set(server.journal.exits)) == ({"live#1"}, {"live#1"})
+    assert server.events == [("live", TaskStopped(1, 0)), ("early", TaskStopped(1, 0))]
+    assert (set(server.journal.pids), set(server.journal.exits)) == ({"live#1", "early#1"}, {"live#1", "early#1"})
+    assert not (tmp_path / "work" / "journal.new").exists()
+    # AND the next start, on a sound file system, compacts it
+    monkeypatch.undo()
+    server.stop()
+    again = start()
+    again.launcher.compact_journal(["live"])
+    again.launcher.recovered()
+    assert journal_path(tmp_path).read_text().splitlines() == [f"pid live#1 {dead}", "exit live#1 0"]
     assert sorted(p.name for p in (tmp_path / "work").iterdir() if p.is_file()) == ["journal"]
