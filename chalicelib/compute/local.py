@@ -24,7 +24,8 @@
   flagged) and the exit the command recorded after it, or 137 when the recovery has to kill it (as the grace
   period's SIGKILL would have). An exit recorded before the stop decides as above.
 - The journal (`<state>/work/journal`) is one append-only file for every attempt, so launching creates no file: on
-  some filesystems creating one (an inode) costs more than everything else a launch does.
+  some filesystems creating one (an inode) costs more than everything else a launch does. Each start compacts it
+  to the lines of the jobs still active (`compact_journal`, compute/local_journal.py).
 - A job with a `jobRoleArn` gets AWS credentials from the `credentials` vendor (compute/credentials.py) as ECS's
   container credentials provider, on a loopback address; its grant is released when the attempt ends.
 """
@@ -38,6 +39,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,11 +54,12 @@ from chalicelib.compute.local_supervisor import (
     wait_for_command,
 )
 from chalicelib.compute.logs_port import LogStore
-from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec
+from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec, local_container_instance_arn
 from chalicelib.compute.spawn import Process
 from chalicelib.compute.workers import Workers
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+from chalicelib.domain.nodes import split_node_id
 from chalicelib.domain.records import replace
 
 log = logging.getLogger("batchplane.launcher")
@@ -180,7 +183,7 @@ class LocalLauncher:
                 self._running.pop(spec.key, None)
             self._failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: {spec.command[0]}")
             return False
-        self._journal.record_pid(spec.key, proc.pid)
+        self._journal.record_pid(spec.key, proc.pid, spec.local_task_arn)
         with self._lock:
             running.proc = proc
             lost = running.lost
@@ -208,6 +211,15 @@ class LocalLauncher:
         self._signal(running, signal.SIGTERM)
         self._arm(running, self.grace_seconds, lambda r: self._signal(r, signal.SIGKILL))
 
+    def compact_journal(self, active_jobs: Iterable[str]) -> None:
+        """At start, before the recovery (runtime/local.py): the journal keeps only the lines of `active_jobs`, the
+        jobs the store has STARTING or RUNNING (Journal.compact)."""
+        self._journal.compact(active_jobs)
+
+    def recovered(self) -> None:
+        """After the recovery at start: the journal's previous inode goes (Journal.release)."""
+        self._journal.release()
+
     def recover(self, job_id: str, attempt: int) -> bool:
         """After a restart: the attempt started if its work dir exists; a process still running is killed.
 
@@ -218,6 +230,7 @@ class LocalLauncher:
         An attempt whose command exited 0 while nobody watched (its exit status is in the journal) finished: that
         is reported (TaskStopped, exit 0) before returning, so the job succeeds instead of running again; the
         caller's lost-host report that follows finds the attempt no longer current and is ignored."""
+        self._journal.want(job_id)  # (its lines are kept from now on: Journal.want)
         grouped = self._groups.recover(job_id, attempt)  # a multi-container attempt (docs/adr/0028)
         if grouped is not None:
             return grouped
@@ -247,10 +260,23 @@ class LocalLauncher:
         stop = self._stop_before_exit(key, code, killed)
         if stop is not None:  # its end is the stop's, as live: the exit it recorded after the stop, or our SIGKILL's
             code = 128 + signal.SIGKILL if code is None else code
-            self.on_event(job_id, TaskStopped(attempt, code, status_reason=stop, timed_out=stop == TIMEOUT_REASON))
+            self._report_end(job_id, TaskStopped(attempt, code, status_reason=stop, timed_out=stop == TIMEOUT_REASON))
         elif code == 0:
-            self.on_event(job_id, TaskStopped(attempt, 0))
+            self._report_end(job_id, TaskStopped(attempt, 0))
         return True
+
+    def _report_end(self, job_id: str, stopped: TaskStopped) -> None:
+        """A recovered attempt's end, as the live watcher reports it: with its task's ARNs, after its start (a no-op
+        once applied; the start a crash lost gives the attempt its task and start time). An earlier version's attempt
+        (no ARN journaled): its end only. A multi-node job's node: no start (compute/nodes.py starts the job)."""
+        arn = self._journal.arns.get(f"{job_id}#{stopped.attempt}")
+        if arn is not None:
+            stopped = replace(stopped, task_arn=arn, container_instance_arn=local_container_instance_arn(arn))
+            if split_node_id(job_id) is None:
+                self.on_event(
+                    job_id, TaskStarted(stopped.attempt, arn, container_instance_arn=stopped.container_instance_arn)
+                )
+        self.on_event(job_id, stopped)
 
     def _stop_before_exit(self, key: str, code: int | None, killed: bool) -> str | None:
         """The reason of a stop journaled before the attempt's command ended (it ended after the stop, or it was

@@ -18,6 +18,12 @@ LOCAL_CLUSTER = "batchplane-local"
 HOST_INSTANCE_ID = uuid.uuid5(uuid.NAMESPACE_DNS, socket.gethostname()).hex  # stable across restarts
 
 
+def local_container_instance_arn(local_task_arn: str) -> str:
+    """This host as an ECS container instance, in the region and account of a task ARN it reported
+    (`TaskSpec.local_task_arn`; a recovery knows the task's ARN only)."""
+    return f"{local_task_arn.split(':task/', 1)[0]}:container-instance/{LOCAL_CLUSTER}/{HOST_INSTANCE_ID}"
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """Everything a launcher needs to start one attempt; built by `Reactor.task_spec` from the job. No timeout: the
@@ -78,7 +84,7 @@ class TaskSpec:
     @property
     def local_container_instance_arn(self) -> str:
         """This host as an ECS container instance (what AWS reports for jobs on EC2 capacity); one id per host."""
-        return f"{self._ecs_prefix}:container-instance/{LOCAL_CLUSTER}/{HOST_INSTANCE_ID}"
+        return local_container_instance_arn(self.local_task_arn)
 
     @property
     def _ecs_prefix(self) -> str:

@@ -2,11 +2,12 @@
 loopback port.
 
 State directory layout: state.db (SQLite, WAL), logs/ (one file per log stream), work/<jobId>/<attempt>/ (each
-attempt's working directory), work/journal (every attempt's pid and exit status, see compute/local.py),
-credentials.json (the ids of the AWS credentials granted to running containers, see compute/credentials.py),
-events.jsonl (every "Batch Job State Change"), buckets/<bucket>/<key> (the objects of trigger buckets, see
-runtime/triggers.py), executor-id (tells this state's Docker containers from other servers', compute/docker.py),
-work/docker-journal (every container the Docker launcher created).
+attempt's working directory), work/journal (the pids and exit statuses of attempts, compacted at each start to the
+active ones, see compute/local_journal.py; work/journal.old until the recovery at start is over), credentials.json
+(the ids of the AWS credentials granted to running containers, see compute/credentials.py), events.jsonl (every
+"Batch Job State Change"), buckets/<bucket>/<key> (the objects of trigger buckets, see runtime/triggers.py),
+executor-id (tells this state's Docker containers from other servers', compute/docker.py), work/docker-journal
+(every container the Docker launcher created).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from chalicelib.compute.credentials import LocalCredentialVendor
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.nodes import NodeLauncher
 from chalicelib.control.context import Services, Settings
+from chalicelib.domain.jobs import ACTIVE
 from chalicelib.domain.model import ComputeEnvironment, JobQueue, SchedulingPolicy
 from chalicelib.domain.validation import Limits
 from chalicelib.events.local import LocalEventBus
@@ -170,11 +172,29 @@ class LocalRuntime:
     def start(self) -> None:
         self.credentials.start()
         self.work.start()
-        self.engine.start()
+        processes = self.launcher if isinstance(self.launcher, LocalLauncher) else self.launcher.processes
+        if processes is not None:  # the process journal keeps only what the recovery may ask about
+            try:
+                active = list(self._active_jobs())
+            except Exception:  # (the journal is kept whole: the recovery still finds every line)
+                log.exception("reading the active jobs failed: the process journal is not compacted")
+            else:
+                processes.compact_journal(active)
+        self.engine.start()  # (its recovery first)
+        if processes is not None:
+            processes.recovered()
         if self.executor == "docker":  # containers whose end was recorded just before a crash
             threading.Thread(target=self._reap, name="docker-reap", daemon=True).start()
         self.triggers.start()
         self.server.start()
+
+    def _active_jobs(self) -> Iterator[str]:
+        """The jobs the store has STARTING or RUNNING: those the recovery at start asks the launcher about (the
+        sweep's own reading of the store, control/sweep.py)."""
+        for queue in self.services.repo.list_jqs():
+            self.services.jobs.move_legacy_active(queue.name)  # (as the sweep does first: those are active too)
+            for job in self.services.jobs.iter_statuses(queue.name, ACTIVE):
+                yield job.job_id
 
     def stop(self) -> None:
         """Stop accepting requests, stop dispatching, stop running processes (their attempts are recovered at the

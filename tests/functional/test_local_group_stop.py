@@ -43,6 +43,7 @@ def test_a_stop_is_journaled_once_before_the_members_are_signalled(local: Local)
     assert lines.index(stops[0]) < min(i for i, line in enumerate(lines) if line.startswith("exit "))
     # AND the journal reads it back: the reason, and no exit before it
     read = Journal(journal)
+    read.want("job-1")  # (it keeps only the lines of the jobs asked about)
     read.refresh()
     read.close()
     assert read.stops == {"job-1#1": (REASON, 0)}
@@ -110,6 +111,7 @@ def test_a_stop_line_cut_short_or_unreadable_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "journal"
     path.write_text('stop j#1 "a\nstop j#2 not-json\nstop j#3 ["x"]\nstop j#4 "kept"\nstop j#4 "later"\nstop j#5 "cut')
     journal = Journal(path)
+    journal.want("j")
     journal.refresh()
     journal.close()
     assert journal.stops == {"j#4": ("kept", 0)}

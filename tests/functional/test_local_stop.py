@@ -12,9 +12,11 @@ import uuid
 
 import pytest
 
+from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.local_journal import Journal
+from chalicelib.compute.logs import FileLogStore
 from chalicelib.domain.jobs import TIMEOUT_REASON
-from chalicelib.domain.lifecycle import TaskStopped
+from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from tests.functional.test_local_launcher import Local, local, sleeper, wait_until
 
 __all__ = ["local"]  # the fixture
@@ -39,14 +41,25 @@ def test_a_stop_is_journaled_once_before_the_command_is_signalled(local: Local, 
     events = local.wait_events(2)
     ecs = {"task_arn": spec.local_task_arn, "container_instance_arn": spec.local_container_instance_arn}
     stopped = TaskStopped(1, 143, status_reason=reason, timed_out=reason == TIMEOUT_REASON, **ecs)
-    assert events[1] == ("job-1", stopped)  # the live report a recovery matches (without the ARNs it lacks)
+    assert events[1] == ("job-1", stopped)  # the live report a recovery matches
     lines = (local.root / "journal").read_text().splitlines()
     assert [line for line in lines if line.startswith("stop ")] == [f"stop job-1#1 {json.dumps(reason)}"]
     assert lines.index(f"stop job-1#1 {json.dumps(reason)}") < lines.index("exit job-1#1 143")
     read = Journal(local.root / "journal")
+    read.want("job-1")  # (it keeps only the lines of the jobs asked about)
     read.refresh()
     read.close()
     assert read.stops == {"job-1#1": (reason, 0)}
+    # AND a restart whose last server's reports were lost reports the same, ARNs and start included
+    recovered: list[tuple[str, TaskStarted | TaskStopped]] = []
+    restarted = LocalLauncher(
+        local.root, FileLogStore(local.root.parent / "logs"), lambda j, e: recovered.append((j, e))
+    )
+    try:
+        assert restarted.recover("job-1", 1) is True
+    finally:
+        restarted.shutdown()
+    assert recovered == events
 
 
 @pytest.mark.parametrize("reason", [REASON, TIMEOUT_REASON], ids=["terminate", "timeout"])

@@ -1,0 +1,130 @@
+"""The process executor's journal (`<state>/work/journal`) does not grow with every attempt ever run: each start of
+`batchplane up` compacts it to the lines of the jobs still active (compute/local_journal.py `Journal.compact`), and
+what the jobs' results say is the same as before."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import EXEC_ROLE, describe, sh
+from tests.e2e.test_kill_restart import HOST_TERMINATED, Server, client_with_queue, serve, wait_all_terminal
+
+pytestmark = pytest.mark.e2e
+
+CHILDREN = 300
+RESOURCES = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    yield from serve(tmp_path)
+
+
+def register(batch: Any, name: str, script: str) -> None:
+    batch.register_job_definition(
+        jobDefinitionName=name,
+        type="container",
+        containerProperties={
+            "image": "busybox",
+            "command": sh(script),
+            "resourceRequirements": RESOURCES,
+            "executionRoleArn": EXEC_ROLE,
+        },
+        platformCapabilities=["FARGATE"],
+    )
+
+
+def journal_files(server: Server) -> dict[str, int]:
+    """The journal's files in the work root, and their sizes."""
+    work = server.state / "work"
+    return {p.name: p.stat().st_size for p in work.iterdir() if p.name.startswith("journal")}
+
+
+def stop(server: Server) -> None:
+    """`batchplane up` stopped as Ctrl-C stops it."""
+    proc = server.procs[-1]
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("how", ["sigkill", "clean"])
+def test_a_restart_compacts_the_journal_of_many_finished_jobs_to_nothing(server: Server, how: str) -> None:
+    # GIVEN an array of a few hundred children that all ran to their end
+    server.start()
+    batch, queue = client_with_queue(server, max_vcpus=16)
+    register(batch, "quick", 'echo "child $AWS_BATCH_JOB_ARRAY_INDEX"')
+    parent = batch.submit_job(jobName="many", jobQueue=queue, jobDefinition="quick", arrayProperties={"size": CHILDREN})
+    ids = [parent["jobId"], *(f"{parent['jobId']}:{i}" for i in range(CHILDREN))]
+    before = wait_all_terminal(batch, ids, 120)
+    assert {j["status"] for j in before.values()} == {"SUCCEEDED"}
+    grown = journal_files(server)
+    assert grown["journal"] > CHILDREN * 2 * len("exit x#1 0\n"), grown  # a pid and an exit line per child
+    # WHEN the server is stopped (killed, or Ctrl-C) and started again
+    if how == "sigkill":
+        server.kill()
+    else:
+        stop(server)
+    server.start()
+    # THEN the journal holds nothing (no job is active), and no other journal file is left
+    assert journal_files(server) == {"journal": 0}
+    # AND the jobs' results are those they had
+    after = describe(batch, ids)
+    assert after == before
+    # AND the server runs jobs as before, journaling them in the compacted journal
+    again = batch.submit_job(jobName="again", jobQueue=queue, jobDefinition="quick")["jobId"]
+    assert wait_all_terminal(batch, [again], 30)[again]["status"] == "SUCCEEDED"
+    assert f"exit {again}#1 0\n" in (server.state / "work" / "journal").read_text()
+
+
+def test_a_job_running_across_restarts_ends_as_before_and_its_lines_go_once_it_ended(
+    server: Server, tmp_path: Path
+) -> None:
+    # GIVEN a job (two attempts) whose command runs until a go file exists, and a finished one beside it
+    go = tmp_path / "go"
+    server.start()
+    batch, queue = client_with_queue(server, max_vcpus=4)
+    register(batch, "waits", f"until [ -e {go} ]; do sleep 0.05; done; echo done")
+    register(batch, "quick", "true")
+    done = batch.submit_job(jobName="done", jobQueue=queue, jobDefinition="quick")["jobId"]
+    wait_all_terminal(batch, [done], 30)
+    job = batch.submit_job(jobName="waits", jobQueue=queue, jobDefinition="waits", retryStrategy={"attempts": 2})
+    job_id = job["jobId"]
+    wait_status(batch, job_id, "RUNNING")
+    # WHEN the server is killed while it runs, and started again
+    server.kill()
+    server.start()
+    # THEN the attempt the restart found running is a lost host, and the job runs again under the new server; the
+    # journal keeps only the running job's lines
+    wait_status(batch, job_id, "RUNNING", attempts=1)
+    lines = (server.state / "work" / "journal").read_text().splitlines()
+    assert lines and all(f" {job_id}#" in line for line in lines), lines
+    assert not any(done in line for line in lines)
+    # AND once it ends, its result is its own exit, and another restart changes nothing of it
+    (go).touch()
+    ended = wait_all_terminal(batch, [job_id, done], 30)
+    assert [a["statusReason"] for a in ended[job_id]["attempts"]] == [
+        HOST_TERMINATED,
+        "Essential container in task exited",
+    ]
+    assert ended[job_id]["status"] == "SUCCEEDED" and ended[job_id]["attempts"][1]["container"]["exitCode"] == 0
+    server.kill()
+    server.start()
+    assert describe(batch, [job_id, done]) == ended
+    assert journal_files(server) == {"journal": 0}
+
+
+def wait_status(batch: Any, job_id: str, status: str, attempts: int = 0, timeout: float = 30) -> None:
+    """Until the job has `status` and (at least) `attempts` finished attempts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = describe(batch, [job_id])[job_id]
+        if job["status"] == status and len(job.get("attempts", [])) >= attempts:
+            return
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
