@@ -8,14 +8,19 @@ or after its answer came, and to be delivered again as AWS would:
 - EventBridge (task events): a failed asynchronous invocation is retried (the rule target's `MaximumRetryAttempts` 4).
 
 Each delivery crashes at most twice, so the third try always finishes (within every retry budget above), and any
-successful delivery may come a second time. A crashed Lambda's retry starts cold: a new runtime, so nothing it kept
+successful delivery may come a second time. Some task events are lost outright (their deliveries failed past the
+rule's retries, into its dead-letter queue). A crashed Lambda's retry starts cold: a new runtime, so nothing it kept
 in memory (such as the launcher's record of what it launched) survives.
 
 Some work has no event left to redeliver it: a dispatch that died between the claim's write and its RunTask leaves a
-STARTING job whose SQS message the retry answered (the job is no longer RUNNABLE). The scheduled sweep repairs those
-(a claim older than its grace is launched again, under the same key). The harness runs it, liable to crash too, each
-time the plane is quiet, as if its minute had come and the grace had passed. After that, every job must have ended
-as its plan says, and every attempt must have run as one ECS task: no job lost, none run twice beyond its retries.
+STARTING job whose SQS message the retry answered (the job is no longer RUNNABLE); a lost task event leaves a job
+STARTING or RUNNING while its task has moved on. The scheduled sweep repairs those: a claim older than its grace is
+launched again under the same key, or its task's state applied; a RUNNING job not heard from for 5 minutes has its
+task read (DescribeTasks), and a stopped task's end applied. For that read to say what the lost event said, moto's
+task gets the exit code its plan gave (moto's containers always exit 0). The harness runs the sweep, liable to crash
+too, each time the plane is quiet, as if its minute had come and every grace had passed: up to ten times, since each
+stage of the DAG that a crash or a lost event cut off waits for one. After that, every job must have ended as its
+plan says, and every attempt must have run as one ECS task: no job lost, none run twice beyond its retries.
 
 The crash is a BaseException, so that no `except Exception` in the code under test can swallow it: the process is
 gone, whatever its handlers. moto's RunTask ignores `clientToken` (ECS answers a retried RunTask with the task the
@@ -33,6 +38,7 @@ from typing import Any
 
 import botocore.handlers
 import pytest
+from moto.ecs.models import EC2ContainerServiceBackend
 
 from bench.aws_harness import Deployment, World, deployed, set_up
 from chalicelib.compute import ecs_events
@@ -48,10 +54,12 @@ class Chaos:
     """Arms a crash at the n-th AWS call of the current handler invocation (on the test's thread only: the API
     server's thread serves the client's requests, which are not a Lambda's event-driven work)."""
 
-    def __init__(self, rng: random.Random, crash_rate: float, duplicate_rate: float) -> None:
+    def __init__(self, rng: random.Random, crash_rate: float, duplicate_rate: float, loss_rate: float) -> None:
         self.rng = rng
         self.crash_rate = crash_rate
         self.duplicate_rate = duplicate_rate
+        self.loss_rate = loss_rate  # of task events
+        self.lost = 0
         self.thread = threading.get_ident()
         self.countdown: int | None = None  # AWS calls left before the crash; None: not armed
         self.after = False  # crash once the call was answered (its effect made) instead of before it is sent
@@ -84,12 +92,34 @@ class Chaos:
         return [("provide-client-params", chaos.before_call), ("after-call", chaos.after_call)]
 
 
+PLANNED_EXIT = {"ok": 0, "fail": 1, "spot": 143}
+
+
+def exits_as_planned(monkeypatch: pytest.MonkeyPatch, world: World) -> None:
+    """moto's StopTask, as the harness ends a task by its plan, leaves the exit code the plan gives on its container
+    (what DescribeTasks then reports, as ECS would)."""
+    real = EC2ContainerServiceBackend.stop_task
+
+    def stop_task(self: EC2ContainerServiceBackend, cluster_str: str, task_str: str, reason: str) -> Any:
+        task = real(self, cluster_str, task_str, reason)
+        progress = world.tasks.get(task.task_arn)
+        if progress is not None and progress.stopped is None:  # (stopped by its plan, not by a StopTask of ours)
+            for container in task.containers:
+                container.exitCode = PLANNED_EXIT[progress.outcome]
+        return task
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "stop_task", stop_task)
+
+
 def chaotic(monkeypatch: pytest.MonkeyPatch, chaos: Chaos) -> None:
     """Every handler invocation may crash, and is then delivered again (at most two crashes per delivery); a
     delivery that finished may come a second time."""
     real = World.invoke
 
     def invoke(self: World, name: str, event: Any) -> Any:
+        if name == "on_ecs_task_event" and chaos.rng.random() < chaos.loss_rate:
+            chaos.lost += 1
+            return None  # every delivery failed: it is in the rule's dead-letter queue
         for delivery in range(3):
             if delivery < 2 and chaos.rng.random() < chaos.crash_rate:
                 chaos.arm()
@@ -142,7 +172,7 @@ SCHEDULED = {
 
 @pytest.fixture
 def chaos_deployment(serverless_env: None, request: pytest.FixtureRequest) -> Iterator[tuple[Deployment, Chaos]]:
-    chaos = Chaos(random.Random(request.param), crash_rate=0.35, duplicate_rate=0.2)
+    chaos = Chaos(random.Random(request.param), crash_rate=0.35, duplicate_rate=0.2, loss_rate=0.15)
     entries = Chaos.handlers(chaos)
     botocore.handlers.BUILTIN_HANDLERS.extend(entries)  # before the deployment's clients are made
     try:
@@ -160,6 +190,7 @@ def test_no_job_is_lost_or_run_twice_when_lambdas_crash_and_events_repeat(
     deployment, chaos = chaos_deployment
     world, batch = deployment.world, deployment.batch
     set_up(deployment)  # (settled before the chaos starts)
+    exits_as_planned(monkeypatch, world)
     chaotic(monkeypatch, chaos)
 
     # GIVEN a DAG: prepare -> array of 4 -> (flaky: fails once, retried; on-spot: reclaimed once, retried;
@@ -183,7 +214,7 @@ def test_no_job_is_lost_or_run_twice_when_lambdas_crash_and_events_repeat(
 
     # WHEN the control plane runs until nothing moves, its Lambdas crashing and its events repeating, with the
     # scheduled sweep between (its clock past every grace)
-    settle_with_sweeps(world, monkeypatch, rounds=4)
+    settle_with_sweeps(world, monkeypatch, rounds=10)
 
     # THEN every job ended as planned
     ids = [prepare, fan, flaky, on_spot, doomed, report, after_doomed]
@@ -196,7 +227,7 @@ def test_no_job_is_lost_or_run_twice_when_lambdas_crash_and_events_repeat(
         "doomed": "FAILED",
         "report": "SUCCEEDED",
         "after-doomed": "FAILED",
-    }, ({n: j.get("statusReason") for n, j in jobs.items()}, chaos.crashes)
+    }, ({n: j.get("statusReason") for n, j in jobs.items()}, chaos.crashes, chaos.lost)
     assert jobs["after-doomed"]["statusReason"] == f"Dependent Job failed: {doomed}"
     assert [a["container"]["exitCode"] for a in jobs["flaky"]["attempts"]] == [1, 0]
     assert [a["container"]["exitCode"] for a in jobs["doomed"]["attempts"]] == [1, 1]
@@ -217,5 +248,5 @@ def test_no_job_is_lost_or_run_twice_when_lambdas_crash_and_events_repeat(
         tasks_of[identity] += 1
     expected = {(prepare, 1), (flaky, 1), (flaky, 2), (on_spot, 1), (on_spot, 2), (doomed, 1), (doomed, 2), (report, 1)}
     expected |= {(f"{fan}:{i}", 1) for i in range(4)}
-    assert set(tasks_of) == expected and set(tasks_of.values()) == {1}, (tasks_of, chaos.crashes)
+    assert set(tasks_of) == expected and set(tasks_of.values()) == {1}, (tasks_of, chaos.crashes, chaos.lost)
     assert sum(chaos.crashes.values()) > 0  # the chaos happened (every seed crashes some Lambdas)
