@@ -55,6 +55,7 @@ from chalicelib.compute.port import TaskEventSink, TaskSpec
 from chalicelib.domain.errors import BatchplaneError, NotFound, Throttled
 from chalicelib.domain.lifecycle import TaskStopped
 from chalicelib.domain.model import ComputeEnvironment
+from chalicelib.domain.reasons import TASK_END_UNKNOWN
 
 log = logging.getLogger("batchplane.ecs")
 
@@ -213,20 +214,31 @@ class EcsLauncher:
                 found.append((*identity, str(task.get("taskArn", ""))))
         return found
 
-    def check_running(self, task_ids: Sequence[str]) -> int:
-        """TaskChecker: DescribeTasks of the task ARNs among `task_ids` (100 a call); each task that has STOPPED is
-        reported through `on_event` as its event would have been (the lifecycle ignores what it knows already).
-        A task ECS no longer knows (MISSING: stopped over an hour ago) is left alone: its end cannot be read."""
-        arns = [t for t in dict.fromkeys(task_ids) if t.startswith("arn:")]
-        if self.on_event is None or not arns:
+    def check_running(self, attempts: Sequence[tuple[str, int, str]]) -> int:
+        """TaskChecker: DescribeTasks of the attempts' task ARNs (100 a call); each task that has STOPPED is reported
+        through `on_event` as its event would have been (the lifecycle ignores what it knows already). A task ECS no
+        longer knows (MISSING: it stopped about an hour ago or more) ends its attempt with TASK_END_UNKNOWN, its
+        other tasks asked to stop (a multi-node job's nodes; none for others): its end cannot be read any more."""
+        of = {arn: (job_id, attempt) for job_id, attempt, arn in attempts if arn.startswith("arn:")}
+        if self.on_event is None or not of:
             return 0
-        stopped = 0
-        for task in self.describe(arns):
-            translated = ecs_events.task_state(task) if task.get("lastStatus") == "STOPPED" else None
-            if translated is not None:
-                stopped += 1
-                self.on_event(translated.job_id, translated.event)
-        return stopped
+        reported = 0
+        arns = list(of)
+        for i in range(0, len(arns), 100):
+            request = {"cluster": self.cluster, "tasks": arns[i : i + 100]}
+            response = self._call("DescribeTasks", "describe_tasks", request) or {}
+            for task in response.get("tasks") or []:
+                translated = ecs_events.task_state(task) if task.get("lastStatus") == "STOPPED" else None
+                if translated is not None:
+                    reported += 1
+                    self.on_event(translated.job_id, translated.event)
+            for failure in response.get("failures") or []:
+                known = of.get(str(failure.get("arn")))
+                if known is not None and failure.get("reason") == "MISSING":
+                    reported += 1
+                    gone = TaskStopped(known[1], None, status_reason=TASK_END_UNKNOWN, stop_nodes=TASK_END_UNKNOWN)
+                    self.on_event(known[0], gone)
+        return reported
 
     def describe(self, arns: Iterable[str]) -> list[JsonDict]:
         arns = list(arns)

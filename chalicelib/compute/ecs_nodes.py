@@ -72,8 +72,8 @@ class EcsNodeLauncher:
     def task_arns(self, job_id: str, attempt: int) -> list[str]:
         return self.ecs.task_arns(job_id, attempt)
 
-    def check_running(self, task_ids: Sequence[str]) -> int:
-        return self.ecs.check_running(task_ids)  # a multi-node job's: its main node's task (its events name the node)
+    def check_running(self, attempts: Sequence[tuple[str, int, str]]) -> int:
+        return self.ecs.check_running(attempts)  # a multi-node job's: its main node's task (its events name the node)
 
     def attempts_on_instance(self, instance_id: str) -> list[tuple[str, int, str]]:
         """As EcsLauncher's, a node's task standing for its job (the host lost takes the whole attempt)."""

@@ -154,9 +154,10 @@ class TaskChecker(Protocol):
     """A launcher that can read the state of many running tasks at once (ECS: DescribeTasks, 100 a call): the sweep
     asks it about RUNNING attempts it has not heard from for a while, whose STOPPED event may have been lost."""
 
-    def check_running(self, task_ids: Sequence[str]) -> int:
-        """Read these tasks (the `task_id` of RUNNING attempts: a task ARN once ECS reported the task) and report,
-        through the launcher's event sink, the end of each that has stopped. Returns how many had stopped."""
+    def check_running(self, attempts: Sequence[tuple[str, int, str]]) -> int:
+        """Read the tasks of these RUNNING attempts ((job id, attempt, task id): a task ARN once ECS reported the
+        task) and report, through the launcher's event sink, the end of each that has stopped, or is gone. Returns
+        how many ends it reported."""
         ...
 
 

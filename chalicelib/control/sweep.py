@@ -18,8 +18,9 @@ every SWEEP_SECONDS; on AWS a scheduled Lambda runs `sweep(svc, reactor, now_ms)
    and asks the launcher to stop it; asked again on every sweep until the stop is reported. On AWS this is the only
    timeout check; the local engine also wakes at each deadline (control/timeouts.py, docs/adr/0025).
    RUNNING jobs not written for `running_check_ms`, when the launcher can read tasks in bulk (`TaskChecker`: ECS,
-   DescribeTasks, 100 a call): a task that has stopped is reported as its lost STOPPED event would have been. At
-   most `max_running_checks` per sweep, taken in turns from one sweep to the next. (The local launchers watch
+   DescribeTasks, 100 a call): a task that has stopped is reported as its lost STOPPED event would have been, one
+   ECS no longer knows ends its attempt with TASK_END_UNKNOWN. At most `max_running_checks` per sweep, taken in
+   turns from one sweep to the next. (The local launchers watch
    their processes themselves.)
 3. PENDING jobs not updated for `pending_stale_ms` (at a restart: all): dependencies that finished while their
    notification was lost are applied; array parents get their missing children and recount finished ones (both
@@ -92,7 +93,7 @@ class SweepReport:
 def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | None = None) -> SweepReport:
     policy = policy or SweepPolicy()
     report = SweepReport()
-    unheard: list[str] = []  # task ids of RUNNING attempts not heard from for running_check_ms
+    unheard: list[tuple[str, int, str]] = []  # RUNNING attempts not heard from for running_check_ms (+ task id)
     for queue in svc.repo.list_jqs():
         try:
             report.reindexed += svc.jobs.move_legacy_active(queue.name)
@@ -107,7 +108,7 @@ def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | No
             except Exception as e:  # one job's failure must not stop the sweep; the next sweep tries again
                 _failed(report, job, e)
             if job.status == RUNNING and job.current is not None and now_ms - job.updated_at >= policy.running_check_ms:
-                unheard.append(job.current.task_id)
+                unheard.append((job.job_id, job.current.number, job.current.task_id))
         for job in list(svc.jobs.iter_statuses(queue.name, (PENDING,))):
             if not policy.restart and now_ms - job.updated_at < policy.pending_stale_ms:
                 continue
@@ -125,19 +126,19 @@ def sweep(svc: Services, reactor: Reactor, now_ms: int, policy: SweepPolicy | No
 
 
 def _check_running(
-    checker: TaskChecker, task_ids: list[str], now_ms: int, policy: SweepPolicy, report: SweepReport
+    checker: TaskChecker, attempts: list[tuple[str, int, str]], now_ms: int, policy: SweepPolicy, report: SweepReport
 ) -> None:
     """Read the tasks of RUNNING attempts not heard from lately; at most max_running_checks, a different slice at
     each sweep (by the minute), so that every one is read in turn whatever their number."""
     budget = max(1, policy.max_running_checks)
-    if len(task_ids) > budget:
-        start = (now_ms // 60_000 * budget) % len(task_ids)
-        task_ids = (task_ids[start:] + task_ids[:start])[:budget]
+    if len(attempts) > budget:
+        start = (now_ms // 60_000 * budget) % len(attempts)
+        attempts = (attempts[start:] + attempts[:start])[:budget]
     try:
-        report.running_stopped += checker.check_running(task_ids)
-        report.running_checked += len(task_ids)
+        report.running_stopped += checker.check_running(attempts)
+        report.running_checked += len(attempts)
     except Exception as e:  # ECS unreachable, throttled: the next sweep reads them again
-        log.exception("reading the tasks of %d running attempts failed", len(task_ids))
+        log.exception("reading the tasks of %d running attempts failed", len(attempts))
         report.errors.append(f"running tasks: {type(e).__name__}: {e}")
 
 

@@ -16,3 +16,9 @@ TASK_FAILED_TO_START = "Task failed to start"
 def host_terminated_reason(instance_id: str) -> str:
     """The statusReason of a job whose EC2 host went away (spec §4.7)."""
     return f"Host EC2 (instance {instance_id}) terminated."
+
+
+# A RUNNING attempt whose task ECS no longer knows (DescribeTasks: MISSING, about an hour after it stopped) when the
+# sweep reads it: its STOPPED event was lost and its end cannot be read any more. batchplane's words (AWS Batch
+# never loses a task's end); "Task stopped*" is what a retry rule would match.
+TASK_END_UNKNOWN = "Task stopped: ECS no longer knows the task; its end was not observed"

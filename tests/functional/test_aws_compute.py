@@ -19,6 +19,8 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.ec2 import utils as ec2_utils
+from moto.ecs.models import ecs_backends
+from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api import state_manager
 
 from chalicelib.compute import ecs
@@ -29,6 +31,7 @@ from chalicelib.control import capacity
 from chalicelib.control.react import Reactor
 from chalicelib.control.sweep import SweepPolicy, sweep
 from chalicelib.domain.jobs import RUNNABLE, RUNNING, STARTING
+from chalicelib.domain.reasons import TASK_END_UNKNOWN
 from chalicelib.domain.scheduling import NO_VALID_CE
 from chalicelib.runtime.task_events import on_ec2_event, on_ecs_task_event
 from chalicelib.store.dynamo import DynamoItemStore
@@ -578,6 +581,41 @@ def test_the_sweep_reads_the_task_of_a_running_job_whose_stopped_event_was_lost(
     assert outcome(plane, ended)[:3] == ("SUCCEEDED", ESSENTIAL_EXITED, 0)
 
 
+@pytest.fixture
+def describe_answers_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ECS's DescribeTasks lists each task it does not know (any more) in `failures`, reason MISSING; moto omits it."""
+    real = EC2ContainerServiceResponse.describe_tasks
+
+    def describe_tasks(self: EC2ContainerServiceResponse) -> Any:
+        result = real(self)
+        asked = self._get_param("tasks", [])
+        found = {t.task_arn for t in result.result["tasks"]}
+        result.result["failures"] = [{"arn": a, "reason": "MISSING"} for a in asked if a not in found]
+        return result
+
+    monkeypatch.setattr(EC2ContainerServiceResponse, "describe_tasks", describe_tasks)
+
+
+def test_a_running_job_whose_task_ecs_no_longer_knows_ends_its_attempt_and_is_retried(
+    aws: Aws, plane: Plane, describe_answers_missing: None
+) -> None:
+    # GIVEN a RUNNING job whose task stopped while its STOPPED event was lost, long enough ago that ECS forgot it
+    queue, jd = fargate_setup(plane, aws)
+    job_id = plane.submit(queue, jd, retryStrategy={"attempts": 2})
+    assert plane.dispatch() == 1
+    deliver(plane, task_event(aws, job_id, 1, "RUNNING", version=2))
+    arn = aws.task_arn(job_id, 1)
+    ecs_backends[ACCOUNT][REGION].tasks[CLUSTER].pop(arn)
+
+    # WHEN the sweep reads it  THEN the attempt ends with the reason that says so, and its retry strategy decides
+    plane.clock.advance(SweepPolicy().running_check_ms)
+    report = sweep(plane.svc, plane.reactor, plane.clock.now_ms())
+    assert (report.running_checked, report.running_stopped, report.errors) == (1, 1, [])
+    job = plane.describe_one(job_id)
+    assert job["status"] == RUNNABLE
+    assert [(a["container"]["taskArn"], a["statusReason"]) for a in job["attempts"]] == [(arn, TASK_END_UNKNOWN)]
+
+
 def test_the_running_tasks_a_sweep_reads_are_bounded_and_taken_in_turns(aws: Aws, plane: Plane) -> None:
     queue, jd = fargate_setup(plane, aws)
     jobs = [plane.submit(queue, jd, f"job-{i}") for i in range(5)]
@@ -587,7 +625,7 @@ def test_the_running_tasks_a_sweep_reads_are_bounded_and_taken_in_turns(aws: Aws
     checker = plane.reactor.launcher
     assert isinstance(checker, EcsLauncher)
     real = checker.check_running
-    checker.check_running = lambda ids: read.append(list(ids)) or real(ids)  # type: ignore[method-assign]
+    checker.check_running = lambda attempts: read.append([a[2] for a in attempts]) or real(attempts)  # type: ignore[method-assign]
     policy = dataclasses.replace(SweepPolicy(), max_running_checks=2)
     plane.clock.advance(policy.running_check_ms)
     for _ in range(3):  # a sweep a minute
