@@ -14,6 +14,8 @@ to, or an attempt number that is no longer current.
 
 from __future__ import annotations
 
+from typing import Any
+
 from chalicelib.domain import arrays, conditions, ecs_task, retry
 
 # The effects (domain/effects.py) are part of this module's vocabulary: `lifecycle.Publish`, `lifecycle.Outcome`.
@@ -44,6 +46,7 @@ from chalicelib.domain.job_events import (
     DependencySucceeded,
     Evaluate,
     Event,
+    NodeStarted,
     NodeStopped,
     TaskStarted,
     TaskStopped,
@@ -63,6 +66,7 @@ from chalicelib.domain.jobs import (
     TIMEOUT_REASON,
     Attempt,
     Job,
+    node_ended,
 )
 from chalicelib.domain.records import replace
 
@@ -82,6 +86,7 @@ __all__ = [  # the re-exported effects and events; everything defined below is p
     "Event",
     "Launch",
     "LaunchNodes",
+    "NodeStarted",
     "NodeStopped",
     "NotifyDependents",
     "NotifyParent",
@@ -105,6 +110,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "TaskStarted": frozenset({STARTING, RUNNING}),  # RUNNING: a multi-node job's repeated main node start
     "TaskStopped": frozenset({STARTING, RUNNING}),
     "NodeStopped": frozenset({STARTING, RUNNING}),
+    "NodeStarted": frozenset({STARTING, RUNNING}),
     "Cancel": frozenset({SUBMITTED, PENDING, RUNNABLE}),
     "Terminate": frozenset({SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING}),
     "TimedOut": frozenset({RUNNING}),
@@ -161,6 +167,8 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
             return Outcome(stopped.job, (*stopped.effects, StopTask(event.attempt, why)))
         case NodeStopped():
             return _node_stopped(job, event, now)
+        case NodeStarted():
+            return _node_started(job, event, now)
         case Cancel(reason=why):
             if job.status == PENDING and job.pending:
                 # AWS CancelJob: "A PENDING job is canceled after all dependency jobs are completed"
@@ -251,9 +259,7 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
     status_reason = stop.status_reason or (TIMEOUT_REASON if stop.timed_out else ESSENTIAL_EXITED)
     finished = replace(
         _with_task(current, stop.task_arn, stop.log_stream, stop.container_instance_arn),
-        nodes={**(stop.nodes or {}), **(current.nodes or {})}
-        if current.nodes or stop.nodes
-        else None,  # (own ends first)
+        nodes=_nodes_at_end(current.nodes, stop.nodes),
         stopped_at=now,
         exit_code=stop.exit_code,
         reason=stop.reason,
@@ -286,14 +292,55 @@ def _main_node_again(job: Job, started: TaskStarted) -> Outcome:
 
 
 def _node_stopped(job: Job, stop: NodeStopped, now: int) -> Outcome:
-    """Record a node's own end in the attempt (once: a duplicate report changes nothing)."""
+    """Record a node's own end in the attempt (once: a duplicate report changes nothing). Its task, when this is
+    the first event of the node to arrive, is recorded with it (a later NodeStarted then changes nothing)."""
     current = job.current
-    if current is None or current.number != stop.attempt or str(stop.index) in (current.nodes or {}):
+    held = (current.nodes or {}).get(str(stop.index)) if current is not None else None
+    if current is None or current.number != stop.attempt or node_ended(held):
         return UNCHANGED
     ended = {"exitCode": stop.exit_code, "reason": stop.reason, "stoppedAt": now}
     ended["statusReason"] = stop.status_reason or ESSENTIAL_EXITED
-    nodes = {**(current.nodes or {}), str(stop.index): {k: v for k, v in ended.items() if v is not None}}
+    if stop.task_arn and not (held or {}).get("taskArn"):
+        ended |= {"taskArn": stop.task_arn, "logStream": stop.log_stream or _node_stream(current, stop.task_arn)}
+    record = {**(held or {}), **{k: v for k, v in ended.items() if v is not None}}
+    nodes = {**(current.nodes or {}), str(stop.index): record}
     return Outcome(replace(job, current=replace(current, nodes=nodes), updated_at=now), (PublishNode(stop.index),))
+
+
+def _node_started(job: Job, start: NodeStarted, now: int) -> Outcome:
+    """Record a non-main node's task (its ARN and log stream) in the attempt, once: a repeated RUNNING, or one after
+    the node's STOPPED (which recorded the task already), changes nothing. Its RUNNING state change is published
+    now, carrying its task (docs/adr/0027)."""
+    current = job.current
+    if current is None or current.number != start.attempt:
+        return UNCHANGED
+    held = (current.nodes or {}).get(str(start.index)) or {}
+    if held.get("taskArn") or node_ended(held):
+        return UNCHANGED
+    task = {"taskArn": start.task_arn, "logStream": start.log_stream or _node_stream(current, start.task_arn)}
+    nodes = {**(current.nodes or {}), str(start.index): {**held, **task}}
+    return Outcome(replace(job, current=replace(current, nodes=nodes), updated_at=now), (PublishNode(start.index),))
+
+
+def _node_stream(attempt: Attempt, task_arn: str) -> str:
+    """A node task's log stream: the attempt's stream prefix (`<jd>/default`) with the task's id."""
+    prefix, sep, _ = attempt.log_stream.rpartition("/")
+    task_id = task_arn.rsplit("/", 1)[-1]
+    return f"{prefix}/{task_id}" if sep else task_id
+
+
+def _nodes_at_end(
+    held: dict[str, dict[str, Any]] | None, ends: dict[str, dict[str, Any]] | None
+) -> dict[str, dict[str, Any]] | None:
+    """The attempt's nodes once it ended: a node that ended on its own keeps its end; the others get the end the
+    main node's stop gives them (`withMain`), with the task recorded for them, if any."""
+    if not held and not ends:
+        return None
+    merged = dict(held or {})
+    for i, end in (ends or {}).items():
+        if not node_ended(merged.get(i)):
+            merged[i] = {**(merged.get(i) or {}), **end}
+    return merged
 
 
 def _with_task(attempt: Attempt, task_arn: str | None, log_stream: str | None, instance: str | None) -> Attempt:

@@ -16,7 +16,7 @@ from typing import Any
 
 from chalicelib.domain import digits, job_spec, validation
 from chalicelib.domain.errors import InvalidRequest
-from chalicelib.domain.jobs import ACTIVE, FAILED, RUNNING, STARTING, SUCCEEDED, TERMINAL, Attempt, Job
+from chalicelib.domain.jobs import ACTIVE, FAILED, RUNNING, STARTING, SUCCEEDED, TERMINAL, Attempt, Job, node_ended
 from chalicelib.domain.validation import fail
 
 MAX_NODES = 1000  # "You can have up to 1,000 nodes in a single job" (AWS Batch user guide, "Node groups")
@@ -221,7 +221,8 @@ def node_status(job: Job, index: int, attempt: Attempt | None) -> str:
     """A node's status: the job's, except a node whose task ended while the job ran on (its own end) and, in a
     finished job, the other nodes stopped with the main one (they take the job's status, as the main node decides
     it: "The final job status ... is determined by the final job status of the main node")."""
-    ended = (attempt.nodes or {}).get(str(index)) if attempt is not None else None
+    record = (attempt.nodes or {}).get(str(index)) if attempt is not None else None
+    ended = record if node_ended(record) else None
     if job.node_properties is not None and index == main_node(job.node_properties):
         return job.status  # the job's status is the main node's
     if job.status in (STARTING, RUNNING) and ended is not None:
@@ -233,12 +234,14 @@ def node_status(job: Job, index: int, attempt: Attempt | None) -> str:
 
 def _node_attempt(a: Attempt, index: int, main: bool = False) -> Attempt:
     """A node's part of an attempt. The attempt's task is the main node's (its ARN and log stream); another node's
-    task id is derived from it (`node_task_id`), as the local launchers name it."""
+    is its own task's when the attempt recorded it (ECS: lifecycle `NodeStarted`), else derived from the main
+    node's (`node_task_id`), as the local launchers name it."""
     ended = (a.nodes or {}).get(str(index)) or {}
+    task_arn, stream = ended.get("taskArn"), ended.get("logStream")
     return replace(
         a,
-        task_id=a.task_id if main else _node_arn(a.task_id, index),
-        log_stream=a.log_stream if main else node_stream(a.log_stream, a.task_id, index),
+        task_id=a.task_id if main else task_arn or _node_arn(a.task_id, index),
+        log_stream=a.log_stream if main else stream or node_stream(a.log_stream, a.task_id, index),
         exit_code=ended.get("exitCode"),
         reason=ended.get("reason"),
         status_reason=ended.get("statusReason", a.status_reason),
@@ -275,6 +278,18 @@ def node_view(job: Job, index: int) -> Job:
         node_index=index,
         vcpus=job_spec.vcpus_and_memory(container_of(np, index))[0],
     )
+
+
+def published_with_job(job: Job, *, nodes_report_start: bool) -> list[Job]:
+    """The node jobs whose state change is published with the job's own. Where the launcher reports each node's
+    start (ECS: a non-main node's task runs after the main node's, lifecycle `NodeStarted`), a non-main node that
+    is RUNNING but whose task has not reported yet is left out: its RUNNING is published when its task runs,
+    carrying that task's ARN and log stream (or, if it never does, the node's end is, with the job's)."""
+    views = node_views(job)
+    if not nodes_report_start or job.node_properties is None or job.current is None:
+        return views
+    main, recorded = main_node(job.node_properties), job.current.nodes or {}
+    return [v for v in views if v.node_index == main or v.status != RUNNING or str(v.node_index) in recorded]
 
 
 def node_views(job: Job, status: str | None = None) -> list[Job]:
