@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.domain import arrays
-from chalicelib.domain.jobs import DEPENDENCY_FAILED, PENDING, RUNNABLE, SUCCEEDED, TERMINAL, Job, node_ended
+from chalicelib.domain.jobs import (
+    DEPENDENCY_FAILED,
+    PENDING,
+    RUNNABLE,
+    SUCCEEDED,
+    TERMINAL,
+    Job,
+    node_ended,
+    node_task_recorded,
+)
 
 # -- effects ---------------------------------------------------------------------------------------------------
 
@@ -159,7 +168,7 @@ def _node_ends(old: Job | None, new: Job) -> list[Effect]:
 def _node_changed(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
     if node_ended(after) and not node_ended(before):
         return True
-    return "taskArn" in after and "taskArn" not in (before or {})
+    return node_task_recorded(after) and not node_task_recorded(before)
 
 
 def _parent_effects(old: Job | None, new: Job) -> list[Effect]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain import arrays, conditions, ecs_task, retry
+from chalicelib.domain import arrays, conditions, ecs_task, nodes, retry
 
 # The effects (domain/effects.py) are part of this module's vocabulary: `lifecycle.Publish`, `lifecycle.Outcome`.
 from chalicelib.domain.effects import (
@@ -67,6 +67,7 @@ from chalicelib.domain.jobs import (
     Attempt,
     Job,
     node_ended,
+    node_task_recorded,
 )
 from chalicelib.domain.records import replace
 
@@ -300,11 +301,11 @@ def _node_stopped(job: Job, stop: NodeStopped, now: int) -> Outcome:
         return UNCHANGED
     ended = {"exitCode": stop.exit_code, "reason": stop.reason, "stoppedAt": now}
     ended["statusReason"] = stop.status_reason or ESSENTIAL_EXITED
-    if stop.task_arn and not (held or {}).get("taskArn"):
-        ended |= {"taskArn": stop.task_arn, "logStream": stop.log_stream or _node_stream(current, stop.task_arn)}
+    if stop.task_arn and not node_task_recorded(held):
+        ended |= nodes.task_record(current, stop.task_arn, stop.log_stream)
     record = {**(held or {}), **{k: v for k, v in ended.items() if v is not None}}
-    nodes = {**(current.nodes or {}), str(stop.index): record}
-    return Outcome(replace(job, current=replace(current, nodes=nodes), updated_at=now), (PublishNode(stop.index),))
+    recorded = {**(current.nodes or {}), str(stop.index): record}
+    return Outcome(replace(job, current=replace(current, nodes=recorded), updated_at=now), (PublishNode(stop.index),))
 
 
 def _node_started(job: Job, start: NodeStarted, now: int) -> Outcome:
@@ -315,18 +316,11 @@ def _node_started(job: Job, start: NodeStarted, now: int) -> Outcome:
     if current is None or current.number != start.attempt:
         return UNCHANGED
     held = (current.nodes or {}).get(str(start.index)) or {}
-    if held.get("taskArn") or node_ended(held):
+    if node_task_recorded(held) or node_ended(held):
         return UNCHANGED
-    task = {"taskArn": start.task_arn, "logStream": start.log_stream or _node_stream(current, start.task_arn)}
-    nodes = {**(current.nodes or {}), str(start.index): {**held, **task}}
-    return Outcome(replace(job, current=replace(current, nodes=nodes), updated_at=now), (PublishNode(start.index),))
-
-
-def _node_stream(attempt: Attempt, task_arn: str) -> str:
-    """A node task's log stream: the attempt's stream prefix (`<jd>/default`) with the task's id."""
-    prefix, sep, _ = attempt.log_stream.rpartition("/")
-    task_id = task_arn.rsplit("/", 1)[-1]
-    return f"{prefix}/{task_id}" if sep else task_id
+    task = nodes.task_record(current, start.task_arn, start.log_stream)
+    recorded = {**(current.nodes or {}), str(start.index): {**held, **task}}
+    return Outcome(replace(job, current=replace(current, nodes=recorded), updated_at=now), (PublishNode(start.index),))
 
 
 def _nodes_at_end(

@@ -232,16 +232,45 @@ def node_status(job: Job, index: int, attempt: Attempt | None) -> str:
     return job.status
 
 
+def task_record(attempt: Attempt, task_arn: str, log_stream: str | None) -> dict[str, str]:
+    """What `Attempt.nodes` records of a non-main node's own task (ECS; lifecycle `NodeStarted`): its task id alone
+    when its ARN is the main node's task's with that id and its log stream the attempt's stream prefix with it (the
+    common case: one cluster, one stream prefix), else the ARN and stream in full. One record per node, so a large
+    job's item grows by little (a 1,000-node job by about 45 KB; DynamoDB items hold 400 KB)."""
+    prefix, sep, task_id = task_arn.rpartition("/")
+    derived = _task_stream(attempt, task_id)
+    if sep and attempt.task_id.rpartition("/")[0] == prefix and log_stream in (None, derived):
+        return {"taskId": task_id}
+    return {"taskArn": task_arn, "logStream": log_stream or derived}
+
+
+def recorded_task(attempt: Attempt, record: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A non-main node's own task, (ARN, log stream), as `task_record` recorded it; None when none is recorded."""
+    task_id = record.get("taskId")
+    if isinstance(task_id, str):
+        return f"{attempt.task_id.rpartition('/')[0]}/{task_id}", _task_stream(attempt, task_id)
+    arn, stream = record.get("taskArn"), record.get("logStream")
+    return (arn, stream) if isinstance(arn, str) and isinstance(stream, str) else None
+
+
+def _task_stream(attempt: Attempt, task_id: str) -> str:
+    """A task's log stream: the attempt's stream prefix (`<jd>/default`) with the task's id (as the main node's
+    task's, lifecycle `_with_task`, and compute/ecs_events.log_stream_name)."""
+    prefix, sep, _ = attempt.log_stream.rpartition("/")
+    return f"{prefix}/{task_id}" if sep else task_id
+
+
 def _node_attempt(a: Attempt, index: int, main: bool = False) -> Attempt:
     """A node's part of an attempt. The attempt's task is the main node's (its ARN and log stream); another node's
     is its own task's when the attempt recorded it (ECS: lifecycle `NodeStarted`), else derived from the main
     node's (`node_task_id`), as the local launchers name it."""
     ended = (a.nodes or {}).get(str(index)) or {}
-    task_arn, stream = ended.get("taskArn"), ended.get("logStream")
+    own = None if main else recorded_task(a, ended)
+    task_id, log_stream = own or (_node_arn(a.task_id, index), node_stream(a.log_stream, a.task_id, index))
     return replace(
         a,
-        task_id=a.task_id if main else task_arn or _node_arn(a.task_id, index),
-        log_stream=a.log_stream if main else stream or node_stream(a.log_stream, a.task_id, index),
+        task_id=a.task_id if main else task_id,
+        log_stream=a.log_stream if main else log_stream,
         exit_code=ended.get("exitCode"),
         reason=ended.get("reason"),
         status_reason=ended.get("statusReason", a.status_reason),
