@@ -14,8 +14,6 @@ to, or an attempt number that is no longer current.
 
 from __future__ import annotations
 
-from typing import Any
-
 from chalicelib.domain import arrays, conditions, ecs_task, nodes, retry
 
 # The effects (domain/effects.py) are part of this module's vocabulary: `lifecycle.Publish`, `lifecycle.Outcome`.
@@ -260,7 +258,7 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
     status_reason = stop.status_reason or (TIMEOUT_REASON if stop.timed_out else ESSENTIAL_EXITED)
     finished = replace(
         _with_task(current, stop.task_arn, stop.log_stream, stop.container_instance_arn),
-        nodes=_nodes_at_end(current.nodes, stop.nodes),
+        nodes=nodes.at_end(current.nodes, stop.nodes),
         stopped_at=now,
         exit_code=stop.exit_code,
         reason=stop.reason,
@@ -321,20 +319,6 @@ def _node_started(job: Job, start: NodeStarted, now: int) -> Outcome:
     task = nodes.task_record(current, start.task_arn, start.log_stream)
     recorded = {**(current.nodes or {}), str(start.index): {**held, **task}}
     return Outcome(replace(job, current=replace(current, nodes=recorded), updated_at=now), (PublishNode(start.index),))
-
-
-def _nodes_at_end(
-    held: dict[str, dict[str, Any]] | None, ends: dict[str, dict[str, Any]] | None
-) -> dict[str, dict[str, Any]] | None:
-    """The attempt's nodes once it ended: a node that ended on its own keeps its end; the others get the end the
-    main node's stop gives them (`withMain`), with the task recorded for them, if any."""
-    if not held and not ends:
-        return None
-    merged = dict(held or {})
-    for i, end in (ends or {}).items():
-        if not node_ended(merged.get(i)):
-            merged[i] = {**(merged.get(i) or {}), **end}
-    return merged
 
 
 def _with_task(attempt: Attempt, task_arn: str | None, log_stream: str | None, instance: str | None) -> Attempt:

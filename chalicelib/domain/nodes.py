@@ -279,6 +279,20 @@ def _node_attempt(a: Attempt, index: int, main: bool = False) -> Attempt:
     )
 
 
+def at_end(
+    held: dict[str, dict[str, Any]] | None, ends: dict[str, dict[str, Any]] | None
+) -> dict[str, dict[str, Any]] | None:
+    """The attempt's nodes once it ended: a node that ended on its own keeps its end; the others get the end the
+    main node's stop gives them (`withMain`), with the task recorded for them, if any."""
+    if not held and not ends:
+        return None
+    merged = dict(held or {})
+    for i, end in (ends or {}).items():
+        if not node_ended(merged.get(i)):
+            merged[i] = {**(merged.get(i) or {}), **end}
+    return merged
+
+
 def _node_arn(task: str, index: int) -> str:
     prefix, sep, last = task.rpartition("/")
     return f"{prefix}/{node_task_id(last, index)}" if sep else node_task_id(task, index)
