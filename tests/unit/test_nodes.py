@@ -7,6 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chalicelib.domain import nodes
 from chalicelib.domain.effects import effects_of
@@ -282,3 +284,40 @@ def test_on_ecs_a_nodes_running_is_published_when_its_task_runs_not_with_the_job
     done = transition(started, TaskStopped(1, 0), LATER).job
     assert done is not None
     assert [v.node_index for v in nodes.published_with_job(done, nodes_report_start=True)] == [0, 1, 2]
+
+
+NODE_EVENTS = [
+    NodeStarted(1, 0, f"{TASKS}/n0"),
+    NodeStopped(1, 0, 3, task_arn=f"{TASKS}/n0"),
+    NodeStarted(1, 2, f"{TASKS}/n2"),
+    NodeStopped(1, 2, 0, task_arn=f"{TASKS}/n2"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(NODE_EVENTS), min_size=1, max_size=10))
+def test_node_events_delivered_twice_and_in_any_order_record_each_task_once(events: list[Any]) -> None:
+    # GIVEN the nodes' task events delivered at least once, in any order, then the main node's end
+    job = an_ecs_job()
+    writes: dict[int, int] = {0: 0, 2: 0}
+    for event in events:
+        outcome = transition(job, event, LATER)
+        if outcome.job is None:
+            continue
+        # each write carries exactly what the lifecycle listed (one pipeline: docs/adr/0023)
+        assert effects_of(job, outcome.job) == outcome.effects == (PublishNode(event.index),)
+        writes[event.index] += 1
+        job = outcome.job
+    with_main = {"statusReason": nodes.STOPPED_WITH_MAIN, "withMain": True}
+    done = transition(job, TaskStopped(1, 0, nodes={"0": with_main, "2": with_main}), LATER).job
+    assert done is not None
+    for i in (0, 2):
+        mine = [e for e in events if e.index == i]
+        # THEN a node written at most twice: its task with its first event, its end (when its STOPPED came after)
+        first_stop = next((n for n, e in enumerate(mine) if isinstance(e, NodeStopped)), None)
+        assert writes[i] == (0 if not mine else 1 if first_stop in (None, 0) else 2)
+        # ... its node job shows its own task whenever an event of it arrived, and its own end if it had one
+        (attempt,) = nodes.node_view(done, i).attempts
+        assert (attempt.task_id == f"{TASKS}/n{i}") == bool(mine)
+        expected = nodes.STOPPED_WITH_MAIN if first_stop is None else "Essential container in task exited"
+        assert attempt.status_reason == expected
