@@ -182,7 +182,9 @@ class Reactor:
             match effect:
                 case lifecycle.Publish():
                     out.publish(job)
-                    for view in nodes.node_views(job):  # a multi-node job's node jobs emit their own state changes
+                    # a multi-node job's node jobs emit their own state changes (with the job's, or, a node that
+                    # the launcher reports started on its own, when it runs: domain/nodes.py)
+                    for view in nodes.published_with_job(job, nodes_report_start=isinstance(self.launcher, NodeAware)):
                         out.publish(view)
                 case lifecycle.PublishNode(index=i):
                     out.publish(nodes.node_view(job, i))

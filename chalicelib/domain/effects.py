@@ -5,9 +5,19 @@ Pure; `lifecycle` re-exports every name, so callers say `lifecycle.Publish`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from chalicelib.domain import arrays
-from chalicelib.domain.jobs import DEPENDENCY_FAILED, PENDING, RUNNABLE, SUCCEEDED, TERMINAL, Job
+from chalicelib.domain.jobs import (
+    DEPENDENCY_FAILED,
+    PENDING,
+    RUNNABLE,
+    SUCCEEDED,
+    TERMINAL,
+    Job,
+    node_ended,
+    node_task_recorded,
+)
 
 # -- effects ---------------------------------------------------------------------------------------------------
 
@@ -114,7 +124,7 @@ def effects_of(old: Job | None, new: Job | None) -> tuple[Effect, ...]:
     | change (old -> new) | effect |
     |---|---|
     | inserted, or status changed | Publish (a multi-node job's node jobs publish with it) |
-    | a node of a multi-node job ended on its own (recorded in the attempt's `nodes`) | PublishNode |
+    | a node of a multi-node job ended on its own, or its task runs (ECS; in the attempt's `nodes`) | PublishNode |
     | became SUCCEEDED/FAILED (not on insert: nothing can depend on a job yet) | NotifyDependents |
     | ... and the job is an array child | NotifyParent |
     | array parent PENDING, no pending dependency, not stopped, children left to write | CreateChildren |
@@ -145,13 +155,20 @@ def effects_of(old: Job | None, new: Job | None) -> tuple[Effect, ...]:
 
 
 def _node_ends(old: Job | None, new: Job) -> list[Effect]:
-    """A multi-node job's nodes that ended on their own in this change (lifecycle `NodeStopped`, once per node)."""
+    """A multi-node job's nodes whose own state changed in this change: ended on their own (lifecycle
+    `NodeStopped`), or their task recorded running (`NodeStarted`, ECS); once per node and change."""
     now = new.current
     if now is None or not now.nodes:
         return []
     was = old.current if old is not None else None
     before = (was.nodes or {}) if was is not None and was.number == now.number else {}
-    return [PublishNode(int(i)) for i in sorted(now.nodes, key=int) if i not in before]
+    return [PublishNode(int(i)) for i in sorted(now.nodes, key=int) if _node_changed(before.get(i), now.nodes[i])]
+
+
+def _node_changed(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
+    if node_ended(after) and not node_ended(before):
+        return True
+    return node_task_recorded(after) and not node_task_recorded(before)
 
 
 def _parent_effects(old: Job | None, new: Job) -> list[Effect]:

@@ -83,6 +83,20 @@ class NodeStopped:
     exit_code: int | None
     reason: str | None = None
     status_reason: str | None = None
+    task_arn: str | None = None  # the node's task (ECS), recorded with its end when no NodeStarted came first
+    log_stream: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeStarted:
+    """A node of a multi-node parallel job that is not the main node runs in its own task (ECS: docs/adr/0027): its
+    task ARN and log stream are recorded in the attempt (`Attempt.nodes`), once. `log_stream` None: the attempt's
+    stream prefix with the task's id, as for the main node's task (`lifecycle._with_task`)."""
+
+    attempt: int
+    index: int
+    task_arn: str
+    log_stream: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,7 @@ Event = (
     | TaskStarted
     | TaskStopped
     | NodeStopped
+    | NodeStarted
     | Cancel
     | Terminate
     | TimedOut

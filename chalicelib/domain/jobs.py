@@ -70,8 +70,10 @@ class Attempt:
     container_instance_arn: str | None = None  # the ECS container instance it ran on (EC2 capacity; not Fargate)
     # A multi-container job's containers' ends: ({"name", "exitCode"?, "reason"?}, ...) (domain/ecs_task.py)
     containers: tuple[dict[str, Any], ...] = ()
-    # A multi-node parallel job's nodes that ended, by index ("0"): {"exitCode", "reason", "statusReason",
-    # "stoppedAt", "withMain": stopped because the main node ended} (domain/nodes.py). None for other jobs.
+    # A multi-node parallel job's nodes, by index ("0"): those that ended, {"exitCode", "reason", "statusReason",
+    # "stoppedAt", "withMain": stopped because the main node ended}, and (ECS) the non-main nodes' own tasks,
+    # {"taskId"} or {"taskArn", "logStream"} (domain/nodes.py `task_record`; `node_ended` tells the two apart).
+    # None for other jobs.
     nodes: dict[str, dict[str, Any]] | None = None
     # The capacity it was placed on (its compute environment's FARGATE | FARGATE_SPOT | EC2 | SPOT; None:
     # unmanaged or unknown), what its cost is priced at (domain/cost.py).
@@ -205,6 +207,21 @@ class Job:
     def timeout_marked(self) -> bool:
         """The current attempt was found past its deadline and asked to stop (lifecycle.TimedOut)."""
         return self.current is not None and self.current.status_reason == TIMEOUT_REASON
+
+
+# An `Attempt.nodes` record's keys that are not the node's end but its task (ECS: domain/nodes.py `task_record`)
+NODE_TASK_KEYS = frozenset({"taskId", "taskArn", "logStream"})
+
+
+def node_ended(record: Mapping[str, Any] | None) -> bool:
+    """An `Attempt.nodes` record says the node ended: it holds more than the node's task (lifecycle `NodeStarted`
+    records only that; every end records its statusReason, and older records held an end only)."""
+    return record is not None and any(k not in NODE_TASK_KEYS for k in record)
+
+
+def node_task_recorded(record: Mapping[str, Any] | None) -> bool:
+    """An `Attempt.nodes` record holds the node's own task (lifecycle `NodeStarted`, or with its end)."""
+    return record is not None and ("taskId" in record or "taskArn" in record)
 
 
 def bitmap_has(bits: str, index: int) -> bool:

@@ -14,7 +14,7 @@ to, or an attempt number that is no longer current.
 
 from __future__ import annotations
 
-from chalicelib.domain import arrays, conditions, ecs_task, retry
+from chalicelib.domain import arrays, conditions, ecs_task, nodes, retry
 
 # The effects (domain/effects.py) are part of this module's vocabulary: `lifecycle.Publish`, `lifecycle.Outcome`.
 from chalicelib.domain.effects import (
@@ -44,6 +44,7 @@ from chalicelib.domain.job_events import (
     DependencySucceeded,
     Evaluate,
     Event,
+    NodeStarted,
     NodeStopped,
     TaskStarted,
     TaskStopped,
@@ -63,6 +64,8 @@ from chalicelib.domain.jobs import (
     TIMEOUT_REASON,
     Attempt,
     Job,
+    node_ended,
+    node_task_recorded,
 )
 from chalicelib.domain.records import replace
 
@@ -82,6 +85,7 @@ __all__ = [  # the re-exported effects and events; everything defined below is p
     "Event",
     "Launch",
     "LaunchNodes",
+    "NodeStarted",
     "NodeStopped",
     "NotifyDependents",
     "NotifyParent",
@@ -105,6 +109,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "TaskStarted": frozenset({STARTING, RUNNING}),  # RUNNING: a multi-node job's repeated main node start
     "TaskStopped": frozenset({STARTING, RUNNING}),
     "NodeStopped": frozenset({STARTING, RUNNING}),
+    "NodeStarted": frozenset({STARTING, RUNNING}),
     "Cancel": frozenset({SUBMITTED, PENDING, RUNNABLE}),
     "Terminate": frozenset({SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING}),
     "TimedOut": frozenset({RUNNING}),
@@ -161,6 +166,8 @@ def transition(job: Job, event: Event, now: int) -> Outcome:
             return Outcome(stopped.job, (*stopped.effects, StopTask(event.attempt, why)))
         case NodeStopped():
             return _node_stopped(job, event, now)
+        case NodeStarted():
+            return _node_started(job, event, now)
         case Cancel(reason=why):
             if job.status == PENDING and job.pending:
                 # AWS CancelJob: "A PENDING job is canceled after all dependency jobs are completed"
@@ -251,9 +258,7 @@ def _stopped(job: Job, stop: TaskStopped, now: int) -> Outcome:
     status_reason = stop.status_reason or (TIMEOUT_REASON if stop.timed_out else ESSENTIAL_EXITED)
     finished = replace(
         _with_task(current, stop.task_arn, stop.log_stream, stop.container_instance_arn),
-        nodes={**(stop.nodes or {}), **(current.nodes or {})}
-        if current.nodes or stop.nodes
-        else None,  # (own ends first)
+        nodes=nodes.at_end(current.nodes, stop.nodes),
         stopped_at=now,
         exit_code=stop.exit_code,
         reason=stop.reason,
@@ -286,14 +291,34 @@ def _main_node_again(job: Job, started: TaskStarted) -> Outcome:
 
 
 def _node_stopped(job: Job, stop: NodeStopped, now: int) -> Outcome:
-    """Record a node's own end in the attempt (once: a duplicate report changes nothing)."""
+    """Record a node's own end in the attempt (once: a duplicate report changes nothing). Its task, when this is
+    the first event of the node to arrive, is recorded with it (a later NodeStarted then changes nothing)."""
     current = job.current
-    if current is None or current.number != stop.attempt or str(stop.index) in (current.nodes or {}):
+    held = (current.nodes or {}).get(str(stop.index)) if current is not None else None
+    if current is None or current.number != stop.attempt or node_ended(held):
         return UNCHANGED
     ended = {"exitCode": stop.exit_code, "reason": stop.reason, "stoppedAt": now}
     ended["statusReason"] = stop.status_reason or ESSENTIAL_EXITED
-    nodes = {**(current.nodes or {}), str(stop.index): {k: v for k, v in ended.items() if v is not None}}
-    return Outcome(replace(job, current=replace(current, nodes=nodes), updated_at=now), (PublishNode(stop.index),))
+    if stop.task_arn and not node_task_recorded(held):
+        ended |= nodes.task_record(current, stop.task_arn, stop.log_stream)
+    record = {**(held or {}), **{k: v for k, v in ended.items() if v is not None}}
+    recorded = {**(current.nodes or {}), str(stop.index): record}
+    return Outcome(replace(job, current=replace(current, nodes=recorded), updated_at=now), (PublishNode(stop.index),))
+
+
+def _node_started(job: Job, start: NodeStarted, now: int) -> Outcome:
+    """Record a non-main node's task (its ARN and log stream) in the attempt, once: a repeated RUNNING, or one after
+    the node's STOPPED (which recorded the task already), changes nothing. Its RUNNING state change is published
+    now, carrying its task (docs/adr/0027)."""
+    current = job.current
+    if current is None or current.number != start.attempt:
+        return UNCHANGED
+    held = (current.nodes or {}).get(str(start.index)) or {}
+    if node_task_recorded(held) or node_ended(held):
+        return UNCHANGED
+    task = nodes.task_record(current, start.task_arn, start.log_stream)
+    recorded = {**(current.nodes or {}), str(start.index): {**held, **task}}
+    return Outcome(replace(job, current=replace(current, nodes=recorded), updated_at=now), (PublishNode(start.index),))
 
 
 def _with_task(attempt: Attempt, task_arn: str | None, log_stream: str | None, instance: str | None) -> Attempt:

@@ -16,7 +16,7 @@ from typing import Any
 
 from chalicelib.domain import digits, job_spec, validation
 from chalicelib.domain.errors import InvalidRequest
-from chalicelib.domain.jobs import ACTIVE, FAILED, RUNNING, STARTING, SUCCEEDED, TERMINAL, Attempt, Job
+from chalicelib.domain.jobs import ACTIVE, FAILED, RUNNING, STARTING, SUCCEEDED, TERMINAL, Attempt, Job, node_ended
 from chalicelib.domain.validation import fail
 
 MAX_NODES = 1000  # "You can have up to 1,000 nodes in a single job" (AWS Batch user guide, "Node groups")
@@ -221,7 +221,8 @@ def node_status(job: Job, index: int, attempt: Attempt | None) -> str:
     """A node's status: the job's, except a node whose task ended while the job ran on (its own end) and, in a
     finished job, the other nodes stopped with the main one (they take the job's status, as the main node decides
     it: "The final job status ... is determined by the final job status of the main node")."""
-    ended = (attempt.nodes or {}).get(str(index)) if attempt is not None else None
+    record = (attempt.nodes or {}).get(str(index)) if attempt is not None else None
+    ended = record if node_ended(record) else None
     if job.node_properties is not None and index == main_node(job.node_properties):
         return job.status  # the job's status is the main node's
     if job.status in (STARTING, RUNNING) and ended is not None:
@@ -231,20 +232,65 @@ def node_status(job: Job, index: int, attempt: Attempt | None) -> str:
     return job.status
 
 
+def task_record(attempt: Attempt, task_arn: str, log_stream: str | None) -> dict[str, str]:
+    """What `Attempt.nodes` records of a non-main node's own task (ECS; lifecycle `NodeStarted`): its task id alone
+    when its ARN is the main node's task's with that id and its log stream the attempt's stream prefix with it (the
+    common case: one cluster, one stream prefix), else the ARN and stream in full. One record per node, so a large
+    job's item grows by little (a 1,000-node job by about 45 KB; DynamoDB items hold 400 KB)."""
+    prefix, sep, task_id = task_arn.rpartition("/")
+    derived = _task_stream(attempt, task_id)
+    if sep and attempt.task_id.rpartition("/")[0] == prefix and log_stream in (None, derived):
+        return {"taskId": task_id}
+    return {"taskArn": task_arn, "logStream": log_stream or derived}
+
+
+def recorded_task(attempt: Attempt, record: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A non-main node's own task, (ARN, log stream), as `task_record` recorded it; None when none is recorded."""
+    task_id = record.get("taskId")
+    if isinstance(task_id, str):
+        return f"{attempt.task_id.rpartition('/')[0]}/{task_id}", _task_stream(attempt, task_id)
+    arn, stream = record.get("taskArn"), record.get("logStream")
+    return (arn, stream) if isinstance(arn, str) and isinstance(stream, str) else None
+
+
+def _task_stream(attempt: Attempt, task_id: str) -> str:
+    """A task's log stream: the attempt's stream prefix (`<jd>/default`) with the task's id (as the main node's
+    task's, lifecycle `_with_task`, and compute/ecs_events.log_stream_name)."""
+    prefix, sep, _ = attempt.log_stream.rpartition("/")
+    return f"{prefix}/{task_id}" if sep else task_id
+
+
 def _node_attempt(a: Attempt, index: int, main: bool = False) -> Attempt:
     """A node's part of an attempt. The attempt's task is the main node's (its ARN and log stream); another node's
-    task id is derived from it (`node_task_id`), as the local launchers name it."""
+    is its own task's when the attempt recorded it (ECS: lifecycle `NodeStarted`), else derived from the main
+    node's (`node_task_id`), as the local launchers name it."""
     ended = (a.nodes or {}).get(str(index)) or {}
+    own = None if main else recorded_task(a, ended)
+    task_id, log_stream = own or (_node_arn(a.task_id, index), node_stream(a.log_stream, a.task_id, index))
     return replace(
         a,
-        task_id=a.task_id if main else _node_arn(a.task_id, index),
-        log_stream=a.log_stream if main else node_stream(a.log_stream, a.task_id, index),
+        task_id=a.task_id if main else task_id,
+        log_stream=a.log_stream if main else log_stream,
         exit_code=ended.get("exitCode"),
         reason=ended.get("reason"),
         status_reason=ended.get("statusReason", a.status_reason),
         stopped_at=ended.get("stoppedAt", a.stopped_at),
         nodes=None,
     )
+
+
+def at_end(
+    held: dict[str, dict[str, Any]] | None, ends: dict[str, dict[str, Any]] | None
+) -> dict[str, dict[str, Any]] | None:
+    """The attempt's nodes once it ended: a node that ended on its own keeps its end; the others get the end the
+    main node's stop gives them (`withMain`), with the task recorded for them, if any."""
+    if not held and not ends:
+        return None
+    merged = dict(held or {})
+    for i, end in (ends or {}).items():
+        if not node_ended(merged.get(i)):
+            merged[i] = {**(merged.get(i) or {}), **end}
+    return merged
 
 
 def _node_arn(task: str, index: int) -> str:
@@ -275,6 +321,18 @@ def node_view(job: Job, index: int) -> Job:
         node_index=index,
         vcpus=job_spec.vcpus_and_memory(container_of(np, index))[0],
     )
+
+
+def published_with_job(job: Job, *, nodes_report_start: bool) -> list[Job]:
+    """The node jobs whose state change is published with the job's own. Where the launcher reports each node's
+    start (ECS: a non-main node's task runs after the main node's, lifecycle `NodeStarted`), a non-main node that
+    is RUNNING but whose task has not reported yet is left out: its RUNNING is published when its task runs,
+    carrying that task's ARN and log stream (or, if it never does, the node's end is, with the job's)."""
+    views = node_views(job)
+    if not nodes_report_start or job.node_properties is None or job.current is None:
+        return views
+    main, recorded = main_node(job.node_properties), job.current.nodes or {}
+    return [v for v in views if v.node_index == main or v.status != RUNNING or str(v.node_index) in recorded]
 
 
 def node_views(job: Job, status: str | None = None) -> list[Job]:

@@ -4,7 +4,8 @@ imports no adapter (issue 15, `make lint`).
 
 - "ECS Task State Change": translated by `compute.ecs_events` (the task's `group` names job and attempt) and applied
   to the job. RUNNING -> TaskStarted, STOPPED -> TaskStopped with the essential container's exit code and reason and
-  the task's stoppedReason as statusReason; the attempt records the task ARN and its log stream.
+  the task's stoppedReason as statusReason; the attempt records the task ARN and its log stream (a multi-node
+  job's other nodes' tasks too, in the attempt's `nodes`: docs/adr/0027).
 - "EC2 Spot Instance Interruption Warning" (any instance-action) and "EC2 Instance State-change Notification" with
   state `terminated`: the attempts whose tasks the launcher finds on that instance fail with
   `Host EC2 (instance i-…) terminated.` (exit code none), so their retry strategy decides: retried while attempts
@@ -62,8 +63,9 @@ def apply_task_event(
     """Apply a task's event to its job; a multi-node job's node task (`<jobId>#<index>`, docs/adr/0027) to its job.
     This only translates: the lifecycle decides, `Reactor.run_effects` does (ADR 0023). The main node RUNNING is
     the job's TaskStarted with the main node's address (the lifecycle asks LaunchNodes: the other nodes' tasks); the
-    main node STOPPED is the job's TaskStopped asking the other nodes' tasks be stopped; another node that stops is
-    the node's own end (NodeStopped), or, when it could not start, the attempt's failure (all nodes run, or none)."""
+    main node STOPPED is the job's TaskStopped asking the other nodes' tasks be stopped; another node's RUNNING
+    records its task (NodeStarted: its ARN and log stream, once); another node that stops is the node's own end
+    (NodeStopped, with its task), or, when it could not start, the attempt's failure (all nodes run, or none)."""
     parsed = nodes.split_node_id(job_id)
     if parsed is None:
         return reactor.apply(job_id, event)
@@ -84,8 +86,11 @@ def apply_task_event(
             return reactor.apply_all(parent_id, (again,), read=job)
         return job
     if isinstance(event, lifecycle.TaskStarted):
-        if index != main:
-            return job
+        if index != main:  # its task, recorded once (a repeat, or a RUNNING after its STOPPED, writes nothing)
+            if event.task_arn is None:
+                return job
+            started = lifecycle.NodeStarted(event.attempt, index, event.task_arn, event.log_stream)
+            return reactor.apply_all(parent_id, (started,), read=job)
         launcher = reactor.launcher
         address = launcher.address(task or {}) if isinstance(launcher, EcsNodeLauncher) else None
         if address is None:
@@ -100,7 +105,9 @@ def apply_task_event(
     if event.status_reason == TASK_FAILED_TO_START:
         why = f"Node {index} failed to start: {event.reason or event.status_reason}"
         return reactor.apply(parent_id, lifecycle.TaskStopped(event.attempt, None, status_reason=why, stop_nodes=why))
-    node_end = lifecycle.NodeStopped(event.attempt, index, event.exit_code, event.reason, event.status_reason)
+    node_end = lifecycle.NodeStopped(
+        event.attempt, index, event.exit_code, event.reason, event.status_reason, event.task_arn, event.log_stream
+    )
     return reactor.apply(parent_id, node_end)
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from chalicelib.compute import ecs
+from chalicelib.compute import ecs, ecs_events
 from chalicelib.compute.ecs import EcsLauncher
 from chalicelib.compute.ecs_nodes import EcsNodeLauncher
 from chalicelib.domain import lifecycle
-from chalicelib.domain.jobs import FAILED, RUNNING, STARTING, SUCCEEDED
+from chalicelib.domain.jobs import FAILED, RUNNABLE, RUNNING, STARTING, SUCCEEDED
 from chalicelib.domain.nodes import STOPPED_WITH_MAIN, effective
 from chalicelib.runtime.task_events import apply_task_event
 from chalicelib.store.dynamo import DynamoItemStore
@@ -303,3 +303,114 @@ def test_a_node_task_still_running_after_its_attempt_ended_is_stopped(
     deliver(plane, node_event(aws, tasks[1], "RUNNING", version=2))
     assert desired(aws, tasks[1]) == "STOPPED"
     assert plane.describe_one(job_id)["status"] == SUCCEEDED
+
+
+# -- each node job shows its own ECS task and log stream ------------------------------------------------------------
+
+
+class Events:
+    """The "Batch Job State Change" events the control plane published, in order."""
+
+    def __init__(self) -> None:
+        self.details: list[dict[str, Any]] = []
+
+    def publish(self, detail_type: str, resources: list[str], detail: dict[str, Any]) -> None:
+        self.details.append(detail)
+
+    def of(self, job_id: str) -> list[dict[str, Any]]:
+        return [d for d in self.details if d["jobId"] == job_id]
+
+
+def recorded(plane: Plane) -> Events:
+    events = Events()
+    object.__setattr__(plane.svc, "events", events)  # Services is frozen: the test's sink replaces the null one
+    return events
+
+
+def running_nodes(plane: Plane, aws: Aws, num: int, main: int) -> tuple[str, dict[int, dict[str, Any]]]:
+    """A `num`-node job whose main node runs and whose other nodes' tasks were launched (none reported yet)."""
+    queue, jd = setup(plane, aws, num, main)
+    aws.container_instance()
+    job_id = plane.submit(queue, jd)
+    assert plane.dispatch() == 1
+    deliver(plane, node_event(aws, node_tasks(aws, job_id)[main], "RUNNING", version=2))
+    tasks = node_tasks(aws, job_id)
+    assert sorted(tasks) == list(range(num))
+    return job_id, tasks
+
+
+def container_of(plane: Plane, node_job_id: str) -> tuple[str, str]:
+    detail = plane.describe_one(node_job_id)
+    return detail["container"]["taskArn"], detail["container"]["logStreamName"]
+
+
+def test_a_node_job_shows_its_own_task_and_log_stream_once_its_task_runs(aws: Aws, plane: Plane) -> None:
+    # GIVEN a 3-node job (main node 0) whose other nodes' tasks were launched
+    events = recorded(plane)
+    job_id, tasks = running_nodes(plane, aws, 3, 0)
+    # (the job's RUNNING is published with its main node's only: the others' tasks have not run yet)
+    assert [d["status"] for d in events.of(f"{job_id}#0")] == [RUNNABLE, STARTING, RUNNING]
+    assert [d["status"] for d in events.of(f"{job_id}#1")] == [RUNNABLE, STARTING]
+    version = plane.job(job_id).version
+
+    # WHEN node 1's task reports RUNNING, twice (EventBridge delivers at least once)
+    running = node_event(aws, tasks[1], "RUNNING", version=2)
+    deliver(plane, running, running)
+
+    # THEN DescribeJobs of node 1 shows its ECS task and the CloudWatch stream its logs go to, written once
+    arn = tasks[1]["taskArn"]
+    assert container_of(plane, f"{job_id}#1") == (arn, ecs_events.log_stream_name("mnp", arn))
+    assert plane.job(job_id).version == version + 1
+    # ... its RUNNING state change is published now, once, carrying that task
+    (published,) = [d for d in events.of(f"{job_id}#1") if d["status"] == RUNNING]
+    assert published["container"]["taskArn"] == arn
+    assert published["container"]["logStreamName"] == ecs_events.log_stream_name("mnp", arn)
+    # ... and the main node's is still the attempt's task
+    assert container_of(plane, f"{job_id}#0")[0] == tasks[0]["taskArn"]
+
+    # WHEN node 1 exits on its own, and its RUNNING is delivered again after its STOPPED
+    deliver(plane, node_event(aws, tasks[1], "STOPPED", version=3, exit_code=0), running)
+    # THEN it keeps its task and its end; the late RUNNING wrote nothing
+    assert plane.job(job_id).version == version + 2
+    node = plane.describe_one(f"{job_id}#1")
+    assert (node["status"], node["container"]["taskArn"]) == (SUCCEEDED, arn)
+
+    # WHEN the main node ends THEN every finished attempt's node shows its own task, node 2 (never reported)
+    # too once its STOPPED came first
+    deliver(plane, node_event(aws, tasks[2], "STOPPED", version=3, exit_code=143))
+    deliver(plane, node_event(aws, tasks[0], "STOPPED", version=4, exit_code=0))
+    assert plane.describe_one(job_id)["status"] == SUCCEEDED
+    for i in range(3):
+        (attempt,) = plane.describe_one(f"{job_id}#{i}")["attempts"]
+        arn = tasks[i]["taskArn"]
+        assert attempt["container"]["taskArn"] == arn
+        assert attempt["container"]["logStreamName"] == ecs_events.log_stream_name("mnp", arn)
+
+
+def test_a_node_whose_stopped_arrives_first_records_its_task_with_its_end(aws: Aws, plane: Plane) -> None:
+    # GIVEN a 3-node job whose node 1's events arrive out of order: its STOPPED first
+    job_id, tasks = running_nodes(plane, aws, 3, 0)
+    stopped = node_event(aws, tasks[1], "STOPPED", version=3, exit_code=4)
+    deliver(plane, stopped)
+    arn = tasks[1]["taskArn"]
+    node = plane.describe_one(f"{job_id}#1")
+    assert (node["status"], node["container"]["exitCode"]) == (FAILED, 4)
+    assert (node["container"]["taskArn"], node["container"]["logStreamName"]) == (
+        arn,
+        ecs_events.log_stream_name("mnp", arn),
+    )
+    version = plane.job(job_id).version
+
+    # WHEN its RUNNING arrives after it, and the STOPPED again  THEN nothing is written
+    deliver(plane, node_event(aws, tasks[1], "RUNNING", version=2), stopped)
+    assert plane.job(job_id).version == version
+    assert plane.describe_one(f"{job_id}#1") == node
+
+    # WHEN the job ends (its main node exits) before node 2's task reported anything, and node 2's RUNNING arrives
+    deliver(plane, node_event(aws, tasks[0], "STOPPED", version=4, exit_code=0))
+    done = plane.job(job_id)
+    deliver(plane, node_event(aws, tasks[2], "RUNNING", version=2))
+    # THEN nothing is written for the attempt that is over (node 2's task is asked to stop again: a repair)
+    assert plane.job(job_id) == done
+    assert desired(aws, tasks[2]) == "STOPPED"
+    assert plane.describe_one(f"{job_id}#1")["attempts"][0]["container"]["taskArn"] == arn

@@ -7,15 +7,19 @@ call counter; every task state change goes through the deployed EventBridge rule
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from bench.aws_harness import CLUSTER, IMAGE, Deployment, set_up
+from bench.aws_harness import CLUSTER, IMAGE, Deployment, attribute, deployed, set_up
+from chalicelib.compute.ecs_events import log_stream_name
 from chalicelib.domain.nodes import STOPPED_WITH_MAIN
 
 MAIN_ADDRESS = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
+PLAIN_JOB_WRITES = 4  # a single-container job: SubmitJob, its claim (STARTING), RUNNING, its end (ADR 0003)
 
 
 def ec2_queue(deployment: Deployment) -> str:
@@ -221,3 +225,46 @@ def test_a_fargate_queue_refuses_a_multi_node_job(deployment: Deployment) -> Non
         deployment.batch.submit_job(jobName="f", jobQueue="q", jobDefinition="mnp")
     assert refused.value.response["Error"]["Code"] == "ClientException"
     assert "Fargate" in refused.value.response["Error"]["Message"]
+
+
+@pytest.fixture
+def publishing(serverless_env: None) -> Iterator[Deployment]:
+    """The stack deployed with every state change published, as AWS Batch does."""
+    with deployed({"StateChangeEvents": "ALL"}) as d:
+        yield d
+
+
+def test_each_node_job_shows_its_own_task_and_log_stream_for_one_write_per_node(publishing: Deployment) -> None:
+    deployment = publishing
+    world, batch = deployment.world, deployment.batch
+    # GIVEN a 3-node job (main node 0) that ran to its end, every task state change through EventBridge
+    ec2_queue(deployment)
+    register(deployment, 3, 0)
+    job_id = submit(deployment, "own")
+    world.settle()
+    assert batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "SUCCEEDED"
+
+    # THEN each node job's container names its own ECS task, and the CloudWatch stream that task's logs go to
+    tasks = node_tasks(deployment, job_id)
+    described = {j["jobId"]: j for j in batch.describe_jobs(jobs=[f"{job_id}#{i}" for i in range(3)])["jobs"]}
+    for i in range(3):
+        arn = tasks[i]["taskArn"]
+        (attempt,) = described[f"{job_id}#{i}"]["attempts"]
+        assert (attempt["container"]["taskArn"], attempt["container"]["logStreamName"]) == (
+            arn,
+            log_stream_name("mnp", arn),
+        ), i
+    # ... each node job's RUNNING state change carried its task, and was published once
+    details = [
+        json.loads(e["Detail"])
+        for c in deployment.counter.calls
+        if (c.service, c.operation) == ("events", "PutEvents")
+        for e in c.params["Entries"]
+    ]
+    for i in range(3):
+        (running,) = [d for d in details if d["jobId"] == f"{job_id}#{i}" and d["status"] == "RUNNING"]
+        assert running["container"]["taskArn"] == tasks[i]["taskArn"], i
+    # ... at the cost of one DynamoDB write per node that is not the main node
+    writes = attribute(deployment.counter, {"own": job_id})["own"]["dynamodb_writes"]
+    print(f"multi-node job of 3 nodes: {writes} DynamoDB writes")
+    assert writes == PLAIN_JOB_WRITES + 2

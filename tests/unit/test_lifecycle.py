@@ -47,6 +47,7 @@ from chalicelib.domain.lifecycle import (
     Evaluate,
     Event,
     Launch,
+    NodeStarted,
     NodeStopped,
     NotifyDependents,
     NotifyParent,
@@ -104,6 +105,7 @@ SAMPLES: dict[str, tuple[Callable[[str], Job], Event]] = {
     "TaskStarted": (lambda s: a_job(status=s, current=an_attempt(1)), TaskStarted(1)),
     "TaskStopped": (lambda s: a_job(status=s, current=an_attempt(1)), TaskStopped(1, 0)),
     "NodeStopped": (lambda s: a_job(status=s, current=an_attempt(1)), NodeStopped(1, 1, 5)),
+    "NodeStarted": (lambda s: a_job(status=s, current=an_attempt(1)), NodeStarted(1, 1, "arn:task/c/abc")),
     "Cancel": (lambda s: a_job(status=s), Cancel(REASON)),
     "Terminate": (lambda s: a_job(status=s, current=an_attempt(1)), Terminate(REASON)),
     "TimedOut": (lambda s: a_job(status=s, current=an_attempt(1)), TimedOut(1)),
@@ -113,7 +115,7 @@ SAMPLES: dict[str, tuple[Callable[[str], Job], Event]] = {
 }
 
 # (event, state it applies in) -> (target state, or None for "no new job", exact effects). Every other cell of the
-# 12 x 7 grid must be UNCHANGED.
+# 14 x 7 grid must be UNCHANGED.
 EXPECTED: dict[tuple[str, str], tuple[str | None, tuple[Effect, ...]]] = {
     ("Evaluate", SUBMITTED): (RUNNABLE, (Publish(), WakeDispatcher())),
     ("Evaluate", PENDING): (RUNNABLE, (Publish(), WakeDispatcher())),
@@ -131,6 +133,8 @@ EXPECTED: dict[tuple[str, str], tuple[str | None, tuple[Effect, ...]]] = {
     ("TaskStopped", RUNNING): (SUCCEEDED, SUCCEEDED_EFFECTS),
     ("NodeStopped", STARTING): (STARTING, (PublishNode(1),)),
     ("NodeStopped", RUNNING): (RUNNING, (PublishNode(1),)),
+    ("NodeStarted", STARTING): (STARTING, (PublishNode(1),)),
+    ("NodeStarted", RUNNING): (RUNNING, (PublishNode(1),)),
     ("Cancel", SUBMITTED): (FAILED, FAILED_EFFECTS),
     ("Cancel", PENDING): (FAILED, FAILED_EFFECTS),
     ("Cancel", RUNNABLE): (FAILED, FAILED_EFFECTS),

@@ -7,12 +7,17 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chalicelib.domain import nodes
+from chalicelib.domain.effects import effects_of
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.jobs import FAILED, RUNNABLE, RUNNING, STARTING, SUCCEEDED, TIMEOUT_REASON
 from chalicelib.domain.lifecycle import (
+    UNCHANGED,
     LaunchNodes,
+    NodeStarted,
     NodeStopped,
     Publish,
     PublishNode,
@@ -179,3 +184,140 @@ def test_the_attempts_end_asks_its_other_nodes_be_stopped() -> None:
     assert transition(failed.job, TaskStopped(2, None, stop_nodes=why), LATER).effects == ()
     # without stop_nodes (the local launchers stop their nodes themselves) a duplicate asks nothing
     assert transition(ended.job, TaskStopped(1, 0), LATER).effects == ()
+
+
+# -- on ECS, each node's own task (NodeStarted, or with its NodeStopped) -------------------------------------------
+
+TASKS = "arn:aws:ecs:us-east-1:123456789012:task/batchplane"
+
+
+def an_ecs_job() -> Any:
+    """A RUNNING 3-node job (main node 1) whose main node's task is an ECS task."""
+    attempt = an_attempt(1, started_at=1, task_id=f"{TASKS}/main", log_stream="mnp/default/main")
+    return a_multinode_job(status=RUNNING, current=attempt)
+
+
+def task_of(job: Any, index: int) -> tuple[str, str]:
+    view = nodes.node_view(job, index)
+    assert view.current is not None
+    return view.current.task_id, view.current.log_stream
+
+
+def test_a_node_task_that_runs_is_recorded_once_and_shown_as_the_node_jobs() -> None:
+    job = an_ecs_job()
+    # WHEN node 2's task runs
+    outcome = transition(job, NodeStarted(1, 2, f"{TASKS}/n2"), LATER)
+    # THEN one write records it (its id alone: ARN and stream are the main node's with it), and its RUNNING is
+    # published, now that its task is known
+    started = outcome.job
+    assert started is not None and outcome.effects == (PublishNode(2),)
+    assert started.current is not None and started.current.nodes == {"2": {"taskId": "n2"}}
+    assert effects_of(job, started) == (PublishNode(2),)
+    assert task_of(started, 2) == (f"{TASKS}/n2", "mnp/default/n2")
+    assert task_of(started, 1) == (f"{TASKS}/main", "mnp/default/main")  # the main node's: the attempt's
+    assert task_of(started, 0)[0] != f"{TASKS}/n2"  # node 0 not reported yet: derived
+    assert nodes.node_view(started, 2).status == RUNNING  # a task that runs is no end
+    # AND a repeat changes nothing, nor does another attempt's, nor one for a job that ended
+    assert transition(started, NodeStarted(1, 2, f"{TASKS}/n2"), LATER) == UNCHANGED
+    assert transition(started, NodeStarted(1, 2, f"{TASKS}/other"), LATER) == UNCHANGED
+    assert transition(started, NodeStarted(2, 0, f"{TASKS}/n0"), LATER) == UNCHANGED
+    done = transition(started, TaskStopped(1, 0), LATER).job
+    assert done is not None and transition(done, NodeStarted(1, 0, f"{TASKS}/n0"), LATER) == UNCHANGED
+
+
+def test_a_node_task_elsewhere_is_recorded_in_full() -> None:
+    job = an_ecs_job()
+    other = "arn:aws:ecs:us-east-1:123456789012:task/other-cluster/n2"
+    started = transition(job, NodeStarted(1, 2, other, "its/own/stream"), LATER).job
+    assert started is not None and started.current is not None
+    assert started.current.nodes == {"2": {"taskArn": other, "logStream": "its/own/stream"}}
+    assert task_of(started, 2) == (other, "its/own/stream")
+
+
+def test_a_node_whose_stop_comes_first_records_its_task_with_its_end() -> None:
+    job = an_ecs_job()
+    # WHEN node 0's STOPPED arrives before its RUNNING
+    stopped = transition(job, NodeStopped(1, 0, 3, task_arn=f"{TASKS}/n0"), LATER)
+    assert stopped.job is not None and stopped.effects == (PublishNode(0),)
+    assert task_of(stopped.job, 0) == (f"{TASKS}/n0", "mnp/default/n0")
+    assert nodes.node_view(stopped.job, 0).status == FAILED
+    # THEN its RUNNING, late, changes nothing
+    assert transition(stopped.job, NodeStarted(1, 0, f"{TASKS}/n0"), LATER) == UNCHANGED
+    # AND a node that ran and then stopped keeps its task with its end (one PublishNode each)
+    started = transition(job, NodeStarted(1, 2, f"{TASKS}/n2"), LATER).job
+    assert started is not None
+    ended = transition(started, NodeStopped(1, 2, 0, task_arn=f"{TASKS}/n2"), LATER)
+    assert ended.job is not None and ended.effects == (PublishNode(2),)
+    assert effects_of(started, ended.job) == (PublishNode(2),)
+    assert ended.job.current is not None and ended.job.current.nodes == {
+        "2": {"taskId": "n2", "exitCode": 0, "stoppedAt": LATER, "statusReason": "Essential container in task exited"}
+    }
+    assert nodes.node_view(ended.job, 2).status == SUCCEEDED
+
+
+def test_the_main_nodes_end_keeps_the_nodes_tasks_and_their_own_ends() -> None:
+    job = an_ecs_job()
+    for event in (NodeStarted(1, 0, f"{TASKS}/n0"), NodeStarted(1, 2, f"{TASKS}/n2"), NodeStopped(1, 2, 5)):
+        job = transition(job, event, LATER).job
+    # WHEN the main node ends, node 0 stopped with it
+    with_main = {"statusReason": nodes.STOPPED_WITH_MAIN, "withMain": True}
+    done = transition(job, TaskStopped(1, 0, nodes={"0": with_main, "2": with_main}), LATER).job
+    assert done is not None and done.status == SUCCEEDED
+    # THEN every node's attempt shows its own task; node 2 keeps the end it had on its own
+    (n0,) = nodes.node_view(done, 0).attempts
+    (n2,) = nodes.node_view(done, 2).attempts
+    assert (n0.task_id, n0.log_stream, n0.status_reason) == (f"{TASKS}/n0", "mnp/default/n0", nodes.STOPPED_WITH_MAIN)
+    assert (n2.task_id, n2.exit_code, nodes.node_view(done, 2).status) == (f"{TASKS}/n2", 5, FAILED)
+    assert nodes.node_view(done, 0).status == SUCCEEDED
+
+
+def test_on_ecs_a_nodes_running_is_published_when_its_task_runs_not_with_the_jobs() -> None:
+    job = an_ecs_job()
+    # the job's RUNNING: on ECS, the main node's alone (the others' tasks have not run); locally every node's
+    assert [v.node_index for v in nodes.published_with_job(job, nodes_report_start=True)] == [1]
+    assert [v.node_index for v in nodes.published_with_job(job, nodes_report_start=False)] == [0, 1, 2]
+    # a node whose task ran, or ended, is published with the job's later changes
+    started = transition(job, NodeStarted(1, 2, f"{TASKS}/n2"), LATER).job
+    assert started is not None
+    assert [v.node_index for v in nodes.published_with_job(started, nodes_report_start=True)] == [1, 2]
+    # and once the job ends, every node is
+    done = transition(started, TaskStopped(1, 0), LATER).job
+    assert done is not None
+    assert [v.node_index for v in nodes.published_with_job(done, nodes_report_start=True)] == [0, 1, 2]
+
+
+NODE_EVENTS = [
+    NodeStarted(1, 0, f"{TASKS}/n0"),
+    NodeStopped(1, 0, 3, task_arn=f"{TASKS}/n0"),
+    NodeStarted(1, 2, f"{TASKS}/n2"),
+    NodeStopped(1, 2, 0, task_arn=f"{TASKS}/n2"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(NODE_EVENTS), min_size=1, max_size=10))
+def test_node_events_delivered_twice_and_in_any_order_record_each_task_once(events: list[Any]) -> None:
+    # GIVEN the nodes' task events delivered at least once, in any order, then the main node's end
+    job = an_ecs_job()
+    writes: dict[int, int] = {0: 0, 2: 0}
+    for event in events:
+        outcome = transition(job, event, LATER)
+        if outcome.job is None:
+            continue
+        # each write carries exactly what the lifecycle listed (one pipeline: docs/adr/0023)
+        assert effects_of(job, outcome.job) == outcome.effects == (PublishNode(event.index),)
+        writes[event.index] += 1
+        job = outcome.job
+    with_main = {"statusReason": nodes.STOPPED_WITH_MAIN, "withMain": True}
+    done = transition(job, TaskStopped(1, 0, nodes={"0": with_main, "2": with_main}), LATER).job
+    assert done is not None
+    for i in (0, 2):
+        mine = [e for e in events if e.index == i]
+        # THEN a node written at most twice: its task with its first event, its end (when its STOPPED came after)
+        first_stop = next((n for n, e in enumerate(mine) if isinstance(e, NodeStopped)), None)
+        assert writes[i] == (0 if not mine else 1 if first_stop in (None, 0) else 2)
+        # ... its node job shows its own task whenever an event of it arrived, and its own end if it had one
+        (attempt,) = nodes.node_view(done, i).attempts
+        assert (attempt.task_id == f"{TASKS}/n{i}") == bool(mine)
+        expected = nodes.STOPPED_WITH_MAIN if first_stop is None else "Essential container in task exited"
+        assert attempt.status_reason == expected
