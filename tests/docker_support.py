@@ -3,7 +3,8 @@
 Without an engine the tests that ask for it skip, saying how to get one; with the environment variable CI set they
 fail instead (CI must run them). `remove_containers(state_dir)` removes what a test's server left behind.
 `EngineGate`: a proxy in front of the engine that holds a server's container creates until the test lets them go.
-`holds_the_credentials_endpoint(runtime)`: skips (fails with CI set) while another process holds 169.254.170.2:80.
+`holds_the_credentials_endpoint(runtime or vendor)`: skips (fails with CI set) while another process holds
+169.254.170.2:80.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from chalicelib.compute.credentials import LocalCredentialVendor
     from chalicelib.runtime.local import LocalRuntime
 
 HOW = "no Docker engine answers ({why}); start one with `bash scripts/docker-up.sh` (or set DOCKER_HOST)"
@@ -50,12 +52,13 @@ def docker_engine() -> Iterator[Any]:
     client.close()
 
 
-def holds_the_credentials_endpoint(runtime: LocalRuntime) -> None:
+def holds_the_credentials_endpoint(held_by: LocalRuntime | LocalCredentialVendor) -> None:
     """Containers get credentials from the one server per machine that listens on 169.254.170.2:80 (ADR 0017). While
-    another one holds it (another test run's Docker server on this machine), this server grants nothing, its
-    containers are not on the credentials network, and their requests reach the other server through the host:
+    another one holds it (another test run's Docker server on this machine), this server (or vendor) grants nothing,
+    its containers are not on the credentials network, and their requests reach the other server through the host:
     HTTP 400, an id it does not know. Not this server's fault: skipped, or failed when CI is set (one run alone)."""
-    if runtime.credentials.network is None:
+    vendor: LocalCredentialVendor = getattr(held_by, "credentials", held_by)  # (a runtime's vendor)
+    if vendor.network is None:
         message = "another process on this machine listens on 169.254.170.2:80 (another batchplane server?)"
         if os.environ.get("CI"):
             pytest.fail(f"CI is set: {message}")

@@ -19,6 +19,7 @@ from botocore.credentials import Credentials
 
 from chalicelib.compute.credentials import RELATIVE_URI_VAR, LocalCredentialVendor
 from chalicelib.compute.credentials_network import ECS_CREDENTIALS_ADDRESS, NETWORK_NAME
+from tests.docker_support import holds_the_credentials_endpoint
 from tests.functional.test_credentials import KEY_ID, SECRET, TOKEN, FakeSession, credentials_log, spec
 
 pytestmark = pytest.mark.e2e
@@ -59,6 +60,7 @@ def vendor(engine: Any) -> Iterator[LocalCredentialVendor]:
     v = LocalCredentialVendor(FakeSession(Credentials(KEY_ID, SECRET, TOKEN)), docker_client=engine)
     v.start()
     try:
+        holds_the_credentials_endpoint(v)
         yield v
     finally:
         v.stop()
