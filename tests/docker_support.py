@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -57,7 +57,7 @@ def holds_the_credentials_endpoint(held_by: LocalRuntime | LocalCredentialVendor
     another one holds it (another test run's Docker server on this machine), this server (or vendor) grants nothing,
     its containers are not on the credentials network, and their requests reach the other server through the host:
     HTTP 400, an id it does not know. Not this server's fault: skipped, or failed when CI is set (one run alone)."""
-    vendor: LocalCredentialVendor = getattr(held_by, "credentials", held_by)  # (a runtime's vendor)
+    vendor = cast("LocalCredentialVendor", getattr(held_by, "credentials", held_by))  # (a runtime's vendor)
     if vendor.network is None:
         message = "another process on this machine listens on 169.254.170.2:80 (another batchplane server?)"
         if os.environ.get("CI"):
