@@ -243,6 +243,18 @@ def crashing_stops(monkeypatch: pytest.MonkeyPatch, launcher: EcsLauncher, times
     return asked
 
 
+def all_nodes_running(plane: Plane, aws: Aws, num: int) -> tuple[str, dict[int, dict[str, Any]]]:
+    """A `num`-node job (main node 0) dispatched, its main node RUNNING and every node launched: its id and tasks."""
+    queue, jd = setup(plane, aws, num, 0)
+    aws.container_instance()
+    job_id = plane.submit(queue, jd)
+    assert plane.dispatch() == 1
+    deliver(plane, node_event(aws, node_tasks(aws, job_id)[0], "RUNNING", version=2))
+    tasks = node_tasks(aws, job_id)
+    assert sorted(tasks) == list(range(num))
+    return job_id, tasks
+
+
 def desired(aws: Aws, task: dict[str, Any]) -> str:
     (now,) = aws.ecs.describe_tasks(cluster=CLUSTER, tasks=[task["taskArn"]])["tasks"]
     return str(now["desiredStatus"])
@@ -252,13 +264,7 @@ def test_a_redelivered_main_node_stop_stops_the_nodes_a_crash_left_running(
     aws: Aws, plane: Plane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a 3-node job whose nodes all run
-    queue, jd = setup(plane, aws, 3, 0)
-    aws.container_instance()
-    job_id = plane.submit(queue, jd)
-    assert plane.dispatch() == 1
-    deliver(plane, node_event(aws, node_tasks(aws, job_id)[0], "RUNNING", version=2))
-    tasks = node_tasks(aws, job_id)
-    assert sorted(tasks) == [0, 1, 2]
+    job_id, tasks = all_nodes_running(plane, aws, 3)
     asked = crashing_stops(monkeypatch, plane.reactor.launcher.ecs, 1)  # type: ignore[attr-defined]
 
     # WHEN the main node's STOPPED is written and the handler dies before its StopTask
@@ -286,12 +292,7 @@ def test_a_node_task_still_running_after_its_attempt_ended_is_stopped(
 ) -> None:
     # GIVEN a 2-node job whose attempt ended while node 1's task was not yet listed by the stop (ListTasks is
     # eventually consistent: here the stop asked nothing of it)
-    queue, jd = setup(plane, aws, 2, 0)
-    aws.container_instance()
-    job_id = plane.submit(queue, jd)
-    assert plane.dispatch() == 1
-    deliver(plane, node_event(aws, node_tasks(aws, job_id)[0], "RUNNING", version=2))
-    tasks = node_tasks(aws, job_id)
+    job_id, tasks = all_nodes_running(plane, aws, 2)
     ecs_launcher: EcsLauncher = plane.reactor.launcher.ecs  # type: ignore[attr-defined]
     monkeypatch.setattr(ecs_launcher, "stop", lambda job_id, attempt, reason: None)
     deliver(plane, node_event(aws, tasks[0], "STOPPED", version=3, exit_code=0))
