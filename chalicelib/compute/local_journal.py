@@ -295,6 +295,14 @@ class Journal:
         os.close(self._fd)
 
 
+def docker_created(docker_journal: Path, key: str) -> bool:
+    """Whether compute/docker.py's journal has the attempt `key`'s container (created before a switch of executors)."""
+    try:
+        return f"created {key}\n" in docker_journal.read_text()
+    except OSError:
+        return False
+
+
 def recorded_exit(workdir: Path) -> int | None:
     """The exit status an earlier version's supervisor wrote to the work dir; None if it did not."""
     try:
