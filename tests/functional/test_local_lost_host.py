@@ -6,6 +6,7 @@ server) is a lost host, and the launcher reports it itself, with the task's ARNs
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from chalicelib.domain.jobs import RUNNING, STARTING
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.store.sqlite import SqliteItemStore
 from tests.functional.plane import Plane
-from tests.functional.test_local_launcher import Local, local, wait_until
+from tests.functional.test_local_launcher import Local, journal_task, local, task, wait_until
 from tests.functional.test_sweep import LOST
 
 __all__ = ["local"]  # the fixture
@@ -123,3 +124,26 @@ def test_recover_reports_a_lost_host_with_the_arns_only_when_asked_to(local: Loc
         lost.shutdown()
     ecs = {"task_arn": arn, "container_instance_arn": local_container_instance_arn(arn)}
     assert events == [("gone", TaskStopped(1, None, status_reason=LOST, **ecs))]
+
+
+@pytest.mark.parametrize("started", [True, False], ids=["a member started", "nothing started"])
+def test_a_multi_container_task_lost_with_the_server_is_reported_as_a_single_container_one(
+    local: Local, tmp_path: Path, started: bool
+) -> None:
+    # GIVEN a task of the last server whose essential member has no recorded end (running when the server died, or
+    # never started: the crash came while it was STARTING)
+    job_id = f"task-{uuid.uuid4()}"
+    spec = task(job_id, ("a", True, ["x"]), ("b", False, ["x"]))
+    journal_task(local, spec, *([f"exit {spec.key}/b 0"] if started else []))
+    # WHEN it is recovered by a launcher with a lost host
+    events: list[Event] = []
+    lost = LocalLauncher(
+        local.root, FileLogStore(tmp_path / "logs"), lambda j, e: events.append((j, e)), lost_host="local"
+    )
+    try:
+        assert lost.recover(job_id, 1) is True
+    finally:
+        lost.shutdown()
+    # THEN its end is that host's, with the task's ARNs (the caller's own report is then a no-op)
+    ecs = {"task_arn": spec.local_task_arn, "container_instance_arn": spec.local_container_instance_arn}
+    assert events == [(job_id, TaskStopped(1, None, status_reason=LOST, **ecs))]
