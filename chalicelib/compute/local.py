@@ -18,7 +18,8 @@
 - The command runs under a tiny `sh` supervisor (the session leader) that records the command's exit status in the
   journal when it ends. A job that finishes while the server is down is then known to have finished: `recover`
   reports an exit 0 as a success instead of running the job again (any other end in that window is treated as a
-  lost host: the job's output pipe died with the server, so its failure may be the server's).
+  lost host: the job's output pipe died with the server, so its failure may be the server's; with `lost_host`,
+  `recover` reports that end itself, with the task's ARNs).
 - A stop (TerminateJob, the attempt's timeout) is journaled before the command is signalled: a stop in flight when
   the server died ends the attempt at the recovery as it would have live, with the stop's reason (a timeout
   flagged) and the exit the command recorded after it, or 137 when the recovery has to kill it (as the grace
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalicelib.compute.local_group import ProcessGroups
-from chalicelib.compute.local_journal import RECOVER_WAIT_S, Journal, recorded_exit, wait_gone
+from chalicelib.compute.local_journal import RECOVER_WAIT_S, Journal, docker_created, recorded_exit, wait_gone
 from chalicelib.compute.local_journal import processes_of as _processes_of  # tests import it from here
 from chalicelib.compute.local_supervisor import (
     exit_code_of,
@@ -60,15 +61,14 @@ from chalicelib.compute.workers import Workers
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.nodes import split_node_id
+from chalicelib.domain.reasons import host_terminated_reason
 from chalicelib.domain.records import replace
 
 log = logging.getLogger("batchplane.launcher")
 
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ")
 START_FAILED = "Task failed to start"
-# The journal: one line per record, each written with one append, "pid <jobId>#<attempt> <pid>" by the server once the
-# process exists and "exit <jobId>#<attempt> <status>" by the supervisor when the command ends.
-JOURNAL = "journal"
+JOURNAL = "journal"  # one line per record, each one append: its kinds in compute/local_journal.py
 DOCKER_JOURNAL = "docker-journal"  # compute/docker.py's: the containers it created
 # Earlier versions kept the pid (and the exit status: local_journal.EXIT_FILE) in each attempt's work dir; recover()
 # still reads them there.
@@ -98,8 +98,10 @@ class LocalLauncher:
         *,
         grace_seconds: float = 30.0,
         credentials: CredentialVendor | None = None,
+        lost_host: str | None = None,
     ) -> None:
         self.work_root = work_root
+        self.lost_host = lost_host  # set: a recovered attempt with no end of its own is reported this host lost
         self.credentials = credentials
         self.logs = logs
         self.on_event = on_event
@@ -228,8 +230,9 @@ class LocalLauncher:
         variables it was given (Linux /proc; elsewhere it cannot be found) and killed.
 
         An attempt whose command exited 0 while nobody watched (its exit status is in the journal) finished: that
-        is reported (TaskStopped, exit 0) before returning, so the job succeeds instead of running again; the
-        caller's lost-host report that follows finds the attempt no longer current and is ignored."""
+        is reported (TaskStopped, exit 0) before returning, so the job succeeds instead of running again; with
+        `lost_host`, any other end is reported as that host lost, with the task's ARNs (the ARNs a crash before its
+        start was applied would leave out). The caller's lost-host report that follows is then ignored."""
         self._journal.want(job_id)  # (its lines are kept from now on: Journal.want)
         grouped = self._groups.recover(job_id, attempt)  # a multi-container attempt (docs/adr/0028)
         if grouped is not None:
@@ -253,7 +256,7 @@ class LocalLauncher:
             else:
                 # started in a container by the Docker executor before a switch of executors (compute/docker.py
                 # journals each container it creates): started, so never launched again under this number
-                return self._docker_created(key)
+                return docker_created(self.work_root / DOCKER_JOURNAL, key)
             killed = bool(pids)
             wait_gone(pids, RECOVER_WAIT_S)  # then the exit status, if any, is complete: it was written before
         code = self._exit_of(key, workdir)
@@ -263,16 +266,20 @@ class LocalLauncher:
             self._report_end(job_id, TaskStopped(attempt, code, status_reason=stop, timed_out=stop == TIMEOUT_REASON))
         elif code == 0:
             self._report_end(job_id, TaskStopped(attempt, 0))
+        elif self.lost_host is not None and split_node_id(job_id) is None:  # (a node's: its job's, compute/nodes.py)
+            lost = TaskStopped(attempt, None, status_reason=host_terminated_reason(self.lost_host))
+            self._report_end(job_id, lost, started=False)  # (no start time: RUNNING at the crash, it had its start)
         return True
 
-    def _report_end(self, job_id: str, stopped: TaskStopped) -> None:
+    def _report_end(self, job_id: str, stopped: TaskStopped, *, started: bool = True) -> None:
         """A recovered attempt's end, as the live watcher reports it: with its task's ARNs, after its start (a no-op
-        once applied; the start a crash lost gives the attempt its task and start time). An earlier version's attempt
-        (no ARN journaled): its end only. A multi-node job's node: no start (compute/nodes.py starts the job)."""
+        once applied; the start a crash lost gives the attempt its task and start time) unless not `started` (a lost
+        host: the ARNs only). An earlier version's attempt (no ARN journaled): its end only. A multi-node job's node:
+        no start (compute/nodes.py starts the job)."""
         arn = self._journal.arns.get(f"{job_id}#{stopped.attempt}")
         if arn is not None:
             stopped = replace(stopped, task_arn=arn, container_instance_arn=local_container_instance_arn(arn))
-            if split_node_id(job_id) is None:
+            if started and split_node_id(job_id) is None:
                 self.on_event(
                     job_id, TaskStarted(stopped.attempt, arn, container_instance_arn=stopped.container_instance_arn)
                 )
@@ -289,13 +296,6 @@ class LocalLauncher:
         if code is None:
             return stop if killed else None
         return None if self._journal.exited_before_stop(key, key) else stop
-
-    def _docker_created(self, key: str) -> bool:
-        try:
-            text = (self.work_root / DOCKER_JOURNAL).read_text()
-        except OSError:
-            return False
-        return f"created {key}\n" in text
 
     def _exit_of(self, key: str, workdir: Path) -> int | None:
         """The exit status the attempt's supervisor recorded; None if it did not (running, killed, never started)."""

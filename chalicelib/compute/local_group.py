@@ -37,6 +37,7 @@ from chalicelib.compute.spawn import Process
 from chalicelib.domain import ecs_task
 from chalicelib.domain.ecs_task import EXITED, State, TaskContainer
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
+from chalicelib.domain.reasons import host_terminated_reason
 
 if TYPE_CHECKING:
     from chalicelib.compute.local import LocalLauncher
@@ -172,8 +173,9 @@ class ProcessGroups:
     def recover(self, job_id: str, attempt: int) -> bool | None:
         """After a restart (see the module's notes): None when the journal holds no task of this attempt (a
         single-container one, or a task of an earlier version: the caller recovers it as such) or this server runs
-        it; else True, once its members are gone and, when its end is in the journal, that end is reported (the
-        caller's lost-host report that follows finds the attempt ended and is ignored)."""
+        it; else True, once its members are gone and, when its end is in the journal, that end is reported (else,
+        with the launcher's `lost_host`, a lost host's: `_lost`); the caller's lost-host report that follows finds
+        the attempt ended and is ignored."""
         key = f"{job_id}#{attempt}"
         with self._lock:
             if key in self._runs:
@@ -204,18 +206,26 @@ class ProcessGroups:
                     first = first or ecs_task.ending(spec.containers, states)  # the first essential one ended it
         stop = journal.stop_of(key) if first is None else None  # a stop that came before any essential end
         if stop is None and not all(keys[c.name] in journal.exits for c in spec.containers if c.essential):
-            return True  # an essential member ended unrecorded, or never ran: a lost host (the caller says so)
+            return self._lost(spec)  # an essential member ended unrecorded, or never ran: a lost host
         for name, k in keys.items():
             if k in journal.pids and k not in journal.exits:
                 # started, killed without a record (above, or by a shutdown); a stop in flight is finished by that
                 # SIGKILL, as the end of its grace period would have finished it
                 states[name] = State(EXITED, 137)
         if first is not None and states[first].exit_code == 128 + signal.SIGPIPE:
-            return True  # it wrote after the server (the reader of its output) died: the server's end, not its own
+            return self._lost(spec)  # it wrote after the server (the reader of its output) died: the server's end
         run = task_group.GroupRun(spec, {}, self._reporter(spec), self.launcher.grace_seconds)
         if stop is not None:
             run.stop(stop)  # the task's end is the stop's (its reason the task's, a timeout flagged), as live
         run.resume(states, first)
+        return True
+
+    def _lost(self, spec: TaskSpec) -> bool:
+        """A recovered task whose end is not its own: a lost host, reported here with the task's ARNs when the
+        launcher has a `lost_host` (as a single-container attempt's, compute/local.py), else by the caller."""
+        if self.launcher.lost_host is not None:
+            reason = host_terminated_reason(self.launcher.lost_host)
+            self._reporter(spec)(TaskStopped(spec.attempt, None, status_reason=reason))
         return True
 
     def shutdown(self, timeout: float) -> None:

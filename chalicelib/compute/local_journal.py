@@ -31,6 +31,10 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from chalicelib.compute.journal_files import fsync_dir as _fsync_dir
+from chalicelib.compute.journal_files import job_of as job_of
+from chalicelib.compute.journal_files import replace_synced, write_kept
+
 log = logging.getLogger("batchplane.launcher")
 
 # Earlier versions kept the exit status in each attempt's work dir; recovery still reads it there.
@@ -55,20 +59,6 @@ def processes_of(job_id: str, attempt: int) -> list[int]:
         if want <= environ:
             found.append(int(entry.name))
     return found
-
-
-def job_of(key: str) -> str:
-    """The job a journal key is of: "<jobId>#<attempt>[/<container>]", a multi-node job's node "<jobId>#<i>#<attempt>"
-    (domain/nodes.py node_id) of the job itself. Job ids hold no "#" (a UUID, an array child's "<uuid>:<index>")."""
-    return key.split("#", 1)[0]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Journal:
@@ -153,29 +143,17 @@ class Journal:
                     new.unlink()
                 self._read_whole()
                 return
-            os.replace(new, self.path)
-            _fsync_dir(self.path.parent)
+            replace_synced(new, self.path)
             os.close(self._fd)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self._offset = kept
             self._old_from = self._old_offset = read
 
     def _write_kept(self, new: Path) -> tuple[int, int]:
-        """Write the kept lines to `new` (fsync'd), taking them in; how many bytes were read, and written."""
+        """Write the kept lines to `new` (fsync'd), taking them in; how many bytes were read, and written. (A line
+        being written is the old inode's: read from journal.old, `compact`.)"""
         self._forget()
-        seen: set[bytes] = set()  # (a line merged back from journal.old may be in the journal already)
-        read = 0
-        with open(self.path, "rb") as src, open(new, "wb") as out:
-            for line in src:
-                if not line.endswith(b"\n"):
-                    break  # being written: it is the old inode's, read from journal.old (compact)
-                read += len(line)
-                if line not in seen and self._parse(line):
-                    seen.add(line)
-                    out.write(line)
-            out.flush()
-            os.fsync(out.fileno())
-            return read, out.tell()
+        return write_kept(self.path, new, self._parse)
 
     def _read_whole(self) -> None:
         """Not compacted: everything is read again (the kept jobs' lines only), journal.old too if a merge of it
@@ -315,6 +293,14 @@ class Journal:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+def docker_created(docker_journal: Path, key: str) -> bool:
+    """Whether compute/docker.py's journal has the attempt `key`'s container (created before a switch of executors)."""
+    try:
+        return f"created {key}\n" in docker_journal.read_text()
+    except OSError:
+        return False
 
 
 def recorded_exit(workdir: Path) -> int | None:

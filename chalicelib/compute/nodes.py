@@ -12,8 +12,9 @@ Addresses: with the process executor every node is a process on 127.0.0.1; with 
 a bridge network of their own per attempt (`batchplane-<state>-<jobId>-<attempt>-nodes`, labelled with the state),
 removed when the attempt ends, and by `reap` when a crash left it behind.
 
-After a restart (`recover`, through `nodes.journal`): node containers outlived the server and are re-assembled into
-their attempt, which goes on and ends with its main node; node processes did not, and the attempt is a lost host.
+After a restart (`recover`, through `nodes.journal`, compacted at each start to the active jobs' lines): node
+containers outlived the server and are re-assembled into their attempt, which goes on and ends with its main node;
+node processes did not, and the attempt is a lost host.
 A node container is removed once its end is recorded (its NodeStopped, or the job's TaskStopped), never before.
 """
 
@@ -23,11 +24,12 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chalicelib.compute.journal_files import job_of, replace_synced, write_kept
 from chalicelib.compute.node_network import LABEL_NODES as LABEL_NODES
 from chalicelib.compute.node_network import DockerNodes as DockerNodes
 from chalicelib.compute.node_network import Loopback as Loopback
@@ -185,6 +187,26 @@ class NodeLauncher:
             self._stop_nodes(group, RESTARTED, include_main=True)
         self._maybe_finish(group)
         return True
+
+    def compact_journal(self, active_jobs: Iterable[str]) -> None:
+        """At start, before the recovery and any launch (runtime/local.py): the journal keeps only the lines of
+        `active_jobs`, the jobs the store has STARTING or RUNNING (the only ones recovery asks about: docs/adr/0035).
+        Only the server appends to it (`launch`; no supervisor does), and nothing has been launched yet: a plain
+        write-new, fsync, rename is enough (no old inode kept for late appends, unlike the process journal)."""
+        jobs = set(active_jobs)
+        new = self._journal_path.with_name(JOURNAL + ".new")
+        try:
+            write_kept(
+                self._journal_path, new, lambda line: job_of(line.split(b" ", 1)[0].decode("utf-8", "replace")) in jobs
+            )
+            replace_synced(new, self._journal_path)
+        except OSError:  # (a full disk): kept whole, read as before
+            log.exception("the journal %s cannot be compacted", self._journal_path)
+            with contextlib.suppress(OSError):
+                new.unlink()
+            return
+        os.close(self._journal)
+        self._journal = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def forget(self, job: Job) -> None:
         self.inner.forget(job)

@@ -7,7 +7,8 @@ active ones, see compute/local_journal.py; work/journal.old until the recovery a
 (the ids of the AWS credentials granted to running containers, see compute/credentials.py), events.jsonl (every
 "Batch Job State Change"), buckets/<bucket>/<key> (the objects of trigger buckets, see runtime/triggers.py),
 executor-id (tells this state's Docker containers from other servers', compute/docker.py), work/docker-journal
-(every container the Docker launcher created).
+(every container the Docker launcher created), work/nodes.journal (each multi-node attempt's shape, compacted at
+each start as work/journal is, compute/nodes.py).
 """
 
 from __future__ import annotations
@@ -173,12 +174,13 @@ class LocalRuntime:
         self.credentials.start()
         self.work.start()
         processes = self.launcher if isinstance(self.launcher, LocalLauncher) else self.launcher.processes
-        if processes is not None:  # the process journal keeps only what the recovery may ask about
-            try:
-                active = list(self._active_jobs())
-            except Exception:  # (the journal is kept whole: the recovery still finds every line)
-                log.exception("reading the active jobs failed: the process journal is not compacted")
-            else:
+        try:  # the journals keep only what the recovery may ask about
+            active = list(self._active_jobs())
+        except Exception:  # (they are kept whole: the recovery still finds every line)
+            log.exception("reading the active jobs failed: the journals are not compacted")
+        else:
+            self.nodes.compact_journal(active)
+            if processes is not None:
                 processes.compact_journal(active)
         self.engine.start()  # (its recovery first)
         if processes is not None:

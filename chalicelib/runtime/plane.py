@@ -160,8 +160,8 @@ def _local_launchers(
     work = config.state_dir / "work"
     nodes = NodeLauncher(on_event, work)
     if docker_client is None:
-        launcher = LocalLauncher(
-            work, logs, nodes.on_event, grace_seconds=config.grace_seconds, credentials=credentials
+        launcher = LocalLauncher(  # lost_host: as the sweep's (local_engine), the recovery's end carries the ARNs
+            work, logs, nodes.on_event, grace_seconds=config.grace_seconds, credentials=credentials, lost_host=HOST_ID
         )
         nodes.attach(launcher, Loopback())
         return launcher, nodes

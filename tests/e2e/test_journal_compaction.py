@@ -1,6 +1,7 @@
 """The process executor's journal (`<state>/work/journal`) does not grow with every attempt ever run: each start of
 `batchplane up` compacts it to the lines of the jobs still active (compute/local_journal.py `Journal.compact`), and
-what the jobs' results say is the same as before."""
+what the jobs' results say is the same as before. Nor does the multi-node journal (`<state>/work/nodes.journal`),
+compacted by the same start (compute/nodes.py `NodeLauncher.compact_journal`)."""
 
 from __future__ import annotations
 
@@ -128,3 +129,46 @@ def wait_status(batch: Any, job_id: str, status: str, attempts: int = 0, timeout
             return
         assert time.monotonic() < deadline, job
         time.sleep(0.05)
+
+
+def register_multinode(batch: Any, name: str, script: str) -> str:
+    """A 2-node job definition (main node 0) whose nodes run `script`; two attempts."""
+    node = {"image": "busybox", "command": sh(script), "resourceRequirements": [{"type": "VCPU", "value": "1"}]}
+    props = {"numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:", "container": node}]}
+    return str(
+        batch.register_job_definition(
+            jobDefinitionName=name, type="multinode", nodeProperties=props, retryStrategy={"attempts": 2}
+        )["jobDefinitionArn"]
+    )
+
+
+def test_nodes_journal_keeps_only_the_running_multinode_jobs_lines_across_restarts(
+    server: Server, tmp_path: Path
+) -> None:
+    # GIVEN multi-node jobs that ran to their end, and one whose nodes run until a go file exists
+    go = tmp_path / "go"
+    server.start()
+    batch, queue = client_with_queue(server, 4, platform="EC2")
+    quick = register_multinode(batch, "mnp-quick", "true")
+    done = [batch.submit_job(jobName=f"done{i}", jobQueue=queue, jobDefinition=quick)["jobId"] for i in range(3)]
+    assert {j["status"] for j in wait_all_terminal(batch, done, 60).values()} == {"SUCCEEDED"}
+    waits = register_multinode(batch, "mnp-waits", f"until [ -e {go} ]; do sleep 0.05; done")
+    job_id = batch.submit_job(jobName="waits", jobQueue=queue, jobDefinition=waits)["jobId"]
+    wait_status(batch, job_id, "RUNNING")
+    nodes_journal = server.state / "work" / "nodes.journal"
+    assert len(nodes_journal.read_text().splitlines()) == len(done) + 1
+    # WHEN the server is killed while it runs, and started again
+    server.kill()
+    server.start()
+    # THEN the attempt is a lost host, the job runs again, and nodes.journal holds that job's attempts only
+    wait_status(batch, job_id, "RUNNING", attempts=1)
+    assert nodes_journal.read_text().splitlines() == [f"{job_id}#1 2 0", f"{job_id}#2 2 0"]
+    # AND once it ends (its own end) another restart leaves nodes.journal empty and every result as it was
+    go.touch()
+    ended = wait_all_terminal(batch, [job_id, *done], 60)
+    assert ended[job_id]["status"] == "SUCCEEDED"
+    assert ended[job_id]["attempts"][0]["statusReason"] == HOST_TERMINATED
+    server.kill()
+    server.start()
+    assert nodes_journal.read_text() == ""
+    assert describe(batch, [job_id, *done]) == ended
