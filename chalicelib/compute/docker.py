@@ -7,7 +7,8 @@
   stop() runs elsewhere (a short thread per stop: `docker stop` with the grace period, which honours the image's
   STOPSIGNAL). The launcher times nothing: the control plane stops an attempt past its deadline like any other stop
   (control/timeouts.py, docs/adr/0025); the stop's reason is reported with the end, as ECS reports stoppedReason.
-- Ends as AWS reports them: the exit code; an OOM kill (exit 137, State.OOMKilled) with the container reason
+- Ends as AWS reports them: the exit code; an OOM kill (exit 137, State.OOMKilled or the engine's "oom" event:
+  docker_engine.oom_killed) with the container reason
   `OutOfMemoryError: Container killed due to memory usage`; an image that cannot be pulled, a container that cannot
   be created or started: no exit code, reason `CannotPullContainerError: …` / `CannotCreateContainerError: …` /
   `CannotStartContainerError: …`, status reason "Task failed to start" (retry strategies apply).

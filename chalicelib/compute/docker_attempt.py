@@ -106,7 +106,7 @@ def wait(client: docker.APIClient, a: Attempt) -> dict[str, Any] | None:
 def _oom_killed(client: docker.APIClient, a: Attempt) -> bool:
     assert a.container is not None
     try:
-        return bool(client.inspect_container(a.container)["State"].get("OOMKilled"))
+        return docker_engine.oom_killed(client, a.container, wait=a.stop_reason is None)
     except Exception:  # the exit code is reported all the same
         log.exception("inspecting the end of %s failed", a.key)
         return False

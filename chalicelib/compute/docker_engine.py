@@ -181,3 +181,33 @@ def unseen_lines(frames: list[bytes], after_ms: int | None, appended: list[str] 
                     continue
             lines.append((ms, text))
     return lines
+
+
+OOM_EVENT_WAIT_S = 1.0  # how long an exit 137 without OOMKilled waits for the engine's "oom" event (oom_killed)
+
+
+def oom_killed(client: docker.APIClient, container: str, *, wait: bool = True) -> bool:
+    """Whether the ended container was killed for exceeding its memory: `State.OOMKilled`, or the engine's "oom"
+    event for it. Docker 20.10 on cgroup v2 sets OOMKilled only when containerd's OOM event reaches it before the
+    task's exit; under load it can come after (then the flag stays false for good, but the daemon still logs the
+    container's "oom" event: moby libcontainerd; nomad#13119 saw the same flakiness). Asked only for an exit 137;
+    not `wait`: the event is looked for once (a container our stop killed)."""
+    state = client.inspect_container(container)["State"]
+    if state.get("OOMKilled"):
+        return True
+    since = int(time.time()) - 3600  # (the filter names the container: any window that covers its life will do)
+    deadline = time.monotonic() + (OOM_EVENT_WAIT_S if wait else 0.0)
+    while True:
+        if oom_event(client, container, since):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def oom_event(client: docker.APIClient, container: str, since: int) -> bool:
+    """Whether the engine logged an "oom" event for the container since `since` (epoch seconds), up to now."""
+    filters = {"container": [container], "event": ["oom"]}
+    for _ in client.events(since=since, until=int(time.time()) + 1, filters=filters, decode=True):
+        return True
+    return False

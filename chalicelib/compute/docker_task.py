@@ -150,7 +150,7 @@ class DockerMember:
         reason = None
         if code == 137:
             with contextlib.suppress(Exception):
-                if self.client.inspect_container(self.id)["State"].get("OOMKilled"):
+                if self.id is not None and docker_engine.oom_killed(self.client, self.id):
                     reason = OOM_REASON
         return code, reason
 
