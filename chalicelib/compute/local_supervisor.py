@@ -9,6 +9,7 @@ reports (an end that came at once, the command forked).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import select
@@ -30,6 +31,26 @@ SUPERVISOR = (
     '__bp_j=$1 __bp_k=$2; shift 2; trap : HUP INT TERM; "$@"; __bp_c=$?; '
     'printf "exit %s %s\\n" "$__bp_k" "$__bp_c" >> "$__bp_j"; exit "$__bp_c"'
 )
+
+
+# The commands /bin/sh (dash) runs as builtins that also exist as programs: run as "$@", a command named so would
+# run the builtin, which is not the program a container runs (dash's echo reads backslash escapes, coreutils' does
+# not). Such a command is given the program's path instead (`as_program`); others are left as they are (argv[0]
+# stays what the job gave, as in a container).
+SHELL_BUILTIN_PROGRAMS = frozenset({"echo", "printf", "test", "[", "true", "false", "kill", "pwd"})
+
+
+@functools.lru_cache(maxsize=256)
+def _program_path(name: str, path: str) -> str | None:
+    return shutil.which(name, path=path)
+
+
+def as_program(command: list[str], env: dict[str, str]) -> list[str]:
+    """`command` as the supervisor must pass it so that the program runs, not a builtin of the shell."""
+    if not command or command[0] not in SHELL_BUILTIN_PROGRAMS:
+        return command
+    found = _program_path(command[0], env.get("PATH", os.defpath))
+    return [found, *command[1:]] if found else command
 
 
 def exit_code_of(returncode: int) -> int:
@@ -62,7 +83,8 @@ def quick_exit(proc: Process) -> int | None:
 def spawn_supervised(workdir: Path, journal: Path, key: str, command: list[str], env: dict[str, str]) -> Process:
     """Start `command` under SUPERVISOR, which records its exit in `journal` under `key` (a single-container
     attempt's, or a member of a multi-container one: compute/local_group.py). OSError when /bin/sh cannot run."""
-    return spawn(["/bin/sh", "-c", SUPERVISOR, "batchplane-task", str(journal), key, *command], env, workdir)
+    argv = ["/bin/sh", "-c", SUPERVISOR, "batchplane-task", str(journal), key, *as_program(command, env)]
+    return spawn(argv, env, workdir)
 
 
 def wait_for_command(proc: Process) -> None:
