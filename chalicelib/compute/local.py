@@ -47,6 +47,7 @@ from pathlib import Path
 from chalicelib.compute.local_group import ProcessGroups
 from chalicelib.compute.local_journal import RECOVER_WAIT_S, Journal, docker_created, recorded_exit, wait_gone
 from chalicelib.compute.local_journal import processes_of as _processes_of  # tests import it from here
+from chalicelib.compute.local_runs import Runners
 from chalicelib.compute.local_supervisor import (
     exit_code_of,
     not_executable,
@@ -110,9 +111,11 @@ class LocalLauncher:
         self._running: dict[str, _Running] = {}
         self._launched: set[str] = set()
         self._workers = Workers()  # the watchers' threads (compute/workers.py): one per process until its exit
+        self.workers = self._workers  # also the runners' readers (compute/local_runs.py)
         self._base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
         self.base_env = self._base_env
         self._groups = ProcessGroups(self)  # multi-container attempts (docs/adr/0028)
+        self._runs = Runners(self)  # array children, on kept runners (docs/adr/0039)
         self._on_path: set[tuple[str, str]] = set()  # (program, PATH) found runnable (a miss is looked up again)
         work_root.mkdir(parents=True, exist_ok=True)
         # Absolute: the supervisors append to it from their own working directories.
@@ -146,7 +149,7 @@ class LocalLauncher:
             self._groups.launch(spec, workdir)
             return
         env = self._environment(spec, workdir)
-        if env is None:
+        if env is None or self._runs.launch(spec, workdir, env):
             return
         # The process is spawned by its watcher thread, not here: a fork and exec cost the caller (the local
         # engine's dispatcher thread, which claims the next job) about half a millisecond of waiting.
@@ -158,14 +161,14 @@ class LocalLauncher:
     def _environment(self, spec: TaskSpec, workdir: Path) -> dict[str, str] | None:
         """The attempt's environment; None when it cannot start (reported as the attempt's TaskStopped)."""
         if not spec.command:
-            self._failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
+            self.failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
             return None
         env = {**self._base_env, **spec.ecs_environment, **spec.environment}
         program, path = spec.command[0], env.get("PATH", os.defpath)
         if (program, path) not in self._on_path:
             missing = not_executable(program, env, workdir)
             if missing is not None:
-                self._failed_to_start(spec, f"CannotStartContainerError: {missing}: {program}")
+                self.failed_to_start(spec, f"CannotStartContainerError: {missing}: {program}")
                 return None
             if "/" not in program:  # a relative path depends on the working directory
                 self._on_path.add((program, path))
@@ -183,7 +186,7 @@ class LocalLauncher:
         except OSError as e:
             with self._lock:
                 self._running.pop(spec.key, None)
-            self._failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: {spec.command[0]}")
+            self.failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: {spec.command[0]}")
             return False
         self._journal.record_pid(spec.key, proc.pid, spec.local_task_arn)
         with self._lock:
@@ -194,7 +197,7 @@ class LocalLauncher:
         return True
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
-        if self._groups.stop(f"{job_id}#{attempt}", reason):
+        if self._groups.stop(f"{job_id}#{attempt}", reason) or self._runs.stop(f"{job_id}#{attempt}", reason):
             return
         with self._lock:
             running = self._running.get(f"{job_id}#{attempt}")
@@ -318,13 +321,15 @@ class LocalLauncher:
                 t.cancel()
             self._signal(r, signal.SIGKILL)
         self._groups.shutdown(timeout)
+        self._runs.shutdown()
         self._workers.wait_idle(timeout)
         self._journal.close()
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _failed_to_start(self, spec: TaskSpec, reason: str) -> None:
-        self._release(spec.key)
+    def failed_to_start(self, spec: TaskSpec, reason: str) -> None:
+        """The attempt's process could not be started: reported as its TaskStopped (the retry strategy decides)."""
+        self.released(spec.key)
         self.logs.append(spec.log_stream, [(_now_ms(), reason)])
         stopped = TaskStopped(spec.attempt, None, reason, START_FAILED, task_arn=spec.local_task_arn)
         self.on_event(spec.job_id, stopped)
@@ -332,6 +337,12 @@ class LocalLauncher:
     def _release(self, key: str) -> None:
         if self.credentials is not None:
             self.credentials.release(key)
+
+    def released(self, key: str) -> None:
+        """The attempt ran on a runner and ended (compute/local_runs.py): what the launcher held for it goes."""
+        self._release(key)
+        with self._lock:
+            self._launched.discard(key)
 
     def _arm(self, running: _Running, seconds: float, action: object) -> None:
         # Bounded by the platform's longest wait.
@@ -391,10 +402,13 @@ class LocalLauncher:
     def _report(self, running: _Running, event: TaskStarted | TaskStopped) -> None:
         if running.lost:
             return  # killed by shutdown(): recovery at the next start decides
-        # AWS shows ECS ARNs: the task's, and the container instance's (this host, EC2-like capacity)
-        spec = running.spec
+        self.report(running.spec, event)
+
+    def report(self, spec: TaskSpec, event: TaskStarted | TaskStopped) -> None:
+        """A task event of the attempt, with the ARNs AWS shows: the task's, and the container instance's (this
+        host, EC2-like capacity)."""
         event = replace(event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn)
         try:
-            self.on_event(running.spec.job_id, event)
+            self.on_event(spec.job_id, event)
         except Exception:  # the sweep repairs a lost report (at the latest, the one at the next start)
-            log.exception("reporting %s of %s failed", type(event).__name__, running.spec.key)
+            log.exception("reporting %s of %s failed", type(event).__name__, spec.key)

@@ -109,14 +109,15 @@ class Process:
                     os.killpg(self.pid, sig)
 
 
-def spawn(argv: list[str], env: dict[str, str], cwd: Path) -> Process:
+def spawn(argv: list[str], env: dict[str, str], cwd: Path, stdin: int = subprocess.DEVNULL) -> Process:
     """Start `argv` (argv[0] a path, or a program found on env's PATH) in `cwd` with `env`, in a new session, its
-    output to a pipe. Raises OSError when it cannot be executed."""
+    output to a pipe, its input from /dev/null (or the descriptor `stdin`: a runner's, compute/local_runs.py).
+    Raises OSError when it cannot be executed."""
     popen = subprocess.Popen(
         argv,
         cwd=cwd,
         env=env,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,

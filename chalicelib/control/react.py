@@ -110,6 +110,8 @@ class Reactor:
     ) -> None:
         self.svc = svc
         self.launcher = launcher
+        # (read once: isinstance of a runtime-checkable Protocol walks its members, per state change otherwise)
+        self._node_aware = isinstance(launcher, NodeAware)
         self.defer = defer
         self.observe = observe  # called with every job this reactor persists, before its effects run
         self.count_child: CountChild = count_child or self._count_now
@@ -184,7 +186,7 @@ class Reactor:
                     out.publish(job)
                     # a multi-node job's node jobs emit their own state changes (with the job's, or, a node that
                     # the launcher reports started on its own, when it runs: domain/nodes.py)
-                    for view in nodes.published_with_job(job, nodes_report_start=isinstance(self.launcher, NodeAware)):
+                    for view in nodes.published_with_job(job, nodes_report_start=self._node_aware):
                         out.publish(view)
                 case lifecycle.PublishNode(index=i):
                     out.publish(nodes.node_view(job, i))

@@ -26,6 +26,7 @@ import pytest
 from botocore.config import Config
 
 from app import app
+from chalicelib.compute.local_journal import processes_of
 from chalicelib.compute.logs_port import LOG_GROUP
 from chalicelib.domain.validation import Limits
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
@@ -391,6 +392,17 @@ def pid_alive(pid: int) -> bool:
 def wait_dead(pid: int, timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
+
+
+def wait_attempt_gone(job_id: str, attempt: int = 1, timeout: float = 10) -> bool:
+    """Every process of the attempt has ended (found by its AWS_BATCH_* variables: an array child's journaled pid is
+    its runner's, which outlives it, compute/local_runs.py)."""
+    deadline = time.monotonic() + timeout
+    while processes_of(job_id, attempt):
         if time.monotonic() > deadline:
             return False
         time.sleep(POLL_S)

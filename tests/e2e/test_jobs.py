@@ -33,6 +33,7 @@ from tests.e2e.conftest import (
     setup_queue,
     sh,
     submit,
+    wait_attempt_gone,
     wait_dead,
     wait_status,
     wait_terminal,
@@ -372,7 +373,7 @@ def test_terminate_after_cancel_stops_the_running_children_of_an_array(batch: Cl
         assert jobs[parent]["arrayProperties"]["statusSummary"]["FAILED"] == 3
         assert jobs[first]["status"] == "FAILED"
         assert jobs[first]["statusReason"] == "terminated"
-        assert wait_dead(pid)
+        assert wait_attempt_gone(first)
     finally:
         kill_quietly(pid)
 

@@ -30,25 +30,45 @@ def server(tmp_path: Path) -> Iterator[Server]:
     yield from serve(tmp_path, "--limit", "min-timeout-seconds=1")
 
 
-def _run(server: Server, tmp_path: Path, *, crash: bool, timeout: bool, code: int | None) -> dict[str, Any]:
+def _run(
+    server: Server, tmp_path: Path, *, crash: bool, timeout: bool, code: int | None, array: bool = False
+) -> dict[str, Any]:
     """The job's command traps SIGTERM: it marks `stopping`, waits for the go file and exits `code` (it writes
     nothing once stopped: after a crash its output pipe is gone). Once it runs it is terminated (or its 3-second
     attempt timeout stops it); once it is stopping the server is SIGKILLed (`crash`), the go file is created (unless
-    `code` is None: it is still stopping at the restart) and the server started again. The job once terminal."""
+    `code` is None: it is still stopping at the restart) and the server started again. The job once terminal.
+
+    `array`: the job is the first child of an array of 2 (the other exits at once), which runs on a runner
+    (compute/local_runs.py) rather than under a supervisor of its own."""
     server.start()
     batch = batch_of(server)
     ready, stopping, go = tmp_path / "ready", tmp_path / "stopping", tmp_path / "go"
     trap = f"touch {stopping}; until [ -e {go} ]; do sleep 0.05; done; exit {code or 0}"
     extra: dict[str, Any] = {"timeout": {"attemptDurationSeconds": 3}} if timeout else {}
-    jd = register(batch, unique("stop"), sh(f"trap '{trap}' TERM; touch {ready}; sleep 120 & wait"), **extra)
+    others = 'if [ "${AWS_BATCH_JOB_ARRAY_INDEX:-0}" != 0 ]; then exit 0; fi; '
+    jd = register(batch, unique("stop"), sh(f"{others}trap '{trap}' TERM; touch {ready}; sleep 120 & wait"), **extra)
     queue, _ = setup_queue(batch, 2, name=unique("ce"))
-    job_id = batch.submit_job(jobName="stop", jobQueue=queue, jobDefinition=jd, retryStrategy=RETRY_LOST)["jobId"]
+    more: dict[str, Any] = {"arrayProperties": {"size": 2}} if array else {}
+    submitted = batch.submit_job(jobName="stop", jobQueue=queue, jobDefinition=jd, retryStrategy=RETRY_LOST, **more)
+    job_id = f"{submitted['jobId']}:0" if array else submitted["jobId"]
     journal = server.state / "work" / "journal"
     wait_until(lambda: ready.exists() and f"pid {job_id}#1 " in journal.read_text(), "the command to run")
     if not timeout:
         batch.terminate_job(jobId=job_id, reason=REASON)
     wait_until(stopping.exists, "the command to be stopping", timeout=60)
     return end_the_stop(server, batch, job_id, go, crash=crash, let_end=code is not None, exit_line=f"exit {job_id}#1 ")
+
+
+@pytest.mark.parametrize("timeout", [False, True], ids=["terminate", "timeout"])
+@pytest.mark.parametrize("crash", [False, True], ids=["live", "sigkill"])
+def test_an_array_child_stopped_when_the_server_dies_ends_as_it_would_have_live(
+    server: Server, tmp_path: Path, crash: bool, timeout: bool
+) -> None:
+    # GIVEN an array child being stopped on its runner, WHEN the server is SIGKILLed (or not) and starts again
+    facts = _facts(_run(server, tmp_path, crash=crash, timeout=timeout, code=143, array=True))
+    # THEN it ends as a job of its own does (the runner journals as the supervisor does)
+    reason = TIMEOUT_REASON if timeout else REASON
+    assert facts == {"status": "FAILED", "statusReason": reason, "attempts": [(reason, 143)], "exitCode": 143}
 
 
 def _facts(job: dict[str, Any]) -> dict[str, Any]:
