@@ -129,7 +129,7 @@ def test_a_job_with_a_role_reads_the_servers_credentials_and_a_job_without_gets_
     }
 
 
-def test_a_server_without_credentials_runs_a_job_with_a_role_without_any(
+def test_a_server_without_credentials_fails_the_start_of_a_job_with_a_role_and_its_retry_strategy_decides(
     monkeypatch: pytest.MonkeyPatch, make_runtime: Runtimes, clients: ClientFactory, tmp_path: Any
 ) -> None:
     # GIVEN a server whose AWS session finds no credentials anywhere
@@ -138,12 +138,20 @@ def test_a_server_without_credentials_runs_a_job_with_a_role_without_any(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    batch, logs, queue = started(make_runtime, clients)
+    batch, _, queue = started(make_runtime, clients)
 
-    # WHEN a job with a role runs
-    job_id = submit(batch, queue, register_probe(batch, ROLE))
-    job = wait_terminal(batch, [job_id], timeout=60)[job_id]
+    # WHEN a job with a role (two attempts, retried on any failure) and one without run
+    with_role = submit(batch, queue, register_probe(batch, ROLE), "with-role", retryStrategy={"attempts": 2})
+    without_role = submit(batch, queue, register_probe(batch, None), "without-role")
+    jobs = wait_terminal(batch, [with_role, without_role], timeout=60)
 
-    # THEN it runs, without credentials
-    assert job["status"] == "SUCCEEDED"
-    assert probe_output(logs, job)["key"] == "None"
+    # THEN each attempt of the first failed to start, saying why (docs/adr/0037), rather than run without credentials
+    job = jobs[with_role]
+    assert (job["status"], job["statusReason"]) == ("FAILED", "Task failed to start")
+    assert [a["statusReason"] for a in job["attempts"]] == ["Task failed to start"] * 2
+    assert [a["container"].get("reason") for a in job["attempts"]] == 2 * [
+        f"ResourceInitializationError: no AWS credentials can be served for jobRoleArn {ROLE}: the server's AWS "
+        "session has no credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID… and restart it)"
+    ]
+    # AND the job without a role ran as usual
+    assert jobs[without_role]["status"] == "SUCCEEDED"
