@@ -21,6 +21,7 @@ pytest.importorskip("chalicelib.compute.docker", reason="the Docker launcher is 
 docker_support = pytest.importorskip("tests.docker_support", reason="the docker_engine fixture is not merged yet")
 
 from tests.e2e.conftest import (  # noqa: E402
+    EXEC_ROLE,
     Client,
     ClientFactory,
     Runtimes,
@@ -41,6 +42,7 @@ from tests.e2e.test_job_credentials import (  # noqa: E402
     register_with_role,
     server_credentials,
 )
+from tests.multi_container_support import fargate_task, member  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 __all__ = ["server_credentials"]  # a fixture
@@ -181,10 +183,13 @@ def test_when_no_port_can_be_bound_a_job_with_a_role_fails_to_start_and_its_retr
         monkeypatch.setenv("BATCHPLANE_CREDENTIALS_PORT", str(port))
         batch, _, queue = started(runtimes, clients, served=False)
 
-        # WHEN a job with a role (two attempts) and one without run
+        # WHEN a job with a role (two attempts), a multi-container one with a task role, and one without run
         with_role = submit(batch, queue, register_fetch(batch, ROLE), "with-role", retryStrategy={"attempts": 2})
+        members = [member(n, ["true"], image=docker_support.TEST_IMAGE, memory="512") for n in ("a", "b")]
+        task = fargate_task(unique("mc"), *members, execution_role=EXEC_ROLE, task={"taskRoleArn": ROLE})
+        multi = submit(batch, queue, str(batch.register_job_definition(**task)["jobDefinitionArn"]), "multi")
         without_role = submit(batch, queue, register_fetch(batch, None), "without-role")
-        jobs = wait_terminal(batch, [with_role, without_role], timeout=60)
+        jobs = wait_terminal(batch, [with_role, multi, without_role], timeout=60)
 
     # THEN each attempt of the first failed to start, saying why, rather than run without credentials
     job = jobs[with_role]
@@ -199,5 +204,12 @@ def test_when_no_port_can_be_bound_a_job_with_a_role_fails_to_start_and_its_retr
         ), reason
         assert f"169.254.170.2:{port} cannot be bound either" in reason
     assert [a["statusReason"] for a in job["attempts"]] == ["Task failed to start"] * 2
+    # AND the multi-container job's task failed to start too, saying why, none of its containers made
+    assert (jobs[multi]["status"], jobs[multi]["statusReason"]) == ("FAILED", "Task failed to start")
+    reasons = [c.get("reason", "") for c in jobs[multi]["ecsProperties"]["taskProperties"][0]["containers"]]
+    assert len(reasons) == 2 and all(
+        r.startswith(f"ResourceInitializationError: no AWS credentials can be served for jobRoleArn {ROLE}: ")
+        for r in reasons
+    ), reasons
     # AND the job without a role ran as usual
     assert jobs[without_role]["status"] == "SUCCEEDED"
