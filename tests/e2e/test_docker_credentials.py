@@ -213,3 +213,20 @@ def test_when_no_port_can_be_bound_a_job_with_a_role_fails_to_start_and_its_retr
     ), reasons
     # AND the job without a role ran as usual
     assert jobs[without_role]["status"] == "SUCCEEDED"
+
+
+def test_up_says_once_where_containers_get_credentials_and_why(tmp_path: Path, docker_engine: Any) -> None:
+    from tests.e2e.test_docker import up_output
+
+    # GIVEN port 80 of 169.254.170.2 held; WHEN `batchplane up` starts with the Docker executor
+    with docker_support.port_80_held(docker_engine):
+        code, lines = up_output(tmp_path / "s", "--executor", "docker")
+
+    # THEN it said, once, that containers get a full URI on another port, and why
+    assert code is None, lines
+    said = [line for line in lines if line.startswith("credentials for jobs with a jobRoleArn: ")]
+    assert len(said) == 1, lines
+    assert said[0].startswith(
+        "credentials for jobs with a jobRoleArn: containers get AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.2:"
+    ), said
+    assert "because 169.254.170.2:80 cannot be bound (" in said[0]
