@@ -9,7 +9,10 @@ Needs the Docker launcher (branch docker-launcher) and its `docker_engine` fixtu
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,18 +218,45 @@ def test_when_no_port_can_be_bound_a_job_with_a_role_fails_to_start_and_its_retr
     assert jobs[without_role]["status"] == "SUCCEEDED"
 
 
-def test_up_says_once_where_containers_get_credentials_and_why(tmp_path: Path, docker_engine: Any) -> None:
-    from tests.e2e.test_docker import up_output
+def up_lines(state: Path) -> list[str]:
+    """What `batchplane up --executor docker` prints until it says how to stop it (then it is stopped)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "up", "--port", "0", "--state-dir", str(state), "--executor", "docker"],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:  # (ends when it exits early)
+            lines.append(line.rstrip("\n"))
+            if "stop with Ctrl-C" in line:
+                break
+        return lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
 
+
+def test_up_says_once_where_containers_get_credentials_and_why(tmp_path: Path, docker_engine: Any) -> None:
     # GIVEN port 80 of 169.254.170.2 held; WHEN `batchplane up` starts with the Docker executor
     with docker_support.port_80_held(docker_engine):
-        code, lines = up_output(tmp_path / "s", "--executor", "docker")
+        lines = up_lines(tmp_path / "s")
 
     # THEN it said, once, that containers get a full URI on another port, and why
-    assert code is None, lines
-    said = [line for line in lines if line.startswith("credentials for jobs with a jobRoleArn: ")]
+    assert any(line.startswith("batchplane is up") for line in lines), lines
+    said = [line for line in lines if line.startswith("  credentials for jobs with a jobRoleArn: ")]
     assert len(said) == 1, lines
     assert said[0].startswith(
-        "credentials for jobs with a jobRoleArn: containers get AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.2:"
+        "  credentials for jobs with a jobRoleArn: containers get "
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.2:"
     ), said
     assert "because 169.254.170.2:80 cannot be bound (" in said[0]
