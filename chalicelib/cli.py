@@ -92,6 +92,7 @@ def _up(args: argparse.Namespace) -> int:
     endpoint = runtime.endpoint
     print(f"batchplane is up: the AWS Batch API at {endpoint} (state in {args.state_dir})", flush=True)
     print(f"  the web console: {endpoint}/console/", flush=True)
+    print(f"  credentials for jobs with a jobRoleArn: {runtime.credentials.note}", flush=True)  # (docs/adr/0037)
     if runtime.server.gate is not None:
         keys = len(runtime.server.gate.verifier)
         print(f"  only requests signed with a key from {auth} are answered ({keys} keys)", flush=True)

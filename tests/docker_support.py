@@ -3,13 +3,15 @@
 Without an engine the tests that ask for it skip, saying how to get one; with the environment variable CI set they
 fail instead (CI must run them). `remove_containers(state_dir)` removes what a test's server left behind.
 `EngineGate`: a proxy in front of the engine that holds a server's container creates until the test lets them go.
-`holds_the_credentials_endpoint(runtime or vendor)`: skips (fails with CI set) while another process holds
-169.254.170.2:80.
+`holds_the_credentials_endpoint(runtime or vendor)`: skips (fails with CI set) when the server could bind no port on
+169.254.170.2 (docs/adr/0037: another one holding port 80 is no reason any more). `port_80_held(client)`: holds
+169.254.170.2:80 itself, so that a server started meanwhile must fall back to another port.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import socket
@@ -53,16 +55,39 @@ def docker_engine() -> Iterator[Any]:
 
 
 def holds_the_credentials_endpoint(held_by: LocalRuntime | LocalCredentialVendor) -> None:
-    """Containers get credentials from the one server per machine that listens on 169.254.170.2:80 (ADR 0017). While
-    another one holds it (another test run's Docker server on this machine), this server (or vendor) grants nothing,
-    its containers are not on the credentials network, and their requests reach the other server through the host:
-    HTTP 400, an id it does not know. Not this server's fault: skipped, or failed when CI is set (one run alone)."""
+    """Containers get credentials from a server listening on 169.254.170.2: on port 80, else on another port
+    (ADR 0017, 0037). Only when it could bind none (the address is not on this host: a remote engine) does this
+    server (or vendor) grant nothing: skipped, or failed when CI is set."""
     vendor = cast("LocalCredentialVendor", getattr(held_by, "credentials", held_by))  # (a runtime's vendor)
     if vendor.network is None:
-        message = "another process on this machine listens on 169.254.170.2:80 (another batchplane server?)"
+        message = f"no container credentials endpoint: {vendor.note}"
         if os.environ.get("CI"):
             pytest.fail(f"CI is set: {message}")
         pytest.skip(message)
+
+
+@contextlib.contextmanager
+def port_80_held(client: Any) -> Iterator[None]:
+    """169.254.170.2:80 taken by a listening socket of the test (the credentials network made first, so that the
+    address exists on this host): a server or vendor started meanwhile cannot bind it, as when another server holds it
+    or it may not bind ports below 1024, and falls back to another port (ADR 0037). Held by another process already:
+    held all the same."""
+    from chalicelib.compute.credentials_network import ECS_CREDENTIALS_ADDRESS, ensure_network
+
+    ensure_network(client)
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the TIME_WAIT of an earlier server's answers
+    try:
+        holder.bind((ECS_CREDENTIALS_ADDRESS, 80))
+        holder.listen(1)
+    except OSError as e:
+        if e.errno not in (errno.EADDRINUSE, errno.EACCES):
+            holder.close()
+            raise
+    try:
+        yield
+    finally:
+        holder.close()
 
 
 def remove_containers(client: Any, state_dir: Path) -> None:

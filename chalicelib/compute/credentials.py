@@ -7,15 +7,19 @@ are the server's own AWS session's, fetched at each request (so a refreshed sess
 
 - Containers get `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/<id>`, as ECS sets it; the SDKs fetch it
   from 169.254.170.2, the gateway of the `batchplane-credentials` Docker network (compute/credentials_network.py),
-  where this server listens on port 80. A URI is answered only to the container holding it: Docker tells which
-  container has the request's source address, and the first one proven to carry the URI in its environment
-  becomes the grant's only holder.
+  where this server listens on port 80. When it cannot bind port 80 there (not root, or another server holds it),
+  it listens on another port of that address (BATCHPLANE_CREDENTIALS_PORT, else the one its recorded grants use,
+  else an ephemeral one) and containers get `AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.2:<port>/v2/…`
+  instead, which the SDKs accept on that address on any port (docs/adr/0037). A URI is answered only to the
+  container holding it: Docker tells which container has the request's source address, and the first one proven
+  to carry the URI in its environment becomes the grant's only holder.
 - Host processes (the process executor) get `AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:<port>/v2/…`:
   plain http is accepted by the SDKs on a loopback address only.
 - Each attempt gets its own unguessable id (`secrets.token_urlsafe`), answered from its grant until its release.
   No secret is ever put in an environment; neither the credentials nor the ids are logged.
-- Without credentials in the server's session, or without the container endpoint (no engine, port 80 taken by
-  another server, not root), a grant is empty: one warning per reason says why.
+- A job with a role whose credentials cannot be served (the server's session has none; no container endpoint: no
+  engine, or no port at all on 169.254.170.2) fails to start (CredentialsUnavailable, docs/adr/0037): one warning
+  per reason says why, and the job's statusReason and container reason too.
 - Container grants are kept in a file of the state directory (0600), so containers that outlive a restart of the
   server keep getting credentials; host processes do not outlive it.
 """
@@ -31,13 +35,14 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from chalicelib.compute.port import TaskSpec
+from chalicelib.compute import credentials_grants
+from chalicelib.compute.credentials_grants import FULL_URI_VAR, PATH_PREFIX, RELATIVE_URI_VAR, Grant
+from chalicelib.compute.port import CredentialsUnavailable, TaskSpec
 
 if TYPE_CHECKING:
     import docker
@@ -45,10 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("batchplane.credentials")
 
-PATH_PREFIX = "/v2/credentials/"
-RELATIVE_URI_VAR = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
-FULL_URI_VAR = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
 CONTAINER_PORT = 80  # the SDKs build http://169.254.170.2<relative uri>: port 80, nothing else
+NO_SESSION = "the server's AWS session has no credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID… and restart it)"
+PORT_VAR = "BATCHPLANE_CREDENTIALS_PORT"  # the port on 169.254.170.2 used when port 80 cannot be (docs/adr/0037)
 STATIC_LIFETIME_S = 3600  # the Expiration given for credentials that do not expire (the SDKs fetch again before it)
 RETRY_CONTAINERS_S = 10.0  # how often a container grant tries again to open the container endpoint
 REQUEST_TIMEOUT_S = 5.0  # as the ECS agent's read/write timeouts
@@ -60,17 +64,15 @@ class CredentialSession(Protocol):
     def get_credentials(self) -> Credentials | None: ...
 
 
-@dataclass
-class _Grant:
-    key: str  # jobId#attempt
-    token: str
-    role_arn: str
-    container: bool
-    holder: str | None = None  # a container grant: the id of the container that proved it holds the URI
-
-    @property
-    def path(self) -> str:
-        return PATH_PREFIX + self.token
+def configured_port(environ: Mapping[str, str] = os.environ) -> int | None:
+    """BATCHPLANE_CREDENTIALS_PORT, when it is a port number (anything else is ignored, with a warning)."""
+    value = environ.get(PORT_VAR, "").strip()
+    if not value:
+        return None
+    if value.isdigit() and 0 < int(value) < 65536:
+        return int(value)
+    log.warning("ignoring %s=%r: not a port number (1-65535)", PORT_VAR, value)
+    return None
 
 
 def _error(code: str, message: str) -> dict[str, str]:
@@ -103,16 +105,20 @@ class LocalCredentialVendor:
         docker_client: docker.APIClient | None = None,
         loopback_host: str = "127.0.0.1",
         grants_file: Path | None = None,
+        fallback_port: int | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
         self._docker = docker_client
         self._loopback_host = loopback_host
         self._grants_file = grants_file
+        self._fallback_port = fallback_port  # configured; else the one the recorded grants use; else ephemeral
+        self._saved_port: int | None = None
+        self._endpoint = ""  # how containers reach the endpoint, for the startup output
         self._now = now
         self._lock = threading.Lock()
-        self._grants: dict[str, _Grant] = {}  # by key
-        self._by_token: dict[str, _Grant] = {}
+        self._grants: dict[str, Grant] = {}  # by key
+        self._by_token: dict[str, Grant] = {}
         self._resolved = False
         self._credentials: Credentials | None = None
         self._said: set[str] = set()  # the reasons already logged
@@ -148,6 +154,15 @@ class LocalCredentialVendor:
     def network(self) -> str | None:
         return self._network_name if self._container is not None else None
 
+    @property
+    def note(self) -> str:
+        """Where jobs with a jobRoleArn get their credentials, and why there (`batchplane up` prints it)."""
+        if self._docker is None:
+            return f"host processes get {FULL_URI_VAR}={self.loopback_endpoint}{PATH_PREFIX}<id>"
+        if self._container is None:
+            return f"none can be served to containers ({self._container_reason}): jobs with one fail to start"
+        return f"containers get {self._endpoint}"
+
     # -- the port -----------------------------------------------------------------------------------------------
 
     def grant(self, spec: TaskSpec, *, container: bool) -> dict[str, str]:
@@ -158,20 +173,27 @@ class LocalCredentialVendor:
             known = self._grants.get(spec.key)
         if known is None:
             if self._server_credentials() is None:
-                self._refuse(spec, "the server's AWS session has no credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID…)")
-                return {}
+                self._refuse(spec, str(role_arn), NO_SESSION)
             if container and self._container is None and not self._open_containers():
-                self._refuse(spec, self._container_reason)
-                return {}
-            known = _Grant(spec.key, secrets.token_urlsafe(32), str(role_arn), container)
+                self._refuse(spec, str(role_arn), self._container_reason)
+            known = self._new_grant(spec.key, str(role_arn), container)
             with self._lock:
                 known = self._grants.setdefault(spec.key, known)  # idempotent, also when two threads race
                 self._by_token[known.token] = known
                 if known.container:
                     self._save()
-        if known.container:
-            return {RELATIVE_URI_VAR: known.path}
-        return {FULL_URI_VAR: self.loopback_endpoint + known.path}
+        return known.env
+
+    def _new_grant(self, key: str, role_arn: str, container: bool) -> Grant:
+        grant = Grant(key, secrets.token_urlsafe(32), role_arn, container, FULL_URI_VAR)
+        if not container:
+            grant.url = self.loopback_endpoint + grant.path
+            return grant
+        from chalicelib.compute.credentials_network import container_variable
+
+        assert self._container is not None
+        grant.var, grant.url = container_variable(int(self._container.server_address[1]), grant.path)
+        return grant
 
     def release(self, key: str) -> None:
         with self._lock:
@@ -217,7 +239,7 @@ class LocalCredentialVendor:
             body["AccountId"] = account
         return 200, body
 
-    def _from_holder(self, grant: _Grant, client: str) -> bool:
+    def _from_holder(self, grant: Grant, client: str) -> bool:
         """Is the request from the container the grant was made for? Loopback grants: any local process could
         connect, the id is the only secret (ADR 0017). Container grants: the container at the request's source
         address must be the one holding the URI in its environment; the first one proven is the grant's holder, and
@@ -232,7 +254,7 @@ class LocalCredentialVendor:
         if container_id is None:
             return False
         if grant.holder is None:
-            if not holds_uri(self._docker, container_id, grant.path):
+            if not holds_uri(self._docker, container_id, grant.var, grant.url or grant.path):
                 return False
             with self._lock:
                 if grant.holder is None:
@@ -257,11 +279,16 @@ class LocalCredentialVendor:
                 self._resolved, self._credentials = True, found
             return self._credentials
 
-    def _refuse(self, spec: TaskSpec, reason: str) -> None:
+    def _refuse(self, spec: TaskSpec, role_arn: str, reason: str) -> NoReturn:
+        """The attempt fails to start (docs/adr/0037): a job given no credentials for its role would find out only
+        once its AWS calls failed, or would find the SDK chain's next source (on a host, the user's own)."""
         if reason not in self._said:
             self._said.add(reason)
-            log.warning("jobs with a jobRoleArn get no AWS credentials: %s", reason)
-        log.debug("%s has a jobRoleArn and gets no AWS credentials: %s", spec.key, reason)
+            log.warning("jobs with a jobRoleArn fail to start: no AWS credentials can be served: %s", reason)
+        log.debug("%s has a jobRoleArn and fails to start: %s", spec.key, reason)
+        raise CredentialsUnavailable(
+            f"ResourceInitializationError: no AWS credentials can be served for jobRoleArn {role_arn}: {reason}"
+        )
 
     _container_reason = "the container credentials endpoint is not available"
 
@@ -297,13 +324,39 @@ class LocalCredentialVendor:
         try:
             self._container = self._serve(address, CONTAINER_PORT, container=True)
         except OSError as e:
-            self._container_reason = (
-                f"cannot listen on {address}:{CONTAINER_PORT} ({e.strerror or e}); another batchplane server "
-                "on this machine may hold it (only one server per machine vends credentials to containers), or "
-                "this server lacks the right to bind port 80"
+            why = (
+                f"{address}:{CONTAINER_PORT} cannot be bound ({e.strerror or e}): another batchplane server on this "
+                "machine may hold it, or this server may not bind ports below 1024"
             )
+            return self._open_fallback(address, why)
+        self._endpoint = f"{RELATIVE_URI_VAR}, answered at {address}:{CONTAINER_PORT} as on ECS"
+        log.info("AWS credentials for containers: %s", self._endpoint)
+        return True
+
+    def _open_fallback(self, address: str, why: str) -> bool:
+        """Listen on another port of ECS's address: the configured one, else the one the recorded grants use (so
+        containers that outlived a restart still reach it), else an ephemeral one (docs/adr/0037)."""
+        if self._fallback_port is not None:
+            ports = [self._fallback_port]
+        else:
+            ports = [p for p in (self._saved_port, 0) if p is not None and p != CONTAINER_PORT]
+        for port in ports:
+            try:
+                self._container = self._serve(address, port, container=True)
+                break
+            except OSError as e:
+                failed = f"{address}:{port or 'an ephemeral port'} cannot be bound either ({e.strerror or e})"
+        else:
+            self._container_reason = f"{why}; {failed}"
             return False
-        log.info("AWS credentials for containers served on %s:%d", address, CONTAINER_PORT)
+        self._endpoint = (
+            f"{FULL_URI_VAR}=http://{address}:{self._container.server_address[1]}{PATH_PREFIX}<id>, because {why}"
+        )
+        log.warning(
+            "AWS credentials for containers: %s (SDKs released before 2024 may accept only %s)",
+            self._endpoint,
+            RELATIVE_URI_VAR,
+        )
         return True
 
     def _serve(self, host: str, port: int, *, container: bool) -> ThreadingHTTPServer:
@@ -332,31 +385,15 @@ class LocalCredentialVendor:
         return server
 
     def _load(self) -> None:
-        if self._grants_file is None or not self._grants_file.exists():
+        if self._grants_file is None:
             return
-        try:
-            grants = [
-                _Grant(str(row["key"]), str(row["token"]), str(row["role"]), container=True)
-                for row in json.loads(self._grants_file.read_text())
-            ]
-        except (OSError, ValueError, TypeError, KeyError) as e:
-            log.warning("ignoring the unreadable credentials grants file %s: %s", self._grants_file, type(e).__name__)
-            return
+        grants, self._saved_port = credentials_grants.read(self._grants_file)
         with self._lock:
             for grant in grants:
                 self._grants[grant.key] = grant
                 self._by_token[grant.token] = grant
 
     def _save(self) -> None:
-        """Write the container grants (under the lock): atomically, readable by this user only."""
-        if self._grants_file is None:
-            return
-        rows = [{"key": g.key, "token": g.token, "role": g.role_arn} for g in self._grants.values() if g.container]
-        tmp = self._grants_file.with_suffix(".tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(rows, f)
-            os.replace(tmp, self._grants_file)
-        except OSError as e:  # the grants still answer; only a restart of the server would forget them
-            log.warning("could not record the container credentials grants in %s: %s", self._grants_file, e)
+        """Write the container grants (under the lock)."""
+        if self._grants_file is not None:
+            credentials_grants.write(self._grants_file, [g for g in self._grants.values() if g.container])

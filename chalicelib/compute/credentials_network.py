@@ -1,11 +1,13 @@
 """The Docker side of container credentials (compute/credentials.py; docs/adr/0017): the network whose gateway is
 ECS's credentials address, and which container on it holds a given credentials URI.
 
-SDKs fetch `http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` and accept plain http on no other non-loopback
-address. A bridge network whose *gateway* is 169.254.170.2 puts that address on the host's bridge interface as soon
-as the network exists (measured: Docker 20.10 creates the bridge and assigns the gateway address at network create,
-before any container joins), so the server itself can listen there and a container on the network reaches it. AWS's
-amazon-ecs-local-container-endpoints does the same with a sidecar container at .2 and the gateway at .1.
+SDKs fetch `http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (port 80), or
+`$AWS_CONTAINER_CREDENTIALS_FULL_URI` over plain http only on a loopback address or ECS's and EKS's own (169.254.170.2,
+169.254.170.23, fd00:ec2::23), on any port (docs/adr/0037). A bridge network whose *gateway* is 169.254.170.2 puts that
+address on the host's bridge interface as soon as the network exists (measured: Docker 20.10 creates the bridge and
+assigns the gateway address at network create, before any container joins), so the server itself can listen there and
+a container on the network reaches it. AWS's amazon-ecs-local-container-endpoints does the same with a sidecar
+container at .2 and the gateway at .1.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ NETWORK_NAME = "batchplane-credentials"
 SUBNET = "169.254.170.0/24"
 LABEL = "batchplane.credentials"  # marks the network as batchplane's (every server on the engine shares it)
 RELATIVE_URI_VAR = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
+FULL_URI_VAR = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+ECS_PORT = 80  # the port of http://169.254.170.2<relative uri>
+
+
+def container_variable(port: int, path: str) -> tuple[str, str]:
+    """The variable (and its value) that points a container at `path` on the endpoint listening on ECS's address at
+    `port`: the relative URI, as ECS sets it, on port 80; else the full URI, which names the port."""
+    if port == ECS_PORT:
+        return RELATIVE_URI_VAR, path
+    return FULL_URI_VAR, f"http://{ECS_CREDENTIALS_ADDRESS}:{port}{path}"
 
 
 class NetworkUnavailable(Exception):
@@ -90,8 +102,8 @@ def container_at(client: docker.APIClient, network_id: str, address: str) -> str
     return None
 
 
-def holds_uri(client: docker.APIClient, container_id: str, relative_uri: str) -> bool:
-    """Was the container given `relative_uri` in its environment? The launcher puts the URI a grant returned into
+def holds_uri(client: docker.APIClient, container_id: str, var: str, uri: str) -> bool:
+    """Was the container given `var=uri` in its environment? The launcher puts the variable a grant returned into
     the environment of the attempt's container, so the container holding it is, by construction, the one the
     credentials were granted to."""
     try:
@@ -99,4 +111,4 @@ def holds_uri(client: docker.APIClient, container_id: str, relative_uri: str) ->
     except docker.errors.DockerException as e:
         log.warning("could not inspect the container %s: %s", container_id[:12], e)
         return False
-    return f"{RELATIVE_URI_VAR}={relative_uri}" in env
+    return f"{var}={uri}" in env

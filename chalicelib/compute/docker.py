@@ -59,7 +59,7 @@ from chalicelib.compute.docker_state import OOM_REASON as OOM_REASON
 from chalicelib.compute.docker_state import Journal
 from chalicelib.compute.local import LocalLauncher
 from chalicelib.compute.logs_port import LogStore
-from chalicelib.compute.port import CredentialVendor, TaskSpec
+from chalicelib.compute.port import CredentialsUnavailable, CredentialVendor, TaskSpec
 from chalicelib.compute.workers import Workers
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
@@ -259,7 +259,7 @@ class DockerLauncher:
             try:
                 if not self._create(a, a.spec):
                     return False
-            except docker_config.Refused as e:
+            except (docker_config.Refused, CredentialsUnavailable) as e:  # (before anything was created)
                 self._failed_to_start(a, str(e))
                 return False
         assert a.container is not None

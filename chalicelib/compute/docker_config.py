@@ -38,6 +38,7 @@ MIN_CPU_SHARES = 2  # the smallest value the kernel takes
 HOST_GATEWAY = {"host.docker.internal": "host-gateway"}
 PERMISSIONS = {"READ": "r", "WRITE": "w", "MKNOD": "m"}
 DEFAULT_SWAPPINESS = 60
+FULL_URI, RELATIVE_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
 
 
 class Refused(Exception):
@@ -68,6 +69,8 @@ def plan(spec: TaskSpec, name: str, labels: dict[str, str], extra_env: dict[str,
     if not image:
         raise Refused("CannotPullContainerError: the job has no image")
     env = {**spec.ecs_environment, **spec.environment, **(extra_env or {})}
+    if FULL_URI in (extra_env or {}):  # the SDKs read a relative URI first: the job's own would shadow the grant's
+        env.pop(RELATIVE_URI, None)
     # spec.environment holds the job's variables with AWS_BATCH_* applied last; ECS's own come before the job's,
     # so a job may still name its own AWS_REGION, but never its AWS_BATCH_* ones.
     env.update({k: v for k, v in spec.environment.items() if k.startswith("AWS_BATCH_")})

@@ -15,7 +15,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 
 from chalicelib.compute import docker_config, docker_engine, task_group
 from chalicelib.compute.docker_state import LABEL_ATTEMPT, LABEL_JOB, LABEL_STATE, OOM_REASON
-from chalicelib.compute.port import TaskSpec
+from chalicelib.compute.port import CredentialsUnavailable, TaskSpec
 from chalicelib.compute.task_group import spec_of as spec_of
 from chalicelib.compute.task_group import task_label
 from chalicelib.domain.ecs_task import TaskContainer
@@ -227,7 +227,10 @@ class DockerTask:
     def setup(self) -> str | None:
         launcher, spec = self.launcher, self.spec
         credentials = launcher.credentials
-        self.granted = credentials.grant(spec, container=True) if credentials is not None else {}
+        try:
+            self.granted = credentials.grant(spec, container=True) if credentials is not None else {}
+        except CredentialsUnavailable as e:  # its role cannot be served: the task fails to start (ADR 0037)
+            return str(e)
         host: dict[str, Any] = {"extra_hosts": dict(docker_config.HOST_GATEWAY)}
         if spec.containers[0].container.get("ipcMode") == "task":
             host["ipc_mode"] = "shareable"  # the members join its IPC namespace

@@ -56,7 +56,13 @@ from chalicelib.compute.local_supervisor import (
     wait_for_command,
 )
 from chalicelib.compute.logs_port import LogStore
-from chalicelib.compute.port import CredentialVendor, TaskEventSink, TaskSpec, local_container_instance_arn
+from chalicelib.compute.port import (
+    CredentialsUnavailable,
+    CredentialVendor,
+    TaskEventSink,
+    TaskSpec,
+    local_container_instance_arn,
+)
 from chalicelib.compute.spawn import Process
 from chalicelib.compute.workers import Workers
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
@@ -172,7 +178,11 @@ class LocalLauncher:
                 return None
             if "/" not in program:  # a relative path depends on the working directory
                 self._on_path.add((program, path))
-        return {**env, **self.credentials.grant(spec, container=False)} if self.credentials else env
+        try:
+            return {**env, **self.credentials.grant(spec, container=False)} if self.credentials else env
+        except CredentialsUnavailable as e:  # its role's credentials cannot be served (docs/adr/0037)
+            self.failed_to_start(spec, str(e))
+            return None
 
     def _spawn(self, running: _Running, workdir: Path, env: dict[str, str]) -> bool:
         """Start the attempt's process (on its watcher thread) and record its pid. False when it did not start:

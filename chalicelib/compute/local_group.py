@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from chalicelib.compute import task_group
 from chalicelib.compute.local_journal import RECOVER_WAIT_S, processes_of, wait_gone
 from chalicelib.compute.local_supervisor import exit_code_of, not_executable, spawn_supervised, wait_for_command
-from chalicelib.compute.port import TaskSpec
+from chalicelib.compute.port import CredentialsUnavailable, TaskSpec
 from chalicelib.compute.spawn import Process
 from chalicelib.domain import ecs_task
 from chalicelib.domain.ecs_task import EXITED, State, TaskContainer
@@ -63,9 +63,16 @@ class ProcessMember:
         self.proc: Process | None = None
         self._timers: list[threading.Timer] = []
         base = {**launcher.base_env, **spec.ecs_environment, **self.spec.environment}
-        self.env = {**base, **launcher.credentials.grant(spec, container=False)} if launcher.credentials else base
+        self.refused: str | None = None  # its role's credentials cannot be served: it fails to start (ADR 0037)
+        try:
+            granted = launcher.credentials.grant(spec, container=False) if launcher.credentials else {}
+        except CredentialsUnavailable as e:
+            granted, self.refused = {}, str(e)
+        self.env = {**base, **granted}
 
     def prepare(self) -> str | None:
+        if self.refused is not None:
+            return self.refused
         command = self.spec.command
         if not command:
             return "CannotStartContainerError: the container has no command to run"

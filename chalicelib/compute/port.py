@@ -99,11 +99,17 @@ class TaskSpec:
         return digits.parse(revision) or 0
 
 
+class CredentialsUnavailable(Exception):
+    """A job's `jobRoleArn` asks for credentials that cannot be served (docs/adr/0037): its attempt fails to start,
+    `str(e)` being the container's reason, and its retry strategy decides."""
+
+
 class CredentialVendor(Protocol):
-    """AWS credentials for a job's containers the ECS way (compute/credentials.py; docs/adr/0017).
+    """AWS credentials for a job's containers the ECS way (compute/credentials.py; docs/adr/0017, 0037).
 
     A launcher asks for the environment of an attempt before it starts it and releases the attempt once it ended.
-    A job without a `jobRoleArn` (or a server without an AWS session) gets an empty environment: no credentials."""
+    A job without a `jobRoleArn` gets an empty environment; one with a role whose credentials cannot be served makes
+    grant() raise CredentialsUnavailable: the launcher fails the attempt's start with its message."""
 
     @property
     def network(self) -> str | None:
@@ -113,7 +119,8 @@ class CredentialVendor(Protocol):
     def grant(self, spec: TaskSpec, *, container: bool) -> dict[str, str]:
         """Variables to add to the attempt's environment (e.g. AWS_CONTAINER_CREDENTIALS_RELATIVE_URI for a
         container, AWS_CONTAINER_CREDENTIALS_FULL_URI on a loopback address for a host process). Never a secret
-        key itself. Idempotent per spec.key."""
+        key itself. Idempotent per spec.key. Raises CredentialsUnavailable when the job has a role that cannot be
+        served (the server has no AWS credentials, or no endpoint its containers can reach)."""
         ...
 
     def release(self, key: str) -> None:

@@ -143,8 +143,8 @@ class GroupRun:
 
     def _run(self) -> None:
         why = self.setup() if self.setup is not None else None
-        if why is not None:
-            self.states = {c.name: State(NEVER) for c in self.spec.containers}
+        if why is not None:  # the task's own failure (e.g. its role's credentials, docs/adr/0037): each container's
+            self.states = {c.name: State(NEVER, reason=why) for c in self.spec.containers}
             self._finish(None, why, START_FAILED)
             return
         for c in self.spec.containers:

@@ -27,7 +27,7 @@ import boto3
 from chalice.app import Chalice
 
 from chalicelib.compute.capacity_aws import AsgCapacity
-from chalicelib.compute.credentials import LocalCredentialVendor
+from chalicelib.compute.credentials import LocalCredentialVendor, configured_port
 from chalicelib.compute.ecs import EcsLauncher
 from chalicelib.compute.ecs_nodes import EcsNodeLauncher
 from chalicelib.compute.local import LocalLauncher
@@ -205,7 +205,10 @@ def _build_local(config: LocalConfig, app: ServedApp, gate: Gate | None, lock: S
     executor, executor_note, docker_client = choose_executor(config.executor, config.state_dir)
     # Jobs with a jobRoleArn get this server's own AWS credentials the ECS way (docs/adr/0017).
     credentials = LocalCredentialVendor(
-        boto3.session.Session(), docker_client=docker_client, grants_file=config.state_dir / "credentials.json"
+        boto3.session.Session(),
+        docker_client=docker_client,
+        grants_file=config.state_dir / "credentials.json",
+        fallback_port=configured_port(),  # when 169.254.170.2:80 cannot be bound (docs/adr/0037)
     )
     engine: Engine | None = None
 

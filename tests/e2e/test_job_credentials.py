@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     unique,
     wait_terminal,
 )
+from tests.multi_container_support import fargate_task, member
 
 pytestmark = pytest.mark.e2e
 
@@ -129,7 +130,7 @@ def test_a_job_with_a_role_reads_the_servers_credentials_and_a_job_without_gets_
     }
 
 
-def test_a_server_without_credentials_runs_a_job_with_a_role_without_any(
+def test_a_server_without_credentials_fails_the_start_of_a_job_with_a_role_and_its_retry_strategy_decides(
     monkeypatch: pytest.MonkeyPatch, make_runtime: Runtimes, clients: ClientFactory, tmp_path: Any
 ) -> None:
     # GIVEN a server whose AWS session finds no credentials anywhere
@@ -138,12 +139,30 @@ def test_a_server_without_credentials_runs_a_job_with_a_role_without_any(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    batch, logs, queue = started(make_runtime, clients)
+    batch, _, queue = started(make_runtime, clients)
 
-    # WHEN a job with a role runs
-    job_id = submit(batch, queue, register_probe(batch, ROLE))
-    job = wait_terminal(batch, [job_id], timeout=60)[job_id]
+    # WHEN a job with a role (two attempts, retried on any failure), a multi-container one with a task role, and one
+    # without a role run
+    with_role = submit(batch, queue, register_probe(batch, ROLE), "with-role", retryStrategy={"attempts": 2})
+    members = [member(name, [sys.executable, "-c", "print(1)"], image=IMAGE, memory="512") for name in ("a", "b")]
+    task = fargate_task(unique("mc"), *members, execution_role=EXEC_ROLE, task={"taskRoleArn": ROLE})
+    multi = submit(batch, queue, str(batch.register_job_definition(**task)["jobDefinitionArn"]), "multi")
+    without_role = submit(batch, queue, register_probe(batch, None), "without-role")
+    jobs = wait_terminal(batch, [with_role, multi, without_role], timeout=60)
 
-    # THEN it runs, without credentials
-    assert job["status"] == "SUCCEEDED"
-    assert probe_output(logs, job)["key"] == "None"
+    # THEN each attempt of the first failed to start, saying why (docs/adr/0037), rather than run without credentials
+    job = jobs[with_role]
+    assert (job["status"], job["statusReason"]) == ("FAILED", "Task failed to start")
+    assert [a["statusReason"] for a in job["attempts"]] == ["Task failed to start"] * 2
+    assert [a["container"].get("reason") for a in job["attempts"]] == 2 * [
+        f"ResourceInitializationError: no AWS credentials can be served for jobRoleArn {ROLE}: the server's AWS "
+        "session has no credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID… and restart it)"
+    ]
+    # AND the multi-container job's task failed to start, its first container saying why
+    assert (jobs[multi]["status"], jobs[multi]["statusReason"]) == ("FAILED", "Task failed to start")
+    reasons = [c.get("reason") for c in jobs[multi]["ecsProperties"]["taskProperties"][0]["containers"]]
+    assert reasons[0] is not None and reasons[0].startswith(
+        f"ResourceInitializationError: no AWS credentials can be served for jobRoleArn {ROLE}: "
+    ), reasons
+    # AND the job without a role ran as usual
+    assert jobs[without_role]["status"] == "SUCCEEDED"

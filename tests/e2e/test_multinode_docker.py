@@ -158,8 +158,9 @@ def test_the_nodes_of_a_job_with_a_role_get_its_credentials_and_still_reach_each
 ) -> None:
     # GIVEN a 2-node job with a jobRoleArn: each node fetches its credentials at the ECS address, then the peer
     # connects to the main node on the job's network
-    holds_the_credentials_endpoint(drt)
-    fetch = 'wget -qO- http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI | grep -o \'"RoleArn": *"[^"]*"\'; '
+    holds_the_credentials_endpoint(drt)  # (on port 80, or another: ADR 0037)
+    url = "${AWS_CONTAINER_CREDENTIALS_FULL_URI:-http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI}"
+    fetch = f'wget -qO- {url} | grep -o \'"RoleArn": *"[^"]*"\'; '
     main = sh(fetch + LISTEN)
     peer = sh(fetch + SEND + "; echo sent")
     queue, _ = setup_queue(dbatch, 4, platform="EC2")

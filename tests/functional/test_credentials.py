@@ -17,8 +17,14 @@ from typing import Any
 import pytest
 from botocore.credentials import ContainerProvider, Credentials, RefreshableCredentials
 
-from chalicelib.compute.credentials import FULL_URI_VAR, RELATIVE_URI_VAR, LocalCredentialVendor
-from chalicelib.compute.port import TaskSpec
+from chalicelib.compute.credentials import (
+    FULL_URI_VAR,
+    PORT_VAR,
+    RELATIVE_URI_VAR,
+    LocalCredentialVendor,
+    configured_port,
+)
+from chalicelib.compute.port import CredentialsUnavailable, TaskSpec
 
 ROLE = "arn:aws:iam::123456789012:role/job-role"
 KEY_ID, SECRET, TOKEN = "AKIDSERVERKEY", "server-secret-key", "server-session-token"
@@ -154,35 +160,56 @@ def test_a_loopback_grant_is_not_answered_on_the_container_side(vendor: LocalCre
     assert vendor.answer(path, "127.0.0.1", container=False)[0] == 200
 
 
-def test_without_server_credentials_grants_are_empty_and_one_line_says_why(
+def test_without_server_credentials_a_job_with_a_role_is_refused_and_one_line_says_why(
     tmp_path: Path, credentials_log: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN a server whose AWS session has no credentials
     session = FakeSession(None)
     vendor = LocalCredentialVendor(session)
     vendor.start()
+    refusals = []
     try:
-        # WHEN three jobs with a role start
-        grants = [vendor.grant(spec(job_id=f"j{i}"), container=False) for i in range(3)]
+        # WHEN three jobs with a role start (and one without)
+        for i in range(3):
+            with pytest.raises(CredentialsUnavailable) as refused:
+                vendor.grant(spec(job_id=f"j{i}"), container=False)
+            refusals.append(str(refused.value))
+        assert vendor.grant(spec(job_id="no-role", role=None), container=False) == {}
     finally:
         vendor.stop()
 
-    # THEN none gets credentials, the session was asked once, and one warning says why
-    assert grants == [{}, {}, {}]
+    # THEN each is refused with the reason its start fails with, the session was asked once, one warning says why
+    assert refusals == 3 * [
+        f"ResourceInitializationError: no AWS credentials can be served for jobRoleArn {ROLE}: the server's AWS "
+        "session has no credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID… and restart it)"
+    ]
     assert session.resolutions == 1
     warnings = [r.getMessage() for r in credentials_log.records if r.levelno == logging.WARNING]
     assert warnings == [
-        "jobs with a jobRoleArn get no AWS credentials: the server's AWS session has no credentials "
-        "(set AWS_PROFILE, AWS_ACCESS_KEY_ID…)"
+        "jobs with a jobRoleArn fail to start: no AWS credentials can be served: the server's AWS session has no "
+        "credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID… and restart it)"
     ]
 
 
-def test_without_a_docker_engine_containers_get_nothing(
+def test_without_a_docker_engine_a_container_with_a_role_is_refused(
     vendor: LocalCredentialVendor, credentials_log: pytest.LogCaptureFixture
 ) -> None:
-    assert vendor.grant(spec(), container=True) == {}
+    with pytest.raises(CredentialsUnavailable, match="containers get credentials only with a Docker engine"):
+        vendor.grant(spec(), container=True)
     assert vendor.network is None
+    assert vendor.note.startswith("host processes get AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:")
     assert "containers get credentials only with a Docker engine" in credentials_log.text
+
+
+def test_the_port_of_the_fallback_endpoint_is_configured_by_a_valid_number_only(
+    credentials_log: pytest.LogCaptureFixture,
+) -> None:
+    assert configured_port({PORT_VAR: "8099"}) == 8099
+    assert configured_port({}) is None
+    assert configured_port({PORT_VAR: ""}) is None
+    for bad in ("http", "0", "65536", "-1"):
+        assert configured_port({PORT_VAR: bad}) is None
+    assert "ignoring BATCHPLANE_CREDENTIALS_PORT='http': not a port number (1-65535)" in credentials_log.text
 
 
 def test_no_secret_and_no_id_is_logged(
@@ -245,17 +272,20 @@ def test_long_term_keys_have_a_null_token_which_botocore_accepts(tmp_path: Path)
 
 
 def test_container_grants_outlive_a_restart_in_a_private_file(session: FakeSession, tmp_path: Path) -> None:
-    # GIVEN a container grant recorded by one vendor (made as a Docker-backed vendor would, without an engine)
+    # GIVEN a container grant recorded by one vendor (made as a Docker-backed vendor would, without an engine: its
+    # stand-in endpoint is on an ephemeral port, as the fallback of ADR 0037 is, so the grant is a full URI)
     grants_file = tmp_path / "credentials.json"
     first = LocalCredentialVendor(session, grants_file=grants_file)
     first.start()
     try:
         first._container = first._loopback  # stands in for the container endpoint: only the bookkeeping is tested
+        port = first._container.server_address[1]
         env = first.grant(spec(), container=True)
         first._container = None
     finally:
         first.stop()
-    assert list(env) == [RELATIVE_URI_VAR]
+    assert list(env) == [FULL_URI_VAR]
+    assert env[FULL_URI_VAR].startswith(f"http://169.254.170.2:{port}/v2/credentials/")
     assert stat.S_IMODE(os.stat(grants_file).st_mode) == 0o600
     assert KEY_ID not in grants_file.read_text() and SECRET not in grants_file.read_text()
 
@@ -263,7 +293,9 @@ def test_container_grants_outlive_a_restart_in_a_private_file(session: FakeSessi
     second = LocalCredentialVendor(session, grants_file=grants_file)
     second.start()
     try:
-        # THEN the grant is known again (the same URI for the same attempt), until it is released
+        # THEN the grant is known again (the same URI for the same attempt), until it is released, and the port its
+        # URI names is the one the fallback endpoint tries first
+        assert second._saved_port == port
         second._container = second._loopback
         assert second.grant(spec(), container=True) == env
         second._container = None
@@ -271,6 +303,18 @@ def test_container_grants_outlive_a_restart_in_a_private_file(session: FakeSessi
         assert json.loads(grants_file.read_text()) == []
     finally:
         second.stop()
+
+
+def test_grants_recorded_before_the_fallback_existed_are_relative_uris(session: FakeSession, tmp_path: Path) -> None:
+    grants_file = tmp_path / "credentials.json"
+    grants_file.write_text(json.dumps([{"key": "job-1#1", "token": "tok", "role": ROLE}]))
+    vendor = LocalCredentialVendor(session, grants_file=grants_file)
+    vendor.start()
+    try:
+        assert vendor.grant(spec(), container=True) == {RELATIVE_URI_VAR: "/v2/credentials/tok"}
+        assert vendor._saved_port is None
+    finally:
+        vendor.stop()
 
 
 def test_an_unreadable_grants_file_is_ignored_with_a_warning(

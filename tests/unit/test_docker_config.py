@@ -3,6 +3,7 @@ without an engine: what the end-to-end tests cannot show here (GPU, devices, pri
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -43,6 +44,18 @@ def test_environment_ecs_variables_come_first_and_aws_batch_ones_always_win() ->
     assert env.environment["AWS_REGION"] == "eu-west-3"  # the job's own variable
     assert env.environment["AWS_BATCH_JOB_ID"] == "j"
     assert env.environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] == "/c"
+
+
+def test_a_granted_full_uri_is_not_shadowed_by_a_relative_uri_of_the_job() -> None:
+    # GIVEN a job whose own environment has a relative URI (which the SDKs read before a full one)
+    job = spec("FARGATE")
+    job = dataclasses.replace(job, environment={**job.environment, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/own"})
+    # WHEN its grant is a full URI (the fallback port of ADR 0037) THEN the job's relative URI is dropped
+    full = "http://169.254.170.2:4242/v2/credentials/x"
+    env = plan(job, "n", {}, {"AWS_CONTAINER_CREDENTIALS_FULL_URI": full}).environment
+    assert env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == full and "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" not in env
+    # ... and without a grant it is the job's own business
+    assert plan(job, "n", {}).environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] == "/own"
 
 
 def test_privileged_devices_and_linux_parameters() -> None:
