@@ -40,15 +40,18 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chalicelib.compute.journal_files import job_of
 from chalicelib.compute.local_group import ProcessGroups
-from chalicelib.compute.local_journal import RECOVER_WAIT_S, Journal, docker_created, recorded_exit, wait_gone
-from chalicelib.compute.local_journal import processes_of as _processes_of  # tests import it from here
+from chalicelib.compute.local_journal import Journal
+from chalicelib.compute.local_processes import RECOVER_WAIT_S, docker_created, recorded_exit, wait_gone
+from chalicelib.compute.local_processes import processes_of as _processes_of  # tests import it from here
 from chalicelib.compute.local_supervisor import (
     exit_code_of,
+    may_append,
     not_executable,
     quick_exit,
     spawn_supervised,
@@ -70,7 +73,7 @@ BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", 
 START_FAILED = "Task failed to start"
 JOURNAL = "journal"  # one line per record, each one append: its kinds in compute/local_journal.py
 DOCKER_JOURNAL = "docker-journal"  # compute/docker.py's: the containers it created
-# Earlier versions kept the pid (and the exit status: local_journal.EXIT_FILE) in each attempt's work dir; recover()
+# Earlier versions kept the pid (and the exit status: local_processes.EXIT_FILE) in each attempt's work dir; recover()
 # still reads them there.
 PID_FILE = "pid"
 
@@ -82,6 +85,7 @@ class _Running:
     stop_reason: str | None = None
     lost: bool = False  # killed by shutdown(): the exit is not reported; recovery at the next start decides
     started: bool = False  # its command runs (or it ended): a stop before that is delivered by the watcher
+    spawning: bool = False  # its supervisor is being spawned (`proc` is set before this is cleared: may_append)
     timers: list[threading.Timer] = field(default_factory=list)
 
 
@@ -99,8 +103,12 @@ class LocalLauncher:
         grace_seconds: float = 30.0,
         credentials: CredentialVendor | None = None,
         lost_host: str | None = None,
+        sink_records: bool = False,
     ) -> None:
         self.work_root = work_root
+        # the sink takes a `recorded` callback (runtime/engine.py Engine.report); else an event is applied when it
+        # returns. The journal keeps an attempt's lines until its end is recorded (Journal.attach).
+        self.sink_records = sink_records
         self.lost_host = lost_host  # set: a recovered attempt with no end of its own is reported this host lost
         self.credentials = credentials
         self.logs = logs
@@ -109,6 +117,7 @@ class LocalLauncher:
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
         self._launched: set[str] = set()
+        self._attempts: set[str] = set()  # launched, their end not recorded yet: their journal lines are kept
         self._workers = Workers()  # the watchers' threads (compute/workers.py): one per process until its exit
         self._base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
         self.base_env = self._base_env
@@ -118,6 +127,7 @@ class LocalLauncher:
         # Absolute: the supervisors append to it from their own working directories.
         self._journal = Journal(work_root.absolute() / JOURNAL)
         self.journal = self._journal  # also compute/local_group.py's (its members run under the supervisor too)
+        self._journal.attach(self)
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
         return self.work_root / job_id.replace(":", "_") / str(attempt)
@@ -128,6 +138,7 @@ class LocalLauncher:
         numbers = {a.number for a in job.attempts} | ({job.current.number} if job.current else set())
         with self._lock:
             self._launched.difference_update(f"{job.job_id}#{n}" for n in numbers)
+            self._attempts.difference_update(f"{job.job_id}#{n}" for n in numbers)
         shutil.rmtree(self.work_root / job.job_id.replace(":", "_"), ignore_errors=True)
 
     def launch(self, spec: TaskSpec) -> None:
@@ -142,6 +153,9 @@ class LocalLauncher:
             os.mkdir(workdir)
         except FileExistsError:
             return  # an earlier run of the server launched it (recover() decides about that attempt)
+        with self._lock:  # before any journal line of it: a live compaction keeps them (journal_jobs)
+            self._attempts.add(spec.key)
+            self._journal.launching(spec.key)
         if spec.containers:
             self._groups.launch(spec, workdir)
             return
@@ -178,16 +192,19 @@ class LocalLauncher:
         with self._lock:
             if running.lost:
                 return False  # shut down before the spawn: recovery at the next start decides (no process)
+            running.spawning = True
         try:
             proc = spawn_supervised(workdir, self._journal.path, spec.key, spec.command, env)
         except OSError as e:
             with self._lock:
                 self._running.pop(spec.key, None)
+                running.spawning = False
             self._failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: {spec.command[0]}")
             return False
         self._journal.record_pid(spec.key, proc.pid, spec.local_task_arn)
         with self._lock:
             running.proc = proc
+            running.spawning = False
             lost = running.lost
         if lost:  # shutdown() came during the spawn and found no process to kill
             self._signal(running, signal.SIGKILL)
@@ -219,8 +236,32 @@ class LocalLauncher:
         self._journal.compact(active_jobs)
 
     def recovered(self) -> None:
-        """After the recovery at start: the journal's previous inode goes (Journal.release)."""
+        """After the recovery at start: the journal's previous inode goes (Journal.release), and the journal is
+        compacted while the server runs from now on (Journal.attach)."""
         self._journal.release()
+
+    # -- what a live compaction of the journal asks (local_journal.Launches) ----------------------------------------
+
+    def journal_jobs(self) -> set[str]:
+        with self._lock:
+            return {job_of(key) for key in self._attempts}
+
+    def writers(self) -> list[object]:
+        with self._lock:
+            running: list[object] = list(self._running.values())
+        return running + self._groups.members()
+
+    def unsettled(self, writers: list[object]) -> list[object]:
+        return [w for w in writers if may_append(getattr(w, "spawning", False), getattr(w, "proc", None))]
+
+    def ended(self, key: str) -> Callable[[], None] | None:
+        """What to pass an attempt's TaskStopped as `recorded` (None: a sink that applies it before it returns,
+        `settled` is then called): its journal lines are no longer kept once it has run."""
+        return (lambda: self.settled(key)) if self.sink_records else None
+
+    def settled(self, key: str) -> None:
+        with self._lock:
+            self._attempts.discard(key)
 
     def recover(self, job_id: str, attempt: int) -> bool:
         """After a restart: the attempt started if its work dir exists; a process still running is killed.
@@ -327,7 +368,16 @@ class LocalLauncher:
         self._release(spec.key)
         self.logs.append(spec.log_stream, [(_now_ms(), reason)])
         stopped = TaskStopped(spec.attempt, None, reason, START_FAILED, task_arn=spec.local_task_arn)
-        self.on_event(spec.job_id, stopped)
+        self.report_end(spec.job_id, spec.key, stopped)
+
+    def report_end(self, job_id: str, key: str, stopped: TaskStopped) -> None:
+        """An attempt's end, reported to the sink: once it is recorded, its journal lines are not kept anymore."""
+        recorded = self.ended(key)
+        if recorded is None:
+            self.on_event(job_id, stopped)
+            self.settled(key)
+        else:
+            self.on_event(job_id, stopped, recorded)  # type: ignore[call-arg]
 
     def _release(self, key: str) -> None:
         if self.credentials is not None:
@@ -395,6 +445,9 @@ class LocalLauncher:
         spec = running.spec
         event = replace(event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn)
         try:
-            self.on_event(running.spec.job_id, event)
+            if isinstance(event, TaskStopped):
+                self.report_end(spec.job_id, spec.key, event)
+            else:
+                self.on_event(spec.job_id, event)
         except Exception:  # the sweep repairs a lost report (at the latest, the one at the next start)
             log.exception("reporting %s of %s failed", type(event).__name__, running.spec.key)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from chalicelib.compute.local import LocalLauncher
-from chalicelib.compute.local_journal import alive
+from chalicelib.compute.local_processes import alive
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.compute.nodes import JOURNAL, Loopback, NodeLauncher
 from chalicelib.compute.port import TaskSpec
@@ -157,7 +157,7 @@ def test_a_compaction_that_cannot_write_keeps_the_journal_whole(
     def full(*_: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("chalicelib.compute.nodes.replace_synced", full)
+    monkeypatch.setattr("chalicelib.compute.journal_files.replace_synced", full)
     server = start()
     # WHEN it is compacted THEN the start goes on, the journal is whole and read as before, nothing is left beside it
     server.nodes.compact_journal([JOB])
