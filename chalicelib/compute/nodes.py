@@ -116,7 +116,7 @@ class NodeLauncher:
         state_dir.mkdir(parents=True, exist_ok=True)
         self._journal_path = state_dir / JOURNAL
         # compacted while the server runs too, to the lines of `_journal_jobs` (docs/adr/0036)
-        self._journal = OwnJournal(self._journal_path, self._journal_jobs, _job_of_line)
+        self.journal = OwnJournal(self._journal_path, self._journal_jobs, _job_of_line)
         self._attempts: set[str] = set()  # launched, their end not recorded yet (`_finish`): their lines are kept
         self._asked: set[str] = set()  # the jobs recovery asked about: their lines are kept too (for good)
 
@@ -134,7 +134,7 @@ class NodeLauncher:
                 return
             group = self._groups[spec.key] = _Group(spec)
             self._attempts.add(spec.key)
-        self._journal.append(f"{spec.key} {len(spec.nodes)} {spec.main_node}\n".encode())
+        self.journal.append(f"{spec.key} {len(spec.nodes)} {spec.main_node}\n".encode())
         try:
             group.network = self.network.create(spec)
         except Exception as e:
@@ -204,7 +204,7 @@ class NodeLauncher:
         Only the server appends to it (`launch`; no supervisor does): a plain write-new, fsync, rename is enough (no
         old inode kept for late appends, unlike the process journal). Likewise while the server runs, once it grew
         (journal_files.OwnJournal), to the lines of the attempts whose end is not recorded yet."""
-        self._journal.compact(set(active_jobs))
+        self.journal.compact(set(active_jobs))
 
     def _journal_jobs(self) -> set[str]:
         with self._lock:
@@ -403,4 +403,4 @@ class NodeLauncher:
     def shutdown(self, timeout: float = 5.0) -> None:
         self.inner.shutdown(timeout)
         with contextlib.suppress(OSError):
-            self._journal.close()
+            self.journal.close()
