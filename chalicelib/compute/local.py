@@ -26,7 +26,8 @@
   period's SIGKILL would have). An exit recorded before the stop decides as above.
 - The journal (`<state>/work/journal`) is one append-only file for every attempt, so launching creates no file: on
   some filesystems creating one (an inode) costs more than everything else a launch does. Each start compacts it
-  to the lines of the jobs still active (`compact_journal`, compute/local_journal.py).
+  to the lines of the jobs still active (`compact_journal`, compute/local_journal.py), and so does the server
+  while it runs, past a size, to those of the attempts whose end is not recorded yet (docs/adr/0036).
 - A job with a `jobRoleArn` gets AWS credentials from the `credentials` vendor (compute/credentials.py) as ECS's
   container credentials provider, on a loopback address; its grant is released when the attempt ends.
 """
@@ -40,7 +41,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,9 +107,7 @@ class LocalLauncher:
         sink_records: bool = False,
     ) -> None:
         self.work_root = work_root
-        # the sink takes a `recorded` callback (runtime/engine.py Engine.report); else an event is applied when it
-        # returns. The journal keeps an attempt's lines until its end is recorded (Journal.attach).
-        self.sink_records = sink_records
+        self.sink_records = sink_records  # the sink takes `recorded` (Engine.report); else it applies as it returns
         self.lost_host = lost_host  # set: a recovered attempt with no end of its own is reported this host lost
         self.credentials = credentials
         self.logs = logs
@@ -254,12 +253,16 @@ class LocalLauncher:
     def unsettled(self, writers: list[object]) -> list[object]:
         return [w for w in writers if may_append(getattr(w, "spawning", False), getattr(w, "proc", None))]
 
-    def ended(self, key: str) -> Callable[[], None] | None:
-        """What to pass an attempt's TaskStopped as `recorded` (None: a sink that applies it before it returns,
-        `settled` is then called): its journal lines are no longer kept once it has run."""
-        return (lambda: self.settled(key)) if self.sink_records else None
+    def report_end(self, job_id: str, key: str, stopped: TaskStopped) -> None:
+        """An attempt's end, reported: its journal lines are kept until the sink has recorded it (its `recorded`
+        callback, with `sink_records`; else once it returns)."""
+        if self.sink_records:
+            self.on_event(job_id, stopped, lambda: self._settled(key))  # type: ignore[call-arg]
+        else:
+            self.on_event(job_id, stopped)
+            self._settled(key)
 
-    def settled(self, key: str) -> None:
+    def _settled(self, key: str) -> None:
         with self._lock:
             self._attempts.discard(key)
 
@@ -369,15 +372,6 @@ class LocalLauncher:
         self.logs.append(spec.log_stream, [(_now_ms(), reason)])
         stopped = TaskStopped(spec.attempt, None, reason, START_FAILED, task_arn=spec.local_task_arn)
         self.report_end(spec.job_id, spec.key, stopped)
-
-    def report_end(self, job_id: str, key: str, stopped: TaskStopped) -> None:
-        """An attempt's end, reported to the sink: once it is recorded, its journal lines are not kept anymore."""
-        recorded = self.ended(key)
-        if recorded is None:
-            self.on_event(job_id, stopped)
-            self.settled(key)
-        else:
-            self.on_event(job_id, stopped, recorded)  # type: ignore[call-arg]
 
     def _release(self, key: str) -> None:
         if self.credentials is not None:

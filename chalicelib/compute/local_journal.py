@@ -2,12 +2,18 @@
 
 - The journal (`<state>/work/journal`) is one append-only file for every attempt: "pid <jobId>#<attempt> <pid>",
   written by the server once the process exists, and "exit <jobId>#<attempt> <status>", written by the attempt's
-  supervisor when its command ends. Only the start (its compaction, below) and recovery read it: recovery from where
+  supervisor when its command ends. Only its compactions (below) and recovery read it: recovery from where
   it last stopped, keeping in memory only the lines of the jobs it asks about.
 - Each start compacts it (`Journal.compact`, before recovery) to the lines of the jobs the store has STARTING or
   RUNNING: what the server ran before is not kept on disk, nor read into memory, however many attempts that was.
   The journal's previous inode stays linked as `journal.old` until recovery is over (`Journal.release`): the exit
   line of a process of the last server can land there (see `compact`). `journal.new` is a compaction in progress.
+- While the server runs, the journal is compacted again each time it has grown past journal_files.COMPACT_BYTES
+  (and twice what the last compaction kept), on a thread of its own (`Journal.attach`, docs/adr/0036), to the lines
+  of the attempts the launcher has not seen recorded yet (launched, their TaskStopped not applied) and of the jobs
+  recovery asked about. Its `journal.old` stays until every supervisor that may have opened the old inode has
+  written (compute/local_supervisor.py `may_append`), then its late lines are copied and it is removed; a start
+  that finds it merges it, as above.
 - A multi-container attempt (compute/local_group.py) adds "task <jobId>#<attempt> <json>" (task_group.task_label:
   its containers, before any starts), and each member's process is keyed "<jobId>#<attempt>/<container name>"
   (names have no space: domain/ecs_task.py NAME) in its pid and exit lines.
