@@ -168,8 +168,10 @@ def test_an_end_not_recorded_yet_keeps_its_lines_through_a_live_compaction_and_a
     server.compacted()
     # THEN the journal was compacted, but the unrecorded attempt's lines are kept
     assert server.journal.stat().st_size < 2 * THRESHOLD
-    assert [line.split()[0] for line in server.lines_of("pending")] == ["pid", "arn", "exit"]
-    assert not any(server.lines_of(f"quick-{i}") for i in range(80))
+    # (a quick command's exit line may come before the server's pid line: sorted)
+    assert sorted(line.split()[0] for line in server.lines_of("pending")) == ["arn", "exit", "pid"]
+    # (the first batch was recorded before the journal first reached the threshold: any compaction drops it)
+    assert not any(server.lines_of(f"quick-{i}") for i in range(10))
     # AND WHEN the server is killed there (its end never applied), the next start finds the job's own end: it
     # succeeds, it does not run again
     again = Server(tmp_path).start(["pending"])
