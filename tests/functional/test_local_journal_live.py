@@ -298,3 +298,38 @@ def test_a_supervisor_may_append_to_the_old_inode_only_between_reaping_its_comma
         assert journal.read_text() == "exit job#1 0\n"
     finally:
         proc.signal_group(signal.SIGKILL)
+
+
+def test_recoverys_reading_stays_consistent_with_a_journal_compacted_under_it(
+    servers: Callable[..., Server], tmp_path: Path
+) -> None:
+    # GIVEN a started server that recovery asked about a job of the last server (its pid journaled, no exit yet),
+    # and that runs a long job of its own
+    server = servers().start()
+    server.launcher.recovered()
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text())  # (no process has it: nothing is killed)
+    with server.journal.open("a") as f:
+        f.write(f"pid asked#1 {dead}\n")
+    (tmp_path / "work" / "asked" / "1").mkdir(parents=True)
+    assert server.launcher.recover("asked", 1) is True
+    assert server.launcher.journal.pids == {"asked#1": dead}
+    go = tmp_path / "go"
+    server.launch("long", waits_for(go))
+    # WHEN its exit lands unread, many attempts run (compacting the journal under the reading), then a stop of it
+    with server.journal.open("a") as f:
+        f.write("exit asked#1 0\n")
+    run_quick(server, "quick", 60)
+    server.compacted()
+    assert server.journal.stat().st_size < 2 * THRESHOLD
+    with server.journal.open("a") as f:
+        f.write('stop asked#1 "Terminated"\n')
+    journal = server.launcher.journal
+    journal.refresh()
+    # THEN the reading found the lines it had not read, in their order, and nothing of the jobs it does not keep
+    assert (journal.pids, journal.exits) == ({"asked#1": dead}, {"asked#1": 0})
+    assert journal.stop_of("asked#1") == "Terminated" and journal.exited_before_stop("asked#1", "asked#1")
+    # AND a job asked about after the compaction is found in the compacted file
+    journal.want("long")
+    assert set(journal.pids) == {"asked#1", "long#1"}
+    go.touch()
+    server.wait_ended("long")
