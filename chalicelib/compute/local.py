@@ -26,7 +26,8 @@
   period's SIGKILL would have). An exit recorded before the stop decides as above.
 - The journal (`<state>/work/journal`) is one append-only file for every attempt, so launching creates no file: on
   some filesystems creating one (an inode) costs more than everything else a launch does. Each start compacts it
-  to the lines of the jobs still active (`compact_journal`, compute/local_journal.py).
+  to the lines of the jobs still active (`compact_journal`, compute/local_journal.py), and so does the server
+  while it runs, past a size, to those of the attempts whose end is not recorded yet (docs/adr/0036).
 - A job with a `jobRoleArn` gets AWS credentials from the `credentials` vendor (compute/credentials.py) as ECS's
   container credentials provider, on a loopback address; its grant is released when the attempt ends.
 """
@@ -44,12 +45,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chalicelib.compute.journal_files import job_of
 from chalicelib.compute.local_group import ProcessGroups
-from chalicelib.compute.local_journal import RECOVER_WAIT_S, Journal, docker_created, recorded_exit, wait_gone
-from chalicelib.compute.local_journal import processes_of as _processes_of  # tests import it from here
-from chalicelib.compute.local_runs import Runners
+from chalicelib.compute.local_journal import Journal
+from chalicelib.compute.local_processes import RECOVER_WAIT_S, docker_created, recorded_exit, wait_gone
+from chalicelib.compute.local_processes import processes_of as _processes_of  # tests import it from here
+from chalicelib.compute.local_runs import Runners, RunnerWriter
 from chalicelib.compute.local_supervisor import (
     exit_code_of,
+    may_append,
     not_executable,
     quick_exit,
     spawn_supervised,
@@ -77,7 +81,7 @@ BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", 
 START_FAILED = "Task failed to start"
 JOURNAL = "journal"  # one line per record, each one append: its kinds in compute/local_journal.py
 DOCKER_JOURNAL = "docker-journal"  # compute/docker.py's: the containers it created
-# Earlier versions kept the pid (and the exit status: local_journal.EXIT_FILE) in each attempt's work dir; recover()
+# Earlier versions kept the pid (and the exit status: local_processes.EXIT_FILE) in each attempt's work dir; recover()
 # still reads them there.
 PID_FILE = "pid"
 
@@ -89,6 +93,7 @@ class _Running:
     stop_reason: str | None = None
     lost: bool = False  # killed by shutdown(): the exit is not reported; recovery at the next start decides
     started: bool = False  # its command runs (or it ended): a stop before that is delivered by the watcher
+    spawning: bool = False  # its supervisor is being spawned (`proc` is set before this is cleared: may_append)
     timers: list[threading.Timer] = field(default_factory=list)
 
 
@@ -106,8 +111,10 @@ class LocalLauncher:
         grace_seconds: float = 30.0,
         credentials: CredentialVendor | None = None,
         lost_host: str | None = None,
+        sink_records: bool = False,
     ) -> None:
         self.work_root = work_root
+        self.sink_records = sink_records  # the sink takes `recorded` (Engine.report); else it applies as it returns
         self.lost_host = lost_host  # set: a recovered attempt with no end of its own is reported this host lost
         self.credentials = credentials
         self.logs = logs
@@ -116,6 +123,7 @@ class LocalLauncher:
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
         self._launched: set[str] = set()
+        self._attempts: set[str] = set()  # launched, their end not recorded yet: their journal lines are kept
         self._workers = Workers()  # the watchers' threads (compute/workers.py): one per process until its exit
         self.workers = self._workers  # also the runners' readers (compute/local_runs.py)
         self._base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
@@ -127,6 +135,7 @@ class LocalLauncher:
         # Absolute: the supervisors append to it from their own working directories.
         self._journal = Journal(work_root.absolute() / JOURNAL)
         self.journal = self._journal  # also compute/local_group.py's (its members run under the supervisor too)
+        self._journal.attach(self)
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
         return self.work_root / job_id.replace(":", "_") / str(attempt)
@@ -137,6 +146,7 @@ class LocalLauncher:
         numbers = {a.number for a in job.attempts} | ({job.current.number} if job.current else set())
         with self._lock:
             self._launched.difference_update(f"{job.job_id}#{n}" for n in numbers)
+            self._attempts.difference_update(f"{job.job_id}#{n}" for n in numbers)
         shutil.rmtree(self.work_root / job.job_id.replace(":", "_"), ignore_errors=True)
 
     def launch(self, spec: TaskSpec) -> None:
@@ -151,6 +161,9 @@ class LocalLauncher:
             os.mkdir(workdir)
         except FileExistsError:
             return  # an earlier run of the server launched it (recover() decides about that attempt)
+        with self._lock:  # before any journal line of it: a live compaction keeps them (journal_jobs)
+            self._attempts.add(spec.key)
+            self._journal.launching(spec.key)
         if spec.containers:
             self._groups.launch(spec, workdir)
             return
@@ -191,16 +204,19 @@ class LocalLauncher:
         with self._lock:
             if running.lost:
                 return False  # shut down before the spawn: recovery at the next start decides (no process)
+            running.spawning = True
         try:
             proc = spawn_supervised(workdir, self._journal.path, spec.key, spec.command, env)
         except OSError as e:
             with self._lock:
                 self._running.pop(spec.key, None)
+                running.spawning = False
             self.failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: {spec.command[0]}")
             return False
         self._journal.record_pid(spec.key, proc.pid, spec.local_task_arn)
         with self._lock:
             running.proc = proc
+            running.spawning = False
             lost = running.lost
         if lost:  # shutdown() came during the spawn and found no process to kill
             self._signal(running, signal.SIGKILL)
@@ -232,8 +248,44 @@ class LocalLauncher:
         self._journal.compact(active_jobs)
 
     def recovered(self) -> None:
-        """After the recovery at start: the journal's previous inode goes (Journal.release)."""
+        """After the recovery at start: the journal's previous inode goes (Journal.release), and the journal is
+        compacted while the server runs from now on (Journal.attach)."""
         self._journal.release()
+
+    # -- what a live compaction of the journal asks (local_journal.Launches) ----------------------------------------
+
+    def journal_jobs(self) -> set[str]:
+        with self._lock:
+            return {job_of(key) for key in self._attempts}
+
+    def writers(self) -> list[object]:
+        with self._lock:
+            running: list[object] = list(self._running.values())
+        return running + self._groups.members() + list(self._runs.writers())
+
+    def unsettled(self, writers: list[object]) -> list[object]:
+        return [
+            w
+            for w in writers
+            if (
+                w.may_append()
+                if isinstance(w, RunnerWriter)
+                else may_append(getattr(w, "spawning", False), getattr(w, "proc", None))
+            )
+        ]
+
+    def report_end(self, job_id: str, key: str, stopped: TaskStopped) -> None:
+        """An attempt's end, reported: its journal lines are kept until the sink has recorded it (its `recorded`
+        callback, with `sink_records`; else once it returns)."""
+        if self.sink_records:
+            self.on_event(job_id, stopped, lambda: self._settled(key))  # type: ignore[call-arg]
+        else:
+            self.on_event(job_id, stopped)
+            self._settled(key)
+
+    def _settled(self, key: str) -> None:
+        with self._lock:
+            self._attempts.discard(key)
 
     def recover(self, job_id: str, attempt: int) -> bool:
         """After a restart: the attempt started if its work dir exists; a process still running is killed.
@@ -342,7 +394,7 @@ class LocalLauncher:
         self.released(spec.key)
         self.logs.append(spec.log_stream, [(_now_ms(), reason)])
         stopped = TaskStopped(spec.attempt, None, reason, START_FAILED, task_arn=spec.local_task_arn)
-        self.on_event(spec.job_id, stopped)
+        self.report_end(spec.job_id, spec.key, stopped)
 
     def _release(self, key: str) -> None:
         if self.credentials is not None:
@@ -419,6 +471,9 @@ class LocalLauncher:
         host, EC2-like capacity)."""
         event = replace(event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn)
         try:
-            self.on_event(spec.job_id, event)
+            if isinstance(event, TaskStopped):
+                self.report_end(spec.job_id, spec.key, event)
+            else:
+                self.on_event(spec.job_id, event)
         except Exception:  # the sweep repairs a lost report (at the latest, the one at the next start)
             log.exception("reporting %s of %s failed", type(event).__name__, spec.key)

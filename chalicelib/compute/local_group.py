@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chalicelib.compute import task_group
-from chalicelib.compute.local_journal import RECOVER_WAIT_S, processes_of, wait_gone
+from chalicelib.compute.local_processes import RECOVER_WAIT_S, processes_of, wait_gone
 from chalicelib.compute.local_supervisor import exit_code_of, not_executable, spawn_supervised, wait_for_command
 from chalicelib.compute.port import CredentialsUnavailable, TaskSpec
 from chalicelib.compute.spawn import Process
@@ -61,6 +61,7 @@ class ProcessMember:
         self.key = member_key(spec.key, c.name)
         self.workdir = workdir
         self.proc: Process | None = None
+        self.spawning = False  # its supervisor is being spawned (`proc` is set before this is cleared: may_append)
         self._timers: list[threading.Timer] = []
         base = {**launcher.base_env, **spec.ecs_environment, **self.spec.environment}
         self.refused: str | None = None  # its role's credentials cannot be served: it fails to start (ADR 0037)
@@ -81,10 +82,13 @@ class ProcessMember:
 
     def start(self) -> str | None:
         journal = self.launcher.journal
+        self.spawning = True
         try:
             self.proc = spawn_supervised(self.workdir, journal.path, self.key, self.spec.command, self.env)
         except OSError as e:
             return f"CannotStartContainerError: {e.strerror or e}: {self.spec.command[0]}"
+        finally:
+            self.spawning = False
         with contextlib.suppress(OSError):  # (the journal closed by a shutdown: recovery finds it by its variables)
             journal.record_pid(self.key, self.proc.pid)
         # A SIGTERM that reaches the supervisor before it has forked the command is swallowed by its trap (the
@@ -138,11 +142,19 @@ class ProcessGroups:
                 event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn
             )
             try:
-                self.launcher.on_event(spec.job_id, event)
+                if isinstance(event, TaskStopped):  # (its journal lines are kept until it is recorded)
+                    self.launcher.report_end(spec.job_id, spec.key, event)
+                else:
+                    self.launcher.on_event(spec.job_id, event)
             except Exception:  # the sweep repairs a lost report
                 log.exception("reporting %s of %s failed", type(event).__name__, spec.key)
 
         return report
+
+    def members(self) -> list[object]:
+        """The members of the attempts running (their supervisors may append to the journal)."""
+        with self._lock:
+            return [m for _, members in self._runs.values() for m in members.values()]
 
     def launch(self, spec: TaskSpec, workdir: Path) -> None:
         members = {c.name: ProcessMember(self.launcher, spec, c, workdir) for c in spec.containers}

@@ -2,12 +2,18 @@
 
 - The journal (`<state>/work/journal`) is one append-only file for every attempt: "pid <jobId>#<attempt> <pid>",
   written by the server once the process exists, and "exit <jobId>#<attempt> <status>", written by the attempt's
-  supervisor when its command ends. Only the start (its compaction, below) and recovery read it: recovery from where
+  supervisor when its command ends. Only its compactions (below) and recovery read it: recovery from where
   it last stopped, keeping in memory only the lines of the jobs it asks about.
 - Each start compacts it (`Journal.compact`, before recovery) to the lines of the jobs the store has STARTING or
   RUNNING: what the server ran before is not kept on disk, nor read into memory, however many attempts that was.
   The journal's previous inode stays linked as `journal.old` until recovery is over (`Journal.release`): the exit
   line of a process of the last server can land there (see `compact`). `journal.new` is a compaction in progress.
+- While the server runs, the journal is compacted again each time it has grown past journal_files.COMPACT_BYTES
+  (and twice what the last compaction kept), on a thread of its own (`Journal.attach`, docs/adr/0036), to the lines
+  of the attempts the launcher has not seen recorded yet (launched, their TaskStopped not applied) and of the jobs
+  recovery asked about. Its `journal.old` stays until every supervisor that may have opened the old inode has
+  written (compute/local_supervisor.py `may_append`), then its late lines are copied and it is removed; a start
+  that finds it merges it, as above.
 - A multi-container attempt (compute/local_group.py) adds "task <jobId>#<attempt> <json>" (task_group.task_label:
   its containers, before any starts), and each member's process is keyed "<jobId>#<attempt>/<container name>"
   (names have no space: domain/ecs_task.py NAME) in its pid and exit lines.
@@ -28,43 +34,48 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Protocol
 
+from chalicelib.compute.journal_files import Appender, Kept, compaction, due, replace_synced, write_kept
 from chalicelib.compute.journal_files import fsync_dir as _fsync_dir
 from chalicelib.compute.journal_files import job_of as job_of
-from chalicelib.compute.journal_files import replace_synced, write_kept
 
 log = logging.getLogger("batchplane.launcher")
 
-# Earlier versions kept the exit status in each attempt's work dir; recovery still reads it there.
-EXIT_FILE = "exit"
 OLD_SUFFIX = ".old"  # the journal's inode before the last compaction, until its release (Journal.compact)
 RESCAN_CHUNK = 1 << 20  # bytes read at a time by Journal.want's search
-NEW_SUFFIX = ".new"  # a compaction's kept lines, until they are complete (renamed over the journal)
+CLOSE_WAIT_S = 5.0  # how long `close` waits for a live compaction to end
+WRITERS_POLL_S = (0.005, 1.0)  # a live compaction looks again at the supervisors it waits for after (doubling)
 
 
-def processes_of(job_id: str, attempt: int) -> list[int]:
-    """Processes started for this attempt, by their environment (Linux only; [] where /proc is missing)."""
-    proc = Path("/proc")
-    want = {f"AWS_BATCH_JOB_ID={job_id}".encode(), f"AWS_BATCH_JOB_ATTEMPT={attempt}".encode()}
-    found = []
-    for entry in proc.iterdir() if proc.is_dir() else ():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = set((entry / "environ").read_bytes().split(b"\0"))
-        except OSError:
-            continue
-        if want <= environ:
-            found.append(int(entry.name))
-    return found
+class Launches(Protocol):
+    """What a live compaction asks of the launcher that appends to the journal (compute/local.py)."""
+
+    def journal_jobs(self) -> set[str]:
+        """The jobs of the attempts launched whose end is not recorded yet. Under the lock the launcher holds when
+        it adds one, and calls `Journal.launching`: an attempt launched meanwhile is in one or the other."""
+        ...
+
+    def writers(self) -> list[object]:
+        """The supervisors that may still append to the journal by its path (alive, or being spawned)."""
+        ...
+
+    def unsettled(self, writers: list[object]) -> list[object]:
+        """Those of `writers` that may still append to an inode the journal's path named before now."""
+        ...
+
+
+def _job_of_line(line: bytes) -> str:
+    return job_of(line.split(b" ", 2)[1].decode("utf-8", "replace") if b" " in line else "")
 
 
 class Journal:
     """The work root's journal: appended to by the server (pids, tasks, stops) and by every supervisor (exit
-    statuses); about 100 bytes per attempt. Read by recovery, from where it last stopped, and compacted at each start
-    (`compact`) to the lines of the jobs still active.
+    statuses); about 240 bytes per attempt. Read by recovery, from where it last stopped, and compacted at each start
+    (`compact`) to the lines of the jobs still active, and while the server runs (`attach`, docs/adr/0036) to those of
+    the attempts whose end is not recorded yet.
 
     Memory: only the lines of the jobs recovery may ask about are kept (`compact`'s active jobs, and each job `want`
     adds), however long the file is."""
@@ -72,10 +83,11 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.old_path = path.with_name(path.name + OLD_SUFFIX)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._lock = threading.Lock()
+        self._out = Appender(path)
+        self._lock = threading.Lock()  # the reading state below, and every compaction's steps
         self._offset = 0  # bytes read so far (complete lines only)
-        self._old_from: int | None = None  # how much of journal.old `compact` copied (None: no journal.old is read)
+        # how much of journal.old a compaction copied (None: no journal.old is read); its late lines are past it
+        self._old_from: int | None = None
         self._old_offset = 0  # bytes of journal.old read so far (past _old_from: its late lines)
         self._jobs: set[str] = set()  # the jobs whose lines are kept (job_of)
         self.pids: dict[str, int] = {}
@@ -85,24 +97,36 @@ class Journal:
         self._exit_at: dict[str, int] = {}  # each exit's place among the exits, in journal order
         # an attempt's first stop: its reason, and how many exits the journal held before it (exited_before_stop)
         self.stops: dict[str, tuple[str, int]] = {}
+        self._kept_size = 0  # the journal's size after its last compaction (`due`)
+        self._launches: Launches | None = None  # set: compacted live once the start's recovery is over (`release`)
+        self._live_ok = False
+        self._live_lock = threading.Lock()
+        self._live: threading.Thread | None = None  # the live compaction running
+        self._fresh: set[str] | None = None  # while one runs: the jobs launched since it read the launcher's
+        self._closing = False
 
     def record_pid(self, key: str, pid: int, task_arn: str | None = None) -> None:
         """The attempt's process exists; with the task ARN its events carry, so that a recovery reports them alike
         (an "arn" line: a version without it ignores the kind)."""
         arn = f"arn {key} {task_arn}\n" if task_arn else ""
-        os.write(self._fd, f"pid {key} {pid}\n{arn}".encode())  # one write: never interleaved with another line
+        self._append(f"pid {key} {pid}\n{arn}".encode())  # one write: never interleaved with another line
 
     def record_task(self, key: str, label: str) -> None:
         """A multi-container attempt's containers (one line of JSON: task_group.task_label), before any starts."""
         if "\n" in label or " " in key:
             raise ValueError(f"not one journal line: {key} {label}")
-        os.write(self._fd, f"task {key} {label}\n".encode())  # one write (O_APPEND): the whole line or none
+        self._append(f"task {key} {label}\n".encode())
 
     def record_stop(self, key: str, reason: str) -> None:
         """A stop asked of an attempt (its reason, any text: one JSON string), before it is sent."""
         if " " in key:
             raise ValueError(f"not a journal key: {key}")
-        os.write(self._fd, f"stop {key} {json.dumps(reason)}\n".encode())  # one write (O_APPEND), as record_task
+        self._append(f"stop {key} {json.dumps(reason)}\n".encode())
+
+    def _append(self, data: bytes) -> None:
+        size = self._out.write(data)  # one write (O_APPEND): the whole line or none
+        if size is not None and self._live_ok and due(size, self._kept_size):
+            self._start_live()
 
     def stop_of(self, key: str) -> str | None:
         """The reason of the first stop journaled for the attempt `key`; None without one."""
@@ -116,7 +140,7 @@ class Journal:
         stop = self.stops.get(stop_key)
         return at is not None and (stop is None or at < stop[1])
 
-    # -- compaction (at start, before recovery) -------------------------------------------------------------------
+    # -- compaction at start, before recovery ---------------------------------------------------------------------
 
     def compact(self, active_jobs: Iterable[str]) -> None:
         """At start, before recovery and before any launch: keep only the lines of `active_jobs` (every job the store
@@ -132,26 +156,23 @@ class Journal:
         back; recovery reads them there meanwhile (`refresh`)."""
         with self._lock:
             self._jobs = set(active_jobs)
-            new = self.path.with_name(self.path.name + NEW_SUFFIX)
             try:
-                self._merge_old()  # what an earlier start left (it crashed before its release)
-                read, kept = self._write_kept(new)
-                os.link(self.path, self.old_path)  # the inode appends still reach stays linked: nothing is lost
+                with compaction(self.path) as new:
+                    self._merge_old()  # what an earlier run left (it crashed before its release)
+                    kept = self._write_kept(new)
+                    os.link(self.path, self.old_path)  # the inode appends still reach stays linked: nothing is lost
             except OSError:  # (a full disk, a file system without hard links): kept whole, read as before
                 log.exception("the journal %s cannot be compacted", self.path)
-                with contextlib.suppress(OSError):
-                    new.unlink()
                 self._read_whole()
                 return
             replace_synced(new, self.path)
-            os.close(self._fd)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._offset = kept
-            self._old_from = self._old_offset = read
+            self._out.reopen()
+            self._offset = self._kept_size = kept.written
+            self._old_from = self._old_offset = kept.read
 
-    def _write_kept(self, new: Path) -> tuple[int, int]:
-        """Write the kept lines to `new` (fsync'd), taking them in; how many bytes were read, and written. (A line
-        being written is the old inode's: read from journal.old, `compact`.)"""
+    def _write_kept(self, new: Path) -> Kept:
+        """Write the kept lines to `new` (fsync'd), taking them in. (A line being written is the old inode's: read
+        from journal.old, `compact`.)"""
         self._forget()
         return write_kept(self.path, new, self._parse)
 
@@ -172,15 +193,21 @@ class Journal:
 
     def release(self) -> None:
         """After recovery (it killed every process of the last server that recovery is about): the kept lines
-        appended to journal.old after `compact` read it are copied to the journal, and journal.old is removed."""
+        appended to journal.old after `compact` read it are copied to the journal, and journal.old is removed. The
+        journal is compacted live from now on (`attach`)."""
+        self._live_ok = True
+        self._release(self._kept_lines)
+
+    def _release(self, lines: Callable[[Path, int], Iterator[bytes]]) -> None:
         with self._lock:
             if self._old_from is None:
                 return
             try:
-                late = b"".join(self._kept_lines(self.old_path, self._old_from))
+                late = b"".join(lines(self.old_path, self._old_from))
                 if late:
-                    os.write(self._fd, late)  # one write (O_APPEND): beside the supervisors' own appends
-                    os.fsync(self._fd)
+                    self._out.write(late)  # one write (O_APPEND): beside the supervisors' own appends
+                    self._out.sync()
+                    self._kept_size += len(late)
                 self.old_path.unlink()
                 _fsync_dir(self.path.parent)
             except OSError:  # (a full disk): journal.old stays, the next start merges it
@@ -188,7 +215,7 @@ class Journal:
             self._old_from = None
 
     def _merge_old(self) -> None:
-        """journal.old left by a start that crashed after its compaction's rename, before its release: its lines of
+        """journal.old left by a run that crashed after its compaction's rename, before its release: its lines of
         the kept jobs are appended to the journal (duplicates are dropped by the compaction), then it is removed."""
         try:
             same = os.path.samefile(self.old_path, self.path)
@@ -197,10 +224,110 @@ class Journal:
         if not same:  # (the same inode: a crash between the link and the rename; the journal holds it all)
             lines = self._kept_lines(self.old_path, 0)
             while chunk := b"".join(itertools.islice(lines, 1000)):
-                os.write(self._fd, chunk)  # (O_APPEND: whole lines, beside the supervisors' own appends)
-            os.fsync(self._fd)
+                self._out.write(chunk)  # (O_APPEND: whole lines, beside the supervisors' own appends)
+            self._out.sync()
         self.old_path.unlink()
         _fsync_dir(self.path.parent)
+
+    # -- compaction while the server runs (docs/adr/0036) ---------------------------------------------------------
+
+    def attach(self, launches: Launches) -> None:
+        """Compact the journal while the server runs, once it has grown past COMPACT_BYTES (journal_files.due), to
+        the lines of the attempts `launches` has not seen recorded yet and of the jobs recovery asked about. From
+        the first `release` on (the start's recovery is over); on a thread of its own (`_compact_live`)."""
+        self._launches = launches
+
+    def launching(self, key: str) -> None:
+        """An attempt is launched (before any line of it is written): its lines are kept by a live compaction that
+        already asked for the launcher's jobs."""
+        fresh = self._fresh
+        if fresh is not None:
+            fresh.add(job_of(key))
+
+    def _start_live(self) -> None:
+        with self._live_lock:
+            if self._live is not None or self._closing or self._launches is None:
+                return
+            self._live = threading.Thread(target=self._compact_live, name="journal-compaction", daemon=True)
+            self._live.start()
+
+    def wait_compacted(self, timeout: float) -> bool:
+        """Wait until no live compaction runs; False if one still does after `timeout` seconds."""
+        with self._live_lock:
+            live = self._live
+        if live is not None:
+            live.join(timeout)
+        return live is None or not live.is_alive()
+
+    def _compact_live(self) -> None:
+        """The steps of `compact`, with the server's appends held only while the lines written since the first
+        copy are copied and the file renamed; the old inode stays linked as journal.old until every supervisor that
+        may have opened it before the rename has written (`Launches.unsettled`), then its late lines are copied and
+        it is removed. A kill at any step leaves every line in the journal or in journal.old (the start merges it)."""
+        try:
+            if self._swap_live():
+                pending = self._launches.writers() if self._launches is not None else []
+                pause = WRITERS_POLL_S[0]
+                while self._launches is not None and (pending := self._launches.unsettled(pending)):
+                    if self._closing:
+                        return  # journal.old stays: the next start merges it
+                    time.sleep(pause)
+                    pause = min(2 * pause, WRITERS_POLL_S[1])
+                self._release(self._lines)
+        except Exception:
+            log.exception("compacting the journal %s failed", self.path)
+        finally:
+            with self._live_lock:
+                self._live = None
+
+    def _swap_live(self) -> bool:
+        """Write the kept lines to journal.new, then (the server's appends held) those written meanwhile, link the
+        journal as journal.old and rename journal.new over it; False when nothing was done. Recovery's reading
+        waits meanwhile (the lock): its offset is moved to where the lines it has not read begin in the new file."""
+        assert self._launches is not None
+        with self._lock:
+            if self._old_from is not None or self._closing:
+                return False  # (journal.old of the start, or of a release that failed: the next start merges it)
+            fresh: set[str] = set()
+            self._fresh = fresh  # (before the launcher's jobs are read: `launching`)
+            jobs = self._launches.journal_jobs() | self._jobs
+
+            def keep(line: bytes) -> bool:
+                job = _job_of_line(line)
+                return job in jobs or job in fresh
+
+            seen: set[bytes] = set()
+            try:
+                with compaction(self.path) as new:
+                    first = write_kept(self.path, new, keep, mark=self._offset, seen=seen)
+                    with self._out.lock:  # the server's records stay in their order, all in the new file
+                        rest = write_kept(self.path, new, keep, start=first.read, seen=seen)
+                        os.link(self.path, self.old_path)
+                        self._replace(new)
+            except OSError:  # (a full disk, no hard links): kept whole; tried again once it doubled
+                log.exception("the journal %s cannot be compacted", self.path)
+                self._kept_size = self._out.size()
+                return False
+            finally:
+                self._fresh = None  # (the new lines go to the new file from now on)
+            self._offset, self._kept_size = first.marked, rest.written
+            self._old_from = self._old_offset = rest.read
+            return True
+
+    def _replace(self, new: Path) -> None:
+        """journal.new renamed over the journal (linked as journal.old), and the server's descriptor moved to it."""
+        fd = os.open(new, os.O_WRONLY | os.O_APPEND)  # (before the rename: the new file's inode, whatever happens)
+        try:
+            try:
+                os.replace(new, self.path)
+            except OSError:
+                self.old_path.unlink()  # (the journal's own inode: nothing was moved)
+                raise
+            self._out.swap(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(OSError):  # (renamed already: the old inode holds every line until the release)
+            _fsync_dir(self.path.parent)
 
     # -- reading -------------------------------------------------------------------------------------------------
 
@@ -212,21 +339,24 @@ class Journal:
             if job in self._jobs:
                 return
             self._jobs.add(job)
-            self._rescan(job)
+            self._rescan(job, self.path, 0, self._offset)
+            if self._old_from is not None:  # (a late line of journal.old read before)
+                self._rescan(job, self.old_path, self._old_from, self._old_offset)
 
-    def _rescan(self, job: str) -> None:
-        """Read again the lines of `job` among those read so far (by chunks, searched for the job's keys: a sweep
-        asking about a few attempts of this server does not parse every line it ran since the start)."""
-        needle, offset, carry = f" {job}#".encode(), 0, b""
-        with open(self.path, "rb") as f:
-            while offset < self._offset:
-                chunk = f.read(min(RESCAN_CHUNK, self._offset - offset))
+    def _rescan(self, job: str, path: Path, offset: int, end: int) -> None:
+        """Read again the lines of `job` among those of `path` read so far (by chunks, searched for the job's keys: a
+        sweep asking about a few attempts of this server does not parse every line it ran since the start)."""
+        needle, carry = f" {job}#".encode(), b""
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while offset < end:
+                chunk = f.read(min(RESCAN_CHUNK, end - offset))
                 if not chunk:
                     return
                 offset += len(chunk)
                 data = carry + chunk
-                end = data.rfind(b"\n") + 1
-                data, carry = data[:end], data[end:]
+                cut = data.rfind(b"\n") + 1
+                data, carry = data[:cut], data[cut:]
                 at = data.find(needle)
                 while at != -1:
                     line_end = data.index(b"\n", at) + 1
@@ -238,7 +368,7 @@ class Journal:
             if self._old_from is not None:
                 self._old_offset = self._read(self.old_path, self._old_offset)
             try:
-                unread = os.fstat(self._fd).st_size > self._offset
+                unread = self._out.size() > self._offset
             except OSError:  # closed
                 unread = True
             if unread:  # (else no open: recover() of a multi-container attempt refreshes, then the caller's)
@@ -256,16 +386,17 @@ class Journal:
         return offset
 
     def _kept_lines(self, path: Path, offset: int) -> Iterator[bytes]:
+        return (line for line in self._lines(path, offset) if _job_of_line(line) in self._jobs)
+
+    @staticmethod
+    def _lines(path: Path, offset: int) -> Iterator[bytes]:
+        """The complete lines of `path` from `offset`."""
         with open(path, "rb") as f:
             f.seek(offset)
             for line in f:
                 if not line.endswith(b"\n"):
                     return
-                if self._kept(line):
-                    yield line
-
-    def _kept(self, line: bytes) -> bool:
-        return job_of(line.split(b" ", 2)[1].decode("utf-8", "replace") if b" " in line else "") in self._jobs
+                yield line
 
     def _parse(self, raw: bytes, only: str | None = None) -> bool:
         """Take one line in (when it is of a kept job, or of the job `only`); whether it was."""
@@ -292,45 +423,8 @@ class Journal:
         return True
 
     def close(self) -> None:
-        os.close(self._fd)
-
-
-def docker_created(docker_journal: Path, key: str) -> bool:
-    """Whether compute/docker.py's journal has the attempt `key`'s container (created before a switch of executors)."""
-    try:
-        return f"created {key}\n" in docker_journal.read_text()
-    except OSError:
-        return False
-
-
-def recorded_exit(workdir: Path) -> int | None:
-    """The exit status an earlier version's supervisor wrote to the work dir; None if it did not."""
-    try:
-        text = (workdir / EXIT_FILE).read_text()
-    except OSError:
-        return None
-    return int(text) if text.endswith("\n") and text.strip().isdigit() else None
-
-
-def alive(pid: int) -> bool:
-    """Is the process running? A zombie (dead, not yet reaped by its new parent) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc: trust kill(0)
-    return state != "Z"
-
-
-RECOVER_WAIT_S = 2.0  # how long a recovery waits for the processes it killed to be gone
-
-
-def wait_gone(pids: list[int], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.01)
+        """No live compaction from now on (one running is waited for, bounded: its journal.old, if left, is the next
+        start's to merge), and the server's descriptor closed."""
+        self._closing = True
+        self.wait_compacted(CLOSE_WAIT_S)
+        self._out.close()

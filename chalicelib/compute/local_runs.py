@@ -43,7 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chalicelib.compute.local_supervisor import START_REPORT_S, as_program, exit_code_of, wait_for_command
+from chalicelib.compute.local_supervisor import (
+    START_REPORT_S,
+    as_program,
+    exit_code_of,
+    holds_command,
+    wait_for_command,
+)
 from chalicelib.compute.port import TaskSpec
 from chalicelib.compute.spawn import Process, spawn
 from chalicelib.domain.jobs import TIMEOUT_REASON
@@ -89,6 +95,23 @@ def eligible(spec: TaskSpec, env: dict[str, str], workdir: Path) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class RunnerWriter:
+    """A busy runner as a writer of the journal (a live compaction's `Launches.writers`): it may still append to
+    the inode the journal's path named when this was taken until it holds its command (it appends only after the
+    command ends, by the path), reports an end (its exit line was written before), or is gone. An idle runner is
+    not one: it reported its last end, and waits for its next child."""
+
+    runner: _Runner
+    ends: int
+
+    def may_append(self) -> bool:
+        r = self.runner
+        if r.gone or r.ends > self.ends or r.proc.returncode is not None:
+            return False
+        return not holds_command(r.pid)
+
+
 @dataclass
 class _Child:
     spec: TaskSpec
@@ -108,6 +131,7 @@ class _Runner:
         self.gone = False  # its output ended: it exited (or was killed)
         self.lost = False  # shutdown: its child's end is not reported
         self.stdin_lock = threading.Lock()
+        self.ends = 0  # ends reported ("E", "F"): RunnerWriter
 
     @property
     def pid(self) -> int:
@@ -339,6 +363,7 @@ class Runners:
         with self._lock:
             self._busy.pop(child.spec.key, None)
             runner.child = None
+            runner.ends += 1
         self.launcher.released(child.spec.key)
 
     def _idle_again(self, runner: _Runner) -> None:
@@ -385,6 +410,11 @@ class Runners:
         if pending is not None:
             self._started(runner, child)
         self._stopped(child, code)
+
+    def writers(self) -> list[RunnerWriter]:
+        """The busy runners, as writers a live compaction of the journal waits for (RunnerWriter)."""
+        with self._lock:
+            return [RunnerWriter(r, r.ends) for r in self._busy.values()]
 
     # -- shutdown -------------------------------------------------------------------------------------------------
 

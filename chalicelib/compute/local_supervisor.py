@@ -87,6 +87,27 @@ def spawn_supervised(workdir: Path, journal: Path, key: str, command: list[str],
     return spawn(argv, env, workdir)
 
 
+def holds_command(pid: int) -> bool:
+    """Whether the supervisor `pid` has its command as a child (running, or ended and not reaped yet): it opens the
+    journal by its path only after it has reaped it. False where /proc is missing (or once it ended)."""
+    try:
+        return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    except OSError:
+        return False
+
+
+def may_append(spawning: bool, proc: Process | None) -> bool:
+    """Whether a supervisor may still append its exit line to an inode the journal's path named before this call
+    (a live compaction's journal.old: compute/local_journal.py `Journal.attach`). Not once it was reaped (its line
+    is written), nor while its command runs or waits to be reaped (it opens the path only after: the path's inode
+    then), nor before its spawn began. `spawning` is read before `proc` (arguments are evaluated in order): the
+    spawner sets `proc` before it clears `spawning`, so a spawn that ended meanwhile is seen with its process. One
+    between the reaping and its exit may: a few system calls, waited for."""
+    if proc is None:
+        return spawning
+    return proc.returncode is None and not holds_command(proc.pid)
+
+
 def wait_for_command(proc: Process) -> None:
     """Wait (at most COMMAND_WAIT_S, read at each call) until the supervisor's command runs (forked and exec'd), or
     the supervisor has ended. Linux: its children in /proc (where that is missing, returns at once). Past the bound a

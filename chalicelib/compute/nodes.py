@@ -12,7 +12,8 @@ Addresses: with the process executor every node is a process on 127.0.0.1; with 
 a bridge network of their own per attempt (`batchplane-<state>-<jobId>-<attempt>-nodes`, labelled with the state),
 removed when the attempt ends, and by `reap` when a crash left it behind.
 
-After a restart (`recover`, through `nodes.journal`, compacted at each start to the active jobs' lines): node
+After a restart (`recover`, through `nodes.journal`, compacted at each start to the active jobs' lines, and while
+the server runs to those of the attempts whose end is not recorded yet, docs/adr/0036): node
 containers outlived the server and are re-assembled into their attempt, which goes on and ends with its main node;
 node processes did not, and the attempt is a lost host.
 A node container is removed once its end is recorded (its NodeStopped, or the job's TaskStopped), never before.
@@ -22,14 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from chalicelib.compute.journal_files import job_of, replace_synced, write_kept
+from chalicelib.compute.journal_files import OwnJournal, job_of
 from chalicelib.compute.node_network import LABEL_NODES as LABEL_NODES
 from chalicelib.compute.node_network import DockerNodes as DockerNodes
 from chalicelib.compute.node_network import Loopback as Loopback
@@ -44,6 +44,11 @@ log = logging.getLogger("batchplane.nodes")
 MAIN_ADDRESS = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
 RESTARTED = "Task failed: the server restarted while the multi-node job ran"
 JOURNAL = "nodes.journal"  # "<jobId>#<attempt> <numNodes> <mainNode>" per multi-node attempt launched
+
+
+def _job_of_line(line: bytes) -> str:
+    return job_of(line.split(b" ", 1)[0].decode("utf-8", "replace"))
+
 
 Sink = Callable[..., None]  # RecordingSink: (job_id, event, recorded=None)
 
@@ -110,7 +115,10 @@ class NodeLauncher:
         self._groups: dict[str, _Group] = {}
         state_dir.mkdir(parents=True, exist_ok=True)
         self._journal_path = state_dir / JOURNAL
-        self._journal = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # compacted while the server runs too, to the lines of `_journal_jobs` (docs/adr/0036)
+        self.journal = OwnJournal(self._journal_path, self._journal_jobs, _job_of_line)
+        self._attempts: set[str] = set()  # launched, their end not recorded yet (`_finish`): their lines are kept
+        self._asked: set[str] = set()  # the jobs recovery asked about: their lines are kept too (for good)
 
     def attach(self, inner: Launcher, network: NodeNetwork) -> None:
         self.inner, self.network = inner, network
@@ -125,7 +133,8 @@ class NodeLauncher:
             if spec.key in self._groups:
                 return
             group = self._groups[spec.key] = _Group(spec)
-        os.write(self._journal, f"{spec.key} {len(spec.nodes)} {spec.main_node}\n".encode())
+            self._attempts.add(spec.key)
+        self.journal.append(f"{spec.key} {len(spec.nodes)} {spec.main_node}\n".encode())
         try:
             group.network = self.network.create(spec)
         except Exception as e:
@@ -156,6 +165,7 @@ class NodeLauncher:
         spec is not known here to launch it now) fails the attempt ("the server restarted"), its nodes stopped."""
         key = f"{job_id}#{attempt}"
         with self._lock:
+            self._asked.add(job_of(job_id))
             if key in self._groups:
                 return True
         shape = self._journalled(key)
@@ -191,22 +201,14 @@ class NodeLauncher:
     def compact_journal(self, active_jobs: Iterable[str]) -> None:
         """At start, before the recovery and any launch (runtime/local.py): the journal keeps only the lines of
         `active_jobs`, the jobs the store has STARTING or RUNNING (the only ones recovery asks about: docs/adr/0035).
-        Only the server appends to it (`launch`; no supervisor does), and nothing has been launched yet: a plain
-        write-new, fsync, rename is enough (no old inode kept for late appends, unlike the process journal)."""
-        jobs = set(active_jobs)
-        new = self._journal_path.with_name(JOURNAL + ".new")
-        try:
-            write_kept(
-                self._journal_path, new, lambda line: job_of(line.split(b" ", 1)[0].decode("utf-8", "replace")) in jobs
-            )
-            replace_synced(new, self._journal_path)
-        except OSError:  # (a full disk): kept whole, read as before
-            log.exception("the journal %s cannot be compacted", self._journal_path)
-            with contextlib.suppress(OSError):
-                new.unlink()
-            return
-        os.close(self._journal)
-        self._journal = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        Only the server appends to it (`launch`; no supervisor does): a plain write-new, fsync, rename is enough (no
+        old inode kept for late appends, unlike the process journal). Likewise while the server runs, once it grew
+        (journal_files.OwnJournal), to the lines of the attempts whose end is not recorded yet."""
+        self.journal.compact(set(active_jobs))
+
+    def _journal_jobs(self) -> set[str]:
+        with self._lock:
+            return {job_of(key) for key in self._attempts} | self._asked
 
     def forget(self, job: Job) -> None:
         self.inner.forget(job)
@@ -370,8 +372,10 @@ class NodeLauncher:
         def recorded() -> None:
             for remove in removals:
                 remove()
+            with self._lock:  # (its journal line is kept until now: _compact_live)
+                self._attempts.discard(group.spec.key)
 
-        self.sink(group.spec.job_id, stopped, recorded if removals else None)
+        self.sink(group.spec.job_id, stopped, recorded)
 
     def _journalled(self, key: str) -> tuple[int, int] | None:
         try:
@@ -399,4 +403,4 @@ class NodeLauncher:
     def shutdown(self, timeout: float = 5.0) -> None:
         self.inner.shutdown(timeout)
         with contextlib.suppress(OSError):
-            os.close(self._journal)
+            self.journal.close()

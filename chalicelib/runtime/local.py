@@ -3,7 +3,8 @@ loopback port.
 
 State directory layout: state.db (SQLite, WAL), logs/ (one file per log stream), work/<jobId>/<attempt>/ (each
 attempt's working directory), work/journal (the pids and exit statuses of attempts, compacted at each start to the
-active ones, see compute/local_journal.py; work/journal.old until the recovery at start is over), credentials.json
+active ones and while the server runs, see compute/local_journal.py; work/journal.old until the recovery at start,
+or a compaction while it runs, is over), credentials.json
 (the ids of the AWS credentials granted to running containers, see compute/credentials.py), events.jsonl (every
 "Batch Job State Change"), buckets/<bucket>/<key> (the objects of trigger buckets, see runtime/triggers.py),
 executor-id (tells this state's Docker containers from other servers', compute/docker.py), work/docker-journal

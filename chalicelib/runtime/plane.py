@@ -161,7 +161,13 @@ def _local_launchers(
     nodes = NodeLauncher(on_event, work)
     if docker_client is None:
         launcher = LocalLauncher(  # lost_host: as the sweep's (local_engine), the recovery's end carries the ARNs
-            work, logs, nodes.on_event, grace_seconds=config.grace_seconds, credentials=credentials, lost_host=HOST_ID
+            work,
+            logs,
+            nodes.on_event,
+            grace_seconds=config.grace_seconds,
+            credentials=credentials,
+            lost_host=HOST_ID,
+            sink_records=True,  # (nodes.on_event: Engine.report's `recorded`)
         )
         nodes.attach(launcher, Loopback())
         return launcher, nodes
@@ -175,7 +181,7 @@ def _local_launchers(
         nodes.on_event,
         grace_seconds=config.grace_seconds,
         # attempts the process executor started before a switch of executors are recovered its way
-        processes=LocalLauncher(work, logs, nodes.on_event),
+        processes=LocalLauncher(work, logs, nodes.on_event, sink_records=True),
         credentials=credentials,
     )
     nodes.attach(docker, DockerNodes(docker_client, state_id(config.state_dir), docker.name, LABEL_STATE))

@@ -26,7 +26,7 @@ import pytest
 from botocore.config import Config
 
 from app import app
-from chalicelib.compute.local_journal import processes_of
+from chalicelib.compute.local_processes import processes_of
 from chalicelib.compute.logs_port import LOG_GROUP
 from chalicelib.domain.validation import Limits
 from chalicelib.runtime.local import LocalConfig, LocalRuntime

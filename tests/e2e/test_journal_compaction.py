@@ -1,10 +1,13 @@
 """The process executor's journal (`<state>/work/journal`) does not grow with every attempt ever run: each start of
 `batchplane up` compacts it to the lines of the jobs still active (compute/local_journal.py `Journal.compact`), and
 what the jobs' results say is the same as before. Nor does the multi-node journal (`<state>/work/nodes.journal`),
-compacted by the same start (compute/nodes.py `NodeLauncher.compact_journal`)."""
+compacted by the same start (compute/nodes.py `NodeLauncher.compact_journal`). Both are compacted while the server
+runs too, once they have grown past journal_files.COMPACT_BYTES (docs/adr/0036): a server killed right after, or in
+the middle of, such a compaction loses no job and runs none twice."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -14,7 +17,15 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import EXEC_ROLE, describe, sh
-from tests.e2e.test_kill_restart import HOST_TERMINATED, Server, client_with_queue, serve, wait_all_terminal
+from tests.e2e.test_kill_restart import (
+    HOST_TERMINATED,
+    Server,
+    client_with_queue,
+    ledger_line,
+    read_ledger,
+    serve,
+    wait_all_terminal,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -172,3 +183,79 @@ def test_nodes_journal_keeps_only_the_running_multinode_jobs_lines_across_restar
     server.start()
     assert nodes_journal.read_text() == ""
     assert describe(batch, [job_id, *done]) == ended
+
+
+SMALL = 8192  # journal_files.COMPACT_BYTES of the servers below: about 35 attempts' lines
+# `batchplane up` with that threshold (Python's -c: sys.argv[1:] are the CLI's arguments)
+SMALL_UP = (
+    "import sys; from chalicelib.compute import journal_files; journal_files.COMPACT_BYTES = "
+    f"{SMALL}; import app; sys.argv[0] = 'batchplane'; raise SystemExit(app.batchplane())"
+)
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[Server]:
+    servers = serve(tmp_path)
+    server = next(servers)
+    server.entry = ("-c", SMALL_UP)
+    yield server
+    next(servers, None)
+
+
+def wait_compacted(server: Server, below: int, timeout: float = 30) -> str:
+    """Until the journal is below `below` bytes and no live compaction's journal.old is left; its text."""
+    journal = server.state / "work" / "journal"
+    deadline = time.monotonic() + timeout
+    while journal.stat().st_size >= below or (journal.parent / "journal.old").exists():
+        assert time.monotonic() < deadline, journal_files(server)
+        time.sleep(0.05)
+    return journal.read_text()
+
+
+@pytest.mark.parametrize("crash", ["right-after", "mid-compaction"])
+def test_a_running_servers_journal_is_compacted_and_a_kill_then_loses_no_job_and_runs_none_twice(
+    small: Server, tmp_path: Path, crash: str
+) -> None:
+    # GIVEN a server whose journal is compacted past 8 KB, running a job until a go file exists
+    ledger, go = tmp_path / "ledger", tmp_path / "go"
+    record = ledger_line(ledger)
+    small.start()
+    batch, queue = client_with_queue(small, max_vcpus=16)
+    register(batch, "quick", f"{record.format('start')}; {record.format('ok')}")
+    register(batch, "waits", f"{record.format('start')}; until [ -e {go} ]; do sleep 0.05; done; {record.format('ok')}")
+    waits = batch.submit_job(jobName="w", jobQueue=queue, jobDefinition="waits", retryStrategy={"attempts": 2})
+    waits_id = waits["jobId"]
+    wait_status(batch, waits_id, "RUNNING")
+    # WHEN an array of 300 children runs to its end beside it (~70 KB of journal lines)
+    parent = batch.submit_job(jobName="many", jobQueue=queue, jobDefinition="quick", arrayProperties={"size": 300})
+    ids = [parent["jobId"], *(f"{parent['jobId']}:{i}" for i in range(300))]
+    before = wait_all_terminal(batch, ids, 120)
+    assert {j["status"] for j in before.values()} == {"SUCCEEDED"}
+    # THEN the journal was compacted while the server ran: the running job's lines are kept, the first child's gone
+    text = wait_compacted(small, 300 * 120)  # (less than half of what 300 attempts wrote, ~240 bytes each)
+    assert f"pid {waits_id}#1 " in text
+    assert f" {ids[1]}#1 " not in text
+    # AND WHEN the server is killed right after (or in the middle of a compaction: journal.new half written, the
+    # journal linked as journal.old) and started again
+    small.kill()
+    work = small.state / "work"
+    if crash == "mid-compaction":
+        (work / "journal.new").write_bytes(text.encode()[: len(text) // 2])
+        os.link(work / "journal", work / "journal.old")
+    small.start()
+    # THEN the running job was a lost host and runs again; once it ends, every job has the result it had, and each
+    # attempt ran once (the ledger counts real runs)
+    wait_status(batch, waits_id, "RUNNING", attempts=1)
+    go.touch()
+    after = wait_all_terminal(batch, [*ids, waits_id], 60)
+    assert {i: after[i] for i in ids} == before
+    assert [a["statusReason"] for a in after[waits_id]["attempts"]] == [
+        HOST_TERMINATED,
+        "Essential container in task exited",
+    ]
+    runs = read_ledger(ledger)
+    assert sorted(runs) == sorted(
+        [(i, 1, what) for i in ids[1:] for what in ("start", "ok")]
+        + [(waits_id, 1, "start"), (waits_id, 2, "start"), (waits_id, 2, "ok")]
+    )
+    assert not (work / "journal.old").exists() and not (work / "journal.new").exists()

@@ -85,6 +85,7 @@ class Server:
     logs: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     args: tuple[str, ...] = ()  # more `batchplane up` options (test_kill_restart_docker.py: the executor, allowances)
+    entry: tuple[str, ...] = ("-m", "app")  # how Python runs `batchplane` (test_journal_compaction.py: a patched one)
 
     @property
     def port(self) -> int:
@@ -100,8 +101,7 @@ class Server:
             proc = subprocess.Popen(
                 [
                     sys.executable,
-                    "-m",
-                    "app",
+                    *self.entry,
                     "up",
                     "--port",
                     str(self.port),

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from chalicelib.compute import journal_files
 from chalicelib.compute.local import LocalLauncher
-from chalicelib.compute.local_journal import alive
+from chalicelib.compute.local_processes import alive
 from chalicelib.compute.logs import FileLogStore
 from chalicelib.compute.nodes import JOURNAL, Loopback, NodeLauncher
 from chalicelib.compute.port import TaskSpec
@@ -35,6 +36,7 @@ class Server:
         self.launcher = LocalLauncher(tmp_path / "work", FileLogStore(tmp_path / "logs"), self.nodes.on_event)
         self.nodes.attach(self.launcher, Loopback())
         self.down = False
+        self.held: set[str] = set()  # jobs whose end the sink does not apply (its `recorded` is never run)
 
     def stop(self) -> None:
         """The server goes away (its processes are killed unobserved: recovered at the next start)."""
@@ -46,7 +48,7 @@ class Server:
         with self.changed:
             self.events.append((job_id, event))
             self.changed.notify_all()
-        if recorded is not None:
+        if recorded is not None and job_id not in self.held:
             recorded()
 
     def wait_started(self, job_id: str, attempt: int) -> None:
@@ -157,10 +159,75 @@ def test_a_compaction_that_cannot_write_keeps_the_journal_whole(
     def full(*_: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("chalicelib.compute.nodes.replace_synced", full)
+    monkeypatch.setattr("chalicelib.compute.journal_files.replace_synced", full)
     server = start()
     # WHEN it is compacted THEN the start goes on, the journal is whole and read as before, nothing is left beside it
     server.nodes.compact_journal([JOB])
     assert (tmp_path / "work" / JOURNAL).read_bytes() == before
     assert not list((tmp_path / "work").glob(JOURNAL + ".*"))
     assert server.nodes._journalled(f"{JOB}#1") == (2, 0)
+
+
+# -- while the server runs (docs/adr/0036) ------------------------------------------------------------------------
+
+THRESHOLD = 256  # journal_files.COMPACT_BYTES in these tests: about 20 lines
+
+
+def quick(job_id: str) -> TaskSpec:
+    """A 2-node attempt of `job_id` whose nodes end at once."""
+    base = TaskSpec(job_id, 1, f"task-{job_id}", [], {}, "job/default/x", 1, 64, "ce", main_node=0)
+    env = {"AWS_BATCH_JOB_ATTEMPT": "1"}
+    node = [
+        replace(
+            base, job_id=f"{job_id}#{i}", command=["true"], environment={**env, "AWS_BATCH_JOB_ID": f"{job_id}#{i}"}
+        )
+        for i in range(2)
+    ]
+    return replace(base, nodes=tuple(node))
+
+
+def run_quick(server: Server, ids: list[str]) -> None:
+    for job_id in ids:
+        server.nodes.launch(quick(job_id))
+    with server.changed:
+        assert server.changed.wait_for(
+            lambda: set(ids) <= {j for j, e in server.events if isinstance(e, TaskStopped)}, 30
+        ), server.events
+
+
+@pytest.mark.parametrize("then", ["killed", "killed-mid-compaction"])
+def test_a_running_servers_nodes_journal_keeps_only_the_attempts_not_recorded_yet(
+    tmp_path: Path, start: type[Server], monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    monkeypatch.setattr(journal_files, "COMPACT_BYTES", THRESHOLD)
+    # GIVEN a server running a multi-node attempt, and one whose end its sink has not applied yet
+    server = start()
+    server.nodes.compact_journal([])
+    server.nodes.launch(spec(1))
+    server.wait_started(JOB, 1)
+    server.held.add("unrecorded")
+    run_quick(server, ["unrecorded"])
+    # WHEN many more multi-node attempts run to their end (recorded)
+    for first in range(0, 60, 10):
+        run_quick(server, [f"q-{i}" for i in range(first, first + 10)])
+    assert server.nodes.journal.wait_compacted(30)
+    # THEN the journal was compacted while the server ran: the running attempt's line and the unrecorded one's are
+    # kept, few others
+    journal = tmp_path / "work" / JOURNAL
+    lines = journal.read_text().splitlines()
+    assert lines[:2] == [f"{JOB}#1 2 0", "unrecorded#1 2 0"], lines
+    assert journal.stat().st_size < 2 * THRESHOLD
+    assert not list(journal.parent.glob(JOURNAL + ".*"))
+    # AND WHEN the server is killed (right after, or in the middle of another compaction: journal.new half written)
+    if then == "killed-mid-compaction":
+        (journal.parent / (JOURNAL + ".new")).write_text(lines[0][:5])
+    again = start()
+    again.nodes.compact_journal([JOB, "unrecorded"])
+    # THEN the next start finds both attempts: started (neither is launched again), the running one's nodes killed
+    pids = {k: p for k, p in pids_journaled(tmp_path).items() if k.startswith(f"{JOB}#")}
+    again.launcher.compact_journal([JOB, "unrecorded"])
+    assert again.nodes.recover(JOB, 1) is True
+    assert again.nodes.recover("unrecorded", 1) is True
+    assert pids and not any(alive(p) for p in pids.values())
+    assert journal.read_text().splitlines() == [f"{JOB}#1 2 0", "unrecorded#1 2 0"]
+    assert not list(journal.parent.glob(JOURNAL + ".*"))
