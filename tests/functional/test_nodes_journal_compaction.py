@@ -120,7 +120,7 @@ def test_a_start_keeps_only_the_active_jobs_lines_and_recovers_their_attempts_as
     again = start()
     again.nodes.compact_journal([JOB, "done"])
     # THEN the journal holds the active job's line only, and no other file is left beside it
-    assert journal.read_text() == f"{JOB}#1 2 0\n"
+    assert shapes(journal) == [f"{JOB}#1 2 0"]
     assert not list(journal.parent.glob(JOURNAL + ".*"))
     # AND the recovery finds the attempt, as before: started, its nodes' processes gone, a lost host for the caller
     again.launcher.compact_journal([JOB])
@@ -131,12 +131,17 @@ def test_a_start_keeps_only_the_active_jobs_lines_and_recovers_their_attempts_as
     # AND the next launch is journaled in the compacted journal
     again.nodes.launch(spec(2, num=3, main=1))
     again.wait_started(JOB, 2)
-    assert journal.read_text() == f"{JOB}#1 2 0\n{JOB}#2 3 1\n"
+    assert shapes(journal) == [f"{JOB}#1 2 0", f"{JOB}#2 3 1"]
     again.nodes.stop(JOB, 2, "Terminated by the test")
     with again.changed:
         assert again.changed.wait_for(
             lambda: any(j == JOB and isinstance(e, TaskStopped) and e.attempt == 2 for j, e in again.events), 30
         )
+
+
+def shapes(journal: Path) -> list[str]:
+    """The journal's lines without their task (ARN and main node's stream)."""
+    return [" ".join(line.split()[:3]) for line in journal.read_text().splitlines()]
 
 
 def test_with_no_job_active_the_journal_is_emptied(tmp_path: Path, start: type[Server]) -> None:
@@ -163,4 +168,4 @@ def test_a_compaction_that_cannot_write_keeps_the_journal_whole(
     server.nodes.compact_journal([JOB])
     assert (tmp_path / "work" / JOURNAL).read_bytes() == before
     assert not list((tmp_path / "work").glob(JOURNAL + ".*"))
-    assert server.nodes._journalled(f"{JOB}#1") == (2, 0)
+    assert server.nodes.journalled(f"{JOB}#1")[:2] == (2, 0)
