@@ -12,9 +12,10 @@ Addresses: with the process executor every node is a process on 127.0.0.1; with 
 a bridge network of their own per attempt (`batchplane-<state>-<jobId>-<attempt>-nodes`, labelled with the state),
 removed when the attempt ends, and by `reap` when a crash left it behind.
 
-After a restart (`recover`, through `nodes.journal`, compacted at each start to the active jobs' lines): node
-containers outlived the server and are re-assembled into their attempt, which goes on and ends with its main node;
-node processes did not, and the attempt is a lost host.
+After a restart (`recover`: compute/nodes_recovery.py, through `nodes.journal`, compacted at each start to the active
+jobs' lines): node containers outlived the server and are re-assembled into their attempt, which goes on and ends
+with its main node (nodes a crash kept from being created are launched then: `complete`); node processes did not,
+and the attempt is a lost host. Either way its events carry the task its live ones did (the journal keeps its ARN).
 A node container is removed once its end is recorded (its NodeStopped, or the job's TaskStopped), never before.
 """
 
