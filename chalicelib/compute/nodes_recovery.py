@@ -46,8 +46,10 @@ def recover(launcher: NodeLauncher, job_id: str, attempt: int) -> bool:
     spec = replace(spec, nodes=tuple(replace(spec, job_id=nodes.node_id(job_id, i)) for i in range(num)))
     if isinstance(launcher.network, Loopback):
         return _processes(launcher, NodeGroup(spec, recovered=True, journalled=task, collected={}))
-    # every node counted as launched until found missing: a node's end reported meanwhile waits for them
-    group = NodeGroup(spec, launcher.network.name(spec), launched=set(range(num)), recovered=True, journalled=task)
+    # Every node counted as launched until found missing: a node's end reported meanwhile waits for them; and the
+    # group does not end before its recovery is over (`adopted`), so that none can end it while nodes may be missing.
+    network = launcher.network.name(spec)
+    group = NodeGroup(spec, network, set(range(num)), recovered=True, journalled=task, adopted=False)
     if not launcher.hold(group):
         return True
     found = [i for i in range(num) if launcher.inner.recover(nodes.node_id(job_id, i), attempt)]
@@ -55,15 +57,15 @@ def recover(launcher: NodeLauncher, job_id: str, attempt: int) -> bool:
         launcher.let_go(key)
         return False
     missing = [i for i in range(num) if i not in found]
-    if missing and main in found:  # never created (nor run): launched once the caller's launch gives their spec
-        with launcher._lock:
-            group.launched.difference_update(missing)
-            group.awaiting, group.adopted = set(missing), False
-        return False
+    with launcher._lock:
+        group.launched.difference_update(missing)
+        if missing and main in found:  # never created (nor run): launched once the caller's launch gives their spec
+            group.awaiting = set(missing)
+            return False
+        group.adopted = True
     if missing:
         with launcher._lock:
             group.failure, group.ending = group.failure or RESTARTED, True
-            group.launched.difference_update(missing)
             for i in missing:
                 group.ended.setdefault(i, TaskStopped(attempt, None, status_reason=RESTARTED))
         launcher.stop_nodes(group, RESTARTED, include_main=True)
