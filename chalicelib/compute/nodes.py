@@ -12,10 +12,11 @@ Addresses: with the process executor every node is a process on 127.0.0.1; with 
 a bridge network of their own per attempt (`batchplane-<state>-<jobId>-<attempt>-nodes`, labelled with the state),
 removed when the attempt ends, and by `reap` when a crash left it behind.
 
-After a restart (`recover`, through `nodes.journal`, compacted at each start to the active jobs' lines, and while
-the server runs to those of the attempts whose end is not recorded yet, docs/adr/0036): node
-containers outlived the server and are re-assembled into their attempt, which goes on and ends with its main node;
-node processes did not, and the attempt is a lost host.
+After a restart (`recover`: compute/nodes_recovery.py, through `nodes.journal`, compacted at each start to the active
+jobs' lines, and while the server runs to those of the attempts whose end is not recorded yet, docs/adr/0036): node
+containers outlived the server and are re-assembled into their attempt, which goes on and ends with its main node
+(nodes a crash kept from being created are launched then: `complete`); node processes did not, and the attempt is a
+lost host. Either way its events carry the task its live ones did (the journal keeps its ARN).
 A node container is removed once its end is recorded (its NodeStopped, or the job's TaskStopped), never before.
 """
 
@@ -25,25 +26,29 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from chalicelib.compute import nodes_recovery
 from chalicelib.compute.journal_files import OwnJournal, job_of
+from chalicelib.compute.node_group import RESTARTED as RESTARTED
+from chalicelib.compute.node_group import NodeGroup, ending_reason
+from chalicelib.compute.node_group import attempt_spec as attempt_spec
 from chalicelib.compute.node_network import LABEL_NODES as LABEL_NODES
 from chalicelib.compute.node_network import DockerNodes as DockerNodes
 from chalicelib.compute.node_network import Loopback as Loopback
 from chalicelib.compute.node_network import NodeNetwork
 from chalicelib.compute.port import Launcher, TaskSpec
-from chalicelib.domain import job_spec, nodes
+from chalicelib.domain import nodes
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.lifecycle import NodeStopped, TaskStarted, TaskStopped
 
 log = logging.getLogger("batchplane.nodes")
 
 MAIN_ADDRESS = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
-RESTARTED = "Task failed: the server restarted while the multi-node job ran"
-JOURNAL = "nodes.journal"  # "<jobId>#<attempt> <numNodes> <mainNode>" per multi-node attempt launched
+# "<jobId>#<attempt> <numNodes> <mainNode> <task ARN> <main node's log stream>" per multi-node attempt launched
+JOURNAL = "nodes.journal"
 
 
 def _job_of_line(line: bytes) -> str:
@@ -51,57 +56,6 @@ def _job_of_line(line: bytes) -> str:
 
 
 Sink = Callable[..., None]  # RecordingSink: (job_id, event, recorded=None)
-
-
-def attempt_spec(job: Job, spec: TaskSpec) -> TaskSpec:
-    """A multi-node job's attempt: the job's spec with one spec per node (its container, command, environment,
-    resources, task id and log stream)."""
-    assert job.node_properties is not None
-    np = job.node_properties
-    specs = []
-    for i in range(nodes.num_nodes(np)):
-        container = nodes.container_of(np, i)
-        vcpus, memory = job_spec.vcpus_and_memory(container)
-        specs.append(
-            replace(
-                spec,
-                job_id=nodes.node_id(job.job_id, i),
-                task_id=nodes.node_task_id(spec.task_id, i),
-                command=job_spec.render_command(list(container.get("command") or []), job.parameters),
-                environment=nodes.node_environment(job, i, spec.attempt, spec.compute_environment),
-                log_stream=nodes.node_stream(spec.log_stream, spec.task_id, i),
-                vcpus=vcpus,
-                memory=memory,
-                container=container,
-            )
-        )
-    return replace(spec, nodes=tuple(specs), main_node=nodes.main_node(np))
-
-
-@dataclass
-class _Group:
-    spec: TaskSpec
-    network: str | None = None
-    launched: set[int] = field(default_factory=set)
-    started: set[int] = field(default_factory=set)
-    ended: dict[int, TaskStopped] = field(default_factory=dict)
-    main_end: TaskStopped | None = None
-    early: set[int] = field(default_factory=set)  # nodes that ended on their own while the main node ran
-    failure: str | None = None  # a node failed to start, or the server restarted: the attempt fails
-    stop_reason: str | None = None
-    ending: bool = False
-    recovered: bool = False
-    done: bool = False
-    removals: list[Callable[[], None]] = field(default_factory=list)  # nodes' `recorded`: run after the job's end
-
-    @property
-    def main(self) -> int:
-        return self.spec.main_node
-
-
-def _ending_reason(group: _Group) -> str:
-    """Why a node of an ending attempt is stopped: the attempt's failure, a stop asked for, or its main node's end."""
-    return group.failure or group.stop_reason or (nodes.STOPPED_WITH_MAIN if group.main_end else RESTARTED)
 
 
 class NodeLauncher:
@@ -112,7 +66,7 @@ class NodeLauncher:
         self.inner: Any = None  # LocalLauncher | DockerLauncher, given by `attach` (it reports to `on_event`)
         self.network: NodeNetwork = Loopback()
         self._lock = threading.Lock()
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, NodeGroup] = {}
         state_dir.mkdir(parents=True, exist_ok=True)
         self._journal_path = state_dir / JOURNAL
         # compacted while the server runs too, to the lines of `_journal_jobs` (docs/adr/0036)
@@ -130,11 +84,21 @@ class NodeLauncher:
             self.inner.launch(spec)
             return
         with self._lock:
-            if spec.key in self._groups:
-                return
-            group = self._groups[spec.key] = _Group(spec)
-            self._attempts.add(spec.key)
-        self.journal.append(f"{spec.key} {len(spec.nodes)} {spec.main_node}\n".encode())
+            group = self._groups.get(spec.key)
+            adopt = group is not None and not group.adopted
+            if group is not None and adopt:  # recovered, its nodes never created awaiting their spec: this one
+                group.spec, group.adopted = spec, True
+            elif group is None:
+                group = self._groups[spec.key] = NodeGroup(spec)
+                self._attempts.add(spec.key)  # before its journal line: a live compaction keeps it (_journal_jobs)
+            else:
+                return  # launched or recovered here already
+        if adopt:
+            self.complete(group)
+            return
+        main_stream = spec.nodes[spec.main_node].log_stream
+        line = f"{spec.key} {len(spec.nodes)} {spec.main_node} {spec.local_task_arn} {main_stream}\n"
+        self.journal.append(line.encode())
         try:
             group.network = self.network.create(spec)
         except Exception as e:
@@ -154,49 +118,46 @@ class NodeLauncher:
             # ending: a node the main node's start is still launching is not launched, and one that reports its
             # start after this is stopped at once (the nodes launched so far are stopped below)
             group.ending = True
-        self._stop_nodes(group, reason, include_main=True)
+        self.stop_nodes(group, reason, include_main=True)
 
     def recover(self, job_id: str, attempt: int) -> bool:
-        """After a restart: the attempt's nodes, found through the journal. Processes: killed by the process
-        launcher's recover, the attempt reported lost by the caller. Containers outlive the server (docs/adr/0016):
-        when every node's container is found, the gang is re-assembled: each container is re-attached (or settled
-        with its real end, if it ended meanwhile), the job runs on and ends as its main node does, as if the server
-        had never gone; nothing runs twice. A node with no container (the crash cut the gang's launch short: its
-        spec is not known here to launch it now) fails the attempt ("the server restarted"), its nodes stopped."""
-        key = f"{job_id}#{attempt}"
+        """After a restart: the attempt's nodes, found through the journal (compute/nodes_recovery.py). The job's
+        lines are kept by live compactions from now on (`_asked`)."""
         with self._lock:
             self._asked.add(job_of(job_id))
-            if key in self._groups:
-                return True
-        shape = self._journalled(key)
-        if shape is None:
-            return bool(self.inner.recover(job_id, attempt))
-        num, main = shape
-        spec = TaskSpec(job_id, attempt, "", [], {}, "", 0, 0, "", main_node=main)
-        spec = replace(spec, nodes=tuple(replace(spec, job_id=nodes.node_id(job_id, i)) for i in range(num)))
-        if isinstance(self.network, Loopback):
-            group = _Group(spec, recovered=True, failure=RESTARTED, ending=True)
-        else:  # every node counted as launched until found missing: a node's end reported meanwhile waits for them
-            group = _Group(spec, self.network.name(spec), launched=set(range(num)), recovered=True)
+        return nodes_recovery.recover(self, job_id, attempt)
+
+    def complete(self, group: NodeGroup) -> None:
+        """A recovered gang whose launch the crash cut short after its main node: its nodes never created are
+        launched now (under the same attempt: none of them ran), once their spec is known and the main node runs."""
         with self._lock:
-            self._groups[key] = group
-        found = [i for i in range(num) if self.inner.recover(nodes.node_id(job_id, i), attempt)]
-        if not found or isinstance(self.network, Loopback):
-            # Nothing found: never started, launched again under the same key. Processes: the process executor's
-            # recover killed the nodes' processes and reports no end of them, so nothing would ever finish this
-            # group: the attempt is reported lost by the caller (control/sweep.py, as a lost host).
-            with self._lock:
-                self._groups.pop(key, None)
-            return bool(found)
-        if missing := [i for i in range(num) if i not in found]:
-            with self._lock:
-                group.failure, group.ending = group.failure or RESTARTED, True
-                group.launched.difference_update(missing)
-                for i in missing:
-                    group.ended.setdefault(i, TaskStopped(attempt, None, status_reason=RESTARTED))
-            self._stop_nodes(group, RESTARTED, include_main=True)
-        self._maybe_finish(group)
-        return True
+            ready = group.adopted and group.main in group.started and not group.ending
+            todo, group.awaiting = (sorted(group.awaiting), set()) if ready else ([], group.awaiting)
+        if todo:
+            try:
+                address = self.network.address(replace(group.spec.nodes[group.main], network=group.network))
+            except Exception as e:
+                log.exception("the address of %s's main node is unknown", group.spec.key)
+                with self._lock:
+                    group.failure, group.ending = f"CannotStartContainerError: main node address: {e}", True
+                self.stop_nodes(group, group.failure or "", include_main=True)
+                todo = []
+            for i in todo:
+                self._launch_node(group, i, address)
+        self.maybe_finish(group)
+
+    def hold(self, group: NodeGroup) -> bool:
+        """Recovery: the group is watched here from now on; False when one of its key is already."""
+        with self._lock:
+            return self._groups.setdefault(group.spec.key, group) is group
+
+    def group(self, key: str) -> NodeGroup | None:
+        with self._lock:
+            return self._groups.get(key)
+
+    def let_go(self, key: str) -> None:
+        with self._lock:
+            self._groups.pop(key, None)
 
     def compact_journal(self, active_jobs: Iterable[str]) -> None:
         """At start, before the recovery and any launch (runtime/local.py): the journal keeps only the lines of
@@ -239,6 +200,10 @@ class NodeLauncher:
         before a crash could record its end, and the next start would find it gone: a lost host."""
         with self._lock:
             group = self._groups.get(f"{job_id}#{event.attempt}")
+        if group is not None and group.collected is not None:  # (recovering processes: nodes_recovery.py)
+            if isinstance(event, TaskStopped):
+                group.collected.setdefault(index, event)
+            return recorded
         if group is None or group.done:
             if isinstance(event, TaskStarted):  # a node nothing waits for (an attempt already settled)
                 self.inner.stop(nodes.node_id(job_id, index), event.attempt, RESTARTED)
@@ -249,11 +214,12 @@ class NodeLauncher:
                 launch_others = index == group.main and not group.ending and not group.recovered
                 reattached = index == group.main and not group.ending and group.recovered
             if group.ending:  # (a stop before its start, e.g. a re-attached node's, found no container to stop)
-                self.inner.stop(nodes.node_id(job_id, index), event.attempt, _ending_reason(group))
+                self.inner.stop(nodes.node_id(job_id, index), event.attempt, ending_reason(group))
             if launch_others:
                 self._main_started(group)
             if reattached:  # (stale when the job was RUNNING already)
-                self.sink(job_id, TaskStarted(event.attempt))
+                self.sink(job_id, TaskStarted(event.attempt, **group.task()))
+                self.complete(group)
             return recorded
         with self._lock:
             if group.done:
@@ -282,27 +248,27 @@ class NodeLauncher:
             self.sink(job_id, node, recorded)
             recorded = None
         if first_end:
-            self._stop_nodes(group, group.failure or nodes.STOPPED_WITH_MAIN, include_main=group.failure is not None)
-        self._maybe_finish(group)
+            self.stop_nodes(group, group.failure or nodes.STOPPED_WITH_MAIN, include_main=group.failure is not None)
+        self.maybe_finish(group)
         return recorded
 
-    def _main_started(self, group: _Group) -> None:
+    def _main_started(self, group: NodeGroup) -> None:
         spec = group.spec
         main_spec = replace(spec.nodes[group.main], network=group.network)
-        self.sink(spec.job_id, TaskStarted(spec.attempt, spec.local_task_arn, main_spec.log_stream))
+        self.sink(spec.job_id, TaskStarted(spec.attempt, **group.task()))
         try:
             address = self.network.address(main_spec)
         except Exception as e:
             log.exception("the address of %s's main node is unknown", spec.key)
             with self._lock:
                 group.failure, group.ending = f"CannotStartContainerError: main node address: {e}", True
-            self._stop_nodes(group, group.failure or "", include_main=True)
+            self.stop_nodes(group, group.failure or "", include_main=True)
             return
         for i in range(len(spec.nodes)):
             if i != group.main and not group.ending:
                 self._launch_node(group, i, address)
 
-    def _launch_node(self, group: _Group, index: int, address: str | None) -> None:
+    def _launch_node(self, group: NodeGroup, index: int, address: str | None) -> None:
         node = group.spec.nodes[index]
         if address is not None:
             node = replace(node, environment={**node.environment, MAIN_ADDRESS: address})
@@ -314,9 +280,9 @@ class NodeLauncher:
         with self._lock:
             late = group.ending and index != group.main
         if late:  # the main node ended while this node was being launched: its stop may have missed the task
-            self.inner.stop(nodes.node_id(group.spec.job_id, index), group.spec.attempt, _ending_reason(group))
+            self.inner.stop(nodes.node_id(group.spec.job_id, index), group.spec.attempt, ending_reason(group))
 
-    def _stop_nodes(self, group: _Group, reason: str, *, include_main: bool) -> None:
+    def stop_nodes(self, group: NodeGroup, reason: str, *, include_main: bool) -> None:
         with self._lock:
             targets = [i for i in group.launched if i not in group.ended and (include_main or i != group.main)]
         for i in targets:
@@ -325,9 +291,9 @@ class NodeLauncher:
             except Exception:
                 log.exception("stopping node %d of %s failed", i, group.spec.key)
 
-    def _maybe_finish(self, group: _Group) -> None:
+    def maybe_finish(self, group: NodeGroup) -> None:
         with self._lock:
-            if group.done or not group.ending or any(i not in group.ended for i in group.launched):
+            if group.done or not group.ending or not group.adopted or any(i not in group.ended for i in group.launched):
                 return
             if group.main_end is None and group.main in group.launched:
                 return
@@ -355,13 +321,12 @@ class NodeLauncher:
             reason=main.reason,
             status_reason=status_reason,
             timed_out=main.timed_out,
-            task_arn=spec.local_task_arn if spec.task_id else None,
-            log_stream=spec.nodes[group.main].log_stream or None,
+            **group.task(),
             nodes=ends,
         )
         self._finish(group, stopped)
 
-    def _finish(self, group: _Group, stopped: TaskStopped) -> None:
+    def _finish(self, group: NodeGroup, stopped: TaskStopped) -> None:
         with self._lock:
             group.done = True
             self._groups.pop(group.spec.key, None)
@@ -377,15 +342,17 @@ class NodeLauncher:
 
         self.sink(group.spec.job_id, stopped, recorded)
 
-    def _journalled(self, key: str) -> tuple[int, int] | None:
+    def journalled(self, key: str) -> tuple[int, int, tuple[str, str] | None] | None:
+        """The attempt's journal line: its node count, main node, and task (ARN, main node's log stream; None in an
+        earlier version's line)."""
         try:
             lines = self._journal_path.read_text().splitlines()
         except OSError:
             return None
         for line in reversed(lines):
             parts = line.split()
-            if len(parts) == 3 and parts[0] == key and parts[1].isascii() and parts[1].isdigit():
-                return int(parts[1]), int(parts[2])
+            if len(parts) in (3, 5) and parts[0] == key and parts[1].isascii() and parts[1].isdigit():
+                return int(parts[1]), int(parts[2]), (parts[3], parts[4]) if len(parts) == 5 else None
         return None
 
     def reap(self) -> int:
