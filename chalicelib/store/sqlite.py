@@ -7,11 +7,6 @@ those who want that too (see docs/adr/0002-store-single-table.md).
 One connection serialised by a lock: SQLite allows a single writer anyway, and a lock held for the microseconds of
 a statement is cheaper than a connection pool's bookkeeping at this scale.
 
-The WAL is checkpointed by a thread of its own, on a connection of its own (`_Checkpointer`), not by the commit
-that crosses SQLite's default threshold (1,000 pages): that commit would otherwise write the pages back and fsync,
-tens of microseconds per write on average and milliseconds for the one that pays, on the thread that writes (the
-local engine's dispatcher: docs/performance.md, "Session 10"). Durability is the WAL's either way.
-
 It is also a `PartitionWatch` (store/port.py): for each watch of an index partition, a put records the lowest
 sort key written into it since the watch was last taken. A put that is rolled back counts too (its transaction
 failed): that only makes the watcher read again.
@@ -19,7 +14,6 @@ failed): that only makes the watcher read again.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -69,42 +63,6 @@ def _row_to_item(row: tuple[Any, ...]) -> Item:
     )
 
 
-CHECKPOINT_SECONDS = 0.5  # how often the checkpointer looks (it checkpoints only after writes)
-
-
-class _Checkpointer:
-    """Checkpoints the WAL (PASSIVE: it never waits for, nor blocks, the writer) after writes, from its own thread
-    and connection, at most every CHECKPOINT_SECONDS."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._written = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
-        self._thread.start()
-
-    def written(self) -> None:
-        self._written.set()
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        try:
-            conn.execute("PRAGMA busy_timeout=5000")
-            while not self._stop.wait(CHECKPOINT_SECONDS):
-                if self._written.is_set():
-                    self._written.clear()
-                    try:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    except sqlite3.Error:  # (busy: the next round)
-                        self._written.set()
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 class SqliteItemStore:
     def __init__(self, path: str, *, durable: bool = False) -> None:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -113,9 +71,7 @@ class SqliteItemStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._conn.execute("PRAGMA busy_timeout=5000")
-            self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's
             self._conn.executescript(_SCHEMA)
-        self._checkpointer = _Checkpointer(path)
         self._watched: dict[tuple[Index, str], list[_Low]] = {}  # (index, partition) -> its watches
 
     def watch(self, index: Index, partition: str) -> Callable[[], str | None]:
@@ -140,7 +96,6 @@ class SqliteItemStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-        self._checkpointer.written()
 
     def get(self, pk: str, sk: str) -> Item | None:
         with self._lock:
@@ -211,10 +166,7 @@ class SqliteItemStore:
         return int(row[0])
 
     def close(self) -> None:
-        self._checkpointer.stop()
         with self._lock:
-            with contextlib.suppress(sqlite3.Error):  # (busy: the next open's recovery reads the WAL)
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
 
     # -- inside a transaction -------------------------------------------------------------------------------
