@@ -45,11 +45,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chalicelib.compute import local_recovery
 from chalicelib.compute.journal_files import job_of
 from chalicelib.compute.local_group import ProcessGroups
 from chalicelib.compute.local_journal import Journal
-from chalicelib.compute.local_processes import RECOVER_WAIT_S, docker_created, recorded_exit, wait_gone
-from chalicelib.compute.local_processes import processes_of as _processes_of  # tests import it from here
 from chalicelib.compute.local_runs import Runners, RunnerWriter
 from chalicelib.compute.local_supervisor import (
     exit_code_of,
@@ -65,14 +64,11 @@ from chalicelib.compute.port import (
     CredentialVendor,
     TaskEventSink,
     TaskSpec,
-    local_container_instance_arn,
 )
 from chalicelib.compute.spawn import Process
 from chalicelib.compute.workers import Workers
 from chalicelib.domain.jobs import TIMEOUT_REASON, Job
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
-from chalicelib.domain.nodes import split_node_id
-from chalicelib.domain.reasons import host_terminated_reason
 from chalicelib.domain.records import replace
 
 log = logging.getLogger("batchplane.launcher")
@@ -81,9 +77,6 @@ BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", 
 START_FAILED = "Task failed to start"
 JOURNAL = "journal"  # one line per record, each one append: its kinds in compute/local_journal.py
 DOCKER_JOURNAL = "docker-journal"  # compute/docker.py's: the containers it created
-# Earlier versions kept the pid (and the exit status: local_processes.EXIT_FILE) in each attempt's work dir; recover()
-# still reads them there.
-PID_FILE = "pid"
 
 
 @dataclass
@@ -134,6 +127,7 @@ class LocalLauncher:
         work_root.mkdir(parents=True, exist_ok=True)
         # Absolute: the supervisors append to it from their own working directories.
         self._journal = Journal(work_root.absolute() / JOURNAL)
+        self.docker_journal = work_root / DOCKER_JOURNAL  # (compute/local_recovery.py)
         self.journal = self._journal  # also compute/local_group.py's (its members run under the supervisor too)
         self._journal.attach(self)
 
@@ -302,71 +296,7 @@ class LocalLauncher:
         grouped = self._groups.recover(job_id, attempt)  # a multi-container attempt (docs/adr/0028)
         if grouped is not None:
             return grouped
-        key, workdir = f"{job_id}#{attempt}", self.work_dir(job_id, attempt)
-        killed = False  # a process of it was still there (killed here), or its pid was recorded
-        if self._exit_of(key, workdir) is None:
-            pid = self._journal.pids.get(key)
-            if pid is None:  # an earlier version's pidfile
-                with contextlib.suppress(OSError, ValueError):
-                    pid = int((workdir / PID_FILE).read_text())
-            if pid is not None:
-                pids = [pid]
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)  # its own session: pid == pgid (no group, nothing killed)
-            elif workdir.is_dir():
-                pids = _processes_of(job_id, attempt)  # the whole group carries the variables
-                for found in pids:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(found, signal.SIGKILL)
-            else:
-                # started in a container by the Docker executor before a switch of executors (compute/docker.py
-                # journals each container it creates): started, so never launched again under this number
-                return docker_created(self.work_root / DOCKER_JOURNAL, key)
-            killed = bool(pids)
-            wait_gone(pids, RECOVER_WAIT_S)  # then the exit status, if any, is complete: it was written before
-        code = self._exit_of(key, workdir)
-        stop = self._stop_before_exit(key, code, killed)
-        if stop is not None:  # its end is the stop's, as live: the exit it recorded after the stop, or our SIGKILL's
-            code = 128 + signal.SIGKILL if code is None else code
-            self._report_end(job_id, TaskStopped(attempt, code, status_reason=stop, timed_out=stop == TIMEOUT_REASON))
-        elif code == 0:
-            self._report_end(job_id, TaskStopped(attempt, 0))
-        elif self.lost_host is not None and split_node_id(job_id) is None:  # (a node's: its job's, compute/nodes.py)
-            lost = TaskStopped(attempt, None, status_reason=host_terminated_reason(self.lost_host))
-            self._report_end(job_id, lost, started=False)  # (no start time: RUNNING at the crash, it had its start)
-        return True
-
-    def _report_end(self, job_id: str, stopped: TaskStopped, *, started: bool = True) -> None:
-        """A recovered attempt's end, as the live watcher reports it: with its task's ARNs, after its start (a no-op
-        once applied; the start a crash lost gives the attempt its task and start time) unless not `started` (a lost
-        host: the ARNs only). An earlier version's attempt (no ARN journaled): its end only. A multi-node job's node:
-        no start (compute/nodes.py starts the job)."""
-        arn = self._journal.arns.get(f"{job_id}#{stopped.attempt}")
-        if arn is not None:
-            stopped = replace(stopped, task_arn=arn, container_instance_arn=local_container_instance_arn(arn))
-            if started and split_node_id(job_id) is None:
-                self.on_event(
-                    job_id, TaskStarted(stopped.attempt, arn, container_instance_arn=stopped.container_instance_arn)
-                )
-        self.on_event(job_id, stopped)
-
-    def _stop_before_exit(self, key: str, code: int | None, killed: bool) -> str | None:
-        """The reason of a stop journaled before the attempt's command ended (it ended after the stop, or it was
-        still running, or killed unrecorded by a shutdown, and killed now: as the grace period's SIGKILL would have);
-        None without a stop, when its exit came before the stop (that exit decides, as live), or when no process
-        of it ever ran."""
-        stop = self._journal.stop_of(key)
-        if stop is None:
-            return None
-        if code is None:
-            return stop if killed else None
-        return None if self._journal.exited_before_stop(key, key) else stop
-
-    def _exit_of(self, key: str, workdir: Path) -> int | None:
-        """The exit status the attempt's supervisor recorded; None if it did not (running, killed, never started)."""
-        self._journal.refresh()
-        code = self._journal.exits.get(key)
-        return code if code is not None else recorded_exit(workdir)
+        return local_recovery.recover_process(self, job_id, attempt)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop every process (the server is going away; their attempts are recovered at the next start).

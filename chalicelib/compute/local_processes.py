@@ -8,8 +8,9 @@ import os
 import time
 from pathlib import Path
 
-# Earlier versions kept the exit status in each attempt's work dir; recovery still reads it there.
+# Earlier versions kept the exit status and the pid in each attempt's work dir; recovery still reads them there.
 EXIT_FILE = "exit"
+PID_FILE = "pid"
 
 
 def processes_of(job_id: str, attempt: int) -> list[int]:

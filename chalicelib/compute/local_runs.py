@@ -44,6 +44,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chalicelib.compute.local_supervisor import (
+    MARK,
+    PER_CHILD,
+    RUNNER,
     START_REPORT_S,
     as_program,
     exit_code_of,
@@ -61,20 +64,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("batchplane.launcher")
 
-# What differs between two children of one array: set by the runner for each.
-PER_CHILD = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ARRAY_INDEX", "AWS_BATCH_JOB_ATTEMPT")
 IDLE_SECONDS = 30.0  # a runner with no child for this long is told to end (its stdin closed)
-MARK = b"\x1e"
-# Arguments: the journal's path, then the command. Variables named like no job's (as the supervisor's).
-RUNNER = (
-    "__bp_j=$1; shift; trap : HUP INT TERM; IFS= read -r __bp_n || exit 0; "
-    "while IFS=' ' read -r __bp_k __bp_id __bp_i __bp_a __bp_w; do "
-    'cd "$__bp_w" 2>/dev/null || { printf "\\036%s F %s\\n" "$__bp_n" "$__bp_k"; continue; }; '
-    'printf "\\036%s S %s\\n" "$__bp_n" "$__bp_k"; '
-    'AWS_BATCH_JOB_ID=$__bp_id AWS_BATCH_JOB_ARRAY_INDEX=$__bp_i AWS_BATCH_JOB_ATTEMPT=$__bp_a "$@" </dev/null; '
-    '__bp_c=$?; printf "exit %s %s\\n" "$__bp_k" "$__bp_c" >> "$__bp_j"; '
-    'printf "\\036%s E %s %s\\n" "$__bp_n" "$__bp_k" "$__bp_c"; done'
-)
 
 
 def _now_ms() -> int:

@@ -33,6 +33,21 @@ SUPERVISOR = (
 )
 
 
+# An array child's runner (compute/local_runs.py, docs/adr/0039): the supervisor in a loop, one child per line of
+# its stdin ("<key> <jobId> <index> <attempt> <work dir>"), with the PER_CHILD variables of each, its starts and ends
+# told on its stdout behind MARK and a nonce (its first line). Arguments: the journal's path, then the command.
+PER_CHILD = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ARRAY_INDEX", "AWS_BATCH_JOB_ATTEMPT")
+MARK = b"\x1e"
+RUNNER = (
+    "__bp_j=$1; shift; trap : HUP INT TERM; IFS= read -r __bp_n || exit 0; "
+    "while IFS=' ' read -r __bp_k __bp_id __bp_i __bp_a __bp_w; do "
+    'cd "$__bp_w" 2>/dev/null || { printf "\\036%s F %s\\n" "$__bp_n" "$__bp_k"; continue; }; '
+    'printf "\\036%s S %s\\n" "$__bp_n" "$__bp_k"; '
+    'AWS_BATCH_JOB_ID=$__bp_id AWS_BATCH_JOB_ARRAY_INDEX=$__bp_i AWS_BATCH_JOB_ATTEMPT=$__bp_a "$@" </dev/null; '
+    '__bp_c=$?; printf "exit %s %s\\n" "$__bp_k" "$__bp_c" >> "$__bp_j"; '
+    'printf "\\036%s E %s %s\\n" "$__bp_n" "$__bp_k" "$__bp_c"; done'
+)
+
 # The commands /bin/sh (dash) runs as builtins that also exist as programs: run as "$@", a command named so would
 # run the builtin, which is not the program a container runs (dash's echo reads backslash escapes, coreutils' does
 # not). Such a command is given the program's path instead (`as_program`); others are left as they are (argv[0]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.compute.local import _processes_of
+from chalicelib.compute.local_processes import processes_of as _processes_of
 from tests.e2e.conftest import sh
 from tests.e2e.test_kill_restart import HOST_TERMINATED, Server, client_with_queue, server, wait_all_terminal
 

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.compute.local import _processes_of
+from chalicelib.compute.local_processes import processes_of as _processes_of
 from tests.docker_support import remove_containers
 from tests.e2e.conftest import Runtimes, setup_queue, unique, wait_status, wait_terminal, wait_until
 from tests.e2e.test_docker_multi_container import container as _container

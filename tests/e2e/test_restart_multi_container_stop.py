@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.compute.local import _processes_of
+from chalicelib.compute.local_processes import processes_of as _processes_of
 from chalicelib.domain.jobs import TIMEOUT_REASON
 from tests.e2e.conftest import setup_queue, unique, wait_terminal, wait_until
 from tests.e2e.test_kill_restart import CLIENT, Server, serve
