@@ -26,7 +26,7 @@ import pytest
 from botocore.config import Config
 
 from app import app
-from chalicelib.compute.local_processes import processes_of
+from chalicelib.compute.local_processes import alive, processes_of
 from chalicelib.compute.logs_port import LOG_GROUP
 from chalicelib.domain.validation import Limits
 from chalicelib.runtime.local import LocalConfig, LocalRuntime
@@ -376,17 +376,7 @@ def job_log(logs: Client, job: dict[str, Any]) -> list[str]:
 
 def pid_alive(pid: int) -> bool:
     """Is the process running? A zombie (dead, not yet reaped by its new parent) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return alive(pid)
 
 
 def wait_dead(pid: int, timeout: float = 10) -> bool:

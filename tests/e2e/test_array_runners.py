@@ -23,7 +23,6 @@ from tests.e2e.conftest import (
     submit,
     wait_attempt_gone,
     wait_dead,
-    wait_status,
     wait_terminal,
     wait_until,
     work_pid,
@@ -43,6 +42,17 @@ def _fields(line: str) -> dict[str, str]:
 def _children(batch: Client, parent: str, size: int) -> dict[int, dict[str, Any]]:
     jobs = wait_terminal(batch, [parent, *(f"{parent}:{i}" for i in range(size))], timeout=60)
     return {i: jobs[f"{parent}:{i}"] for i in range(size)}
+
+
+def _first_child_running(batch: Client, logs: Client, name: str, first_does: str, size: int) -> tuple[str, str]:
+    """An array on one vCPU whose first child reports, then does `first_does` (the others only report); returns the
+    parent's id and the first child's, once that child has reported."""
+    queue, _ = setup_queue(batch, max_vcpus=1)
+    script = f'{REPORT}; if [ "$AWS_BATCH_JOB_ARRAY_INDEX" = 0 ]; then {first_does}; fi'
+    parent = submit(batch, queue, register(batch, name, sh(script)), arrayProperties={"size": size})
+    first = f"{parent}:0"
+    wait_until(lambda: bool(_log_of(logs, batch, first)), "the first child to run")
+    return parent, first
 
 
 def test_children_on_one_runner_each_get_their_own_environment_directory_logs_and_exit(
@@ -84,12 +94,7 @@ def test_a_marker_printed_by_a_job_is_only_output(batch: Client, logs: Client) -
 
 def test_a_terminated_child_stops_and_its_runner_serves_the_next(batch: Client, logs: Client, state_dir: Path) -> None:
     # GIVEN one vCPU and an array whose first child runs until stopped
-    queue, _ = setup_queue(batch, max_vcpus=1)
-    script = f'{REPORT}; if [ "$AWS_BATCH_JOB_ARRAY_INDEX" = 0 ]; then exec sleep 600; fi'
-    parent = submit(batch, queue, register(batch, "stopper", sh(script)), arrayProperties={"size": 3})
-    first = f"{parent}:0"
-    wait_status(batch, [first], "RUNNING")
-    wait_until(lambda: bool(_log_of(logs, batch, first)), "the first child to run")
+    parent, first = _first_child_running(batch, logs, "stopper", "exec sleep 600", 3)
     # WHEN it is terminated
     batch.terminate_job(jobId=first, reason="enough")
     children = _children(batch, parent, 3)
@@ -107,11 +112,7 @@ def test_a_child_that_ignores_the_stop_is_killed_with_its_runner_and_the_next_ge
     batch: Client, logs: Client, state_dir: Path
 ) -> None:
     # GIVEN a 1-second grace period (the fixture's), one vCPU and a first child that ignores SIGTERM
-    queue, _ = setup_queue(batch, max_vcpus=1)
-    script = f"{REPORT}; if [ \"$AWS_BATCH_JOB_ARRAY_INDEX\" = 0 ]; then trap '' TERM; sleep 600; fi"
-    parent = submit(batch, queue, register(batch, "stubborn", sh(script)), arrayProperties={"size": 2})
-    first = f"{parent}:0"
-    wait_until(lambda: bool(_log_of(logs, batch, first)), "the first child to run")
+    parent, first = _first_child_running(batch, logs, "stubborn", "trap '' TERM; sleep 600", 2)
     runner = work_pid(state_dir, first)
     # WHEN it is terminated
     batch.terminate_job(jobId=first, reason="enough")
@@ -128,11 +129,7 @@ def test_a_runner_killed_from_outside_ends_its_child_with_the_signal(
     batch: Client, logs: Client, state_dir: Path
 ) -> None:
     # GIVEN a child running on a runner
-    queue, _ = setup_queue(batch, max_vcpus=1)
-    script = f'{REPORT}; if [ "$AWS_BATCH_JOB_ARRAY_INDEX" = 0 ]; then exec sleep 600; fi'
-    parent = submit(batch, queue, register(batch, "victim", sh(script)), arrayProperties={"size": 2})
-    first = f"{parent}:0"
-    wait_until(lambda: bool(_log_of(logs, batch, first)), "the first child to run")
+    parent, first = _first_child_running(batch, logs, "victim", "exec sleep 600", 2)
     # WHEN something outside batchplane kills the runner's whole group (as the OOM killer or an operator might)
     os.killpg(work_pid(state_dir, first), signal.SIGKILL)
     children = _children(batch, parent, 2)
