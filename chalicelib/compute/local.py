@@ -48,8 +48,8 @@ from pathlib import Path
 from chalicelib.compute import local_recovery
 from chalicelib.compute.journal_files import job_of
 from chalicelib.compute.local_group import ProcessGroups
-from chalicelib.compute.local_journal import Journal
-from chalicelib.compute.local_runs import Runners, RunnerWriter
+from chalicelib.compute.local_journal import Journal, Writer
+from chalicelib.compute.local_runs import Runners
 from chalicelib.compute.local_supervisor import (
     exit_code_of,
     may_append,
@@ -88,6 +88,9 @@ class _Running:
     started: bool = False  # its command runs (or it ended): a stop before that is delivered by the watcher
     spawning: bool = False  # its supervisor is being spawned (`proc` is set before this is cleared: may_append)
     timers: list[threading.Timer] = field(default_factory=list)
+
+    def may_append(self) -> bool:  # (local_journal.Writer)
+        return may_append(self.spawning, self.proc)
 
 
 def _now_ms() -> int:
@@ -252,21 +255,10 @@ class LocalLauncher:
         with self._lock:
             return {job_of(key) for key in self._attempts}
 
-    def writers(self) -> list[object]:
+    def writers(self) -> list[Writer]:
         with self._lock:
-            running: list[object] = list(self._running.values())
+            running: list[Writer] = list(self._running.values())
         return running + self._groups.members() + list(self._runs.writers())
-
-    def unsettled(self, writers: list[object]) -> list[object]:
-        return [
-            w
-            for w in writers
-            if (
-                w.may_append()
-                if isinstance(w, RunnerWriter)
-                else may_append(getattr(w, "spawning", False), getattr(w, "proc", None))
-            )
-        ]
 
     def report_end(self, job_id: str, key: str, stopped: TaskStopped) -> None:
         """An attempt's end, reported: its journal lines are kept until the sink has recorded it (its `recorded`

@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING
 
 from chalicelib.compute import task_group
 from chalicelib.compute.local_processes import RECOVER_WAIT_S, processes_of, wait_gone
-from chalicelib.compute.local_supervisor import exit_code_of, not_executable, spawn_supervised, wait_for_command
+from chalicelib.compute.local_supervisor import (
+    exit_code_of,
+    may_append,
+    not_executable,
+    spawn_supervised,
+    wait_for_command,
+)
 from chalicelib.compute.port import CredentialsUnavailable, TaskSpec
 from chalicelib.compute.spawn import Process
 from chalicelib.domain import ecs_task
@@ -70,6 +76,9 @@ class ProcessMember:
         except CredentialsUnavailable as e:
             granted, self.refused = {}, str(e)
         self.env = {**base, **granted}
+
+    def may_append(self) -> bool:  # (local_journal.Writer)
+        return may_append(self.spawning, self.proc)
 
     def prepare(self) -> str | None:
         if self.refused is not None:
@@ -151,7 +160,7 @@ class ProcessGroups:
 
         return report
 
-    def members(self) -> list[object]:
+    def members(self) -> list[ProcessMember]:
         """The members of the attempts running (their supervisors may append to the journal)."""
         with self._lock:
             return [m for _, members in self._runs.values() for m in members.values()]

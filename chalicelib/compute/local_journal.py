@@ -50,6 +50,15 @@ CLOSE_WAIT_S = 5.0  # how long `close` waits for a live compaction to end
 WRITERS_POLL_S = (0.005, 1.0)  # a live compaction looks again at the supervisors it waits for after (doubling)
 
 
+class Writer(Protocol):
+    """A process that appends to the journal by its path: a supervisor (compute/local_supervisor.py `may_append`)
+    or an array child's runner (compute/local_runs.py `RunnerWriter`)."""
+
+    def may_append(self) -> bool:
+        """Whether it may still append to an inode the journal's path named before now."""
+        ...
+
+
 class Launches(Protocol):
     """What a live compaction asks of the launcher that appends to the journal (compute/local.py)."""
 
@@ -58,12 +67,8 @@ class Launches(Protocol):
         it adds one, and calls `Journal.launching`: an attempt launched meanwhile is in one or the other."""
         ...
 
-    def writers(self) -> list[object]:
-        """The supervisors that may still append to the journal by its path (alive, or being spawned)."""
-        ...
-
-    def unsettled(self, writers: list[object]) -> list[object]:
-        """Those of `writers` that may still append to an inode the journal's path named before now."""
+    def writers(self) -> list[Writer]:
+        """The supervisors and runners that may still append to the journal by its path (alive, or being spawned)."""
         ...
 
 
@@ -262,13 +267,13 @@ class Journal:
     def _compact_live(self) -> None:
         """The steps of `compact`, with the server's appends held only while the lines written since the first
         copy are copied and the file renamed; the old inode stays linked as journal.old until every supervisor that
-        may have opened it before the rename has written (`Launches.unsettled`), then its late lines are copied and
+        may have opened it before the rename has written (`Writer.may_append`), then its late lines are copied and
         it is removed. A kill at any step leaves every line in the journal or in journal.old (the start merges it)."""
         try:
             if self._swap_live():
                 pending = self._launches.writers() if self._launches is not None else []
                 pause = WRITERS_POLL_S[0]
-                while self._launches is not None and (pending := self._launches.unsettled(pending)):
+                while self._launches is not None and (pending := [w for w in pending if w.may_append()]):
                     if self._closing:
                         return  # journal.old stays: the next start merges it
                     time.sleep(pause)
