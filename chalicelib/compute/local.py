@@ -41,6 +41,7 @@ import shutil
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ from chalicelib.compute.port import (
     CredentialVendor,
     TaskEventSink,
     TaskSpec,
+    local_container_instance_arn,
 )
 from chalicelib.compute.spawn import Process
 from chalicelib.compute.workers import Workers
@@ -126,6 +128,9 @@ class LocalLauncher:
         self.base_env = self._base_env
         self._groups = ProcessGroups(self)  # multi-container attempts (docs/adr/0028)
         self._runs = Runners(self)  # array children, on kept runners (docs/adr/0039)
+        self._run_of: dict[str, str] = {}  # a run's child (launched, its end not reported yet) -> its run
+        self._run_waiting: dict[str, deque[TaskSpec]] = {}  # a run with a child started -> its children waiting
+        self._early_stops: dict[str, str] = {}  # attempts stopped while being started -> the stop's reason
         self._on_path: set[tuple[str, str]] = set()  # (program, PATH) found runnable (a miss is looked up again)
         work_root.mkdir(parents=True, exist_ok=True)
         # Absolute: the supervisors append to it from their own working directories.
@@ -151,20 +156,43 @@ class LocalLauncher:
             if spec.key in self._launched:
                 return  # idempotent: this attempt was started already
             self._launched.add(spec.key)
+            if spec.run is not None:  # claimed in a run (domain/runs.py): one child of it runs at a time
+                self._run_of[spec.key] = spec.run
+                waiting = self._run_waiting.get(spec.run)
+                if waiting is not None:
+                    waiting.append(spec)  # started when the one before it ends (`next_of_run`)
+                    return
+                self._run_waiting[spec.run] = deque()
+        self._start_checked(spec)
+
+    def _start_checked(self, spec: TaskSpec) -> None:
+        """`_start`, then a stop that came while it was being started (found nowhere yet: `stop`) is sent again."""
+        self._start(spec)
+        with self._lock:
+            reason = self._early_stops.pop(spec.key, None)
+        if reason is not None:
+            self.stop(spec.job_id, spec.attempt, reason)
+
+    def _start(self, spec: TaskSpec) -> None:
+        if spec.run is not None and self._start_on_runner(spec):
+            return
         workdir = self.work_dir(spec.job_id, spec.attempt)
         with contextlib.suppress(FileExistsError):
             os.mkdir(workdir.parent)
         try:  # from here on the attempt may have started: see recover()
             os.mkdir(workdir)
         except FileExistsError:
-            return  # an earlier run of the server launched it (recover() decides about that attempt)
+            # An earlier run of the server launched it (recover() decides about that attempt): its end is not this
+            # launcher's to report, so the next child of its run starts now.
+            self.next_of_run(spec.key)
+            return
         with self._lock:  # before any journal line of it: a live compaction keeps them (journal_jobs)
             self._attempts.add(spec.key)
             self._journal.launching(spec.key)
         if spec.containers:
             self._groups.launch(spec, workdir)
             return
-        env = self._environment(spec, workdir)
+        env = self.environment(spec, workdir)
         if env is None or self._runs.launch(spec, workdir, env):
             return
         # The process is spawned by its watcher thread, not here: a fork and exec cost the caller (the local
@@ -174,7 +202,7 @@ class LocalLauncher:
             self._running[spec.key] = running
         self._workers.run(spec.key, lambda: self._watch(running, workdir, env))
 
-    def _environment(self, spec: TaskSpec, workdir: Path) -> dict[str, str] | None:
+    def environment(self, spec: TaskSpec, workdir: Path) -> dict[str, str] | None:
         """The attempt's environment; None when it cannot start (reported as the attempt's TaskStopped)."""
         if not spec.command:
             self.failed_to_start(spec, "CannotStartContainerError: the job has no command to run")
@@ -222,8 +250,13 @@ class LocalLauncher:
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
         if self._groups.stop(f"{job_id}#{attempt}", reason) or self._runs.stop(f"{job_id}#{attempt}", reason):
             return
+        if self._unqueue(f"{job_id}#{attempt}", reason):
+            return
         with self._lock:
             running = self._running.get(f"{job_id}#{attempt}")
+            if running is None and f"{job_id}#{attempt}" in self._launched:
+                # Being started on another thread (a run's next child, on a runner's reader): sent once it is.
+                self._early_stops[f"{job_id}#{attempt}"] = reason
             if running is None or running.stop_reason is not None:
                 return  # not running here, or stopping already (its SIGKILL is armed)
             running.stop_reason = reason
@@ -238,6 +271,65 @@ class LocalLauncher:
     def _terminate(self, running: _Running) -> None:
         self._signal(running, signal.SIGTERM)
         self._arm(running, self.grace_seconds, lambda r: self._signal(r, signal.SIGKILL))
+
+    # -- runs: a run's children one after another (domain/runs.py, docs/adr/0040) -----------------------------------
+
+    def next_of_run(self, key: str) -> None:
+        """The attempt `key` ended (or will not be started here): the next waiting child of its run starts now, on
+        the caller's thread (a runner's reader, before it reports the end: the runner that ran `key` is idle again
+        and is handed it). Once per attempt: `report_end` calls it too, for the ends of other paths."""
+        with self._lock:
+            run = self._run_of.pop(key, None)
+            if run is None:
+                return
+            waiting = self._run_waiting.get(run)
+            if not waiting:
+                self._run_waiting.pop(run, None)
+                ended = True
+            else:
+                ended, spec = False, waiting.popleft()
+        if ended:
+            self._runs.run_ended(run)
+            return
+        self._start_checked(spec)
+
+    def _start_on_runner(self, spec: TaskSpec) -> bool:
+        """A run's next child, handed to its run's idle runner (the one that ran the child before it) without what
+        a first launch checks and builds: its run shares its command and environment (`Runners.take_for_run`).
+        The same steps in the same order as `_start`'s; False when no runner of its run is idle."""
+        runner = self._runs.take_for_run(spec)
+        if runner is None:
+            return False
+        job_dir = f"{self.work_root}/{spec.job_id.replace(':', '_')}"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(job_dir)
+        try:
+            os.mkdir(f"{job_dir}/{spec.attempt}")
+        except FileExistsError:
+            self._runs.give_back(runner)
+            self.next_of_run(spec.key)  # launched by an earlier run of the server (as in `_start`)
+            return True
+        with self._lock:
+            self._attempts.add(spec.key)
+            self._journal.launching(spec.key)
+        self._runs.hand(runner, spec)
+        return True
+
+    def _unqueue(self, key: str, reason: str) -> bool:
+        """A stop of a child waiting in its run: it never starts, and ends at once with the stop's reason."""
+        with self._lock:
+            run = self._run_of.get(key)
+            waiting = self._run_waiting.get(run) if run is not None else None
+            spec = next((w for w in waiting if w.key == key), None) if waiting else None
+            if spec is None or waiting is None:
+                return False
+            waiting.remove(spec)
+            del self._run_of[key]
+            self._launched.discard(key)
+        stopped = TaskStopped(spec.attempt, None, status_reason=reason, timed_out=reason == TIMEOUT_REASON)
+        self.logs.append(spec.log_stream, [(_now_ms(), f"Stopped before it started: {reason}")])
+        self.report_end(spec.job_id, key, replace(stopped, task_arn=spec.local_task_arn))
+        return True
 
     def compact_journal(self, active_jobs: Iterable[str]) -> None:
         """At start, before the recovery (runtime/local.py): the journal keeps only the lines of `active_jobs`, the
@@ -268,10 +360,13 @@ class LocalLauncher:
         else:
             self.on_event(job_id, stopped)
             self._settled(key)
+        self.next_of_run(key)
 
     def _settled(self, key: str) -> None:
         with self._lock:
             self._attempts.discard(key)
+            unsettled = len(self._attempts)
+        self._journal.settled(unsettled)  # (the last compaction may have kept a burst's lines: Journal.settled)
 
     def recover(self, job_id: str, attempt: int) -> bool:
         """After a restart: the attempt started if its work dir exists; a process still running is killed.
@@ -300,6 +395,8 @@ class LocalLauncher:
             running = list(self._running.values())
             for r in running:
                 r.lost = True
+            self._run_waiting.clear()  # never started: launched again by the recovery at the next start
+            self._run_of.clear()
         for r in running:
             for t in r.timers:
                 t.cancel()
@@ -391,7 +488,8 @@ class LocalLauncher:
     def report(self, spec: TaskSpec, event: TaskStarted | TaskStopped) -> None:
         """A task event of the attempt, with the ARNs AWS shows: the task's, and the container instance's (this
         host, EC2-like capacity)."""
-        event = replace(event, task_arn=spec.local_task_arn, container_instance_arn=spec.local_container_instance_arn)
+        arn = spec.local_task_arn
+        event = replace(event, task_arn=arn, container_instance_arn=local_container_instance_arn(arn))
         try:
             if isinstance(event, TaskStopped):
                 self.report_end(spec.job_id, spec.key, event)

@@ -103,6 +103,7 @@ class Journal:
         # an attempt's first stop: its reason, and how many exits the journal held before it (exited_before_stop)
         self.stops: dict[str, tuple[str, int]] = {}
         self._kept_size = 0  # the journal's size after its last compaction (`due`)
+        self._kept_attempts = 0  # ... and the launcher's attempts whose lines it kept (`settled`)
         self._launches: Launches | None = None  # set: compacted live once the start's recovery is over (`release`)
         self._live_ok = False
         self._live_lock = threading.Lock()
@@ -131,6 +132,19 @@ class Journal:
     def _append(self, data: bytes) -> None:
         size = self._out.write(data)  # one write (O_APPEND): the whole line or none
         if size is not None and self._live_ok and due(size, self._kept_size):
+            self._start_live()
+
+    def settled(self, attempts: int) -> None:
+        """The launcher now has `attempts` attempts whose end is not recorded. The last compaction kept the lines of
+        those unrecorded then: after a burst of short array children, whose ends the engine applies in batches, that
+        can be many, and the next compaction would wait for twice as much (`due`), or for ever when no more appends
+        come. Once a quarter of them or fewer are left, the journal is looked at against what a compaction would
+        keep now (in proportion)."""
+        then = self._kept_attempts
+        if then < 4 or attempts * 4 > then or not self._live_ok or self._live is not None:
+            return
+        self._kept_attempts = attempts  # (one look per drop)
+        if due(self._out.size(), self._kept_size * attempts // then):
             self._start_live()
 
     def stop_of(self, key: str) -> str | None:
@@ -316,6 +330,7 @@ class Journal:
             finally:
                 self._fresh = None  # (the new lines go to the new file from now on)
             self._offset, self._kept_size = first.marked, rest.written
+            self._kept_attempts = len(jobs)
             self._old_from = self._old_offset = rest.read
             return True
 

@@ -18,8 +18,9 @@ What does not change (the same journal, so `LocalLauncher.recover` is unchanged)
   the runner alive, so the exit is recorded and reported and the runner serves the next child. The grace period's
   SIGKILL ends the runner too: its child's end is then its exit status (137), and a new runner serves the array.
 
-The protocol. Server to runner: a nonce line first, then one line per child, "<key> <jobId> <index> <attempt>
-<work dir>" (no field but the last has a space; the work dir is the rest of the line). Runner to server: the
+The protocol. A runner serves the children of one array (its job id is an argument). Server to runner: a nonce
+line first, then one line per child, "<index> <attempt>" (the runner derives the job id, key and work dir from them:
+compute/local_supervisor.py RUNNER says why the line is no longer). Runner to server: the
 commands' output, and between them "\\036<nonce> S <key>" before a command starts and "\\036<nonce> E <key>
 <status>" after it ended ("F" instead of "S" when its work dir is gone). The nonce, read from the pipe, keeps a job
 from forging a marker in its output. The server gives a runner its next child only once the runner reported the
@@ -55,7 +56,7 @@ from chalicelib.compute.local_supervisor import (
 )
 from chalicelib.compute.port import TaskSpec
 from chalicelib.compute.spawn import Process, spawn
-from chalicelib.domain.jobs import TIMEOUT_REASON
+from chalicelib.domain.jobs import TIMEOUT_REASON, split_child_id
 from chalicelib.domain.lifecycle import TaskStarted, TaskStopped
 from chalicelib.domain.nodes import split_node_id
 
@@ -71,18 +72,24 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def eligible(spec: TaskSpec, env: dict[str, str], workdir: Path) -> bool:
-    """A single-container array child of a job (not a multi-node job's node), without AWS credentials to grant
-    (a grant is per attempt), whose work dir can be passed on one line."""
-    return (
-        "AWS_BATCH_JOB_ARRAY_INDEX" in env
-        and not spec.containers
-        and not spec.nodes
-        and not spec.container.get("jobRoleArn")
-        and split_node_id(spec.job_id) is None
-        and "\n" not in str(workdir)
-        and workdir.is_absolute()
-    )
+def eligible(spec: TaskSpec, env: dict[str, str], workdir: Path, root: Path) -> str | None:
+    """The array (job id) of a single-container array child of a job (not a multi-node job's node), without AWS
+    credentials to grant (a grant is per attempt), whose work dir is where a runner of its array finds it (RUNNER);
+    None for any other attempt."""
+    parsed = split_child_id(spec.job_id)
+    if (
+        parsed is None
+        or env.get("AWS_BATCH_JOB_ARRAY_INDEX") != str(parsed[1])
+        or spec.containers
+        or spec.nodes
+        or spec.container.get("jobRoleArn")
+        or split_node_id(spec.job_id) is not None
+        or not root.is_absolute()
+        or any(c in parsed[0] for c in ":/ \n")
+        or workdir != root / f"{parsed[0]}_{parsed[1]}" / str(spec.attempt)
+    ):
+        return None
+    return parsed[0]
 
 
 @dataclass(frozen=True)
@@ -138,21 +145,24 @@ class Runners:
         self._busy: dict[str, _Runner] = {}
         self._checked = time.monotonic()
         self._timer: threading.Timer | None = None
+        self._run_shapes: dict[str, tuple[object, ...]] = {}  # a run with a child launched -> its runners' shape
 
     # -- launch -------------------------------------------------------------------------------------------------
 
     def launch(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> bool:
         """Hand the attempt to a runner of its shape (a new one if none is idle); False when it is not for a
         runner (the caller spawns it). The caller created its work dir."""
-        if not eligible(spec, env, workdir):
+        root = self.launcher.work_root
+        array = eligible(spec, env, workdir, root)
+        if array is None:
             return False
-        shape = (tuple(spec.command), tuple(sorted((k, v) for k, v in env.items() if k not in PER_CHILD)))
+        shape = (array, tuple(spec.command), tuple(sorted((k, v) for k, v in env.items() if k not in PER_CHILD)))
         child = _Child(spec)
         while True:
             runner = self._take(shape)
             if runner is None:
                 try:
-                    runner = self._start(shape, list(spec.command), env)
+                    runner = self._start(shape, array, list(spec.command), env)
                 except OSError as e:
                     self.launcher.failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: /bin/sh")
                     return True
@@ -162,11 +172,58 @@ class Runners:
                 runner.child = child
                 self._busy[spec.key] = runner
             break
-        self.launcher.journal.record_pid(spec.key, runner.pid, spec.local_task_arn)
-        index, line = env["AWS_BATCH_JOB_ARRAY_INDEX"], f"{spec.key} {spec.job_id}"
-        self._send(runner, f"{line} {index} {spec.attempt} {workdir}\n")  # (a runner gone: its reader settles it)
+        if spec.run is not None:
+            with self._lock:
+                self._run_shapes[spec.run] = shape
+        self._tell(runner, spec, env["AWS_BATCH_JOB_ARRAY_INDEX"])
         self._retire_idle()
         return True
+
+    def _tell(self, runner: _Runner, spec: TaskSpec, index: str) -> None:
+        self.launcher.journal.record_pid(spec.key, runner.pid, spec.local_task_arn)
+        self._send(runner, f"{index} {spec.attempt}\n")  # (a runner gone: its reader settles it)
+
+    # -- a run's children (domain/runs.py, docs/adr/0040) --------------------------------------------------------
+
+    def take_for_run(self, spec: TaskSpec) -> _Runner | None:
+        """An idle runner of the shape the first child of `spec`'s run was launched with (the children of a run
+        share their command and their environment but for PER_CHILD), taken for `spec`; None when there is none."""
+        assert spec.run is not None
+        with self._lock:
+            shape = self._run_shapes.get(spec.run)
+        return None if shape is None else self._take(shape)
+
+    def give_back(self, runner: _Runner) -> None:
+        """A runner taken (`take_for_run`) and not given its child after all."""
+        with self._lock:
+            if not runner.gone:
+                self._idle.setdefault(runner.shape, []).append(runner)
+
+    def hand(self, runner: _Runner, spec: TaskSpec) -> None:
+        """Give a runner taken for `spec` (`take_for_run`) its child, whose work dir was created."""
+        parsed = split_child_id(spec.job_id)
+        assert parsed is not None
+        with self._lock:
+            if runner.gone:  # it ended since it was taken: the child goes the way of a first launch
+                runner = None  # type: ignore[assignment]
+            else:
+                runner.child = _Child(spec)
+                self._busy[spec.key] = runner
+        if runner is None:
+            self._relaunch(spec)
+            return
+        self._tell(runner, spec, str(parsed[1]))
+
+    def _relaunch(self, spec: TaskSpec) -> None:
+        workdir = self.launcher.work_dir(spec.job_id, spec.attempt)
+        env = self.launcher.environment(spec, workdir)
+        if env is not None and not self.launch(spec, workdir, env):
+            self.launcher.failed_to_start(spec, "CannotStartContainerError: the runner of its run ended")
+
+    def run_ended(self, run: str) -> None:
+        """A run has no child left: what was kept for it goes."""
+        with self._lock:
+            self._run_shapes.pop(run, None)
 
     def _take(self, shape: tuple[object, ...]) -> _Runner | None:
         with self._lock:
@@ -177,12 +234,12 @@ class Runners:
                     return runner
         return None
 
-    def _start(self, shape: tuple[object, ...], command: list[str], env: dict[str, str]) -> _Runner:
+    def _start(self, shape: tuple[object, ...], array: str, command: list[str], env: dict[str, str]) -> _Runner:
         base = {k: v for k, v in env.items() if k not in PER_CHILD}
-        journal = str(self.launcher.journal.path)
+        journal, root = str(self.launcher.journal.path), str(self.launcher.work_root)
         read, write = os.pipe()
         try:
-            argv = ["/bin/sh", "-c", RUNNER, "batchplane-runner", journal, *as_program(command, base)]
+            argv = ["/bin/sh", "-c", RUNNER, "batchplane-runner", journal, root, array, *as_program(command, base)]
             proc = spawn(argv, base, self.launcher.work_root, stdin=read)
         except OSError:
             os.close(write)
@@ -320,16 +377,19 @@ class Runners:
                 self._terminate_later(runner, child)
                 return None
             return child, time.monotonic() + START_REPORT_S
+        # Idle again before the next child of the run is started (compute/local.py `next_of_run`): it is handed to
+        # this runner.
         if kind == "F":
             self._finish(runner, child)
-            self.launcher.failed_to_start(child.spec, "CannotStartContainerError: the work directory is gone")
             self._idle_again(runner)
+            self.launcher.failed_to_start(child.spec, "CannotStartContainerError: the work directory is gone")
             return None
+        self._finish(runner, child)
+        self._idle_again(runner)
+        self.launcher.next_of_run(child.spec.key)  # first: the runner waits for it, the control plane does not
         if pending is not None:
             self._started(runner, child)
-        self._finish(runner, child)
         self._stopped(child, int(fields[-1]))
-        self._idle_again(runner)
         return None
 
     def _log(self, runner: _Runner, raw: bytes) -> None:

@@ -33,17 +33,23 @@ SUPERVISOR = (
 )
 
 
-# An array child's runner (compute/local_runs.py, docs/adr/0039): the supervisor in a loop, one child per line of
-# its stdin ("<key> <jobId> <index> <attempt> <work dir>"), with the PER_CHILD variables of each, its starts and ends
-# told on its stdout behind MARK and a nonce (its first line). Arguments: the journal's path, then the command.
+# An array child's runner (compute/local_runs.py, docs/adr/0039): the supervisor in a loop, one child of one array
+# per line of its stdin ("<index> <attempt>"), with the PER_CHILD variables of each, its starts and ends told on its
+# stdout behind MARK and a nonce (its first line). Arguments: the journal's path, the work root, the array's job id,
+# then the command. The child's job id is "<array>:<index>", its key "<job id>#<attempt>" and its work dir
+# "<root>/<array>_<index>/<attempt>" (compute/local.py `work_dir`). The lines are that short because `read` takes
+# its input from a pipe one byte per system call: a line with the key, the job id and the work dir cost the runner
+# ~200 reads per child.
 PER_CHILD = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ARRAY_INDEX", "AWS_BATCH_JOB_ATTEMPT")
 MARK = b"\x1e"
 RUNNER = (
-    "__bp_j=$1; shift; trap : HUP INT TERM; IFS= read -r __bp_n || exit 0; "
-    "while IFS=' ' read -r __bp_k __bp_id __bp_i __bp_a __bp_w; do "
-    'cd "$__bp_w" 2>/dev/null || { printf "\\036%s F %s\\n" "$__bp_n" "$__bp_k"; continue; }; '
+    "__bp_j=$1 __bp_r=$2 __bp_p=$3; shift 3; trap : HUP INT TERM; IFS= read -r __bp_n || exit 0; "
+    "while IFS=' ' read -r __bp_i __bp_a; do "
+    "__bp_k=$__bp_p:$__bp_i#$__bp_a; "
+    'cd "$__bp_r/${__bp_p}_$__bp_i/$__bp_a" 2>/dev/null || '
+    '{ printf "\\036%s F %s\\n" "$__bp_n" "$__bp_k"; continue; }; '
     'printf "\\036%s S %s\\n" "$__bp_n" "$__bp_k"; '
-    'AWS_BATCH_JOB_ID=$__bp_id AWS_BATCH_JOB_ARRAY_INDEX=$__bp_i AWS_BATCH_JOB_ATTEMPT=$__bp_a "$@" </dev/null; '
+    'AWS_BATCH_JOB_ID=$__bp_p:$__bp_i AWS_BATCH_JOB_ARRAY_INDEX=$__bp_i AWS_BATCH_JOB_ATTEMPT=$__bp_a "$@" </dev/null; '
     '__bp_c=$?; printf "exit %s %s\\n" "$__bp_k" "$__bp_c" >> "$__bp_j"; '
     'printf "\\036%s E %s %s\\n" "$__bp_n" "$__bp_k" "$__bp_c"; done'
 )

@@ -54,6 +54,9 @@ class TaskSpec:
     nodes: tuple[TaskSpec, ...] = ()
     main_node: int = 0
     network: str | None = None
+    # The run the attempt was claimed in with other children of its array (domain/runs.py): a launcher that runs
+    # them on one slot starts each once the one before it ended (compute/local_runs.py); others ignore it.
+    run: str | None = None
 
     @property
     def fargate(self) -> bool:

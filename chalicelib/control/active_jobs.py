@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from chalicelib.control.context import Services
 from chalicelib.control.timeouts import Deadlines
 from chalicelib.domain.jobs import ACTIVE, Job
+from chalicelib.domain.runs import held_vcpus
 
 
 def active_jobs(svc: Services, queue: str) -> Iterator[Job]:
@@ -32,6 +33,7 @@ class ActiveJobs:
         self._held: dict[str, Job] | None = None
         self._gone: dict[str, int] = {}  # job id -> version of its removal, since the last rebuild
         self._gone_before: dict[str, int] = {}  # ... and in the interval before it
+        self._runs: dict[str, int] = {}  # run id -> its children held (domain/runs.py)
         self.deadlines = Deadlines()  # of the held RUNNING attempts (control/timeouts.py)
 
     def rebuild(self, svc: Services) -> None:
@@ -39,6 +41,9 @@ class ActiveJobs:
         with self._lock:
             self._held = {job.job_id: job for job in read if self._removed_at(job.job_id) < job.version}
             self._gone_before, self._gone = self._gone, {}
+            self._runs = {}
+            for job in self._held.values():
+                self._count_run(job, 1)
             self.deadlines.rebuild(self._held.values())
 
     def _removed_at(self, job_id: str) -> int:
@@ -51,12 +56,29 @@ class ActiveJobs:
             held = self._held.get(job.job_id)
             if (held is not None and held.version >= job.version) or self._removed_at(job.job_id) >= job.version:
                 return  # an older report than one already seen
+            if held is not None:
+                self._count_run(held, -1)
             if job.status in ACTIVE and job.current is not None:
                 self._held[job.job_id] = job
+                self._count_run(job, 1)
                 self.deadlines.changed(job)
             else:
                 self._held.pop(job.job_id, None)
                 self._gone[job.job_id] = job.version
+
+    def _count_run(self, job: Job, n: int) -> None:
+        run = job.current.run if job.current is not None else None
+        if run is not None:
+            left = self._runs.get(run, 0) + n
+            if left > 0:
+                self._runs[run] = left
+            else:
+                self._runs.pop(run, None)
+
+    def holds_run(self, run: str) -> bool:
+        """Is a child of this run (domain/runs.py) still STARTING or RUNNING? Then its slot is still held."""
+        with self._lock:
+            return run in self._runs
 
     def get(self, job_id: str) -> Job | None:
         """The job as last read or written here, if it is active (the store may hold a later version)."""
@@ -68,9 +90,4 @@ class ActiveJobs:
         with self._lock:
             if self._held is None:
                 return None
-            used: dict[str, float] = {}
-            for job in self._held.values():
-                assert job.current is not None
-                ce = job.current.compute_environment
-                used[ce] = used.get(ce, 0.0) + job.vcpus
-        return used
+            return held_vcpus(self._held.values())  # (a run's children count once: domain/runs.py)

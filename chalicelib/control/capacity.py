@@ -31,6 +31,7 @@ from chalicelib.control.context import Services
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import ACTIVE, RUNNABLE
 from chalicelib.domain.model import CE_HEALTHY, DELETING, EC2_TYPES, INVALID, VALID, ComputeEnvironment
+from chalicelib.domain.runs import held_vcpus
 
 log = logging.getLogger("batchplane.capacity")
 
@@ -191,11 +192,8 @@ def plan(svc: Services, ces: Mapping[str, ComputeEnvironment], now_ms: int) -> d
     """The decision for every managed EC2/SPOT CE, from the jobs in the store now."""
     queues = svc.repo.list_jqs()
     by_arn = {ce.arn: ce.name for ce in ces.values()}
-    running = dict.fromkeys(ces, 0.0)
-    for q in queues:
-        for job in svc.jobs.iter_statuses(q.name, ACTIVE):
-            if job.current is not None and job.current.compute_environment in running:
-                running[job.current.compute_environment] += job.vcpus
+    held = held_vcpus(job for q in queues for job in svc.jobs.iter_statuses(q.name, ACTIVE))
+    running = {name: held.get(name, 0.0) for name in ces}
     loads = {name: CeLoad(name, float(ce.max_vcpus), running[name], ce.schedulable) for name, ce in ces.items()}
     demands = []
     for q in queues:

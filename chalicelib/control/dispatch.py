@@ -22,10 +22,11 @@ from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
 from chalicelib.control.runnable_cache import RunnableCache
 from chalicelib.control.usage import policy_of, scheduling_policy
-from chalicelib.domain import caps, consumables, fairshare, lifecycle, platform, scheduling
+from chalicelib.domain import caps, consumables, fairshare, lifecycle, platform, runs, scheduling
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import RUNNABLE, STARTING, Job
 from chalicelib.domain.model import VALID, ComputeEnvironment, FairsharePolicy, JobQueue
+from chalicelib.domain.runs import RunSizes
 from chalicelib.store.caps import CapRepository
 from chalicelib.store.consumables import ConsumableRepository
 from chalicelib.store.jobs import order_key
@@ -158,12 +159,10 @@ def snapshot(
     actives: dict[str, Iterable[Job]] = {}
     held = active.used() if active is not None else None
     if held is None:
-        used = {ce.name: 0.0 for ce in ces.values()}
         for q in queues:
-            actives[q.name] = jobs = list(active_jobs(svc, q.name))
-            for job in jobs:
-                if job.current is not None and job.current.compute_environment in used:
-                    used[job.current.compute_environment] += job.vcpus
+            actives[q.name] = list(active_jobs(svc, q.name))
+        held_now = runs.held_vcpus(job for jobs in actives.values() for job in jobs)  # a run counts once
+        used = {ce.name: held_now.get(ce.name, 0.0) for ce in ces.values()}
     else:
         used = {ce.name: held.get(ce.name, 0.0) for ce in ces.values()}
         # Only a fair-share queue reads its active jobs (their shares); for a FIFO queue this iterator stays unread.
@@ -237,9 +236,11 @@ class Dispatcher:
         reason_grace_ms: int = 0,
         consistent_reads: bool = False,
         runnable: RunnableCache | None = None,
+        runs: RunSizes | None = None,
     ) -> None:
         self.svc = svc
         self.runnable = runnable
+        self.runs = runs  # array children are claimed in runs (domain/runs.py)
         self.reactor = reactor
         self.new_task_id = new_task_id
         self.active = active  # the capacity in use, kept in memory by the only dispatcher (see ActiveJobs)
@@ -292,34 +293,90 @@ class Dispatcher:
         if not place:
             return _Outcome(0, cancelled, False)
         claimed: list[scheduling.Placement] = []
-        for placement in result.placements:
+        taken = {p.job_id for p in result.placements}
+        for n, placement in enumerate(result.placements):
             job = jobs[placement.job_id]
-            task_id = self.new_task_id()
-            claim = lifecycle.Claim(
-                placement.compute_environment,
-                task_id,
-                log_stream_name(job, task_id),
-                snap.caps.get(job.job_id, ()),
-                snap.capacity[placement.compute_environment].resource_type,
-            )
+            slots = len(result.placements) - n  # (this one and those after it)
+            members = [job, *self._followers(snap, job, placement.compute_environment, taken, slots)]
+            run = self.new_task_id() if len(members) > 1 else None
+            entries: list[tuple[str, tuple[lifecycle.Event, ...], Job | None]] = []
+            tasks: list[str] = []
+            for member in members:
+                task_id = self.new_task_id()
+                claim = lifecycle.Claim(
+                    placement.compute_environment,
+                    task_id,
+                    log_stream_name(member, task_id),
+                    snap.caps.get(member.job_id, ()),
+                    snap.capacity[placement.compute_environment].resource_type,
+                    run=run,
+                )
+                tasks.append(task_id)
+                entries.append((member.job_id, (claim,), member if self.consistent_reads else None))
             try:
-                after = self.reactor.apply_all(job.job_id, (claim,), read=job if self.consistent_reads else None)
+                if len(entries) == 1:
+                    afters = [self.reactor.apply_all(job.job_id, entries[0][1], read=entries[0][2])]
+                else:  # a run: its claims in one write (domain/runs.py)
+                    afters = self.reactor.apply_many(entries)
             except BaseException:
                 # The claim may be written and its launch have raised (the Docker launcher re-raises for the sweep
                 # to launch again): kept, the STARTING job would wait at the head for the vCPUs it holds.
                 if self.runnable is not None:
                     self.runnable.forget(job.queue)
                 raise
-            if after is not None and after.status == STARTING and after.current and after.current.task_id == task_id:
+            placed = False
+            for member, task_id, after in zip(members, tasks, afters, strict=True):
+                current = after.current if after is not None else None
+                if after is not None and after.status == STARTING and current and current.task_id == task_id:
+                    placed = True
+                    if self.runnable is not None:
+                        self.runnable.claimed(job.queue, member)
+                elif self.runnable is not None:  # it moved on since it was read: so may others
+                    self.runnable.forget(job.queue)
+            if placed:
                 claimed.append(placement)
-                if self.runnable is not None:
-                    self.runnable.claimed(job.queue, job)
-            elif self.runnable is not None:  # it moved on since it was read: so may others
-                self.runnable.forget(job.queue)
         # A claim that failed (the job moved on since the snapshot read it) spent no capacity, and the snapshot was
         # stale: another cycle may place what it would have taken.
         more = len(claimed) < len(result.placements) or self._more(snap, claimed, jobs)
         return _Outcome(len(claimed), cancelled, more)
+
+    def _followers(self, snap: Snapshot, job: Job, ce: str, taken: set[str], slots: int) -> list[Job]:
+        """The children of `job`'s array that follow it in its queue, to claim with it in one run onto its slot
+        (domain/runs.py): only with `runs`, in a FIFO queue where no job ahead of it waits, and no other queue that
+        may use the compute environment has a RUNNABLE job (a run holds the slot until its last child ends). Stops
+        at the first job of the queue that is not such a child. `taken`: placed or claimed in this cycle (added
+        to). `slots`: this placement and the cycle's after it (the queue is read once for the runs of all)."""
+        if self.runs is None or not runs.may_run_with_others(job) or job.array is None:
+            return []
+        want = self.runs.size(job.array.parent_id or "") - 1
+        if want <= 0:
+            return []
+        mine = next((q for q in snap.queues if q.name == job.queue), None)
+        if mine is None or mine.fairshare is not None:
+            return []
+        if any(q.name != job.queue and ce in q.compute_environments and snap.runnable.get(q.name) for q in snap.queues):
+            return []
+        limit = min(WINDOW, (want + 1) * slots + 8)
+        ahead = (
+            self.runnable.read(self.svc, job.queue, limit)
+            if self.runnable
+            else runnable_jobs(self.svc, job.queue, limit)
+        )
+        at = next((i for i, j in enumerate(ahead) if j.job_id == job.job_id), None)
+        if at is None or any(j.job_id not in taken for j in ahead[:at]):
+            return []  # a job ahead of it waits: the slot goes back to the plan after this child
+        found: list[Job] = []
+        parent = job.array.parent_id
+        for other in ahead[at + 1 :]:
+            if other.job_id in taken:
+                continue
+            if len(found) == want or other.array is None or other.array.parent_id != parent:
+                break
+            if other.vcpus != job.vcpus or other.memory != job.memory or not runs.may_run_with_others(other):
+                break
+            found.append(other)
+            taken.add(other.job_id)
+        return found
 
     def reasons_due_in(self, now: int) -> int | None:
         """Milliseconds until a deferred CAPACITY reason is due to be written (0: now); None when none waits."""

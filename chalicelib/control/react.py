@@ -55,6 +55,16 @@ def run_now(work: Callable[[], None]) -> None:
     work()
 
 
+def _run_all(work: list[Callable[[], None]]) -> None:
+    """Deferred effects of several jobs, in order, as one item of the work queue: one failing does not stop the
+    others (the sweep repairs what it missed, as for an item of its own)."""
+    for item in work:
+        try:
+            item()
+        except Exception:
+            log.exception("deferred work failed")
+
+
 class Delivery(Protocol):
     """Where the two effects that leave the control plane go: a state-change event, and a dispatcher wake-up."""
 
@@ -134,15 +144,9 @@ class Reactor:
             job, read = read or self.svc.jobs.get(job_id), None
             if job is None:
                 return None
-            now = self.svc.clock.now_ms()
-            after, steps = job, []
-            for event in events:
-                outcome = lifecycle.transition(after, event, now)
-                after = outcome.job or after
-                steps.append((event, outcome))
+            after, steps = self._decide(job, events)
             if after is job:  # nothing to write: only commands (a repeated stop) can be asked for
-                for _, outcome in steps:
-                    self.run_effects(job, commands(outcome.effects))
+                self._unchanged(job, steps)
                 return job
             try:
                 saved = self.svc.jobs.save(after)
@@ -150,20 +154,87 @@ class Reactor:
                 continue
             except (consumables.Unavailable, caps.AtLimit):
                 return job  # a claim whose units or cap place another job took meanwhile: not made, re-planned
-            if self.observe is not None:
-                self.observe(saved)
-            for event, outcome in steps:
-                if isinstance(event, lifecycle.TaskStopped) and outcome.job is not None:
-                    self.record_usage(saved, event.attempt)  # before the effects wake the dispatcher
-            current = job
-            for _, outcome in steps:
-                before = current
-                if outcome.job is not None:
-                    current = saved if outcome.job is after else outcome.job
-                carried = self.carried(before, current) if outcome.job is not None else ()
-                self.run_effects(current, in_order(carried, commands(outcome.effects)))
+            self._written(job, after, saved, steps)
             return saved
         raise Conflict(job_pk(job_id), None)
+
+    def apply_many(self, entries: Sequence[tuple[str, Sequence[lifecycle.Event], Job | None]]) -> list[Job | None]:
+        """`apply_all` for several jobs, their writes in one transaction (per MAX_TRANSACT_OPS jobs): the local
+        engine's pending task events, a run's claims (domain/runs.py). Each entry is (job id, its events, the job as
+        the caller holds it). A job the caller does not hold, or that takes or returns units (consumable resources,
+        caps), goes through `apply_all`, and so does every job of a transaction that failed (one of them changed
+        since it was read: nothing of it was written). Returns the jobs after their events, in the entries' order."""
+        out: list[Job | None] = [None] * len(entries)
+        alone: list[int] = []
+        deferred: list[Callable[[], None]] = []  # the batch's deferred effects: one item of the work queue
+        for start in range(0, len(entries), MAX_TRANSACT_OPS):
+            decided: list[tuple[int, Job, Job, list[tuple[lifecycle.Event, lifecycle.Outcome]]]] = []
+            for i in range(start, min(len(entries), start + MAX_TRANSACT_OPS)):
+                read = entries[i][2]
+                if read is None or read.consumable_resources or read.caps:
+                    alone.append(i)
+                    continue
+                after, steps = self._decide(read, entries[i][1])
+                if after.consumable_resources or after.caps:  # (a claim under caps)
+                    alone.append(i)
+                    continue
+                decided.append((i, read, after, steps))
+            writes = [d for d in decided if d[2] is not d[1]]
+            try:
+                saved = self.svc.jobs.save_all([after for _, _, after, _ in writes]) if writes else []
+            except Conflict:
+                alone += [i for i, _, _, _ in decided]
+                continue
+            for (i, job, after, steps), job_saved in zip(writes, saved, strict=True):
+                self._written(job, after, job_saved, steps, deferred.append)
+                out[i] = job_saved
+            for i, job, after, steps in decided:
+                if after is job:
+                    self._unchanged(job, steps)
+                    out[i] = job
+        if deferred:
+            self.defer(partial(_run_all, deferred))
+        for i in sorted(alone):
+            job_id, events, read = entries[i]
+            out[i] = self.apply_all(job_id, events, read=read)
+        return out
+
+    def _decide(
+        self, job: Job, events: Sequence[lifecycle.Event]
+    ) -> tuple[Job, list[tuple[lifecycle.Event, lifecycle.Outcome]]]:
+        now = self.svc.clock.now_ms()
+        after, steps = job, []
+        for event in events:
+            outcome = lifecycle.transition(after, event, now)
+            after = outcome.job or after
+            steps.append((event, outcome))
+        return after, steps
+
+    def _unchanged(self, job: Job, steps: list[tuple[lifecycle.Event, lifecycle.Outcome]]) -> None:
+        for _, outcome in steps:
+            self.run_effects(job, commands(outcome.effects))
+
+    def _written(
+        self,
+        job: Job,
+        after: Job,
+        saved: Job,
+        steps: list[tuple[lifecycle.Event, lifecycle.Outcome]],
+        defer: Defer | None = None,
+    ) -> None:
+        """After the write of `after` (read as `job`, stored as `saved`): observed, then each step's effects."""
+        if self.observe is not None:
+            self.observe(saved)
+        for event, outcome in steps:
+            if isinstance(event, lifecycle.TaskStopped) and outcome.job is not None:
+                self.record_usage(saved, event.attempt)  # before the effects wake the dispatcher
+        current = job
+        for _, outcome in steps:
+            before = current
+            if outcome.job is not None:
+                current = saved if outcome.job is after else outcome.job
+            carried = self.carried(before, current) if outcome.job is not None else ()
+            self.run_effects(current, in_order(carried, commands(outcome.effects)), defer=defer)
 
     def _count_now(self, parent_id: str, event: lifecycle.ChildFinished) -> None:
         self.apply(parent_id, event)
@@ -176,10 +247,17 @@ class Reactor:
         """A job written outside `apply` (inserted by SubmitJob, an array child): run what the change carries."""
         self.run_effects(job, self.carried(before, job))
 
-    def run_effects(self, job: Job, effects: Iterable[lifecycle.Effect], delivery: Delivery | None = None) -> None:
+    def run_effects(
+        self,
+        job: Job,
+        effects: Iterable[lifecycle.Effect],
+        delivery: Delivery | None = None,
+        defer: Defer | None = None,
+    ) -> None:
         """Carry out effects on `job` (as the change that asked for them left it): the one executor of every effect
         type, in-process and from the AWS stream. `delivery`: where Publish and WakeDispatcher go (default: at once)."""
         out = delivery or self.delivery
+        later = defer or self.defer  # (`apply_many` gathers a batch's into one item of the work queue)
         for effect in effects:
             match effect:
                 case lifecycle.Publish():
@@ -197,14 +275,14 @@ class Reactor:
                 case lifecycle.LaunchNodes(attempt=n, main_address=address):
                     self.launch_nodes(job, n, address)
                 case lifecycle.NotifyDependents(succeeded=ok):
-                    self.defer(partial(self.notify_dependents, job.job_id, ok))
+                    later(partial(self.notify_dependents, job.job_id, ok))
                 case lifecycle.NotifyParent(succeeded=ok):
                     assert job.array is not None and job.array.parent_id is not None and job.array.index is not None
                     self.count_child(job.array.parent_id, lifecycle.ChildFinished(job.array.index, ok))
                 case lifecycle.CreateChildren():
-                    self.defer(partial(self.create_children, job.job_id))
+                    later(partial(self.create_children, job.job_id))
                 case lifecycle.CancelChildren(reason=why, terminate=term):
-                    self.defer(partial(self.cancel_children, job.job_id, why, term))
+                    later(partial(self.cancel_children, job.job_id, why, term))
                 case lifecycle.WakeDispatcher():
                     out.wake(job)
                 case _:
@@ -245,6 +323,7 @@ class Reactor:
             tags=dict(job.tags) if job.propagate_tags else {},
             region=job.arn.split(":")[3] or self.svc.settings.default_region,
             compute_environment_type=self.ce_type(job.current.compute_environment),
+            run=job.current.run,
         )
         if job.is_multinode:
             return attempt_spec(job, spec)

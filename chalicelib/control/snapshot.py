@@ -11,6 +11,7 @@ from typing import Any
 from chalicelib.control import resources
 from chalicelib.control.context import Services
 from chalicelib.control.dispatch import active_jobs, ordered_runnable
+from chalicelib.domain.runs import held_vcpus
 
 FRONT = 100
 TOP_SHARES = 20
@@ -21,7 +22,7 @@ def snapshot(svc: Services, ref: str) -> dict[str, Any]:
     now = svc.clock.now_ms()
     active = list(active_jobs(svc, queue.name))
     front = ordered_runnable(svc, queue, active, now)[:FRONT]
-    used = sum(job.vcpus for job in active)
+    used = sum(held_vcpus(active).values())  # (a run's children hold one slot: domain/runs.py)
     shares: dict[str, float] = {}
     for job in active:
         if job.share_identifier:

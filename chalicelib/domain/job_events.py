@@ -37,6 +37,7 @@ class Claim:
     log_stream: str
     caps: tuple[tuple[str, int], ...] = ()  # the concurrency caps the job starts under (domain/caps.py)
     capacity: str | None = None  # the compute environment's resource type (what domain/cost.py prices)
+    run: str | None = None  # the run it is claimed in with other children of its array (domain/runs.py)
 
 
 @dataclass(frozen=True)

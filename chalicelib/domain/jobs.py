@@ -78,6 +78,9 @@ class Attempt:
     # The capacity it was placed on (its compute environment's FARGATE | FARGATE_SPOT | EC2 | SPOT; None:
     # unmanaged or unknown), what its cost is priced at (domain/cost.py).
     capacity: str | None = None
+    # The run it was claimed in with other children of its array, which hold one slot between them (domain/runs.py,
+    # docs/adr/0040); None for an attempt claimed on its own.
+    run: str | None = None
 
 
 @dataclass(frozen=True)

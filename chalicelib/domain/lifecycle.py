@@ -236,6 +236,7 @@ def _claim(job: Job, claim: Claim, now: int) -> Outcome:
         log_stream=claim.log_stream,
         created_at=now,
         capacity=claim.capacity,
+        run=claim.run,
     )
     claimed = replace(job, status=STARTING, current=attempt, status_reason=None, updated_at=now, caps=dict(claim.caps))
     return Outcome(claimed, (Publish(), Launch(attempt.number)))
@@ -323,13 +324,14 @@ def _node_started(job: Job, start: NodeStarted, now: int) -> Outcome:
 
 def _with_task(attempt: Attempt, task_arn: str | None, log_stream: str | None, instance: str | None) -> Attempt:
     """The attempt with the task the launcher reported (unchanged when it reported none)."""
-    if instance:
-        attempt = replace(attempt, container_instance_arn=instance)
+    instance = instance or attempt.container_instance_arn  # (one copy: twice per task of a short child)
     if task_arn:
         prefix, sep, _ = attempt.log_stream.rpartition("/")
         derived = f"{prefix}/{task_arn.rsplit('/', 1)[-1]}" if sep else attempt.log_stream
-        return replace(attempt, task_id=task_arn, log_stream=log_stream or derived)
-    return replace(attempt, log_stream=log_stream) if log_stream else attempt
+        return replace(attempt, container_instance_arn=instance, task_id=task_arn, log_stream=log_stream or derived)
+    if log_stream or instance != attempt.container_instance_arn:
+        return replace(attempt, container_instance_arn=instance, log_stream=log_stream or attempt.log_stream)
+    return attempt
 
 
 def _fail(job: Job, now: int, reason: str, *, children: bool) -> Outcome:

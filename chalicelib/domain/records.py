@@ -40,16 +40,17 @@ def _plain_fields(cls: type) -> frozenset[str] | None:
 
 
 def _replace(obj: Any, /, **changes: Any) -> Any:
-    names = _plain_fields(type(obj))
+    cls = type(obj)
+    names = _PLAIN[cls] if cls in _PLAIN else _plain_fields(cls)
     if names is None:
         return dataclasses.replace(obj, **changes)
-    unknown = changes.keys() - names
-    if unknown:
-        raise TypeError(f"{type(obj).__name__}.__init__() got an unexpected keyword argument {sorted(unknown)[0]!r}")
-    new = object.__new__(type(obj))
-    attrs = new.__dict__  # a frozen dataclass forbids setattr, not its dict (dataclasses' own __init__ uses it too)
-    attrs.update(obj.__dict__)
-    attrs.update(changes)
+    if not names.issuperset(changes):
+        unknown = sorted(changes.keys() - names)[0]
+        raise TypeError(f"{cls.__name__}.__init__() got an unexpected keyword argument {unknown!r}")
+    new = object.__new__(cls)
+    # A frozen dataclass forbids setattr, not setting its dict through object's (dataclasses' own __init__ writes
+    # the dict too).
+    object.__setattr__(new, "__dict__", {**obj.__dict__, **changes})
     return new
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from chalicelib.control.context import Services
 from chalicelib.control.dispatch import ActiveJobs, Dispatcher
-from chalicelib.control.react import Reactor
+from chalicelib.control.react import InlineDelivery, Reactor
 from chalicelib.control.retention import purge
 from chalicelib.control.sweep import SweepPolicy, SweepReport, sweep
 from chalicelib.domain.jobs import Job
@@ -108,6 +108,22 @@ class ChildCounts:
         with self._lock:
             waiting, self._waiting, self._since = self._waiting, {}, None
         return waiting
+
+
+class RunDelivery(InlineDelivery):
+    """The local engine's delivery with runs (domain/runs.py): the end of a run's child whose run still holds its
+    slot frees no capacity, so it wakes no dispatch cycle (the run's last end does). A child that goes back to
+    RUNNABLE for a retry then waits for that end too, as it would for the slot."""
+
+    def __init__(self, svc: Services, active: ActiveJobs) -> None:
+        super().__init__(svc)
+        self.active = active
+
+    def wake(self, job: Job) -> None:
+        last = job.attempts[-1] if job.current is None and job.attempts else None
+        if last is not None and last.run is not None and self.active.holds_run(last.run):
+            return
+        super().wake(job)
 
 
 class Engine:
@@ -308,6 +324,20 @@ class Engine:
         by_job: dict[str, list[tuple[str, Event, Recorded]]] = {}
         for entry in events:
             by_job.setdefault(entry[0], []).append(entry)
+        if len(by_job) > 1:
+            # Several jobs' events (a run's children end one after another while this thread claims): one
+            # transaction for all of them, each against the job as this thread last wrote it.
+            batch = [
+                (job_id, [e for _, e, _ in entries], self.active.get(job_id)) for job_id, entries in by_job.items()
+            ]
+            try:
+                self.reactor.apply_many(batch)
+            except Exception:  # (a job whose events were applied is not applied twice: its events no longer apply)
+                log.exception("applying the task events of %d jobs together failed; one by one", len(batch))
+            else:
+                for job_id, entries in by_job.items():
+                    self._recorded(job_id, entries)
+                return
         for job_id, entries in by_job.items():
             mine = [event for _, event, _ in entries]
             try:  # against the job as this thread last wrote it (a write since then is noticed, and it is read)
@@ -315,12 +345,15 @@ class Engine:
             except Exception:
                 self._failed(job_id, entries)
                 continue
-            self._retry_tries.pop(job_id, None)
-            for recorded in (r for _, _, r in entries if r is not None):
-                try:
-                    recorded()
-                except Exception:
-                    log.exception("after recording the task events of %s", job_id)
+            self._recorded(job_id, entries)
+
+    def _recorded(self, job_id: str, entries: list[tuple[str, Event, Recorded]]) -> None:
+        self._retry_tries.pop(job_id, None)
+        for recorded in (r for _, _, r in entries if r is not None):
+            try:
+                recorded()
+            except Exception:
+                log.exception("after recording the task events of %s", job_id)
 
     def _failed(self, job_id: str, entries: list[tuple[str, Event, Recorded]]) -> None:
         tries = self._retry_tries.get(job_id, 0) + 1

@@ -42,6 +42,7 @@ from chalicelib.control.runnable_cache import RunnableCache
 from chalicelib.domain.host_access import HostAccess
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.lifecycle import ChildFinished, TaskStarted, TaskStopped
+from chalicelib.domain.runs import RunSizes
 from chalicelib.events.eventbridge import EventBridgeSink
 from chalicelib.events.local import LocalEventBus
 from chalicelib.events.port import LocalSchedules, SchedulePort
@@ -49,7 +50,7 @@ from chalicelib.events.schedules import EventBridgeSchedules
 from chalicelib.runtime.auth import AuthConfigError, Gate, exposure_error, gate_from_file
 from chalicelib.runtime.aws import ENV_RUNTIME, AwsConfig, AwsRuntime, Clients, Controls
 from chalicelib.runtime.aws.adapters import ComputeEnvironments, WakeQueue
-from chalicelib.runtime.engine import HOST_ID, Engine, WorkQueue
+from chalicelib.runtime.engine import HOST_ID, Engine, RunDelivery, WorkQueue
 from chalicelib.runtime.executor import choose_executor, state_id
 from chalicelib.runtime.local import LocalConfig, LocalRepository, LocalRuntime, ServedApp
 from chalicelib.runtime.server import ApiServer
@@ -79,6 +80,7 @@ def dispatcher_for(
     config: LocalConfig | AwsConfig,
     active: ActiveJobs | None = None,
     runnable: RunnableCache | None = None,
+    runs: RunSizes | None = None,
 ) -> Dispatcher:
     """The plane's dispatcher. Its options follow from what each runtime guarantees it, and differ only here:
 
@@ -93,6 +95,9 @@ def dispatcher_for(
     - `runnable`: locally each queue's first RUNNABLE jobs are kept between cycles (control/runnable_cache.py),
       because the SQLite store tells what was written into their index partitions, the reactor reports every job
       it saves, and the engine's is the only claim; on AWS None, every invocation reads them.
+    - `runs`: with the local process executor, array children are claimed in runs that hold one slot
+      (domain/runs.py, docs/adr/0040), because its runners hand a run's children their slot one after another;
+      otherwise None (each child is its own task: a run's queued children would hold no slot of their own).
     """
     new_task_id = lambda: uuid.uuid4().hex  # noqa: E731
     if isinstance(config, LocalConfig):
@@ -105,6 +110,7 @@ def dispatcher_for(
             reason_grace_ms=LOCAL_REASON_GRACE_MS,
             consistent_reads=True,
             runnable=runnable,
+            runs=runs,
         )
     return Dispatcher(svc, reactor, new_task_id)
 
@@ -119,6 +125,7 @@ def local_engine(
     retention_ms: int = 0,
     forget: Callable[[Job], None] = lambda job: None,
     lost_host: str | None = HOST_ID,
+    runs: bool = False,
 ) -> Engine:
     """The local plane's reactor and dispatcher (the capacity in use kept in memory, `ActiveJobs`, and each queue's
     RUNNABLE front, `RunnableCache`), and the engine that drives both: the reactor observes every job it persists
@@ -126,6 +133,7 @@ def local_engine(
     active = ActiveJobs()
     items = svc.repo.items
     runnable = RunnableCache(items) if isinstance(items, SqliteItemStore) else None
+    sizes = RunSizes() if runs else None  # (`runs`: the launcher runs a run's children on one slot)
     engine: Engine | None = None
 
     def count_child(parent_id: str, event: ChildFinished) -> None:
@@ -135,12 +143,16 @@ def local_engine(
         active.changed(job)
         if runnable is not None:
             runnable.changed(job)
+        if sizes is not None:
+            sizes.observe(job)
 
     reactor = reactor_for(svc, observe=observe, count_child=count_child)
+    if sizes is not None:
+        reactor.delivery = RunDelivery(svc, active)
     engine = Engine(
         svc,
         reactor,
-        dispatcher_for(svc, reactor, config, active, runnable),
+        dispatcher_for(svc, reactor, config, active, runnable, sizes),
         retention_ms=retention_ms,
         forget=forget,
         lost_host=lost_host,
@@ -251,6 +263,7 @@ def _build_local(config: LocalConfig, app: ServedApp, gate: Gate | None, lock: S
         retention_ms=int(config.retention_days * DAY_MS),
         forget=nodes.forget,
         lost_host=HOST_ID if executor == "process" else None,  # containers are re-attached instead
+        runs=executor == "process",  # array children on kept runners (compute/local_runs.py)
     )
     app.serve(services)
     return LocalRuntime(

@@ -90,6 +90,8 @@ def _attempt_body(a: Attempt) -> dict[str, Any]:
         del body["nodes"]
     if a.capacity is None:
         del body["capacity"]
+    if a.run is None:
+        del body["run"]
     return body
 
 
@@ -193,6 +195,14 @@ class JobRepository:
         if job.consumable_resources or job.caps:
             return self._save_with_units(job)
         return replace(job, version=self.items.put(job_item(job), expect_of(job.version)).version)
+
+    def save_all(self, jobs: Sequence[Job]) -> list[Job]:
+        """`save` for several jobs in one transaction (at most MAX_TRANSACT_OPS), all or nothing: `Conflict` when one
+        of them changed since it was read. Not for jobs that take or return units (consumable resources, caps)."""
+        if any(job.consumable_resources or job.caps for job in jobs):
+            raise ValueError("save_all: a job with units to move is saved on its own (save)")
+        self.items.transact([Put(job_item(job), expect_of(job.version)) for job in jobs])
+        return [replace(job, version=job.version + 1) for job in jobs]
 
     def _save_with_units(self, job: Job) -> Job:
         expect = expect_of(job.version)

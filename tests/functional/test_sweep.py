@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,9 +119,9 @@ def test_a_timed_out_attempt_is_marked_and_asked_to_stop_on_every_sweep(
 class LossyReactor(Reactor):
     """Loses what a crash after a write loses: deferred fan-out and the parent's count of a finished child."""
 
-    def run_effects(self, job: Job, effects: Iterable[lifecycle.Effect]) -> None:
+    def run_effects(self, job: Job, effects: Iterable[lifecycle.Effect], *args: Any, **kwargs: Any) -> None:
         kept = [e for e in effects if not isinstance(e, lifecycle.NotifyParent)]
-        super().run_effects(job, kept)
+        super().run_effects(job, kept, *args, **kwargs)
 
 
 def test_a_lost_dependency_notification_is_applied_once_the_dependent_is_stale(plane: Plane) -> None:
