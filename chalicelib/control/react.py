@@ -33,6 +33,7 @@ from chalicelib.domain.jobs import (
     FAILED,
     PENDING,
     RUNNABLE,
+    RUNNING,
     SUBMITTED,
     SUCCEEDED,
     Job,
@@ -457,7 +458,10 @@ class Reactor:
     def cancel_children(self, parent_id: str, reason: str, terminate: bool) -> None:
         event: lifecycle.Event = lifecycle.Terminate(reason) if terminate else lifecycle.Cancel(reason)
         statuses = (SUBMITTED, PENDING, RUNNABLE, *ACTIVE) if terminate else (SUBMITTED, PENDING, RUNNABLE)
-        for child in list(self.svc.jobs.iter_children(parent_id, *statuses)):
+        # The RUNNING ones last: a run's next child starts when the one before it ends (domain/runs.py), so the
+        # children waiting in a run (STARTING) are stopped before the stop of the one it runs can end it.
+        found = list(self.svc.jobs.iter_children(parent_id, *statuses))
+        for child in sorted(found, key=lambda c: c.status == RUNNING):
             self.apply(child.job_id, event)
         self.apply(parent_id, lifecycle.CheckChildren())
 
