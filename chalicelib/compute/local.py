@@ -163,7 +163,10 @@ class LocalLauncher:
                     waiting.append(spec)  # started when the one before it ends (`next_of_run`)
                     return
                 self._run_waiting[spec.run] = deque()
-        self._start_checked(spec)
+        if spec.run is None:
+            self._start_checked(spec)
+        else:
+            self._start_in_run(spec)
 
     def _start_checked(self, spec: TaskSpec) -> None:
         """`_start`, then a stop that came while it was being started (found nowhere yet: `stop`) is sent again."""
@@ -291,7 +294,16 @@ class LocalLauncher:
         if ended:
             self._runs.run_ended(run)
             return
-        self._start_checked(spec)
+        self._start_in_run(spec)
+
+    def _start_in_run(self, spec: TaskSpec) -> None:
+        """A child of a run that cannot be started (an error of the host: a full disk, a closed journal) fails to
+        start, and so hands its turn to the next: the children waiting behind it would wait for ever otherwise."""
+        try:
+            self._start_checked(spec)
+        except Exception as e:
+            log.exception("starting %s failed", spec.key)
+            self.failed_to_start(spec, f"CannotStartContainerError: {e}")
 
     def _start_on_runner(self, spec: TaskSpec) -> bool:
         """A run's next child, handed to its run's idle runner (the one that ran the child before it) without what

@@ -204,15 +204,14 @@ class Runners:
         parsed = split_child_id(spec.job_id)
         assert parsed is not None
         with self._lock:
-            if runner.gone:  # it ended since it was taken: the child goes the way of a first launch
-                runner = None  # type: ignore[assignment]
-            else:
+            gone = runner.gone  # it ended since it was taken: the child goes the way of a first launch
+            if not gone:
                 runner.child = _Child(spec)
                 self._busy[spec.key] = runner
-        if runner is None:
+        if gone:
             self._relaunch(spec)
-            return
-        self._tell(runner, spec, str(parsed[1]))
+        else:
+            self._tell(runner, spec, str(parsed[1]))
 
     def _relaunch(self, spec: TaskSpec) -> None:
         workdir = self.launcher.work_dir(spec.job_id, spec.attempt)

@@ -20,13 +20,13 @@ from chalicelib.control.active_jobs import ActiveJobs as ActiveJobs  # callers i
 from chalicelib.control.active_jobs import active_jobs as active_jobs
 from chalicelib.control.context import Services
 from chalicelib.control.react import Reactor
+from chalicelib.control.run_sizes import RunSizes
 from chalicelib.control.runnable_cache import RunnableCache
 from chalicelib.control.usage import policy_of, scheduling_policy
 from chalicelib.domain import caps, consumables, fairshare, lifecycle, platform, runs, scheduling
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.jobs import RUNNABLE, STARTING, Job
 from chalicelib.domain.model import VALID, ComputeEnvironment, FairsharePolicy, JobQueue
-from chalicelib.domain.runs import RunSizes
 from chalicelib.store.caps import CapRepository
 from chalicelib.store.consumables import ConsumableRepository
 from chalicelib.store.jobs import order_key

@@ -164,10 +164,12 @@ class Reactor:
         engine's pending task events, a run's claims (domain/runs.py). Each entry is (job id, its events, the job as
         the caller holds it). A job the caller does not hold, or that takes or returns units (consumable resources,
         caps), goes through `apply_all`, and so does every job of a transaction that failed (one of them changed
-        since it was read: nothing of it was written). Returns the jobs after their events, in the entries' order."""
+        since it was read: nothing of it was written). Returns the jobs after their events, in the entries' order.
+        An exception of one job's effects is raised once every job's were run (the first one)."""
         out: list[Job | None] = [None] * len(entries)
         alone: list[int] = []
         deferred: list[Callable[[], None]] = []  # the batch's deferred effects: one item of the work queue
+        failed: Exception | None = None
         for start in range(0, len(entries), MAX_TRANSACT_OPS):
             decided: list[tuple[int, Job, Job, list[tuple[lifecycle.Event, lifecycle.Outcome]]]] = []
             for i in range(start, min(len(entries), start + MAX_TRANSACT_OPS)):
@@ -187,17 +189,28 @@ class Reactor:
                 alone += [i for i, _, _, _ in decided]
                 continue
             for (i, job, after, steps), job_saved in zip(writes, saved, strict=True):
-                self._written(job, after, job_saved, steps, deferred.append)
                 out[i] = job_saved
+                try:  # (one job's effect that raised does not cost the others theirs: re-raised at the end)
+                    self._written(job, after, job_saved, steps, deferred.append)
+                except Exception as e:
+                    failed = failed or e
             for i, job, after, steps in decided:
                 if after is job:
-                    self._unchanged(job, steps)
                     out[i] = job
+                    try:
+                        self._unchanged(job, steps)
+                    except Exception as e:
+                        failed = failed or e
         if deferred:
             self.defer(partial(_run_all, deferred))
         for i in sorted(alone):
             job_id, events, read = entries[i]
-            out[i] = self.apply_all(job_id, events, read=read)
+            try:
+                out[i] = self.apply_all(job_id, events, read=read)
+            except Exception as e:
+                failed = failed or e
+        if failed is not None:
+            raise failed
         return out
 
     def _decide(

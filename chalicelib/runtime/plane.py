@@ -38,11 +38,11 @@ from chalicelib.control.context import Clock, IdFactory, Services, Settings, Sys
 from chalicelib.control.dispatch import ActiveJobs, Dispatcher
 from chalicelib.control.react import Reactor, reactor_for
 from chalicelib.control.retention import DAY_MS
+from chalicelib.control.run_sizes import RunSizes
 from chalicelib.control.runnable_cache import RunnableCache
 from chalicelib.domain.host_access import HostAccess
 from chalicelib.domain.jobs import Job
 from chalicelib.domain.lifecycle import ChildFinished, TaskStarted, TaskStopped
-from chalicelib.domain.runs import RunSizes
 from chalicelib.events.eventbridge import EventBridgeSink
 from chalicelib.events.local import LocalEventBus
 from chalicelib.events.port import LocalSchedules, SchedulePort

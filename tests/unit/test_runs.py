@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.control.active_jobs import ActiveJobs
+from chalicelib.control.run_sizes import SMOOTHING, RunSizes
 from chalicelib.domain import runs
 from chalicelib.domain.jobs import RUNNABLE, STARTING, SUCCEEDED, Job
 from tests.unit.builders import NOW, a_child, a_finished_attempt, a_job, a_running_job, an_attempt
@@ -33,7 +34,7 @@ def test_a_run_lasts_about_the_budget_by_the_durations_seen(mean_ms: float | Non
 
 def test_the_mean_follows_each_arrays_ended_children_only() -> None:
     # GIVEN the sizes tracker and children of two arrays
-    sizes = runs.RunSizes()
+    sizes = RunSizes()
     assert sizes.size("arr") == 1  # nothing seen yet: runs of one
     # WHEN a child that is still running, and a top-level job, are saved THEN nothing is learnt
     sizes.observe(run_child(0, None))
@@ -50,7 +51,7 @@ def test_the_mean_follows_each_arrays_ended_children_only() -> None:
         "arr", 2, status=RUNNABLE, attempts=(a_finished_attempt(1, 1, started_at=NOW, stopped_at=NOW + 900),)
     )
     sizes.observe(slow)
-    assert sizes.size("arr") == runs.run_size(2.0 + runs.SMOOTHING * (900 - 2.0))
+    assert sizes.size("arr") == runs.run_size(2.0 + SMOOTHING * (900 - 2.0))
     assert sizes.size("other") == 1
 
 
