@@ -346,8 +346,8 @@ class Dispatcher:
         may use the compute environment has a RUNNABLE job (a run holds the slot until its last child ends). Stops
         at the first job of the queue that is not such a child. `taken`: placed or claimed in this cycle (added
         to). `slots`: this placement and the cycle's after it (the queue is read once for the runs of all)."""
-        if self.runs is None or not runs.may_run_with_others(job) or job.array is None:
-            return []
+        if self.runs is None or not runs.may_run_with_others(job) or job.array is None or snap.caps.get(job.job_id):
+            return []  # (caps: each child of a run would take a place; its array's children all share its caps)
         want = self.runs.size(job.array.parent_id or "") - 1
         if want <= 0:
             return []

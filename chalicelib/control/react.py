@@ -451,7 +451,10 @@ class Reactor:
                         self.settle_pending(stopped)
                 return
             for child in children:
-                self.committed(None, child)  # its first state published, as the AWS stream does for the insert
+                # Its first state published, as the AWS stream does for the insert; the chunk wakes the dispatcher
+                # once, below (a wake per child ran a dispatch cycle per few children of a fast array).
+                carried = self.carried(None, child)
+                self.run_effects(child, [e for e in carried if not isinstance(e, lifecycle.WakeDispatcher)])
                 if child.pending:
                     self.settle_pending(child)
             self.svc.wake()

@@ -194,3 +194,15 @@ def test_a_sigkilled_servers_run_children_run_once_after_it_restarts(server: Ser
     assert {j["status"] for j in jobs.values()} == {"SUCCEEDED"}
     starts = Counter((j, a) for j, a, what in read_ledger(ledger) if what == "start" and j.startswith(f"{parent}:"))
     assert starts == Counter({(c, 1): 1 for c in children(parent, 120)} | {(blocked, 2): 1})
+
+
+def test_the_children_of_a_capped_array_are_claimed_one_at_a_time(batch: Client, runtime: LocalRuntime) -> None:
+    # GIVEN an array of short children capped at one running child (each child of a run would take a place)
+    queue, _ = setup_queue(batch, max_vcpus=2)
+    jd = register(batch, "capped", ["true"])
+    parent = submit(batch, queue, jd, arrayProperties={"size": 60}, tags={"batchplane:maxRunning": "1"})
+    # WHEN it runs THEN every child succeeds, none claimed in a run
+    jobs = wait_terminal(batch, [parent, *children(parent, 60)], timeout=60)
+    assert {j["status"] for j in jobs.values()} == {"SUCCEEDED"}
+    stored = runtime.services.jobs.get_many(children(parent, 60))
+    assert len(stored) == 60 and not [a.run for j in stored for a in j.attempts if a.run is not None]
