@@ -180,18 +180,9 @@ class LocalLauncher:
         if spec.run is not None and self._start_on_runner(spec):
             return
         workdir = self.work_dir(spec.job_id, spec.attempt)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(workdir.parent)
-        try:  # from here on the attempt may have started: see recover()
-            os.mkdir(workdir)
-        except FileExistsError:
-            # An earlier run of the server launched it (recover() decides about that attempt): its end is not this
-            # launcher's to report, so the next child of its run starts now.
+        if not self._open_attempt(spec, workdir):
             self.next_of_run(spec.key)
             return
-        with self._lock:  # before any journal line of it: a live compaction keeps them (journal_jobs)
-            self._attempts.add(spec.key)
-            self._journal.launching(spec.key)
         if spec.containers:
             self._groups.launch(spec, workdir)
             return
@@ -204,6 +195,21 @@ class LocalLauncher:
         with self._lock:
             self._running[spec.key] = running
         self._workers.run(spec.key, lambda: self._watch(running, workdir, env))
+
+    def _open_attempt(self, spec: TaskSpec, workdir: Path | str) -> bool:
+        """Create the attempt's work dir, exclusively (its job's as needed): from here on the attempt may have started
+        (see recover()). False when it exists: an earlier run of the server launched it (recover() decides about that
+        attempt), and its end is not this launcher's to report (the caller starts the next child of its run)."""
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(os.path.dirname(workdir))
+        try:
+            os.mkdir(workdir)
+        except FileExistsError:
+            return False
+        with self._lock:  # before any journal line of it: a live compaction keeps them (journal_jobs)
+            self._attempts.add(spec.key)
+            self._journal.launching(spec.key)
+        return True
 
     def environment(self, spec: TaskSpec, workdir: Path) -> dict[str, str] | None:
         """The attempt's environment; None when it cannot start (reported as the attempt's TaskStopped)."""
@@ -308,22 +314,15 @@ class LocalLauncher:
     def _start_on_runner(self, spec: TaskSpec) -> bool:
         """A run's next child, handed to its run's idle runner (the one that ran the child before it) without what
         a first launch checks and builds: its run shares its command and environment (`Runners.take_for_run`).
-        The same steps in the same order as `_start`'s; False when no runner of its run is idle."""
+        False when no runner of its run is idle."""
         runner = self._runs.take_for_run(spec)
         if runner is None:
             return False
-        job_dir = f"{self.work_root}/{spec.job_id.replace(':', '_')}"
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(job_dir)
-        try:
-            os.mkdir(f"{job_dir}/{spec.attempt}")
-        except FileExistsError:
+        # (`work_dir` as a string: pathlib's joins cost more than the mkdirs on this path)
+        if not self._open_attempt(spec, f"{self.work_root}/{spec.job_id.replace(':', '_')}/{spec.attempt}"):
             self._runs.give_back(runner)
-            self.next_of_run(spec.key)  # launched by an earlier run of the server (as in `_start`)
+            self.next_of_run(spec.key)
             return True
-        with self._lock:
-            self._attempts.add(spec.key)
-            self._journal.launching(spec.key)
         self._runs.hand(runner, spec)
         return True
 

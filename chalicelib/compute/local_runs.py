@@ -175,12 +175,13 @@ class Runners:
         if spec.run is not None:
             with self._lock:
                 self._run_shapes[spec.run] = shape
-        self._tell(runner, spec, env["AWS_BATCH_JOB_ARRAY_INDEX"])
+        self._tell(runner, spec)
         self._retire_idle()
         return True
 
-    def _tell(self, runner: _Runner, spec: TaskSpec, index: str) -> None:
+    def _tell(self, runner: _Runner, spec: TaskSpec) -> None:
         self.launcher.journal.record_pid(spec.key, runner.pid, spec.local_task_arn)
+        index = spec.environment["AWS_BATCH_JOB_ARRAY_INDEX"]  # (`eligible`: the index of its job id)
         self._send(runner, f"{index} {spec.attempt}\n")  # (a runner gone: its reader settles it)
 
     # -- a run's children (domain/runs.py, docs/adr/0040) --------------------------------------------------------
@@ -201,8 +202,6 @@ class Runners:
 
     def hand(self, runner: _Runner, spec: TaskSpec) -> None:
         """Give a runner taken for `spec` (`take_for_run`) its child, whose work dir was created."""
-        parsed = split_child_id(spec.job_id)
-        assert parsed is not None
         with self._lock:
             gone = runner.gone  # it ended since it was taken: the child goes the way of a first launch
             if not gone:
@@ -211,7 +210,7 @@ class Runners:
         if gone:
             self._relaunch(spec)
         else:
-            self._tell(runner, spec, str(parsed[1]))
+            self._tell(runner, spec)
 
     def _relaunch(self, spec: TaskSpec) -> None:
         workdir = self.launcher.work_dir(spec.job_id, spec.attempt)

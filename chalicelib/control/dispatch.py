@@ -61,6 +61,11 @@ def runnable_jobs(svc: Services, queue: str, limit: int) -> list[Job]:
     return sorted(top + kids, key=order_key)[:limit]
 
 
+def first_runnable(svc: Services, queue: str, limit: int, runnable: RunnableCache | None) -> list[Job]:
+    """`runnable_jobs`, served by the only dispatcher's kept front of the queue when it has one (`RunnableCache`)."""
+    return runnable.read(svc, queue, limit) if runnable is not None else runnable_jobs(svc, queue, limit)
+
+
 def share_state(
     svc: Services, queue: JobQueue, active: Iterable[Job], now: int, policy: FairsharePolicy | bool | None = True
 ) -> fairshare.ShareState | None:
@@ -182,7 +187,7 @@ def snapshot(
                 mine = [ces[a] for a in q.ce_arns_in_order() if a in ces and ces[a].schedulable]
                 free = max(0.0, sum(float(ce.max_vcpus) - used[ce.name] for ce in mine))
             limit = window(state, free)
-            jobs = runnable.read(svc, q.name, limit) if runnable is not None else runnable_jobs(svc, q.name, limit)
+            jobs = first_runnable(svc, q.name, limit, runnable)
             ready[q.name] = jobs
             capped.update((j.job_id, c) for j in jobs if (c := caps.of_job(j, q, sp)))
             if len(jobs) == limit:
@@ -357,11 +362,7 @@ class Dispatcher:
         if any(q.name != job.queue and ce in q.compute_environments and snap.runnable.get(q.name) for q in snap.queues):
             return []
         limit = min(WINDOW, (want + 1) * slots + 8)
-        ahead = (
-            self.runnable.read(self.svc, job.queue, limit)
-            if self.runnable
-            else runnable_jobs(self.svc, job.queue, limit)
-        )
+        ahead = first_runnable(self.svc, job.queue, limit, self.runnable)
         at = next((i for i, j in enumerate(ahead) if j.job_id == job.job_id), None)
         if at is None or any(j.job_id not in taken for j in ahead[:at]):
             return []  # a job ahead of it waits: the slot goes back to the plan after this child

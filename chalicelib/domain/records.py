@@ -41,7 +41,7 @@ def _plain_fields(cls: type) -> frozenset[str] | None:
 
 def _replace(obj: Any, /, **changes: Any) -> Any:
     cls = type(obj)
-    names = _PLAIN[cls] if cls in _PLAIN else _plain_fields(cls)
+    names = _plain_fields(cls)
     if names is None:
         return dataclasses.replace(obj, **changes)
     if not names.issuperset(changes):
