@@ -50,7 +50,7 @@ from chalicelib.compute import local_recovery
 from chalicelib.compute.journal_files import job_of
 from chalicelib.compute.local_group import ProcessGroups
 from chalicelib.compute.local_journal import Journal, Writer
-from chalicelib.compute.local_runs import Runners
+from chalicelib.compute.local_runs import Runner, Runners
 from chalicelib.compute.local_supervisor import (
     exit_code_of,
     may_append,
@@ -130,6 +130,7 @@ class LocalLauncher:
         self._runs = Runners(self)  # array children, on kept runners (docs/adr/0039)
         self._run_of: dict[str, str] = {}  # a run's child (launched, its end not reported yet) -> its run
         self._run_waiting: dict[str, deque[TaskSpec]] = {}  # a run with a child started -> its children waiting
+        self._run_live: dict[str, int] = {}  # a run -> its children started (or queued on its runner), not ended
         self._early_stops: dict[str, str] = {}  # attempts stopped while being started -> the stop's reason
         self._on_path: set[tuple[str, str]] = set()  # (program, PATH) found runnable (a miss is looked up again)
         work_root.mkdir(parents=True, exist_ok=True)
@@ -152,21 +153,25 @@ class LocalLauncher:
         shutil.rmtree(self.work_root / job.job_id.replace(":", "_"), ignore_errors=True)
 
     def launch(self, spec: TaskSpec) -> None:
+        waiting: deque[TaskSpec] | None = None
         with self._lock:
             if spec.key in self._launched:
                 return  # idempotent: this attempt was started already
             self._launched.add(spec.key)
-            if spec.run is not None:  # claimed in a run (domain/runs.py): one child of it runs at a time
+            if spec.run is not None:  # claimed in a run (domain/runs.py): its children run one after another
                 self._run_of[spec.key] = spec.run
                 waiting = self._run_waiting.get(spec.run)
                 if waiting is not None:
-                    waiting.append(spec)  # started when the one before it ends (`next_of_run`)
-                    return
-                self._run_waiting[spec.run] = deque()
+                    waiting.append(spec)  # started when the one before it ends, or queued on its runner (`top_up`)
+                else:
+                    self._run_waiting[spec.run] = deque()
+                    self._run_live[spec.run] = 1
         if spec.run is None:
             self._start_checked(spec)
-        else:
+        elif waiting is None:
             self._start_in_run(spec)
+        else:
+            self.top_up(spec.run)  # (a no-op until its first child is on a runner: it waits for an end then)
 
     def _start_checked(self, spec: TaskSpec) -> None:
         """`_start`, then a stop that came while it was being started (found nowhere yet: `stop`) is sent again."""
@@ -285,22 +290,96 @@ class LocalLauncher:
 
     def next_of_run(self, key: str) -> None:
         """The attempt `key` ended (or will not be started here): the next waiting child of its run starts now, on
-        the caller's thread (a runner's reader, before it reports the end: the runner that ran `key` is idle again
-        and is handed it). Once per attempt: `report_end` calls it too, for the ends of other paths."""
+        the caller's thread (a runner's reader, before it reports the end). When no other child of the run is left
+        in flight, the next one starts as a first launch (on the run's runner, idle again, or its own process);
+        else it is queued on the runner that runs the others (`top_up`). Once per attempt: `report_end` calls it
+        too, for the ends of other paths."""
         with self._lock:
             run = self._run_of.pop(key, None)
             if run is None:
                 return
+            live = self._run_live[run] = self._run_live.get(run, 1) - 1
             waiting = self._run_waiting.get(run)
-            if not waiting:
+            if live > 0:
+                spec = None
+            elif not waiting:
                 self._run_waiting.pop(run, None)
-                ended = True
+                self._run_live.pop(run, None)
+                spec = None
             else:
-                ended, spec = False, waiting.popleft()
-        if ended:
+                spec = waiting.popleft()
+                self._run_live[run] = 1
+        if live > 0:
+            self.top_up(run)
+        elif spec is None:
             self._runs.run_ended(run)
+        else:
+            self._start_in_run(spec)
+            self.top_up(run)
+
+    def top_up(self, run: str) -> None:
+        """Queue the run's waiting children on the runner that runs one of them, up to its room (RUN_AHEAD), so
+        that it starts each next one without waiting for the server (docs/adr/0041). The runner learns the next
+        child before the end of the one before it is read; nothing else of a run changes: its children still run
+        one at a time, on its one slot."""
+        while True:
+            runner = self._runs.room(run)
+            if runner is None:
+                return
+            with self._lock:
+                waiting = self._run_waiting.get(run)
+                if not waiting:
+                    return
+                spec = waiting.popleft()
+                self._run_live[run] = self._run_live.get(run, 0) + 1
+            try:
+                self._queue_on(runner, spec)
+            except Exception as e:  # an error of the host (a full disk): it fails to start, as in `_start_in_run`
+                log.exception("starting %s failed", spec.key)
+                self.failed_to_start(spec, f"CannotStartContainerError: {e}")
+
+    def requeue(self, specs: list[TaskSpec]) -> None:
+        """Children of runs queued on a runner that ended before it reached them (compute/local_runs.py `_ended`):
+        they never started, so they wait in their runs again, first, their (empty) work dirs removed; a run with no
+        other child in flight starts the first of them now. One a launcher no longer has in a run fails to start."""
+        for spec in specs:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.work_dir(spec.job_id, spec.attempt))
+        runs: dict[str, None] = {}
+        lost: list[TaskSpec] = []
+        with self._lock:
+            for spec in reversed(specs):
+                run = self._run_of.get(spec.key)
+                waiting = self._run_waiting.get(run) if run is not None else None
+                if run is None or waiting is None:
+                    lost.append(spec)
+                    continue
+                waiting.appendleft(spec)
+                self._run_live[run] = self._run_live.get(run, 1) - 1
+                runs[run] = None
+            starts = []
+            for run in runs:
+                if self._run_live[run] <= 0:
+                    self._run_live[run] = 1
+                    starts.append((run, self._run_waiting[run].popleft()))
+        for spec in lost:
+            self.failed_to_start(spec, "CannotStartContainerError: the runner ended before the command started")
+        for run, spec in starts:
+            self._start_in_run(spec)
+            self.top_up(run)
+
+    def _queue_on(self, runner: Runner, spec: TaskSpec) -> None:
+        workdir = f"{self.work_root}/{spec.job_id.replace(':', '_')}/{spec.attempt}"
+        if not self._open_attempt(spec, workdir):
+            self.next_of_run(spec.key)
             return
-        self._start_in_run(spec)
+        if not self._runs.hand_ahead(runner, spec):
+            # its runner ended since: the child starts as the first of its run would (its work dir is there)
+            self._runs.hand(runner, spec)
+        with self._lock:
+            reason = self._early_stops.pop(spec.key, None)
+        if reason is not None:
+            self.stop(spec.job_id, spec.attempt, reason)
 
     def _start_in_run(self, spec: TaskSpec) -> None:
         """A child of a run that cannot be started (an error of the host: a full disk, a closed journal) fails to
@@ -337,10 +416,15 @@ class LocalLauncher:
             waiting.remove(spec)
             del self._run_of[key]
             self._launched.discard(key)
+        self.stopped_before_start(spec, reason)
+        return True
+
+    def stopped_before_start(self, spec: TaskSpec, reason: str) -> None:
+        """A stopped attempt whose command never ran: it ends with the stop's reason and no exit code."""
+        self.released(spec.key)
         stopped = TaskStopped(spec.attempt, None, status_reason=reason, timed_out=reason == TIMEOUT_REASON)
         self.logs.append(spec.log_stream, [(_now_ms(), f"Stopped before it started: {reason}")])
-        self.report_end(spec.job_id, key, replace(stopped, task_arn=spec.local_task_arn))
-        return True
+        self.report_end(spec.job_id, spec.key, replace(stopped, task_arn=spec.local_task_arn))
 
     def compact_journal(self, active_jobs: Iterable[str]) -> None:
         """At start, before the recovery (runtime/local.py): the journal keeps only the lines of `active_jobs`, the
@@ -408,6 +492,7 @@ class LocalLauncher:
                 r.lost = True
             self._run_waiting.clear()  # never started: launched again by the recovery at the next start
             self._run_of.clear()
+            self._run_live.clear()
         for r in running:
             for t in r.timers:
                 t.cancel()

@@ -21,7 +21,9 @@
   "stop <jobId>#<attempt> <JSON string: the reason>" before its processes are signalled, so a recovery settles a
   stop that was in flight as the stop's end, as the live launcher (or coordinator) would have.
 - A single-container attempt's pid line is followed, in the same write, by "arn <jobId>#<attempt> <task ARN>": the
-  ARN its live events carry, which the recovery's events carry too.
+  ARN its live events carry, which the recovery's events carry too. An array child handed to a runner has its arn
+  line first, written by the server, and its pid line (the runner's pid) once the runner reaches it, written by
+  the runner (`record_handed`): an arn line without a pid line is a child that never started.
 - An attempt whose pid was never recorded is found by the AWS_BATCH_* variables its processes carry (Linux /proc).
 """
 
@@ -116,6 +118,11 @@ class Journal:
         (an "arn" line: a version without it ignores the kind)."""
         arn = f"arn {key} {task_arn}\n" if task_arn else ""
         self._append(f"pid {key} {pid}\n{arn}".encode())  # one write: never interleaved with another line
+
+    def record_handed(self, key: str, task_arn: str) -> None:
+        """An array child handed to a runner (compute/local_runs.py): its "arn" line alone. The runner writes its pid
+        line when it reaches the child, before the command is forked (compute/local_supervisor.py RUNNER)."""
+        self._append(f"arn {key} {task_arn}\n".encode())
 
     def record_task(self, key: str, label: str) -> None:
         """A multi-container attempt's containers (one line of JSON: task_group.task_label), before any starts."""

@@ -36,6 +36,10 @@ def recover_process(launcher: LocalLauncher, job_id: str, attempt: int) -> bool:
     killed = False  # a process of it was still there (killed here), or its pid was recorded
     if _exit_of(launcher, key, workdir) is None:
         pid = launcher.journal.pids.get(key)
+        if pid is None and key in launcher.journal.arns:
+            reached = _never_reached(launcher, job_id, attempt, workdir)
+            if reached is not None:
+                return reached
         if pid is None:  # an earlier version's pidfile
             with contextlib.suppress(OSError, ValueError):
                 pid = int((workdir / PID_FILE).read_text())
@@ -65,6 +69,26 @@ def recover_process(launcher: LocalLauncher, job_id: str, attempt: int) -> bool:
         lost = TaskStopped(attempt, None, status_reason=host_terminated_reason(launcher.lost_host))
         _report_end(launcher, job_id, lost, started=False)  # (no start time: RUNNING at the crash, it had its start)
     return True
+
+
+def _never_reached(launcher: LocalLauncher, job_id: str, attempt: int, workdir: Path) -> bool | None:
+    """An array child handed to a runner that never reached it (its ARN journaled, no pid: compute/local_journal.py
+    `record_handed`): its command never ran. Stopped meanwhile, it ends with the stop (as `stopped_before_start`
+    live: True); else its empty work dir goes and it is launched again under the same number (False). None when
+    its work dir is not empty after all (something ran in it): it is recovered as any attempt without a pid."""
+    key = f"{job_id}#{attempt}"
+    stop = launcher.journal.stop_of(key)
+    if stop is not None:
+        stopped = TaskStopped(attempt, None, status_reason=stop, timed_out=stop == TIMEOUT_REASON)
+        _report_end(launcher, job_id, stopped, started=False)
+        return True
+    try:
+        workdir.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    return False
 
 
 def _report_end(launcher: LocalLauncher, job_id: str, stopped: TaskStopped, *, started: bool = True) -> None:

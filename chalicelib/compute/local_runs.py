@@ -40,19 +40,21 @@ import select
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chalicelib.compute.local_supervisor import (
+    COMMAND_WAIT_S,
     MARK,
     PER_CHILD,
     RUNNER,
     START_REPORT_S,
     as_program,
+    execed,
     exit_code_of,
     holds_command,
-    wait_for_command,
 )
 from chalicelib.compute.port import TaskSpec
 from chalicelib.compute.spawn import Process, spawn
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("batchplane.launcher")
 
 IDLE_SECONDS = 30.0  # a runner with no child for this long is told to end (its stdin closed)
+RUN_AHEAD = 8  # children of a run queued in its runner's stdin behind the one it runs (docs/adr/0041)
 
 
 def _now_ms() -> int:
@@ -99,7 +102,7 @@ class RunnerWriter:
     command ends, by the path), reports an end (its exit line was written before), or is gone. An idle runner is
     not one: it reported its last end, and waits for its next child."""
 
-    runner: _Runner
+    runner: Runner
     ends: int
 
     def may_append(self) -> bool:
@@ -114,16 +117,21 @@ class _Child:
     spec: TaskSpec
     stop_reason: str | None = None
     started: bool = False  # its "S" came: a stop is sent once its command runs
+    done: bool = False  # its end came ("E", "F", or its runner's): nothing is signalled for it from then on
+    command: int | None = None  # a pidfd of its command (or its pid where there is no pidfd), once signalled
     timers: list[threading.Timer] = field(default_factory=list)
 
 
-class _Runner:
+class Runner:
     def __init__(self, proc: Process, shape: tuple[object, ...], nonce: str, stdin: int) -> None:
         self.proc = proc
         self.stdin = stdin  # the write end of its stdin (-1 once closed)
         self.shape = shape
         self.prefix = MARK + nonce.encode() + b" "
-        self.child: _Child | None = None  # the child it runs (or was handed and has not reported yet)
+        # The children handed to it whose end it has not reported, in the order of their lines: the first runs (or
+        # is being started), the others wait in its stdin (RUN_AHEAD).
+        self.queue: deque[_Child] = deque()
+        self.run: str | None = None  # the run of the children it was last handed (LocalLauncher.top_up)
         self.idle_since = time.monotonic()
         self.gone = False  # its output ended: it exited (or was killed)
         self.lost = False  # shutdown: its child's end is not reported
@@ -134,18 +142,23 @@ class _Runner:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def child(self) -> _Child | None:
+        """The child it runs, or starts next (the first of its queue)."""
+        return self.queue[0] if self.queue else None
+
 
 class Runners:
-    """The runners of one launcher (its `_runs`): idle ones by shape, busy ones by their child's key."""
+    """The runners of one launcher (its `_runs`): idle ones by shape, busy ones by the keys of their children."""
 
     def __init__(self, launcher: LocalLauncher) -> None:
         self.launcher = launcher
         self._lock = threading.Lock()
-        self._idle: dict[tuple[object, ...], list[_Runner]] = {}
-        self._busy: dict[str, _Runner] = {}
+        self._idle: dict[tuple[object, ...], list[Runner]] = {}
+        self._busy: dict[str, Runner] = {}
         self._checked = time.monotonic()
         self._timer: threading.Timer | None = None
-        self._run_shapes: dict[str, tuple[object, ...]] = {}  # a run with a child launched -> its runners' shape
+        self._run_runner: dict[str, Runner] = {}  # a run with a child launched -> the runner serving it
 
     # -- launch -------------------------------------------------------------------------------------------------
 
@@ -157,7 +170,6 @@ class Runners:
         if array is None:
             return False
         shape = (array, tuple(spec.command), tuple(sorted((k, v) for k, v in env.items() if k not in PER_CHILD)))
-        child = _Child(spec)
         while True:
             runner = self._take(shape)
             if runner is None:
@@ -166,64 +178,80 @@ class Runners:
                 except OSError as e:
                     self.launcher.failed_to_start(spec, f"CannotStartContainerError: {e.strerror or e}: /bin/sh")
                     return True
-            with self._lock:
-                if runner.gone:  # it ended since it was taken: its reader has settled it already
-                    continue
-                runner.child = child
-                self._busy[spec.key] = runner
-            break
-        if spec.run is not None:
-            with self._lock:
-                self._run_shapes[spec.run] = shape
-        self._tell(runner, spec)
+            if self._tell(runner, spec):
+                break
+            # it ended since it was taken: its reader has settled it already
         self._retire_idle()
         return True
 
-    def _tell(self, runner: _Runner, spec: TaskSpec) -> None:
-        self.launcher.journal.record_pid(spec.key, runner.pid, spec.local_task_arn)
-        index = spec.environment["AWS_BATCH_JOB_ARRAY_INDEX"]  # (`eligible`: the index of its job id)
-        self._send(runner, f"{index} {spec.attempt}\n")  # (a runner gone: its reader settles it)
+    def _tell(self, runner: Runner, spec: TaskSpec) -> bool:
+        """Queue the child on the runner and write its line; False (nothing done) when the runner is gone. Its
+        line is written in the order of the queue (under the runner's stdin lock), after its ARN is journaled."""
+        with runner.stdin_lock:
+            with self._lock:
+                if runner.gone:
+                    return False
+                runner.queue.append(_Child(spec))
+                self._busy[spec.key] = runner
+                if spec.run is not None:
+                    runner.run = spec.run
+                    self._run_runner[spec.run] = runner
+            self.launcher.journal.record_handed(spec.key, spec.local_task_arn)  # (its pid: the runner's to journal)
+            index = spec.environment["AWS_BATCH_JOB_ARRAY_INDEX"]  # (`eligible`: the index of its job id)
+            with contextlib.suppress(OSError):  # a runner gone: its reader settles the child (`_ended`)
+                os.write(runner.stdin, f"{index} {spec.attempt}\n".encode())  # (far below PIPE_BUF: whole)
+        return True
 
-    # -- a run's children (domain/runs.py, docs/adr/0040) --------------------------------------------------------
+    # -- a run's children (domain/runs.py, docs/adr/0040, 0041) --------------------------------------------------
 
-    def take_for_run(self, spec: TaskSpec) -> _Runner | None:
-        """An idle runner of the shape the first child of `spec`'s run was launched with (the children of a run
-        share their command and their environment but for PER_CHILD), taken for `spec`; None when there is none."""
+    def take_for_run(self, spec: TaskSpec) -> Runner | None:
+        """The runner that served `spec`'s run, if it is idle, taken for `spec` (the children of a run share their
+        command and their environment but for PER_CHILD); None when there is none."""
         assert spec.run is not None
         with self._lock:
-            shape = self._run_shapes.get(spec.run)
-        return None if shape is None else self._take(shape)
+            runner = self._run_runner.get(spec.run)
+            if runner is None or runner.gone or runner.queue or runner.run != spec.run:
+                return None
+            idle = self._idle.get(runner.shape, [])
+            if runner not in idle:
+                return None
+            idle.remove(runner)
+            return runner
 
-    def give_back(self, runner: _Runner) -> None:
+    def room(self, run: str) -> Runner | None:
+        """The runner serving `run` while it has a child of it and room for another in its stdin (RUN_AHEAD);
+        None otherwise (the run's next child then waits for an end: LocalLauncher.next_of_run)."""
+        with self._lock:
+            runner = self._run_runner.get(run)
+            if runner is None or runner.gone or runner.lost or runner.run != run:
+                return None
+            return runner if 0 < len(runner.queue) <= RUN_AHEAD else None
+
+    def give_back(self, runner: Runner) -> None:
         """A runner taken (`take_for_run`) and not given its child after all."""
         with self._lock:
-            if not runner.gone:
+            if not runner.gone and not runner.queue:
                 self._idle.setdefault(runner.shape, []).append(runner)
 
-    def hand(self, runner: _Runner, spec: TaskSpec) -> None:
+    def hand(self, runner: Runner, spec: TaskSpec) -> None:
         """Give a runner taken for `spec` (`take_for_run`) its child, whose work dir was created."""
-        with self._lock:
-            gone = runner.gone  # it ended since it was taken: the child goes the way of a first launch
-            if not gone:
-                runner.child = _Child(spec)
-                self._busy[spec.key] = runner
-        if gone:
-            self._relaunch(spec)
-        else:
-            self._tell(runner, spec)
+        if not self._tell(runner, spec):  # it ended since it was taken: the child goes the way of a first launch
+            workdir = self.launcher.work_dir(spec.job_id, spec.attempt)
+            env = self.launcher.environment(spec, workdir)
+            if env is not None and not self.launch(spec, workdir, env):
+                self.launcher.failed_to_start(spec, "CannotStartContainerError: the runner of its run ended")
 
-    def _relaunch(self, spec: TaskSpec) -> None:
-        workdir = self.launcher.work_dir(spec.job_id, spec.attempt)
-        env = self.launcher.environment(spec, workdir)
-        if env is not None and not self.launch(spec, workdir, env):
-            self.launcher.failed_to_start(spec, "CannotStartContainerError: the runner of its run ended")
+    def hand_ahead(self, runner: Runner, spec: TaskSpec) -> bool:
+        """Queue a run's next child on the runner that runs its run (`room`), whose work dir was created; False
+        when the runner ended since (the caller decides)."""
+        return self._tell(runner, spec)
 
     def run_ended(self, run: str) -> None:
         """A run has no child left: what was kept for it goes."""
         with self._lock:
-            self._run_shapes.pop(run, None)
+            self._run_runner.pop(run, None)
 
-    def _take(self, shape: tuple[object, ...]) -> _Runner | None:
+    def _take(self, shape: tuple[object, ...]) -> Runner | None:
         with self._lock:
             idle = self._idle.get(shape)
             while idle:
@@ -232,7 +260,7 @@ class Runners:
                     return runner
         return None
 
-    def _start(self, shape: tuple[object, ...], array: str, command: list[str], env: dict[str, str]) -> _Runner:
+    def _start(self, shape: tuple[object, ...], array: str, command: list[str], env: dict[str, str]) -> Runner:
         base = {k: v for k, v in env.items() if k not in PER_CHILD}
         journal, root = str(self.launcher.journal.path), str(self.launcher.work_root)
         read, write = os.pipe()
@@ -245,19 +273,13 @@ class Runners:
         finally:
             os.close(read)
         nonce = secrets.token_hex(12)
-        runner = _Runner(proc, shape, nonce, write)
-        if not self._send(runner, nonce + "\n"):
-            raise OSError("the runner ended at its start")
+        runner = Runner(proc, shape, nonce, write)
+        try:
+            os.write(write, (nonce + "\n").encode())
+        except OSError as e:
+            raise OSError("the runner ended at its start") from e
         self.launcher.workers.run(f"runner-{proc.pid}", lambda: self._read(runner))
         return runner
-
-    def _send(self, runner: _Runner, line: str) -> bool:
-        try:
-            with runner.stdin_lock:
-                os.write(runner.stdin, line.encode())  # (a line is far below PIPE_BUF: one write, whole)
-        except OSError:
-            return False
-        return True
 
     def _retire_idle(self) -> None:
         """At most once a second: runners idle for IDLE_SECONDS are told to end."""
@@ -265,7 +287,7 @@ class Runners:
         if now - self._checked < 1.0:
             return
         self._checked = now
-        old: list[_Runner] = []
+        old: list[Runner] = []
         with self._lock:
             for shape, idle in list(self._idle.items()):
                 keep = [r for r in idle if now - r.idle_since < IDLE_SECONDS and not r.gone]
@@ -277,7 +299,7 @@ class Runners:
         for runner in old:
             self._close(runner)
 
-    def _close(self, runner: _Runner) -> None:
+    def _close(self, runner: Runner) -> None:
         with runner.stdin_lock:
             if runner.stdin >= 0:
                 with contextlib.suppress(OSError):
@@ -287,47 +309,84 @@ class Runners:
     # -- stop -----------------------------------------------------------------------------------------------------
 
     def stop(self, key: str, reason: str) -> bool:
-        """A stop of an attempt a runner has; False when none has it."""
+        """A stop of an attempt a runner has; False when none has it. A child whose command has not started is
+        withdrawn (`_withdraw`); a started one's command is signalled (`_terminate`)."""
         with self._lock:
             runner = self._busy.get(key)
-            child = runner.child if runner is not None else None
-            if runner is None or child is None or child.spec.key != key:
+            child = next((c for c in runner.queue if c.spec.key == key), None) if runner is not None else None
+            if runner is None or child is None:
                 return False
             if child.stop_reason is not None:
                 return True  # stopping already (its SIGKILL is armed)
             child.stop_reason = reason
             with contextlib.suppress(OSError):  # journaled before it can be sent (LocalLauncher.stop)
                 self.launcher.journal.record_stop(key, reason)
-            if not child.started:
-                return True  # sent once its "S" comes
-        self._terminate_later(runner, child)
+            started = child.started
+        if started:
+            self._terminate_later(runner, child)
+        else:
+            self._withdraw(child)
         return True
 
-    def _terminate_later(self, runner: _Runner, child: _Child) -> None:
+    def _withdraw(self, child: _Child) -> None:
+        """A child the runner has not started: its (empty) work dir is removed, so that the runner's `cd` into it
+        fails ("F": it ends stopped, never started). Had the runner entered it already, its "S" comes and its
+        command is stopped as any started one's (`_line`); had it run already, the dir is not empty and stays."""
+        spec = child.spec
+        with contextlib.suppress(OSError):
+            os.rmdir(self.launcher.work_dir(spec.job_id, spec.attempt))
+
+    def _terminate_later(self, runner: Runner, child: _Child) -> None:
         """`_terminate` on a worker: it may wait for the command's exec (the caller may be the dispatcher thread)."""
         self.launcher.workers.run(f"stop-{child.spec.key}", lambda: self._terminate(runner, child))
 
-    def _terminate(self, runner: _Runner, child: _Child) -> None:
-        wait_for_command(runner.proc)  # (the trap's race with a fork that has not exec'd: local_supervisor.py)
-        self._signal(runner, child, signal.SIGTERM)
+    def _terminate(self, runner: Runner, child: _Child) -> None:
+        """SIGTERM to the child's command and its descendants, then SIGKILL after the grace period: its own
+        processes, not the runner's group (a supervisor's stop signals its group: compute/local.py), as the runner
+        may have started the next child of its queue already (RUN_AHEAD), and stays to run the others."""
+        if not self._find_command(runner, child):
+            return  # it ended: its end is (or will be) read
+        self._signal(child, signal.SIGTERM)
         timer = threading.Timer(
             min(self.launcher.grace_seconds, threading.TIMEOUT_MAX),
             self._signal,
-            args=(runner, child, signal.SIGKILL),
+            args=(child, signal.SIGKILL),
         )
         timer.daemon = True
         child.timers.append(timer)
         timer.start()
 
-    def _signal(self, runner: _Runner, child: _Child, sig: signal.Signals) -> None:
-        """Signal the runner's group if it still runs this child (it gets no other until this one's end is read)."""
+    def _find_command(self, runner: Runner, child: _Child) -> bool:
+        """Find the child's command among the runner's children (`command_of`) and keep a pidfd of it; False when
+        its end came first. Waits (at most COMMAND_WAIT_S) for its exec: the runner prints "S" before it forks, and
+        a process forked and not exec'd yet would swallow a signal (local_supervisor.wait_for_command)."""
+        deadline = time.monotonic() + COMMAND_WAIT_S
+        while True:
+            with self._lock:
+                if child.done or runner.gone:
+                    return False
+            spec = child.spec
+            found = command_of(runner.pid, spec.job_id, spec.attempt, last=time.monotonic() >= deadline)
+            if found is not None:
+                with self._lock:
+                    if child.done:
+                        close_command(found)
+                        return False
+                    child.command = found
+                return True
+            time.sleep(0.002)
+
+    def _signal(self, child: _Child, sig: signal.Signals) -> None:
+        """Signal the child's command (and, with SIGKILL, its descendants), unless its end came: a pidfd is closed
+        when it ends (`_finish`, under the same lock), so its number is never another process's."""
         with self._lock:
-            if runner.child is child:
-                runner.proc.signal_group(sig)
+            if child.done or child.command is None:
+                return
+            signal_command(child.command, sig)
 
     # -- the runner's output --------------------------------------------------------------------------------------
 
-    def _read(self, runner: _Runner) -> None:
+    def _read(self, runner: Runner) -> None:
         """The runner's reader (on a launcher worker): its markers become the children's events, the rest their
         log lines. A start is reported with its end when that comes within START_REPORT_S (one write for both)."""
         fd = runner.proc.stdout.fileno()
@@ -354,7 +413,7 @@ class Runners:
         finally:
             self._ended(runner, buffer, pending)
 
-    def _line(self, runner: _Runner, line: bytes, pending: tuple[_Child, float] | None) -> tuple[_Child, float] | None:
+    def _line(self, runner: Runner, line: bytes, pending: tuple[_Child, float] | None) -> tuple[_Child, float] | None:
         at = line.find(runner.prefix)
         if at < 0:
             self._log(runner, line)
@@ -375,28 +434,28 @@ class Runners:
                 self._terminate_later(runner, child)
                 return None
             return child, time.monotonic() + START_REPORT_S
-        # Idle again before the next child of the run is started (compute/local.py `next_of_run`): it is handed to
-        # this runner.
-        if kind == "F":
-            self._finish(runner, child)
-            self._idle_again(runner)
-            self.launcher.failed_to_start(child.spec, "CannotStartContainerError: the work directory is gone")
-            return None
         self._finish(runner, child)
-        self._idle_again(runner)
-        self.launcher.next_of_run(child.spec.key)  # first: the runner waits for it, the control plane does not
+        if kind == "F":
+            if child.stop_reason is not None:  # withdrawn (`_withdraw`)
+                self.launcher.stopped_before_start(child.spec, child.stop_reason)
+            else:
+                self.launcher.failed_to_start(child.spec, "CannotStartContainerError: the work directory is gone")
+            return None
+        # The run's next child is handed first (compute/local.py `next_of_run`): the runner may wait for it, the
+        # control plane does not.
+        self.launcher.next_of_run(child.spec.key)
         if pending is not None:
             self._started(runner, child)
         self._stopped(child, int(fields[-1]))
         return None
 
-    def _log(self, runner: _Runner, raw: bytes) -> None:
+    def _log(self, runner: Runner, raw: bytes) -> None:
         child = runner.child
         if child is not None:
             text = raw.decode("utf-8", "replace")
             self.launcher.logs.append(child.spec.log_stream, [(_now_ms(), text)])
 
-    def _started(self, runner: _Runner, child: _Child) -> None:
+    def _started(self, runner: Runner, child: _Child) -> None:
         if not runner.lost:
             self.launcher.report(child.spec, TaskStarted(child.spec.attempt))
 
@@ -405,25 +464,29 @@ class Runners:
         stopped = TaskStopped(child.spec.attempt, code, status_reason=why, timed_out=why == TIMEOUT_REASON)
         self.launcher.report(child.spec, stopped)
 
-    def _finish(self, runner: _Runner, child: _Child) -> None:
+    def _finish(self, runner: Runner, child: _Child, *, release: bool = True) -> None:
+        """The child's end came (the first of the runner's queue): the runner is idle again when it was the last.
+        Not `release`: it is not the launcher's to forget (it goes back to its run: LocalLauncher.requeue)."""
         for t in child.timers:
             t.cancel()
         with self._lock:
             self._busy.pop(child.spec.key, None)
-            runner.child = None
+            if child in runner.queue:
+                runner.queue.remove(child)
             runner.ends += 1
-        self.launcher.released(child.spec.key)
-
-    def _idle_again(self, runner: _Runner) -> None:
-        with self._lock:
-            if runner.gone or runner.lost:
-                return
-            runner.idle_since = time.monotonic()
-            self._idle.setdefault(runner.shape, []).append(runner)
-            if self._timer is None:  # runners left idle when no launch comes are told to end too
-                self._timer = threading.Timer(IDLE_SECONDS, self._retire_later)
-                self._timer.daemon = True
-                self._timer.start()
+            child.done = True
+            if child.command is not None:
+                close_command(child.command)
+                child.command = None
+            if not runner.queue and not runner.gone and not runner.lost:
+                runner.idle_since = time.monotonic()
+                self._idle.setdefault(runner.shape, []).append(runner)
+                if self._timer is None:  # runners left idle when no launch comes are told to end too
+                    self._timer = threading.Timer(IDLE_SECONDS, self._retire_later)
+                    self._timer.daemon = True
+                    self._timer.start()
+        if release:
+            self.launcher.released(child.spec.key)
 
     def _retire_later(self) -> None:
         with self._lock:
@@ -437,32 +500,44 @@ class Runners:
                 self._timer.daemon = True
                 self._timer.start()
 
-    def _ended(self, runner: _Runner, rest: bytes, pending: tuple[_Child, float] | None) -> None:
-        """The runner's output ended: it exited (told to, or killed). A child it had ends with its exit status."""
+    def _ended(self, runner: Runner, rest: bytes, pending: tuple[_Child, float] | None) -> None:
+        """The runner's output ended: it exited (told to, or killed). The child it ran ends with its exit status;
+        the children of a run waiting in its stdin never started, and wait in their run again
+        (LocalLauncher.requeue: another runner runs them)."""
         if rest:
             self._log(runner, rest)
         code = exit_code_of(runner.proc.wait_exit())
         self._close(runner)
         with self._lock:
-            runner.gone = True  # from here on no child is handed to it (Runners.launch)
-            child = runner.child
-        if child is None:
+            runner.gone = True  # from here on no child is handed to it (`_tell`)
+            children = list(runner.queue)
+        if runner.lost:  # shutdown: recovery at the next start decides
+            for child in children:
+                self._finish(runner, child)
             return
-        self._finish(runner, child)
-        if runner.lost:
-            return  # shutdown: recovery at the next start decides
-        if not child.started:  # its command never ran
-            why = "CannotStartContainerError: the runner ended before the command started"
-            self.launcher.failed_to_start(child.spec, why)
-            return
-        if pending is not None:
-            self._started(runner, child)
-        self._stopped(child, code)
+        unreached = [c for c in children if not c.started and c.stop_reason is None and c.spec.run is not None]
+        for child in unreached:
+            self._finish(runner, child, release=False)
+        self.launcher.requeue([c.spec for c in unreached])
+        for child in children:
+            if child in unreached:
+                continue
+            self._finish(runner, child)
+            if child.started:
+                if pending is not None and pending[0] is child:
+                    self._started(runner, child)
+                self._stopped(child, code)
+            elif child.stop_reason is not None:
+                self.launcher.stopped_before_start(child.spec, child.stop_reason)
+            else:  # its command never ran
+                self.launcher.failed_to_start(
+                    child.spec, "CannotStartContainerError: the runner ended before the command started"
+                )
 
     def writers(self) -> list[RunnerWriter]:
         """The busy runners, as writers a live compaction of the journal waits for (RunnerWriter)."""
         with self._lock:
-            return [RunnerWriter(r, r.ends) for r in self._busy.values()]
+            return [RunnerWriter(r, r.ends) for r in set(self._busy.values())]
 
     # -- shutdown -------------------------------------------------------------------------------------------------
 
@@ -471,11 +546,107 @@ class Runners:
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
-            runners = list(self._busy.values()) + [r for idle in self._idle.values() for r in idle]
+            runners = set(self._busy.values()) | {r for idle in self._idle.values() for r in idle}
             for r in runners:
                 r.lost = True
+            timers = [t for r in runners for c in r.queue for t in c.timers]
+        for t in timers:
+            t.cancel()
         for r in runners:
-            child = r.child
-            for t in child.timers if child is not None else ():
-                t.cancel()
             r.proc.signal_group(signal.SIGKILL)
+
+
+# -- a child's command among its runner's processes --------------------------------------------------------------
+
+HAVE_PIDFD = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+
+
+def command_of(runner: int, job_id: str, attempt: int, *, last: bool = False) -> int | None:
+    """A pidfd (or, without pidfds, the pid) of the runner's child process that is the attempt's command: exec'd with
+    its AWS_BATCH_JOB_ID and AWS_BATCH_JOB_ATTEMPT, or in its work dir (a command may exec another with other
+    variables, or change its directory, not both). None when there is none (not forked or exec'd yet, or ended).
+    With `last`, any exec'd child of the runner is taken (its end would have been read by now: the runner runs
+    one command at a time). Linux /proc; elsewhere None."""
+    try:
+        pids = Path(f"/proc/{runner}/task/{runner}/children").read_text().split()
+    except OSError:
+        return None
+    wanted = {f"AWS_BATCH_JOB_ID={job_id}".encode(), f"AWS_BATCH_JOB_ATTEMPT={attempt}".encode()}
+    workdir = f"/{job_id.replace(':', '_')}/{attempt}"
+    for pid in pids:
+        if not execed(pid):
+            continue
+        handle = _open(int(pid))
+        if handle is None:
+            continue
+        try:
+            environ = set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+            cwd = os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)")
+        except OSError:
+            close_command(handle)
+            continue
+        if last or wanted <= environ or cwd.endswith(workdir):
+            return handle
+        close_command(handle)
+    return None
+
+
+def _open(pid: int) -> int | None:
+    if not HAVE_PIDFD:
+        return pid
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None  # ended
+
+
+def close_command(handle: int) -> None:
+    if HAVE_PIDFD:
+        with contextlib.suppress(OSError):
+            os.close(handle)
+
+
+def signal_command(handle: int, sig: signal.Signals) -> None:
+    """`sig` to the command and its descendants (what a signal to its process group would reach, but for the runner
+    and the next child it may have started), found through /proc before any is signalled: once the command is
+    gone they are orphaned, out of reach."""
+    pid = _pid_of(handle)
+    if pid is not None:
+        for found in _descendants(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(found, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+        if HAVE_PIDFD:
+            signal.pidfd_send_signal(handle, sig)
+        else:
+            os.kill(handle, sig)
+
+
+def _pid_of(handle: int) -> int | None:
+    if not HAVE_PIDFD:
+        return handle
+    try:
+        for line in Path(f"/proc/self/fdinfo/{handle}").read_text().splitlines():
+            if line.startswith("Pid:"):
+                pid = int(line.split()[1])
+                return pid if pid > 0 else None
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            with contextlib.suppress(OSError, ValueError):
+                children = [int(c) for c in Path(f"/proc/{parent}/task/{tid}/children").read_text().split()]
+                found += children
+                todo += children
+    return found

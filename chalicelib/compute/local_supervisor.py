@@ -39,7 +39,11 @@ SUPERVISOR = (
 # then the command. The child's job id is "<array>:<index>", its key "<job id>#<attempt>" and its work dir
 # "<root>/<array>_<index>/<attempt>" (compute/local.py `work_dir`). The lines are that short because `read` takes
 # its input from a pipe one byte per system call: a line with the key, the job id and the work dir cost the runner
-# ~200 reads per child.
+# ~200 reads per child. The runner journals a child's pid line itself (its own pid: the recovery kills its group),
+# after its "S" and before the command is forked: a child queued behind another (RUN_AHEAD) that the runner never
+# reached has no pid line, and is launched again by a recovery (compute/local_recovery.py). After the server died,
+# the runner's next "S" or "E" kills it (SIGPIPE: the server held the pipe's only read end), so it reaches no
+# child from then on.
 PER_CHILD = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ARRAY_INDEX", "AWS_BATCH_JOB_ATTEMPT")
 MARK = b"\x1e"
 RUNNER = (
@@ -48,7 +52,7 @@ RUNNER = (
     "__bp_k=$__bp_p:$__bp_i#$__bp_a; "
     'cd "$__bp_r/${__bp_p}_$__bp_i/$__bp_a" 2>/dev/null || '
     '{ printf "\\036%s F %s\\n" "$__bp_n" "$__bp_k"; continue; }; '
-    'printf "\\036%s S %s\\n" "$__bp_n" "$__bp_k"; '
+    'printf "\\036%s S %s\\n" "$__bp_n" "$__bp_k"; printf "pid %s %s\\n" "$__bp_k" "$$" >> "$__bp_j"; '
     'AWS_BATCH_JOB_ID=$__bp_p:$__bp_i AWS_BATCH_JOB_ARRAY_INDEX=$__bp_i AWS_BATCH_JOB_ATTEMPT=$__bp_a "$@" </dev/null; '
     '__bp_c=$?; printf "exit %s %s\\n" "$__bp_k" "$__bp_c" >> "$__bp_j"; '
     'printf "\\036%s E %s %s\\n" "$__bp_n" "$__bp_k" "$__bp_c"; done'
@@ -144,12 +148,12 @@ def wait_for_command(proc: Process) -> None:
             forked = children.read_text().split()
         except OSError:
             return  # ended, or no /proc
-        if forked and _execed(forked[0]):
+        if forked and execed(forked[0]):
             return
         time.sleep(0.002)
 
 
-def _execed(pid: str) -> bool:
+def execed(pid: str) -> bool:
     """Whether the process has exec'd (or is gone). The flag is cleared inside execve before the signal handlers are
     reset, and a signal is acted on only when the call returns: one sent from then on meets the default action."""
     try:

@@ -6,6 +6,8 @@ restarts."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from tests.e2e.conftest import (
     unique,
     wait_terminal,
     wait_until,
+    work_pid,
 )
 from tests.e2e.test_kill_restart import Server, client_with_queue, ledger_line, read_ledger, serve
 
@@ -71,7 +74,7 @@ def test_short_children_are_claimed_in_runs_and_never_share_their_slot(
 
 
 def test_terminating_the_array_ends_the_children_waiting_in_a_run_without_running_them(
-    batch: Client, runtime: LocalRuntime, tmp_path: Path
+    batch: Client, runtime: LocalRuntime, tmp_path: Path, state_dir: Path
 ) -> None:
     # GIVEN one vCPU and short children but for index 60, which waits for a file that never comes
     ledger, never = tmp_path / "ledger", tmp_path / "never"
@@ -90,6 +93,10 @@ def test_terminating_the_array_ends_the_children_waiting_in_a_run_without_runnin
         batch.terminate_job(jobId=parent, reason="60 ends its run: another array")
         wait_terminal(batch, [parent], timeout=60)
     assert waiting
+    # (the first of them queued in the runner's stdin, not reached: withdrawn by the stop; the others, if any, kept
+    # by the launcher)
+    journal = (state_dir / "work" / "journal").read_text()
+    assert f"arn {waiting[0]}#1 " in journal and f"pid {waiting[0]}#1 " not in journal
     # WHEN the array is terminated
     batch.terminate_job(jobId=parent, reason="enough")
     jobs = wait_terminal(batch, [parent, *children(parent, 200)], timeout=60)
@@ -101,6 +108,35 @@ def test_terminating_the_array_ends_the_children_waiting_in_a_run_without_runnin
         assert jobs[job_id]["status"] == "FAILED", jobs[job_id]
         assert [a["statusReason"] for a in jobs[job_id]["attempts"]] == ["enough"], jobs[job_id]
     assert jobs[parent]["status"] == "FAILED"
+
+
+def test_the_children_queued_on_a_runner_killed_from_outside_run_once_on_another(
+    batch: Client, runtime: LocalRuntime, tmp_path: Path, state_dir: Path
+) -> None:
+    # GIVEN one vCPU and short children but for index 60, which waits for a file that never comes, with children of
+    # its run queued behind it in its runner's stdin; tried again with a new array when 60 ended its run
+    ledger, never = tmp_path / "ledger", tmp_path / "never"
+    queue, _ = setup_queue(batch, max_vcpus=1)
+    wait = f'[ "$AWS_BATCH_JOB_ARRAY_INDEX" != 60 ] || until [ -e {never} ]; do sleep 0.05; done'
+    jd = register(batch, "victims", sh(f'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT" >> {ledger}; {wait}'))
+    for _ in range(3):
+        parent = submit(batch, queue, jd, arrayProperties={"size": 100})
+        blocked = f"{parent}:60"
+        _wait_running(batch, blocked)
+        waiting = _waiting_behind(runtime, parent, 60)
+        if waiting:
+            break
+        batch.terminate_job(jobId=parent, reason="60 ends its run: another array")
+        wait_terminal(batch, [parent], timeout=60)
+    assert waiting and f"arn {waiting[0]}#1 " in (state_dir / "work" / "journal").read_text()
+    # WHEN something outside batchplane kills the runner's group (as the OOM killer or an operator might)
+    os.killpg(work_pid(state_dir, blocked), signal.SIGKILL)
+    jobs = wait_terminal(batch, [parent, *children(parent, 100)], timeout=60)
+    # THEN 60 ends with the signal, and the children queued behind it ran once each, on their first attempt
+    assert jobs[blocked]["status"] == "FAILED" and jobs[blocked]["container"]["exitCode"] == 137
+    assert {jobs[c]["status"] for c in children(parent, 100) if c != blocked} == {"SUCCEEDED"}
+    ran = Counter(line for line in ledger.read_text().splitlines() if line.startswith(f"{parent}:"))
+    assert ran == Counter(f"{c} 1" for c in children(parent, 100))
 
 
 def _wait_running(batch: Client, job_id: str) -> None:
@@ -184,12 +220,16 @@ def test_a_sigkilled_servers_run_children_run_once_after_it_restarts(server: Ser
         batch.terminate_job(jobId=parent, reason="50 ends its run: another array")
         wait_terminal(batch, [parent], timeout=60)
     assert describe_one(batch, f"{parent}:51")["status"] == STARTING
+    # (51 is queued in the runner's stdin, not reached: handed, its ARN journaled, no pid)
+    journal = (server.state / "work" / "journal").read_text()
+    assert f"arn {parent}:51#1 " in journal and f"pid {parent}:51#1 " not in journal
     # WHEN the server is SIGKILLed and started again, and the go file comes
     server.kill()
     server.start()
     time.sleep(0.5)
     go.touch()
-    # THEN every child succeeds; 50 lost its host and ran again, every other child ran once
+    # THEN every child succeeds; 50 lost its host and ran again, every other child ran once (those the runner had
+    # not reached too: launched again under their first attempt)
     jobs = wait_terminal(batch, [parent, *children(parent, 120)], timeout=120)
     assert {j["status"] for j in jobs.values()} == {"SUCCEEDED"}
     starts = Counter((j, a) for j, a, what in read_ledger(ledger) if what == "start" and j.startswith(f"{parent}:"))

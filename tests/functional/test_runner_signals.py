@@ -1,0 +1,122 @@
+"""How a stop finds an array child's command among its runner's processes (compute/local_runs.py `command_of`,
+`signal_command`, docs/adr/0041): with children queued ahead in its stdin, a runner may have started the next child
+by the time a stop of the one before it is sent, so the stop is sent to the child's own processes, found by its
+variables or its work dir, never to the runner's group. Real processes: a shell standing in for the runner."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chalicelib.compute.local_runs import close_command, command_of, signal_command
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux /proc")
+
+
+def _runner(cwd: Path, job_id: str, attempt: int, command: str) -> subprocess.Popen[bytes]:
+    """A shell that forks `command` (not exec: `; :` keeps it the parent, as a runner) with the child's variables."""
+    script = f"AWS_BATCH_JOB_ID={job_id} AWS_BATCH_JOB_ATTEMPT={attempt} /bin/sh -c '{command}'; :"
+    return subprocess.Popen(["/bin/sh", "-c", script], cwd=cwd, start_new_session=True)
+
+
+def _found(runner: int, job_id: str, attempt: int, *, last: bool = False) -> int | None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        handle = command_of(runner, job_id, attempt, last=last)
+        if handle is not None:
+            return handle
+        time.sleep(0.01)
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+def test_the_command_is_found_by_its_variables_and_another_childs_is_not(
+    tmp_path: Path, cleanup: list[subprocess.Popen[bytes]]
+) -> None:
+    # GIVEN a runner whose command is child 2's (attempt 1), run in a directory that is not any child's work dir
+    runner = _runner(tmp_path, "arr:2", 1, "sleep 30")
+    cleanup.append(runner)
+    # THEN a stop of child 2 finds it; one of child 1 (ended), or of another attempt of 2, does not
+    handle = _found(runner.pid, "arr:2", 1)
+    assert handle is not None
+    close_command(handle)
+    assert command_of(runner.pid, "arr:1", 1) is None
+    assert command_of(runner.pid, "arr:2", 2) is None
+
+
+def test_the_command_is_found_by_its_work_dir_when_its_variables_are_gone(
+    tmp_path: Path, cleanup: list[subprocess.Popen[bytes]]
+) -> None:
+    # GIVEN a child's command that replaced itself with a program of an empty environment, in its work dir
+    workdir = tmp_path / "arr_7" / "3"
+    workdir.mkdir(parents=True)
+    runner = subprocess.Popen(["/bin/sh", "-c", "env -i sleep 30; :"], cwd=workdir, start_new_session=True)
+    cleanup.append(runner)
+    # THEN it is found by its directory, and only as that child's
+    wait = time.monotonic() + 10
+    while time.monotonic() < wait and not _children(runner.pid):
+        time.sleep(0.01)
+    handle = _found(runner.pid, "arr:7", 3)
+    assert handle is not None
+    close_command(handle)
+    assert command_of(runner.pid, "arr:7", 4) is None
+    assert command_of(runner.pid, "arr:17", 3) is None
+
+
+def test_a_signal_reaches_the_command_and_its_descendants_not_the_runner(
+    tmp_path: Path, cleanup: list[subprocess.Popen[bytes]]
+) -> None:
+    # GIVEN a child's command with a process of its own, under a runner that goes on after it
+    runner = _runner(tmp_path, "arr:4", 1, "sleep 30 & wait")
+    cleanup.append(runner)
+    handle = _found(runner.pid, "arr:4", 1)
+    assert handle is not None
+    (command,) = _children(runner.pid)
+    wait = time.monotonic() + 10
+    while time.monotonic() < wait and not _children(command):
+        time.sleep(0.01)
+    (grandchild,) = _children(command)
+    # WHEN it is sent SIGTERM
+    signal_command(handle, signal.SIGTERM)
+    close_command(handle)
+    # THEN both end, and the runner does not (it would run its next child): it ends by itself, successfully
+    assert runner.wait(10) == 0
+    for pid in (command, grandchild):
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+
+
+def test_a_signal_to_a_command_that_ended_reaches_nothing(
+    tmp_path: Path, cleanup: list[subprocess.Popen[bytes]]
+) -> None:
+    # GIVEN a pidfd of a child's command that has ended since (its runner moved on to a new command)
+    runner = _runner(tmp_path, "arr:5", 1, "sleep 0.3")
+    cleanup.append(runner)
+    handle = _found(runner.pid, "arr:5", 1)
+    assert handle is not None
+    after = _runner(tmp_path, "arr:6", 1, "sleep 30")
+    cleanup.append(after)
+    assert runner.wait(10) == 0
+    # WHEN it is signalled THEN nothing else is (the next command lives on)
+    signal_command(handle, signal.SIGKILL)
+    close_command(handle)
+    assert after.poll() is None
