@@ -21,9 +21,10 @@
   "stop <jobId>#<attempt> <JSON string: the reason>" before its processes are signalled, so a recovery settles a
   stop that was in flight as the stop's end, as the live launcher (or coordinator) would have.
 - A single-container attempt's pid line is followed, in the same write, by "arn <jobId>#<attempt> <task ARN>": the
-  ARN its live events carry, which the recovery's events carry too. An array child handed to a runner has its arn
-  line first, written by the server, and its pid line (the runner's pid) once the runner reaches it, written by
-  the runner (`record_handed`): an arn line without a pid line is a child that never started.
+  ARN its live events carry, which the recovery's events carry too. An array child handed to a runner has
+  "queued <jobId>#<attempt> <task ARN>" instead, written by the server (`record_handed`), and its pid line (the
+  runner's pid) once the runner reaches it, written by the runner: a queued line without a pid line is a child
+  that never started.
 - An attempt whose pid was never recorded is found by the AWS_BATCH_* variables its processes carry (Linux /proc).
 """
 
@@ -100,7 +101,8 @@ class Journal:
         self.pids: dict[str, int] = {}
         self.exits: dict[str, int] = {}  # in the order they were first written
         self.tasks: dict[str, str] = {}  # a multi-container attempt's task_group.task_label
-        self.arns: dict[str, str] = {}  # a single-container attempt's task ARN (record_pid)
+        self.arns: dict[str, str] = {}  # a single-container attempt's task ARN (record_pid, record_handed)
+        self.queued: set[str] = set()  # array children handed to a runner (record_handed)
         self._exit_at: dict[str, int] = {}  # each exit's place among the exits, in journal order
         # an attempt's first stop: its reason, and how many exits the journal held before it (exited_before_stop)
         self.stops: dict[str, tuple[str, int]] = {}
@@ -120,9 +122,10 @@ class Journal:
         self._append(f"pid {key} {pid}\n{arn}".encode())  # one write: never interleaved with another line
 
     def record_handed(self, key: str, task_arn: str) -> None:
-        """An array child handed to a runner (compute/local_runs.py): its "arn" line alone. The runner writes its pid
-        line when it reaches the child, before the command is forked (compute/local_supervisor.py RUNNER)."""
-        self._append(f"arn {key} {task_arn}\n".encode())
+        """An array child handed to a runner (compute/local_runs.py): a "queued" line with its task ARN. The runner
+        writes its pid line when it reaches the child, before the command is forked (compute/local_supervisor.py
+        RUNNER)."""
+        self._append(f"queued {key} {task_arn}\n".encode())
 
     def record_task(self, key: str, label: str) -> None:
         """A multi-container attempt's containers (one line of JSON: task_group.task_label), before any starts."""
@@ -214,7 +217,7 @@ class Journal:
             pass  # (no journal.old)
 
     def _forget(self) -> None:
-        for held in (self.pids, self.exits, self.tasks, self.arns, self._exit_at, self.stops):
+        for held in (self.pids, self.exits, self.tasks, self.arns, self._exit_at, self.stops, self.queued):
             held.clear()
 
     def release(self) -> None:
@@ -440,6 +443,9 @@ class Journal:
             self.tasks[key] = value
         elif kind == "arn" and value:
             self.arns[key] = value
+        elif kind == "queued" and value:
+            self.arns[key] = value
+            self.queued.add(key)
         elif kind == "stop" and key not in self.stops:
             try:
                 reason = json.loads(value)

@@ -36,7 +36,7 @@ def recover_process(launcher: LocalLauncher, job_id: str, attempt: int) -> bool:
     killed = False  # a process of it was still there (killed here), or its pid was recorded
     if _exit_of(launcher, key, workdir) is None:
         pid = launcher.journal.pids.get(key)
-        if pid is None and key in launcher.journal.arns:
+        if pid is None and key in launcher.journal.queued:
             reached = _never_reached(launcher, job_id, attempt, workdir)
             if reached is not None:
                 return reached
@@ -72,7 +72,7 @@ def recover_process(launcher: LocalLauncher, job_id: str, attempt: int) -> bool:
 
 
 def _never_reached(launcher: LocalLauncher, job_id: str, attempt: int, workdir: Path) -> bool | None:
-    """An array child handed to a runner that never reached it (its ARN journaled, no pid: compute/local_journal.py
+    """An array child handed to a runner that never reached it (a "queued" line, no pid: compute/local_journal.py
     `record_handed`): its command never ran. Stopped meanwhile, it ends with the stop (as `stopped_before_start`
     live: True); else its empty work dir goes and it is launched again under the same number (False). None when
     its work dir is not empty after all (something ran in it): it is recovered as any attempt without a pid."""

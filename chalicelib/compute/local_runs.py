@@ -7,24 +7,29 @@ AWS_BATCH_JOB_ARRAY_INDEX and AWS_BATCH_JOB_ATTEMPT, journals its exit as the su
 on its stdout. Children of one array share their command and the rest of their environment, so a runner started
 for one serves the next: the server writes a line to a pipe instead of spawning a process (ADR 0039: why).
 
-What does not change (the same journal, so `LocalLauncher.recover` is unchanged):
+What a runner keeps of a spawned attempt's guarantees (the same journal and recovery):
 - The attempt's work directory is created exclusively by the server before the runner is told: a child launches
   once, across restarts too.
-- "pid <key> <pid>" and "arn <key> <arn>" are journaled by the server before the child is handed over, with the
-  runner's pid: the runner leads its own session, so the child is in the runner's process group, which a recovery
-  kills as it kills a supervisor's. The runner journals "exit <key> <status>" when the command ends, before it
+- "queued <key> <arn>" is journaled by the server when it hands the child over; "pid <key> <pid>" by the runner, with
+  its own pid, when it reaches the child, before the command is forked (compute/local_supervisor.py RUNNER). The
+  runner leads its own session, so the child is in the runner's process group, which a recovery kills as it kills
+  a supervisor's; a child queued and without a pid never started, and a recovery launches it again under the same
+  attempt (compute/local_recovery.py). The runner journals "exit <key> <status>" when the command ends, before it
   reports the end, as the supervisor does; a stop is journaled before it is sent.
-- A stop signals the runner's process group once its command runs (`wait_for_command`): the runner's trap keeps
-  the runner alive, so the exit is recorded and reported and the runner serves the next child. The grace period's
-  SIGKILL ends the runner too: its child's end is then its exit status (137), and a new runner serves the array.
+- A stop of a started child signals the child's own processes, its command and the command's descendants, found in
+  /proc (`command_of`, `signal_command`), not the runner's group: the runner goes on to its next child, and may have
+  started it already (docs/adr/0041). The grace period's SIGKILL ends the child's processes alike; the runner
+  records the exit (137) and serves the next child. A stop of a child not started yet removes its empty work dir,
+  so that the runner skips it ("F"; `_withdraw`).
 
 The protocol. A runner serves the children of one array (its job id is an argument). Server to runner: a nonce
 line first, then one line per child, "<index> <attempt>" (the runner derives the job id, key and work dir from them:
 compute/local_supervisor.py RUNNER says why the line is no longer). Runner to server: the
 commands' output, and between them "\\036<nonce> S <key>" before a command starts and "\\036<nonce> E <key>
 <status>" after it ended ("F" instead of "S" when its work dir is gone). The nonce, read from the pipe, keeps a job
-from forging a marker in its output. The server gives a runner its next child only once the runner reported the
-last one's end, so a signal to its group after that reaches the runner alone.
+from forging a marker in its output. The children of a run (domain/runs.py) are written up to RUN_AHEAD ahead of
+the one running (LocalLauncher.top_up), so the runner starts each next one without waiting for the server; the
+children of a runner that ends before it reached them go back to their run (LocalLauncher.requeue).
 
 Limits: the output of a process a child left running in the background, written after the child ended, is logged
 to the stream of the runner's next child (a spawned attempt's pipe would have held the attempt open instead).
@@ -112,7 +117,7 @@ class RunnerWriter:
         return not holds_command(r.pid)
 
 
-@dataclass
+@dataclass(eq=False)  # (compared by identity: a runner's queue)
 class _Child:
     spec: TaskSpec
     stop_reason: str | None = None

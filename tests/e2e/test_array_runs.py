@@ -96,7 +96,7 @@ def test_terminating_the_array_ends_the_children_waiting_in_a_run_without_runnin
     # (the first of them queued in the runner's stdin, not reached: withdrawn by the stop; the others, if any, kept
     # by the launcher)
     journal = (state_dir / "work" / "journal").read_text()
-    assert f"arn {waiting[0]}#1 " in journal and f"pid {waiting[0]}#1 " not in journal
+    assert f"queued {waiting[0]}#1 " in journal and f"pid {waiting[0]}#1 " not in journal
     # WHEN the array is terminated
     batch.terminate_job(jobId=parent, reason="enough")
     jobs = wait_terminal(batch, [parent, *children(parent, 200)], timeout=60)
@@ -128,7 +128,7 @@ def test_the_children_queued_on_a_runner_killed_from_outside_run_once_on_another
             break
         batch.terminate_job(jobId=parent, reason="60 ends its run: another array")
         wait_terminal(batch, [parent], timeout=60)
-    assert waiting and f"arn {waiting[0]}#1 " in (state_dir / "work" / "journal").read_text()
+    assert waiting and f"queued {waiting[0]}#1 " in (state_dir / "work" / "journal").read_text()
     # WHEN something outside batchplane kills the runner's group (as the OOM killer or an operator might)
     os.killpg(work_pid(state_dir, blocked), signal.SIGKILL)
     jobs = wait_terminal(batch, [parent, *children(parent, 100)], timeout=60)
@@ -222,7 +222,7 @@ def test_a_sigkilled_servers_run_children_run_once_after_it_restarts(server: Ser
     assert describe_one(batch, f"{parent}:51")["status"] == STARTING
     # (51 is queued in the runner's stdin, not reached: handed, its ARN journaled, no pid)
     journal = (server.state / "work" / "journal").read_text()
-    assert f"arn {parent}:51#1 " in journal and f"pid {parent}:51#1 " not in journal
+    assert f"queued {parent}:51#1 " in journal and f"pid {parent}:51#1 " not in journal
     # WHEN the server is SIGKILLed and started again, and the go file comes
     server.kill()
     server.start()
