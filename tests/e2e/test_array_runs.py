@@ -76,23 +76,10 @@ def test_short_children_are_claimed_in_runs_and_never_share_their_slot(
 def test_terminating_the_array_ends_the_children_waiting_in_a_run_without_running_them(
     batch: Client, runtime: LocalRuntime, tmp_path: Path, state_dir: Path
 ) -> None:
-    # GIVEN one vCPU and short children but for index 60, which waits for a file that never comes
-    ledger, never = tmp_path / "ledger", tmp_path / "never"
-    queue, _ = setup_queue(batch, max_vcpus=1)
-    wait = f'[ "$AWS_BATCH_JOB_ARRAY_INDEX" != 60 ] || until [ -e {never} ]; do sleep 0.05; done'
-    jd = register(batch, "blocks", sh(f'echo "$AWS_BATCH_JOB_ID s" >> {ledger}; {wait}'))
-    # AND children of its run waiting behind it (STARTING, on no slot of their own): tried again with a new array
-    # when 60 happened to be the last child of its run
-    for _ in range(3):
-        parent = submit(batch, queue, jd, arrayProperties={"size": 200})
-        blocked = f"{parent}:60"
-        _wait_running(batch, blocked)
-        waiting = _waiting_behind(runtime, parent, 60)
-        if waiting:
-            break
-        batch.terminate_job(jobId=parent, reason="60 ends its run: another array")
-        wait_terminal(batch, [parent], timeout=60)
-    assert waiting
+    # GIVEN one vCPU and short children but for index 60, which waits for a file that never comes, and children of
+    # its run waiting behind it (STARTING, on no slot of their own)
+    ledger = tmp_path / "ledger"
+    parent, blocked, waiting = _blocked_run(batch, runtime, tmp_path, 200, f'echo "$AWS_BATCH_JOB_ID s" >> {ledger}')
     # (the first of them queued in the runner's stdin, not reached: withdrawn by the stop; the others, if any, kept
     # by the launcher)
     journal = (state_dir / "work" / "journal").read_text()
@@ -114,21 +101,11 @@ def test_the_children_queued_on_a_runner_killed_from_outside_run_once_on_another
     batch: Client, runtime: LocalRuntime, tmp_path: Path, state_dir: Path
 ) -> None:
     # GIVEN one vCPU and short children but for index 60, which waits for a file that never comes, with children of
-    # its run queued behind it in its runner's stdin; tried again with a new array when 60 ended its run
-    ledger, never = tmp_path / "ledger", tmp_path / "never"
-    queue, _ = setup_queue(batch, max_vcpus=1)
-    wait = f'[ "$AWS_BATCH_JOB_ARRAY_INDEX" != 60 ] || until [ -e {never} ]; do sleep 0.05; done'
-    jd = register(batch, "victims", sh(f'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT" >> {ledger}; {wait}'))
-    for _ in range(3):
-        parent = submit(batch, queue, jd, arrayProperties={"size": 100})
-        blocked = f"{parent}:60"
-        _wait_running(batch, blocked)
-        waiting = _waiting_behind(runtime, parent, 60)
-        if waiting:
-            break
-        batch.terminate_job(jobId=parent, reason="60 ends its run: another array")
-        wait_terminal(batch, [parent], timeout=60)
-    assert waiting and f"queued {waiting[0]}#1 " in (state_dir / "work" / "journal").read_text()
+    # its run queued behind it in its runner's stdin
+    ledger = tmp_path / "ledger"
+    record = f'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT" >> {ledger}'
+    parent, blocked, waiting = _blocked_run(batch, runtime, tmp_path, 100, record)
+    assert f"queued {waiting[0]}#1 " in (state_dir / "work" / "journal").read_text()
     # WHEN something outside batchplane kills the runner's group (as the OOM killer or an operator might)
     os.killpg(work_pid(state_dir, blocked), signal.SIGKILL)
     jobs = wait_terminal(batch, [parent, *children(parent, 100)], timeout=60)
@@ -137,6 +114,27 @@ def test_the_children_queued_on_a_runner_killed_from_outside_run_once_on_another
     assert {jobs[c]["status"] for c in children(parent, 100) if c != blocked} == {"SUCCEEDED"}
     ran = Counter(line for line in ledger.read_text().splitlines() if line.startswith(f"{parent}:"))
     assert ran == Counter(f"{c} 1" for c in children(parent, 100))
+
+
+def _blocked_run(
+    batch: Client, runtime: LocalRuntime, tmp_path: Path, size: int, record: str
+) -> tuple[str, str, list[str]]:
+    """An array of `size` children on one vCPU, each running `record`, index 60 then waiting for a file that never
+    comes, with children of its run waiting behind it: (the array, child 60, those children). Tried again with a
+    new array when 60 happened to be the last child of its run."""
+    queue, _ = setup_queue(batch, max_vcpus=1)
+    wait = f'[ "$AWS_BATCH_JOB_ARRAY_INDEX" != 60 ] || until [ -e {tmp_path / "never"} ]; do sleep 0.05; done'
+    jd = register(batch, "blocks", sh(f"{record}; {wait}"))
+    for _ in range(3):
+        parent = submit(batch, queue, jd, arrayProperties={"size": size})
+        blocked = f"{parent}:60"
+        _wait_running(batch, blocked)
+        waiting = _waiting_behind(runtime, parent, 60)
+        if waiting:
+            return parent, blocked, waiting
+        batch.terminate_job(jobId=parent, reason="60 ends its run: another array")
+        wait_terminal(batch, [parent], timeout=60)
+    raise AssertionError("60 ended its run three times")
 
 
 def _wait_running(batch: Client, job_id: str) -> None:

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,71 +26,66 @@ def _runner(cwd: Path, job_id: str, attempt: int, command: str) -> subprocess.Po
     return subprocess.Popen(["/bin/sh", "-c", script], cwd=cwd, start_new_session=True)
 
 
-def _found(runner: int, job_id: str, attempt: int, *, last: bool = False) -> int | None:
+def _found(runner: int, job_id: str, attempt: int) -> int:
+    """The handle `command_of` gives once the runner's command runs (waited for, up to 10 s)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        handle = command_of(runner, job_id, attempt, last=last)
+        handle = command_of(runner, job_id, attempt)
         if handle is not None:
             return handle
         time.sleep(0.01)
-    return None
+    raise AssertionError(f"no command of {job_id}#{attempt} under {runner}")
+
+
+def _found_only_as(runner: int, attempt: tuple[str, int], *others: tuple[str, int]) -> None:
+    close_command(_found(runner, *attempt))
+    for job_id, number in others:
+        assert command_of(runner, job_id, number) is None
 
 
 def _children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+Start = Callable[..., "subprocess.Popen[bytes]"]
+
+
 @pytest.fixture
-def cleanup() -> Iterator[list[subprocess.Popen[bytes]]]:
+def start(tmp_path: Path) -> Iterator[Start]:
+    """Starts a runner stand-in (`_runner`, in tmp_path unless told), killed with its group at the end."""
     started: list[subprocess.Popen[bytes]] = []
-    yield started
+
+    def run(job_id: str, attempt: int, command: str, cwd: Path = tmp_path) -> subprocess.Popen[bytes]:
+        started.append(_runner(cwd, job_id, attempt, command))
+        return started[-1]
+
+    yield run
     for p in started:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
         p.wait()
 
 
-def test_the_command_is_found_by_its_variables_and_another_childs_is_not(
-    tmp_path: Path, cleanup: list[subprocess.Popen[bytes]]
-) -> None:
+def test_the_command_is_found_by_its_variables_and_another_childs_is_not(start: Start) -> None:
     # GIVEN a runner whose command is child 2's (attempt 1), run in a directory that is not any child's work dir
-    runner = _runner(tmp_path, "arr:2", 1, "sleep 30")
-    cleanup.append(runner)
+    runner = start("arr:2", 1, "sleep 30")
     # THEN a stop of child 2 finds it; one of child 1 (ended), or of another attempt of 2, does not
-    handle = _found(runner.pid, "arr:2", 1)
-    assert handle is not None
-    close_command(handle)
-    assert command_of(runner.pid, "arr:1", 1) is None
-    assert command_of(runner.pid, "arr:2", 2) is None
+    _found_only_as(runner.pid, ("arr:2", 1), ("arr:1", 1), ("arr:2", 2))
 
 
-def test_the_command_is_found_by_its_work_dir_when_its_variables_are_gone(
-    tmp_path: Path, cleanup: list[subprocess.Popen[bytes]]
-) -> None:
+def test_the_command_is_found_by_its_work_dir_when_its_variables_are_gone(tmp_path: Path, start: Start) -> None:
     # GIVEN a child's command that replaced itself with a program of an empty environment, in its work dir
     workdir = tmp_path / "arr_7" / "3"
     workdir.mkdir(parents=True)
-    runner = subprocess.Popen(["/bin/sh", "-c", "env -i sleep 30; :"], cwd=workdir, start_new_session=True)
-    cleanup.append(runner)
+    runner = start("other:1", 1, "exec env -i sleep 30", cwd=workdir)
     # THEN it is found by its directory, and only as that child's
-    wait = time.monotonic() + 10
-    while time.monotonic() < wait and not _children(runner.pid):
-        time.sleep(0.01)
-    handle = _found(runner.pid, "arr:7", 3)
-    assert handle is not None
-    close_command(handle)
-    assert command_of(runner.pid, "arr:7", 4) is None
-    assert command_of(runner.pid, "arr:17", 3) is None
+    _found_only_as(runner.pid, ("arr:7", 3), ("arr:7", 4), ("arr:17", 3))
 
 
-def test_a_signal_reaches_the_command_and_its_descendants_not_the_runner(
-    tmp_path: Path, cleanup: list[subprocess.Popen[bytes]]
-) -> None:
+def test_a_signal_reaches_the_command_and_its_descendants_not_the_runner(start: Start) -> None:
     # GIVEN a child's command with a process of its own, under a runner that goes on after it
-    runner = _runner(tmp_path, "arr:4", 1, "sleep 30 & wait")
-    cleanup.append(runner)
+    runner = start("arr:4", 1, "sleep 30 & wait")
     handle = _found(runner.pid, "arr:4", 1)
-    assert handle is not None
     (command,) = _children(runner.pid)
     wait = time.monotonic() + 10
     while time.monotonic() < wait and not _children(command):
@@ -105,16 +100,11 @@ def test_a_signal_reaches_the_command_and_its_descendants_not_the_runner(
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
 
 
-def test_a_signal_to_a_command_that_ended_reaches_nothing(
-    tmp_path: Path, cleanup: list[subprocess.Popen[bytes]]
-) -> None:
+def test_a_signal_to_a_command_that_ended_reaches_nothing(start: Start) -> None:
     # GIVEN a pidfd of a child's command that has ended since (its runner moved on to a new command)
-    runner = _runner(tmp_path, "arr:5", 1, "sleep 0.3")
-    cleanup.append(runner)
+    runner = start("arr:5", 1, "sleep 0.3")
     handle = _found(runner.pid, "arr:5", 1)
-    assert handle is not None
-    after = _runner(tmp_path, "arr:6", 1, "sleep 30")
-    cleanup.append(after)
+    after = start("arr:6", 1, "sleep 30")
     assert runner.wait(10) == 0
     # WHEN it is signalled THEN nothing else is (the next command lives on)
     signal_command(handle, signal.SIGKILL)
