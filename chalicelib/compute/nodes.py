@@ -276,11 +276,30 @@ class NodeLauncher:
             if group.ending and index != group.main:
                 return  # the main node ended meanwhile: this node is not to run
             group.launched.add(index)
-        self.inner.launch(replace(node, network=group.network))
+        try:
+            self.inner.launch(replace(node, network=group.network))
+        except Exception as e:  # (the executor's own failures are its TaskStopped; this is an error of the host)
+            log.exception("launching node %d of %s failed", index, group.spec.key)
+            self._not_launched(group, index, f"Node {index} failed to start: CannotStartContainerError: {e}")
+            return
         with self._lock:
             late = group.ending and index != group.main
         if late:  # the main node ended while this node was being launched: its stop may have missed the task
             self.inner.stop(nodes.node_id(group.spec.job_id, index), group.spec.attempt, ending_reason(group))
+
+    def _not_launched(self, group: NodeGroup, index: int, failure: str) -> None:
+        """A node whose launch raised: it never ran, and the attempt fails (as a node that failed to start does),
+        its other nodes stopped. Without this its group would wait for ever for the node's end; a main node's
+        group would also keep a later launch of the attempt from doing anything."""
+        with self._lock:
+            group.launched.discard(index)
+            group.failure, group.ending = group.failure or failure, True
+            main_launched = group.main in group.launched
+        if not main_launched:  # nothing of it runs: it ends now
+            self._finish(group, TaskStopped(group.spec.attempt, None, status_reason=group.failure))
+            return
+        self.stop_nodes(group, group.failure or failure, include_main=True)
+        self.maybe_finish(group)
 
     def stop_nodes(self, group: NodeGroup, reason: str, *, include_main: bool) -> None:
         with self._lock:

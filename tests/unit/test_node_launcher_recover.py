@@ -1,7 +1,8 @@
 """compute/nodes.py NodeLauncher after a restart on the Docker executor (docs/adr/0027), with a scripted inner
 launcher standing for compute/docker.py: which node containers it finds, and the events it reports (each with the
 `recorded` callback that removes the container). The end-to-end proof is
-tests/e2e/test_kill_restart_multinode_docker.py; here, the orderings an e2e run cannot choose."""
+tests/e2e/test_kill_restart_multinode_docker.py; here, the orderings an e2e run cannot choose, and a node whose
+launch raises (live or recovered)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,11 @@ class Inner:
     lost_host: str | None = None  # (the process launcher's, which reports the nodes' recorded ends)
     ends: dict[int, TaskStopped] = field(default_factory=dict)
     on_event: Callable[..., None] | None = None
+    fail: set[str] = field(default_factory=set)  # node job ids whose launch raises (an error of the host)
 
     def launch(self, spec: TaskSpec) -> None:
+        if spec.job_id in self.fail:
+            raise OSError(28, "No space left on device")
         self.launched.append(spec)
 
     def recover(self, job_id: str, attempt: int) -> bool:
@@ -182,6 +186,44 @@ def test_a_gang_whose_launch_a_crash_cut_short_after_its_main_node_gets_its_othe
         launcher.on_event(f"{JOB}#{i}", TaskStopped(1, 143, status_reason=STOPPED_WITH_MAIN))
     (end,) = sink.of(TaskStopped)
     assert (end.exit_code, end.status_reason) == (0, None)
+
+
+def test_a_recovered_gangs_node_whose_launch_raises_fails_the_attempt_instead_of_waiting_for_it(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a recovered gang with nodes never created, whose first relaunch raises (a full disk)
+    launcher, inner, sink = recovered(tmp_path, {0}, relaunch=True)
+    inner.fail.add(f"{JOB}#1")
+    launcher.launch(full_spec())
+    # WHEN the main node runs
+    launcher.on_event(f"{JOB}#0", TaskStarted(1))
+    # THEN node 2 is not launched, the main node is stopped, and its end ends the attempt with the failure
+    assert inner.launched == []
+    assert [job for job, _ in inner.stops] == [f"{JOB}#0"]
+    assert sink.of(TaskStopped) == []
+    launcher.on_event(f"{JOB}#0", TaskStopped(1, 143, status_reason=inner.stops[0][1]))
+    (end,) = sink.of(TaskStopped)
+    assert end.exit_code is None
+    assert end.status_reason == "Node 1 failed to start: CannotStartContainerError: [Errno 28] No space left on device"
+
+
+@pytest.mark.parametrize("node", [0, 1])
+def test_a_live_gangs_node_whose_launch_raises_fails_the_attempt(tmp_path: Path, node: int) -> None:
+    # GIVEN a gang launched live whose main node's, or other node's, launch raises
+    sink, inner = Sink(), Inner(set(), fail={f"{JOB}#{node}"})
+    launcher = NodeLauncher(sink, tmp_path)
+    launcher.attach(inner, Network())  # type: ignore[arg-type]
+    launcher.launch(full_spec(num=2))
+    if node == 1:  # (launched once the main node runs: it is stopped, and its end is the attempt's)
+        launcher.on_event(f"{JOB}#0", TaskStarted(1))
+        assert inner.stops == [(f"{JOB}#0", inner.stops[0][1])]
+        launcher.on_event(f"{JOB}#0", TaskStopped(1, 143, status_reason=inner.stops[0][1]))
+    # THEN the attempt ends, failed to start, and a launch of it again is not swallowed by a group left behind
+    (end,) = sink.of(TaskStopped)
+    assert end.status_reason is not None and end.status_reason.startswith(f"Node {node} failed to start: ")
+    inner.fail.clear()
+    launcher.launch(full_spec(num=2))
+    assert f"{JOB}#0" in [s.job_id for s in inner.launched]
 
 
 def test_a_main_node_that_ended_before_the_spec_came_launches_none_of_the_others(tmp_path: Path) -> None:
