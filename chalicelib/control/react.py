@@ -56,14 +56,20 @@ def run_now(work: Callable[[], None]) -> None:
     work()
 
 
+def run_deferred(item: Callable[[], None]) -> None:
+    """One item of deferred work (an effect the caller does not wait for): a failure is logged, not raised, so that
+    the items after it run (the sweep repairs what it missed). The local engine's work queue runs each item so."""
+    try:
+        item()
+    except Exception:
+        log.exception("deferred work failed")
+
+
 def _run_all(work: list[Callable[[], None]]) -> None:
     """Deferred effects of several jobs, in order, as one item of the work queue: one failing does not stop the
-    others (the sweep repairs what it missed, as for an item of its own)."""
+    others, as for an item of its own."""
     for item in work:
-        try:
-            item()
-        except Exception:
-            log.exception("deferred work failed")
+        run_deferred(item)
 
 
 class Delivery(Protocol):

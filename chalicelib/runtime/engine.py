@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from chalicelib.control.context import Services
 from chalicelib.control.dispatch import ActiveJobs, Dispatcher
-from chalicelib.control.react import InlineDelivery, Reactor
+from chalicelib.control.react import InlineDelivery, Reactor, run_deferred
 from chalicelib.control.retention import purge
 from chalicelib.control.sweep import SweepPolicy, SweepReport, sweep
 from chalicelib.domain.jobs import Job
@@ -76,10 +76,7 @@ class WorkQueue:
 
     def _run(self) -> None:
         while (work := self._queue.get()) is not None:
-            try:
-                work()
-            except Exception:  # one failed item must not stop the queue; the sweep repairs it
-                log.exception("deferred work failed")
+            run_deferred(work)  # (one failed item must not stop the queue; the sweep repairs it)
 
 
 class ChildCounts:
