@@ -515,6 +515,11 @@ class LocalLauncher:
         if self.credentials is not None:
             self.credentials.release(key)
 
+    def holds(self, key: str) -> bool:
+        """Whether the attempt was launched by this launcher and has not ended here yet."""
+        with self._lock:
+            return key in self._launched
+
     def released(self, key: str) -> None:
         """The attempt ran on a runner and ended (compute/local_runs.py): what the launcher held for it goes."""
         self._release(key)

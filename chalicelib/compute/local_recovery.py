@@ -77,6 +77,10 @@ def _never_reached(launcher: LocalLauncher, job_id: str, attempt: int, workdir: 
     live: True); else its empty work dir goes and it is launched again under the same number (False). None when
     its work dir is not empty after all (something ran in it): it is recovered as any attempt without a pid."""
     key = f"{job_id}#{attempt}"
+    if launcher.holds(key):
+        # Queued on a live runner of this server (the periodic sweep asks about a child STARTING for long behind a
+        # slow one): nothing to recover; the sweep's launch of it is a no-op (LocalLauncher.launch: launched once).
+        return False
     stop = launcher.journal.stop_of(key)
     if stop is not None:
         stopped = TaskStopped(attempt, None, status_reason=stop, timed_out=stop == TIMEOUT_REASON)

@@ -11,12 +11,15 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from chalicelib.control.sweep import sweep
 from chalicelib.domain import runs
 from chalicelib.domain.jobs import STARTING
+from chalicelib.runtime.engine import PERIODIC
 from chalicelib.runtime.local import LocalRuntime
 from tests.e2e.conftest import (
     Client,
@@ -114,6 +117,24 @@ def test_the_children_queued_on_a_runner_killed_from_outside_run_once_on_another
     assert {jobs[c]["status"] for c in children(parent, 100) if c != blocked} == {"SUCCEEDED"}
     ran = Counter(line for line in ledger.read_text().splitlines() if line.startswith(f"{parent}:"))
     assert ran == Counter(f"{c} 1" for c in children(parent, 100))
+
+
+def test_the_sweep_leaves_a_child_queued_on_a_live_runner_alone(
+    batch: Client, runtime: LocalRuntime, tmp_path: Path, state_dir: Path
+) -> None:
+    # GIVEN child 60 running (until a go file comes) with children of its run queued on its runner behind it
+    go = tmp_path / "never"  # (_blocked_run's)
+    parent, _, waiting = _blocked_run(batch, runtime, tmp_path, 100, "true")
+    assert f"queued {waiting[0]}#1 " in (state_dir / "work" / "journal").read_text()
+    # WHEN the periodic sweep looks at them, as it does at children STARTING for a sweep period (30 s here)
+    now = runtime.services.clock.now_ms()
+    report = sweep(runtime.services, runtime.engine.reactor, now, replace(PERIODIC, starting_grace_ms=0))
+    assert set(waiting) <= {key.split("#")[0] for key in report.relaunched}, report  # (a no-op: launched once)
+    # THEN they run once 60 ends, each on its first attempt
+    go.touch()
+    jobs = wait_terminal(batch, [parent, *children(parent, 100)], timeout=60)
+    assert {j["status"] for j in jobs.values()} == {"SUCCEEDED"}
+    assert {len(jobs[c]["attempts"]) for c in waiting} == {1}
 
 
 def _blocked_run(
