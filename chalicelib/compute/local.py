@@ -132,6 +132,7 @@ class LocalLauncher:
         self._run_waiting: dict[str, deque[TaskSpec]] = {}  # a run with a child started -> its children waiting
         self._run_live: dict[str, int] = {}  # a run -> its children started (or queued on its runner), not ended
         self._early_stops: dict[str, str] = {}  # attempts stopped while being started -> the stop's reason
+        self._requeued: set[str] = set()  # run children put back once (`requeue`), their end not recorded yet
         self._on_path: set[tuple[str, str]] = set()  # (program, PATH) found runnable (a miss is looked up again)
         work_root.mkdir(parents=True, exist_ok=True)
         # Absolute: the supervisors append to it from their own working directories.
@@ -155,8 +156,8 @@ class LocalLauncher:
     def launch(self, spec: TaskSpec) -> None:
         waiting: deque[TaskSpec] | None = None
         with self._lock:
-            if spec.key in self._launched:
-                return  # idempotent: this attempt was started already
+            if spec.key in self._launched or spec.key in self._attempts:
+                return  # idempotent: this attempt was started already (its end, if it came, is not recorded yet)
             self._launched.add(spec.key)
             if spec.run is not None:  # claimed in a run (domain/runs.py): its children run one after another
                 self._run_of[spec.key] = spec.run
@@ -262,15 +263,22 @@ class LocalLauncher:
         return True
 
     def stop(self, job_id: str, attempt: int, reason: str) -> None:
-        if self._groups.stop(f"{job_id}#{attempt}", reason) or self._runs.stop(f"{job_id}#{attempt}", reason):
-            return
-        if self._unqueue(f"{job_id}#{attempt}", reason):
+        key = f"{job_id}#{attempt}"
+        if self._groups.stop(key, reason):
             return
         with self._lock:
-            running = self._running.get(f"{job_id}#{attempt}")
-            if running is None and f"{job_id}#{attempt}" in self._launched:
-                # Being started on another thread (a run's next child, on a runner's reader): sent once it is.
-                self._early_stops[f"{job_id}#{attempt}"] = reason
+            # Kept first, in case it is being started on another thread (a run's next child, on a runner's reader)
+            # and found nowhere below: sent again once it is (`_start_checked`, `_queue_on`; a stop twice is one).
+            if key in self._launched and key not in self._running:
+                self._early_stops[key] = reason
+        if self._runs.stop(key, reason) or self._unqueue(key, reason):
+            with self._lock:
+                self._early_stops.pop(key, None)
+            return
+        with self._lock:
+            running = self._running.get(key)
+            if running is not None:
+                self._early_stops.pop(key, None)
             if running is None or running.stop_reason is not None:
                 return  # not running here, or stopping already (its SIGKILL is armed)
             running.stop_reason = reason
@@ -351,9 +359,10 @@ class LocalLauncher:
             for spec in reversed(specs):
                 run = self._run_of.get(spec.key)
                 waiting = self._run_waiting.get(run) if run is not None else None
-                if run is None or waiting is None:
+                if run is None or waiting is None or spec.key in self._requeued:  # (once: runners that keep dying)
                     lost.append(spec)
                     continue
+                self._requeued.add(spec.key)
                 waiting.appendleft(spec)
                 self._run_live[run] = self._run_live.get(run, 1) - 1
                 runs[run] = None
@@ -460,6 +469,7 @@ class LocalLauncher:
     def _settled(self, key: str) -> None:
         with self._lock:
             self._attempts.discard(key)
+            self._requeued.discard(key)
             unsettled = len(self._attempts)
         self._journal.settled(unsettled)  # (the last compaction may have kept a burst's lines: Journal.settled)
 
@@ -516,9 +526,10 @@ class LocalLauncher:
             self.credentials.release(key)
 
     def holds(self, key: str) -> bool:
-        """Whether the attempt was launched by this launcher and has not ended here yet."""
+        """Whether the attempt was launched by this launcher and its end is not recorded yet (`launch` of it does
+        nothing)."""
         with self._lock:
-            return key in self._launched
+            return key in self._launched or key in self._attempts
 
     def released(self, key: str) -> None:
         """The attempt ran on a runner and ended (compute/local_runs.py): what the launcher held for it goes."""

@@ -102,17 +102,18 @@ def eligible(spec: TaskSpec, env: dict[str, str], workdir: Path, root: Path) -> 
 
 @dataclass(frozen=True)
 class RunnerWriter:
-    """A busy runner as a writer of the journal (a live compaction's `Launches.writers`): it may still append to
-    the inode the journal's path named when this was taken until it holds its command (it appends only after the
-    command ends, by the path), reports an end (its exit line was written before), or is gone. An idle runner is
-    not one: it reported its last end, and waits for its next child."""
+    """A busy runner as a writer of the journal (a live compaction's `Launches.writers`, taken after the rename). It
+    appends by the path, only while it holds no command: a child's pid line before it forks it, its exit line
+    after it reaped it (RUNNER). So it may still append to the inode the path named before until it is seen
+    holding a command, or the ends of every child it had then were read (`until`: each child's lines were written
+    before its end was printed), or it is gone. An idle runner is not one: it reported its last end."""
 
     runner: Runner
-    ends: int
+    until: int  # its `ends` once the children queued on it when this was taken have all ended
 
     def may_append(self) -> bool:
         r = self.runner
-        if r.gone or r.ends > self.ends or r.proc.returncode is not None:
+        if r.gone or r.ends >= self.until or r.proc.returncode is not None:
             return False
         return not holds_command(r.pid)
 
@@ -193,15 +194,21 @@ class Runners:
         """Queue the child on the runner and write its line; False (nothing done) when the runner is gone. Its
         line is written in the order of the queue (under the runner's stdin lock), after its ARN is journaled."""
         with runner.stdin_lock:
+            if runner.gone:
+                return False
+            # First: a journal that cannot be written (a full disk) raises before the child is the runner's.
+            self.launcher.journal.record_handed(spec.key, spec.local_task_arn)  # (its pid: the runner's to journal)
             with self._lock:
                 if runner.gone:
                     return False
                 runner.queue.append(_Child(spec))
                 self._busy[spec.key] = runner
+                idle = self._idle.get(runner.shape)
+                if idle and runner in idle:  # (made idle by its last end since `room` returned it)
+                    idle.remove(runner)
                 if spec.run is not None:
                     runner.run = spec.run
                     self._run_runner[spec.run] = runner
-            self.launcher.journal.record_handed(spec.key, spec.local_task_arn)  # (its pid: the runner's to journal)
             index = spec.environment["AWS_BATCH_JOB_ARRAY_INDEX"]  # (`eligible`: the index of its job id)
             with contextlib.suppress(OSError):  # a runner gone: its reader settles the child (`_ended`)
                 os.write(runner.stdin, f"{index} {spec.attempt}\n".encode())  # (far below PIPE_BUF: whole)
@@ -261,7 +268,7 @@ class Runners:
             idle = self._idle.get(shape)
             while idle:
                 runner = idle.pop()
-                if not runner.gone:
+                if not runner.gone and not runner.queue:
                     return runner
         return None
 
@@ -370,8 +377,11 @@ class Runners:
             with self._lock:
                 if child.done or runner.gone:
                     return False
+                # Past the deadline (a command that changed both its variables and its directory), any command of
+                # the runner is the child's, but only while it has no other child: it may run the next one already.
+                last = time.monotonic() >= deadline and list(runner.queue) == [child]
             spec = child.spec
-            found = command_of(runner.pid, spec.job_id, spec.attempt, last=time.monotonic() >= deadline)
+            found = command_of(runner.pid, spec.job_id, spec.attempt, last=last)
             if found is not None:
                 with self._lock:
                     if child.done:
@@ -379,7 +389,7 @@ class Runners:
                         return False
                     child.command = found
                 return True
-            time.sleep(0.002)
+            time.sleep(0.002 if time.monotonic() < deadline else 0.1)
 
     def _signal(self, child: _Child, sig: signal.Signals) -> None:
         """Signal the child's command (and, with SIGKILL, its descendants), unless its end came: a pidfd is closed
@@ -444,7 +454,8 @@ class Runners:
             if child.stop_reason is not None:  # withdrawn (`_withdraw`)
                 self.launcher.stopped_before_start(child.spec, child.stop_reason)
             else:
-                self.launcher.failed_to_start(child.spec, "CannotStartContainerError: the work directory is gone")
+                why = "CannotStartContainerError: its work directory is gone, or the journal cannot be written"
+                self.launcher.failed_to_start(child.spec, why)
             return None
         # The run's next child is handed first (compute/local.py `next_of_run`): the runner may wait for it, the
         # control plane does not.
@@ -483,9 +494,10 @@ class Runners:
             if child.command is not None:
                 close_command(child.command)
                 child.command = None
-            if not runner.queue and not runner.gone and not runner.lost:
+            idle = self._idle.setdefault(runner.shape, [])
+            if not runner.queue and not runner.gone and not runner.lost and runner not in idle:
                 runner.idle_since = time.monotonic()
-                self._idle.setdefault(runner.shape, []).append(runner)
+                idle.append(runner)
                 if self._timer is None:  # runners left idle when no launch comes are told to end too
                     self._timer = threading.Timer(IDLE_SECONDS, self._retire_later)
                     self._timer.daemon = True
@@ -516,11 +528,14 @@ class Runners:
         with self._lock:
             runner.gone = True  # from here on no child is handed to it (`_tell`)
             children = list(runner.queue)
+            # Taken out of reach of a stop now (`stop` then finds them waiting in their run, or as early stops).
+            unreached = [c for c in children if not c.started and c.stop_reason is None and c.spec.run is not None]
+            for child in unreached if not runner.lost else ():
+                self._busy.pop(child.spec.key, None)
         if runner.lost:  # shutdown: recovery at the next start decides
             for child in children:
                 self._finish(runner, child)
             return
-        unreached = [c for c in children if not c.started and c.stop_reason is None and c.spec.run is not None]
         for child in unreached:
             self._finish(runner, child, release=False)
         self.launcher.requeue([c.spec for c in unreached])
@@ -542,7 +557,7 @@ class Runners:
     def writers(self) -> list[RunnerWriter]:
         """The busy runners, as writers a live compaction of the journal waits for (RunnerWriter)."""
         with self._lock:
-            return [RunnerWriter(r, r.ends) for r in set(self._busy.values())]
+            return [RunnerWriter(r, r.ends + len(r.queue)) for r in set(self._busy.values())]
 
     # -- shutdown -------------------------------------------------------------------------------------------------
 
@@ -619,7 +634,7 @@ def signal_command(handle: int, sig: signal.Signals) -> None:
     if pid is not None:
         for found in _descendants(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(found, signal.SIGKILL)
+                os.kill(found, sig)
     with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         if HAVE_PIDFD:
             signal.pidfd_send_signal(handle, sig)

@@ -40,10 +40,11 @@ SUPERVISOR = (
 # "<root>/<array>_<index>/<attempt>" (compute/local.py `work_dir`). The lines are that short because `read` takes
 # its input from a pipe one byte per system call: a line with the key, the job id and the work dir cost the runner
 # ~200 reads per child. The runner journals a child's pid line itself (its own pid: the recovery kills its group),
-# after its "S" and before the command is forked: a child queued behind another (RUN_AHEAD) that the runner never
-# reached has no pid line, and is launched again by a recovery (compute/local_recovery.py). After the server died,
-# the runner's next "S" or "E" kills it (SIGPIPE: the server held the pipe's only read end), so it reaches no
-# child from then on.
+# then tells its "S", then forks the command: a child queued behind another (RUN_AHEAD) that the runner never
+# reached has no pid line, and is launched again by a recovery (compute/local_recovery.py). A pid line that cannot
+# be written (a full disk) makes the child "F" (not started). After the server died, the runner's next "S" (or "E")
+# ends it before it forks (SIGPIPE, or the write's error: the server held the pipe's only read end), so no child
+# runs whose pid line a recovery did not find.
 PER_CHILD = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ARRAY_INDEX", "AWS_BATCH_JOB_ATTEMPT")
 MARK = b"\x1e"
 RUNNER = (
@@ -52,7 +53,9 @@ RUNNER = (
     "__bp_k=$__bp_p:$__bp_i#$__bp_a; "
     'cd "$__bp_r/${__bp_p}_$__bp_i/$__bp_a" 2>/dev/null || '
     '{ printf "\\036%s F %s\\n" "$__bp_n" "$__bp_k"; continue; }; '
-    'printf "\\036%s S %s\\n" "$__bp_n" "$__bp_k"; printf "pid %s %s\\n" "$__bp_k" "$$" >> "$__bp_j"; '
+    'printf "pid %s %s\\n" "$__bp_k" "$$" 2>/dev/null >> "$__bp_j" || '
+    '{ printf "\\036%s F %s\\n" "$__bp_n" "$__bp_k"; continue; }; '
+    'printf "\\036%s S %s\\n" "$__bp_n" "$__bp_k" || exit 1; '
     'AWS_BATCH_JOB_ID=$__bp_p:$__bp_i AWS_BATCH_JOB_ARRAY_INDEX=$__bp_i AWS_BATCH_JOB_ATTEMPT=$__bp_a "$@" </dev/null; '
     '__bp_c=$?; printf "exit %s %s\\n" "$__bp_k" "$__bp_c" >> "$__bp_j"; '
     'printf "\\036%s E %s %s\\n" "$__bp_n" "$__bp_k" "$__bp_c"; done'

@@ -82,21 +82,28 @@ def test_the_command_is_found_by_its_work_dir_when_its_variables_are_gone(tmp_pa
     _found_only_as(runner.pid, ("arr:7", 3), ("arr:7", 4), ("arr:17", 3))
 
 
-def test_a_signal_reaches_the_command_and_its_descendants_not_the_runner(start: Start) -> None:
-    # GIVEN a child's command with a process of its own, under a runner that goes on after it
-    runner = start("arr:4", 1, "sleep 30 & wait")
+def test_a_signal_reaches_the_command_and_its_descendants_not_the_runner(tmp_path: Path, start: Start) -> None:
+    # GIVEN a child's command with a process of its own that cleans up on SIGTERM, under a runner that goes on
+    mark = tmp_path / "cleaned"
+    (tmp_path / "worker.sh").write_text(f"trap 'touch {mark}; exit 0' TERM; while :; do sleep 0.05; done\n")
+    runner = start("arr:4", 1, f"sh {tmp_path / 'worker.sh'} & wait")
     handle = _found(runner.pid, "arr:4", 1)
     (command,) = _children(runner.pid)
     wait = time.monotonic() + 10
     while time.monotonic() < wait and not _children(command):
         time.sleep(0.01)
-    (grandchild,) = _children(command)
+    (worker,) = _children(command)
     # WHEN it is sent SIGTERM
     signal_command(handle, signal.SIGTERM)
     close_command(handle)
-    # THEN both end, and the runner does not (it would run its next child): it ends by itself, successfully
+    # THEN both end, the worker on SIGTERM itself (its trap ran), and the runner does not end (it would run its
+    # next child): it ends by itself, successfully
     assert runner.wait(10) == 0
-    for pid in (command, grandchild):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not mark.exists():
+        time.sleep(0.01)
+    assert mark.exists()
+    for pid in (command, worker):
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
 
 
