@@ -144,6 +144,10 @@ class LocalLauncher:
     def work_dir(self, job_id: str, attempt: int) -> Path:
         return self.work_root / job_id.replace(":", "_") / str(attempt)
 
+    def _work_path(self, spec: TaskSpec) -> str:
+        """`work_dir` as a string, for a run's next children: pathlib's joins cost more than the mkdirs there."""
+        return f"{self.work_root}/{spec.job_id.replace(':', '_')}/{spec.attempt}"
+
     def forget(self, job: Job) -> None:
         """A finished job leaves the store (control/retention.py): remove its attempts' work directories and what
         this launcher remembers of them."""
@@ -156,7 +160,7 @@ class LocalLauncher:
     def launch(self, spec: TaskSpec) -> None:
         waiting: deque[TaskSpec] | None = None
         with self._lock:
-            if spec.key in self._launched or spec.key in self._attempts:
+            if self._holds(spec.key):
                 return  # idempotent: this attempt was started already (its end, if it came, is not recorded yet)
             self._launched.add(spec.key)
             if spec.run is not None:  # claimed in a run (domain/runs.py): its children run one after another
@@ -175,8 +179,12 @@ class LocalLauncher:
             self.top_up(spec.run)  # (a no-op until its first child is on a runner: it waits for an end then)
 
     def _start_checked(self, spec: TaskSpec) -> None:
-        """`_start`, then a stop that came while it was being started (found nowhere yet: `stop`) is sent again."""
+        """`_start`, then a stop that came while it was being started is sent again (`_early_stop`)."""
         self._start(spec)
+        self._early_stop(spec)
+
+    def _early_stop(self, spec: TaskSpec) -> None:
+        """A stop that came while the attempt was being started (found nowhere yet: `stop`), sent again now."""
         with self._lock:
             reason = self._early_stops.pop(spec.key, None)
         if reason is not None:
@@ -307,23 +315,30 @@ class LocalLauncher:
             if run is None:
                 return
             live = self._run_live[run] = self._run_live.get(run, 1) - 1
-            waiting = self._run_waiting.get(run)
-            if live > 0:
-                spec = None
-            elif not waiting:
+            spec = self._first_waiting(run)
+            if spec is None and live <= 0:
                 self._run_waiting.pop(run, None)
                 self._run_live.pop(run, None)
-                spec = None
-            else:
-                spec = waiting.popleft()
-                self._run_live[run] = 1
         if live > 0:
             self.top_up(run)
         elif spec is None:
             self._runs.run_ended(run)
         else:
-            self._start_in_run(spec)
-            self.top_up(run)
+            self._start_first(run, spec)
+
+    def _first_waiting(self, run: str) -> TaskSpec | None:
+        """(Under the lock.) The run's first waiting child, taken to start as a first launch, when none of the run
+        is in flight; None otherwise (or when none waits)."""
+        waiting = self._run_waiting.get(run)
+        if self._run_live.get(run, 0) > 0 or not waiting:
+            return None
+        self._run_live[run] = 1
+        return waiting.popleft()
+
+    def _start_first(self, run: str, spec: TaskSpec) -> None:
+        """Start the run's child taken by `_first_waiting`, then queue the next ones on its runner (`top_up`)."""
+        self._start_in_run(spec)
+        self.top_up(run)
 
     def top_up(self, run: str) -> None:
         """Queue the run's waiting children on the runner that runs one of them, up to its room (RUN_AHEAD), so
@@ -366,29 +381,18 @@ class LocalLauncher:
                 waiting.appendleft(spec)
                 self._run_live[run] = self._run_live.get(run, 1) - 1
                 runs[run] = None
-            starts = []
-            for run in runs:
-                if self._run_live[run] <= 0:
-                    self._run_live[run] = 1
-                    starts.append((run, self._run_waiting[run].popleft()))
+            starts = [(run, first) for run in runs if (first := self._first_waiting(run)) is not None]
         for spec in lost:
             self.failed_to_start(spec, "CannotStartContainerError: the runner ended before the command started")
         for run, spec in starts:
-            self._start_in_run(spec)
-            self.top_up(run)
+            self._start_first(run, spec)
 
     def _queue_on(self, runner: Runner, spec: TaskSpec) -> None:
-        workdir = f"{self.work_root}/{spec.job_id.replace(':', '_')}/{spec.attempt}"
-        if not self._open_attempt(spec, workdir):
+        if not self._open_attempt(spec, self._work_path(spec)):
             self.next_of_run(spec.key)
             return
-        if not self._runs.hand_ahead(runner, spec):
-            # its runner ended since: the child starts as the first of its run would (its work dir is there)
-            self._runs.hand(runner, spec)
-        with self._lock:
-            reason = self._early_stops.pop(spec.key, None)
-        if reason is not None:
-            self.stop(spec.job_id, spec.attempt, reason)
+        self._runs.hand(runner, spec)  # (its runner ended since: it starts as the first of its run would)
+        self._early_stop(spec)
 
     def _start_in_run(self, spec: TaskSpec) -> None:
         """A child of a run that cannot be started (an error of the host: a full disk, a closed journal) fails to
@@ -406,8 +410,7 @@ class LocalLauncher:
         runner = self._runs.take_for_run(spec)
         if runner is None:
             return False
-        # (`work_dir` as a string: pathlib's joins cost more than the mkdirs on this path)
-        if not self._open_attempt(spec, f"{self.work_root}/{spec.job_id.replace(':', '_')}/{spec.attempt}"):
+        if not self._open_attempt(spec, self._work_path(spec)):
             self._runs.give_back(runner)
             self.next_of_run(spec.key)
             return True
@@ -529,7 +532,10 @@ class LocalLauncher:
         """Whether the attempt was launched by this launcher and its end is not recorded yet (`launch` of it does
         nothing)."""
         with self._lock:
-            return key in self._launched or key in self._attempts
+            return self._holds(key)
+
+    def _holds(self, key: str) -> bool:  # (under the lock)
+        return key in self._launched or key in self._attempts
 
     def released(self, key: str) -> None:
         """The attempt ran on a runner and ended (compute/local_runs.py): what the launcher held for it goes."""

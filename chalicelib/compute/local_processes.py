@@ -13,20 +13,25 @@ EXIT_FILE = "exit"
 PID_FILE = "pid"
 
 
+def carries(pid: int | str, job_id: str, attempt: int) -> bool:
+    """Whether the process was exec'd with the attempt's AWS_BATCH_JOB_ID and AWS_BATCH_JOB_ATTEMPT (Linux /proc; an
+    OSError when it is gone or cannot be read)."""
+    want = {f"AWS_BATCH_JOB_ID={job_id}".encode(), f"AWS_BATCH_JOB_ATTEMPT={attempt}".encode()}
+    return want <= set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+
+
 def processes_of(job_id: str, attempt: int) -> list[int]:
     """Processes started for this attempt, by their environment (Linux only; [] where /proc is missing)."""
     proc = Path("/proc")
-    want = {f"AWS_BATCH_JOB_ID={job_id}".encode(), f"AWS_BATCH_JOB_ATTEMPT={attempt}".encode()}
     found = []
     for entry in proc.iterdir() if proc.is_dir() else ():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            environ = set((entry / "environ").read_bytes().split(b"\0"))
+            if carries(entry.name, job_id, attempt):
+                found.append(int(entry.name))
         except OSError:
             continue
-        if want <= environ:
-            found.append(int(entry.name))
     return found
 
 

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chalicelib.compute.local_processes import carries
 from chalicelib.compute.local_supervisor import (
     COMMAND_WAIT_S,
     MARK,
@@ -246,17 +247,13 @@ class Runners:
                 self._idle.setdefault(runner.shape, []).append(runner)
 
     def hand(self, runner: Runner, spec: TaskSpec) -> None:
-        """Give a runner taken for `spec` (`take_for_run`) its child, whose work dir was created."""
+        """Give a runner taken for `spec` (`take_for_run`), or one with room for it (`room`), its child, whose work
+        dir was created."""
         if not self._tell(runner, spec):  # it ended since it was taken: the child goes the way of a first launch
             workdir = self.launcher.work_dir(spec.job_id, spec.attempt)
             env = self.launcher.environment(spec, workdir)
             if env is not None and not self.launch(spec, workdir, env):
                 self.launcher.failed_to_start(spec, "CannotStartContainerError: the runner of its run ended")
-
-    def hand_ahead(self, runner: Runner, spec: TaskSpec) -> bool:
-        """Queue a run's next child on the runner that runs its run (`room`), whose work dir was created; False
-        when the runner ended since (the caller decides)."""
-        return self._tell(runner, spec)
 
     def run_ended(self, run: str) -> None:
         """A run has no child left: what was kept for it goes."""
@@ -392,7 +389,7 @@ class Runners:
             time.sleep(0.002 if time.monotonic() < deadline else 0.1)
 
     def _signal(self, child: _Child, sig: signal.Signals) -> None:
-        """Signal the child's command (and, with SIGKILL, its descendants), unless its end came: a pidfd is closed
+        """Signal the child's command and its descendants, unless its end came: a pidfd is closed
         when it ends (`_finish`, under the same lock), so its number is never another process's."""
         with self._lock:
             if child.done or child.command is None:
@@ -528,11 +525,13 @@ class Runners:
         with self._lock:
             runner.gone = True  # from here on no child is handed to it (`_tell`)
             children = list(runner.queue)
-            # Taken out of reach of a stop now (`stop` then finds them waiting in their run, or as early stops).
-            unreached = [c for c in children if not c.started and c.stop_reason is None and c.spec.run is not None]
-            for child in unreached if not runner.lost else ():
-                self._busy.pop(child.spec.key, None)
-        if runner.lost:  # shutdown: recovery at the next start decides
+            if runner.lost:  # shutdown: recovery at the next start decides
+                unreached = []
+            else:  # taken out of reach of a stop now (`stop` then finds them waiting in their run, or as early stops)
+                unreached = [c for c in children if not c.started and c.stop_reason is None and c.spec.run is not None]
+                for child in unreached:
+                    self._busy.pop(child.spec.key, None)
+        if runner.lost:
             for child in children:
                 self._finish(runner, child)
             return
@@ -585,13 +584,12 @@ def command_of(runner: int, job_id: str, attempt: int, *, last: bool = False) ->
     """A pidfd (or, without pidfds, the pid) of the runner's child process that is the attempt's command: exec'd with
     its AWS_BATCH_JOB_ID and AWS_BATCH_JOB_ATTEMPT, or in its work dir (a command may exec another with other
     variables, or change its directory, not both). None when there is none (not forked or exec'd yet, or ended).
-    With `last`, any exec'd child of the runner is taken (its end would have been read by now: the runner runs
-    one command at a time). Linux /proc; elsewhere None."""
+    With `last`, any exec'd child of the runner is taken (the caller's fallback when the attempt is the only child
+    queued on the runner, which runs one command at a time). Linux /proc; elsewhere None."""
     try:
         pids = Path(f"/proc/{runner}/task/{runner}/children").read_text().split()
     except OSError:
         return None
-    wanted = {f"AWS_BATCH_JOB_ID={job_id}".encode(), f"AWS_BATCH_JOB_ATTEMPT={attempt}".encode()}
     workdir = f"/{job_id.replace(':', '_')}/{attempt}"
     for pid in pids:
         if not execed(pid):
@@ -600,12 +598,12 @@ def command_of(runner: int, job_id: str, attempt: int, *, last: bool = False) ->
         if handle is None:
             continue
         try:
-            environ = set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+            by_variables = carries(pid, job_id, attempt)
             cwd = os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)")
         except OSError:
             close_command(handle)
             continue
-        if last or wanted <= environ or cwd.endswith(workdir):
+        if last or by_variables or cwd.endswith(workdir):
             return handle
         close_command(handle)
     return None
